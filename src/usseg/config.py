@@ -1,0 +1,259 @@
+"""Load, validate and interpret config.yaml.
+
+The JSON schema (config.schema.yaml, shipped with the package) checks types
+and keys and fills defaults; `check_config` adds the checks a schema cannot
+express (a class name that is not in the palette, a subject pattern without a
+group, ...). Both raise ConfigError with the dotted key at fault, so the user
+never has to read a traceback to find a typo.
+
+This module must stay light: the Snakefile imports it on every start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import yaml
+
+from usseg.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _validator_filling_defaults():
+    """A Draft 2020-12 validator that also writes `default` values into the instance."""
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_error_message(err: jsonschema.ValidationError, source: str) -> str:
+    key = _dotted(err.absolute_path)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        allowed = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
+        return (
+            f"{source}: unknown key {', '.join(repr(e) for e in extra)} under {key}. "
+            f"Allowed keys there: {allowed}. Check the spelling or remove it."
+        )
+    if err.validator == "enum":
+        allowed = ", ".join(repr(v) for v in err.validator_value)
+        return f"{source}: {key} = {err.instance!r} is not allowed; use one of {allowed}."
+    if err.validator == "oneOf":
+        return (
+            f"{source}: {key} = {err.instance!r} has the wrong form. "
+            f"See the comment beside this key in config.yaml for what it accepts."
+        )
+    return f"{source}: {key}: {err.message}. Fix this value in the config."
+
+
+def validate_schema(config: dict, source: str = "config.yaml") -> dict:
+    """Validate `config` in place against the schema, filling defaults; raise ConfigError."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of keys to values, got {type(config).__name__}.")
+    validator = _validator_filling_defaults()(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(_schema_error_message(errors[0], source))
+    return config
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# ----------------------------------------------------------------------------- palette
+
+
+def class_names(dataset_cfg: dict) -> list[str]:
+    """Class names in class-index order (index 0 is background)."""
+    return [c["name"] for c in dataset_cfg["classes"]]
+
+
+def palette(dataset_cfg: dict) -> np.ndarray:
+    """Palette as a (n_classes, 3) uint8 array, row i = colour of class i."""
+    return np.array([c["rgb"] for c in dataset_cfg["classes"]], dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def resolve_experiment(config: dict, name: str) -> dict:
+    """The full settings of experiment `name`: experiment_defaults overridden by its own keys."""
+    if name not in config["experiments"]:
+        known = ", ".join(sorted(config["experiments"]))
+        raise ConfigError(f"config.yaml: no experiment named {name!r}; experiments are: {known}.")
+    exp = _deep_merge(config.get("experiment_defaults", {}), config["experiments"][name] or {})
+    exp["name"] = name
+    return exp
+
+
+def experiment_class_names(exp: dict, dataset_cfg: dict) -> list[str]:
+    """Output classes of an experiment: background first, then the requested organs in palette order."""
+    names = class_names(dataset_cfg)
+    if exp["classes"] == "all":
+        return names
+    wanted = set(exp["classes"])
+    return [names[0]] + [n for n in names[1:] if n in wanted]
+
+
+def label_lookup(exp: dict, dataset_cfg: dict) -> np.ndarray:
+    """Array mapping palette index -> experiment output index (classes left out become background)."""
+    names = class_names(dataset_cfg)
+    out_names = experiment_class_names(exp, dataset_cfg)
+    lut = np.zeros(len(names), dtype=np.uint8)
+    for i, n in enumerate(names):
+        if n in out_names:
+            lut[i] = out_names.index(n)
+    return lut
+
+
+def include_background(exp: dict, dataset_cfg: dict) -> bool:
+    """Whether the Dice term counts background: by default not for a single organ, where it would dominate."""
+    setting = exp["loss"]["include_background"]
+    if setting == "auto":
+        return len(experiment_class_names(exp, dataset_cfg)) > 2
+    return bool(setting)
+
+
+REQUIRED_EXPERIMENT_KEYS = (
+    "classes", "train_modalities", "model", "loss", "optimizer", "scheduler", "epochs",
+    "batch_size", "image_size", "augmentation", "postprocess", "seed", "device",
+)
+
+
+# ----------------------------------------------------------------------------- semantic checks
+
+
+def check_config(config: dict, source: str = "config.yaml") -> dict:
+    """Validate schema and meaning; return the config with defaults filled. Raises ConfigError."""
+    validate_schema(config, source)
+    ds = config["dataset"]
+    names = class_names(ds)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: dataset.classes has a repeated class name; each name must be unique.")
+    colours = [tuple(c["rgb"]) for c in ds["classes"]]
+    for i, col in enumerate(colours):
+        if colours.index(col) != i:
+            raise ConfigError(
+                f"{source}: dataset.classes: {names[i]!r} and {names[colours.index(col)]!r} share the colour {list(col)}; "
+                "every class needs its own colour."
+            )
+    for mod, spec in ds["modalities"].items():
+        key = f"dataset.modalities.{mod}.subject_pattern"
+        try:
+            pattern = re.compile(spec["subject_pattern"])
+        except re.error as exc:
+            raise ConfigError(f"{source}: {key} is not a valid regular expression: {exc}.") from None
+        if pattern.groups < 1:
+            raise ConfigError(f"{source}: {key} needs one capture group around the subject id, e.g. '^(ct\\d+)-\\d+$'.")
+    if ds["target_modality"] not in ds["modalities"]:
+        raise ConfigError(
+            f"{source}: dataset.target_modality = {ds['target_modality']!r} is not one of the modalities "
+            f"({', '.join(ds['modalities'])})."
+        )
+    diag = config.get("diagnostics", {})
+    for key in ("min_labeled_target_subjects", "min_target_label_share"):
+        th = diag.get(key)
+        if th and th["fail_below"] > th["warn_below"]:
+            raise ConfigError(f"{source}: diagnostics.{key}: fail_below must not exceed warn_below.")
+    auc = diag.get("domain_auc")
+    if auc and auc["fail_above"] < auc["warn_above"]:
+        raise ConfigError(f"{source}: diagnostics.domain_auc: fail_above must not be below warn_above.")
+    for name in config["experiments"]:
+        _check_experiment(config, name, source)
+    return config
+
+
+def _check_experiment(config: dict, name: str, source: str) -> None:
+    exp = resolve_experiment(config, name)
+    ds = config["dataset"]
+    where = f"{source}: experiments.{name}"
+    missing = [k for k in REQUIRED_EXPERIMENT_KEYS if k not in exp]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)} (set it here or in experiment_defaults).")
+    names = class_names(ds)
+    if exp["classes"] != "all":
+        for cls in exp["classes"]:
+            if cls not in names:
+                raise ConfigError(
+                    f"{where}.classes: {cls!r} is not a class of dataset.classes; known classes: {', '.join(names[1:])}."
+                )
+            if cls == names[0]:
+                raise ConfigError(f"{where}.classes: {cls!r} is the background; list organs only.")
+    for mod in exp["train_modalities"]:
+        if mod not in ds["modalities"]:
+            raise ConfigError(
+                f"{where}.train_modalities: {mod!r} is not a modality of dataset.modalities ({', '.join(ds['modalities'])})."
+            )
+    weights = exp["loss"]["class_weights"]
+    n_out = len(experiment_class_names(exp, ds))
+    if isinstance(weights, list) and len(weights) != n_out:
+        raise ConfigError(
+            f"{where}.loss.class_weights has {len(weights)} values but the experiment has {n_out} output classes "
+            f"({', '.join(experiment_class_names(exp, ds))}); give one weight per class, background first."
+        )
+    model = exp["model"]
+    if model["name"] in ("unet", "basic_unet_plus_plus"):
+        for key in ("channels", "strides"):
+            if key not in model:
+                raise ConfigError(f"{where}.model.{key} is missing.")
+        if len(model["strides"]) != len(model["channels"]) - 1:
+            raise ConfigError(
+                f"{where}.model: strides needs one entry fewer than channels "
+                f"(got {len(model['channels'])} channels, {len(model['strides'])} strides)."
+            )
+        factor = int(np.prod(model["strides"]))
+        if any(s % factor for s in exp["image_size"]):
+            raise ConfigError(
+                f"{where}.image_size {exp['image_size']} must be divisible by the product of the strides ({factor})."
+            )
+    if model["name"] == "random_forest" and "forest" not in exp:
+        raise ConfigError(f"{where}: model random_forest needs a forest: section.")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and check a config file (for tools and tests outside Snakemake)."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return check_config(config, source=str(path))
+
+
+def get(config: dict, dotted: str) -> Any:
+    """Value at a dotted key, e.g. get(cfg, 'split.seed')."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
