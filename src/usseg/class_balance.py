@@ -1,0 +1,40 @@
+"""Class frequencies and the class weights that counter them.
+
+Shared by the diagnostics (which suggest weights) and training (`class_weights:
+auto`), so the weights a user reads in the report are the ones a model uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def pixel_counts(label_arrays: Iterable[np.ndarray], n_classes: int) -> np.ndarray:
+    """Pixels per class summed over label arrays (values must be < n_classes)."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for labels in label_arrays:
+        counts += np.bincount(labels.ravel(), minlength=n_classes)[:n_classes]
+    return counts
+
+
+def suggest_class_weights(counts: np.ndarray, max_weight: float = 10.0) -> np.ndarray:
+    """Square-root median-frequency weights, mean 1 over the classes present.
+
+    Median-frequency balancing (weight = median frequency / class frequency)
+    makes rare organs count; the square root tempers it, because the raw ratio
+    for an organ covering 0.1 % of pixels is in the hundreds and makes training
+    unstable. A class that never occurs gets weight 0: there is nothing to learn
+    from, and the report says so instead of inventing a number.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    if not present.any():
+        raise ValueError("no labeled pixels: cannot derive class weights")
+    freq = counts / counts.sum()
+    median = np.median(freq[present])
+    weights = np.zeros_like(freq)
+    weights[present] = np.sqrt(median / freq[present])
+    weights[present] /= weights[present].mean()
+    return np.clip(weights, 0.0, max_weight)
