@@ -1,0 +1,43 @@
+# Two entry points: `make report` and `make test`. Both create .venv and
+# install everything first (torch's CPU build, then usseg and its dependencies).
+# GPU users: see "Installing a CUDA build of PyTorch" in the README.
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 8
+TORCH_SPEC ?= torch==2.13.0
+# Extra pip options for the torch install, e.g. --index-url of a CUDA build.
+TORCH_PIP_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.usseg-installed
+
+.PHONY: install system-deps report test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests need: Chromium (report rendering test) and a
+# single-node SLURM (cluster test). Installs only what is missing; needs root.
+system-deps:
+	bash tools/install-system-deps.sh
+
+report: install
+	$(BIN)/snakemake --cores $(CORES) report
+
+test: install system-deps
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/ruff check src tests benchmarks scripts
+
+clean:
+	rm -rf results data/demo .snakemake

@@ -1,0 +1,31 @@
+# usseg: diagnose an abdominal-ultrasound segmentation dataset, then train and
+# evaluate one model per experiment, and write one traceable report.
+#   snakemake --cores 8 report
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/diagnostics.smk"
+include: "rules/train.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    manifest,
+    split,
+    report,
+
+
+rule all:
+    input:
+        rules.report.output.html,
+    default_target: True

@@ -1,0 +1,84 @@
+# Helpers and input functions shared by the rules. Every value a rule uses
+# reaches it through params:, so changing one experiment re-runs only its jobs.
+
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from usseg.config import SCHEMA_PATH, check_config, resolve_experiment
+from usseg.errors import ConfigError
+
+# Friendly checks first (they name the key at fault), then Snakemake's own
+# schema validation, which also fills defaults.
+try:
+    check_config(config, source="config (config.yaml and any --configfile/--config)")
+except ConfigError as err:
+    raise WorkflowError(str(err))
+validate(config, schema=str(SCHEMA_PATH))
+
+DEMO_DIR = "data/demo"
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+PROV = f"{RESULTS}/provenance"
+BENCH = f"{RESULTS}/benchmarks"
+
+EXPERIMENTS = list(config["experiments"])
+TEST_SETS = list(config["test_sets"])
+MODALITIES = list(config["dataset"]["modalities"])
+
+
+wildcard_constraints:
+    experiment="|".join(EXPERIMENTS),
+    test_set="|".join(TEST_SETS),
+
+
+def data_root():
+    """The dataset folder the manifest reads: the user's download, or the demo."""
+    if config["data_root"] is None:
+        return DEMO_DIR
+    root = os.path.expanduser(str(config["data_root"]))
+    if not os.path.isdir(root):
+        raise WorkflowError(
+            f"data_root = {config['data_root']!r} does not exist or is not a folder. "
+            "Point data_root in config.yaml at the unzipped dataset (the folder holding AUS/ and RUS/, "
+            "at any depth), or set it to null to use the generated demo dataset."
+        )
+    return root
+
+
+def dataset_input(wildcards):
+    """The demo rule's output when the demo is used; the user's folder otherwise."""
+    if config["data_root"] is None:
+        return rules.demo_data.output.root
+    return data_root()
+
+
+def code(*modules):
+    """The library files a rule runs, as inputs: editing one re-runs that rule and what follows.
+
+    Paths are relative to the working directory, so the workflow can run with
+    --directory somewhere else and still find its code.
+    """
+    src = Path(workflow.basedir) / "src" / "usseg"
+    files = []
+    for module in modules:
+        package = src / module
+        if package.is_dir():
+            files += sorted(package.glob("*.py"))
+        else:
+            files.append(src / f"{module}.py")
+    return [os.path.relpath(f) for f in files]
+
+
+def experiment(wildcards):
+    return resolve_experiment(config, wildcards.experiment)
+
+
+def eval_summaries():
+    return expand(
+        f"{RESULTS}/experiments/{{experiment}}/eval/{{test_set}}/summary.json",
+        experiment=EXPERIMENTS,
+        test_set=TEST_SETS,
+    )

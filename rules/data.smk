@@ -1,0 +1,74 @@
+# Data preparation: the demo dataset, the manifest, the label cache, the split.
+
+
+rule demo_data:
+    input:
+        code=code("demo"),
+    output:
+        root=directory(f"{DEMO_DIR}/abdominal_US"),
+        provenance=f"{PROV}/demo_data.json",
+    params:
+        out_dir=DEMO_DIR,
+        size=config["demo"]["size"],
+        seed=config["demo"]["seed"],
+        classes=config["dataset"]["classes"],
+    log:
+        f"{LOGS}/demo_data.log",
+    benchmark:
+        f"{BENCH}/demo_data.tsv"
+    script:
+        "../scripts/demo_data.py"
+
+
+rule manifest:
+    input:
+        data=dataset_input,
+        code=code("manifest"),
+    output:
+        manifest=f"{RESULTS}/manifest.csv",
+        issues=f"{RESULTS}/manifest_issues.csv",
+        provenance=f"{PROV}/manifest.json",
+    params:
+        data_root=data_root(),
+        dataset=config["dataset"],
+        strict=config["strict"],
+    log:
+        f"{LOGS}/manifest.log",
+    script:
+        "../scripts/manifest.py"
+
+
+rule decode_masks:
+    input:
+        manifest=rules.manifest.output.manifest,
+        code=code("masks"),
+    output:
+        labels=directory(f"{RESULTS}/labels"),
+        provenance=f"{PROV}/decode_masks.json",
+    params:
+        data_root=data_root(),
+        dataset=config["dataset"],
+        strict=config["strict"],
+    log:
+        f"{LOGS}/decode_masks.log",
+    benchmark:
+        f"{BENCH}/decode_masks.tsv"
+    script:
+        "../scripts/decode_masks.py"
+
+
+rule split:
+    input:
+        manifest=rules.manifest.output.manifest,
+        labels=rules.decode_masks.output.labels,
+        code=code("splits"),
+    output:
+        splits=f"{RESULTS}/splits.csv",
+        provenance=f"{PROV}/split.json",
+    params:
+        val_fraction=config["split"]["val_fraction"],
+        seed=config["split"]["seed"],
+    log:
+        f"{LOGS}/split.log",
+    script:
+        "../scripts/split.py"

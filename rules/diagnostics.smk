@@ -1,0 +1,67 @@
+# Data diagnostics and the dataset-readiness verdict (results/diagnostics/).
+
+DIAG = f"{RESULTS}/diagnostics"
+
+
+rule diagnostics:
+    input:
+        manifest=rules.manifest.output.manifest,
+        issues=rules.manifest.output.issues,
+        labels=rules.decode_masks.output.labels,
+        splits=rules.split.output.splits,
+        code=code("diagnostics", "class_balance"),
+    output:
+        checklist=report(
+            f"{DIAG}/checklist.json",
+            caption="../docs/captions/checklist.rst",
+            category="1. Verdict",
+        ),
+        checklist_md=f"{DIAG}/checklist.md",
+        composition=report(
+            f"{DIAG}/composition.png",
+            caption="../docs/captions/composition.rst",
+            category="2. Dataset",
+        ),
+        composition_csv=f"{DIAG}/composition.csv",
+        subjects=report(
+            f"{DIAG}/subjects.png",
+            caption="../docs/captions/subjects.rst",
+            category="2. Dataset",
+        ),
+        subjects_csv=f"{DIAG}/subjects.csv",
+        frames_per_subject=f"{DIAG}/frames_per_subject.csv",
+        class_balance=report(
+            f"{DIAG}/class_balance.png",
+            caption="../docs/captions/class_balance.rst",
+            category="2. Dataset",
+        ),
+        class_balance_csv=f"{DIAG}/class_balance.csv",
+        class_weights=f"{DIAG}/class_weights.json",
+        domain_shift=report(
+            f"{DIAG}/domain_shift.png",
+            caption="../docs/captions/domain_shift.rst",
+            category="3. Domain shift",
+        ),
+        domain_shift_json=f"{DIAG}/domain_shift.json",
+        histograms=f"{DIAG}/intensity_histograms.csv",
+        galleries=report(
+            expand(f"{DIAG}/label_gallery_{{modality}}.png", modality=MODALITIES),
+            caption="../docs/captions/label_gallery.rst",
+            category="4. Label verification",
+        ),
+        label_flags=f"{DIAG}/label_flags.csv",
+        leakage=f"{DIAG}/leakage.json",
+        near_duplicates=f"{DIAG}/near_duplicates.csv",
+        baselines=f"{DIAG}/baselines.csv",
+        provenance=f"{PROV}/diagnostics.json",
+    params:
+        data_root=data_root(),
+        dataset=config["dataset"],
+        diagnostics=config["diagnostics"],
+        out_dir=DIAG,
+    log:
+        f"{LOGS}/diagnostics.log",
+    benchmark:
+        f"{BENCH}/diagnostics.tsv"
+    script:
+        "../scripts/diagnostics.py"

@@ -1,0 +1,37 @@
+# One self-contained, traceable report. A local rule: it never goes to a cluster.
+
+
+rule report:
+    input:
+        checklist=rules.diagnostics.output.checklist,
+        diagnostics=rules.diagnostics.output,
+        issues=rules.manifest.output.issues,
+        labels=rules.decode_masks.output.labels,
+        histories=expand(rules.train.output.history, experiment=EXPERIMENTS),
+        curves=expand(rules.train.output.curves, experiment=EXPERIMENTS),
+        summaries=eval_summaries(),
+        overlays=expand(
+            rules.evaluate.output.overlays, experiment=EXPERIMENTS, test_set=TEST_SETS
+        ),
+        provenance=[
+            rules.manifest.output.provenance,
+            rules.decode_masks.output.provenance,
+            rules.split.output.provenance,
+            rules.diagnostics.output.provenance,
+            *expand(rules.train.output.provenance, experiment=EXPERIMENTS),
+            *expand(
+                rules.evaluate.output.provenance,
+                experiment=EXPERIMENTS,
+                test_set=TEST_SETS,
+            ),
+        ],
+        code=code("report", "provenance"),
+    output:
+        html=f"{RESULTS}/report/report.html",
+    params:
+        config=config,
+        results_dir=RESULTS,
+    log:
+        f"{LOGS}/report.log",
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,74 @@
+# One model per experiment, evaluated on each test set. Resources (CPUs, GPU,
+# memory, runtime) come from the profiles, not from here.
+
+EXP = f"{RESULTS}/experiments/{{experiment}}"
+
+
+rule train:
+    input:
+        manifest=rules.manifest.output.manifest,
+        splits=rules.split.output.splits,
+        labels=rules.decode_masks.output.labels,
+        code=code(
+            "train", "models", "data", "forest", "checkpoint", "metrics", "class_balance"
+        ),
+    output:
+        model=f"{EXP}/model.safetensors",
+        history=report(
+            f"{EXP}/history.csv",
+            caption="../docs/captions/history.rst",
+            category="5. Experiments",
+            subcategory="{experiment}",
+        ),
+        curves=report(
+            f"{EXP}/curves.png",
+            caption="../docs/captions/curves.rst",
+            category="5. Experiments",
+            subcategory="{experiment}",
+        ),
+        provenance=f"{PROV}/train/{{experiment}}.json",
+    params:
+        experiment=experiment,
+        dataset=config["dataset"],
+        data_root=data_root(),
+        out_dir=EXP,
+        # Outside the rule's outputs on purpose: Snakemake deletes the outputs
+        # of a failed job, and this must survive to resume a pre-empted one.
+        checkpoint_dir=f"{RESULTS}/checkpoints/{{experiment}}",
+    log:
+        f"{LOGS}/train/{{experiment}}.log",
+    benchmark:
+        f"{BENCH}/train/{{experiment}}.tsv"
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        manifest=rules.manifest.output.manifest,
+        splits=rules.split.output.splits,
+        labels=rules.decode_masks.output.labels,
+        model=rules.train.output.model,
+        code=code("evaluate", "models", "data", "forest", "checkpoint", "metrics"),
+    output:
+        per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
+        per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
+        summary=f"{EXP}/eval/{{test_set}}/summary.json",
+        overlays=report(
+            f"{EXP}/eval/{{test_set}}/overlays.png",
+            caption="../docs/captions/overlays.rst",
+            category="5. Experiments",
+            subcategory="{experiment}",
+        ),
+        provenance=f"{PROV}/evaluate/{{experiment}}/{{test_set}}.json",
+    params:
+        experiment=experiment,
+        dataset=config["dataset"],
+        data_root=data_root(),
+        out_dir=f"{EXP}/eval/{{test_set}}",
+    log:
+        f"{LOGS}/evaluate/{{experiment}}/{{test_set}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{experiment}}/{{test_set}}.tsv"
+    script:
+        "../scripts/evaluate.py"

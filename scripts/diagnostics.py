@@ -1,0 +1,14 @@
+from usseg.diagnostics import run_diagnostics
+from usseg.step import snakemake_step
+
+with snakemake_step(snakemake):
+    run_diagnostics(
+        snakemake.params.dataset,
+        snakemake.params.diagnostics,
+        snakemake.params.data_root,
+        snakemake.input.manifest,
+        snakemake.input.issues,
+        snakemake.input.labels,
+        snakemake.input.splits,
+        snakemake.params.out_dir,
+    )

@@ -1,0 +1,90 @@
+"""The bridge between a Snakemake `script:` and the library.
+
+This is the only module that reads Snakemake's `snakemake` object. A script
+does::
+
+    with snakemake_step(snakemake):
+        some_usseg_function(snakemake.input.x, ..., snakemake.output.y)
+
+and gets: logging to the rule's log file and stderr; a UssegError shown as one
+clear message (no traceback to dig through); an unexpected error logged with
+its traceback and named as a bug; and, on success, the provenance record
+written to the rule's `provenance` output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from usseg.errors import UssegError
+from usseg.provenance import provenance_record, write_provenance
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(log_path: str | None) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    formatter = logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
+def _named(io) -> dict[str, list[str]]:
+    """Snakemake's named input/output lists as {name: [paths]}; unnamed items under '_'."""
+    named: dict[str, list[str]] = {}
+    covered: set[str] = set()
+    for name in io.keys():
+        value = getattr(io, name)
+        paths = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        named[name] = paths
+        covered.update(paths)
+    rest = [str(v) for v in io if str(v) not in covered]
+    if rest:
+        named["_"] = rest
+    return named
+
+
+@contextmanager
+def snakemake_step(smk):
+    log_path = smk.log[0] if len(smk.log) else None
+    configure_logging(log_path)
+    log = logging.getLogger(f"usseg.rule.{smk.rule}")
+    where = f" (log: {log_path})" if log_path else ""
+    try:
+        yield log
+    except UssegError as err:
+        log.error("%s", err)
+        print(f"\nusseg: rule {smk.rule} stopped: {err}{where}\n", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as err:  # a bug, not bad input: keep the traceback, but say so plainly
+        log.exception("unexpected error")
+        print(
+            f"\nusseg: rule {smk.rule} failed with an unexpected {type(err).__name__}: {err}. "
+            f"This is a bug in usseg; the full traceback is in the log{where}.\n",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    outputs = _named(smk.output)
+    prov = outputs.pop("provenance", None)
+    if prov:
+        record = provenance_record(
+            rule=smk.rule,
+            inputs=_named(smk.input),
+            outputs=outputs,
+            params={k: getattr(smk.params, k) for k in smk.params.keys()},
+            wildcards={k: getattr(smk.wildcards, k) for k in smk.wildcards.keys()},
+            repo_dir=Path(smk.scriptdir).parent if getattr(smk, "scriptdir", None) else ".",
+        )
+        write_provenance(prov[0], record)
+        log.info("provenance written to %s", prov[0])
