@@ -1,0 +1,63 @@
+"""Shared fixtures: running the real workflow on the tiny config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def snakemake_cmd(workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(configfile),
+        *args,
+    ]
+
+
+def run_snakemake(
+    workdir: Path, *args: str, configfile: Path = TINY_CONFIG, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's workflow with `workdir` as working directory."""
+    env = dict(os.environ)
+    # Scripts run with the interpreter found on PATH: make it this one.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        snakemake_cmd(workdir, *args, configfile=configfile),
+        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A complete `snakemake report` run on configs/tiny.yaml, shared by the end-to-end tests.
+
+    Tests must not modify it; copy it (copy_run) to change anything.
+    """
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    run_snakemake(workdir, "--cores", "2", "report")
+    return workdir
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """Copy a finished run, keeping file times (Snakemake decides staleness by them)."""
+    shutil.copytree(src, dst, symlinks=True, copy_function=shutil.copy2)
+    return dst
