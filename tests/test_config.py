@@ -1,0 +1,155 @@
+"""config.yaml validation: every mistake stops the run with the key at fault named."""
+
+import copy
+
+import pytest
+import yaml
+
+from usseg.config import (
+    check_config,
+    experiment_class_names,
+    include_background,
+    label_lookup,
+    load_config,
+    resolve_experiment,
+)
+from usseg.errors import ConfigError
+
+from conftest import REPO
+
+
+@pytest.fixture()
+def cfg():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def expect_error(config, *fragments):
+    with pytest.raises(ConfigError) as err:
+        check_config(config)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "configs/tiny.yaml", "configs/article.yaml"])
+def test_shipped_configs_are_valid(path):
+    if not (REPO / path).exists():
+        pytest.fail(f"{path} is missing")
+    load_config(REPO / path)
+
+
+def test_defaults_are_filled(cfg):
+    del cfg["split"]
+    del cfg["strict"]
+    check_config(cfg)
+    assert cfg["split"] == {"val_fraction": 0.2, "seed": 42}
+    assert cfg["strict"] is False
+
+
+def test_wrong_type_names_the_key(cfg):
+    cfg["experiment_defaults"]["epochs"] = "five"
+    expect_error(cfg, "experiment_defaults.epochs", "'five'")
+
+
+def test_unknown_key_names_it_and_lists_allowed(cfg):
+    cfg["experiments"]["liver_unet"]["epoch"] = 3
+    expect_error(cfg, "'epoch'", "experiments.liver_unet", "epochs")
+
+
+def test_unknown_top_level_key(cfg):
+    cfg["experimnts"] = {}
+    expect_error(cfg, "'experimnts'")
+
+
+def test_unknown_model_and_loss(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["liver_unet"]["model"] = {"name": "transformer9000"}
+    expect_error(bad, "experiments.liver_unet.model.name", "transformer9000", "unet")
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["liver_unet"]["loss"] = {"name": "hinge"}
+    expect_error(bad, "experiments.liver_unet.loss.name", "dice_ce")
+
+
+def test_class_not_in_palette(cfg):
+    cfg["experiments"]["liver_unet"]["classes"] = ["livr"]
+    expect_error(cfg, "experiments.liver_unet.classes", "'livr'", "liver")
+
+
+def test_background_is_not_an_organ(cfg):
+    cfg["experiments"]["liver_unet"]["classes"] = ["background"]
+    expect_error(cfg, "background")
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1])
+def test_val_fraction_outside_open_interval(cfg, value):
+    cfg["split"]["val_fraction"] = value
+    expect_error(cfg, "split.val_fraction")
+
+
+def test_class_weights_need_one_per_output_class(cfg):
+    cfg["experiments"]["liver_unet"]["loss"] = {"class_weights": [0.5, 1.0, 3.0]}
+    expect_error(cfg, "class_weights", "2 output classes")
+
+
+def test_subject_pattern_needs_a_group(cfg):
+    cfg["dataset"]["modalities"]["AUS"]["subject_pattern"] = r"^ct\d+-\d+$"
+    expect_error(cfg, "dataset.modalities.AUS.subject_pattern", "capture group")
+
+
+def test_invalid_regex(cfg):
+    cfg["dataset"]["modalities"]["AUS"]["subject_pattern"] = "^(ct"
+    expect_error(cfg, "subject_pattern", "regular expression")
+
+
+def test_duplicate_palette_colour(cfg):
+    cfg["dataset"]["classes"][2]["rgb"] = [100, 0, 100]
+    expect_error(cfg, "share the colour")
+
+
+def test_unknown_train_modality(cfg):
+    cfg["experiments"]["liver_unet"]["train_modalities"] = ["CT"]
+    expect_error(cfg, "train_modalities", "'CT'")
+
+
+def test_image_size_must_fit_strides(cfg):
+    cfg["experiments"]["liver_unet"]["image_size"] = [100, 100]
+    expect_error(cfg, "image_size", "divisible")
+
+
+def test_thresholds_must_be_ordered(cfg):
+    cfg["diagnostics"]["min_labeled_target_subjects"] = {"warn_below": 3, "fail_below": 5}
+    expect_error(cfg, "fail_below")
+
+
+def test_missing_and_invalid_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_experiment_resolution_merges_defaults(cfg):
+    check_config(cfg)
+    exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
+    assert exp["loss"]["class_weights"] == "auto"
+    assert exp["loss"]["name"] == cfg["experiment_defaults"]["loss"]["name"]
+    assert exp["model"] == cfg["experiment_defaults"]["model"]
+
+
+def test_binary_experiment_maps_other_organs_to_background(cfg):
+    check_config(cfg)
+    exp = resolve_experiment(cfg, "liver_unet")
+    assert experiment_class_names(exp, cfg["dataset"]) == ["background", "liver"]
+    lut = label_lookup(exp, cfg["dataset"])
+    assert lut.tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert include_background(exp, cfg["dataset"]) is False
+    multi = resolve_experiment(cfg, "multiorgan_unet")
+    assert include_background(multi, cfg["dataset"]) is True
+
+
+def test_unknown_experiment_name(cfg):
+    check_config(cfg)
+    with pytest.raises(ConfigError, match="no experiment named"):
+        resolve_experiment(cfg, "nope")
