@@ -1,0 +1,79 @@
+"""The script bridge: clear messages for user errors, provenance on success."""
+
+import json
+import types
+
+import pytest
+
+from usseg.errors import DataError
+from usseg.step import snakemake_step
+
+
+class Named(list):
+    """A stand-in for Snakemake's Namedlist: a list with named attributes."""
+
+    def __init__(self, **named):
+        super().__init__()
+        self._names = list(named)
+        for name, value in named.items():
+            setattr(self, name, value)
+            self.extend(value if isinstance(value, list) else [value])
+
+    def keys(self):
+        return self._names
+
+
+def fake_smk(tmp_path, with_provenance=True):
+    inp = tmp_path / "in.csv"
+    inp.write_text("a\n1\n")
+    out = tmp_path / "out.csv"
+    outputs = {"table": str(out)}
+    if with_provenance:
+        outputs["provenance"] = str(tmp_path / "prov" / "rule.json")
+    return types.SimpleNamespace(
+        rule="example",
+        log=[str(tmp_path / "logs" / "example.log")],
+        input=Named(table=str(inp)),
+        output=Named(**outputs),
+        params=Named(seed=3, dataset={"a": 1}),
+        wildcards=Named(),
+        scriptdir=None,
+    )
+
+
+def test_user_error_is_one_clear_message(tmp_path, capsys):
+    smk = fake_smk(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        with snakemake_step(smk):
+            raise DataError("RUS/images/test/a1.jpg is empty: remove it or replace it")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "rule example stopped: RUS/images/test/a1.jpg is empty" in err
+    assert "Traceback" not in err
+    assert "a1.jpg is empty" in (tmp_path / "logs" / "example.log").read_text()
+    assert not (tmp_path / "prov" / "rule.json").exists()
+
+
+def test_bug_keeps_traceback_in_log_and_says_so(tmp_path, capsys):
+    smk = fake_smk(tmp_path)
+    with pytest.raises(SystemExit):
+        with snakemake_step(smk):
+            raise KeyError("boom")
+    err = capsys.readouterr().err
+    assert "bug in usseg" in err
+    assert "Traceback" in (tmp_path / "logs" / "example.log").read_text()
+
+
+def test_success_writes_provenance(tmp_path):
+    smk = fake_smk(tmp_path)
+    with snakemake_step(smk):
+        (tmp_path / "out.csv").write_text("b\n2\n")
+    record = json.loads((tmp_path / "prov" / "rule.json").read_text())
+    assert record["rule"] == "example"
+    assert record["params"] == {"seed": 3, "dataset": {"a": 1}}
+    (inp_path, inp_desc), = record["inputs"]["table"].items()
+    assert inp_path.endswith("in.csv") and len(inp_desc["sha256"]) == 64
+    assert "provenance" not in record["outputs"]
+    assert record["outputs"]["table"][str(tmp_path / "out.csv")]["sha256"]
+    assert set(record["versions"]) >= {"python", "torch", "monai", "snakemake"}
+    assert "git_commit" in record["code"]
