@@ -1,0 +1,603 @@
+"""Inventory of the dataset: which images exist, which have a mask, and which files were set aside.
+
+Every file below the dataset root ends up in exactly one place: it is a
+manifest image, the mask of a manifest image, or a row of the issues table
+with a reason code and a sentence that names the file and says what to do.
+Nothing disappears silently, so a broken download shows up here rather than
+as a strange training curve.
+
+Expected layout below the dataset root (names come from config.yaml):
+
+    {modality}/{images_dir}/{orig_split}/{stem}{image_ext}
+    {modality}/{annotations_dir}/{orig_split}/{stem}{mask_ext}
+
+Reason codes of the issues table:
+
+    empty_file, system_file, unexpected_location, unexpected_extension,
+    not_an_image, unreadable_image, name_mismatch, duplicate_stem,
+    orphan_annotation, mask_of_quarantined_image, unreadable_mask,
+    mask_size_mismatch, symlink_outside_root, broken_symlink,
+    symlinked_directory
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from usseg.errors import DataError
+
+MANIFEST_COLUMNS = [
+    "image_id",
+    "subject_id",
+    "modality",
+    "domain",
+    "orig_split",
+    "image_path",
+    "mask_path",
+    "has_mask",
+    "width",
+    "height",
+    "sha256",
+    "mask_sha256",
+]
+ISSUE_COLUMNS = ["path", "reason", "detail"]
+
+# Metadata that file managers and archivers drop next to data; never data itself.
+SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"}
+# Folders made by macOS zip tools that mirror the dataset with AppleDouble files.
+SKIPPED_ROOT_SEARCH_DIRS = {"__MACOSX"}
+# Pillow modes a colour-coded mask may come in; all convert losslessly to RGB.
+MASK_MODES = {"RGB", "RGBA", "P", "PA", "L", "LA", "1", "RGBX"}
+_MAX_ROOT_SEARCH_DEPTH = 8
+
+
+# ----------------------------------------------------------------------------- dataset root
+
+
+def _modality_names(modalities) -> list[str]:
+    return list(modalities.keys()) if isinstance(modalities, dict) else list(modalities)
+
+
+def find_dataset_root(data_root, modalities) -> Path:
+    """The folder at or below `data_root` that holds every modality folder (e.g. AUS/ and RUS/).
+
+    The Kaggle download nests it as abdominal_US/abdominal_US/. The shallowest
+    match wins, ties broken by sorted path, so the answer never depends on the
+    order the file system lists folders in.
+    """
+    data_root = Path(data_root)
+    names = _modality_names(modalities)
+    expected = ", ".join(f"{n}/" for n in names)
+    if not data_root.exists():
+        raise DataError(
+            f"data_root {data_root} does not exist. Set data_root in config.yaml to the folder that holds "
+            f"{expected} (for example the unzipped abdominal_US/), or set it to null to use the demo dataset."
+        )
+    if not data_root.is_dir():
+        raise DataError(
+            f"data_root {data_root} is a file, not a folder. Unzip the download and set data_root to the "
+            f"folder that holds {expected}."
+        )
+    partial: list[str] = []
+    seen: set[str] = set()
+    level = [data_root]
+    for _depth in range(_MAX_ROOT_SEARCH_DEPTH + 1):
+        matches = []
+        next_level = []
+        for folder in level:
+            real = os.path.realpath(folder)
+            if real in seen:  # a symlink loop or a second link to the same folder
+                continue
+            seen.add(real)
+            try:
+                subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+            except OSError:
+                continue
+            present = [n for n in names if (folder / n).is_dir()]
+            if len(present) == len(names):
+                matches.append(folder)
+            elif present:
+                missing = ", ".join(f"{n}/" for n in names if n not in present)
+                partial.append(
+                    f"{folder} has {', '.join(p + '/' for p in present)} but not {missing}"
+                )
+            next_level.extend(p for p in subdirs if p.name not in SKIPPED_ROOT_SEARCH_DIRS)
+        if matches:
+            return min(matches, key=lambda p: p.as_posix())
+        level = sorted(next_level, key=lambda p: p.as_posix())
+        if not level:
+            break
+    try:
+        top = sorted(p.name + "/" for p in data_root.iterdir() if p.is_dir())
+    except OSError:
+        top = []
+    found = (
+        "; ".join(partial)
+        if partial
+        else (
+            f"folders directly in it: {', '.join(top[:20])}{' ...' if len(top) > 20 else ''}"
+            if top
+            else "it holds no folders"
+        )
+    )
+    raise DataError(
+        f"data_root {data_root} holds no folder with all of {expected} (searched {_MAX_ROOT_SEARCH_DEPTH} levels "
+        f"deep; found: {found}). Point data_root at the unzipped dataset (the folder that contains {expected}), "
+        f"or change dataset.modalities in config.yaml to the folder names your dataset uses."
+    )
+
+
+# ----------------------------------------------------------------------------- file inspection
+
+
+@dataclass
+class _Inspected:
+    ok: bool
+    reason: str = ""
+    error: str = ""
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    sha256: str = ""
+
+
+def _inspect(path: Path) -> _Inspected:
+    """Hash the file and decode it fully with Pillow (load() catches truncation)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _Inspected(False, "unreadable", f"{type(exc).__name__}: {exc}")
+    if not data:
+        return _Inspected(False, "empty_file")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return _Inspected(
+            False,
+            "not_an_image",
+            "Pillow does not recognise the content as an image",
+            sha256=digest,
+        )
+    except Exception as exc:  # noqa: BLE001 -- Pillow raises many types for malformed headers
+        return _Inspected(False, "unreadable", f"{type(exc).__name__}: {exc}", sha256=digest)
+    try:
+        with im:
+            im.load()
+            width, height = im.size
+            mode = im.mode
+    except Exception as exc:  # noqa: BLE001 -- and as many for malformed pixel data
+        return _Inspected(False, "unreadable", f"{type(exc).__name__}: {exc}", sha256=digest)
+    return _Inspected(True, width=width, height=height, mode=mode, sha256=digest)
+
+
+def _inspect_all(paths: list[Path]) -> list[_Inspected]:
+    # Pillow and hashlib release the GIL while decoding and hashing, so threads help.
+    workers = max(1, min(8, os.cpu_count() or 1, len(paths)))
+    if workers == 1:
+        return [_inspect(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_inspect, paths))
+
+
+# ----------------------------------------------------------------------------- scanning
+
+
+def _is_system_file(name: str) -> bool:
+    return name.lower() in SYSTEM_FILE_NAMES or name.startswith("._")
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class _Scan:
+    """One pass over the dataset root; collects manifest rows and issue rows."""
+
+    def __init__(self, root: Path, cfg: dict):
+        self.root = Path(root)
+        self.real_root = os.path.realpath(self.root)
+        self.cfg = cfg
+        self.modalities = cfg["modalities"]
+        self.images_dir = cfg.get("images_dir", "images")
+        self.annotations_dir = cfg.get("annotations_dir", "annotations")
+        self.splits = list(cfg.get("orig_splits", ["train", "test"]))
+        self.mask_exts = {e.lower() for e in cfg.get("mask_extensions", [".png"])}
+        self.patterns = {
+            m: re.compile(spec["subject_pattern"]) for m, spec in self.modalities.items()
+        }
+        self.issues: list[dict] = []
+        # (modality, split) -> stem -> list of (rel, path) candidates
+        self.images: dict[tuple[str, str], dict[str, list[tuple[str, Path]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self.masks: dict[tuple[str, str], dict[str, list[tuple[str, Path]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+
+    def issue(self, rel: str, reason: str, detail: str) -> None:
+        self.issues.append({"path": rel, "reason": reason, "detail": detail})
+
+    def layout_hint(self) -> str:
+        return (
+            f"{{modality}}/{self.images_dir}/{{split}}/FILE or {{modality}}/{self.annotations_dir}/{{split}}/FILE "
+            f"(modalities: {', '.join(self.modalities)}; splits: {', '.join(self.splits)})"
+        )
+
+    # -- walking
+
+    def walk(self) -> None:
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames.sort()
+            here = Path(dirpath)
+            for d in list(dirnames):
+                p = here / d
+                if p.is_symlink():
+                    dirnames.remove(d)
+                    self._symlinked_dir(p)
+            for name in sorted(filenames):
+                self._classify(here / name)
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _symlinked_dir(self, p: Path) -> None:
+        rel = self.rel(p)
+        target = os.path.realpath(p)
+        if not os.path.exists(target):
+            self.issue(
+                rel,
+                "broken_symlink",
+                f"{rel}/ is a symbolic link to {os.readlink(p)}, which does not exist; remove the link.",
+            )
+        elif not _within(target, self.real_root):
+            self.issue(
+                rel,
+                "symlink_outside_root",
+                f"{rel}/ is a symbolic link to the folder {target}, outside the dataset folder {self.root}; "
+                "it is not followed. Copy that folder into the dataset instead of linking it.",
+            )
+        else:
+            self.issue(
+                rel,
+                "symlinked_directory",
+                f"{rel}/ is a symbolic link to {target}, a folder inside the dataset; it is not followed, so "
+                "its files are counted once at their real location. Remove the link if it is not needed.",
+            )
+
+    def _classify(self, path: Path) -> None:
+        rel = self.rel(path)
+        name = path.name
+        if _is_system_file(name):
+            self.issue(
+                rel,
+                "system_file",
+                f"{rel} is operating-system metadata, not data; it is ignored and can be deleted.",
+            )
+            return
+        if path.is_symlink():
+            target = os.path.realpath(path)
+            if not os.path.exists(target):
+                self.issue(
+                    rel,
+                    "broken_symlink",
+                    f"{rel} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                    "replace it with the real file or remove it.",
+                )
+                return
+            if not _within(target, self.real_root):
+                self.issue(
+                    rel,
+                    "symlink_outside_root",
+                    f"{rel} is a symbolic link to {target}, outside the dataset folder {self.root}; it is not "
+                    "followed. Copy the file into the dataset instead of linking it.",
+                )
+                return
+        parts = rel.split("/")
+        if (
+            len(parts) != 4
+            or parts[0] not in self.modalities
+            or parts[1] not in (self.images_dir, self.annotations_dir)
+            or parts[2] not in self.splits
+        ):
+            self.issue(
+                rel,
+                "unexpected_location",
+                f"{rel} is not where the dataset layout expects files ({self.layout_hint()}); it is ignored. "
+                "Move it into place, move it out of the dataset folder, or extend the layout in config.yaml "
+                "(dataset.modalities, dataset.orig_splits).",
+            )
+            return
+        modality, kind, split, _ = parts
+        suffix = path.suffix.lower()
+        stem = path.name[: len(path.name) - len(path.suffix)]
+        if kind == self.images_dir:
+            allowed = [e.lower() for e in self.modalities[modality]["image_extensions"]]
+            if suffix not in allowed:
+                self.issue(
+                    rel,
+                    "unexpected_extension",
+                    f"{rel}: extension '{path.suffix}' is not an image extension of {modality} "
+                    f"({', '.join(allowed)}); it is ignored. Move it out of the dataset or add the extension "
+                    f"to dataset.modalities.{modality}.image_extensions.",
+                )
+                return
+            self.images[(modality, split)][stem].append((rel, path))
+        else:
+            if suffix not in self.mask_exts:
+                self.issue(
+                    rel,
+                    "unexpected_extension",
+                    f"{rel}: extension '{path.suffix}' is not a mask extension ({', '.join(sorted(self.mask_exts))}); "
+                    "it is ignored. Move it out of the dataset or add the extension to dataset.mask_extensions.",
+                )
+                return
+            self.masks[(modality, split)][stem].append((rel, path))
+
+    # -- pairing and reading
+
+    @staticmethod
+    def _split_duplicates(groups, issue, what):
+        """Keep stems with one file; set aside every file of an ambiguous stem."""
+        unique = {}
+        for stem, files in sorted(groups.items()):
+            if len(files) == 1:
+                unique[stem] = files[0]
+                continue
+            names = ", ".join(Path(r).name for r, _ in files)
+            for rel, _ in files:
+                issue(
+                    rel,
+                    "duplicate_stem",
+                    f"{rel} shares the name stem '{stem}' with another {what} in the same folder ({names}); which "
+                    f"one pairs with the {'mask' if what == 'image' else 'image'} is ambiguous, so all of them are "
+                    "set aside. Keep one of these files and delete the others.",
+                )
+        return unique
+
+    def build(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        self.walk()
+        keys = sorted(set(self.images) | set(self.masks))
+        image_jobs: list[tuple[str, str, str, str, Path]] = []  # modality, split, stem, rel, path
+        # image key (modality, split, stem) -> (its file or files, reason it was set aside)
+        set_aside: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for modality, split in keys:
+            groups = self.images.get((modality, split), {})
+            images = self._split_duplicates(groups, self.issue, "image")
+            for stem, files in groups.items():
+                if len(files) > 1:
+                    set_aside[(modality, split, stem)] = (
+                        ", ".join(r for r, _ in files),
+                        "duplicate_stem",
+                    )
+            pattern = self.patterns[modality]
+            for stem, (rel, path) in images.items():
+                if not pattern.match(stem):
+                    set_aside[(modality, split, stem)] = (rel, "name_mismatch")
+                    self.issue(
+                        rel,
+                        "name_mismatch",
+                        f"{rel}: the name stem '{stem}' does not match "
+                        f"dataset.modalities.{modality}.subject_pattern '{pattern.pattern}', so its subject is "
+                        "unknown and it is set aside. Rename the file to the dataset's naming scheme or fix "
+                        "the pattern in config.yaml.",
+                    )
+                    continue
+                image_jobs.append((modality, split, stem, rel, path))
+        inspected = _inspect_all([job[4] for job in image_jobs])
+
+        usable: dict[tuple[str, str, str], dict] = {}
+        for (modality, split, stem, rel, path), info in zip(image_jobs, inspected):
+            key = (modality, split, stem)
+            if not info.ok:
+                reason, detail = self._image_problem(rel, info)
+                self.issue(rel, reason, detail)
+                set_aside[key] = (rel, reason)
+                continue
+            usable[key] = {
+                "image_id": f"{modality}_{split}_{stem}",
+                "subject_id": self.patterns[modality].match(stem).group(1),
+                "modality": modality,
+                "domain": self.modalities[modality]["domain"],
+                "orig_split": split,
+                "image_path": rel,
+                "mask_path": "",
+                "has_mask": False,
+                "width": info.width,
+                "height": info.height,
+                "sha256": info.sha256,
+                "mask_sha256": "",
+            }
+
+        mask_jobs: list[tuple[tuple[str, str, str], str, Path]] = []
+        for modality, split in keys:
+            masks = self._split_duplicates(
+                self.masks.get((modality, split), {}), self.issue, "mask"
+            )
+            for stem, (rel, path) in masks.items():
+                key = (modality, split, stem)
+                if key in usable:
+                    mask_jobs.append((key, rel, path))
+                elif key in set_aside:
+                    img_rel, img_reason = set_aside[key]
+                    self.issue(
+                        rel,
+                        "mask_of_quarantined_image",
+                        f"{rel} belongs to {img_rel}, which was set aside ({img_reason}); the mask is unused "
+                        "until that image is fixed (see the image's row in this table).",
+                    )
+                else:
+                    self.issue(
+                        rel,
+                        "orphan_annotation",
+                        f"{rel} has no image named '{stem}' with an image extension in "
+                        f"{modality}/{self.images_dir}/{split}/, so it cannot be paired and is set aside. "
+                        "Add the missing image, fix the mask's name, or delete the mask.",
+                    )
+        mask_info = _inspect_all([job[2] for job in mask_jobs])
+        for (key, rel, _path), info in zip(mask_jobs, mask_info):
+            row = usable[key]
+            if not info.ok:
+                what = {
+                    "empty_file": "is empty (0 bytes)",
+                    "not_an_image": "is not an image Pillow recognises",
+                }.get(info.reason, "could not be decoded")
+                reason = "empty_file" if info.reason == "empty_file" else "unreadable_mask"
+                self.issue(
+                    rel,
+                    reason,
+                    f"{rel} {what}{' (' + info.error + ')' if info.error else ''}; the image "
+                    f"{row['image_path']} is kept without a mask. Re-export or re-download the mask.",
+                )
+                continue
+            if info.mode not in MASK_MODES:
+                self.issue(
+                    rel,
+                    "unreadable_mask",
+                    f"{rel} has Pillow mode {info.mode}, which is not a colour-coded mask "
+                    f"(expected one of {', '.join(sorted(MASK_MODES))}); the image {row['image_path']} is "
+                    "kept without a mask. Re-export the mask as an 8-bit RGB PNG.",
+                )
+                continue
+            if (info.width, info.height) != (row["width"], row["height"]):
+                self.issue(
+                    rel,
+                    "mask_size_mismatch",
+                    f"{rel} is {info.width}x{info.height} pixels but its image {row['image_path']} is "
+                    f"{row['width']}x{row['height']} (width x height); the mask cannot be aligned, so the "
+                    "image is kept without a mask. Re-export the mask at the image's size.",
+                )
+                continue
+            row.update(mask_path=rel, has_mask=True, mask_sha256=info.sha256)
+
+        rows = sorted(usable.values(), key=lambda r: r["image_id"])
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        manifest["has_mask"] = manifest["has_mask"].astype(bool)
+        manifest["width"] = manifest["width"].astype("int64")
+        manifest["height"] = manifest["height"].astype("int64")
+        issues = pd.DataFrame(self.issues, columns=ISSUE_COLUMNS)
+        issues = issues.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
+        return manifest, issues
+
+    def _image_problem(self, rel: str, info: _Inspected) -> tuple[str, str]:
+        if info.reason == "empty_file":
+            return (
+                "empty_file",
+                f"{rel} is empty (0 bytes); re-download or re-export it, or delete it.",
+            )
+        if info.reason == "not_an_image":
+            return "not_an_image", (
+                f"{rel} has an image extension but its content is not an image ({info.error}); it may be a "
+                "renamed or partially downloaded file. Replace it with the real image or delete it."
+            )
+        return "unreadable_image", (
+            f"{rel} could not be decoded ({info.error}); it is probably truncated or corrupt. Re-download it."
+        )
+
+    def check_modalities(self, manifest: pd.DataFrame, issues_hint: str) -> None:
+        problems = []
+        for modality in self.modalities:
+            if (manifest["modality"] == modality).any():
+                continue
+            folder = self.root / modality / self.images_dir
+            exts = ", ".join(self.modalities[modality]["image_extensions"])
+            n_set_aside = sum(
+                1 for i in self.issues if i["path"].startswith(f"{modality}/{self.images_dir}/")
+            )
+            if not folder.is_dir():
+                found = "that folder does not exist"
+            elif n_set_aside:
+                found = f"{n_set_aside} file(s) there were all set aside ({issues_hint})"
+            else:
+                found = "it holds no image files"
+            problems.append(
+                f"modality {modality} has no usable images in {folder} ({found}). Expected "
+                f"{modality}/{self.images_dir}/{{{','.join(self.splits)}}}/<name>{{{exts}}}. Put the images there, "
+                f"or remove {modality} from dataset.modalities in config.yaml."
+            )
+        if problems:
+            raise DataError(" ".join(problems))
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _scan(data_root, dataset_cfg) -> _Scan:
+    root = find_dataset_root(data_root, dataset_cfg["modalities"])
+    return _Scan(root, dataset_cfg)
+
+
+def build_manifest(data_root, dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(manifest, issues) for the dataset found at or below `data_root`.
+
+    Raises DataError when the dataset root cannot be found or a configured
+    modality has no usable image.
+    """
+    scan = _scan(data_root, dataset_cfg)
+    manifest, issues = scan.build()
+    scan.check_modalities(manifest, "see the issues table")
+    return manifest, issues
+
+
+def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, issues_csv) -> None:
+    """Build the manifest and write both CSVs; under `strict`, any issue raises DataError.
+
+    The issues CSV is written before any error so the user can read it.
+    """
+    scan = _scan(data_root, dataset_cfg)
+    manifest, issues = scan.build()
+    issues_csv = Path(issues_csv)
+    issues_csv.parent.mkdir(parents=True, exist_ok=True)
+    issues.to_csv(issues_csv, index=False)
+    scan.check_modalities(manifest, f"see {issues_csv}")
+    manifest_csv = Path(manifest_csv)
+    manifest_csv.parent.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(manifest_csv, index=False)
+    if strict and len(issues):
+        shown = 20
+        lines = [f"  {r.path}: {r.reason}" for r in issues.head(shown).itertuples()]
+        more = f"\n  ... and {len(issues) - shown} more" if len(issues) > shown else ""
+        raise DataError(
+            f"strict mode: {len(issues)} file(s) below {scan.root} were set aside (details in {issues_csv}):\n"
+            + "\n".join(lines)
+            + more
+            + "\nFix or remove these files, or set strict: false in config.yaml to continue without them."
+        )
+
+
+def read_manifest(manifest_csv) -> pd.DataFrame:
+    """Read a manifest CSV back with its intended types (empty paths stay empty strings)."""
+    text_cols = [c for c in MANIFEST_COLUMNS if c not in ("has_mask", "width", "height")]
+    df = pd.read_csv(manifest_csv, dtype={c: str for c in text_cols}, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{manifest_csv} lacks the column(s) {', '.join(missing)}; it was not written by this version of "
+            "usseg. Delete it and re-run the manifest step."
+        )
+    df["has_mask"] = df["has_mask"].map(parse_bool)
+    df["width"] = df["width"].astype("int64")
+    df["height"] = df["height"].astype("int64")
+    return df
+
+
+def parse_bool(value) -> bool:
+    """A boolean CSV cell ("True", "false", "1", ...) as a bool; DataError for anything else."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "1", "yes"):
+            return True
+        if v in ("false", "0", "no", ""):
+            return False
+        raise DataError(f"expected a boolean (True/False) in a CSV column, got {value!r}.")
+    return bool(value)
