@@ -1,0 +1,249 @@
+"""Splits: grouped by subject, deterministic, loud about leakage, honest about unlabeled images."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import GroupShuffleSplit
+
+from datasets import dataset_cfg, make_dataset
+from usseg.errors import DataError, LeakageError
+from usseg.manifest import MANIFEST_COLUMNS, write_manifest
+from usseg.masks import REPORT_COLUMNS, decode_masks
+from usseg.splits import SPLIT_COLUMNS, check_no_leakage, subject_grouped_split, write_splits
+
+EVAL_SPLITS = {"train", "val", "test_aus", "test_rus"}
+
+
+def make_manifest() -> pd.DataFrame:
+    """AUS: 8 labeled train subjects (3 frames each), 2 test subjects; RUS: unlabeled train, partly labeled test."""
+    rows = []
+
+    def add(modality, split, stem, subject, has_mask):
+        image_path = f"{modality}/images/{split}/{stem}.png"
+        rows.append(
+            {
+                "image_id": f"{modality}_{split}_{stem}",
+                "subject_id": subject,
+                "modality": modality,
+                "domain": "synthetic" if modality == "AUS" else "real",
+                "orig_split": split,
+                "image_path": image_path,
+                "mask_path": image_path.replace("images", "annotations") if has_mask else "",
+                "has_mask": has_mask,
+                "width": 20,
+                "height": 16,
+                "sha256": hashlib.sha256(image_path.encode()).hexdigest(),
+                "mask_sha256": "",
+            }
+        )
+
+    for s in range(1, 9):
+        for f in range(1, 4):
+            add("AUS", "train", f"ct{s}-{f}", f"ct{s}", True)
+    for s in (9, 10):
+        add("AUS", "test", f"ct{s}-1", f"ct{s}", True)
+    for stem in ("a1", "a2", "b1"):
+        add("RUS", "train", stem, stem[0], False)
+    for stem, has in (("c1", True), ("c2", False), ("d1", True), ("e1", False)):
+        add("RUS", "test", stem, stem[0], has)
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def report_for(manifest, flagged=()) -> pd.DataFrame:
+    masked = manifest[manifest["has_mask"]]
+    return pd.DataFrame(
+        {
+            "image_id": masked["image_id"],
+            "mask_path": masked["mask_path"],
+            "off_palette_fraction": 0.0,
+            "far_fraction": [0.5 if i in flagged else 0.0 for i in masked["image_id"]],
+            "max_distance": 0.0,
+            "classes_present": "background;liver",
+            "flagged": [i in flagged for i in masked["image_id"]],
+            "flag_reason": [
+                "50.00% far from the palette" if i in flagged else "" for i in masked["image_id"]
+            ],
+        }
+    )[REPORT_COLUMNS]
+
+
+def test_split_contract():
+    manifest = make_manifest()
+    splits = subject_grouped_split(manifest, report_for(manifest), 0.25, seed=42)
+    assert list(splits.columns) == SPLIT_COLUMNS
+    assert list(splits["image_id"]) == sorted(manifest["image_id"])
+    by_id = splits.set_index("image_id")["split"]
+    assert set(by_id) == {"train", "val", "test_aus", "test_rus", "unlabeled"}
+    assert by_id["AUS_test_ct9-1"] == "test_aus" and by_id["RUS_test_c1"] == "test_rus"
+    assert (splits.loc[splits["split"] == "val", "subject_id"].nunique()) == 2  # ceil(0.25 * 8)
+    unlabeled = splits[splits["split"] == "unlabeled"]
+    assert set(unlabeled["image_id"]) == {
+        "RUS_train_a1",
+        "RUS_train_a2",
+        "RUS_train_b1",
+        "RUS_test_c2",
+        "RUS_test_e1",
+    }
+    assert (unlabeled["note"] == "no annotation").all()
+    assert (splits.loc[splits["split"] != "unlabeled", "note"] == "").all()
+    check_no_leakage(splits, manifest)
+
+
+def test_no_subject_in_two_splits_for_many_seeds():
+    manifest = make_manifest()
+    for seed in range(20):
+        splits = subject_grouped_split(manifest, None, 0.2, seed)
+        used = splits[splits["split"].isin(EVAL_SPLITS)]
+        assert (used.groupby("subject_id")["split"].nunique() == 1).all()
+        assert {"train", "val"} <= set(used["split"])
+
+
+def test_uses_group_shuffle_split_with_the_given_fraction_and_seed():
+    manifest = make_manifest()
+    splits = subject_grouped_split(manifest, None, 0.3, seed=7)
+    train = manifest[manifest["orig_split"].eq("train") & manifest["has_mask"]].sort_values(
+        "image_id"
+    )
+    _, val_idx = next(
+        GroupShuffleSplit(n_splits=1, test_size=0.3, random_state=7).split(
+            train, groups=train["subject_id"]
+        )
+    )
+    expected_val = set(train["subject_id"].iloc[val_idx])
+    assert set(splits.loc[splits["split"] == "val", "subject_id"]) == expected_val
+
+
+def test_deterministic_and_order_independent():
+    manifest = make_manifest()
+    first = subject_grouped_split(manifest, None, 0.25, seed=3)
+    shuffled = manifest.sample(frac=1, random_state=0).reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, subject_grouped_split(manifest, None, 0.25, seed=3))
+    pd.testing.assert_frame_equal(first, subject_grouped_split(shuffled, None, 0.25, seed=3))
+    vals = {
+        tuple(
+            sorted(
+                subject_grouped_split(manifest, None, 0.25, s)
+                .query("split == 'val'")["subject_id"]
+                .unique()
+            )
+        )
+        for s in range(6)
+    }
+    assert len(vals) > 1, "the seed should change which subjects are held out"
+
+
+def test_flagged_masks_become_unlabeled_with_reason():
+    manifest = make_manifest()
+    report = report_for(manifest, flagged={"RUS_test_d1", "AUS_train_ct1-1"})
+    splits = subject_grouped_split(manifest, report, 0.25, seed=0).set_index("image_id")
+    for image_id in ("RUS_test_d1", "AUS_train_ct1-1"):
+        assert splits.loc[image_id, "split"] == "unlabeled"
+        assert splits.loc[image_id, "note"] == "mask flagged: 50.00% far from the palette"
+    assert splits.loc["AUS_train_ct1-2", "split"] in {"train", "val"}
+
+
+def test_flag_column_read_as_text_is_understood():
+    manifest = make_manifest()
+    report = report_for(manifest, flagged={"RUS_test_c1"}).astype({"flagged": str})
+    splits = subject_grouped_split(manifest, report, 0.25, seed=0).set_index("image_id")
+    assert (
+        splits.loc["RUS_test_c1", "split"] == "unlabeled"
+        and splits.loc["RUS_test_d1", "split"] == "test_rus"
+    )
+
+
+def test_fewer_than_two_labeled_train_subjects():
+    manifest = make_manifest()
+    manifest.loc[manifest["subject_id"].isin([f"ct{s}" for s in range(2, 9)]), "has_mask"] = False
+    with pytest.raises(DataError, match=r"only 1 subject\(s\) \(ct1\)"):
+        subject_grouped_split(manifest, None, 0.2, seed=0)
+
+
+def test_two_subjects_and_a_large_fraction_still_leave_one_each():
+    manifest = make_manifest()
+    manifest = manifest[~manifest["subject_id"].isin([f"ct{s}" for s in range(3, 9)])]
+    splits = subject_grouped_split(manifest, None, 0.9, seed=0)
+    assert splits.query("split == 'train'")["subject_id"].nunique() == 1
+    assert splits.query("split == 'val'")["subject_id"].nunique() == 1
+
+
+def test_leakage_shared_subject():
+    manifest = make_manifest()
+    manifest.loc[manifest["image_id"] == "AUS_test_ct9-1", "subject_id"] = "ct1"
+    splits = subject_grouped_split(manifest, None, 0.25, seed=0)
+    with pytest.raises(LeakageError) as err:
+        check_no_leakage(splits, manifest)
+    msg = str(err.value)
+    assert "'ct1'" in msg and "test_aus (1 images)" in msg
+
+
+def test_leakage_identical_file_in_two_splits():
+    manifest = make_manifest()
+    digest = manifest.set_index("image_id").loc["AUS_train_ct1-1", "sha256"]
+    manifest.loc[manifest["image_id"] == "RUS_test_c1", "sha256"] = digest
+    splits = subject_grouped_split(manifest, None, 0.25, seed=0)
+    with pytest.raises(LeakageError) as err:
+        check_no_leakage(splits, manifest)
+    msg = str(err.value)
+    assert "AUS/images/train/ct1-1.png" in msg and "RUS/images/test/c1.png (test_rus)" in msg
+
+
+def test_unlabeled_does_not_count_as_leakage():
+    manifest = make_manifest()
+    # An unlabeled copy of a training image and a training subject's unlabeled frame are fine.
+    digest = manifest.set_index("image_id").loc["AUS_train_ct1-1", "sha256"]
+    manifest.loc[manifest["image_id"] == "RUS_test_c2", ["sha256", "subject_id"]] = [digest, "ct1"]
+    splits = subject_grouped_split(manifest, None, 0.25, seed=0)
+    check_no_leakage(splits, manifest)
+
+
+def test_leakage_check_catches_a_hand_edited_split():
+    manifest = make_manifest()
+    splits = subject_grouped_split(manifest, None, 0.25, seed=0)
+    val_subject = splits.query("split == 'val'")["subject_id"].iloc[0]
+    row = splits.index[(splits["subject_id"] == val_subject)][0]
+    splits.loc[row, "split"] = "train"
+    with pytest.raises(LeakageError, match=f"'{val_subject}' is in train .* val"):
+        check_no_leakage(splits, manifest)
+
+
+def test_write_splits_end_to_end(tmp_path):
+    make_dataset(tmp_path / "data")
+    out = tmp_path / "results"
+    write_manifest(
+        tmp_path / "data", dataset_cfg(), False, out / "manifest.csv", out / "issues.csv"
+    )
+    decode_masks(out / "manifest.csv", tmp_path / "data", dataset_cfg(), out / "labels")
+    write_splits(
+        out / "manifest.csv", out / "labels" / "decode_report.csv", 0.25, 42, out / "splits.csv"
+    )
+    splits = pd.read_csv(out / "splits.csv", keep_default_na=False)
+    assert list(splits.columns) == SPLIT_COLUMNS and len(splits) == 14
+    assert set(splits["split"]) == {"train", "val", "test_aus", "test_rus", "unlabeled"}
+    write_splits(out / "manifest.csv", None, 0.25, 42, out / "splits_no_report.csv")
+    pd.testing.assert_frame_equal(
+        splits, pd.read_csv(out / "splits_no_report.csv", keep_default_na=False)
+    )
+
+
+def test_write_splits_refuses_to_write_a_leaking_split(tmp_path):
+    manifest = make_manifest()
+    manifest.loc[manifest["image_id"] == "RUS_test_c1", "subject_id"] = "ct2"
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(LeakageError, match="'ct2'"):
+        write_splits(tmp_path / "manifest.csv", None, 0.25, 0, tmp_path / "splits.csv")
+    assert not (tmp_path / "splits.csv").exists()
+
+
+def test_numeric_looking_subjects_stay_text(tmp_path):
+    manifest = make_manifest()
+    manifest["subject_id"] = manifest["subject_id"].str.replace(r"\D", "", regex=True).str.zfill(3)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    write_splits(tmp_path / "manifest.csv", None, 0.25, 0, tmp_path / "splits.csv")
+    splits = pd.read_csv(tmp_path / "splits.csv", dtype=str, keep_default_na=False)
+    assert set(splits["subject_id"]) >= {"001", "009"}
+    assert np.array_equal(splits["image_id"], sorted(manifest["image_id"]))
