@@ -26,6 +26,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         rules.report.output.html,
-    default_target: True

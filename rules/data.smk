@@ -7,15 +7,15 @@ rule demo_data:
     output:
         root=directory(f"{DEMO_DIR}/abdominal_US"),
         provenance=f"{PROV}/demo_data.json",
+    log:
+        f"{LOGS}/demo_data.log",
+    benchmark:
+        f"{BENCH}/demo_data.tsv"
     params:
         out_dir=DEMO_DIR,
         size=config["demo"]["size"],
         seed=config["demo"]["seed"],
         classes=config["dataset"]["classes"],
-    log:
-        f"{LOGS}/demo_data.log",
-    benchmark:
-        f"{BENCH}/demo_data.tsv"
     script:
         "../scripts/demo_data.py"
 
@@ -28,12 +28,12 @@ rule manifest:
         manifest=f"{RESULTS}/manifest.csv",
         issues=f"{RESULTS}/manifest_issues.csv",
         provenance=f"{PROV}/manifest.json",
+    log:
+        f"{LOGS}/manifest.log",
     params:
         data_root=data_root(),
         dataset=config["dataset"],
         strict=config["strict"],
-    log:
-        f"{LOGS}/manifest.log",
     script:
         "../scripts/manifest.py"
 
@@ -45,14 +45,14 @@ rule decode_masks:
     output:
         labels=directory(f"{RESULTS}/labels"),
         provenance=f"{PROV}/decode_masks.json",
-    params:
-        data_root=data_root(),
-        dataset=config["dataset"],
-        strict=config["strict"],
     log:
         f"{LOGS}/decode_masks.log",
     benchmark:
         f"{BENCH}/decode_masks.tsv"
+    params:
+        data_root=data_root(),
+        dataset=config["dataset"],
+        strict=config["strict"],
     script:
         "../scripts/decode_masks.py"
 
@@ -65,10 +65,10 @@ rule split:
     output:
         splits=f"{RESULTS}/splits.csv",
         provenance=f"{PROV}/split.json",
+    log:
+        f"{LOGS}/split.log",
     params:
         val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],
-    log:
-        f"{LOGS}/split.log",
     script:
         "../scripts/split.py"

@@ -54,14 +54,14 @@ rule diagnostics:
         near_duplicates=f"{DIAG}/near_duplicates.csv",
         baselines=f"{DIAG}/baselines.csv",
         provenance=f"{PROV}/diagnostics.json",
+    log:
+        f"{LOGS}/diagnostics.log",
+    benchmark:
+        f"{BENCH}/diagnostics.tsv"
     params:
         data_root=data_root(),
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],
         out_dir=DIAG,
-    log:
-        f"{LOGS}/diagnostics.log",
-    benchmark:
-        f"{BENCH}/diagnostics.tsv"
     script:
         "../scripts/diagnostics.py"

@@ -28,10 +28,10 @@ rule report:
         code=code("report", "provenance"),
     output:
         html=f"{RESULTS}/report/report.html",
+    log:
+        f"{LOGS}/report.log",
     params:
         config=config,
         results_dir=RESULTS,
-    log:
-        f"{LOGS}/report.log",
     script:
         "../scripts/report.py"

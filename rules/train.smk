@@ -10,7 +10,13 @@ rule train:
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         code=code(
-            "train", "models", "data", "forest", "checkpoint", "metrics", "class_balance"
+            "train",
+            "models",
+            "data",
+            "forest",
+            "checkpoint",
+            "metrics",
+            "class_balance",
         ),
     output:
         model=f"{EXP}/model.safetensors",
@@ -27,6 +33,10 @@ rule train:
             subcategory="{experiment}",
         ),
         provenance=f"{PROV}/train/{{experiment}}.json",
+    log:
+        f"{LOGS}/train/{{experiment}}.log",
+    benchmark:
+        f"{BENCH}/train/{{experiment}}.tsv"
     params:
         experiment=experiment,
         dataset=config["dataset"],
@@ -35,10 +45,6 @@ rule train:
         # Outside the rule's outputs on purpose: Snakemake deletes the outputs
         # of a failed job, and this must survive to resume a pre-empted one.
         checkpoint_dir=f"{RESULTS}/checkpoints/{{experiment}}",
-    log:
-        f"{LOGS}/train/{{experiment}}.log",
-    benchmark:
-        f"{BENCH}/train/{{experiment}}.tsv"
     script:
         "../scripts/train.py"
 
@@ -61,14 +67,14 @@ rule evaluate:
             subcategory="{experiment}",
         ),
         provenance=f"{PROV}/evaluate/{{experiment}}/{{test_set}}.json",
+    log:
+        f"{LOGS}/evaluate/{{experiment}}/{{test_set}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{experiment}}/{{test_set}}.tsv"
     params:
         experiment=experiment,
         dataset=config["dataset"],
         data_root=data_root(),
         out_dir=f"{EXP}/eval/{{test_set}}",
-    log:
-        f"{LOGS}/evaluate/{{experiment}}/{{test_set}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{experiment}}/{{test_set}}.tsv"
     script:
         "../scripts/evaluate.py"
