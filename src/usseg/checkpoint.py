@@ -1,0 +1,172 @@
+"""Model and training-state files: safetensors plus JSON metadata, never pickle.
+
+A pickle (``torch.save``/``joblib``) runs code when it is loaded, so a model
+file from a shared results folder could execute anything. Everything usseg
+writes is a safetensors file: raw tensors plus one JSON document stored in the
+safetensors header under the key ``usseg``. Loading parses that header and
+copies bytes; nothing is unpickled.
+
+Training state that is not a tensor (optimizer hyper-parameters, scheduler
+counters, the history so far, Python's RNG state) goes into the JSON; tensor
+state (weights, Adam moments, the torch RNG) goes into the tensors under
+dotted prefixes (``model.``, ``optimizer.state.``, ``rng.``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from usseg.errors import UssegError
+
+METADATA_KEY = "usseg"
+FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict) -> None:
+    """Write tensors (torch or numpy) and a JSON-able `metadata` dict atomically.
+
+    The file appears under its name only once complete (write to a temporary
+    name, then rename), so a job killed mid-write leaves the previous
+    checkpoint intact instead of a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, value in tensors.items():
+        t = torch.as_tensor(value) if not torch.is_tensor(value) else value
+        out[name] = t.detach().to("cpu").contiguous()
+    header = {METADATA_KEY: json.dumps(metadata, sort_keys=True, allow_nan=True, default=_json_default)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(out, str(tmp), metadata=header)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a file written by `save_tensors`: (tensors on CPU, metadata).
+
+    Raises UssegError naming the file when it is missing, is not a safetensors
+    file (e.g. an old pickled checkpoint) or was not written by usseg.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UssegError(f"{path}: model/checkpoint file does not exist; run the train step first.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error type for a bad header
+        raise UssegError(
+            f"{path}: not a readable safetensors file ({exc}). usseg only loads safetensors "
+            "(never pickle); delete the file and re-run training to recreate it."
+        ) from None
+    if METADATA_KEY not in header:
+        raise UssegError(
+            f"{path}: a safetensors file without usseg metadata; it was not written by usseg train. "
+            "Re-run training to recreate it."
+        )
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise UssegError(f"{path}: the usseg metadata in the header is not valid JSON ({exc}).") from None
+    return tensors, metadata
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    if torch.is_tensor(obj) and obj.numel() == 1:
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in checkpoint metadata")
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def config_hash(settings: dict) -> str:
+    """Stable hash of JSON-able settings (key order does not matter)."""
+    text = json.dumps(settings, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- state flattening
+
+
+def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optimizer.") -> tuple[dict, dict]:
+    """Split an optimizer state_dict into tensors and JSON (param_groups, non-tensor per-param state)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            name = f"{pid}.{key}"
+            if torch.is_tensor(value):
+                tensors[f"{prefix}state.{name}"] = value
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict, prefix: str = "optimizer.") -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "state."):
+            pid, key = name[len(prefix + "state."):].split(".", 1)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in meta["scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_state() -> tuple[dict, dict]:
+    """torch/numpy/python global RNG state as (tensors, JSON)."""
+    np_state = np.random.get_state()
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+    }
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    py = random.getstate()
+    meta = {
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py[0], list(py[1]), py[2]],
+    }
+    return tensors, meta
+
+
+def restore_rng(tensors: dict, meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, tensors["rng.numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def split_prefix(tensors: dict, prefix: str) -> dict:
+    """Tensors whose names start with `prefix`, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
