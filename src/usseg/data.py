@@ -1,0 +1,216 @@
+"""Datasets and transforms for training and evaluation.
+
+Images are read as grayscale float in [0, 1]; labels come from the cached
+``results/labels/{image_id}.npy`` arrays (palette indices at the original
+size, never re-decoded from colour masks) and are mapped to an experiment's
+output classes with `usseg.config.label_lookup`.
+
+As in the MONAI tutorials, the deterministic transforms (load, map, resize)
+are kept apart from the random ones (flip, noise, contrast) so that a
+`CacheDataset` computes the first once and only the second runs per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.data import CacheDataset
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    MapTransform,
+    RandAdjustContrastd,
+    RandFlipd,
+    RandGaussianNoised,
+    Resized,
+)
+from PIL import Image
+
+from usseg.config import label_lookup
+from usseg.errors import DataError
+
+IMAGE = "image"
+LABEL = "label"
+
+
+# ----------------------------------------------------------------------------- files and tables
+
+
+def dataset_root(data_root, dataset_cfg: dict) -> Path:
+    """The folder holding the modality folders (AUS/, RUS/) below `data_root`."""
+    from usseg.manifest import find_dataset_root  # imported late: a sibling stage's module
+
+    return Path(find_dataset_root(data_root, list(dataset_cfg["modalities"])))
+
+
+def load_grayscale(path: str | Path) -> np.ndarray:
+    """An image as float32 (H, W) in [0, 1], whatever its mode (RGB, RGBA, L, JPG)."""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L"), dtype=np.float32)
+    return arr / 255.0
+
+
+def load_labels(path: str | Path, lut: np.ndarray) -> np.ndarray:
+    """A cached palette-index array mapped through `lut` to output classes (uint8, (H, W))."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: label array missing; run the decode_masks step first.")
+    labels = np.load(path, allow_pickle=False)
+    if labels.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D label array, got shape {labels.shape}.")
+    if labels.size and int(labels.max()) >= len(lut):
+        raise DataError(
+            f"{path}: label value {int(labels.max())} is not a palette index (the palette has {len(lut)} classes)."
+        )
+    return lut[labels]
+
+
+def resize_nearest(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map, sampling pixel centres (torch's 'nearest-exact')."""
+    h, w = labels.shape
+    H, W = int(shape[0]), int(shape[1])
+    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def read_split_table(manifest_csv, splits_csv) -> pd.DataFrame:
+    """splits.csv joined with manifest.csv on image_id (one row per split row)."""
+    manifest = pd.read_csv(manifest_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
+    splits = pd.read_csv(splits_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
+    for col in ("image_id", "split"):
+        if col not in splits.columns:
+            raise DataError(f"{splits_csv}: column {col!r} missing.")
+    for col in ("image_id", "modality", "image_path"):
+        if col not in manifest.columns:
+            raise DataError(f"{manifest_csv}: column {col!r} missing.")
+    # subject_id comes from splits.csv when it has one (the split step owns it).
+    cols = [c for c in manifest.columns if not (c == "subject_id" and "subject_id" in splits.columns)]
+    table = splits.merge(manifest[cols], on="image_id", how="left", validate="one_to_one", indicator=True)
+    missing = table.loc[table["_merge"] != "both", "image_id"].tolist()
+    if missing:
+        raise DataError(
+            f"{splits_csv}: {len(missing)} image ids are not in {manifest_csv} (e.g. {missing[0]!r}); "
+            "re-run the manifest and split steps."
+        )
+    return table.drop(columns="_merge")
+
+
+def split_records(
+    table: pd.DataFrame,
+    split: str,
+    modalities: Sequence[str] | None,
+    root: Path,
+    labels_dir,
+) -> list[dict]:
+    """Records (dicts for the MONAI transforms) of one split, optionally restricted to modalities."""
+    rows = table[table["split"] == split]
+    if modalities is not None:
+        rows = rows[rows["modality"].isin(list(modalities))]
+    labels_dir = Path(labels_dir)
+    return [
+        {
+            IMAGE: str(root / r.image_path),
+            LABEL: str(labels_dir / f"{r.image_id}.npy"),
+            "image_id": r.image_id,
+            "subject_id": r.subject_id,
+            "modality": r.modality,
+        }
+        for r in rows.itertuples(index=False)
+    ]
+
+
+def describe_split_counts(table: pd.DataFrame, modalities: Sequence[str]) -> str:
+    """'AUS: train 120, val 30, test_aus 60; RUS: unlabeled 40' — for error messages."""
+    parts = []
+    for mod in modalities:
+        counts = table[table["modality"] == mod]["split"].value_counts()
+        inner = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no rows"
+        parts.append(f"{mod}: {inner}")
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+class LoadGrayscaled(MapTransform):
+    """Path -> (1, H, W) float32 array in [0, 1]."""
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = load_grayscale(d[key])[None]
+        return d
+
+
+class LoadLabelsd(MapTransform):
+    """Path of a cached palette-index .npy -> (1, H, W) float32 output-class indices."""
+
+    def __init__(self, keys, lut: np.ndarray, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.lut = np.asarray(lut, dtype=np.uint8)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            # float: MONAI's resize works on floats; nearest-exact keeps the values integral.
+            d[key] = load_labels(d[key], self.lut)[None].astype(np.float32)
+        return d
+
+
+def deterministic_transforms(exp: dict, lut: np.ndarray, with_label: bool = True) -> list:
+    """Load, map labels, resize image (bilinear, anti-aliased) and label (nearest) to exp.image_size."""
+    size = tuple(int(s) for s in exp["image_size"])
+    tf = [LoadGrayscaled(keys=IMAGE)]
+    if with_label:
+        tf.append(LoadLabelsd(keys=LABEL, lut=lut))
+    tf.append(Resized(keys=IMAGE, spatial_size=size, mode="bilinear", anti_aliasing=True))
+    if with_label:
+        tf.append(Resized(keys=LABEL, spatial_size=size, mode="nearest-exact"))
+    return tf
+
+
+def random_transforms(exp: dict) -> list:
+    """Augmentation from exp.augmentation. Flips are left-right only: depth runs down
+    the image and an upside-down ultrasound frame is not a plausible input."""
+    aug = exp["augmentation"]
+    keys = [IMAGE, LABEL]
+    tf = []
+    if aug.get("flip_prob", 0) > 0:
+        tf.append(RandFlipd(keys=keys, prob=aug["flip_prob"], spatial_axis=1))
+    if aug.get("noise_prob", 0) > 0 and aug.get("noise_std", 0) > 0:
+        tf.append(RandGaussianNoised(keys=IMAGE, prob=aug["noise_prob"], std=aug["noise_std"]))
+    if aug.get("contrast_prob", 0) > 0:
+        tf.append(RandAdjustContrastd(keys=IMAGE, prob=aug["contrast_prob"], gamma=tuple(aug["contrast_gamma"])))
+    return tf
+
+
+def _to_plain_tensors(keys) -> EnsureTyped:
+    # Plain tensors, not MetaTensors: the training loop needs no affine metadata
+    # and collating metadata costs time on every batch.
+    return EnsureTyped(keys=keys, track_meta=False, dtype=torch.float32)
+
+
+def build_dataset(
+    records: list[dict], exp: dict, lut: np.ndarray, augment: bool, cache_workers: int | None = None
+) -> CacheDataset:
+    """CacheDataset: deterministic transforms cached once, random ones (if `augment`) per access."""
+    tf = deterministic_transforms(exp, lut)
+    if augment:
+        tf += random_transforms(exp)
+    tf.append(_to_plain_tensors([IMAGE, LABEL]))
+    return CacheDataset(
+        data=records,
+        transform=Compose(tf),
+        cache_rate=1.0,
+        num_workers=cache_workers,  # threads; None = one per CPU
+        progress=False,
+    )
+
+
+def experiment_lut(exp: dict, dataset_cfg: dict) -> np.ndarray:
+    return label_lookup(exp, dataset_cfg)

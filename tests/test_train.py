@@ -1,0 +1,317 @@
+"""Training: loss and class-weight configuration, data selection, determinism, resume.
+
+`make_tiny_dataset` and `tiny_config` are shared with test_evaluate.py and
+test_forest.py: a dataset root with AUS/ and RUS/ images, cached label arrays,
+manifest.csv and splits.csv, small enough to train on in a second.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
+from PIL import Image
+from safetensors.torch import load_file
+
+from usseg import data
+from usseg.class_balance import pixel_counts, suggest_class_weights
+from usseg.config import check_config, label_lookup, resolve_experiment
+from usseg.errors import DataError, UssegError
+from usseg.train import build_loss, class_weight_vector, train_experiment
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+LIVER, BONE, GALLBLADDER, KIDNEY = 1, 2, 3, 4
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+
+
+def _frame(rng, h, w, shift, real):
+    """A fan-free toy frame: bright liver ellipse, dark kidney disc, a thin bone line."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    lab = np.zeros((h, w), np.uint8)
+    liver = ((yy - h * 0.45) / (h * 0.28)) ** 2 + ((xx - w * 0.35 - shift) / (w * 0.22)) ** 2 < 1
+    kidney = (yy - h * 0.6) ** 2 + (xx - w * 0.75) ** 2 < (min(h, w) * 0.12) ** 2
+    lab[liver] = LIVER
+    lab[kidney] = KIDNEY
+    lab[2:4, w // 2 - 6: w // 2 + 6] = BONE
+    img = np.full((h, w), 0.15)
+    img[lab == LIVER] = 0.6
+    img[lab == KIDNEY] = 0.35
+    img[lab == BONE] = 0.95
+    img = img + rng.normal(0, 0.12 if real else 0.04, (h, w))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8), lab
+
+
+def make_tiny_dataset(tmp_path: Path, frames: int = 4, size=(40, 48), seed: int = 0) -> dict:
+    """Write a tiny AUS/RUS dataset with labels, manifest.csv and splits.csv; return the paths."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    root = tmp_path / "dataset"
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir(parents=True)
+    plan = [
+        ("AUS", "train", "train", ["ct1", "ct2", "ct3"]),
+        ("AUS", "train", "val", ["ct4"]),
+        ("AUS", "test", "test_aus", ["ct5", "ct6"]),
+        ("RUS", "test", "test_rus", ["a", "b"]),
+        ("RUS", "train", "unlabeled", ["c"]),
+    ]
+    manifest, splits = [], []
+    for modality, orig, split, subjects in plan:
+        img_dir = root / modality / "images" / orig
+        img_dir.mkdir(parents=True, exist_ok=True)
+        for s in subjects:
+            for k in range(frames):
+                stem = f"{s}-{k}" if modality == "AUS" else f"{s}{k}"
+                ext = ".png" if modality == "AUS" else ".jpg"
+                image_id = f"{modality}_{orig}_{stem}"
+                img, lab = _frame(rng, h, w, shift=k - frames / 2, real=modality == "RUS")
+                path = img_dir / f"{stem}{ext}"
+                if modality == "RUS":
+                    Image.fromarray(img).convert("RGB").save(path, quality=95)
+                else:
+                    Image.fromarray(img).save(path)
+                has_mask = split != "unlabeled"
+                if has_mask:
+                    np.save(labels_dir / f"{image_id}.npy", lab)
+                manifest.append({
+                    "image_id": image_id, "subject_id": s, "modality": modality,
+                    "domain": "synthetic" if modality == "AUS" else "real", "orig_split": orig,
+                    "image_path": str(path.relative_to(root)),
+                    "mask_path": f"{modality}/annotations/{orig}/{stem}.png" if has_mask else "",
+                    "has_mask": has_mask, "width": w, "height": h,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "mask_sha256": hashlib.sha256(lab.tobytes()).hexdigest() if has_mask else "",
+                })
+                splits.append({"image_id": image_id, "subject_id": s, "split": split, "note": ""})
+    pd.DataFrame(manifest).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame(splits).to_csv(tmp_path / "splits.csv", index=False)
+    return {
+        "data_root": root,
+        "manifest_csv": tmp_path / "manifest.csv",
+        "splits_csv": tmp_path / "splits.csv",
+        "labels_dir": labels_dir,
+    }
+
+
+def tiny_config(**defaults) -> dict:
+    """config.yaml with tiny experiment defaults (32x32, 2 epochs, a 3-level UNet)."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["experiment_defaults"].update(
+        {
+            "model": {"name": "unet", "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1,
+                      "norm": "batch", "dropout": 0.0},
+            "epochs": 2,
+            "batch_size": 4,
+            "image_size": [32, 32],
+            "optimizer": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
+            "forest": {"n_estimators": 5, "max_depth": 6, "pixels_per_image": 200},
+            "device": "cpu",
+        }
+    )
+    cfg["experiment_defaults"].update(defaults)
+    return check_config(cfg, source="tiny config")
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    paths = make_tiny_dataset(tmp_path)
+    # The dataset root search belongs to the manifest stage; here the root is known.
+    monkeypatch.setattr(data, "dataset_root", lambda data_root, dataset_cfg: Path(data_root))
+    return paths
+
+
+def run_training(cfg, name, paths, out, ckpt, **kw):
+    exp = resolve_experiment(cfg, name)
+    train_experiment(exp, cfg["dataset"], paths["data_root"], paths["manifest_csv"], paths["splits_csv"],
+                     paths["labels_dir"], out, ckpt, **kw)
+    return exp
+
+
+# ----------------------------------------------------------------------------- loss configuration
+
+
+def _logits_and_labels(n_classes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, n_classes, 8, 8, generator=g)
+    labels = torch.randint(0, n_classes, (2, 1, 8, 8), generator=g)
+    return logits, labels
+
+
+def _exp(cfg, experiment, **loss):
+    exp = resolve_experiment(cfg, experiment)
+    exp["loss"].update(loss)
+    return exp
+
+
+def test_dice_ce_without_background_keeps_full_weights_for_ce():
+    cfg = tiny_config()
+    exp = _exp(cfg, "multiorgan_unet", include_background=False)
+    w = np.linspace(0.5, 3.0, 9).astype(np.float32)
+    loss = build_loss(exp, cfg["dataset"], w)
+    logits, labels = _logits_and_labels(9)
+    got = loss(logits, labels)
+    # Expected: Dice over foreground channels with foreground weights + CE with all nine weights.
+    dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, weight=torch.tensor(w[1:]))
+    ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(w))
+    expected = dice(logits, labels) + ce(logits, labels[:, 0].long())
+    assert torch.allclose(got, expected, atol=1e-6)
+    unweighted = build_loss(exp, cfg["dataset"], None)(logits, labels)
+    assert not torch.allclose(got, unweighted)
+
+
+def test_dice_focal_without_background_gets_foreground_weights():
+    cfg = tiny_config()
+    exp = _exp(cfg, "multiorgan_unet", name="dice_focal", include_background=False)
+    w = np.linspace(0.5, 3.0, 9).astype(np.float32)
+    logits, labels = _logits_and_labels(9)
+    got = build_loss(exp, cfg["dataset"], w)(logits, labels)
+    expected = DiceFocalLoss(include_background=False, to_onehot_y=True, softmax=True,
+                             weight=torch.tensor(w[1:]))(logits, labels)
+    assert torch.allclose(got, expected)
+    # MONAI really wants n-1 weights here: the full vector is rejected.
+    with pytest.raises(ValueError):
+        DiceFocalLoss(include_background=False, to_onehot_y=True, softmax=True, weight=torch.tensor(w))(logits, labels)
+
+
+def test_dice_ce_with_background_and_binary_task():
+    cfg = tiny_config()
+    exp = _exp(cfg, "liver_unet")  # include_background auto -> False for one organ
+    loss = build_loss(exp, cfg["dataset"], np.array([0.2, 1.0], np.float32))
+    assert loss.dice.include_background is False
+    logits, labels = _logits_and_labels(2)
+    assert torch.isfinite(loss(logits, labels))
+    exp_bg = _exp(cfg, "multiorgan_unet")
+    assert build_loss(exp_bg, cfg["dataset"], None).dice.include_background is True
+
+
+def test_class_weights_none_list_and_auto(tiny):
+    cfg = tiny_config()
+    ds = cfg["dataset"]
+    assert class_weight_vector(resolve_experiment(cfg, "multiorgan_unet"), ds, []) is None
+    exp = _exp(cfg, "liver_unet", class_weights=[0.3, 2.0])
+    assert class_weight_vector(exp, ds, []).tolist() == pytest.approx([0.3, 2.0])
+    exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
+    paths = sorted(Path(tiny["labels_dir"]).glob("AUS_train_ct1-*.npy"))
+    w = class_weight_vector(exp, ds, paths)
+    lut = label_lookup(exp, ds)
+    expected = suggest_class_weights(pixel_counts([lut[np.load(p)] for p in paths], 9))
+    assert w.shape == (9,) and np.allclose(w, expected)
+    # Classes that never occur get weight 0; the rare kidney outweighs the background.
+    assert w[5] == 0 and w[KIDNEY] > w[0]
+
+
+def test_binary_experiment_maps_other_organs_to_background(tiny):
+    cfg = tiny_config()
+    exp = resolve_experiment(cfg, "liver_unet")
+    lut = label_lookup(exp, cfg["dataset"])
+    path = next(Path(tiny["labels_dir"]).glob("AUS_train_*.npy"))
+    raw = np.load(path)
+    mapped = data.load_labels(path, lut)
+    assert set(np.unique(mapped)) == {0, 1}
+    assert np.array_equal(mapped == 1, raw == LIVER)
+    item = data.build_dataset(
+        [{"image": str(tiny["data_root"] / "AUS/images/train/ct1-0.png"), "label": str(path),
+          "image_id": "x", "subject_id": "ct1", "modality": "AUS"}],
+        exp, lut, augment=False, cache_workers=1,
+    )[0]
+    assert item["image"].shape == (1, 32, 32) and item["label"].shape == (1, 32, 32)
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert set(torch.unique(item["label"]).tolist()) <= {0.0, 1.0}
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_training_on_a_modality_without_labeled_train_images_is_a_data_error(tiny, tmp_path):
+    cfg = tiny_config()
+    cfg["experiments"]["real_only"] = {"classes": ["liver"], "train_modalities": ["RUS"]}
+    with pytest.raises(DataError, match=r"real_only.*'train'.*RUS"):
+        run_training(cfg, "real_only", tiny, tmp_path / "out", tmp_path / "ckpt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_is_a_clear_error(tiny, tmp_path):
+    cfg = tiny_config(device="cuda")
+    with pytest.raises(UssegError, match="device: cuda requested for experiment liver_unet but no CUDA GPU"):
+        run_training(cfg, "liver_unet", tiny, tmp_path / "out", tmp_path / "ckpt")
+
+
+# ----------------------------------------------------------------------------- determinism and resume
+
+
+def _history(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "history.csv").drop(columns="seconds")
+
+
+def _weights(out: Path) -> dict:
+    return load_file(str(out / "model.safetensors"))
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_is_deterministic_and_resume_continues_after_interruption(tiny, tmp_path, caplog):
+    cfg = tiny_config(epochs=3)
+    # Dropout exercises the restored torch RNG on resume.
+    cfg["experiments"]["multiorgan_unet"] = {"model": {"dropout": 0.1}}
+    caplog.set_level(logging.INFO, logger="usseg.train")
+
+    run_training(cfg, "multiorgan_unet", tiny, tmp_path / "a", tmp_path / "ckpt_a")
+    run_training(cfg, "multiorgan_unet", tiny, tmp_path / "b", tmp_path / "ckpt_b")
+    hist_a = _history(tmp_path / "a")
+    assert list(hist_a.columns) == [
+        "epoch", "train_loss", "val_loss", "val_dice_liver", "val_dice_bone", "val_dice_gallbladder",
+        "val_dice_kidney", "val_dice_pancreas", "val_dice_vessels", "val_dice_spleen", "val_dice_adrenal",
+        "val_dice_mean", "lr",
+    ]
+    assert hist_a["epoch"].tolist() == [1, 2, 3]
+    assert hist_a["train_loss"].notna().all() and hist_a["val_dice_liver"].notna().all()
+    assert hist_a["val_dice_pancreas"].isna().all()  # never present in validation
+    pd.testing.assert_frame_equal(hist_a, _history(tmp_path / "b"))
+    assert _same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert (tmp_path / "a" / "curves.png").stat().st_size > 10_000
+    assert any(r.getMessage().startswith("epoch 3/3 train_loss ") and " val_dice liver " in r.getMessage()
+               for r in caplog.records)
+
+    class Preempted(Exception):
+        pass
+
+    def stop_after_first(epoch):
+        if epoch == 1:
+            raise Preempted
+
+    out_c, ckpt_c = tmp_path / "c", tmp_path / "ckpt_c"
+    with pytest.raises(Preempted):
+        run_training(cfg, "multiorgan_unet", tiny, out_c, ckpt_c, on_epoch_end=stop_after_first)
+    assert (ckpt_c / "last.safetensors").is_file()
+    assert not (out_c / "model.safetensors").exists()
+    caplog.clear()
+    epochs_run = []
+    run_training(cfg, "multiorgan_unet", tiny, out_c, ckpt_c, on_epoch_end=epochs_run.append)
+    assert epochs_run == [2, 3]
+    assert any("resuming" in r.getMessage() and "after epoch 1" in r.getMessage() for r in caplog.records)
+    pd.testing.assert_frame_equal(hist_a, _history(out_c))
+    assert _same_weights(_weights(tmp_path / "a"), _weights(out_c))
+
+    # A changed setting changes the config hash: the old checkpoint is not reused.
+    caplog.clear()
+    changed = copy.deepcopy(cfg)
+    changed["experiments"]["multiorgan_unet"]["optimizer"] = {"lr": 0.005}
+    epochs_run.clear()
+    run_training(check_config(changed), "multiorgan_unet", tiny, out_c, ckpt_c, on_epoch_end=epochs_run.append)
+    assert epochs_run == [1, 2, 3]
+    assert any("starting fresh" in r.getMessage() for r in caplog.records)
