@@ -426,3 +426,10 @@ def test_everything_at_once_is_accounted_for(root, tmp_path):
     manifest, issues = build(root)
     assert len(issues) == 9
     assert_accounted(root, manifest, issues)
+
+
+def test_fifo_is_not_read(root):
+    os.mkfifo(root / "RUS/images/train/f1.jpg")
+    manifest, issues = build(root)
+    assert reason_of(issues, "RUS/images/train/f1.jpg") == "not_a_regular_file"
+    assert_accounted(root, manifest, issues)

@@ -17,7 +17,7 @@ Reason codes of the issues table:
     not_an_image, unreadable_image, name_mismatch, duplicate_stem,
     orphan_annotation, mask_of_quarantined_image, unreadable_mask,
     mask_size_mismatch, symlink_outside_root, broken_symlink,
-    symlinked_directory
+    symlinked_directory, not_a_regular_file
 """
 
 from __future__ import annotations
@@ -303,6 +303,14 @@ class _Scan:
                     "followed. Copy the file into the dataset instead of linking it.",
                 )
                 return
+        if not path.is_file():  # a FIFO or device would block or mislead the reader
+            self.issue(
+                rel,
+                "not_a_regular_file",
+                f"{rel} is not a regular file (a pipe, socket or device); it is ignored. Remove it from the "
+                "dataset folder.",
+            )
+            return
         parts = rel.split("/")
         if (
             len(parts) != 4
