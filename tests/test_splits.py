@@ -247,3 +247,10 @@ def test_numeric_looking_subjects_stay_text(tmp_path):
     splits = pd.read_csv(tmp_path / "splits.csv", dtype=str, keep_default_na=False)
     assert set(splits["subject_id"]) >= {"001", "009"}
     assert np.array_equal(splits["image_id"], sorted(manifest["image_id"]))
+
+
+def test_duplicate_image_ids_are_refused():
+    manifest = make_manifest()
+    manifest = pd.concat([manifest, manifest.iloc[:1]])
+    with pytest.raises(DataError, match="AUS_test_ct10-1|AUS_train_ct1-1"):
+        subject_grouped_split(manifest, None, 0.25, seed=0)

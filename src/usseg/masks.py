@@ -118,6 +118,7 @@ def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
     if missing.any():
         miss_codes = codes[missing]
         new = np.unique(miss_codes)
+        # Threads may fill the same entries at once; they write the same values, so no lock is needed.
         table[new] = _nearest(new, pal)
         labels[missing] = table[miss_codes]
     return labels.reshape(arr.shape[:2])

@@ -42,6 +42,13 @@ def subject_grouped_split(
     """
     if not 0 < val_fraction < 1:
         raise DataError(f"split.val_fraction = {val_fraction} must lie strictly between 0 and 1.")
+    manifest = manifest.reset_index(drop=True)
+    duplicated = manifest["image_id"][manifest["image_id"].duplicated()]
+    if len(duplicated):
+        raise DataError(
+            f"the manifest lists image_id {', '.join(sorted(set(duplicated))[:5])} more than once; image ids must "
+            "be unique. Rebuild the manifest with usseg instead of editing or concatenating it."
+        )
     flagged = _flag_reasons(decode_report)
     has_mask = manifest["has_mask"].map(parse_bool)
     image_ids = manifest["image_id"].astype(str)
