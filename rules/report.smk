@@ -3,7 +3,6 @@
 
 rule report:
     input:
-        checklist=rules.diagnostics.output.checklist,
         diagnostics=rules.diagnostics.output,
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
