@@ -84,6 +84,8 @@ def test_padding_and_tint_are_background():
 def test_distance_equals_brute_force():
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, size=(50, 60, 3), dtype=np.uint8)
+    rgb[:25] = PALETTE[rng.integers(0, len(PALETTE), size=(25, 60))]  # distance 0
+    rgb[:25:3] += rng.integers(0, 2, size=rgb[:25:3].shape, dtype=np.uint8)  # distance 0..3
     labels, d2 = decode_mask_with_distance(rgb, PALETTE)
     exp_labels, exp_d2 = brute_force(rgb, PALETTE)
     np.testing.assert_array_equal(labels, exp_labels)

@@ -103,14 +103,8 @@ def _nearest(codes: np.ndarray, pal: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 colour mask -> (H, W) uint8 index of the nearest palette colour.
-
-    Nearest by squared RGB distance; a colour equidistant from two palette
-    entries gets the lower index. Identical to brute force on every pixel.
-    """
-    arr = _check_rgb(rgb)
-    pal = _check_palette(palette)
+def _decode_flat(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour codes and labels of every pixel, both flat."""
     table = _table(pal)
     codes = _codes(arr)
     labels = table[codes]
@@ -121,6 +115,17 @@ def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
         # Threads may fill the same entries at once; they write the same values, so no lock is needed.
         table[new] = _nearest(new, pal)
         labels[missing] = table[miss_codes]
+    return codes, labels
+
+
+def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colour mask -> (H, W) uint8 index of the nearest palette colour.
+
+    Nearest by squared RGB distance; a colour equidistant from two palette
+    entries gets the lower index. Identical to brute force on every pixel.
+    """
+    arr = _check_rgb(rgb)
+    _, labels = _decode_flat(arr, _check_palette(palette))
     return labels.reshape(arr.shape[:2])
 
 
@@ -130,10 +135,20 @@ def decode_mask_with_distance(
     """Labels as decode_mask, and each pixel's squared distance to its nearest palette colour (int32)."""
     arr = _check_rgb(rgb)
     pal = _check_palette(palette)
-    labels = decode_mask(arr, pal)
-    diff = arr.astype(np.int32) - pal.astype(np.int32)[labels]
-    d2 = np.einsum("hwc,hwc->hw", diff, diff)
-    return labels, d2
+    codes, labels = _decode_flat(arr, pal)
+    # Most pixels sit exactly on their palette colour (distance 0); only the rest need arithmetic.
+    pal32 = pal.astype(np.uint32)
+    pal_codes = pal32[:, 0] | (pal32[:, 1] << 8) | (pal32[:, 2] << 16)
+    off = np.flatnonzero(codes != pal_codes[labels])
+    d2 = np.zeros(codes.shape, dtype=np.int32)
+    if off.size:
+        c = codes[off]
+        nearest = pal.astype(np.int32)[labels[off]]
+        dr = (c & 0xFF).astype(np.int32) - nearest[:, 0]
+        dg = ((c >> 8) & 0xFF).astype(np.int32) - nearest[:, 1]
+        db = (c >> 16).astype(np.int32) - nearest[:, 2]
+        d2[off] = dr * dr + dg * dg + db * db
+    return labels.reshape(arr.shape[:2]), d2.reshape(arr.shape[:2])
 
 
 def load_mask_rgb(path) -> np.ndarray:
