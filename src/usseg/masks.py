@@ -37,6 +37,7 @@ _UNKNOWN = 255  # table entry not decided yet; palettes therefore hold at most 2
 _tables: dict[bytes, np.ndarray] = {}
 _tables_lock = threading.Lock()
 _BLOCK = 1 << 15  # new colours decided per step
+_CHUNK = 1 << 16  # pixels decoded per step
 
 
 def _check_palette(palette) -> np.ndarray:
@@ -71,12 +72,20 @@ def _table(pal: np.ndarray) -> np.ndarray:
     return table
 
 
-def _codes(rgb: np.ndarray) -> np.ndarray:
-    """24-bit colour code per pixel, r + 256 g + 65536 b, as a flat uint32 array (one copy, no arithmetic)."""
-    h, w, _ = rgb.shape
-    packed = np.zeros((h * w, 4), dtype=np.uint8)
-    packed[:, :3] = rgb.reshape(h * w, 3)
-    return packed.view("<u4").ravel()
+def _codes(flat: np.ndarray) -> np.ndarray:
+    """24-bit colour code r + 256 g + 65536 b of each row of an (n, 3) uint8 array, as int64.
+
+    The bytes are read as overlapping little-endian 32-bit words, 3 bytes
+    apart (r, g, b and the next pixel's r), and the fourth byte is masked off:
+    one pass, where packing channel by channel takes five. int64 is the index
+    type numpy gathers fastest.
+    """
+    n = len(flat)
+    buf = np.empty(3 * n + 1, dtype=np.uint8)  # one spare byte for the last pixel's word
+    buf[: 3 * n].reshape(n, 3)[...] = flat
+    buf[-1] = 0
+    words = np.ndarray((n,), dtype="<u4", buffer=buf, strides=(3,))
+    return np.bitwise_and(words, 0xFFFFFF, dtype=np.int64)
 
 
 def _nearest(codes: np.ndarray, pal: np.ndarray) -> np.ndarray:
@@ -103,19 +112,27 @@ def _nearest(codes: np.ndarray, pal: np.ndarray) -> np.ndarray:
     return out
 
 
-def _decode_flat(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour codes and labels of every pixel, both flat."""
+def _decode_chunks(arr: np.ndarray, pal: np.ndarray, labels: np.ndarray):
+    """Fill `labels` (flat, uint8) chunk by chunk; yield (start, codes, labels) of each chunk.
+
+    Chunks keep the temporaries a few hundred kilobytes whatever the mask size.
+    """
     table = _table(pal)
-    codes = _codes(arr)
-    labels = table[codes]
-    missing = labels == _UNKNOWN
-    if missing.any():
-        miss_codes = codes[missing]
-        new = np.unique(miss_codes)
-        # Threads may fill the same entries at once; they write the same values, so no lock is needed.
-        table[new] = _nearest(new, pal)
-        labels[missing] = table[miss_codes]
-    return codes, labels
+    flat = arr.reshape(-1, 3)
+    for start in range(0, len(flat), _CHUNK):
+        codes = _codes(flat[start : start + _CHUNK])
+        out = labels[start : start + len(codes)]
+        np.take(
+            table, codes, out=out, mode="clip"
+        )  # codes < 2**24 always; "raise" would buffer `out`
+        missing = out == _UNKNOWN
+        if missing.any():
+            miss_codes = codes[missing]
+            new = np.unique(miss_codes)
+            # Threads may fill the same entries at once; they write the same values, so no lock is needed.
+            table[new] = _nearest(new, pal)
+            out[missing] = table[miss_codes]
+        yield start, codes, out
 
 
 def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -125,8 +142,10 @@ def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
     entries gets the lower index. Identical to brute force on every pixel.
     """
     arr = _check_rgb(rgb)
-    _, labels = _decode_flat(arr, _check_palette(palette))
-    return labels.reshape(arr.shape[:2])
+    labels = np.empty(arr.shape[:2], dtype=np.uint8)
+    for _ in _decode_chunks(arr, _check_palette(palette), labels.reshape(-1)):
+        pass
+    return labels
 
 
 def decode_mask_with_distance(
@@ -135,20 +154,22 @@ def decode_mask_with_distance(
     """Labels as decode_mask, and each pixel's squared distance to its nearest palette colour (int32)."""
     arr = _check_rgb(rgb)
     pal = _check_palette(palette)
-    codes, labels = _decode_flat(arr, pal)
-    # Most pixels sit exactly on their palette colour (distance 0); only the rest need arithmetic.
-    pal32 = pal.astype(np.uint32)
+    labels = np.empty(arr.shape[:2], dtype=np.uint8)
+    d2 = np.zeros(arr.shape[:2], dtype=np.int32)
+    flat_d2 = d2.reshape(-1)
+    pal32 = pal.astype(np.int64)
     pal_codes = pal32[:, 0] | (pal32[:, 1] << 8) | (pal32[:, 2] << 16)
-    off = np.flatnonzero(codes != pal_codes[labels])
-    d2 = np.zeros(codes.shape, dtype=np.int32)
-    if off.size:
-        c = codes[off]
-        nearest = pal.astype(np.int32)[labels[off]]
-        dr = (c & 0xFF).astype(np.int32) - nearest[:, 0]
-        dg = ((c >> 8) & 0xFF).astype(np.int32) - nearest[:, 1]
-        db = (c >> 16).astype(np.int32) - nearest[:, 2]
-        d2[off] = dr * dr + dg * dg + db * db
-    return labels.reshape(arr.shape[:2]), d2.reshape(arr.shape[:2])
+    for start, codes, lab in _decode_chunks(arr, pal, labels.reshape(-1)):
+        # Most pixels sit exactly on their palette colour (distance 0); only the rest need arithmetic.
+        off = np.flatnonzero(codes != pal_codes[lab])
+        if off.size:
+            c = codes[off]
+            nearest = pal32[lab[off]]
+            dr = (c & 0xFF) - nearest[:, 0]
+            dg = ((c >> 8) & 0xFF) - nearest[:, 1]
+            db = (c >> 16) - nearest[:, 2]
+            flat_d2[start + off] = dr * dr + dg * dg + db * db
+    return labels, d2
 
 
 def load_mask_rgb(path) -> np.ndarray:
