@@ -1,0 +1,671 @@
+"""The report, built from a fake but contract-complete results/ tree.
+
+make_fake_run() writes every file the report reads, in the layout and formats
+of DESIGN.md, with provenance records made by usseg.provenance (real hashes of
+the fake files), so these tests run in a second without the workflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import hashlib
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from usseg.config import check_config, experiment_class_names, resolve_experiment
+from usseg.provenance import provenance_record, write_provenance
+from usseg.report import ReportInputError, build_report, drop_sentence, required_inputs
+
+REPO = Path(__file__).resolve().parents[1]
+
+HOSTILE = '<script>window.__pwned=1;console.error("xss")</script>'
+HOSTILE_ATTR = '"><img src=x onerror="window.__pwned=2">'
+
+# The fake run's Dice of liver_unet: the drop sentence's numbers follow from these.
+LIVER_AUS, LIVER_RUS = 0.82, 0.41
+
+
+def full_config() -> dict:
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    return check_config(raw)
+
+
+def _png(path: Path, size: tuple[int, int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(170, 250, size[0], dtype=np.float64)[None, :, None]
+    arr = np.broadcast_to(ramp + rng.integers(-8, 8, 3)[None, None, :], (size[1], size[0], 3))
+    img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, size[0] - 20)), int(rng.integers(0, size[1] - 20))
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        draw.rectangle([x0, y0, x0 + size[0] // 5, y0 + size[1] // 4], fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def _csv(path: Path, columns: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        w.writerows(rows)
+
+
+def _json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))
+
+
+def _summary(exp: str, ts: str, classes: list[str], rng, real_absent=("bone", "pancreas", "adrenal")) -> dict:
+    real = ts == "test_rus"
+    n_subjects = 4
+    dice, ci = {}, {}
+    for c in classes:
+        if exp == "liver_unet" and c == "liver":
+            v = LIVER_RUS if real else LIVER_AUS
+        elif real and c in real_absent:
+            v = None
+        else:
+            v = round(float(rng.uniform(0.15, 0.45) if real else rng.uniform(0.5, 0.9)), 4)
+        dice[c] = v
+        if v is not None:
+            ci[c] = [round(max(v - 0.15, 0.0), 4), round(min(v + 0.1, 1.0), 4)]
+    scored = [v for v in dice.values() if v is not None]
+    subjects = ["a", "b", "g", "h"] if real else ["ct11", "ct12", "ct13", "ct14"]
+    return {
+        "experiment": exp, "test_set": ts, "n_images": 60 if real else 293, "n_subjects": n_subjects,
+        "dice": dice, "dice_mean_foreground": sum(scored) / len(scored),
+        "ci95": ci, "per_subject": {s: {c: v for c, v in dice.items()} for s in subjects},
+        "unstable": real,
+    }
+
+
+# Output names of rule diagnostics (rules/diagnostics.smk) where they differ from the file's stem.
+_DIAG_OUTPUT_NAMES = {
+    "checklist.md": "checklist_md", "composition.csv": "composition_csv", "subjects.csv": "subjects_csv",
+    "class_balance.csv": "class_balance_csv", "domain_shift.json": "domain_shift_json",
+    "intensity_histograms.csv": "histograms", "baselines.csv": "baselines",
+}
+
+
+def make_fake_run(workdir: Path, config: dict) -> Path:
+    """Write a complete fake results/ tree below `workdir` (which must be the cwd); return results/."""
+    rng = np.random.default_rng(0)
+    res = Path("results")
+    diag = res / "diagnostics"
+    classes = [c["name"] for c in config["dataset"]["classes"]]
+    modalities = list(config["dataset"]["modalities"])
+
+    def record(path, rule, inputs, outputs, params, wildcards=None):
+        rec = provenance_record(rule, {k: [str(p) for p in v] for k, v in inputs.items()},
+                                {k: [str(p) for p in v] for k, v in outputs.items()}, params, wildcards, REPO)
+        write_provenance(res / "provenance" / path, rec)
+
+    # manifest, labels, split
+    _csv(res / "manifest.csv", ["image_id", "subject_id", "modality"], [["AUS_train_ct1-1", "ct1", "AUS"]])
+    _csv(res / "manifest_issues.csv", ["path", "reason", "detail"], [
+        ["RUS/annotations/test/z99.png", "orphan_annotation", "no image with this stem"],
+        [f"AUS/images/train/{HOSTILE}.png", "bad_name", HOSTILE_ATTR],
+    ])
+    record("manifest.json", "manifest", {"data": ["data/demo/abdominal_US"]},
+           {"manifest": [res / "manifest.csv"], "issues": [res / "manifest_issues.csv"]},
+           {"data_root": "data/demo", "strict": False})
+    _csv(res / "labels" / "decode_report.csv",
+         ["image_id", "mask_path", "off_palette_fraction", "far_fraction", "max_distance", "classes_present",
+          "flagged", "flag_reason"],
+         [["AUS_train_ct1-1", "AUS/annotations/train/ct1-1.png", 0.0, 0.0, 0.0, "liver;kidney", False, ""],
+          ["RUS_test_a3", "RUS/annotations/test/a3.png", 0.034, 0.021, 141.2, "liver", True,
+           "off-palette tint (10,0,10)"]])
+    np.save(res / "labels" / "AUS_train_ct1-1.npy", np.zeros((4, 4), np.uint8))
+    record("decode_masks.json", "decode_masks", {"manifest": [res / "manifest.csv"]},
+           {"labels": [res / "labels"]}, {"dataset": config["dataset"]})
+    _csv(res / "splits.csv", ["image_id", "subject_id", "split"], [["AUS_train_ct1-1", "ct1", "train"]])
+    record("split.json", "split", {"manifest": [res / "manifest.csv"], "labels": [res / "labels"]},
+           {"splits": [res / "splits.csv"]}, {"val_fraction": 0.2, "seed": 42})
+
+    # diagnostics
+    checks = [
+        ("composition", "Dataset composition", "FAIL", 0.039, {"warn_below": 0.3, "fail_below": 0.1},
+         "only 3.9 % of labeled images are real scans"),
+        ("subjects", "Labeled target subjects", "FAIL", 4, {"warn_below": 10, "fail_below": 5},
+         "real labels come from 4 subjects"),
+        ("class_balance", "Class balance", "WARN", ["adrenal", "pancreas"], 0.01, "2 rare classes"),
+        ("domain_shift", "Domain shift", "FAIL", 0.97, {"warn_above": 0.75, "fail_above": 0.9},
+         "simulator and real images are easy to tell apart"),
+        ("label_verification", "Label verification", "WARN", 1, 0, f"1 mask flagged {HOSTILE}"),
+        ("leakage", "Leakage", "PASS", 0, 0, "no subject in two splits"),
+        ("published_baselines", "Published baselines", "WARN", 0.48, None, "published real-image liver Dice 0.48"),
+    ]
+    _json(diag / "checklist.json", {"overall": "FAIL", "checks": [
+        dict(zip(("id", "title", "status", "value", "threshold", "reason"), c)) for c in checks]})
+    (diag / "checklist.md").write_text(
+        "# Dataset diagnostics\n\n| check | status |\n|---|---|\n\n## What to try next\n\n"
+        "1. Collect and label **RUS** images from more distinct subjects.\n"
+        f"2. Use the `557` unlabeled RUS images {HOSTILE}.\n")
+    _png(diag / "composition.png", (900, 420), 1)
+    _csv(diag / "composition.csv", ["modality", "orig_split", "labeled", "unlabeled"],
+         [["AUS", "train", 633, 0], ["AUS", "test", 293, 0], ["RUS", "train", 0, 404], ["RUS", "test", 60, 153]])
+    _png(diag / "subjects.png", (900, 380), 2)
+    _csv(diag / "subjects.csv", ["modality", "subjects", "labeled_subjects"], [["AUS", 13, 13], ["RUS", 11, 4]])
+    _csv(diag / "frames_per_subject.csv", ["modality", "subject_id", "frames", "labeled_frames"],
+         [["RUS", "h", 40, 26], ["RUS", "a", 30, 16], ["RUS", HOSTILE, 1, 0]]
+         + [["AUS", f"ct{i}", 70 + i, 70 + i] for i in range(1, 14)])
+    _png(diag / "class_balance.png", (900, 400), 3)
+    _csv(diag / "class_balance.csv", ["class", "pixel_share", "images"],
+         [[c, round(float(s), 5), int(n)] for c, s, n in
+          zip(classes, rng.dirichlet(np.ones(len(classes))), rng.integers(1, 900, len(classes)))])
+    _json(diag / "class_weights.json", {c: round(float(w), 3) for c, w in zip(classes, rng.uniform(0.2, 3, 9))})
+    _png(diag / "domain_shift.png", (1000, 360), 4)
+    _json(diag / "domain_shift.json", {  # the layout usseg.diagnostics.domain_shift writes
+        "field_of_view": {"threshold": 12, "method": "grey > threshold"},
+        "per_modality": {m: {"n_pixels": 1000 + i, "mean": 40.5 + 30 * i, "std": 12.25} for i, m in enumerate(modalities)},
+        "distances_synthetic_vs_real": {"ks_statistic": 0.412, "wasserstein1_grey_levels": 18.3,
+                                        "js_divergence_bits": 0.221},
+        "classifier": {"possible": True, "why_not": "", "auc": 0.973, "ci95": [0.941, 0.995], "folds": 4,
+                       "n_images": {"real": 60, "synthetic": 120}, "n_subjects": {"real": 4, "synthetic": 13}},
+        "unreadable_images": [],
+    })
+    _csv(diag / "intensity_histograms.csv", ["bin_low", "bin_high", "AUS", "RUS"],
+         [[i * 4, i * 4 + 4, round(float(v), 5), round(float(w), 5)]
+          for i, (v, w) in enumerate(zip(rng.random(64), rng.random(64)))])
+    for i, m in enumerate(modalities):
+        _png(diag / f"label_gallery_{m}.png", (1000, 500), 10 + i)
+    _csv(diag / "label_flags.csv", ["image_id", "flag", "detail"], [["RUS_test_a3", "tint", HOSTILE]])
+    _json(diag / "leakage.json", {"ok": True, "shared_subjects": [], "identical_files": []})
+    _csv(diag / "near_duplicates.csv", ["image_a", "image_b", "hamming"], [])
+    _csv(diag / "baselines.csv", ["source", "test_set", "class", "metric", "value"],
+         [[b["source"], b["test_set"], b["class"], b["metric"], b["value"]]
+          for b in config["diagnostics"]["published_baselines"]])
+    diag_out = sorted(p for p in diag.iterdir() if p.is_file())
+    record("diagnostics.json", "diagnostics",
+           {"manifest": [res / "manifest.csv"], "issues": [res / "manifest_issues.csv"],
+            "labels": [res / "labels"], "splits": [res / "splits.csv"],
+            "code": ["src/usseg/class_balance.py"]},
+           {**{_DIAG_OUTPUT_NAMES.get(p.name, p.stem): [p] for p in diag_out
+              if not p.name.startswith("label_gallery")},
+            "galleries": [p for p in diag_out if p.name.startswith("label_gallery")]},
+           {"dataset": config["dataset"], "diagnostics": config["diagnostics"], "out_dir": str(diag)})
+
+    # experiments
+    for k, exp in enumerate(config["experiments"]):
+        spec = resolve_experiment(config, exp)
+        fg = experiment_class_names(spec, config["dataset"])[1:]
+        e = res / "experiments" / exp
+        epochs = spec["epochs"]
+        _csv(e / "history.csv", ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in fg],
+                                 "val_dice_mean", "lr", "seconds"],
+             [[i + 1, 1.2 / (i + 1), 1.3 / (i + 1), *[0.1 * i for _ in fg], 0.08 * i + 0.01 * k, 0.002, 3.5]
+              for i in range(epochs)])
+        _png(e / "curves.png", (800, 320), 20 + k)
+        (e / "model.safetensors").write_bytes(b"weights" + bytes([k]))
+        record(f"train/{exp}.json", "train",
+               {"manifest": [res / "manifest.csv"], "splits": [res / "splits.csv"], "labels": [res / "labels"]},
+               {"model": [e / "model.safetensors"], "history": [e / "history.csv"], "curves": [e / "curves.png"]},
+               {"experiment": spec, "out_dir": str(e)}, {"experiment": exp})
+        for ts in config["test_sets"]:
+            ev = e / "eval" / ts
+            s = _summary(exp, ts, fg, rng)
+            _json(ev / "summary.json", s)
+            _csv(ev / "per_subject.csv", ["subject_id", *fg], [[sub, *v.values()] for sub, v in s["per_subject"].items()])
+            _csv(ev / "per_image.csv", ["image_id", *fg], [])
+            _png(ev / "overlays.png", (1000, 260), 40 + k)
+            record(f"evaluate/{exp}/{ts}.json", "evaluate",
+                   {"model": [e / "model.safetensors"], "splits": [res / "splits.csv"]},
+                   {"per_image": [ev / "per_image.csv"], "per_subject": [ev / "per_subject.csv"],
+                    "summary": [ev / "summary.json"], "overlays": [ev / "overlays.png"]},
+                   {"experiment": spec, "out_dir": str(ev)}, {"experiment": exp, "test_set": ts})
+    return workdir / res
+
+
+# ----------------------------------------------------------------------------- HTML inspection
+
+
+class _Page(HTMLParser):
+    """Ids, images, links and table cells of the report, with the element that encloses each id."""
+
+    VOID = frozenset({"img", "br", "meta", "hr", "input", "link", "col", "wbr"})
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.ids: dict[str, dict] = {}
+        self.imgs: list[dict] = []
+        self.hrefs: list[str] = []
+        self.references: list[tuple[str, str, str]] = []
+        self.stack: list[tuple[str, dict]] = []
+        self.tables: dict[str, list[list[dict]]] = {}
+        self._table: list | None = None
+        self._cell: dict | None = None
+        self._in_a = 0
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            assert a["id"] not in self.ids, f"duplicate id {a['id']}"
+            self.ids[a["id"]] = {"tag": tag, "attrs": a, "ancestors": [dict(x[1]) for x in self.stack]}
+        if tag == "img":
+            self.imgs.append(a)
+        for attr in ("src", "href", "srcset", "action", "poster", "data", "formaction"):
+            if attr in a:
+                self.references.append((tag, attr, a[attr] or ""))
+        if tag == "a" and "href" in a:
+            self.hrefs.append(a["href"])
+        if tag == "table" and "id" in a:
+            self._table = self.tables.setdefault(a["id"], [])
+        if tag == "tr" and self._table is not None:
+            self._table.append([])
+        if tag in ("td", "th") and self._table is not None:
+            self._cell = {"text": "", "class": a.get("class", ""), "tag": tag, "bold": False, "tr": None}
+            self._table[-1].append(self._cell)
+        if tag == "a":
+            self._in_a += 1
+        if tag == "strong" and self._cell is not None:
+            self._cell["bold"] = True
+        if tag not in self.VOID:
+            self.stack.append((tag, a))
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if tag == "a":
+            self._in_a -= 1
+        while self.stack:
+            t, _ = self.stack.pop()
+            if t == tag:
+                break
+        if tag == "table":
+            self._table = None
+        if tag in ("td", "th"):
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None and not self._in_a:  # cell text without its links
+            self._cell["text"] += data
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    """(config, workdir, results, html text) of one report built from the fake tree."""
+    workdir = tmp_path_factory.mktemp("fake_run")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(workdir)
+    try:
+        config = full_config()
+        results = make_fake_run(workdir, config)
+        out = workdir / "results" / "report" / "report.html"
+        build_report(config, "results", out)
+    finally:
+        mp.undo()
+    return config, workdir, results, out.read_text()
+
+
+@pytest.fixture()
+def fresh(tmp_path, monkeypatch):
+    """A fake run of one's own (to break), with the cwd set to it."""
+    monkeypatch.chdir(tmp_path)
+    config = full_config()
+    results = make_fake_run(tmp_path, config)
+    return config, tmp_path, results
+
+
+def _rows(page: _Page, table_id: str) -> list[list[dict]]:
+    return page.tables[table_id]
+
+
+def _header_index(rows, name):
+    return [c["text"].strip() for c in rows[0]].index(name)
+
+
+def _group(rows: list[list[dict]], ts: str) -> list[list[dict]]:
+    """Rows of one test-set group of the Dice table."""
+    out, inside = [], False
+    for row in rows[1:]:
+        if len(row) == 1 and row[0]["tag"] == "th":
+            inside = row[0]["text"].startswith(ts)
+            continue
+        if inside:
+            out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_sections_in_order(fake):
+    html = fake[3]
+    order = ["verdict", "dataset", "domain-shift", "labels", "experiments", "provenance", "config"]
+    positions = [html.index(f'<section id="{s}"') for s in order]
+    assert positions == sorted(positions)
+    page = _Page(html)
+    for s in order:  # the table of contents reaches every section
+        assert f"#{s}" in page.hrefs
+
+
+def test_verdict_first_and_checklist_rows(fake):
+    _config, _workdir, results, html = fake
+    page = _Page(html)
+    checklist = json.loads((results / "diagnostics/checklist.json").read_text())
+    verdict = html.index('class="verdict FAIL"')
+    assert verdict < html.index('<section id="dataset"')
+    assert re.search(r'<span class="big">FAIL</span>', html)
+    rows = _rows(page, "tab-checklist")[1:]
+    assert len(rows) == len(checklist["checks"])
+    for row, check in zip(rows, checklist["checks"]):
+        assert check["id"] in row[0]["text"]
+        assert row[1]["text"] == check["status"]
+        assert check["reason"] in row[4]["text"]
+
+
+def test_images_are_embedded_data_uris_without_network_references(fake):
+    _config, _workdir, results, html = fake
+    page = _Page(html)
+    pngs = sorted(p for p in results.rglob("*.png") if "report" not in p.parts)
+    assert len(page.imgs) == len(pngs) > 0
+    embedded = set()
+    for img in page.imgs:
+        src = img["src"]
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        Image.open(io.BytesIO(data)).verify()
+        embedded.add(hashlib.sha256(data).hexdigest())
+    assert embedded == {hashlib.sha256(p.read_bytes()).hexdigest() for p in pngs}
+    assert "http://" not in html and "https://" not in html
+    for tag, attr, value in page.references:
+        assert value.startswith(("data:", "#")), f"<{tag} {attr}={value[:60]}> points outside the page"
+    assert not re.search(r"url\((?!\s*['\"]?data:)", html) and "@import" not in html
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+
+
+def test_dice_table_marks_best_per_class_within_each_test_set(fake):
+    config, _workdir, results, html = fake
+    rows = _rows(_Page(html), "tab-dice")
+    classes = [c["name"] for c in config["dataset"]["classes"][1:]]
+    n_best_checked = 0
+    for ts in config["test_sets"]:
+        group = [r for r in _group(rows, ts) if "baseline" not in r[0]["class"] and not r[0]["text"].startswith("published")]
+        assert [r[0]["text"] for r in group] == list(config["experiments"])
+        for cls in classes:
+            j = _header_index(rows, cls)
+            values = {}
+            for r, exp in zip(group, config["experiments"]):
+                dice = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())["dice"]
+                if dice.get(cls) is not None:
+                    values[exp] = dice[cls]
+                    low, high = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json")
+                                           .read_text())["ci95"][cls]
+                    assert r[j]["text"].strip() == f"{dice[cls]:.2f} [{low:.2f}, {high:.2f}]"
+            if len(values) < 2:
+                continue
+            best = max(round(v, 2) for v in values.values())
+            for r, exp in zip(group, config["experiments"]):
+                should = exp in values and round(values[exp], 2) == best
+                assert r[j]["bold"] == should, (ts, cls, exp)
+                assert ("best" in r[j]["class"]) == should
+            n_best_checked += 1
+    assert n_best_checked >= 2
+
+
+def test_unstable_estimates_are_flagged(fake):
+    config, _workdir, results, html = fake
+    rows = _rows(_Page(html), "tab-dice")
+    j = _header_index(rows, "subjects")
+    for ts in config["test_sets"]:
+        group = [r for r in _group(rows, ts) if not r[0]["text"].startswith("published")]
+        for r, exp in zip(group, config["experiments"]):
+            s = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())
+            if s["unstable"]:
+                assert r[j]["text"] == f"⚠ unstable: {s['n_subjects']} subjects"
+            else:
+                assert r[j]["text"] == str(s["n_subjects"])
+    assert "⚠ unstable" in html
+
+
+def test_published_baselines_sit_beside_matching_rows(fake):
+    config, _workdir, _results, html = fake
+    rows = _rows(_Page(html), "tab-dice")
+    for b in config["diagnostics"]["published_baselines"]:
+        group = _group(rows, b["test_set"])
+        published = [r for r in group if r[0]["text"].startswith("published")]
+        assert len(published) == 1
+        # the baseline row spans experiment/images/subjects, so its class columns sit 2 cells to the left
+        j = _header_index(rows, b["class"]) - 2
+        assert published[0][j]["text"] == f"{b['value']:.2f}"
+
+
+def test_drop_sentence_is_computed_from_the_summaries(fake, fresh):
+    html = fake[3]
+    expected = (f"liver_unet: liver Dice {LIVER_AUS:.2f} on test_aus, {LIVER_RUS:.2f} on test_rus: "
+                f"a drop of {LIVER_AUS - LIVER_RUS:.2f} ({(LIVER_AUS - LIVER_RUS) / LIVER_AUS * 100:.0f} %) "
+                "from simulator to real images; the real-image estimate rests on 4 subjects and is unstable.")
+    assert expected == ("liver_unet: liver Dice 0.82 on test_aus, 0.41 on test_rus: a drop of 0.41 (50 %) "
+                        "from simulator to real images; the real-image estimate rests on 4 subjects and is unstable.")
+    assert expected in html
+    # Change the summary: the sentence follows.
+    config, workdir, results = fresh
+    path = results / "experiments/liver_unet/eval/test_rus/summary.json"
+    s = json.loads(path.read_text())
+    s.update(dice={"liver": 0.3}, n_subjects=7, unstable=False)
+    path.write_text(json.dumps(s))
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    text = out.read_text()
+    assert ("liver_unet: liver Dice 0.82 on test_aus, 0.30 on test_rus: a drop of 0.52 (63 %) from simulator "
+            "to real images; the real-image estimate rests on 7 subjects.") in text
+    assert "0.41 on test_rus" not in text
+
+
+def test_drop_sentence_for_several_classes_and_a_gain():
+    syn = {"dice": {"liver": 0.8, "kidney": 0.6, "bone": 0.9}, "n_subjects": 4, "unstable": False}
+    real = {"dice": {"liver": 0.4, "kidney": 0.7, "bone": None}, "n_subjects": 4, "unstable": True}
+    text = drop_sentence("m", "test_aus", "test_rus", syn, real, ["liver", "bone", "kidney"])
+    assert text.startswith("m: mean Dice over the 2 classes scored on both (liver, kidney) 0.70 on test_aus, "
+                           "0.55 on test_rus: a drop of 0.15 (21 %)")
+    assert "liver 0.80 → 0.40, kidney 0.60 → 0.70" in text
+    gain = drop_sentence("g", "test_aus", "test_rus", {"dice": {"liver": 0.5}}, {"dice": {"liver": 0.6},
+                         "n_subjects": 9}, ["liver"])
+    assert "a gain of 0.10 (20 %)" in gain and "unstable" not in gain
+    none = drop_sentence("n", "a", "b", {"dice": {"liver": None}}, {"dice": {"liver": 0.6}}, ["liver"])
+    assert "no drop can be stated" in none
+    same = drop_sentence("s", "a", "b", {"dice": {"liver": 0.5}}, {"dice": {"liver": 0.502}}, ["liver"])
+    assert "0.50 on a, 0.50 on b: no change from simulator to real images" in same
+
+
+def test_dirty_code_is_shown(fresh):
+    config, workdir, results = fresh
+    for exp, dirty in (("liver_unet", True), ("liver_rf", False)):
+        path = results / f"provenance/train/{exp}.json"
+        rec = json.loads(path.read_text())
+        rec["code"] = {"git_commit": "f" * 40, "dirty": dirty}
+        path.write_text(json.dumps(rec))
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    entry = _entry(out.read_text(), "prov-fig-curves-liver_unet")
+    assert f'title="{"f" * 40}">{"f" * 12}<' in entry and "uncommitted changes (dirty)" in entry
+    assert "uncommitted changes (dirty)" not in _entry(out.read_text(), "prov-fig-curves-liver_rf")
+
+
+def _entry(html: str, anchor: str) -> str:
+    """The provenance <article> holding the element with id `anchor`."""
+    pos = html.index(f'id="{anchor}"')
+    start = html.rindex('<article class="prov"', 0, pos)
+    return html[start:html.index("</article>", pos)]
+
+
+def test_every_figure_and_table_links_to_its_provenance(fake):
+    _config, _workdir, _results, html = fake
+    page = _Page(html)
+    shown = [i for i, v in page.ids.items()
+             if i.startswith(("fig-", "tab-", "row-")) and v["tag"] in ("figure", "table", "tr", "p")]
+    figures = [i for i in shown if i.startswith("fig-")]
+    assert len(figures) == len(page.imgs)
+    assert {"tab-checklist", "tab-composition", "tab-manifest-issues", "tab-flagged-masks", "tab-dice",
+            "tab-domain-shift", "tab-label-flags"} <= set(shown)
+    for ident in shown:
+        assert f"#prov-{ident}" in page.hrefs, f"{ident} has no provenance link"
+        assert f"prov-{ident}" in page.ids, f"{ident} has no provenance entry"
+        entry = _entry(html, f"prov-{ident}")
+        assert f'href="#{ident}"' in entry  # and back
+        assert "git commit" in entry
+        for version in ("python", "torch", "monai", "snakemake"):
+            assert f"<b>{version}</b>" in entry
+
+
+def test_provenance_entry_names_rule_hashes_params_and_code(fake):
+    config, _workdir, results, html = fake
+    entry = _entry(html, "prov-fig-composition")
+    record = json.loads((results / "provenance/diagnostics.json").read_text())
+    assert "rule <code>diagnostics</code>" in entry
+    manifest_sha = hashlib.sha256((results / "manifest.csv").read_bytes()).hexdigest()
+    assert f'title="{manifest_sha}">{manifest_sha[:12]}<' in entry  # short hash, full on hover
+    assert 'href="#rec-manifest"' in entry  # the input's own record
+    assert record["code"]["git_commit"][:12] in entry
+    assert f"<b>monai</b> {record['versions']['monai']}<" in entry
+    assert "min_labeled_target_subjects" in entry and "domain_auc" in entry  # params as YAML
+    assert "✓ unchanged" in entry
+    # evaluation figures trace to their own evaluate record
+    overlay = _entry(html, "prov-fig-overlays-liver_unet-test_rus")
+    assert "rule <code>evaluate</code> · experiment=liver_unet · test_set=test_rus" in overlay
+    # a file inside a folder output (decode_report.csv in labels/) traces to that folder's rule
+    assert "rule <code>decode_masks</code>" in _entry(html, "prov-tab-flagged-masks")
+    # the Dice table is computed here: its entry lists every summary it used
+    derived = _entry(html, "prov-tab-dice")
+    for exp in config["experiments"]:
+        for ts in config["test_sets"]:
+            assert f"experiments/{exp}/eval/{ts}/summary.json" in derived
+
+
+def test_config_yaml_at_the_end(fake):
+    config, _workdir, _results, html = fake
+    page = _Page(html)
+    assert page.ids["config-yaml"]["tag"] == "pre"
+    start = html.index('id="config-yaml">') + len('id="config-yaml">')
+    text = html[start:html.index("</pre>", start)]
+    import html as html_mod
+    assert yaml.safe_load(html_mod.unescape(text)) == json.loads(json.dumps(config))
+    assert html.index('<section id="config"') > html.index('<section id="provenance"')
+
+
+def test_hostile_strings_are_escaped(fake):
+    html = fake[3]
+    assert HOSTILE not in html and HOSTILE_ATTR not in html
+    assert "window.__pwned" in html  # it is shown, as text
+    import html as html_mod
+    assert html_mod.escape(HOSTILE) in html
+    assert html.count("<script>") == 1  # only the report's own image check
+
+
+def test_quarantined_inputs_and_flagged_masks_shown(fake):
+    _config, _workdir, _results, html = fake
+    page = _Page(html)
+    issues = _rows(page, "tab-manifest-issues")
+    assert [c["text"] for c in issues[0]] == ["path", "reason", "detail"]
+    assert len(issues) == 3 and issues[1][1]["text"] == "orphan_annotation"
+    flagged = _rows(page, "tab-flagged-masks")
+    assert len(flagged) == 2 and flagged[1][0]["text"] == "RUS_test_a3"  # only the flagged row
+    assert page.ids["tab-near-duplicates"]["tag"] == "p"  # empty table: said so, not an empty grid
+
+
+def test_empty_quarantine_says_none(fresh):
+    config, workdir, results = fresh
+    _csv(results / "manifest_issues.csv", ["path", "reason", "detail"], [])
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    page = _Page(out.read_text())
+    assert page.ids["tab-manifest-issues"]["tag"] == "p"
+    assert "none: every file was used." in out.read_text()
+
+
+def test_domain_auc_with_interval(fake):
+    html = fake[3]
+    assert re.search(r"AUC <b>0\.97</b> \(95 % interval 0\.94 to 0\.99\)", html)
+    rows = _rows(_Page(html), "tab-domain-shift")
+    table = {r[0]["text"]: r[1]["text"] for r in rows[1:]}
+    assert table == {"ks_statistic": "0.412", "wasserstein1_grey_levels": "18.3", "js_divergence_bits": "0.221"}
+    assert "Images (subjects) per domain: real 60 (4), synthetic 120 (13)." in html
+    stats = _rows(_Page(html), "tab-intensity-stats")
+    assert [c["text"] for c in stats[0]] == ["", "n_pixels", "mean", "std"]
+
+
+def test_domain_test_that_could_not_run_says_why(fresh):
+    config, workdir, results = fresh
+    path = results / "diagnostics/domain_shift.json"
+    data = json.loads(path.read_text())
+    data["classifier"].update(possible=False, auc=None, ci95=None, why_not="only the synthetic domain is present")
+    path.write_text(json.dumps(data))
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    assert ("The two-sample test (domain classifier) did not run: only the synthetic domain is present"
+            in out.read_text())
+
+
+def test_next_steps_from_the_diagnostics(fake):
+    html = fake[3]
+    verdict = html[html.index('<section id="verdict"'):html.index('<section id="dataset"')]
+    assert "<li>Collect and label RUS images from more distinct subjects.</li>" in verdict
+    assert "Use the 557 unlabeled RUS images &lt;script&gt;" in verdict
+
+
+def test_missing_input_names_the_file(fresh):
+    config, workdir, results = fresh
+    out = workdir / "report.html"
+    out.write_text("old report")
+    (results / "diagnostics/domain_shift.png").unlink()
+    (results / "experiments/liver_rf/eval/test_rus/summary.json").unlink()
+    with pytest.raises(ReportInputError) as err:
+        build_report(config, results, out)
+    msg = str(err.value)
+    assert str(results / "diagnostics/domain_shift.png") in msg and "rule diagnostics" in msg
+    assert str(results / "experiments/liver_rf/eval/test_rus/summary.json") in msg and "rule evaluate" in msg
+    assert out.read_text() == "old report"  # nothing half-written
+
+
+def test_file_without_provenance_is_an_error(fresh):
+    config, workdir, results = fresh
+    path = results / "provenance/diagnostics.json"
+    rec = json.loads(path.read_text())
+    del rec["outputs"]["composition"]
+    path.write_text(json.dumps(rec))
+    with pytest.raises(ReportInputError, match=r"lists .*composition\.png"):
+        build_report(config, results, workdir / "r.html")
+
+
+def test_changed_file_is_marked_in_provenance(fresh):
+    config, workdir, results = fresh
+    _png(results / "diagnostics/composition.png", (300, 200), 99)
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    html = out.read_text()
+    row = html[html.rindex("<tr", 0, html.index('id="prov-fig-composition"')):]
+    assert "changed since the rule ran" in row[:row.index("</tr>")]
+
+
+def test_written_atomically_and_from_another_directory(fresh, tmp_path_factory, monkeypatch):
+    config, _workdir, results = fresh
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)  # provenance paths are relative to the run's directory, not this one
+    out = elsewhere / "deep" / "report.html"
+    build_report(config, results, out)
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]
+    assert 'id="prov-fig-composition"' in out.read_text()
+
+
+def test_required_inputs_follow_the_config():
+    config = full_config()
+    small = copy.deepcopy(config)
+    small["experiments"] = {"only": {}}
+    small["test_sets"] = ["test_rus"]
+    files = {f for f, _ in required_inputs(small)}
+    assert "experiments/only/eval/test_rus/summary.json" in files
+    assert not any("test_aus" in f or "liver_unet" in f for f in files)
+    assert {f"diagnostics/label_gallery_{m}.png" for m in config["dataset"]["modalities"]} <= files
