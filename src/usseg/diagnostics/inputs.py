@@ -1,0 +1,208 @@
+"""Read the workflow's tables into one object every check shares.
+
+The diagnostics read what earlier stages wrote (manifest, issues, decoded
+labels, decode report, splits) and the dataset's own image and mask files.
+Everything is joined on `image_id` once, here, so the checks work on one
+table (`DiagnosticInputs.images`) and never re-parse CSV files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from usseg.config import class_names, palette
+from usseg.errors import DataError
+
+MANIFEST_COLUMNS = (
+    "image_id",
+    "subject_id",
+    "modality",
+    "domain",
+    "orig_split",
+    "image_path",
+    "mask_path",
+    "has_mask",
+    "width",
+    "height",
+    "sha256",
+)
+SPLIT_COLUMNS = ("image_id", "subject_id", "split")
+DECODE_COLUMNS = ("image_id", "off_palette_fraction", "far_fraction", "classes_present", "flagged")
+TRAIN_SPLITS = ("train", "val")
+UNASSIGNED = "unassigned"
+
+
+def _truthy(series: pd.Series) -> pd.Series:
+    return series.astype(str).str.strip().str.lower().isin({"true", "1", "yes", "1.0"})
+
+
+def _read_csv(path, what: str, required: tuple[str, ...], optional: bool = False) -> pd.DataFrame:
+    path = Path(path) if path is not None else None
+    if path is None or not path.exists():
+        if optional:
+            return pd.DataFrame(columns=list(required))
+        raise DataError(f"{what} {path} does not exist: run the step that writes it first.")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame(columns=list(required))
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{what} {path} lacks the column(s) {', '.join(missing)}; it does not follow the contract in DESIGN.md."
+        )
+    return df
+
+
+def resolve_dataset_root(data_root, modalities) -> Path:
+    """The folder that holds the modality folders: `data_root` itself, or found below it."""
+    root = Path(data_root)
+    if all((root / m).is_dir() for m in modalities):
+        return root
+    from usseg.manifest import find_dataset_root  # only needed when the root is not given directly
+
+    return Path(find_dataset_root(root, list(modalities)))
+
+
+@dataclass
+class DiagnosticInputs:
+    dataset_cfg: dict
+    diag_cfg: dict
+    root: Path
+    labels_dir: Path
+    images: pd.DataFrame  # one row per manifest image, joined with split and decode report
+    issues: pd.DataFrame
+
+    # ------------------------------------------------------------------ config views
+    @property
+    def class_names(self) -> list[str]:
+        return class_names(self.dataset_cfg)
+
+    @property
+    def palette(self) -> np.ndarray:
+        return palette(self.dataset_cfg)
+
+    @property
+    def modalities(self) -> list[str]:
+        """Configured modalities first (config order), then any others the manifest holds."""
+        configured = list(self.dataset_cfg["modalities"])
+        extra = sorted(set(self.images["modality"]) - set(configured))
+        return configured + extra
+
+    @property
+    def target_modality(self) -> str:
+        return self.dataset_cfg["target_modality"]
+
+    def domain_of(self, modality: str) -> str:
+        spec = self.dataset_cfg["modalities"].get(modality)
+        if spec is not None:
+            return spec["domain"]
+        rows = self.images.loc[self.images["modality"] == modality, "domain"]
+        return rows.iloc[0] if len(rows) else "unknown"
+
+    def opt(self, key: str, default):
+        """A diagnostics setting, with the default used when config.yaml does not set it."""
+        value = self.diag_cfg.get(key)
+        return default if value is None else value
+
+    # ------------------------------------------------------------------ files
+    def image_file(self, row) -> Path:
+        return self.root / row["image_path"]
+
+    def mask_file(self, row) -> Path:
+        return self.root / row["mask_path"]
+
+    def label_file(self, image_id: str) -> Path:
+        return self.labels_dir / f"{image_id}.npy"
+
+    def read_gray(self, row) -> np.ndarray:
+        """The image as uint8 grey levels (H, W)."""
+        with Image.open(self.image_file(row)) as im:
+            return np.asarray(im.convert("L"))
+
+    def read_mask_rgb(self, row) -> np.ndarray:
+        """The colour mask as uint8 RGB (H, W, 3); alpha and single-channel masks are converted."""
+        with Image.open(self.mask_file(row)) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def read_label(self, image_id: str) -> np.ndarray | None:
+        path = self.label_file(image_id)
+        if not path.exists():
+            return None
+        return np.load(path)
+
+    # ------------------------------------------------------------------ subsets
+    @property
+    def labeled(self) -> pd.DataFrame:
+        return self.images[self.images["has_mask"]]
+
+
+def load_inputs(
+    dataset_cfg, diag_cfg, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
+) -> DiagnosticInputs:
+    """Read and join the workflow's tables; raise DataError naming the file when one is unusable."""
+    manifest = _read_csv(manifest_csv, "manifest", MANIFEST_COLUMNS)
+    if manifest.empty:
+        raise DataError(
+            f"manifest {manifest_csv} has no images: check data_root and dataset.modalities in config.yaml."
+        )
+    if manifest["image_id"].duplicated().any():
+        dup = manifest.loc[manifest["image_id"].duplicated(), "image_id"].iloc[0]
+        raise DataError(
+            f"manifest {manifest_csv} lists image_id {dup!r} more than once; image ids must be unique."
+        )
+    manifest["has_mask"] = _truthy(manifest["has_mask"]) & (manifest["mask_path"].str.len() > 0)
+    for col in ("width", "height"):
+        manifest[col] = pd.to_numeric(manifest[col], errors="coerce").fillna(0).astype(int)
+
+    splits = _read_csv(splits_csv, "splits", SPLIT_COLUMNS)
+    images = manifest.merge(splits[["image_id", "split"]], on="image_id", how="left")
+    images["split"] = images["split"].fillna(UNASSIGNED).replace("", UNASSIGNED)
+
+    decode = _read_csv(
+        Path(labels_dir) / "decode_report.csv", "decode report", DECODE_COLUMNS, optional=True
+    )
+    decode = decode.drop_duplicates("image_id")
+    keep = {
+        "off_palette_fraction": "off_palette_fraction",
+        "far_fraction": "far_fraction",
+        "flagged": "decode_flagged",
+        "flag_reason": "decode_flag_reason",
+        "classes_present": "decode_classes",
+    }
+    decode = decode[["image_id"] + [c for c in keep if c in decode.columns]].rename(columns=keep)
+    images = images.merge(decode, on="image_id", how="left")
+    for col, default in (
+        ("off_palette_fraction", "0"),
+        ("far_fraction", "0"),
+        ("decode_flagged", ""),
+        ("decode_flag_reason", ""),
+        ("decode_classes", ""),
+    ):
+        if col not in images:
+            images[col] = default
+        images[col] = images[col].fillna(default)
+    for col in ("off_palette_fraction", "far_fraction"):
+        images[col] = pd.to_numeric(images[col], errors="coerce").fillna(0.0)
+    images["decode_flagged"] = _truthy(images["decode_flagged"])
+    images = images.sort_values(["modality", "subject_id", "image_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+    issues = _read_csv(issues_csv, "manifest issues", ("path", "reason"), optional=True)
+
+    modalities = list(dataset_cfg["modalities"])
+    root = resolve_dataset_root(data_root, modalities)
+    return DiagnosticInputs(
+        dataset_cfg=dataset_cfg,
+        diag_cfg=diag_cfg or {},
+        root=root,
+        labels_dir=Path(labels_dir),
+        images=images,
+        issues=issues,
+    )

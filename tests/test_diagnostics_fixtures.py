@@ -1,0 +1,479 @@
+"""A tiny ultrasound-like dataset in the workflow's contract formats, for the diagnostics tests.
+
+Images have a sector field of view, depth attenuation and organ blobs; each
+subject's anatomy is fixed and its frames jitter. The simulator style is dark
+and clean with a grey-10 padding strip; the real style is bright and speckled
+(saved as JPG). `same_style=True` draws both modalities from one distribution
+(no domain gap). Tests edit the returned frames (masks, subjects, splits) to
+plant a problem, then `write_dataset` writes the files the diagnostics read:
+the dataset root, manifest.csv, manifest_issues.csv, labels/*.npy,
+labels/decode_report.csv and splits.csv. Nothing here uses the other
+workflow modules, so the diagnostics tests do not depend on them.
+
+This file also checks the builder itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+
+CLASSES = [
+    {"name": "background", "rgb": [0, 0, 0]},
+    {"name": "liver", "rgb": [100, 0, 100]},
+    {"name": "bone", "rgb": [255, 255, 255]},
+    {"name": "gallbladder", "rgb": [0, 255, 0]},
+    {"name": "kidney", "rgb": [255, 255, 0]},
+    {"name": "pancreas", "rgb": [0, 0, 255]},
+    {"name": "vessels", "rgb": [255, 0, 0]},
+    {"name": "spleen", "rgb": [255, 0, 255]},
+    {"name": "adrenal", "rgb": [0, 255, 255]},
+]
+PALETTE = np.array([c["rgb"] for c in CLASSES], dtype=np.uint8)
+NAMES = [c["name"] for c in CLASSES]
+IDX = {n: i for i, n in enumerate(NAMES)}
+
+DATASET_CFG = {
+    "classes": CLASSES,
+    "images_dir": "images",
+    "annotations_dir": "annotations",
+    "orig_splits": ["train", "test"],
+    "mask_extensions": [".png"],
+    "modalities": {
+        "AUS": {
+            "domain": "synthetic",
+            "image_extensions": [".png"],
+            "subject_pattern": r"^(ct\d+)-\d+$",
+        },
+        "RUS": {
+            "domain": "real",
+            "image_extensions": [".jpg", ".png"],
+            "subject_pattern": r"^([a-z]+)\d+$",
+        },
+    },
+    "target_modality": "RUS",
+    "off_palette_distance": 60,
+    "max_off_palette_fraction": 0.01,
+}
+
+DIAG_CFG = {
+    "min_labeled_target_subjects": {"warn_below": 10, "fail_below": 5},
+    "min_target_label_share": {"warn_below": 0.3, "fail_below": 0.1},
+    "rare_class_pixel_share": 0.01,
+    "min_images_per_class": 20,
+    "domain_auc": {"warn_above": 0.75, "fail_above": 0.9},
+    "domain_cv_folds": 4,
+    "domain_bootstrap": 200,
+    "histogram_bins": 64,
+    "fov_threshold": 12,
+    "gallery_per_modality": 4,
+    "near_duplicate_hamming": 4,
+    "seed": 0,
+    "published_baselines": [
+        {
+            "source": "article",
+            "test_set": "test_aus",
+            "class": "liver",
+            "metric": "dice",
+            "value": 0.68,
+        },
+    ],
+}
+
+SIZE = 64
+PADDING_ROWS = 3
+
+# (modality, orig_split, subject, frames, labeled frames)
+# Like the reference: simulator labels dominate, 4 labeled real subjects (test only), many unlabeled real frames.
+DEMO_LIKE = (
+    [("AUS", "train", f"ct{i}", 8, 8) for i in range(1, 7)]
+    + [("AUS", "test", f"ct{i}", 6, 6) for i in range(10, 13)]
+    + [("RUS", "train", s, 6, 0) for s in ("c", "d", "e", "f", "i")]
+    + [("RUS", "test", s, n + 2, n) for s, n in (("h", 6), ("a", 4), ("g", 3), ("b", 2))]
+)
+# Balanced and clean: many labeled subjects in both modalities.
+CLEAN = (
+    [("AUS", "train", f"ct{i}", 5, 5) for i in range(1, 9)]
+    + [("AUS", "test", f"ct{i}", 5, 5) for i in range(10, 13)]
+    + [("RUS", "train", s, 5, 5) for s in ("c", "d", "e", "f", "i", "j", "k", "l")]
+    + [("RUS", "test", s, 5, 5) for s in ("a", "b", "g")]
+)
+
+
+@dataclass
+class Frame:
+    modality: str
+    orig_split: str
+    subject: str
+    number: int
+    image: np.ndarray  # uint8 (H, W)
+    mask: np.ndarray | None  # uint8 (H, W, 3) or None
+    split: str = ""
+    jpg: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return (
+            f"{self.subject}-{self.number}"
+            if self.modality == "AUS"
+            else f"{self.subject}{self.number}"
+        )
+
+    @property
+    def image_id(self) -> str:
+        return f"{self.modality}_{self.orig_split}_{self.stem}"
+
+
+@dataclass
+class Fixture:
+    root: Path
+    results: Path
+    manifest_csv: Path
+    issues_csv: Path
+    labels_dir: Path
+    splits_csv: Path
+    out_dir: Path
+
+    def args(self, dataset_cfg=None, diag_cfg=None):
+        return (
+            dataset_cfg or DATASET_CFG,
+            diag_cfg or DIAG_CFG,
+            self.root,
+            self.manifest_csv,
+            self.issues_csv,
+            self.labels_dir,
+            self.splits_csv,
+            self.out_dir,
+        )
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _fan(size: int) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    apex_y = -0.25 * size
+    r = np.hypot(yy - apex_y, xx - size / 2)
+    theta = np.arctan2(xx - size / 2, yy - apex_y)
+    return (r > 0.35 * size) & (r < 1.2 * size) & (np.abs(theta) < 0.6)
+
+
+def _ellipse(size, cy, cx, ry, rx, angle=0.0) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    c, s = np.cos(angle), np.sin(angle)
+    u = ((xx - cx) * c + (yy - cy) * s) / rx
+    v = (-(xx - cx) * s + (yy - cy) * c) / ry
+    return u * u + v * v <= 1.0
+
+
+def subject_anatomy(modality: str, subject: str, seed: int, rare_organs: bool) -> dict:
+    rng = np.random.default_rng([seed, sum(map(ord, modality + subject))])
+    s = SIZE
+    a = {
+        "liver": (
+            0.42 * s + rng.uniform(-3, 3),
+            0.42 * s + rng.uniform(-4, 4),
+            0.2 * s,
+            0.3 * s,
+            rng.uniform(-0.4, 0.4),
+        ),
+        "kidney": (
+            0.72 * s + rng.uniform(-2, 2),
+            0.62 * s + rng.uniform(-4, 4),
+            0.09 * s,
+            0.13 * s,
+            rng.uniform(-0.5, 0.5),
+        ),
+        "vessels": (
+            0.5 * s + rng.uniform(-3, 3),
+            0.35 * s + rng.uniform(-3, 3),
+            0.025 * s,
+            0.14 * s,
+            rng.uniform(-0.3, 0.3),
+        ),
+        "gallbladder": (
+            0.3 * s + rng.uniform(-2, 2),
+            0.62 * s + rng.uniform(-3, 3),
+            0.05 * s,
+            0.07 * s,
+            0.0,
+        ),
+    }
+    if rng.uniform() < 0.5:
+        a["spleen"] = (0.3 * s, 0.3 * s + rng.uniform(-3, 3), 0.1 * s, 0.12 * s, 0.2)
+    if rare_organs:
+        a["adrenal"] = (0.62 * s + rng.uniform(-2, 2), 0.72 * s, 0.02 * s, 0.025 * s, 0.0)
+        if rng.uniform() < 0.5:
+            a["pancreas"] = (0.6 * s, 0.42 * s + rng.uniform(-3, 3), 0.03 * s, 0.08 * s, 0.1)
+        a["bone"] = (0.86 * s, 0.25 * s + rng.uniform(-3, 3), 0.02 * s, 0.06 * s, 0.0)
+    return a
+
+
+TISSUE = {
+    "background": 0.45,
+    "liver": 0.6,
+    "kidney": 0.5,
+    "vessels": 0.08,
+    "gallbladder": 0.05,
+    "spleen": 0.7,
+    "adrenal": 0.55,
+    "pancreas": 0.65,
+    "bone": 1.0,
+}
+
+
+def draw_frame(
+    anatomy: dict, style: str, rng: np.random.Generator, padding: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(grey uint8 image, label array) of one frame; organs jitter a little from frame to frame."""
+    s = SIZE
+    fan = _fan(s)
+    labels = np.zeros((s, s), dtype=np.uint8)
+    dy, dx = rng.uniform(-1.5, 1.5, size=2)
+    for name in (
+        "liver",
+        "spleen",
+        "kidney",
+        "gallbladder",
+        "pancreas",
+        "adrenal",
+        "vessels",
+        "bone",
+    ):
+        if name in anatomy:
+            cy, cx, ry, rx, ang = anatomy[name]
+            labels[_ellipse(s, cy + dy, cx + dx, ry, rx, ang)] = IDX[name]
+    labels[~fan] = 0
+    tissue = np.vectorize(lambda k: TISSUE[NAMES[k]])(np.arange(len(NAMES)))[labels].astype(float)
+    depth = np.linspace(0, 1, s)[:, None]
+    if style == "synthetic":
+        img = 255 * 0.28 * tissue * (1 - 0.45 * depth) + rng.normal(0, 1.5, (s, s))
+    else:
+        speckle = rng.rayleigh(1.0, (s, s)) / np.sqrt(np.pi / 2)
+        img = 255 * 0.75 * tissue * (1 - 0.25 * depth) * speckle
+        img = ndi.gaussian_filter(img, 0.6) + 30
+    img = np.where(fan, np.clip(img, 14, 255), 0)
+    if padding:
+        img[-PADDING_ROWS:] = 10
+        labels[-PADDING_ROWS:] = 0
+    return np.rint(img).astype(np.uint8), labels
+
+
+def colour_mask(labels: np.ndarray, padding: bool) -> np.ndarray:
+    rgb = PALETTE[labels].copy()
+    if padding:
+        rgb[-PADDING_ROWS:] = 10  # (10,10,10) is background in the simulator's masks
+    return rgb
+
+
+def make_frames(layout=DEMO_LIKE, seed: int = 0, same_style: bool = False) -> list[Frame]:
+    """Frames of every subject in `layout`.
+
+    Rare organs (bone, pancreas, adrenal) appear only in simulator subjects, as in the reference, unless
+    `same_style`: then both modalities come from one distribution, anatomy included.
+    """
+    frames = []
+    for modality, orig_split, subject, n, n_lab in layout:
+        synthetic = modality == "AUS"
+        style = "real" if same_style else ("synthetic" if synthetic else "real")
+        padding = synthetic and not same_style
+        anatomy = subject_anatomy(modality, subject, seed, rare_organs=synthetic or same_style)
+        for k in range(1, n + 1):
+            rng = np.random.default_rng([seed, sum(map(ord, modality + subject)), k])
+            img, labels = draw_frame(anatomy, style, rng, padding)
+            mask = colour_mask(labels, padding) if k <= n_lab else None
+            frames.append(
+                Frame(
+                    modality,
+                    orig_split,
+                    subject,
+                    k,
+                    img,
+                    mask,
+                    jpg=(not synthetic and not same_style),
+                )
+            )
+    assign_splits(frames)
+    return frames
+
+
+def assign_splits(frames: list[Frame], val_subjects=None) -> None:
+    """Contract splits: labeled simulator train subjects -> train (the last one -> val), labeled test -> test_{mod}."""
+    train_subj = sorted(
+        {
+            f.subject
+            for f in frames
+            if f.orig_split == "train" and f.mask is not None and f.modality == "AUS"
+        }
+    )
+    val = set(val_subjects if val_subjects is not None else train_subj[-1:])
+    for f in frames:
+        if f.mask is None:
+            f.split = "unlabeled"
+        elif f.orig_split == "test":
+            f.split = f"test_{f.modality.lower()}"
+        else:
+            f.split = "val" if f.subject in val else "train"
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def decode(rgb: np.ndarray, max_distance: float = 60.0) -> tuple[np.ndarray, dict]:
+    """Nearest palette colour per pixel (ties to the lower index) and the decode-report statistics."""
+    flat = rgb.reshape(-1, 3).astype(np.int64)
+    d2 = ((flat[:, None, :] - PALETTE[None].astype(np.int64)) ** 2).sum(-1)
+    labels = d2.argmin(axis=1).astype(np.uint8)
+    best = d2.min(axis=1)
+    present = np.flatnonzero(np.bincount(labels, minlength=len(NAMES)))
+    return labels.reshape(rgb.shape[:2]), {
+        "off_palette_fraction": float(np.count_nonzero(best)) / best.size,
+        "far_fraction": float(np.count_nonzero(best > max_distance**2)) / best.size,
+        "max_distance": float(np.sqrt(best.max())),
+        "classes_present": ";".join(NAMES[i] for i in present),
+    }
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpg_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_dataset(
+    tmp: Path, frames: list[Frame], issues=(), splits_override: dict | None = None
+) -> Fixture:
+    tmp = Path(tmp)
+    root = tmp / "data" / "abdominal_US"
+    results = tmp / "results"
+    labels_dir = results / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    manifest, report, splits = [], [], []
+    for f in frames:
+        ext = ".jpg" if f.jpg else ".png"
+        image_path = f"{f.modality}/images/{f.orig_split}/{f.stem}{ext}"
+        data = f.extra.get("image_bytes") or (_jpg_bytes(f.image) if f.jpg else _png_bytes(f.image))
+        (root / image_path).parent.mkdir(parents=True, exist_ok=True)
+        (root / image_path).write_bytes(data)
+        mask_path, mask_sha = "", ""
+        if f.mask is not None:
+            mask_path = f"{f.modality}/annotations/{f.orig_split}/{f.stem}.png"
+            mdata = _png_bytes(f.mask)
+            (root / mask_path).parent.mkdir(parents=True, exist_ok=True)
+            (root / mask_path).write_bytes(mdata)
+            mask_sha = hashlib.sha256(mdata).hexdigest()
+            labels, stats = decode(f.mask, DATASET_CFG["off_palette_distance"])
+            np.save(labels_dir / f"{f.image_id}.npy", labels)
+            flagged = stats["far_fraction"] > DATASET_CFG["max_off_palette_fraction"]
+            report.append(
+                {
+                    "image_id": f.image_id,
+                    "mask_path": mask_path,
+                    **stats,
+                    "flagged": flagged,
+                    "flag_reason": "far from the palette" if flagged else "",
+                }
+            )
+        manifest.append(
+            {
+                "image_id": f.image_id,
+                "subject_id": f.subject,
+                "modality": f.modality,
+                "domain": DATASET_CFG["modalities"][f.modality]["domain"],
+                "orig_split": f.orig_split,
+                "image_path": image_path,
+                "mask_path": mask_path,
+                "has_mask": f.mask is not None,
+                "width": f.image.shape[1],
+                "height": f.image.shape[0],
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "mask_sha256": mask_sha,
+            }
+        )
+        split = (splits_override or {}).get(f.image_id, f.split)
+        splits.append({"image_id": f.image_id, "subject_id": f.subject, "split": split, "note": ""})
+    pd.DataFrame(manifest).to_csv(results / "manifest.csv", index=False)
+    pd.DataFrame(list(issues), columns=["path", "reason", "detail"]).to_csv(
+        results / "manifest_issues.csv", index=False
+    )
+    cols = [
+        "image_id",
+        "mask_path",
+        "off_palette_fraction",
+        "far_fraction",
+        "max_distance",
+        "classes_present",
+        "flagged",
+        "flag_reason",
+    ]
+    pd.DataFrame(report, columns=cols).to_csv(labels_dir / "decode_report.csv", index=False)
+    pd.DataFrame(splits).to_csv(results / "splits.csv", index=False)
+    return Fixture(
+        root,
+        results,
+        results / "manifest.csv",
+        results / "manifest_issues.csv",
+        labels_dir,
+        results / "splits.csv",
+        results / "diagnostics",
+    )
+
+
+def build(tmp, layout=DEMO_LIKE, seed=0, same_style=False, **kw) -> Fixture:
+    return write_dataset(tmp, make_frames(layout, seed, same_style), **kw)
+
+
+# ----------------------------------------------------------------------------- the builder's own checks
+
+
+def test_builder_writes_contract_files(tmp_path):
+    fx = build(tmp_path)
+    manifest = pd.read_csv(fx.manifest_csv, keep_default_na=False)
+    splits = pd.read_csv(fx.splits_csv)
+    report = pd.read_csv(fx.labels_dir / "decode_report.csv")
+    labeled = manifest[manifest["has_mask"]]
+    assert set(manifest["modality"]) == {"AUS", "RUS"}
+    assert (manifest["mask_path"] == "").sum() == (~manifest["has_mask"]).sum()
+    assert set(report["image_id"]) == set(labeled["image_id"])
+    assert not report["flagged"].any()
+    assert set(splits["split"]) == {"train", "val", "test_aus", "test_rus", "unlabeled"}
+    rus = labeled[labeled["modality"] == "RUS"]
+    assert sorted(rus.groupby("subject_id").size().tolist()) == [2, 3, 4, 6]
+    for row in labeled.itertuples():
+        lab = np.load(fx.labels_dir / f"{row.image_id}.npy")
+        assert lab.shape == (row.height, row.width) and lab.dtype == np.uint8
+        assert (fx.root / row.image_path).exists() and (fx.root / row.mask_path).exists()
+
+
+def test_builder_draws_a_fan_and_a_padding_strip():
+    frames = make_frames(DEMO_LIKE[:1])
+    img = frames[0].image
+    assert (img[-PADDING_ROWS:] == 10).all()
+    assert img[5, 0] == 0 and img[SIZE // 2, SIZE // 2] > 12
+    assert (frames[0].mask[-1] == 10).all()
+
+
+@pytest.mark.parametrize("same_style", [False, True])
+def test_styles_differ_only_when_asked(same_style):
+    frames = make_frames(DEMO_LIKE, same_style=same_style)
+    means = {
+        m: np.mean([f.image[f.image > 12].mean() for f in frames if f.modality == m])
+        for m in ("AUS", "RUS")
+    }
+    gap = abs(means["AUS"] - means["RUS"])
+    assert (gap < 10) if same_style else (gap > 40)
