@@ -1,0 +1,127 @@
+"""The verdict: checklist.json for the workflow and report, checklist.md for people.
+
+Overall status is the worst check's. The markdown adds "what to try next",
+derived from the checks that did not pass, because a diagnosis is only useful
+with the action it points to.
+"""
+
+from __future__ import annotations
+
+from usseg.diagnostics.outputs import write_json
+from usseg.diagnostics.status import PASS, CheckResult, worst
+
+CHECK_ORDER = [
+    "composition",
+    "subjects",
+    "class_balance",
+    "domain_shift",
+    "label_verification",
+    "leakage",
+    "published_baselines",
+]
+STATUS_MARK = {"PASS": "PASS", "WARN": "WARN", "FAIL": "**FAIL**"}
+
+
+def build_checklist(results: list[CheckResult]) -> dict:
+    by_id = {r.id: r for r in results}
+    missing = [c for c in CHECK_ORDER if c not in by_id]
+    if missing:
+        raise ValueError(f"checklist lacks the check(s) {', '.join(missing)}")
+    ordered = [by_id[c] for c in CHECK_ORDER] + [r for r in results if r.id not in CHECK_ORDER]
+    return {
+        "overall": worst(r.status for r in ordered),
+        "checks": [r.as_checklist_entry() for r in ordered],
+    }
+
+
+def next_steps(results: dict[str, CheckResult], target: str) -> list[str]:
+    """Actions that address the checks that did not pass, most important first."""
+    steps = []
+    comp, subj = results.get("composition"), results.get("subjects")
+    if subj and subj.status != PASS:
+        steps.append(
+            f"Collect and label {target} images from more distinct subjects: the subject count, not the "
+            "frame count, bounds how far a real-domain evaluation can be trusted; report per-subject results "
+            "and their spread meanwhile."
+        )
+    if comp and comp.status != PASS:
+        n_unlab = comp.details.get("n_target_unlabeled", 0)
+        steps.append(
+            f"Use the {n_unlab} unlabeled {target} images: semi-supervised learning (pseudo-labels, "
+            "mean teacher) or self-supervised pre-training on the target domain."
+        )
+    dom = results.get("domain_shift")
+    if dom and dom.status != PASS:
+        steps.append(
+            "Domain adaptation between synthetic and real images: intensity, speckle and contrast "
+            "augmentation, histogram matching of simulator images to the real ones, adversarial feature "
+            "alignment, and fine-tuning on the few real labels."
+        )
+    cb = results.get("class_balance")
+    if cb and cb.status != PASS:
+        steps.append(
+            "Weight the loss towards rare organs (loss.class_weights: auto; suggested weights in "
+            "class_weights.json) or oversample images that contain them; leave classes that the target "
+            "domain never labels out of its evaluation."
+        )
+    lab = results.get("label_verification")
+    if lab and lab.status != PASS:
+        steps.append(
+            "Open label_flags.csv and the label galleries: fix or drop the flagged masks (palette, channel "
+            "order, empty masks) before training."
+        )
+    leak = results.get("leakage")
+    if leak and leak.status != PASS:
+        steps.append(
+            "Fix the split: no subject, file or near-duplicate image may appear on both the training and "
+            "the test side (see leakage.json and near_duplicates.csv)."
+        )
+    pub = results.get("published_baselines")
+    if pub and pub.status != PASS:
+        steps.append(
+            "Look for published results on this dataset and add them under diagnostics.published_baselines."
+        )
+    return steps
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.4g}"
+    return str(v).replace("|", "/")
+
+
+def render_markdown(checklist: dict, results: dict[str, CheckResult], target: str) -> str:
+    lines = [
+        "# Dataset diagnostics: can this dataset support the task?",
+        "",
+        f"**Overall: {checklist['overall']}** (the worst of the checks below)",
+        "",
+        "| check | status | value | threshold | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for c in checklist["checks"]:
+        lines.append(
+            f"| {c['title']} | {STATUS_MARK[c['status']]} | {_cell(c['value'])} | {_cell(c['threshold'])} | "
+            f"{_cell(c['reason'])} |"
+        )
+    steps = next_steps(results, target)
+    lines += ["", "## What to try next", ""]
+    if steps:
+        lines += [f"{i}. {s}" for i, s in enumerate(steps, 1)]
+    else:
+        lines.append(
+            "Every check passed: the dataset looks able to support the task; tune the model."
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_checklist(results: list[CheckResult], out_dir, target: str) -> dict:
+    checklist = build_checklist(results)
+    write_json(f"{out_dir}/checklist.json", checklist)
+    by_id = {r.id: r for r in results}
+    with open(f"{out_dir}/checklist.md", "w") as fh:
+        fh.write(render_markdown(checklist, by_id, target))
+    return checklist

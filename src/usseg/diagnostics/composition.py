@@ -1,0 +1,186 @@
+"""Check 1: what the dataset contains.
+
+Counts images by modality, labeled or not, and original split, and states the
+share of labeled images that come from the target domain: a headline image
+count means little when almost every label sits in another domain.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.patches import Patch
+
+from usseg.diagnostics import figures
+from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.status import CheckResult, status_below
+
+DEFAULT_THRESHOLDS = {"warn_below": 0.3, "fail_below": 0.1}
+
+
+def composition_table(inputs: DiagnosticInputs) -> pd.DataFrame:
+    """Images per modality and original split: labeled, unlabeled, total."""
+    df = inputs.images
+    rows = []
+    splits = list(
+        dict.fromkeys(
+            list(inputs.dataset_cfg.get("orig_splits", [])) + sorted(df["orig_split"].unique())
+        )
+    )
+    for m in inputs.modalities:
+        for s in splits:
+            sub = df[(df["modality"] == m) & (df["orig_split"] == s)]
+            if sub.empty:
+                continue
+            n_lab = int(sub["has_mask"].sum())
+            rows.append(
+                {
+                    "modality": m,
+                    "domain": inputs.domain_of(m),
+                    "orig_split": s,
+                    "labeled": n_lab,
+                    "unlabeled": len(sub) - n_lab,
+                    "total": len(sub),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["modality", "domain", "orig_split", "labeled", "unlabeled", "total"]
+    )
+
+
+def summarise(table: pd.DataFrame, target: str) -> dict:
+    n_labeled = int(table["labeled"].sum())
+    tgt = table[table["modality"] == target]
+    n_target_labeled = int(tgt["labeled"].sum())
+    return {
+        "n_images": int(table["total"].sum()),
+        "n_labeled": n_labeled,
+        "n_target_images": int(tgt["total"].sum()),
+        "n_target_labeled": n_target_labeled,
+        "n_target_unlabeled": int(tgt["unlabeled"].sum()),
+        "target_label_share": n_target_labeled / n_labeled if n_labeled else 0.0,
+    }
+
+
+def sentence(summary: dict, target: str, domain: str) -> str:
+    s = summary
+    head = (
+        f"{s['n_target_labeled']} of {s['n_labeled']} labeled images "
+        f"({100 * s['target_label_share']:.1f}%) come from the target modality {target} ({domain})"
+    )
+    if s["n_target_unlabeled"]:
+        head += f"; {s['n_target_unlabeled']} of its {s['n_target_images']} images have no label"
+    return head + "."
+
+
+def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> None:
+    colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
+    with figures.style():
+        fig = figures.new_figure(10, 5.2)
+        gs = fig.add_gridspec(1, 2, width_ratios=[3, 1.1])
+        ax = fig.add_subplot(gs[0])
+        x = range(len(table))
+        lab = ax.bar(
+            x,
+            table["labeled"],
+            color=[colours[m] for m in table["modality"]],
+            edgecolor="black",
+            linewidth=0.5,
+            label="labeled",
+        )
+        unl = ax.bar(
+            x,
+            table["unlabeled"],
+            bottom=table["labeled"],
+            color=figures.UNLABELED_COLOUR,
+            edgecolor="black",
+            linewidth=0.5,
+            hatch="//",
+            label="unlabeled",
+        )
+        figures.label_bars(ax, lab, table["labeled"].tolist(), inside=True)
+        figures.label_bars(ax, unl, table["unlabeled"].tolist(), inside=True)
+        ax.set_xticks(
+            list(x),
+            [
+                f"{m} ({inputs.domain_of(m)})\n{s}"
+                for m, s in zip(table["modality"], table["orig_split"])
+            ],
+        )
+        ax.set_ylabel("images")
+        ax.set_xlabel("modality (domain) and original split")
+        ax.set_title("Images by modality, original split and label status")
+        handles = [
+            *(
+                Patch(facecolor=colours[m], edgecolor="black", label=f"{m} labeled")
+                for m in inputs.modalities
+                if m in set(table["modality"])
+            ),
+            Patch(
+                facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="unlabeled"
+            ),
+        ]
+        ax.legend(handles=handles, loc="upper right")
+
+        # Where the labels are: one 100 % bar of labeled images by modality.
+        ax2 = fig.add_subplot(gs[1])
+        per_mod = table.groupby("modality", sort=False)["labeled"].sum()
+        total = max(int(per_mod.sum()), 1)
+        bottom = 0.0
+        for m, n in per_mod.items():
+            share = 100 * n / total
+            ax2.bar(
+                0,
+                share,
+                bottom=bottom,
+                color=colours[m],
+                edgecolor="black",
+                linewidth=0.5,
+                width=0.6,
+            )
+            if share > 0:
+                ax2.text(
+                    0.34,
+                    bottom + share / 2,
+                    f"{m}: {n}\n({share:.1f}%)",
+                    va="center",
+                    ha="left",
+                    fontsize=10,
+                )
+            bottom += share
+        ax2.set_xlim(-0.5, 1.4)
+        ax2.set_ylim(0, 100)
+        ax2.set_xticks([])
+        ax2.set_ylabel("share of labeled images (%)")
+        ax2.set_title("Where the labels are")
+        ax2.grid(False)
+        fig.suptitle(
+            f"Composition: {100 * summary['target_label_share']:.1f}% of labeled images are "
+            f"{inputs.target_modality} ({inputs.domain_of(inputs.target_modality)})"
+        )
+        figures.save(fig, path)
+
+
+def check_composition(inputs: DiagnosticInputs, out_dir) -> CheckResult:
+    table = composition_table(inputs)
+    table.to_csv(f"{out_dir}/composition.csv", index=False)
+    target = inputs.target_modality
+    summary = summarise(table, target)
+    plot(table, summary, inputs, f"{out_dir}/composition.png")
+    thresholds = inputs.opt("min_target_label_share", DEFAULT_THRESHOLDS)
+    share = summary["target_label_share"]
+    status = status_below(share, thresholds)
+    reason = sentence(summary, target, inputs.domain_of(target))
+    if status != "PASS":
+        reason += " Supervised training sees mostly another domain: a model is asked to transfer, not to fit."
+    n_issues = len(inputs.issues)
+    if n_issues:
+        reason += f" {n_issues} file(s) were set aside by the manifest (manifest_issues.csv)."
+    return CheckResult(
+        id="composition",
+        title="Dataset composition",
+        status=status,
+        value=round(share, 4),
+        threshold=f"target label share: WARN < {thresholds['warn_below']}, FAIL < {thresholds['fail_below']}",
+        reason=reason,
+        details=summary,
+    )

@@ -1,0 +1,195 @@
+"""Composition, subjects, class balance, baselines and the checklist: numbers, thresholds and wording."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_diagnostics_fixtures import DATASET_CFG, DEMO_LIKE, DIAG_CFG, build
+from usseg.diagnostics.baselines import check_baselines
+from usseg.diagnostics.checklist import CHECK_ORDER, build_checklist, next_steps, render_markdown
+from usseg.diagnostics.class_balance_check import check_class_balance
+from usseg.diagnostics.composition import check_composition
+from usseg.diagnostics.inputs import load_inputs
+from usseg.diagnostics.label_stats import collect_label_stats
+from usseg.diagnostics.status import (
+    FAIL,
+    PASS,
+    WARN,
+    CheckResult,
+    status_above,
+    status_below,
+    worst,
+)
+from usseg.diagnostics.subjects import check_subjects, kish_effective_size
+from usseg.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    fx = build(tmp_path_factory.mktemp("checks"), DEMO_LIKE)
+    fx.out_dir.mkdir(parents=True)
+    inputs = load_inputs(
+        DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv
+    )
+    return fx, inputs
+
+
+def with_cfg(inputs, **diag):
+    return type(inputs)(**{**inputs.__dict__, "diag_cfg": {**inputs.diag_cfg, **diag}})
+
+
+def test_thresholds_and_worst():
+    th = {"warn_below": 10, "fail_below": 5}
+    assert [status_below(v, th) for v in (4, 5, 9, 10)] == [FAIL, WARN, WARN, PASS]
+    th = {"warn_above": 0.75, "fail_above": 0.9}
+    assert [status_above(v, th) for v in (0.5, 0.75, 0.8, 0.95)] == [PASS, PASS, WARN, FAIL]
+    assert worst([PASS, WARN, PASS]) == WARN and worst([WARN, FAIL]) == FAIL and worst([]) == PASS
+
+
+def test_kish_effective_size_of_the_reference_subjects():
+    assert kish_effective_size([26, 16, 10, 8]) == pytest.approx(3600 / 1096)
+    assert kish_effective_size([5, 5, 5]) == pytest.approx(3)
+    assert kish_effective_size([]) == 0
+
+
+def test_composition_counts_and_share(demo):
+    fx, inputs = demo
+    result = check_composition(inputs, fx.out_dir)
+    table = pd.read_csv(fx.out_dir / "composition.csv")
+    rus_test = table[(table["modality"] == "RUS") & (table["orig_split"] == "test")].iloc[0]
+    assert (rus_test["labeled"], rus_test["unlabeled"]) == (15, 8)
+    assert table["total"].sum() == len(inputs.images)
+    assert result.value == pytest.approx(15 / 81, abs=1e-4)
+    assert result.status == WARN  # 0.1 <= 0.185 < 0.3
+    assert result.reason.startswith(
+        "15 of 81 labeled images (18.5%) come from the target modality RUS (real)"
+    )
+    strict = with_cfg(inputs, min_target_label_share={"warn_below": 0.5, "fail_below": 0.2})
+    assert check_composition(strict, fx.out_dir).status == FAIL
+
+
+def test_subjects_status_follows_the_thresholds(demo):
+    fx, inputs = demo
+    assert check_subjects(inputs, fx.out_dir).status == FAIL
+    lenient = with_cfg(inputs, min_labeled_target_subjects={"warn_below": 5, "fail_below": 3})
+    result = check_subjects(lenient, fx.out_dir)
+    assert result.status == WARN and result.value == 4
+    assert result.details["labeled_frames_per_target_subject"] == {"h": 6, "a": 4, "g": 3, "b": 2}
+
+
+def test_class_balance_finds_rare_and_missing_classes(demo):
+    fx, inputs = demo
+    result = check_class_balance(inputs, collect_label_stats(inputs), fx.out_dir)
+    assert result.status == WARN
+    assert set(result.details["missing_by_modality"]["RUS"]) >= {"bone", "pancreas", "adrenal"}
+    table = pd.read_csv(fx.out_dir / "class_balance.csv")
+    overall = table[table["modality"] == "all"].set_index("class")
+    fg = overall.loc[overall.index != "background", "foreground_share"]
+    assert fg.sum() == pytest.approx(1.0)
+    # rare is exactly the documented rule
+    expected = overall.index[
+        (overall.index != "background")
+        & (overall["n_images_with_class"] > 0)
+        & ((overall["foreground_share"] < 0.01) | (overall["n_images_with_class"] < 20))
+    ]
+    assert sorted(result.details["rare"]) == sorted(expected)
+    weights = json.loads((fx.out_dir / "class_weights.json").read_text())
+    assert weights["adrenal"] > weights["liver"]
+
+
+def test_class_balance_passes_when_nothing_is_rare_or_missing(demo):
+    fx, inputs = demo
+    lenient = with_cfg(inputs, rare_class_pixel_share=0.0, min_images_per_class=0)
+    aus_only = type(inputs)(
+        **{**lenient.__dict__, "images": inputs.images[inputs.images["modality"] == "AUS"]}
+    )
+    result = check_class_balance(aus_only, collect_label_stats(aus_only), fx.out_dir)
+    assert result.status == PASS, result.reason
+
+
+def test_baselines_table_and_empty_warning(demo):
+    fx, inputs = demo
+    result = check_baselines(inputs, fx.out_dir)
+    assert result.status == PASS and result.value == 1
+    assert (
+        pd.read_csv(fx.out_dir / "baselines.csv").to_dict("records")
+        == DIAG_CFG["published_baselines"]
+    )
+    empty = check_baselines(with_cfg(inputs, published_baselines=[]), fx.out_dir)
+    assert empty.status == WARN
+    assert (
+        "no published baselines configured" in empty.reason
+        and "diagnostics.published_baselines" in empty.reason
+    )
+    unknown = check_baselines(
+        with_cfg(
+            inputs,
+            published_baselines=[
+                {
+                    "source": "x",
+                    "test_set": "test_rus",
+                    "class": "thyroid",
+                    "metric": "dice",
+                    "value": 0.5,
+                }
+            ],
+        ),
+        fx.out_dir,
+    )
+    assert unknown.status == WARN and "thyroid" in unknown.reason
+
+
+def _results(statuses):
+    return [
+        CheckResult(cid, cid.title(), s, 1, "t", "because") for cid, s in zip(CHECK_ORDER, statuses)
+    ]
+
+
+def test_checklist_order_overall_and_markdown():
+    res = _results([PASS, FAIL, PASS, WARN, PASS, PASS, PASS])[
+        ::-1
+    ]  # order of arrival does not matter
+    checklist = build_checklist(res)
+    assert [c["id"] for c in checklist["checks"]] == CHECK_ORDER
+    assert checklist["overall"] == FAIL
+    md = render_markdown(checklist, {r.id: r for r in res}, "RUS")
+    assert "**Overall: FAIL**" in md and "| Subjects | **FAIL** |" in md
+    steps = next_steps({r.id: r for r in res}, "RUS")
+    assert len(steps) == 2 and "distinct subjects" in steps[0] and "Domain adaptation" in steps[1]
+    assert "Every check passed" in render_markdown(build_checklist(_results([PASS] * 7)), {}, "RUS")
+    with pytest.raises(ValueError, match="leakage"):
+        build_checklist([r for r in res if r.id != "leakage"])
+
+
+def test_missing_or_malformed_inputs_name_the_file(tmp_path, demo):
+    fx, _ = demo
+    with pytest.raises(DataError, match="manifest .* does not exist"):
+        load_inputs(
+            DATASET_CFG,
+            DIAG_CFG,
+            fx.root,
+            tmp_path / "nope.csv",
+            fx.issues_csv,
+            fx.labels_dir,
+            fx.splits_csv,
+        )
+    bad = tmp_path / "splits.csv"
+    pd.DataFrame({"image_id": ["x"], "split": ["train"]}).to_csv(bad, index=False)
+    with pytest.raises(DataError, match="subject_id"):
+        load_inputs(
+            DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, bad
+        )
+
+
+def test_inputs_join_split_and_decode_report(demo):
+    _, inputs = demo
+    img = inputs.images.set_index("image_id")
+    assert (
+        img.loc["RUS_train_c1", "split"] == "unlabeled" and not img.loc["RUS_train_c1", "has_mask"]
+    )
+    assert img.loc["AUS_train_ct1-1", "split"] == "train" and img.loc["AUS_train_ct1-1", "has_mask"]
+    assert np.isclose(
+        img.loc["AUS_train_ct1-1", "off_palette_fraction"], 3 / 64
+    )  # the padding strip
