@@ -1,0 +1,125 @@
+"""Domain shift: the field of view, histogram distances and the subject-grouped classifier two-sample test."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from test_diagnostics_fixtures import DEMO_LIKE, SIZE, draw_frame, subject_anatomy
+from usseg.diagnostics.domain_shift import (
+    classifier_two_sample_test,
+    distribution_distances,
+    subject_bootstrap_ci,
+    weighted_auc,
+)
+from usseg.diagnostics.fov import field_of_view
+from usseg.diagnostics.survey import image_features, percentiles_from_hist
+
+
+def test_field_of_view_is_the_fan_with_its_dark_organs_but_not_border_or_padding():
+    rng = np.random.default_rng(0)
+    img, _ = draw_frame(subject_anatomy("AUS", "ct1", 0, True), "synthetic", rng, padding=True)
+    img[30:34, 30:34] = 3  # an anechoic spot inside the fan, darker than the threshold
+    fov = field_of_view(img, 12)
+    assert fov[30:34, 30:34].all()
+    assert not fov[-3:].any()  # grey-10 padding strip
+    assert not fov[img == 0].any()  # the black frame around the fan
+    assert fov.mean() > 0.4
+
+
+def test_field_of_view_at_half_resolution_for_large_images():
+    yy, xx = np.mgrid[:300, :320]
+    img = np.where(np.hypot(yy + 50, xx - 160) < 300, 80, 0).astype(np.uint8)
+    img[-6:] = 10
+    fov = field_of_view(img, 12)
+    assert fov.shape == img.shape
+    assert np.mean(fov == (img > 12)) > 0.99
+
+
+def test_weighted_auc_matches_sklearn_with_ties_and_repeats():
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.uniform(size=60), 1)  # many ties
+    y = rng.integers(0, 2, size=60)
+    assert weighted_auc(scores, y, np.ones(60))[0] == pytest.approx(roc_auc_score(y, scores))
+    w = rng.integers(0, 3, size=60)
+    rep = np.repeat(np.arange(60), w)
+    assert weighted_auc(scores, y, w[None])[0] == pytest.approx(roc_auc_score(y[rep], scores[rep]))
+
+
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_subjects():
+    rng = np.random.default_rng(2)
+
+    def data(n_subjects):
+        groups = np.repeat(np.arange(2 * n_subjects), 10)
+        y = (groups >= n_subjects).astype(int)
+        shift = rng.normal(0, 1, 2 * n_subjects)[groups]  # subject effects make frames correlated
+        return rng.normal(0, 1, len(y)) + shift + 0.8 * y, y, groups
+
+    widths = []
+    for n in (5, 100):
+        s, y, g = data(n)
+        low, high = subject_bootstrap_ci(s, y, g, 300, 0)
+        assert low <= roc_auc_score(y, s) <= high
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2  # ~sqrt(20) narrower in theory
+
+
+def test_distances_are_zero_for_equal_and_exact_for_a_shift():
+    h = np.zeros(256)
+    h[50:100] = 1
+    same = distribution_distances(h, h, 64)
+    assert (
+        same["ks_statistic"] == 0
+        and same["wasserstein1_grey_levels"] == 0
+        and same["js_divergence_bits"] == 0
+    )
+    moved = distribution_distances(h, np.roll(h, 20), 64)
+    assert moved["wasserstein1_grey_levels"] == pytest.approx(20)
+    assert moved["ks_statistic"] == pytest.approx(0.4)
+    assert percentiles_from_hist(h, (50,)) == [74.0]
+
+
+def _features(layout, same_style):
+    rows, y, groups = [], [], []
+    for modality, _, subject, n, _ in layout:
+        style = "real" if same_style else ("synthetic" if modality == "AUS" else "real")
+        anatomy = subject_anatomy(modality, subject, 0, True)
+        for k in range(n):
+            img, _ = draw_frame(
+                anatomy, style, np.random.default_rng([7, k, len(rows)]), padding=False
+            )
+            feats, _ = image_features(img, field_of_view(img, 12))
+            rows.append(list(feats.values()))
+            y.append(int(modality == "RUS"))
+            groups.append(f"{modality}:{subject}")
+    return np.array(rows), np.array(y), np.array(groups)
+
+
+def test_classifier_separates_a_gap_and_not_a_shared_distribution():
+    layout = [r for r in DEMO_LIKE if r[1] == "train"] + [
+        ("RUS", "train", s, 4, 0) for s in ("j", "k", "l", "m")
+    ]
+    X, y, g = _features(layout, same_style=False)
+    gap = classifier_two_sample_test(X, y, g, 4, 200, 0)
+    assert gap["auc"] > 0.95 and gap["ci95"][0] > 0.9
+    X, y, g = _features(layout, same_style=True)
+    none = classifier_two_sample_test(X, y, g, 4, 200, 0)
+    assert 0.25 < none["auc"] < 0.75 and none["ci95"][0] < 0.5 < none["ci95"][1]
+
+
+def test_classifier_needs_two_subjects_per_domain():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.r_[np.zeros(10), np.ones(10)].astype(int)
+    g = np.r_[["s1"] * 10, ["r1"] * 5, ["r2"] * 5]
+    out = classifier_two_sample_test(X, y, g, 4, 100, 0)
+    assert not out["possible"] and "at least 2 subjects" in out["why"]
+
+
+def test_image_features_see_speckle():
+    anatomy = subject_anatomy("AUS", "ct1", 0, True)
+    smooth, _ = draw_frame(anatomy, "synthetic", np.random.default_rng(0), padding=False)
+    speckled, _ = draw_frame(anatomy, "real", np.random.default_rng(0), padding=False)
+    a, _ = image_features(smooth, field_of_view(smooth, 12))
+    b, _ = image_features(speckled, field_of_view(speckled, 12))
+    assert b["local_std"] > 4 * a["local_std"] and b["gradient_mean"] > 4 * a["gradient_mean"]
+    assert b["speckle_contrast"] > 1.5 * a["speckle_contrast"]  # also relative to the brighter mean
+    assert SIZE == smooth.shape[0]
