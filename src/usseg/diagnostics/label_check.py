@@ -1,0 +1,366 @@
+"""Check 5: verify the labels, by eye and automatically.
+
+Wrong labels rarely throw errors; the model simply learns poorly, which looks
+exactly like "the model cannot learn the data". This check draws decoded masks
+over their images (a gallery per modality, always including the masks with
+the most off-palette pixels) and flags masks automatically: colours far from
+the palette, channel-swapped palette colours (RGB written as BGR), empty
+masks, and classes that a domain's masks almost never contain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+from PIL import Image
+
+from usseg.diagnostics import figures
+from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.label_stats import LabelStats
+from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult
+
+FLAG_COLUMNS = ["image_id", "modality", "subject_id", "split", "mask_path", "flag", "detail"]
+TILE_PX = 360
+OFF_PALETTE_COLOUR = np.array(
+    [255, 140, 0], dtype=np.uint8
+)  # orange: in no palette of this dataset
+CHANNELS = "RGB"
+# BGR first: writing RGB arrays with a BGR library (OpenCV) is the usual way masks get swapped.
+PERMUTATIONS = [(2, 1, 0), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1)]
+
+
+def _rgb(c) -> str:
+    return "(" + ",".join(str(int(v)) for v in c) + ")"
+
+
+def channel_permutations_of(
+    colour, pal: np.ndarray, names: list[str], candidates=None
+) -> list[str]:
+    """Descriptions of the palette colours (of `candidates`, default every class but background) that
+    `colour` is a channel permutation of; a colour is never a swap of itself."""
+    colour = np.asarray(colour, dtype=int)
+    out = []
+    for idx in range(1, len(pal)) if candidates is None else candidates:
+        p = pal[idx].astype(int)
+        if np.array_equal(p, colour):
+            continue
+        for perm in PERMUTATIONS:
+            if np.array_equal(p[list(perm)], colour):
+                out.append(f"{names[idx]} {_rgb(p)} read as {''.join(CHANNELS[i] for i in perm)}")
+                break
+    return out
+
+
+def far_pixels(mask_rgb: np.ndarray, pal: np.ndarray, max_distance: float) -> np.ndarray:
+    """Boolean (H, W): pixels farther than max_distance (Euclidean RGB) from every palette colour."""
+    flat = mask_rgb.reshape(-1, 3).astype(np.int32)
+    d2 = np.full(flat.shape[0], np.iinfo(np.int32).max, dtype=np.int64)
+    for p in pal.astype(np.int32):
+        d2 = np.minimum(d2, ((flat - p) ** 2).sum(axis=1))
+    return (d2 > max_distance**2).reshape(mask_rgb.shape[:2])
+
+
+def dominant_far_colour(mask_rgb: np.ndarray, far: np.ndarray):
+    """The most frequent off-palette colour and its pixel count, or None."""
+    if not far.any():
+        return None
+    px = mask_rgb[far].astype(np.int64)
+    packed = (px[:, 0] << 16) | (px[:, 1] << 8) | px[:, 2]
+    values, counts = np.unique(packed, return_counts=True)
+    v = int(values[counts.argmax()])
+    return (v >> 16 & 255, v >> 8 & 255, v & 255), int(counts.max())
+
+
+def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
+    names, pal = inputs.class_names, inputs.palette
+    max_dist = float(inputs.dataset_cfg.get("off_palette_distance", 60))
+    max_far = float(inputs.dataset_cfg.get("max_off_palette_fraction", 0.01))
+    implausible_share = float(inputs.opt("implausible_class_share", 0.02))
+    images = inputs.images.set_index("image_id")
+    flags: list[dict] = []
+
+    def add(iid, flag, detail):
+        r = images.loc[iid]
+        flags.append(
+            {
+                "image_id": iid,
+                "modality": r["modality"],
+                "subject_id": r["subject_id"],
+                "split": r["split"],
+                "mask_path": r["mask_path"],
+                "flag": flag,
+                "detail": detail,
+            }
+        )
+
+    for iid in stats.missing:
+        add(iid, "missing_label", f"no decoded label array {iid}.npy in {inputs.labels_dir}")
+    for iid, shape in stats.bad_shape.items():
+        r = images.loc[iid]
+        add(
+            iid,
+            "shape_mismatch",
+            f"label array is {shape[0]}x{shape[1]}, image is {r['height']}x{r['width']}",
+        )
+    for iid in stats.out_of_range:
+        add(iid, "label_out_of_range", f"label values beyond the {len(names)} palette classes")
+
+    # Colours far from the palette, and whether they are a channel-swapped palette colour.
+    labeled = inputs.labeled
+    far_rows = labeled[labeled["decode_flagged"] | (labeled["far_fraction"] > max_far)]
+    for row in far_rows.to_dict("records"):
+        iid = row["image_id"]
+        detail = f"{100 * row['far_fraction']:.1f}% of pixels farther than {max_dist:g} from every palette colour"
+        swap = []
+        try:
+            rgb = inputs.read_mask_rgb(row)
+            dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist))
+        except OSError as exc:
+            dom, detail = None, f"{detail}; mask unreadable: {exc}"
+        if dom is not None:
+            colour, n = dom
+            detail += f"; most common: {_rgb(colour)} ({n} px)"
+            swap = channel_permutations_of(colour, pal, names)
+        if swap:
+            add(iid, "channel_swap?", f"{detail} = {'; '.join(swap)}")
+        else:
+            add(
+                iid,
+                "off_palette",
+                detail + (f" ({row['decode_flag_reason']})" if row["decode_flag_reason"] else ""),
+            )
+
+    # Empty masks, and classes a domain's masks (almost) never contain.
+    counts = stats.frame(names)
+    if len(counts):
+        mods = images.loc[counts.index, "modality"]
+        present = counts.to_numpy() > 0
+        for iid in counts.index[~present[:, 1:].any(axis=1)]:
+            add(iid, "empty", "the mask is all background")
+        for m in mods.unique():
+            rows = (mods == m).to_numpy()
+            share = present[rows].mean(axis=0)
+            n_m = int(rows.sum())
+            for c in range(1, len(names)):
+                if not (0 < share[c] < implausible_share):
+                    continue
+                holders = counts.index[rows & present[:, c]]
+                common = [d for d in range(1, len(names)) if share[d] > share[c]]
+                swaps = channel_permutations_of(pal[c], pal, names, candidates=common)
+                text = (
+                    f"{names[c]} is in {len(holders)} of {n_m} {m} masks ({100 * share[c]:.1f}%), "
+                    f"below {100 * implausible_share:g}%"
+                )
+                for iid in holders:
+                    if swaps:
+                        add(
+                            iid,
+                            "channel_swap?",
+                            f"{text}; its colour {_rgb(pal[c])} is {'; '.join(swaps)}",
+                        )
+                    else:
+                        add(iid, "implausible_class", text)
+    return pd.DataFrame(flags, columns=FLAG_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- gallery
+
+
+def choose_gallery(
+    inputs: DiagnosticInputs,
+    modality: str,
+    flags: pd.DataFrame,
+    n: int,
+    seed: int,
+    available: set[str],
+) -> list[str]:
+    """n labeled images of a modality: flagged and most off-palette masks first, then spread over subjects."""
+    lab = inputs.labeled
+    lab = lab[(lab["modality"] == modality) & lab["image_id"].isin(available)]
+    lab = lab.sort_values(
+        ["off_palette_fraction", "image_id"], ascending=[False, True], kind="stable"
+    )
+    chosen: list[str] = []
+    flagged = [i for i in lab["image_id"] if i in set(flags["image_id"])]
+    chosen += flagged[: max(1, math.ceil(n / 2))]
+    worst = [i for i in lab.loc[lab["off_palette_fraction"] > 0, "image_id"] if i not in chosen]
+    chosen += worst[: max(1, n // 4)]
+    chosen = chosen[:n]
+    rest = lab[~lab["image_id"].isin(chosen)]
+    rng = np.random.default_rng(seed)
+    by_subject = {
+        s: list(rng.permutation(g["image_id"].to_numpy())) for s, g in rest.groupby("subject_id")
+    }
+    shown = set(lab.loc[lab["image_id"].isin(chosen), "subject_id"])
+    rank = {s: k for k, s in enumerate(rng.permutation(sorted(by_subject)))}
+    order = sorted(
+        by_subject, key=lambda s: (s in shown, rank[s])
+    )  # subjects not shown yet come first
+    while len(chosen) < n and any(by_subject.values()):
+        for s in order:
+            if by_subject[s] and len(chosen) < n:
+                chosen.append(by_subject[s].pop(0))
+    return chosen
+
+
+def overlay(
+    gray: np.ndarray, labels: np.ndarray, pal: np.ndarray, far: np.ndarray | None, alpha=0.45
+) -> np.ndarray:
+    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+    colour = pal[labels].astype(np.float32)
+    fg = labels > 0
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colour[fg]
+    # Outlines in the full class colour make small organs visible at gallery size.
+    edge = np.zeros_like(fg)
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge &= fg
+    rgb[edge] = colour[edge]
+    if far is not None and far.any():
+        rgb[far] = OFF_PALETTE_COLOUR
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def plot_gallery(
+    inputs: DiagnosticInputs, modality: str, ids: list[str], flags: pd.DataFrame, path
+) -> None:
+    names, pal = inputs.class_names, inputs.palette
+    max_dist = float(inputs.dataset_cfg.get("off_palette_distance", 60))
+    images = inputs.images.set_index("image_id")
+    domain = inputs.domain_of(modality)
+    if not ids:
+        figures.message_figure(
+            path,
+            f"Label verification: {modality} ({domain})",
+            f"no decoded masks in {modality}: nothing to verify",
+        )
+        return
+    cols = min(4, len(ids))
+    rows = math.ceil(len(ids) / cols)
+    flag_text = flags.groupby("image_id")["flag"].agg(lambda s: ", ".join(sorted(set(s))))
+    any_far = False
+    with figures.style():
+        fig = figures.new_figure(3.1 * cols, 3.3 * rows + 0.9)
+        axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+        for ax in axes:
+            ax.axis("off")
+        for ax, iid in zip(axes, ids):
+            row = images.loc[iid].to_dict() | {"image_id": iid}
+            gray = inputs.read_gray(row)
+            labels = inputs.read_label(iid)
+            if labels.shape != gray.shape:
+                labels = np.zeros_like(gray)
+            far = None
+            if row["far_fraction"] > 0:
+                far = far_pixels(inputs.read_mask_rgb(row), pal, max_dist)
+                far = far if far.shape == gray.shape else None
+                any_far |= far is not None and bool(far.any())
+            tile = overlay(gray, labels, pal, far)
+            if (
+                max(tile.shape[:2]) > TILE_PX
+            ):  # a tile is ~300 px wide in the figure: drawing more costs time only
+                scale = TILE_PX / max(tile.shape[:2])
+                size = (max(1, round(tile.shape[1] * scale)), max(1, round(tile.shape[0] * scale)))
+                tile = np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
+            ax.imshow(tile, interpolation="antialiased")
+            sub = f"subject {row['subject_id']} | off-palette {100 * row['off_palette_fraction']:.1f}%"
+            title = f"{iid}\n{sub}"
+            if iid in flag_text.index:
+                title += f"\nFLAG: {flag_text[iid]}"
+            ax.set_title(
+                title,
+                fontsize=8.5,
+                color=figures.STATUS_COLOURS["FAIL"] if iid in flag_text.index else "black",
+            )
+        handles = [
+            Patch(facecolor=pal[i] / 255, edgecolor="black", label=names[i])
+            for i in range(1, len(names))
+        ]
+        if any_far:
+            handles.append(
+                Patch(
+                    facecolor=OFF_PALETTE_COLOUR / 255,
+                    edgecolor="black",
+                    label="off-palette pixels",
+                )
+            )
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(handles), 5),
+            fontsize=9,
+            title="decoded class (palette colour)",
+            title_fontsize=9,
+        )
+        fig.suptitle(
+            f"Label verification, {modality} ({domain}): decoded masks over their images\n"
+            "flagged and most off-palette masks first (off-palette: not exactly a palette colour), "
+            "then spread over subjects",
+            fontsize=12,
+        )
+        figures.save(fig, path)
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def check_labels(inputs: DiagnosticInputs, stats: LabelStats, out_dir) -> CheckResult:
+    flags = compute_flags(inputs, stats)
+    flags = flags.sort_values(["modality", "image_id", "flag"], kind="stable").reset_index(
+        drop=True
+    )
+    flags.to_csv(f"{out_dir}/label_flags.csv", index=False)
+    n = int(inputs.opt("gallery_per_modality", 8))
+    seed = int(inputs.opt("seed", 0))
+    available = set(stats.image_ids)
+    galleries = {}
+    for m in inputs.dataset_cfg["modalities"]:
+        ids = choose_gallery(inputs, m, flags, n, seed, available)
+        galleries[m] = ids
+        plot_gallery(inputs, m, ids, flags, f"{out_dir}/label_gallery_{m}.png")
+
+    n_labeled = int(inputs.labeled.shape[0])
+    flagged = flags["image_id"].nunique()
+    share = flagged / n_labeled if n_labeled else 0.0
+    fail_share = float(inputs.opt("label_flag_fail_share", 0.05))
+    if n_labeled == 0:
+        status, reason = WARN, "no masks at all: there are no labels to verify."
+    elif flagged == 0:
+        status = PASS
+        reason = (
+            f"none of {n_labeled} masks flagged (off-palette colours, channel swaps, empty masks, classes "
+            "implausible for the domain); still look at the galleries."
+        )
+    else:
+        status = FAIL if share > fail_share else WARN
+        kinds = flags.drop_duplicates(["image_id", "flag"])["flag"].value_counts()
+        listing = ", ".join(f"{k} {v}" for k, v in kinds.items())
+        reason = (
+            f"{flagged} of {n_labeled} masks flagged ({100 * share:.1f}%): {listing}; "
+            f"see label_flags.csv and the galleries."
+        )
+        if "channel_swap?" in kinds:
+            reason += " A channel swap (RGB written as BGR) turns one organ into another without any error."
+    mask_issues = (
+        inputs.issues[
+            inputs.issues["path"].str.contains(
+                inputs.dataset_cfg.get("annotations_dir", "annotations"), regex=False
+            )
+        ]
+        if len(inputs.issues)
+        else inputs.issues
+    )
+    if len(mask_issues):
+        reason += f" {len(mask_issues)} annotation file(s) set aside by the manifest (manifest_issues.csv)."
+    return CheckResult(
+        "label_verification",
+        "Label verification",
+        status,
+        f"{flagged}/{n_labeled} masks flagged",
+        f"WARN on any flagged mask, FAIL above {100 * fail_share:g}% of masks",
+        reason,
+        {"flags": flags, "galleries": galleries},
+    )
