@@ -1,0 +1,87 @@
+"""Dataset diagnostics: can this dataset support the segmentation task?
+
+`run_diagnostics` runs the seven checks of the article's checklist on the
+workflow's manifest, decoded labels and splits, writes a figure and the
+numbers behind it for each, and returns the verdict (checklist.json).
+One module per check; `survey` and `label_stats` read the image and label
+files once for all checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from usseg.diagnostics.baselines import check_baselines
+from usseg.diagnostics.checklist import CHECK_ORDER, write_checklist
+from usseg.diagnostics.class_balance_check import check_class_balance
+from usseg.diagnostics.composition import check_composition
+from usseg.diagnostics.domain_shift import check_domain_shift
+from usseg.diagnostics.inputs import load_inputs
+from usseg.diagnostics.label_check import check_labels
+from usseg.diagnostics.label_stats import collect_label_stats
+from usseg.diagnostics.leakage import check_leakage
+from usseg.diagnostics.subjects import check_subjects
+from usseg.diagnostics.survey import survey_images
+
+__all__ = ["CHECK_ORDER", "output_files", "run_diagnostics"]
+
+DEFAULT_MAX_IMAGES_PER_DOMAIN = 400
+
+
+def output_files(modalities) -> list[str]:
+    """Names of the files run_diagnostics writes into out_dir."""
+    return [
+        "checklist.json",
+        "checklist.md",
+        "composition.png",
+        "composition.csv",
+        "subjects.png",
+        "subjects.csv",
+        "frames_per_subject.csv",
+        "class_balance.png",
+        "class_balance.csv",
+        "class_weights.json",
+        "domain_shift.png",
+        "domain_shift.json",
+        "intensity_histograms.csv",
+        *(f"label_gallery_{m}.png" for m in modalities),
+        "label_flags.csv",
+        "leakage.json",
+        "near_duplicates.csv",
+        "baselines.csv",
+    ]
+
+
+def run_diagnostics(
+    dataset_cfg: dict,
+    diag_cfg: dict,
+    data_root,
+    manifest_csv,
+    issues_csv,
+    labels_dir,
+    splits_csv,
+    out_dir,
+) -> dict:
+    """Run every check, write its figure and tables into out_dir, and return the checklist dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = load_inputs(
+        dataset_cfg, diag_cfg or {}, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
+    )
+    stats = collect_label_stats(inputs)
+    survey = survey_images(
+        inputs,
+        cap_per_domain=int(inputs.opt("domain_max_images", DEFAULT_MAX_IMAGES_PER_DOMAIN)),
+        seed=int(inputs.opt("seed", 0)),
+        fov_threshold=int(inputs.opt("fov_threshold", 12)),
+    )
+    results = [
+        check_composition(inputs, out_dir),
+        check_subjects(inputs, out_dir),
+        check_class_balance(inputs, stats, out_dir),
+        check_domain_shift(inputs, survey, out_dir),
+        check_labels(inputs, stats, out_dir),
+        check_leakage(inputs, survey, out_dir),
+        check_baselines(inputs, out_dir),
+    ]
+    return write_checklist(results, out_dir, inputs.target_modality)
