@@ -84,6 +84,7 @@ def tiny_report(tiny_run) -> Path:
     return html
 
 
+@pytest.mark.e2e
 def test_report_loads_every_image_without_console_errors(tiny_report, tmp_path):
     for width in (1366, 1920):
         attrs = check_in_browser(tiny_report, tmp_path, width=width)
@@ -91,6 +92,7 @@ def test_report_loads_every_image_without_console_errors(tiny_report, tmp_path):
         assert int(attrs["data-page-width"]) <= int(attrs["data-window-width"]), attrs
 
 
+@pytest.mark.e2e
 def test_screenshot_artifact(tiny_report, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
