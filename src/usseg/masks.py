@@ -4,8 +4,9 @@ A mask pixel gets the index of the nearest palette colour (squared RGB
 distance, ties to the lower index), which is what the anti-aliased borders of
 real masks need. Brute force compares every pixel with every palette colour;
 here each distinct colour is decided once: RGB is packed into a 24-bit code
-and looked up in a per-palette table filled lazily, because a mask holds a few
-hundred distinct colours at most while it has ~200,000 pixels.
+and looked up in a per-palette table filled lazily, because a mask usually holds a
+few hundred distinct colours while it has ~200,000 pixels. Pixels go in chunks,
+so temporaries stay small whatever the mask size.
 """
 
 from __future__ import annotations
