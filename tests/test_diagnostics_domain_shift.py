@@ -1,18 +1,32 @@
 """Domain shift: the field of view, histogram distances and the subject-grouped classifier two-sample test."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from test_diagnostics_fixtures import DEMO_LIKE, SIZE, draw_frame, subject_anatomy
+from test_diagnostics_fixtures import (
+    DATASET_CFG,
+    DEMO_LIKE,
+    DIAG_CFG,
+    SIZE,
+    build,
+    draw_frame,
+    subject_anatomy,
+)
 from usseg.diagnostics.domain_shift import (
+    check_domain_shift,
     classifier_two_sample_test,
+    comparison_names,
     distribution_distances,
     subject_bootstrap_ci,
     weighted_auc,
 )
 from usseg.diagnostics.fov import field_of_view
-from usseg.diagnostics.survey import image_features, percentiles_from_hist
+from usseg.diagnostics.inputs import load_inputs
+from usseg.diagnostics.survey import image_features, percentiles_from_hist, survey_images
 
 
 def test_field_of_view_is_the_fan_with_its_dark_organs_but_not_border_or_padding():
@@ -123,3 +137,49 @@ def test_image_features_see_speckle():
     assert b["local_std"] > 4 * a["local_std"] and b["gradient_mean"] > 4 * a["gradient_mean"]
     assert b["speckle_contrast"] > 1.5 * a["speckle_contrast"]  # also relative to the brighter mean
     assert SIZE == smooth.shape[0]
+
+
+@pytest.fixture(scope="module")
+def demo_inputs(tmp_path_factory):
+    fx = build(tmp_path_factory.mktemp("shift"), DEMO_LIKE)
+    fx.out_dir.mkdir(parents=True)
+    args = (fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv)
+    return fx, load_inputs(DATASET_CFG, DIAG_CFG, *args)
+
+
+def test_the_target_is_compared_with_the_other_modalities(demo_inputs):
+    fx, inputs = demo_inputs
+    result = check_domain_shift(inputs, survey_images(inputs, 400, 0, 12), fx.out_dir)
+    assert result.title == "Domain shift (synthetic vs real)"
+    assert (
+        result.status == "FAIL" and "asked to tell RUS (real) from AUS (synthetic)" in result.reason
+    )
+    report = json.loads((fx.out_dir / "domain_shift.json").read_text())
+    assert report["classifier"]["n_images"] == {"AUS": 66, "RUS": 53}
+    assert report["per_modality"]["AUS"]["mean"] < report["per_modality"]["RUS"]["mean"]
+    hist = pd.read_csv(fx.out_dir / "intensity_histograms.csv")
+    assert len(hist) == 2 * DIAG_CFG["histogram_bins"]
+    assert hist.groupby("modality")["fraction"].sum().round(6).tolist() == [1.0, 1.0]
+    # the grey-10 padding strip and the black frame are not in the simulator's histogram
+    aus = hist[hist["modality"] == "AUS"].set_index("bin_left")["count"]
+    assert aus.loc[0] + aus.loc[8] == 0
+
+
+def test_two_scanners_of_one_domain_are_named_by_modality(demo_inputs):
+    _, inputs = demo_inputs
+    cfg = {
+        **DATASET_CFG,
+        "modalities": {m: {**v, "domain": "real"} for m, v in DATASET_CFG["modalities"].items()},
+    }
+    names = comparison_names(type(inputs)(**{**inputs.__dict__, "dataset_cfg": cfg}), ["AUS"])
+    assert names["source_short"] == "AUS" and names["target_short"] == "RUS"
+
+
+def test_a_single_modality_has_nothing_to_compare(demo_inputs):
+    fx, inputs = demo_inputs
+    only_rus = type(inputs)(
+        **{**inputs.__dict__, "images": inputs.images[inputs.images["modality"] == "RUS"]}
+    )
+    result = check_domain_shift(only_rus, survey_images(only_rus, 400, 0, 12), fx.out_dir)
+    assert result.status == "PASS" and result.value is None
+    assert "no other domain to compare RUS with" in result.reason

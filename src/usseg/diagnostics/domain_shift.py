@@ -1,4 +1,4 @@
-"""Check 4: do synthetic and real images look alike?
+"""Check 4: do the training images look like the target domain's?
 
 Two views of the same question. Descriptive: grey-level histograms inside the
 field of view per modality and their distances (Kolmogorov-Smirnov,
@@ -6,6 +6,10 @@ Wasserstein-1, Jensen-Shannon). Decisive: a classifier two-sample test - if
 a simple model on cheap intensity and texture features tells the domains
 apart on subjects it has not seen, a segmentation model trained on one domain
 meets a different distribution on the other. AUC 0.5 means indistinguishable.
+
+The comparison is the target modality (dataset.target_modality, the real
+scanner here) against every other modality (the simulator here), so the same
+check covers scanner A vs scanner B.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from usseg.diagnostics.status import PASS, WARN, CheckResult, status_above
 from usseg.diagnostics.survey import PERCENTILES, Survey, hist_mean_std, percentiles_from_hist
 
 DEFAULT_AUC = {"warn_above": 0.75, "fail_above": 0.9}
-SOURCE, TARGET = "synthetic", "real"
 
 
 # ----------------------------------------------------------------------------- distances
@@ -130,7 +133,7 @@ def classifier_two_sample_test(
 
 
 def effect_sizes(features: pd.DataFrame, y: np.ndarray) -> pd.Series:
-    """Standardised mean difference (real minus synthetic, pooled SD) per feature."""
+    """Standardised mean difference (y=1 minus y=0, pooled SD) per feature."""
     a, b = features[y == 1], features[y == 0]
     pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2).replace(0, np.nan)
     return ((a.mean() - b.mean()) / pooled).fillna(0.0)
@@ -153,7 +156,17 @@ def _example(inputs: DiagnosticInputs, survey: Survey, modality: str, threshold:
 
 
 def plot(
-    inputs, survey, mod_hists, per_mod, distances, test, threshold, bins, auc_thresholds, path
+    inputs,
+    survey,
+    mod_hists,
+    per_mod,
+    distances,
+    test,
+    threshold,
+    bins,
+    auc_thresholds,
+    names,
+    path,
 ) -> None:
     mods = [m for m in inputs.modalities if m in mod_hists]
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
@@ -243,10 +256,11 @@ def plot(
         ax.set_xlim(-0.02, 1.02)  # keep a perfect curve off the frame
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
-        ax.set_xlabel(f"false positive rate ({SOURCE} called {TARGET})")
-        ax.set_ylabel(f"true positive rate ({TARGET} called {TARGET})")
+        src, tgt = names["source_short"], names["target_short"]
+        ax.set_xlabel(f"false positive rate ({src} called {tgt})")
+        ax.set_ylabel(f"true positive rate ({tgt} called {tgt})")
         ax.legend(loc="lower right", fontsize=9)
-        head = "Domain shift: synthetic vs real images"
+        head = f"Domain shift: {names['source']} vs {names['target']}"
         if test.get("possible"):
             head += f" (domain classifier AUC {test['auc']:.2f}; 0.5 = indistinguishable)"
         fig.suptitle(head)
@@ -266,7 +280,6 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
 
     meta = inputs.images.set_index("image_id").loc[survey.sample_ids]
     modality = meta["modality"].to_numpy()
-    domain = np.array([inputs.domain_of(m) for m in modality])
     mod_hists = {
         m: np.sum(
             [survey.histograms[i] for i, mm in zip(survey.sample_ids, modality) if mm == m], axis=0
@@ -299,26 +312,25 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         rows, columns=["modality", "domain", "bin_left", "bin_right", "count", "fraction"]
     ).to_csv(f"{out_dir}/intensity_histograms.csv", index=False)
 
-    has_both = (domain == SOURCE).any() and (domain == TARGET).any()
+    target = inputs.target_modality
+    y = (modality == target).astype(int)
+    names = comparison_names(inputs, sorted(set(modality) - {target}, key=inputs.modalities.index))
+    has_both = bool(y.any() and (y == 0).any())
     distances, test, effects = {}, {"possible": False, "why": ""}, pd.Series(dtype=float)
     if has_both:
-        dom_hist = {
-            d: np.sum(
-                [survey.histograms[i] for i, dd in zip(survey.sample_ids, domain) if dd == d],
-                axis=0,
-            )
-            for d in (SOURCE, TARGET)
-        }
-        distances = distribution_distances(dom_hist[SOURCE], dom_hist[TARGET], bins)
-        y = (domain == TARGET).astype(int)
+        side_hist = [
+            np.sum([survey.histograms[i] for i, yy in zip(survey.sample_ids, y) if yy == k], axis=0)
+            for k in (0, 1)
+        ]
+        distances = distribution_distances(side_hist[0], side_hist[1], bins)
         groups = np.array([f"{m}:{s}" for m, s in zip(modality, meta["subject_id"])])
         X = survey.features.loc[survey.sample_ids]
         test = classifier_two_sample_test(X.to_numpy(float), y, groups, folds, n_boot, seed)
         effects = effect_sizes(X, y)
     else:
-        present = sorted(set(domain))
+        present = ", ".join(sorted(set(modality))) or "no"
         test["why"] = (
-            f"only the {', '.join(present) or 'no'} domain is present: there is nothing to compare"
+            f"only {present} images are present: there is no other domain to compare {target} with"
         )
 
     plot(
@@ -331,6 +343,7 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         threshold,
         bins,
         thresholds,
+        names,
         f"{out_dir}/domain_shift.png",
     )
 
@@ -341,7 +354,8 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
             "method": "grey > threshold, closing, largest component, holes filled",
         },
         "per_modality": per_mod,
-        "distances_synthetic_vs_real": distances,
+        "compared": {"target": names["target"], "source": names["source"]},
+        "distances_source_vs_target": distances,
         "classifier": {
             "possible": test["possible"],
             "why_not": test.get("why"),
@@ -352,9 +366,10 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
             "ci95": test.get("ci95"),
             "bootstrap": n_boot,
             "seed": seed,
-            "n_images": {d: int((domain == d).sum()) for d in sorted(set(domain))},
+            "n_images": {m: int((modality == m).sum()) for m in sorted(set(modality))},
             "n_subjects": {
-                d: int(meta.loc[domain == d, "subject_id"].nunique()) for d in sorted(set(domain))
+                m: int(meta.loc[modality == m, "subject_id"].nunique())
+                for m in sorted(set(modality))
             },
             "cap_per_domain": int(inputs.opt("domain_max_images", 400)),
             "most_different_features": {f: round(float(effects[f]), 3) for f in top},
@@ -363,6 +378,7 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
     }
     write_json(f"{out_dir}/domain_shift.json", report)
 
+    title = f"Domain shift ({names['source_domains']} vs {names['target_domain']})"
     auc_text = (
         f"warn > {thresholds['warn_above']}, fail > {thresholds['fail_above']} (out-of-fold AUC)"
     )
@@ -370,7 +386,7 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         status = PASS if not has_both else WARN
         return CheckResult(
             "domain_shift",
-            "Domain shift (synthetic vs real)",
+            title,
             status,
             None,
             auc_text,
@@ -379,16 +395,18 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         )
     auc, (low, high) = test["auc"], test["ci95"]
     status = status_above(auc, thresholds)
-    n = report["classifier"]["n_images"]
-    src, tgt = per_mod_by_domain(per_mod, SOURCE), per_mod_by_domain(per_mod, TARGET)
+    n_src, n_tgt = int((y == 0).sum()), int((y == 1).sum())
+    src = pixel_weighted_mean(per_mod, [m for m in per_mod if m != target])
+    tgt = pixel_weighted_mean(per_mod, [target])
     desc = (
-        f"FOV mean grey level {src:.0f} ({SOURCE}) vs {tgt:.0f} ({TARGET}); KS {distances['ks_statistic']:.2f}, "
+        f"FOV mean grey level {src:.0f} ({names['source_short']}) vs {tgt:.0f} ({names['target_short']}); "
+        f"KS {distances['ks_statistic']:.2f}, "
         f"Wasserstein-1 {distances['wasserstein1_grey_levels']:.1f} grey levels, JS {distances['js_divergence_bits']:.3f} bits"
     )
     head = (
-        f"a logistic regression on intensity/texture features tells {TARGET} from {SOURCE} images with "
-        f"out-of-fold AUC {auc:.3f} [95% CI {low:.3f}-{high:.3f}] ({test['folds']}-fold CV grouped by subject, "
-        f"{n.get(SOURCE, 0)}+{n.get(TARGET, 0)} images)"
+        f"a logistic regression on intensity/texture features, asked to tell {names['target']} from "
+        f"{names['source']} images, reaches out-of-fold AUC {auc:.3f} [95% CI {low:.3f}-{high:.3f}] ({test['folds']}-fold CV grouped by subject, "
+        f"{n_src}+{n_tgt} images)"
     )
     if status == PASS:
         verdict = "the domains are hard to tell apart"
@@ -401,7 +419,7 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         reason += " The interval reaches below the WARN threshold: few subjects make the estimate uncertain."
     return CheckResult(
         "domain_shift",
-        "Domain shift (synthetic vs real)",
+        title,
         status,
         round(auc, 3),
         auc_text,
@@ -410,14 +428,33 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
     )
 
 
-def per_mod_by_domain(per_mod: dict, domain: str) -> float:
-    """Pixel-weighted FOV mean grey level of a domain's modalities."""
+def pixel_weighted_mean(per_mod: dict, modalities) -> float:
+    """FOV mean grey level over the modalities' pixels."""
     items = [
-        (v["mean"], v["n_pixels"])
-        for v in per_mod.values()
-        if v["domain"] == domain and v["n_pixels"]
+        (per_mod[m]["mean"], per_mod[m]["n_pixels"]) for m in modalities if per_mod[m]["n_pixels"]
     ]
     if not items:
         return float("nan")
     means, weights = zip(*items)
     return float(np.average(means, weights=weights))
+
+
+def comparison_names(inputs: DiagnosticInputs, sources: list[str]) -> dict:
+    """How the figure and the reason name the two sides, e.g. 'AUS (synthetic)' vs 'RUS (real)'.
+
+    Domain names are short and telling ('synthetic called real'); when the
+    target shares its domain with a source (scanner A vs scanner B), modality
+    names are used instead.
+    """
+    target = inputs.target_modality
+    tgt_domain = inputs.domain_of(target)
+    src_domains = list(dict.fromkeys(inputs.domain_of(m) for m in sources))
+    by_domain = tgt_domain not in src_domains
+    return {
+        "target": f"{target} ({tgt_domain})",
+        "target_short": tgt_domain if by_domain else target,
+        "target_domain": tgt_domain if by_domain else target,
+        "source": ", ".join(f"{m} ({inputs.domain_of(m)})" for m in sources) or "nothing",
+        "source_short": "/".join(src_domains if by_domain else sources) or "-",
+        "source_domains": "/".join(src_domains if by_domain else sources) or "-",
+    }
