@@ -160,6 +160,10 @@ def plot(
         figures.save(fig, path)
 
 
+def _images(n) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
 def _names(items) -> str:
     return ", ".join(items) if items else "none"
 
@@ -192,7 +196,8 @@ def check_class_balance(inputs: DiagnosticInputs, stats: LabelStats, out_dir) ->
         parts.append(
             "rare overall: "
             + ", ".join(
-                f"{c} ({100 * shares.loc[c, 'foreground_share']:.2g}% of foreground, {shares.loc[c, 'n_images_with_class']} images)"
+                f"{c} ({100 * shares.loc[c, 'foreground_share']:.2g}% of foreground, "
+                f"{_images(shares.loc[c, 'n_images_with_class'])})"
                 for c in rare
             )
         )
