@@ -66,10 +66,15 @@ def code(*modules):
     for module in modules:
         package = src / module
         if package.is_dir():
-            files += sorted(package.glob("*.py"))
+            files += sorted(f for f in package.iterdir() if f.is_file())
         else:
             files.append(src / f"{module}.py")
     return [os.path.relpath(f) for f in files]
+
+
+def demo_provenance():
+    """The demo generator's provenance record, when the demo dataset is used."""
+    return [rules.demo_data.output.provenance] if config["data_root"] is None else []
 
 
 def experiment(wildcards):

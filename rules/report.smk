@@ -13,6 +13,7 @@ rule report:
             rules.evaluate.output.overlays, experiment=EXPERIMENTS, test_set=TEST_SETS
         ),
         provenance=[
+            *demo_provenance(),
             rules.manifest.output.provenance,
             rules.decode_masks.output.provenance,
             rules.split.output.provenance,
@@ -24,7 +25,7 @@ rule report:
                 test_set=TEST_SETS,
             ),
         ],
-        code=code("report", "provenance"),
+        code=code("report", "provenance", "templates"),
     output:
         html=f"{RESULTS}/report/report.html",
     log:
