@@ -21,6 +21,7 @@ from usseg.diagnostics.label_check import (
     check_labels,
     choose_gallery,
     compute_flags,
+    label_status,
 )
 from usseg.diagnostics.label_stats import collect_label_stats
 
@@ -135,9 +136,12 @@ def test_many_flagged_masks_fail(tmp_path, frames):
     frames = copy.deepcopy(frames)
     for f in [f for f in frames if f.modality == "RUS"][:6]:  # 6 of 85 masks > 5 %
         f.mask[5:25, 25:45] = (128, 128, 128)
-    inputs, stats, fx = flags_for(tmp_path, frames)
-    fx.out_dir.mkdir(parents=True)
-    assert check_labels(inputs, stats, fx.out_dir).status == "FAIL"
+    inputs, stats, _ = flags_for(tmp_path, frames)
+    flags = compute_flags(inputs, stats)
+    assert flags["image_id"].nunique() == 6
+    status, reason = label_status(flags, 85, 0.05)
+    assert status == "FAIL" and reason.startswith("6 of 85 masks flagged (7.1%): off_palette 6")
+    assert label_status(flags, 85, 0.1)[0] == "WARN"
 
 
 def test_gallery_always_includes_the_most_off_palette_mask(tmp_path, frames):

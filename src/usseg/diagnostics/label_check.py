@@ -307,6 +307,30 @@ def plot_gallery(
 # ----------------------------------------------------------------------------- check
 
 
+def label_status(flags: pd.DataFrame, n_labeled: int, fail_share: float) -> tuple[str, str]:
+    """WARN for a few flagged masks, FAIL when more than `fail_share` of them are flagged."""
+    flagged = flags["image_id"].nunique()
+    share = flagged / n_labeled if n_labeled else 0.0
+    if n_labeled == 0:
+        return WARN, "no masks at all: there are no labels to verify."
+    if flagged == 0:
+        return PASS, (
+            f"none of {n_labeled} masks flagged (off-palette colours, channel swaps, empty masks, classes "
+            "implausible for the domain); still look at the galleries."
+        )
+    kinds = flags.drop_duplicates(["image_id", "flag"])["flag"].value_counts()
+    listing = ", ".join(f"{k} {v}" for k, v in kinds.items())
+    reason = (
+        f"{flagged} of {n_labeled} masks flagged ({100 * share:.1f}%): {listing}; "
+        "see label_flags.csv and the galleries."
+    )
+    if "channel_swap?" in kinds:
+        reason += (
+            " A channel swap (RGB written as BGR) turns one organ into another without any error."
+        )
+    return (FAIL if share > fail_share else WARN), reason
+
+
 def check_labels(inputs: DiagnosticInputs, stats: LabelStats, out_dir) -> CheckResult:
     flags = compute_flags(inputs, stats)
     flags = flags.sort_values(["modality", "image_id", "flag"], kind="stable").reset_index(
@@ -324,26 +348,8 @@ def check_labels(inputs: DiagnosticInputs, stats: LabelStats, out_dir) -> CheckR
 
     n_labeled = int(inputs.labeled.shape[0])
     flagged = flags["image_id"].nunique()
-    share = flagged / n_labeled if n_labeled else 0.0
     fail_share = float(inputs.opt("label_flag_fail_share", 0.05))
-    if n_labeled == 0:
-        status, reason = WARN, "no masks at all: there are no labels to verify."
-    elif flagged == 0:
-        status = PASS
-        reason = (
-            f"none of {n_labeled} masks flagged (off-palette colours, channel swaps, empty masks, classes "
-            "implausible for the domain); still look at the galleries."
-        )
-    else:
-        status = FAIL if share > fail_share else WARN
-        kinds = flags.drop_duplicates(["image_id", "flag"])["flag"].value_counts()
-        listing = ", ".join(f"{k} {v}" for k, v in kinds.items())
-        reason = (
-            f"{flagged} of {n_labeled} masks flagged ({100 * share:.1f}%): {listing}; "
-            f"see label_flags.csv and the galleries."
-        )
-        if "channel_swap?" in kinds:
-            reason += " A channel swap (RGB written as BGR) turns one organ into another without any error."
+    status, reason = label_status(flags, n_labeled, fail_share)
     mask_issues = (
         inputs.issues[
             inputs.issues["path"].str.contains(
