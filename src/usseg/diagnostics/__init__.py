@@ -9,6 +9,8 @@ files once for all checks.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 from usseg.diagnostics.baselines import check_baselines
@@ -26,6 +28,15 @@ from usseg.diagnostics.survey import survey_images
 __all__ = ["CHECK_ORDER", "output_files", "run_diagnostics"]
 
 DEFAULT_MAX_IMAGES_PER_DOMAIN = 400
+log = logging.getLogger("usseg.diagnostics")
+
+
+def _timed(name, fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    status = f": {result.status}" if hasattr(result, "status") else ""
+    log.info("%s%s (%.1f s)", name, status, time.perf_counter() - start)
+    return result
 
 
 def output_files(modalities) -> list[str]:
@@ -68,20 +79,27 @@ def run_diagnostics(
     inputs = load_inputs(
         dataset_cfg, diag_cfg or {}, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
     )
-    stats = collect_label_stats(inputs)
-    survey = survey_images(
+    log.info(
+        "%d images (%d labeled) below %s", len(inputs.images), len(inputs.labeled), inputs.root
+    )
+    stats = _timed("label arrays read", collect_label_stats, inputs)
+    survey = _timed(
+        "images read and hashed",
+        survey_images,
         inputs,
-        cap_per_domain=int(inputs.opt("domain_max_images", DEFAULT_MAX_IMAGES_PER_DOMAIN)),
-        seed=int(inputs.opt("seed", 0)),
-        fov_threshold=int(inputs.opt("fov_threshold", 12)),
+        int(inputs.opt("domain_max_images", DEFAULT_MAX_IMAGES_PER_DOMAIN)),
+        int(inputs.opt("seed", 0)),
+        int(inputs.opt("fov_threshold", 12)),
     )
     results = [
-        check_composition(inputs, out_dir),
-        check_subjects(inputs, out_dir),
-        check_class_balance(inputs, stats, out_dir),
-        check_domain_shift(inputs, survey, out_dir),
-        check_labels(inputs, stats, out_dir),
-        check_leakage(inputs, survey, out_dir),
-        check_baselines(inputs, out_dir),
+        _timed("composition", check_composition, inputs, out_dir),
+        _timed("subjects", check_subjects, inputs, out_dir),
+        _timed("class_balance", check_class_balance, inputs, stats, out_dir),
+        _timed("domain_shift", check_domain_shift, inputs, survey, out_dir),
+        _timed("label_verification", check_labels, inputs, stats, out_dir),
+        _timed("leakage", check_leakage, inputs, survey, out_dir),
+        _timed("published_baselines", check_baselines, inputs, out_dir),
     ]
-    return write_checklist(results, out_dir, inputs.target_modality)
+    checklist = write_checklist(results, out_dir, inputs.target_modality)
+    log.info("overall: %s", checklist["overall"])
+    return checklist

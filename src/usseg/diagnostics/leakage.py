@@ -200,8 +200,7 @@ def check_leakage(inputs: DiagnosticInputs, survey: Survey, out_dir) -> CheckRes
         "Leakage between splits",
         status,
         value,
-        f"FAIL on any shared subject/file or train-test near duplicate; near duplicate: Hamming <= {max_d}, "
-        f"correlation >= {min_corr}",
+        f"FAIL: shared subject/file or train-test near duplicate (pHash <= {max_d} bits, r >= {min_corr})",
         reason,
         report,
     )
