@@ -120,16 +120,39 @@ def forest_to_arrays(rf: RandomForestClassifier, n_classes: int) -> dict[str, np
     }
 
 
+def _max_depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
+    """Edges on the longest root-to-leaf path over all trees (breadth-first)."""
+    depth = 0
+    level = roots[left[roots] >= 0]
+    while level.size:
+        depth += 1
+        nxt = np.concatenate([left[level], right[level]])
+        level = nxt[left[nxt] >= 0]
+    return depth
+
+
 class ForestPredictor:
     """Predict label maps from the stored forest arrays (no scikit-learn object needed)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], metadata: dict):
-        self.left = np.asarray(arrays["forest.children_left"], dtype=np.int64)
-        self.right = np.asarray(arrays["forest.children_right"], dtype=np.int64)
+        left = np.asarray(arrays["forest.children_left"], dtype=np.int64)
+        right = np.asarray(arrays["forest.children_right"], dtype=np.int64)
+        offsets = np.asarray(arrays["forest.tree_offsets"], dtype=np.int64)
+        n_nodes = len(left)
+        if len(right) != n_nodes or offsets[-1] != n_nodes or left.max(initial=-1) >= n_nodes:
+            from usseg.errors import UssegError
+
+            raise UssegError(f"forest arrays of experiment {metadata.get('experiment')!r} are inconsistent; re-run training.")
+        # A leaf points to itself, so walking a fixed number of levels needs no
+        # per-pixel "is this a leaf" test; column 0 = go left, 1 = go right.
+        own = np.arange(n_nodes)
+        leaf = left < 0
+        self.children = np.stack([np.where(leaf, own, left), np.where(leaf, own, right)], axis=1)
         self.feature = np.asarray(arrays["forest.feature"], dtype=np.int64)
         self.threshold = np.asarray(arrays["forest.threshold"], dtype=np.float64)
         self.value = np.asarray(arrays["forest.value"], dtype=np.float64)
-        self.roots = np.asarray(arrays["forest.tree_offsets"], dtype=np.int64)[:-1]
+        self.roots = offsets[:-1]
+        self.depth = _max_depth(left, right, self.roots)
         self.metadata = metadata
         self.class_names = list(metadata["class_names"])
         self.image_size = tuple(metadata["image_size"])
@@ -148,17 +171,15 @@ class ForestPredictor:
 
     def proba_from_features(self, x: np.ndarray) -> np.ndarray:
         """(n, n_features) float32 -> (n, n_classes) mean leaf probabilities over trees."""
-        x = np.asarray(x, dtype=np.float32)
+        # Feature-major and flat, so one np.take fetches each pixel's split feature.
+        xt = np.ascontiguousarray(np.asarray(x, dtype=np.float32).T).ravel()
         n = x.shape[0]
         node = np.repeat(self.roots[:, None], n, axis=1)  # (n_trees, n)
-        cols = np.arange(n)[None, :]
-        active = self.left[node] >= 0
-        while active.any():
+        pixel = np.arange(n)[None, :]
+        for _ in range(self.depth):
             # scikit-learn compares the float32 feature, promoted to double, with a double threshold.
-            fv = x[cols, self.feature[node]].astype(np.float64)
-            nxt = np.where(fv <= self.threshold[node], self.left[node], self.right[node])
-            node = np.where(active, nxt, node)
-            active = self.left[node] >= 0
+            fv = np.take(xt, self.feature[node] * n + pixel)
+            node = self.children[node, (fv > self.threshold[node]).view(np.int8)]
         return self.value[node].mean(axis=0)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

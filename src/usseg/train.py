@@ -309,26 +309,31 @@ def _train_network(
              _fmt(history[best["epoch"] - 1]["val_dice_mean"]) if best["epoch"] else "n/a")
 
 
+def train_step(net, batch, loss_fn, optimizer, scaler, device) -> tuple[float, int]:
+    """One optimisation step on a batch; (loss value, batch size). Shared with benchmarks/train.py."""
+    x = batch[data.IMAGE].to(device, non_blocking=True)
+    y = batch[data.LABEL].to(device, non_blocking=True)
+    optimizer.zero_grad(set_to_none=True)
+    with _autocast(device):
+        loss = loss_fn(net(x), y)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach()), int(x.shape[0])
+
+
 def _train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, desc) -> float:
     net.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=desc, file=sys.stderr, leave=False, mininterval=1.0, dynamic_ncols=True)
     for batch in bar:
-        x = batch[data.IMAGE].to(device, non_blocking=True)
-        y = batch[data.LABEL].to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(device):
-            loss = loss_fn(net(x), y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        value = float(loss.detach())
-        total += value * x.shape[0]
-        count += x.shape[0]
+        value, n = train_step(net, batch, loss_fn, optimizer, scaler, device)
+        total += value * n
+        count += n
         bar.set_postfix(loss=f"{value:.3f}", refresh=False)
     bar.close()
     return total / max(count, 1)
@@ -448,7 +453,9 @@ def _train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash
     class_weight = None
     if weights is not None:
         class_weight = {int(c): float(weights[c]) for c in np.unique(y)}
-    rf = forest.fit_forest(x, y, fcfg, seed, class_weight=class_weight)
+    # As many tree-building threads as torch may use: Snakemake sets OMP_NUM_THREADS
+    # to the job's threads, and more would oversubscribe the cores.
+    rf = forest.fit_forest(x, y, fcfg, seed, class_weight=class_weight, n_jobs=torch.get_num_threads())
     arrs = forest.forest_to_arrays(rf, n)
     meta = model_metadata(
         exp, class_names, cfg_hash, epoch=1,
