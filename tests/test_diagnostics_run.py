@@ -113,3 +113,17 @@ def test_clean_same_distribution_dataset_raises_no_false_alarm(clean):
     assert by_id["subjects"]["status"] == "PASS" and by_id["composition"]["status"] == "PASS"
     assert pd.read_csv(fx.out_dir / "label_flags.csv").empty
     assert pd.read_csv(fx.out_dir / "near_duplicates.csv").empty
+
+
+def test_a_dataset_without_masks_is_diagnosed_not_crashed(tmp_path):
+    layout = [(m, s, subj, n, 0) for m, s, subj, n, _ in DEMO_LIKE]
+    fx = build(tmp_path, layout)
+    by_id = {c["id"]: c for c in run_diagnostics(*fx.args())["checks"]}
+    assert by_id["composition"]["status"] == "FAIL" and by_id["composition"]["reason"].startswith(
+        "no image has a label"
+    )
+    assert by_id["subjects"]["status"] == "FAIL" and by_id["subjects"]["value"] == 0
+    assert by_id["label_verification"]["status"] == "WARN"
+    assert "never labeled at all" in by_id["class_balance"]["reason"]
+    assert by_id["domain_shift"]["status"] == "FAIL"  # unlabeled images still show the gap
+    assert {p.name for p in fx.out_dir.iterdir()} >= set(output_files(["AUS", "RUS"]))

@@ -63,6 +63,8 @@ def summarise(table: pd.DataFrame, target: str) -> dict:
 
 def sentence(summary: dict, target: str, domain: str) -> str:
     s = summary
+    if s["n_labeled"] == 0:
+        return f"no image has a label: {s['n_images']} images, none of them usable for supervised training."
     head = (
         f"{s['n_target_labeled']} of {s['n_labeled']} labeled images "
         f"({100 * s['target_label_share']:.1f}%) come from the target modality {target} ({domain})"

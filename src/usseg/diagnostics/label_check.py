@@ -127,11 +127,7 @@ def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
         if swap:
             add(iid, "channel_swap?", f"{detail} = {'; '.join(swap)}")
         else:
-            add(
-                iid,
-                "off_palette",
-                detail + (f" ({row['decode_flag_reason']})" if row["decode_flag_reason"] else ""),
-            )
+            add(iid, "off_palette", detail)
 
     # Empty masks, and classes a domain's masks (almost) never contain.
     counts = stats.frame(names)
@@ -184,7 +180,8 @@ def choose_gallery(
         ["off_palette_fraction", "image_id"], ascending=[False, True], kind="stable"
     )
     chosen: list[str] = []
-    flagged = [i for i in lab["image_id"] if i in set(flags["image_id"])]
+    flagged_ids = set(flags["image_id"])
+    flagged = [i for i in lab["image_id"] if i in flagged_ids]
     chosen += flagged[: max(1, math.ceil(n / 2))]
     worst = [i for i in lab.loc[lab["off_palette_fraction"] > 0, "image_id"] if i not in chosen]
     chosen += worst[: max(1, n // 4)]
