@@ -273,7 +273,10 @@ def subject_anatomy(seed: int, modality: str, subject: str, left_view: bool) -> 
     texture = _random_waves(rng, 24, wavelengths=(0.12, 0.45))
     fine = _random_waves(rng, 40, wavelengths=(0.02, 0.1))
     return {"wall": float(wall), "organs": organs, "motion": motion, "texture": texture, "fine": fine,
-            "fat_layer": float(U(0.4, 0.6)), "muscle_freq": float(U(150, 220))}
+            "fat_layer": float(U(0.4, 0.6)), "muscle_freq": float(U(150, 220)),
+            # Body units per unit of image height: the scanner's depth setting. Real exams
+            # image deeper than the simulator does, so the anatomy looks smaller.
+            "zoom": 1.0 if synthetic else float(U(1.1, 1.35))}
 # fmt: on
 
 
@@ -302,6 +305,7 @@ def frame_pose(
         + rng.normal(0, 0.04),
         "du": m["u_amp"] * math.sin(2 * math.pi * t + m["u_phase"]) + rng.normal(0, 0.008),
         "dv": rng.normal(0, 0.008),
+        "zoom": anatomy["zoom"],
         "tilt": m["tilt_amp"] * math.sin(2 * math.pi * t + m["tilt_phase"])
         + rng.normal(0, math.radians(0.8)),
         "warp": [
@@ -357,6 +361,7 @@ def _body_axes(xs, ys, pose):
     term: every organ test below then costs one broadcast add per coordinate.
     """
     c, s = math.cos(pose["tilt"]), math.sin(pose["tilt"])
+    xs, ys = xs * pose["zoom"], ys * pose["zoom"]
     ux, uy = c * xs, -s * ys + pose["du"]
     vx, vy = s * xs, c * ys + pose["dv"]
     for amp, freq, ph_u, ph_v in pose["warp"]:
@@ -374,8 +379,9 @@ def _bbox(org, scale, pose, width, height, ss):
     """Pixel slices that hold the organ in this pose (inverse of the pose, plus a margin)."""
     c, s = math.cos(pose["tilt"]), math.sin(pose["tilt"])
     du, dv = org["cu"] - pose["du"], org["cv"] - pose["dv"]
-    x, y = c * du + s * dv, -s * du + c * dv
-    reach = max(org["ru"], org["rv"]) * scale * org["reach"] + 0.03
+    zoom = pose["zoom"]
+    x, y = (c * du + s * dv) / zoom, (-s * du + c * dv) / zoom
+    reach = (max(org["ru"], org["rv"]) * scale * org["reach"] + 0.03) / zoom
     x0 = max(math.floor(((x - reach) * height + width / 2) * ss), 0)
     x1 = min(math.ceil(((x + reach) * height + width / 2) * ss), width * ss)
     y0 = max(math.floor((y - reach) * height * ss), 0)
@@ -465,13 +471,16 @@ def _body_field(waves: dict, axes, step: int = 1) -> np.ndarray:
 # Mean echogenicity per organ code: real-scanner reflectivity (before speckle and log
 # compression) and the simulator's grey level (0..1). The simulator is darker and
 # compresses the organs into a narrow dark range; the order of organs is the same.
-ECHO_REAL = np.array([0.25, 0.50, 0.08, 0.03, 0.2, 0.62, 0.035, 0.62, 0.40], dtype=np.float32)
+ECHO_REAL = np.array([0.34, 0.45, 0.08, 0.03, 0.2, 0.62, 0.035, 0.55, 0.40], dtype=np.float32)
 ECHO_SIM = np.array([0.11, 0.23, 0.10, 0.015, 0.15, 0.29, 0.02, 0.27, 0.19], dtype=np.float32)
 SINUS_REAL, SINUS_SIM = 1.3, 0.42
 EDGE_REAL, EDGE_SIM = 1.2, 0.34
 BONE_SURFACE_REAL, BONE_SURFACE_SIM = 2.5, 0.95
 # Texture amplitude per organ code: heterogeneous background tissue, homogeneous parenchyma.
-TEXTURE_AMP = np.array([0.35, 0.08, 0.0, 0.0, 0.1, 0.25, 0.0, 0.06, 0.1], dtype=np.float32)
+TEXTURE_AMP_SIM = np.array([0.35, 0.08, 0.0, 0.0, 0.1, 0.25, 0.0, 0.06, 0.1], dtype=np.float32)
+# Real tissue around the organs (fat, bowel, muscle) is brighter and patchier than the
+# simulator's: part of the gap a model trained on simulator frames has to cross.
+TEXTURE_AMP_REAL = np.array([0.6, 0.08, 0.0, 0.0, 0.1, 0.25, 0.0, 0.06, 0.1], dtype=np.float32)
 
 
 def _wall_profile(anatomy, V, real: bool):
@@ -538,7 +547,7 @@ def render_image(
     beam, n_beams, depth = _beams(width, height, fan)
     echo = (ECHO_REAL if real else ECHO_SIM)[labels]
     tex = _body_field(anatomy["texture"], axes, step=max(1, height // 100))
-    echo *= np.maximum(1.0 + TEXTURE_AMP[labels] * tex, 0.2)
+    echo *= np.exp((TEXTURE_AMP_REAL if real else TEXTURE_AMP_SIM)[labels] * tex)
     if not real:
         echo *= 1.0 + 0.09 * _body_field(anatomy["fine"], axes, step=max(1, height // 200))
     echo[sinus] = (SINUS_REAL if real else SINUS_SIM) * (1 + 0.2 * tex[sinus])
