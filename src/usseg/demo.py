@@ -14,7 +14,8 @@ layout, naming, quirks and problems (DESIGN.md, "Demo dataset"):
   anti-aliased; one mask has a (10,0,10) background tint.
 - The domain gap: simulator frames are dark and clean, real frames carry
   multiplicative speckle, log compression (a broad mid-range histogram), blur
-  and JPEG artefacts. Small organs (adrenal, pancreas, gallbladder) are rare.
+  and JPEG artefacts, patchier surrounding tissue and a deeper depth setting
+  (smaller anatomy). Small organs (adrenal, pancreas, gallbladder) are rare.
 
 Every frame is a B-mode image: a sector field of view from a probe at the top
 centre, depth attenuation, shadows below bone, enhancement below fluid. A
@@ -470,7 +471,8 @@ def _body_field(waves: dict, axes, step: int = 1) -> np.ndarray:
 
 # Mean echogenicity per organ code: real-scanner reflectivity (before speckle and log
 # compression) and the simulator's grey level (0..1). The simulator is darker and
-# compresses the organs into a narrow dark range; the order of organs is the same.
+# squeezes the organs into a narrow dark range above darker surroundings; in real
+# frames the surrounding tissue is nearly as bright as the parenchyma.
 ECHO_REAL = np.array([0.34, 0.45, 0.08, 0.03, 0.2, 0.62, 0.035, 0.55, 0.40], dtype=np.float32)
 ECHO_SIM = np.array([0.11, 0.23, 0.10, 0.015, 0.15, 0.29, 0.02, 0.27, 0.19], dtype=np.float32)
 SINUS_REAL, SINUS_SIM = 1.3, 0.42
