@@ -433,3 +433,12 @@ def test_fifo_is_not_read(root):
     manifest, issues = build(root)
     assert reason_of(issues, "RUS/images/train/f1.jpg") == "not_a_regular_file"
     assert_accounted(root, manifest, issues)
+
+
+def test_snakemake_timestamp_is_recorded_as_a_workflow_file(root):
+    (root / ".snakemake_timestamp").write_text("")
+    manifest, issues = build_manifest(root, dataset_cfg())
+    row = issues[issues["path"] == ".snakemake_timestamp"]
+    assert row["reason"].tolist() == ["workflow_file"]
+    # Not data: strict mode does not stop for it.
+    write_manifest(root, dataset_cfg(), True, root.parent / "m.csv", root.parent / "i.csv")

@@ -54,6 +54,8 @@ ISSUE_COLUMNS = ["path", "reason", "detail"]
 
 # Metadata that file managers and archivers drop next to data; never data itself.
 SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"}
+# Snakemake writes this into every directory() output, e.g. the generated demo dataset.
+WORKFLOW_FILE_NAMES = {".snakemake_timestamp"}
 # Folders made by macOS zip tools that mirror the dataset with AppleDouble files.
 SKIPPED_ROOT_SEARCH_DIRS = {"__MACOSX"}
 # Pillow modes a colour-coded mask may come in; all convert losslessly to RGB.
@@ -278,6 +280,13 @@ class _Scan:
     def _classify(self, path: Path) -> None:
         rel = self.rel(path)
         name = path.name
+        if name in WORKFLOW_FILE_NAMES:
+            self.issue(
+                rel,
+                "workflow_file",
+                f"{rel} is Snakemake's marker of a folder it generated, not data; it is ignored.",
+            )
+            return
         if _is_system_file(name):
             self.issue(
                 rel,
@@ -571,7 +580,9 @@ def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, iss
     manifest_csv = Path(manifest_csv)
     manifest_csv.parent.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(manifest_csv, index=False)
-    if strict and len(issues):
+    set_aside = issues[issues["reason"] != "workflow_file"]
+    if strict and len(set_aside):
+        issues = set_aside
         shown = 20
         lines = [f"  {r.path}: {r.reason}" for r in issues.head(shown).itertuples()]
         more = f"\n  ... and {len(issues) - shown} more" if len(issues) > shown else ""
