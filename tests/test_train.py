@@ -315,3 +315,19 @@ def test_training_is_deterministic_and_resume_continues_after_interruption(tiny,
     run_training(check_config(changed), "multiorgan_unet", tiny, out_c, ckpt_c, on_epoch_end=epochs_run.append)
     assert epochs_run == [1, 2, 3]
     assert any("starting fresh" in r.getMessage() for r in caplog.records)
+
+
+def test_article_config_loads_with_the_article_settings():
+    from usseg.config import load_config
+
+    cfg = load_config(REPO / "configs" / "article.yaml")
+    assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
+    exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
+    assert exp["image_size"] == [256, 256] and exp["epochs"] == 50 and exp["batch_size"] == 16
+    assert exp["model"]["channels"] == [16, 32, 64, 128, 256] and exp["model"]["strides"] == [2, 2, 2, 2]
+    assert exp["model"]["num_res_units"] == 2 and exp["model"]["norm"] == "batch"
+    assert exp["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
+    assert exp["scheduler"]["name"] == "cosine" and exp["loss"]["name"] == "dice_ce"
+    assert exp["loss"]["class_weights"] == [0.5, 1.0, 3.0, 2.0, 1.5, 2.5, 2.0, 1.5, 3.0]
+    assert resolve_experiment(cfg, "liver_rf")["model"]["name"] == "random_forest"
+    assert cfg["demo"]["size"] == "full"

@@ -251,7 +251,7 @@ def _train_network(
     if resumed is not None:
         start, history, best = resumed
 
-    n_cache = min(len(train_recs) + len(val_recs), os.cpu_count() or 1)
+    n_cache = max(1, torch.get_num_threads())  # caching threads within the job's thread budget
     train_ds = data.build_dataset(train_recs, exp, lut, augment=True, cache_workers=n_cache)
     val_ds = data.build_dataset(val_recs, exp, lut, augment=False, cache_workers=n_cache) if val_recs else None
     n_fg = len(class_names) - 1
@@ -568,7 +568,12 @@ def plot_curves(history: list[dict], class_names: list[str], name: str, best_epo
     ax2.legend(fontsize=8, ncol=2 if len(class_names) > 5 else 1, loc="lower right")
     ax2.grid(alpha=0.3)
     for ax in (ax1, ax2):
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(df) == 1:  # the forest: one fit, no epochs
+            ax.set_xlim(0.5, 1.5)
+            ax.set_xticks([1])
+            ax.set_xlabel("single fit (no epochs)")
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"Training curves: {name}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
