@@ -37,9 +37,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import torch  # noqa: E402
+import torch
 
-from usseg.config import check_config, resolve_experiment  # noqa: E402
+from usseg.config import check_config, resolve_experiment
 
 SETTINGS = {
     # name: (config file, source image height, width: the demo `small` / `full` sizes)

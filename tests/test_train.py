@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
+from monai.losses import DiceFocalLoss, DiceLoss
 from PIL import Image
 from safetensors.torch import load_file
 

@@ -146,7 +146,7 @@ def evaluate_experiment(
     log.info(
         "experiment %s on %s: %d images, %d subjects, mean foreground Dice %s%s",
         exp["name"], test_set, len(records), len(subj_ids), _fmt(summary["dice_mean_foreground"]),
-        " (unstable: fewer than %d subjects)" % metrics.MIN_SUBJECTS_FOR_STABLE_CI if summary["unstable"] else "",
+        f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "",
     )
     return summary
 

@@ -464,7 +464,7 @@ def _train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash
             "feature_names": list(forest.FEATURE_NAMES),
             "n_trees": len(rf.estimators_),
             "n_nodes": int(arrs["forest.tree_offsets"][-1]),
-            "n_training_pixels": int(len(y)),
+            "n_training_pixels": len(y),
         },
     )
     predictor = forest.ForestPredictor(arrs, meta)
