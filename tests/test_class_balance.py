@@ -11,15 +11,16 @@ def test_pixel_counts_sums_over_arrays():
 
 
 def test_rare_class_gets_larger_weight_and_absent_class_zero():
-    w = suggest_class_weights(np.array([9000, 900, 90, 0]))
+    w = suggest_class_weights(np.array([4000, 900, 300, 0]))
     assert w[3] == 0
     assert w[2] > w[1] > w[0]
-    assert np.isclose(w[:3].mean(), 1.0)
+    assert w[1] == 1.0  # the median-frequency class
+    assert np.isclose(w[2], np.sqrt(3)) and np.isclose(w[0], np.sqrt(900 / 4000))
 
 
-def test_weights_are_capped():
-    w = suggest_class_weights(np.array([10**9, 1, 10**9, 10**9]), max_weight=2.0)
-    assert w.max() == 2.0
+def test_weights_are_bounded_both_ways():
+    w = suggest_class_weights(np.array([10**9, 1, 10**6, 10**6]), max_ratio=3.0)
+    assert w.max() == 3.0 and w.min() == 1 / 3
 
 
 def test_no_pixels_is_an_error():

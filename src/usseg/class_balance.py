@@ -19,14 +19,17 @@ def pixel_counts(label_arrays: Iterable[np.ndarray], n_classes: int) -> np.ndarr
     return counts
 
 
-def suggest_class_weights(counts: np.ndarray, max_weight: float = 10.0) -> np.ndarray:
-    """Square-root median-frequency weights, mean 1 over the classes present.
+def suggest_class_weights(counts: np.ndarray, max_ratio: float = 3.0) -> np.ndarray:
+    """Square-root median-frequency weights, bounded to [1/max_ratio, max_ratio].
 
     Median-frequency balancing (weight = median frequency / class frequency)
-    makes rare organs count; the square root tempers it, because the raw ratio
-    for an organ covering 0.1 % of pixels is in the hundreds and makes training
-    unstable. A class that never occurs gets weight 0: there is nothing to learn
-    from, and the report says so instead of inventing a number.
+    makes rare organs count; the square root and the bound temper it, because
+    the raw ratio for an organ covering 0.01 % of pixels is in the thousands,
+    and a large organ such as the liver would get almost no weight and be lost
+    (the article's hand-set weights span 0.5 to 3 for the same reason). A class
+    of median frequency gets weight 1. A class that never occurs gets weight 0:
+    there is nothing to learn from, and the report says so instead of
+    inventing a number.
     """
     counts = np.asarray(counts, dtype=np.float64)
     present = counts > 0
@@ -35,6 +38,5 @@ def suggest_class_weights(counts: np.ndarray, max_weight: float = 10.0) -> np.nd
     freq = counts / counts.sum()
     median = np.median(freq[present])
     weights = np.zeros_like(freq)
-    weights[present] = np.sqrt(median / freq[present])
-    weights[present] /= weights[present].mean()
-    return np.clip(weights, 0.0, max_weight)
+    weights[present] = np.clip(np.sqrt(median / freq[present]), 1.0 / max_ratio, max_ratio)
+    return weights
