@@ -1,0 +1,193 @@
+"""Incremental re-runs: after a complete run, a change re-runs exactly the jobs it affects.
+
+Dry runs on copies of the shared tiny run (tiny_run). Snakemake 9 re-runs a
+job when one of its default rerun triggers fires: mtime (an input is newer
+than an output), params (a `params:` value differs from the one recorded in
+.snakemake/metadata), input (the set of input files changed), software-env
+(conda/container/env-modules, not used here) and code (a shell/run block or
+the `script:` file changed). Rules take config values through params and the
+usseg modules they run as inputs, so these triggers are what these tests check.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake
+from usseg.dvc_stages import parse_dry_run, stage_name
+
+pytestmark = pytest.mark.e2e
+
+NOTHING_TO_DO = "Nothing to be done"
+DRY_RUN_LIMIT_S = 5.0
+# The workflow files a run needs: a private copy may be edited without touching the repository.
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src", "configs", "docs", "profiles"]
+
+
+def dry_run(
+    workdir: Path, configfile: Path = TINY_CONFIG, snakefile: Path | None = None
+) -> tuple[set[str], str]:
+    """The jobs (as DVC stage names: rule, rule@experiment, rule@experiment-test_set) a dry run would run."""
+    args = ["--dry-run", "report"]
+    if snakefile is not None:
+        args = ["--snakefile", str(snakefile), *args]  # the last --snakefile wins
+    proc = run_snakemake(workdir, *args, configfile=configfile)
+    text = proc.stdout + proc.stderr
+    jobs = parse_dry_run(text)
+    names = [stage_name(j["rule"], j["wildcards"]) for j in jobs]
+    assert len(names) == len(set(names)), f"a job is listed twice:\n{text[-3000:]}"
+    if not names:
+        assert NOTHING_TO_DO in text, text[-3000:]
+    else:
+        _check_job_stats(text, jobs)
+    return set(names), text
+
+
+def _check_job_stats(text: str, jobs: list[dict]) -> None:
+    """The parsed job blocks agree with Snakemake's own job-count table."""
+    lines = text.splitlines()
+    start = lines.index("Job stats:")
+    counts: dict[str, int] = {}
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if not parts or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    parsed: dict[str, int] = {}
+    for job in jobs:
+        parsed[job["rule"]] = parsed.get(job["rule"], 0) + 1
+    assert parsed == counts, f"job blocks {parsed} disagree with the job-stats table {counts}"
+
+
+def sibling_copy(tiny_run: Path, tmp_path_factory, name: str = "run") -> Path:
+    """A copy of tiny_run beside it (same parent folder), file times kept.
+
+    The rules name the usseg modules they run by their path relative to the
+    working directory, and Snakemake re-runs a job whose recorded set of
+    input paths changed (the input trigger). A copy at another depth would see
+    every job's inputs "changed"; beside tiny_run the paths are the same.
+    """
+    dst = tmp_path_factory.mktemp(name)
+    dst.rmdir()
+    copy_run(tiny_run, dst)
+    assert os.path.relpath(REPO, dst) == os.path.relpath(REPO, tiny_run)
+    return dst
+
+
+def modified_config(tmp_path: Path, change) -> Path:
+    """A copy of configs/tiny.yaml with `change(config)` applied, key order kept.
+
+    Snakemake compares params by their repr, so a reordered dict would count as changed.
+    """
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    change(config)
+    path = tmp_path / "modified.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_nothing_changed_means_nothing_to_do_quickly(tiny_run, tmp_path_factory):
+    run = sibling_copy(tiny_run, tmp_path_factory)
+    timings = []
+    # Best of three: the contract is the dry run's own speed, not a busy machine's.
+    for _ in range(3):
+        start = time.perf_counter()
+        jobs, text = dry_run(run)
+        timings.append(time.perf_counter() - start)
+        assert jobs == set(), (
+            f"a complete run, unchanged, still has jobs to do: {sorted(jobs)}\n{text[-3000:]}"
+        )
+        if min(timings) < DRY_RUN_LIMIT_S:
+            break
+    assert min(timings) < DRY_RUN_LIMIT_S, f"dry run took {min(timings):.1f} s (tries: {timings})"
+
+
+def test_one_experiment_parameter_reruns_only_that_experiment(tiny_run, tmp_path, tmp_path_factory):
+    run = sibling_copy(tiny_run, tmp_path_factory)
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    experiment = "liver_unet"
+    assert experiment in config["experiments"]
+    others = set(config["experiments"]) - {experiment}
+    assert others, "the tiny config needs a second experiment for this test to mean anything"
+
+    def more_epochs(cfg):
+        cfg["experiments"][experiment]["epochs"] = cfg["experiment_defaults"]["epochs"] + 1
+
+    jobs, text = dry_run(run, modified_config(tmp_path, more_epochs))
+    expected = {f"train@{experiment}", "report"} | {
+        f"evaluate@{experiment}-{test_set}" for test_set in config["test_sets"]
+    }
+    assert jobs == expected, text[-4000:]
+
+
+def test_diagnostics_threshold_reruns_only_diagnostics_and_report(
+    tiny_run, tmp_path, tmp_path_factory
+):
+    run = sibling_copy(tiny_run, tmp_path_factory)
+
+    def stricter(cfg):
+        cfg["diagnostics"]["domain_auc"] = {"warn_above": 0.7, "fail_above": 0.85}
+
+    jobs, text = dry_run(run, modified_config(tmp_path, stricter))
+    assert jobs == {"diagnostics", "report"}, text[-4000:]
+
+
+def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
+    """A copy of tiny_run and of the workflow whose code inputs have the paths tiny_run recorded.
+
+    As in sibling_copy, the paths of the code inputs must stay what tiny_run
+    recorded, so the copies are laid out as tiny_run and the repository are:
+    run/<relative path from tiny_run to the repository> is the copied workflow.
+    """
+    rel = Path(os.path.relpath(REPO, tiny_run))
+    ups = rel.parts.count("..")
+    assert ups >= 1 and rel.parts[:ups] == ("..",) * ups, rel
+    run = base.joinpath("_run", *["_d"] * (ups - 1))
+    workflow = base.joinpath(*rel.parts[ups:])
+    assert not workflow.is_relative_to(base / "_run"), rel
+    copy_run(tiny_run, run)
+    workflow.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(
+                src,
+                workflow / name,
+                symlinks=True,
+                copy_function=shutil.copy2,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
+        else:
+            shutil.copy2(src, workflow / name)
+    assert os.path.relpath(workflow, run) == str(rel)
+    return run, workflow
+
+
+def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path):
+    run, workflow = _private_workflow(tiny_run, tmp_path)
+    snakefile = workflow / "Snakefile"
+    jobs, text = dry_run(run, snakefile=snakefile)
+    assert jobs == set(), (
+        f"the copied workflow should be up to date before the change:\n{text[-3000:]}"
+    )
+
+    splits = workflow / "src" / "usseg" / "splits.py"
+    assert not (REPO / "src" / "usseg" / "splits.py").samefile(splits)
+    splits.write_text(splits.read_text() + "\n# a change to the split code\n")
+
+    jobs, text = dry_run(run, snakefile=snakefile)
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
+    expected = (
+        {"split", "diagnostics", "report"}
+        | {f"train@{e}" for e in experiments}
+        | {f"evaluate@{e}-{t}" for e in experiments for t in test_sets}
+    )
+    assert jobs == expected, text[-4000:]
+    assert not jobs & {"demo_data", "manifest", "decode_masks"}

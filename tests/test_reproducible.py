@@ -1,0 +1,98 @@
+"""Reproducible: two complete runs from scratch with the same config give the same data and metrics.
+
+The second run is compared with the shared tiny run (tiny_run): the demo
+dataset, the manifest, the label cache and the splits must be byte-identical,
+and on CPU the evaluation metrics and training histories identical (apart from
+the wall-clock column of history.csv).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_snakemake
+
+pytestmark = pytest.mark.e2e
+
+# history.csv columns that measure the machine, not the model.
+TIMING_COLUMNS = {"seconds"}
+
+
+def digests(root: Path, sub: str) -> dict[str, str]:
+    """sha256 of every file below root/sub (or of root/sub itself), by path relative to root."""
+    base = root / sub
+    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    assert files, f"{base} is missing or empty"
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def history_without_timing(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows, f"{path} has no epochs"
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
+
+
+def metric_values(summary: dict) -> dict:
+    return {
+        k: summary[k]
+        for k in ("n_images", "n_subjects", "dice", "dice_mean_foreground", "per_subject", "ci95")
+    }
+
+
+@pytest.fixture(scope="module")
+def second_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny_run_again")
+    run_snakemake(workdir, "--cores", "2", "report")
+    return workdir
+
+
+@pytest.mark.parametrize(
+    "sub",
+    [
+        "data/demo/abdominal_US",
+        "results/manifest.csv",
+        "results/manifest_issues.csv",
+        "results/labels",
+        "results/splits.csv",
+    ],
+)
+def test_data_files_are_byte_identical(tiny_run, second_run, sub):
+    first, second = digests(tiny_run, sub), digests(second_run, sub)
+    assert first.keys() == second.keys(), (
+        f"different files under {sub}: {sorted(first.keys() ^ second.keys())}"
+    )
+    differing = sorted(k for k in first if first[k] != second[k])
+    assert not differing, f"files differ between two runs of the same config: {differing}"
+
+
+def test_metrics_and_histories_are_identical_on_cpu(tiny_run, second_run):
+    summaries = sorted(
+        p.relative_to(tiny_run)
+        for p in (tiny_run / "results" / "experiments").glob("*/eval/*/summary.json")
+    )
+    histories = sorted(
+        p.relative_to(tiny_run)
+        for p in (tiny_run / "results" / "experiments").glob("*/history.csv")
+    )
+    assert summaries and histories
+    for rel in summaries:
+        first = json.loads((tiny_run / rel).read_text())
+        second = json.loads((second_run / rel).read_text())
+        assert metric_values(first) == metric_values(second), f"{rel} differs between two runs"
+    for rel in histories:
+        assert history_without_timing(tiny_run / rel) == history_without_timing(second_run / rel), (
+            f"{rel} differs between two runs"
+        )
+    assert (
+        sorted(
+            p.relative_to(second_run)
+            for p in (second_run / "results" / "experiments").glob("*/eval/*/summary.json")
+        )
+        == summaries
+    )
