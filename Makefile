@@ -12,7 +12,7 @@ TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.usseg-installed
 
-.PHONY: install system-deps report test lint clean
+.PHONY: install system-deps report test lint clean dvc-commit dvc-pull
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,18 @@ report: install
 test: install system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
+# DVC round trip (docs/dvc.md): record a finished run in dvc.lock; after a
+# clone, fetch the results and mark them current for Snakemake.
+dvc-commit: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/dvc-sync.py commit
+
+dvc-pull: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/dvc-sync.py pull
+
 lint: install
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile rules/
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts tools
 
 clean:
 	rm -rf results data/demo .snakemake

@@ -61,3 +61,18 @@ def copy_run(src: Path, dst: Path) -> Path:
     """Copy a finished run, keeping file times (Snakemake decides staleness by them)."""
     shutil.copytree(src, dst, symlinks=True, copy_function=shutil.copy2)
     return dst
+
+
+def sibling_copy(tiny_run: Path, tmp_path_factory, name: str = "run") -> Path:
+    """A copy of tiny_run beside it (same parent folder), file times kept.
+
+    The rules name the usseg modules they run by their path relative to the
+    working directory, and Snakemake re-runs a job whose recorded set of
+    input paths changed (the input trigger). A copy at another depth would see
+    every job's inputs "changed"; beside tiny_run the paths are the same.
+    """
+    dst = tmp_path_factory.mktemp(name)
+    dst.rmdir()
+    copy_run(tiny_run, dst)
+    assert os.path.relpath(REPO, dst) == os.path.relpath(REPO, tiny_run)
+    return dst

@@ -5,6 +5,7 @@ import copy
 import pytest
 import yaml
 
+from conftest import REPO
 from usseg.config import (
     check_config,
     experiment_class_names,
@@ -14,8 +15,6 @@ from usseg.config import (
     resolve_experiment,
 )
 from usseg.errors import ConfigError
-
-from conftest import REPO
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake
+from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake, sibling_copy
 from usseg.dvc_stages import parse_dry_run, stage_name
 
 pytestmark = pytest.mark.e2e
@@ -63,21 +63,6 @@ def _check_job_stats(text: str, jobs: list[dict]) -> None:
     for job in jobs:
         parsed[job["rule"]] = parsed.get(job["rule"], 0) + 1
     assert parsed == counts, f"job blocks {parsed} disagree with the job-stats table {counts}"
-
-
-def sibling_copy(tiny_run: Path, tmp_path_factory, name: str = "run") -> Path:
-    """A copy of tiny_run beside it (same parent folder), file times kept.
-
-    The rules name the usseg modules they run by their path relative to the
-    working directory, and Snakemake re-runs a job whose recorded set of
-    input paths changed (the input trigger). A copy at another depth would see
-    every job's inputs "changed"; beside tiny_run the paths are the same.
-    """
-    dst = tmp_path_factory.mktemp(name)
-    dst.rmdir()
-    copy_run(tiny_run, dst)
-    assert os.path.relpath(REPO, dst) == os.path.relpath(REPO, tiny_run)
-    return dst
 
 
 def modified_config(tmp_path: Path, change) -> Path:

@@ -47,13 +47,13 @@ HEADER = re.compile(r"^(localrule|rule) (\w+):\n((?:    .*\n)+)", re.MULTILINE)
 
 
 def load_profile() -> dict:
-    return yaml.safe_load((PROFILE_DIR / "config.yaml").read_text())
+    return yaml.safe_load((PROFILE_DIR / "profile.yaml").read_text())
 
 
 def write_profile(profile: dict, folder: Path) -> Path:
     """A copy of profiles/slurm with some values changed, as a profile folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    (folder / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return folder
 
 

@@ -414,7 +414,7 @@ class _Scan:
         inspected = _inspect_all([job[4] for job in image_jobs])
 
         usable: dict[tuple[str, str, str], dict] = {}
-        for (modality, split, stem, rel, path), info in zip(image_jobs, inspected):
+        for (modality, split, stem, rel, _path), info in zip(image_jobs, inspected):
             key = (modality, split, stem)
             if not info.ok:
                 reason, detail = self._image_problem(rel, info)

@@ -1099,7 +1099,7 @@ def _strip_auc(obj: Any) -> Any:
     """domain_shift.json without the classifier's AUC entries (shown on their own)."""
     if isinstance(obj, dict):
         return {k: _strip_auc(v) for k, v in obj.items()
-                if "auc" not in str(k).lower() and not (str(k).lower() in ("ci95", "ci", "interval"))}
+                if "auc" not in str(k).lower() and str(k).lower() not in ("ci95", "ci", "interval")}
     return obj
 
 

@@ -1,0 +1,71 @@
+"""The workstation profile (profiles/default/): jobs in parallel, trainings one at a time.
+
+Snakemake loads profiles/default/profile.yaml on its own for this workflow. It
+declares one "gpu" token and gives every train job one, so on a workstation
+with one GPU two trainings never share it, while the other jobs still run in
+parallel. The order of "rule train" / "Finished jobid" events in Snakemake's
+output tells which jobs overlapped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, run_snakemake, sibling_copy
+
+pytestmark = pytest.mark.e2e
+
+DEFAULT_PROFILE = REPO / "profiles" / "default" / "profile.yaml"
+EVENT = re.compile(r"^(?:local)?rule (\w+):$|^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+JOBID = re.compile(r"^\s+jobid: (\d+)$")
+
+
+def most_concurrent(text: str, rule: str) -> int:
+    """The largest number of `rule` jobs running at the same time, from Snakemake's event log."""
+    running: set[str] = set()
+    most = 0
+    starting = None
+    for line in text.splitlines():
+        if match := EVENT.match(line):
+            if match.group(1):
+                starting = match.group(1)
+            elif match.group(3) == rule:
+                running.discard(match.group(2))
+        elif starting and (match := JOBID.match(line)):
+            if starting == rule:
+                running.add(match.group(1))
+                most = max(most, len(running))
+            starting = None
+    return most
+
+
+def retrain_all(tiny_run: Path, tmp_path_factory, *profile_args: str) -> tuple[str, int]:
+    """Retrain every experiment of the tiny run at once with 4 cores (nothing upstream runs)."""
+    run = sibling_copy(tiny_run, tmp_path_factory)
+    experiments = list(yaml.safe_load(TINY_CONFIG.read_text())["experiments"])
+    targets = [f"results/experiments/{e}/model.safetensors" for e in experiments]
+    proc = run_snakemake(
+        run, "--cores", "4", *profile_args, "--forcerun", "train", "--", *targets
+    )
+    text = proc.stdout + proc.stderr
+    started = [m.group(1) for m in map(EVENT.match, text.splitlines()) if m and m.group(1)]
+    assert started == ["train"] * len(experiments), text[-3000:]
+    return text, most_concurrent(text, "train")
+
+
+def test_default_profile_trains_one_experiment_at_a_time(tiny_run, tmp_path_factory):
+    assert yaml.safe_load(DEFAULT_PROFILE.read_text())["resources"]["gpu"] == 1
+    text, most = retrain_all(tiny_run, tmp_path_factory)
+    assert f"Using workflow specific profile {DEFAULT_PROFILE.parent}" in text
+    assert most == 1, f"{most} trainings ran at once on the one GPU:\n{text[-3000:]}"
+
+
+def test_without_the_profile_trainings_share_the_cores(tiny_run, tmp_path_factory):
+    """The control: the same run without the profile trains in parallel, so the test above can fail."""
+    text, most = retrain_all(tiny_run, tmp_path_factory, "--workflow-profile", "none")
+    assert "profiles/default" not in text
+    assert most > 1, text[-3000:]
