@@ -475,6 +475,9 @@ def test_drop_sentence_for_several_classes_and_a_gain():
     gain = drop_sentence("g", "test_aus", "test_rus", {"dice": {"liver": 0.5}}, {"dice": {"liver": 0.6},
                          "n_subjects": 9}, ["liver"])
     assert "a gain of 0.10 (20 %)" in gain and "unstable" not in gain
+    from_nothing = drop_sentence("z", "test_aus", "test_rus", {"dice": {"liver": 0.01}},
+                                 {"dice": {"liver": 0.16}}, ["liver"])
+    assert "a gain of 0.15 from simulator to real images" in from_nothing
     none = drop_sentence("n", "a", "b", {"dice": {"liver": None}}, {"dice": {"liver": 0.6}}, ["liver"])
     assert "no drop can be stated" in none
     same = drop_sentence("s", "a", "b", {"dice": {"liver": 0.5}}, {"dice": {"liver": 0.502}}, ["liver"])

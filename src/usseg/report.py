@@ -1132,6 +1132,9 @@ def _scored(summary: dict, cls: str) -> float | None:
     return float(v) if _is_number(v) and not math.isnan(v) else None
 
 
+MIN_DICE_FOR_RELATIVE_CHANGE = 0.1
+
+
 def drop_sentence(exp: str, syn_ts: str, real_ts: str, syn: dict, real: dict, classes: list[str]) -> str:
     """The simulator-to-real change of one experiment in words, from its two summaries."""
     head, detail = drop_sentence_parts(exp, syn_ts, real_ts, syn, real, classes)
@@ -1162,7 +1165,9 @@ def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: di
     if round(abs(change), 2) == 0:
         how = "no change"
     else:
-        pct = f" ({abs(change) / a * 100:.0f} %)" if a > 0 else ""
+        # A relative change from a near-zero Dice (a model that found almost
+        # nothing) is a huge, meaningless percentage: state the absolute one only.
+        pct = f" ({abs(change) / a * 100:.0f} %)" if a >= MIN_DICE_FOR_RELATIVE_CHANGE else ""
         how = f"{'a drop' if change > 0 else 'a gain'} of {abs(change):.2f}{pct}"
     text = (f"{exp}: {what} {a:.2f} on {syn_ts}, {b:.2f} on {real_ts}: {how} "
             f"from simulator to real images; {stability}.")
