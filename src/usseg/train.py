@@ -329,7 +329,10 @@ def train_step(net, batch, loss_fn, optimizer, scaler, device) -> tuple[float, i
 def _train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, desc) -> float:
     net.train()
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=desc, file=sys.stderr, leave=False, mininterval=1.0, dynamic_ncols=True)
+    # The bar is for a terminal; disable=None turns it off when stderr is a file
+    # (a SLURM job's log), where the epoch summary line in the rule's log says it all.
+    bar = tqdm(loader, desc=desc, file=sys.stderr, leave=False, mininterval=1.0,
+               dynamic_ncols=True, disable=None)
     for batch in bar:
         value, n = train_step(net, batch, loss_fn, optimizer, scaler, device)
         total += value * n
