@@ -56,7 +56,7 @@ def dataset_input(wildcards):
 
 
 def code(*modules):
-    """The library files a rule runs, as inputs: editing one re-runs that rule and what follows.
+    """The library files a rule runs, as its inputs (editing one re-runs that rule and what follows).
 
     Paths are relative to the working directory, so the workflow can run with
     --directory somewhere else and still find its code.
@@ -70,6 +70,19 @@ def code(*modules):
         else:
             files.append(src / f"{module}.py")
     return [os.path.relpath(f) for f in files]
+
+
+def folder_of(output_name, up=1):
+    """A param: the folder `up` levels above one of the rule's outputs.
+
+    Derived from the output rather than spelled out, so the folder always
+    matches where the output really goes (also with remote storage).
+    """
+
+    def folder(wildcards, output):
+        return str(Path(output[output_name]).parents[up - 1])
+
+    return folder
 
 
 def demo_provenance():

@@ -12,7 +12,7 @@ rule demo_data:
     benchmark:
         f"{BENCH}/demo_data.tsv"
     params:
-        out_dir=DEMO_DIR,
+        out_dir=folder_of("root"),
         size=config["demo"]["size"],
         seed=config["demo"]["seed"],
         classes=config["dataset"]["classes"],

@@ -62,6 +62,6 @@ rule diagnostics:
         data_root=data_root(),
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],
-        out_dir=DIAG,
+        out_dir=folder_of("baselines"),
     script:
         "../scripts/diagnostics.py"

@@ -32,6 +32,6 @@ rule report:
         f"{LOGS}/report.log",
     params:
         config=config,
-        results_dir=RESULTS,
+        results_dir=folder_of("html", up=2),
     script:
         "../scripts/report.py"
