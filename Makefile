@@ -43,7 +43,7 @@ dvc-pull: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/dvc-sync.py pull
 
 lint: install
-	$(BIN)/snakemake --lint
+	bash tools/lint-workflow.sh $(BIN)/snakemake
 	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/ruff check src tests benchmarks scripts tools
 
