@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake
-from test_incremental import sibling_copy
+from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake, sibling_copy
 from usseg import dvc_stages
 from usseg.config import resolve_experiment
 from usseg.dvc_stages import parse_dry_run, stage_name
@@ -427,6 +426,35 @@ def test_dvc_lock_records_every_result_with_hashes_and_params(dvc_project, tiny_
 
 def _parents(rel: Path) -> list[str]:
     return [str(rel)] + [str(p) for p in rel.parents if str(p) != "."]
+
+
+def test_metrics_and_plots_show_every_experiment(dvc_project):
+    """`dvc metrics show` lists each experiment x test set summary; `dvc plots show` each training curve."""
+    repo = dvc_project["repo"]
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    metrics = dvc_json(repo, "metrics", "show")[""]["data"]
+    for experiment in config["experiments"]:
+        for test_set in config["test_sets"]:
+            path = f"results/experiments/{experiment}/eval/{test_set}/summary.json"
+            assert path in metrics, f"dvc metrics show misses {path}: {sorted(metrics)}"
+            summary = json.loads((repo / path).read_text())
+            # DVC leaves out null values (classes never present in the reference).
+            scored = {c: v for c, v in summary["dice"].items() if v is not None}
+            assert metrics[path]["data"]["dice"] == scored
+    plots = dvc_json(repo, "plots", "show")["data"]
+    assert set(plots) == {"training_loss", "validation_dice"}
+    # DVC names each line file::field when a plot has several fields, by file otherwise.
+    expected_lines = {
+        ("training_loss", "filename::field"): {
+            f"{e}/history.csv::{f}" for e in config["experiments"] for f in ("train_loss", "val_loss")
+        },
+        ("validation_dice", "filename"): {f"{e}/history.csv" for e in config["experiments"]},
+    }
+    for (name, key), expected in expected_lines.items():
+        rows = plots[name][0]["content"]["data"]["values"]
+        drawn = {row[key] for row in rows}
+        assert drawn == expected, f"{name}: {sorted(drawn)} != {sorted(expected)}"
+        assert all(row["epoch"] for row in rows)
 
 
 def test_round_trip_push_clone_pull_needs_no_recomputation(dvc_project):
