@@ -5,20 +5,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 8
-TORCH_SPEC ?= torch==2.13.0
-# Extra pip options for the torch install, e.g. --index-url of a CUDA build.
-TORCH_PIP_ARGS ?=
+# The PyTorch build: TORCH_SPEC (default torch==2.13.0, set in
+# tools/pip-install.sh) and TORCH_PIP_ARGS, extra pip options for the torch
+# install such as --index-url of a CUDA build. Both reach the script through
+# the environment when given on make's command line.
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.usseg-installed
 
 .PHONY: install system-deps report test lint clean dvc-commit dvc-pull
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/pip-install.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	bash tools/pip-install.sh $(BIN)/python '[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,7 +43,7 @@ dvc-pull: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/dvc-sync.py pull
 
 lint: install
-	bash tools/lint-workflow.sh $(BIN)/snakemake
+	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/ruff check src tests benchmarks scripts tools
 

@@ -23,6 +23,9 @@ RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 PROV = f"{RESULTS}/provenance"
 BENCH = f"{RESULTS}/benchmarks"
+# The conda environment of every rule, used only with `--sdm conda` (relative
+# to rules/). Without it the rules run in the environment snakemake runs in.
+USSEG_ENV = "../envs/usseg.yaml"
 
 EXPERIMENTS = list(config["experiments"])
 TEST_SETS = list(config["test_sets"])

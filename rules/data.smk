@@ -11,6 +11,8 @@ rule demo_data:
         f"{LOGS}/demo_data.log",
     benchmark:
         f"{BENCH}/demo_data.tsv"
+    conda:
+        USSEG_ENV
     params:
         out_dir=folder_of("root"),
         size=config["demo"]["size"],
@@ -30,6 +32,8 @@ rule manifest:
         provenance=f"{PROV}/manifest.json",
     log:
         f"{LOGS}/manifest.log",
+    conda:
+        USSEG_ENV
     params:
         data_root=data_root(),
         dataset=config["dataset"],
@@ -49,6 +53,8 @@ rule decode_masks:
         f"{LOGS}/decode_masks.log",
     benchmark:
         f"{BENCH}/decode_masks.tsv"
+    conda:
+        USSEG_ENV
     params:
         data_root=data_root(),
         dataset=config["dataset"],
@@ -67,6 +73,8 @@ rule split:
         provenance=f"{PROV}/split.json",
     log:
         f"{LOGS}/split.log",
+    conda:
+        USSEG_ENV
     params:
         val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],

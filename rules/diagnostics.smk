@@ -58,6 +58,8 @@ rule diagnostics:
         f"{LOGS}/diagnostics.log",
     benchmark:
         f"{BENCH}/diagnostics.tsv"
+    conda:
+        USSEG_ENV
     params:
         data_root=data_root(),
         dataset=config["dataset"],

@@ -30,6 +30,8 @@ rule report:
         html=f"{RESULTS}/report/report.html",
     log:
         f"{LOGS}/report.log",
+    conda:
+        USSEG_ENV
     params:
         config=config,
         results_dir=folder_of("html", up=2),

@@ -37,6 +37,8 @@ rule train:
         f"{LOGS}/train/{{experiment}}.log",
     benchmark:
         f"{BENCH}/train/{{experiment}}.tsv"
+    conda:
+        USSEG_ENV
     params:
         experiment=experiment,
         dataset=config["dataset"],
@@ -71,6 +73,8 @@ rule evaluate:
         f"{LOGS}/evaluate/{{experiment}}/{{test_set}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{experiment}}/{{test_set}}.tsv"
+    conda:
+        USSEG_ENV
     params:
         experiment=experiment,
         dataset=config["dataset"],
