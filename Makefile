@@ -1,6 +1,6 @@
 # Two entry points: `make report` and `make test`. Both create .venv and
-# install everything first (torch's CPU build, then usseg and its dependencies).
-# GPU users: see "Installing a CUDA build of PyTorch" in the README.
+# install everything first (PyTorch, then usseg and its dependencies).
+# The PyTorch build (CPU or which CUDA): see "GPUs" in the README.
 
 PYTHON ?= python3
 VENV ?= .venv
