@@ -12,6 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+# What a copy of the workflow needs besides the data: the Snakefile and
+# everything its rules name (scripts, code inputs, the conda env file, profiles).
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src", "envs", "configs", "docs", "profiles", "tools"]
 
 
 def in_ci() -> bool:

@@ -23,24 +23,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake, sibling_copy
+from conftest import REPO, TINY_CONFIG, WORKFLOW_FILES, copy_run, run_snakemake, sibling_copy
 from usseg import dvc_stages
 from usseg.config import resolve_experiment
 from usseg.dvc_stages import parse_dry_run, stage_name
 
-WORKFLOW_FILES = [
-    "Snakefile",
-    "rules",
-    "scripts",
-    "src",
-    "configs",
-    "docs",
-    "profiles",
-    "tools",
-    ".gitignore",
-    ".dvcignore",
-]
 DVC_FILES = [".dvc/config", ".dvc/.gitignore"]
+# a DVC project needs git's and DVC's ignore files and DVC's config too
+PROJECT_FILES = [*WORKFLOW_FILES, ".gitignore", ".dvcignore", *DVC_FILES]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -365,7 +355,7 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("dvc")
     repo, remote = base / "origin", base / "remote"
     repo.mkdir()
-    for rel in WORKFLOW_FILES + DVC_FILES:
+    for rel in PROJECT_FILES:
         src, dst = REPO / rel, repo / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, run_snakemake, sibling_copy
+from conftest import REPO, TINY_CONFIG, WORKFLOW_FILES, copy_run, run_snakemake, sibling_copy
 from usseg.dvc_stages import parse_dry_run, stage_name
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.e2e
 NOTHING_TO_DO = "Nothing to be done"
 DRY_RUN_LIMIT_S = 5.0
 # The workflow files a run needs: a private copy may be edited without touching the repository.
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src", "configs", "docs", "profiles"]
 
 
 def dry_run(
