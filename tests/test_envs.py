@@ -48,9 +48,9 @@ def test_env_file_holds_only_the_interpreter():
 
 
 def test_every_rule_uses_the_env_file():
-    rules = sorted((REPO / "rules").glob("*.smk"))
-    scripts = sum(text.count("    script:") for text in (r.read_text() for r in rules))
-    condas = sum(text.count("    conda:\n        USSEG_ENV") for text in (r.read_text() for r in rules))
+    texts = [path.read_text() for path in sorted((REPO / "rules").glob("*.smk"))]
+    scripts = sum(text.count("    script:") for text in texts)
+    condas = sum(text.count("    conda:\n        USSEG_ENV") for text in texts)
     assert scripts and condas == scripts
     common = (REPO / "rules" / "common.smk").read_text()
     relative = re.search(r'^USSEG_ENV = "(.+)"', common, re.M).group(1)
