@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -58,6 +59,31 @@ def tiny_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny_run")
     run_snakemake(workdir, "--cores", "2", "report")
     return workdir
+
+
+def copy_workflow_files(dst: Path, names=WORKFLOW_FILES) -> None:
+    """Copy the named repository files and folders into dst, file times kept, caches left out."""
+    for name in names:
+        src, target = REPO / name, dst / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(
+                src,
+                target,
+                symlinks=True,
+                copy_function=shutil.copy2,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
+        else:
+            shutil.copy2(src, target)
+
+
+def tree_digests(root: Path, rel: str) -> dict[str, str]:
+    """sha256 of every file below root/rel (or of root/rel itself), by path relative to root."""
+    base = root / rel
+    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    assert files, f"{base} is missing or empty"
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def copy_run(src: Path, dst: Path) -> Path:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import configparser
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, WORKFLOW_FILES, copy_run, run_snakemake, sibling_copy
+from conftest import (
+    REPO,
+    TINY_CONFIG,
+    WORKFLOW_FILES,
+    copy_run,
+    copy_workflow_files,
+    run_snakemake,
+    sibling_copy,
+    tree_digests,
+)
 from usseg import dvc_stages
 from usseg.config import resolve_experiment
 from usseg.dvc_stages import parse_dry_run, stage_name
@@ -151,12 +159,6 @@ def stage_rule(name: str) -> str:
 
 def is_log_or_benchmark(path: str) -> bool:
     return path.startswith(("results/logs/", "results/benchmarks/"))
-
-
-def tree_digests(root: Path, rel: str) -> dict[str, str]:
-    base = root / rel
-    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def lock_outs(repo: Path) -> list[str]:
@@ -355,18 +357,7 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("dvc")
     repo, remote = base / "origin", base / "remote"
     repo.mkdir()
-    for rel in PROJECT_FILES:
-        src, dst = REPO / rel, repo / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(
-                src,
-                dst,
-                copy_function=shutil.copy2,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-            )
-        else:
-            shutil.copy2(src, dst)
+    copy_workflow_files(repo, PROJECT_FILES)
     shutil.copy2(TINY_CONFIG, repo / "config.yaml")
     sh(repo, "git", "-c", "init.defaultBranch=main", "init", "-q")
     sync_tool(repo)

@@ -12,14 +12,13 @@ usseg modules they run as inputs, so these triggers are what these tests check.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, WORKFLOW_FILES, copy_run, run_snakemake, sibling_copy
+from conftest import REPO, TINY_CONFIG, copy_run, copy_workflow_files, run_snakemake, sibling_copy
 from usseg.dvc_stages import parse_dry_run, stage_name
 
 pytestmark = pytest.mark.e2e
@@ -137,18 +136,7 @@ def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
     assert not workflow.is_relative_to(base / "_run"), rel
     copy_run(tiny_run, run)
     workflow.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(
-                src,
-                workflow / name,
-                symlinks=True,
-                copy_function=shutil.copy2,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-            )
-        else:
-            shutil.copy2(src, workflow / name)
+    copy_workflow_files(workflow)
     assert os.path.relpath(workflow, run) == str(rel)
     return run, workflow
 

@@ -9,26 +9,17 @@ the wall-clock column of history.csv).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import run_snakemake
+from conftest import run_snakemake, tree_digests
 
 pytestmark = pytest.mark.e2e
 
 # history.csv columns that measure the machine, not the model.
 TIMING_COLUMNS = {"seconds"}
-
-
-def digests(root: Path, sub: str) -> dict[str, str]:
-    """sha256 of every file below root/sub (or of root/sub itself), by path relative to root."""
-    base = root / sub
-    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-    assert files, f"{base} is missing or empty"
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def history_without_timing(path: Path) -> list[dict]:
@@ -63,7 +54,7 @@ def second_run(tmp_path_factory) -> Path:
     ],
 )
 def test_data_files_are_byte_identical(tiny_run, second_run, sub):
-    first, second = digests(tiny_run, sub), digests(second_run, sub)
+    first, second = tree_digests(tiny_run, sub), tree_digests(second_run, sub)
     assert first.keys() == second.keys(), (
         f"different files under {sub}: {sorted(first.keys() ^ second.keys())}"
     )
