@@ -1,0 +1,171 @@
+"""Remedy statistics: paired subject deltas, when to stop, the learning curve, LOSO folds, gap_closure rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from usseg.errors import DataError
+from usseg.remedies import gap_stats as gs
+
+
+def test_paired_delta_is_the_paired_t_interval():
+    base = {"a": 0.50, "b": 0.60, "c": 0.40, "d": 0.70, "e": 0.55}
+    new = {"a": 0.58, "b": 0.63, "c": 0.49, "d": 0.71, "e": 0.60}
+    d = gs.paired_delta(base, new)
+    ref = stats.ttest_rel(list(new.values()), list(base.values())).confidence_interval(0.95)
+    assert d.n_subjects == 5 and d.method == gs.INTERVAL_METHOD
+    assert d.delta == pytest.approx(np.mean(np.subtract(list(new.values()), list(base.values()))))
+    assert d.delta == pytest.approx(d.value - d.baseline)
+    assert (d.ci_lo, d.ci_hi) == pytest.approx((ref.low, ref.high))
+    # Pairing matters: the order of the dicts does not.
+    assert gs.paired_delta(dict(reversed(list(base.items()))), new).delta == pytest.approx(d.delta)
+
+
+def test_paired_delta_few_subjects_nan_scores_and_mismatch():
+    d = gs.paired_delta({"a": 0.5, "b": 0.6, "c": math.nan}, {"a": 0.6, "b": 0.8, "c": 0.9})
+    assert d.n_subjects == 2 and d.subjects == ("a", "b")
+    assert d.delta == pytest.approx(0.15) and math.isnan(d.ci_lo) and math.isnan(d.ci_hi)
+    assert d.method == gs.NO_INTERVAL
+    with pytest.raises(ValueError, match="'c'|c are scored by only one"):
+        gs.paired_delta({"a": 0.5, "b": 0.6}, {"a": 0.5, "b": 0.6, "c": 0.1})
+    assert gs.paired_delta({}, {}).n_subjects == 0
+
+
+def test_power_matches_known_values_and_simulation():
+    # G*Power, paired t-test, two-sided alpha 0.05: effect dz = 1 needs 10 subjects, dz = 0.5 needs 34.
+    assert gs.subjects_needed(1.0, 1.0) == 10
+    assert gs.subjects_needed(0.5, 1.0) == 34
+    assert gs.paired_power(1.0, 1.0, 10) == pytest.approx(0.803, abs=0.002)
+    # Monte Carlo: 5 subjects, differences N(0.1, 0.08^2).
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(0.1, 0.08, size=(20000, 5))
+    t = diffs.mean(1) / (diffs.std(1, ddof=1) / math.sqrt(5))
+    simulated = np.mean(np.abs(t) > stats.t.ppf(0.975, 4))
+    assert gs.paired_power(0.1, 0.08, 5) == pytest.approx(simulated, abs=0.01)
+
+
+def test_minimum_detectable_change():
+    mdc = gs.minimum_detectable_change(4, 0.1)
+    assert gs.paired_power(mdc, 0.1, 4) == pytest.approx(0.8, abs=1e-6)
+    # More subjects, smaller detectable change; large n approaches the normal formula.
+    assert gs.minimum_detectable_change(20, 0.1) < mdc
+    big = gs.minimum_detectable_change(400, 0.1)
+    assert big == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * 0.1 / 20, rel=0.01)
+    assert math.isnan(gs.minimum_detectable_change(1, 0.1))
+    assert math.isnan(gs.minimum_detectable_change(5, math.nan))
+    assert gs.minimum_detectable_change(5, 0.0) == 0.0
+    stop = gs.when_to_stop(4, 0.1, change=0.05)
+    assert stop["minimum_detectable_change"] == pytest.approx(mdc)
+    n = stop["subjects_needed"]
+    assert gs.paired_power(0.05, 0.1, n) >= 0.8 > gs.paired_power(0.05, 0.1, n - 1)
+    assert gs.subjects_needed(0.0, 0.1) is None
+
+
+def test_sd_helpers():
+    assert gs.sd_of_differences(0.1, 0.5) == pytest.approx(0.1)
+    assert gs.sd_of_differences(0.1, 0.0) == pytest.approx(0.1 * math.sqrt(2))
+    with pytest.raises(ValueError):
+        gs.sd_of_differences(0.1, 2)
+    a = gs.paired_delta({"a": 0, "b": 0, "c": 0}, {"a": 0.1, "b": 0.2, "c": 0.3})
+    b = gs.paired_delta({"a": 0, "b": 0}, {"a": 0.1, "b": 0.3})
+    expected = math.sqrt((2 * 0.1**2 + 1 * (0.2 * math.sqrt(0.5)) ** 2) / 3)
+    assert gs.pooled_sd([a, b]) == pytest.approx(expected)
+
+
+def test_learning_curve_summary_and_verdict():
+    rng = np.random.default_rng(0)
+    subjects = [f"s{i}" for i in range(6)]
+    base = rng.uniform(0.4, 0.7, size=6)
+    rows = []
+    jitter = {0.25: [0.0] * 6, 0.5: [0.1, 0.11, 0.09, 0.1, 0.105, 0.095],
+              1.0: [0.11, 0.1, 0.08, 0.11, 0.1, 0.1]}  # a clear step, then a step that cancels out
+    for frac, gains in jitter.items():
+        for s, b, g in zip(subjects, base, gains):
+            rows.append({"fraction": frac, "subject": s, "value": b + g})
+    summary = gs.learning_curve_summary(pd.DataFrame(rows[::-1]))  # any row order
+    assert list(summary.columns) == gs.LEARNING_CURVE_COLUMNS
+    assert summary["level"].tolist() == [0.25, 0.5, 1.0]
+    assert summary["n_subjects"].tolist() == [6, 6, 6]
+    assert math.isnan(summary.loc[0, "step_delta"])
+    assert summary.loc[1, "step_delta"] == pytest.approx(0.1, abs=0.01) and summary.loc[1, "step_ci_lo"] > 0
+    assert summary.loc[2, "step_ci_lo"] < 0 < summary.loc[2, "step_ci_hi"]
+    assert gs.learning_curve_verdict(summary) == "no detectable change"
+    assert gs.learning_curve_verdict(summary.iloc[:2]) == "improving"
+    assert gs.learning_curve_verdict(summary.iloc[:1]) == "undetermined"
+    with pytest.raises(ValueError, match="fraction"):
+        gs.learning_curve_summary(pd.DataFrame({"subject": [], "value": []}))
+
+
+def _split_table():
+    rows = []
+    for i in range(4):  # simulator subjects: train, val, test_aus
+        split = ["train", "train", "val", "test_aus"][i]
+        rows += [{"image_id": f"ct{i}-{k}", "subject_id": f"ct{i}", "modality": "AUS", "split": split, "note": ""}
+                 for k in range(2)]
+    for s, split in [("anna", "test_rus"), ("bob", "test_rus"), ("cleo", "test_rus")]:
+        rows += [{"image_id": f"{s}{k}", "subject_id": s, "modality": "RUS", "split": split, "note": ""}
+                 for k in range(3)]
+    rows.append({"image_id": "dan0", "subject_id": "dan", "modality": "RUS", "split": "unlabeled",
+                 "note": "no annotation"})
+    return pd.DataFrame(rows)
+
+
+def test_loso_folds_hold_out_each_labeled_real_subject_once():
+    table = _split_table()
+    folds = list(gs.loso_folds(table, "RUS"))
+    assert [f.held_out for f in folds] == ["anna", "bob", "cleo"]
+    for f in folds:
+        s = f.splits
+        assert list(s.columns) == list(table.columns) and len(s) == len(table)
+        test = s[s["split"] == "test_rus"]
+        assert set(test["subject_id"]) == {f.held_out} and len(test) == 3
+        real_train = s[(s["modality"] == "RUS") & (s["split"] == "train")]
+        assert set(real_train["subject_id"]) == set(f.train_subjects) == {"anna", "bob", "cleo"} - {f.held_out}
+        # Simulator rows and unlabeled frames are untouched; no subject sits in two splits.
+        sim = table["modality"] == "AUS"
+        assert s.loc[sim, "split"].tolist() == table.loc[sim, "split"].tolist()
+        assert s.loc[s["subject_id"] == "dan", "split"].tolist() == ["unlabeled"]
+        used = s[s["split"] != "unlabeled"]
+        assert (used.groupby("subject_id")["split"].nunique() == 1).all()
+    assert table["split"].tolist() == _split_table()["split"].tolist()  # the input is not modified
+
+
+def test_loso_folds_errors():
+    table = _split_table()
+    with pytest.raises(DataError, match="modality"):
+        list(gs.loso_folds(table.drop(columns="modality"), "RUS"))
+    one = table[~table["subject_id"].isin(["bob", "cleo"])]
+    with pytest.raises(DataError, match="at least 2 labeled RUS subjects"):
+        list(gs.loso_folds(one, "RUS"))
+
+
+def test_loso_spread():
+    spread = gs.loso_spread({"a": 0.2, "b": 0.4, "c": 0.6, "d": math.nan})
+    assert spread["n_subjects"] == 3 and spread["mean"] == pytest.approx(0.4)
+    assert spread["sd"] == pytest.approx(0.2) and spread["min"] == 0.2 and spread["max"] == 0.6
+    assert spread["ci_lo"] < 0.4 < spread["ci_hi"]
+    assert math.isnan(gs.loso_spread({"a": 0.3, "b": 0.5})["ci_lo"])
+
+
+def test_gap_closure_table_contract():
+    d = gs.paired_delta({"a": 0.5, "b": 0.6, "c": 0.4}, {"a": 0.6, "b": 0.6, "c": 0.5})
+    rows = [
+        gs.gap_closure_row("fda", "test_rus", "dice", d),
+        gs.scalar_row("fda", "all", "train_seconds", 30.0, 42.0),
+        gs.gap_closure_row("bn_adapt", "test_rus", "dice", d),
+    ]
+    table = gs.gap_closure_table(rows)
+    assert list(table.columns) == gs.GAP_CLOSURE_COLUMNS
+    assert table["remedy"].tolist() == ["bn_adapt", "fda", "fda"]
+    assert table["test_set"].tolist() == ["test_rus", "all", "test_rus"]
+    row = table.iloc[2]
+    assert row["delta"] == pytest.approx(d.delta) and row["n_subjects"] == 3
+    seconds = table.iloc[1]
+    assert seconds["delta"] == 12.0 and math.isnan(seconds["ci_lo"]) and math.isnan(seconds["n_subjects"])
+    with pytest.raises(ValueError, match="more than one row"):
+        gs.gap_closure_table(rows + rows[:1])
