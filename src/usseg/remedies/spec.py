@@ -1,0 +1,342 @@
+"""Typed remedy settings parsed from an experiment's config block (remedy 7 of the brief).
+
+Three blocks, proposed in docs/remedies.md and not yet part of config.yaml or its schema:
+
+- ``remedy: {name: ..., <settings>}`` per experiment: at most one remedy of
+  families 1, 3, 4 and 5 (`REMEDIES`); absent or ``{name: none}`` is today's pipeline.
+- ``augmentation: {ultrasound: {<transform>: {prob: ..., <ranges>}}, generic: {...}}``
+  beside the existing flip/noise/contrast keys: remedy family 2.
+- ``gap_study: {...}`` at the top level: the study itself (LOSO, learning curve,
+  when to stop).
+
+Every parser raises ConfigError naming the key at fault and the keys or
+values allowed. The allowed keys are read from the dataclasses and from the
+transforms' signatures, not from a second list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from usseg.errors import ConfigError
+from usseg.remedies import normalise, semi, style, us_augment
+
+
+@dataclass(frozen=True)
+class NoRemedy:
+    """Today's pipeline (the baseline every remedy is compared with)."""
+
+    name: str = "none"
+
+
+@dataclass(frozen=True)
+class FovNormalisation:
+    """Per-image intensity normalisation inside the field of view (train and test images alike)."""
+
+    name: str = "fov_normalise"
+    method: str = "percentile"  # percentile | zscore
+    low: float = 1.0  # percentile mapped to 0 (method percentile)
+    high: float = 99.0  # percentile mapped to 1
+
+
+@dataclass(frozen=True)
+class HistogramMatching:
+    """Simulator training images matched to the grey-level distribution of unlabeled target frames."""
+
+    name: str = "histogram_matching"
+    reference: str = "random_frame"  # random_frame | pooled
+    prob: float = 1.0
+    max_target_images: int = 200  # target frames kept in the bank (a seeded sample)
+
+
+@dataclass(frozen=True)
+class FourierDomainAdaptation:
+    """Yang & Soatto's FDA of simulator training images towards random unlabeled target frames."""
+
+    name: str = "fda"
+    beta: float | tuple[float, float] = 0.05  # number, or [low, high] sampled per image
+    prob: float = 1.0
+    max_target_images: int = 200
+
+
+@dataclass(frozen=True)
+class BatchNormAdaptation:
+    """Batch-norm statistics re-estimated on target frames before predicting them."""
+
+    name: str = "bn_adapt"
+    frames: str = "unlabeled"  # unlabeled (the target's unlabeled frames) | test (the test frames themselves)
+    batch_size: int = 16
+    max_target_images: int = 200
+
+
+@dataclass(frozen=True)
+class PseudoLabel:
+    """Self-training: the trained model labels unlabeled target frames where it is confident; retrain on both."""
+
+    name: str = "pseudo_label"
+    threshold: float = 0.9
+    weight: float = 1.0  # weight of the pseudo-label loss beside the supervised loss
+    max_target_images: int = 200
+
+
+@dataclass(frozen=True)
+class MeanTeacher:
+    """Mean teacher: EMA teacher, consistency loss on unlabeled target frames."""
+
+    name: str = "mean_teacher"
+    ema_decay: float = 0.99
+    consistency_weight: float = 1.0
+    rampup_epochs: int = 5
+    max_target_images: int = 200
+
+
+RemedySpec = (
+    NoRemedy | FovNormalisation | HistogramMatching | FourierDomainAdaptation | BatchNormAdaptation | PseudoLabel
+    | MeanTeacher
+)
+REMEDIES: dict[str, type] = {
+    cls.name: cls  # type: ignore[attr-defined]
+    for cls in (NoRemedy, FovNormalisation, HistogramMatching, FourierDomainAdaptation, BatchNormAdaptation,
+                PseudoLabel, MeanTeacher)
+}
+# Remedies that read unlabeled target frames.
+NEEDS_TARGET_FRAMES = ("histogram_matching", "fda", "bn_adapt", "pseudo_label", "mean_teacher")
+
+CHOICES = {
+    "method": normalise.METHODS,
+    "reference": style.REFERENCES,
+    "frames": ("unlabeled", "test"),
+}
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} = {value!r} must be a number.")
+    return float(value)
+
+
+def _coerce(value, f: dataclasses.Field, where: str):
+    """A config value converted to the field's type, or a ConfigError naming the key."""
+    kind = f.type  # a string: this module uses postponed annotations
+    if f.name in CHOICES:
+        if value not in CHOICES[f.name]:
+            raise ConfigError(f"{where} = {value!r}; use one of {', '.join(CHOICES[f.name])}.")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where} = {value!r} must be a whole number >= 1.")
+        return int(value)
+    if kind == "float":
+        return _number(value, where)
+    if f.name == "beta":
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            pair = tuple(_number(v, where) for v in value)
+            if len(pair) != 2 or pair[0] > pair[1]:
+                raise ConfigError(f"{where} = {list(value)} must be a pair [low, high] with low <= high.")
+            return pair
+        return _number(value, where)
+    return value
+
+
+def _validate(spec, where: str) -> None:
+    """Range checks shared with the remedy modules (their messages name the remedy key)."""
+    if isinstance(spec, FovNormalisation) and not 0 <= spec.low < spec.high <= 100:
+        raise ConfigError(f"{where}.low = {spec.low}, {where}.high = {spec.high} must satisfy 0 <= low < high <= 100.")
+    if isinstance(spec, FourierDomainAdaptation):
+        for b in (spec.beta if isinstance(spec.beta, tuple) else (spec.beta,)):
+            style.check_beta(b, f"{where}.beta")
+    if isinstance(spec, PseudoLabel):
+        semi.check_threshold(spec.threshold, f"{where}.threshold")
+    for key in ("prob", "ema_decay"):
+        v = getattr(spec, key, None)
+        if v is not None and not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{where}.{key} = {v} must lie in [0, 1].")
+    for key in ("weight", "consistency_weight"):
+        v = getattr(spec, key, None)
+        if v is not None and v < 0:
+            raise ConfigError(f"{where}.{key} = {v} must be >= 0.")
+
+
+def parse_remedy(block: Mapping | None, where: str = "remedy") -> RemedySpec:
+    """The remedy of one experiment from its `remedy:` block (None or {} = no remedy)."""
+    if block is None or block == {}:
+        return NoRemedy()
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where} must be a mapping such as {{name: fda, beta: 0.05}}, got {block!r}.")
+    name = block.get("name")
+    if name not in REMEDIES:
+        raise ConfigError(f"{where}.name = {name!r}; use one of {', '.join(REMEDIES)}.")
+    cls = REMEDIES[name]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "name"}
+    unknown = sorted(set(block) - set(fields) - {"name"})
+    if unknown:
+        allowed = ", ".join(fields) or "no other keys"
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for remedy {name}; allowed: {allowed}.")
+    values = {k: _coerce(v, fields[k], f"{where}.{k}") for k, v in block.items() if k != "name"}
+    spec = cls(**values)
+    _validate(spec, where)
+    return spec
+
+
+def train_transforms(spec: RemedySpec, bank: style.TargetBank | None = None, source_modalities=None,
+                     fov_threshold: int = 12) -> tuple[list, list]:
+    """(deterministic, random) MONAI transforms a remedy adds to training, after the resize.
+
+    The deterministic ones go into the cached part of the pipeline (the fan mask,
+    the normalisation), the random ones run per epoch (restyling towards a random
+    target frame of `bank`, applied only to records of `source_modalities`).
+    Remedies that act in the training loop or at prediction add none.
+    """
+    fov = normalise.FieldOfViewd(keys=us_augment.IMAGE, threshold=fov_threshold)
+    if isinstance(spec, FovNormalisation):
+        norm = normalise.NormaliseInFOVd(keys=us_augment.IMAGE, method=spec.method, low=spec.low, high=spec.high,
+                                         threshold=fov_threshold)
+        return [fov, norm], []
+    if isinstance(spec, HistogramMatching | FourierDomainAdaptation):
+        if bank is None:
+            raise ConfigError(f"remedy {spec.name} needs target frames (a TargetBank); none were given.")
+        if isinstance(spec, HistogramMatching):
+            tf = style.RandHistogramMatchd(keys=us_augment.IMAGE, bank=bank, prob=spec.prob,
+                                           reference=spec.reference, modalities=source_modalities,
+                                           fov_threshold=fov_threshold)
+        else:
+            tf = style.RandFourierDomainAdaptd(keys=us_augment.IMAGE, bank=bank, beta=spec.beta, prob=spec.prob,
+                                               modalities=source_modalities, fov_threshold=fov_threshold)
+        return [fov], [tf]
+    return [], []
+
+
+def prepare_test_images(spec: RemedySpec, images, fov_threshold: int = 12):
+    """(N, H, W) test images as the remedy's model expects them (normalised for fov_normalise, else as they are)."""
+    if isinstance(spec, FovNormalisation):
+        return normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
+    return images
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+@dataclass(frozen=True)
+class GenericAugmentation:
+    num_operations: int = 2
+    magnitude: float = 1.0
+
+
+@dataclass(frozen=True)
+class AugmentationExtras:
+    """The proposed `augmentation.ultrasound` and `augmentation.generic` keys (family 2)."""
+
+    ultrasound: Mapping[str, Mapping] = field(default_factory=dict)  # transform name -> its settings
+    generic: GenericAugmentation | None = None
+
+
+# Arguments of a transform that are wiring, not settings.
+_WIRING = {"self", "keys", "fov_key", "fov_threshold", "allow_missing_keys"}
+
+
+def transform_settings(name: str) -> list[str]:
+    """The settings an ultrasound transform accepts, read from its signature."""
+    params = inspect.signature(us_augment.ULTRASOUND_TRANSFORMS[name].__init__).parameters
+    return [p for p in params if p not in _WIRING]
+
+
+def parse_augmentation_extras(block: Mapping | None, where: str = "augmentation") -> AugmentationExtras:
+    """`ultrasound` and `generic` of an experiment's augmentation block (the other keys are data.py's)."""
+    block = block or {}
+    us = block.get("ultrasound") or {}
+    if not isinstance(us, Mapping):
+        raise ConfigError(f"{where}.ultrasound must map transform names to settings, got {us!r}.")
+    checked = {}
+    for name, settings in us.items():
+        if name not in us_augment.ULTRASOUND_TRANSFORMS:
+            raise ConfigError(
+                f"{where}.ultrasound.{name} is not a transform; use {', '.join(us_augment.ULTRASOUND_TRANSFORMS)}."
+            )
+        settings = dict(settings or {})
+        allowed = transform_settings(name)
+        unknown = sorted(set(settings) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{where}.ultrasound.{name}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}."
+            )
+        us_augment.ULTRASOUND_TRANSFORMS[name](**settings)  # the constructor checks the ranges
+        checked[name] = settings
+    generic = block.get("generic")
+    generic_spec = None
+    if generic is not None and generic is not False:
+        if generic is True:
+            generic = {}
+        if not isinstance(generic, Mapping):
+            raise ConfigError(f"{where}.generic must be a mapping {{num_operations, magnitude}} or true, got {generic!r}.")
+        fields = {f.name: f for f in dataclasses.fields(GenericAugmentation)}
+        unknown = sorted(set(generic) - set(fields))
+        if unknown:
+            raise ConfigError(f"{where}.generic: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}.")
+        generic_spec = GenericAugmentation(**{k: _coerce(v, fields[k], f"{where}.generic.{k}") for k, v in generic.items()})
+        us_augment.generic_strong_transforms((16, 16), generic_spec.num_operations, generic_spec.magnitude)
+    return AugmentationExtras(ultrasound=checked, generic=generic_spec)
+
+
+def augmentation_transforms(extras: AugmentationExtras, image_size: Sequence[int], fov_threshold: int = 12) -> list:
+    """The random transforms of the extras, to append after usseg.data.random_transforms.
+
+    The ultrasound transforms read the fan from d["fov"] when a FieldOfViewd ran in the
+    deterministic (cached) part, and compute it otherwise.
+    """
+    out = us_augment.ultrasound_transforms(extras.ultrasound, fov_threshold=fov_threshold)
+    if extras.generic is not None:
+        out += us_augment.generic_strong_transforms(image_size, extras.generic.num_operations, extras.generic.magnitude)
+    return out
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+@dataclass(frozen=True)
+class GapStudy:
+    """The proposed top-level `gap_study` block."""
+
+    enabled: bool = True
+    baseline: str = ""  # the experiment every remedy is compared with ("" = the first experiment)
+    learning_curve_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # shares of simulator training subjects
+    loso: bool = True
+    change_to_detect: float = 0.05  # the real-image Dice change "when to stop" sizes for
+    alpha: float = 0.05
+    power: float = 0.8
+
+
+def parse_gap_study(block: Mapping | None, where: str = "gap_study") -> GapStudy:
+    if block is None:
+        return GapStudy()
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {block!r}.")
+    fields = {f.name for f in dataclasses.fields(GapStudy)}
+    unknown = sorted(set(block) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}.")
+    values = dict(block)
+    for key in ("enabled", "loso"):
+        if key in values and not isinstance(values[key], bool):
+            raise ConfigError(f"{where}.{key} = {values[key]!r} must be true or false.")
+    if "baseline" in values and not isinstance(values["baseline"], str):
+        raise ConfigError(f"{where}.baseline = {values['baseline']!r} must be an experiment name.")
+    if "learning_curve_fractions" in values:
+        fr = values["learning_curve_fractions"]
+        if not isinstance(fr, Sequence) or isinstance(fr, str) or not fr:
+            raise ConfigError(f"{where}.learning_curve_fractions = {fr!r} must be a non-empty list such as [0.25, 0.5, 1.0].")
+        fr = tuple(_number(v, f"{where}.learning_curve_fractions") for v in fr)
+        if any(not 0 < v <= 1 for v in fr) or list(fr) != sorted(set(fr)):
+            raise ConfigError(
+                f"{where}.learning_curve_fractions = {list(fr)} must be increasing shares in (0, 1], e.g. [0.25, 0.5, 1.0]."
+            )
+        values["learning_curve_fractions"] = fr
+    for key in ("change_to_detect", "alpha", "power"):
+        if key in values:
+            v = _number(values[key], f"{where}.{key}")
+            if not 0 < v < 1:
+                raise ConfigError(f"{where}.{key} = {v} must lie strictly between 0 and 1.")
+            values[key] = v
+    return GapStudy(**values)
