@@ -177,13 +177,12 @@ def test_generic_strong_moves_label_with_image_and_is_seeded():
     # An image that IS the label: every geometric warp must move both the same way.
     image = (label / 2.0).astype(np.float32)
     changed = 0
+    tf = Compose(us_augment.generic_strong_transforms((64, 64), num_operations=2))
     for seed in range(8):
-        tf = Compose(us_augment.generic_strong_transforms((64, 64), num_operations=2))
         tf.set_random_state(seed)
         out = tf({"image": torch.as_tensor(image), "label": torch.as_tensor(label)})
-        tf2 = Compose(us_augment.generic_strong_transforms((64, 64), num_operations=2))
-        tf2.set_random_state(seed)
-        again = tf2({"image": torch.as_tensor(image), "label": torch.as_tensor(label)})
+        tf.set_random_state(seed)
+        again = tf({"image": torch.as_tensor(image), "label": torch.as_tensor(label)})
         img, lab = out["image"].numpy(), out["label"].numpy()
         assert torch.equal(out["image"], again["image"]) and torch.equal(out["label"], again["label"])
         assert img.shape == (1, 64, 64) and lab.shape == (1, 64, 64)
@@ -202,3 +201,25 @@ def test_generic_strong_bad_settings():
         us_augment.generic_strong_transforms((64, 64), num_operations=0)
     with pytest.raises(ConfigError, match="magnitude"):
         us_augment.generic_strong_transforms((64, 64), magnitude=5)
+
+
+def test_transforms_follow_the_training_loaders_seed():
+    """train.py seeds augmentation through MONAI's DataLoader generator; the new transforms must follow it."""
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import EnsureTyped
+
+    image, label = fan_frame(32)
+    records = [{"image": image.copy(), "label": label.copy()} for _ in range(4)]
+    settings = {name: {"prob": 0.8} for name in us_augment.ULTRASOUND_TRANSFORMS}
+    tf = Compose([normalise.FieldOfViewd(keys="image"), *us_augment.ultrasound_transforms(settings),
+                  *us_augment.generic_strong_transforms((32, 32)),
+                  EnsureTyped(keys=["image", "label"], track_meta=False)])  # as usseg.data ends its pipeline
+    ds = Dataset(records, transform=tf)
+
+    def epoch(seed):
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        return torch.cat([b["image"] for b in DataLoader(ds, batch_size=2, shuffle=False, generator=gen)])
+
+    assert torch.equal(epoch(1), epoch(1))
+    assert not torch.equal(epoch(1), epoch(2))
