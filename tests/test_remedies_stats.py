@@ -169,3 +169,25 @@ def test_gap_closure_table_contract():
     assert seconds["delta"] == 12.0 and math.isnan(seconds["ci_lo"]) and math.isnan(seconds["n_subjects"])
     with pytest.raises(ValueError, match="more than one row"):
         gs.gap_closure_table(rows + rows[:1])
+
+
+def test_when_to_stop_text_and_the_numbers_the_docs_quote():
+    # docs/remedies.md quotes these two numbers.
+    stop = gs.when_to_stop(4, 0.1, change=0.05)
+    assert round(stop["minimum_detectable_change"], 2) == 0.21 and stop["subjects_needed"] == 34
+    text = gs.when_to_stop_text(stop)
+    assert "4 labeled real subjects" in text and "is 0.21" in text and "34 labeled real subjects" in text
+    assert "at least 2 subjects" in gs.when_to_stop_text(gs.when_to_stop(1, math.nan))
+
+
+def test_rank_remedies_by_measured_effect():
+    table = pd.DataFrame([
+        {"remedy": "a", "test_set": "test_rus", "metric": "dice", "delta": 0.02, "ci_lo": -0.05, "ci_hi": 0.09},
+        {"remedy": "b", "test_set": "test_rus", "metric": "dice", "delta": 0.10, "ci_lo": 0.03, "ci_hi": 0.17},
+        {"remedy": "c", "test_set": "test_rus", "metric": "dice", "delta": -0.08, "ci_lo": -0.12, "ci_hi": -0.04},
+        {"remedy": "d", "test_set": "test_rus", "metric": "dice", "delta": 0.05, "ci_lo": math.nan, "ci_hi": math.nan},
+        {"remedy": "b", "test_set": "test_aus", "metric": "dice", "delta": 0.5, "ci_lo": 0.4, "ci_hi": 0.6},
+    ])
+    ranked = gs.rank_remedies(table, "test_rus")
+    assert ranked["remedy"].tolist() == ["b", "d", "a", "c"]
+    assert ranked["interval"].tolist() == ["above 0", "none", "spans 0", "below 0"]

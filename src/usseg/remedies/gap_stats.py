@@ -207,6 +207,34 @@ def when_to_stop(n_subjects: int, sd: float, change: float = 0.05, alpha: float 
     }
 
 
+def when_to_stop_text(result: Mapping) -> str:
+    """The plain-language sentence of a `when_to_stop` result for the report."""
+    n, mdc = result["n_subjects"], result["minimum_detectable_change"]
+    if not np.isfinite(mdc):
+        return (
+            f"With {n} labeled real subject(s) and no measured subject-to-subject spread, no change in real-image "
+            "Dice can be shown: a paired comparison needs at least 2 subjects."
+        )
+    needed = result["subjects_needed"]
+    need_text = f"{needed} labeled real subjects" if needed is not None else "more subjects than can be computed"
+    return (
+        f"With {n} labeled real subjects and an SD of {result['sd_diff']:.3f} Dice between two models' per-subject "
+        f"differences, the smallest change in real-image Dice a paired test detects (alpha {result['alpha']:g}, "
+        f"power {result['power']:g}) is {mdc:.2f}; a change of {result['change']:.2f} would need {need_text}."
+    )
+
+
+def rank_remedies(gap_closure: pd.DataFrame, test_set: str, metric: str = "dice") -> pd.DataFrame:
+    """The remedies' rows for one test set and metric, best measured delta first, with `interval`:
+    'above 0', 'below 0', 'spans 0' or 'none' (fewer than 3 subjects). Ties keep the remedy order."""
+    rows = gap_closure[(gap_closure["test_set"] == test_set) & (gap_closure["metric"] == metric)].copy()
+    lo, hi = rows["ci_lo"].astype(float), rows["ci_hi"].astype(float)
+    rows["interval"] = np.select(
+        [~(np.isfinite(lo) & np.isfinite(hi)), lo > 0, hi < 0], ["none", "above 0", "below 0"], default="spans 0"
+    )
+    return rows.sort_values(["delta", "remedy"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
 # ----------------------------------------------------------------------------- learning curve
 
 LEARNING_CURVE_COLUMNS = [
