@@ -21,6 +21,8 @@ import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from usseg.errors import ConfigError
 from usseg.remedies import normalise, semi, style, us_augment
 
@@ -214,6 +216,32 @@ def prepare_test_images(spec: RemedySpec, images, fov_threshold: int = 12):
     if isinstance(spec, FovNormalisation):
         return normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
     return images
+
+
+def harmonisers(spec: RemedySpec, bank: style.TargetBank | None = None, seed: int = 0, fov_threshold: int = 12):
+    """(source_fn, target_fn) mapping (N, H, W) images in [0, 1] as the remedy harmonises them, for
+    usseg.remedies.domain_check.domain_auc; None where the remedy has no harmonisation.
+
+    fov_normalise changes both domains (z-scores shown as (z + 3) / 6, clipped to [0, 1], so
+    they have grey levels to compare); histogram matching and FDA restyle the source only,
+    each image towards a random target frame drawn with `seed`.
+    """
+    if isinstance(spec, FovNormalisation):
+        def norm(images):
+            out = normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
+            return out if spec.method == "percentile" else np.clip((out + 3.0) / 6.0, 0.0, 1.0)
+
+        return norm, norm
+    if isinstance(spec, HistogramMatching | FourierDomainAdaptation):
+        _, (tf,) = train_transforms(spec, bank, None, fov_threshold)
+        tf.prob = 1.0  # every source image, as the AUC asks what the restyled images look like
+
+        def restyle(images):
+            tf.set_random_state(seed)
+            return np.stack([tf({us_augment.IMAGE: im[None]})[us_augment.IMAGE][0] for im in images])
+
+        return restyle, None
+    return None
 
 
 # ----------------------------------------------------------------------------- augmentation
