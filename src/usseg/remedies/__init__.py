@@ -8,6 +8,7 @@
 - `semi`: semi-supervised helpers (pseudo-labels, mean teacher).
 - `gap_stats`: statistics of the gap study (paired subject-level deltas, when to stop,
   learning curve, leave-one-subject-out splits).
+- `domain_check`: the domain classifier's AUC before and after a remedy's harmonisation.
 - `spec`: the typed remedy settings parsed from an experiment's config block.
 
 docs/remedies.md describes each remedy, its formula and source.
