@@ -114,3 +114,51 @@ def test_mean_teacher_ema_update_and_rampup():
     loss = semi.consistency_loss(s_logits, t_logits)
     loss.backward()
     assert loss.item() > 0 and s_logits.grad is not None
+
+
+def _toy_problem():
+    """Bright pixels are class 1: a 1x1-conv network learns it in a few steps."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 1, 8, 8, generator=gen)
+    labels = (images > 0.5).float()
+    unlabeled = torch.rand(4, 8, 8, generator=gen) * 0.8 + 0.2  # a brighter 'target domain'
+    return images, labels, unlabeled
+
+
+def _ce(logits, labels):
+    return torch.nn.functional.cross_entropy(logits, labels[:, 0].long())
+
+
+def test_self_training_step_learns_and_uses_the_pseudo_labels():
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    opt = torch.optim.Adam(student.parameters(), lr=0.1)
+    images, labels, unlabeled = _toy_problem()
+    # A teacher that knows the rule, confident on all but the pixels near the threshold.
+    probs = torch.stack([1 - (unlabeled > 0.5).float(), (unlabeled > 0.5).float()], 1) * 0.9 + 0.05
+    probs[:, :, (unlabeled - 0.5).abs()[0] < 0.05] = 0.5
+    pseudo, kept = semi.pseudo_labels(probs, threshold=0.9)
+    assert 0 < kept.mean() < 1
+    first = semi.self_training_step(student, opt, _ce, images, labels, unlabeled, pseudo, weight=0.5)
+    assert first["loss"] == pytest.approx(first["supervised"] + 0.5 * first["pseudo_label"], rel=1e-5)
+    for _ in range(12):
+        last = semi.self_training_step(student, opt, _ce, images, labels, unlabeled, pseudo, weight=0.5)
+    assert last["supervised"] < 0.7 * first["supervised"] and last["pseudo_label"] < 0.7 * first["pseudo_label"]
+
+
+def test_mean_teacher_step_trains_the_student_and_moves_the_teacher_by_ema():
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Conv2d(1, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    teacher = semi.make_teacher(student)
+    opt = torch.optim.Adam(student.parameters(), lr=0.1)
+    images, labels, unlabeled = _toy_problem()
+    gen = torch.Generator().manual_seed(1)
+    before = [p.clone() for p in teacher.parameters()]
+    first = semi.mean_teacher_step(student, teacher, opt, _ce, images, labels, unlabeled, 1.0, 0.9, generator=gen)
+    # After one step the teacher is 0.9 old + 0.1 student, parameter by parameter.
+    for t, b, s in zip(teacher.parameters(), before, student.parameters()):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
+        assert not t.requires_grad
+    for _ in range(12):
+        last = semi.mean_teacher_step(student, teacher, opt, _ce, images, labels, unlabeled, 1.0, 0.9, generator=gen)
+    assert last["supervised"] < 0.7 * first["supervised"] and last["consistency"] >= 0

@@ -117,3 +117,56 @@ def sigmoid_rampup(step: float, length: float) -> float:
         return 1.0
     t = float(np.clip(step / length, 0.0, 1.0))
     return float(np.exp(-5.0 * (1.0 - t) ** 2))
+
+
+# ----------------------------------------------------------------------------- training steps
+
+
+def _as_input(x, device) -> torch.Tensor:
+    x = torch.as_tensor(x, dtype=torch.float32)
+    return (x[:, None] if x.ndim == 3 else x).to(device)
+
+
+def self_training_step(student: nn.Module, optimizer: torch.optim.Optimizer, supervised_loss, images, labels,
+                       unlabeled, pseudo, weight: float = 1.0) -> dict:
+    """One optimisation step on a labeled batch plus a pseudo-labeled batch of target frames.
+
+    supervised_loss(logits, labels) is the experiment's loss (e.g. MONAI DiceCELoss with
+    labels (N, 1, H, W)); pseudo: (N, H, W) pseudo-labels from `pseudo_labels`.
+    Returns the three loss values.
+    """
+    device = next(student.parameters()).device
+    student.train()
+    optimizer.zero_grad(set_to_none=True)
+    sup = supervised_loss(student(_as_input(images, device)), torch.as_tensor(labels).to(device))
+    pl = pseudo_label_loss(student(_as_input(unlabeled, device)), pseudo)
+    loss = sup + float(weight) * pl
+    loss.backward()
+    optimizer.step()
+    return {"loss": float(loss.detach()), "supervised": float(sup.detach()), "pseudo_label": float(pl.detach())}
+
+
+def mean_teacher_step(student: nn.Module, teacher: nn.Module, optimizer: torch.optim.Optimizer, supervised_loss,
+                      images, labels, unlabeled, consistency_weight: float, ema_decay: float = 0.99,
+                      noise_std: float = 0.05, generator: torch.Generator | None = None) -> dict:
+    """One mean-teacher step: supervised loss + weighted consistency on unlabeled frames, then the EMA update.
+
+    The student sees the unlabeled frames with Gaussian noise (sd noise_std, from `generator`),
+    the teacher sees them clean; only the student is optimised. consistency_weight already
+    includes the ramp (`sigmoid_rampup`).
+    """
+    device = next(student.parameters()).device
+    student.train()
+    teacher.train()  # batch-norm in the teacher follows the batch, as in Tarvainen & Valpola's code
+    optimizer.zero_grad(set_to_none=True)
+    sup = supervised_loss(student(_as_input(images, device)), torch.as_tensor(labels).to(device))
+    x_u = _as_input(unlabeled, device)
+    noise = torch.randn(x_u.shape, generator=generator).to(device) * float(noise_std)
+    with torch.no_grad():
+        teacher_logits = teacher(x_u)
+    cons = consistency_loss(student(x_u + noise), teacher_logits)
+    loss = sup + float(consistency_weight) * cons
+    loss.backward()
+    optimizer.step()
+    ema_update(teacher, student, ema_decay)
+    return {"loss": float(loss.detach()), "supervised": float(sup.detach()), "consistency": float(cons.detach())}
