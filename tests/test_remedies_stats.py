@@ -191,3 +191,29 @@ def test_rank_remedies_by_measured_effect():
     ranked = gs.rank_remedies(table, "test_rus")
     assert ranked["remedy"].tolist() == ["b", "d", "a", "c"]
     assert ranked["interval"].tolist() == ["above 0", "none", "spans 0", "below 0"]
+
+
+def test_learning_curve_splits_are_nested_and_touch_only_training_subjects():
+    rows = [{"image_id": f"ct{i}-{k}", "subject_id": f"ct{i}", "modality": "AUS", "split": "train", "note": ""}
+            for i in range(8) for k in range(2)]
+    rows += [{"image_id": "v0", "subject_id": "ctv", "modality": "AUS", "split": "val", "note": ""},
+             {"image_id": "r0", "subject_id": "anna", "modality": "RUS", "split": "train", "note": ""}]
+    table = pd.DataFrame(rows)
+    tables = gs.learning_curve_splits(table, [0.25, 0.5, 1.0], ["AUS"], seed=3)
+    kept = {f: set(t.loc[(t["split"] == "train") & (t["modality"] == "AUS"), "subject_id"]) for f, t in tables.items()}
+    assert [len(kept[f]) for f in (0.25, 0.5, 1.0)] == [2, 4, 8]
+    assert kept[0.25] < kept[0.5] < kept[1.0]
+    for t in tables.values():
+        assert t.loc[t["image_id"] == "v0", "split"].item() == "val"
+        assert t.loc[t["image_id"] == "r0", "split"].item() == "train"
+        # A subject's images stay together.
+        assert (t.groupby("subject_id")["split"].nunique() == 1).all()
+    assert set(tables[0.25]["split"]) == {"train", "val", gs.LEFT_OUT}
+    assert gs.learning_curve_splits(table, [0.25], ["AUS"], seed=3)[0.25].equals(tables[0.25])
+    assert table["split"].eq("train").sum() == 17  # the input is not modified
+    assert len(kept[0.25]) == len(set(gs.learning_curve_splits(table, [0.01], ["AUS"])[0.01]
+                                      .query("split == 'train' and modality == 'AUS'")["subject_id"])) + 1
+    with pytest.raises(DataError, match="no training subjects"):
+        gs.learning_curve_splits(table, [0.5], ["XYZ"])
+    with pytest.raises(DataError, match="shares"):
+        gs.learning_curve_splits(table, [0.0, 1.0], ["AUS"])

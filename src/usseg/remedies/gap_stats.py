@@ -285,6 +285,47 @@ def learning_curve_verdict(summary: pd.DataFrame) -> str:
     return "no detectable change"
 
 
+LEFT_OUT = "excluded"
+
+
+def learning_curve_splits(table: pd.DataFrame, fractions: Sequence[float], modalities: Sequence[str],
+                          seed: int = 0) -> dict[float, pd.DataFrame]:
+    """One split table per share of the training subjects of `modalities` (the simulator's).
+
+    The subsets are nested (the 25 % subjects are among the 50 %): the subjects are
+    shuffled once with `seed` and each share takes the first ceil(share * n), at least one.
+    The training images of the other subjects get split `excluded` (training reads only
+    train and val), so each curve point differs from the next only by added subjects;
+    val, test and unlabeled rows keep their split. table: image_id, subject_id, modality, split.
+    """
+    need = ["subject_id", "modality", "split"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"learning curve: the split table lacks column(s) {', '.join(missing)}; pass splits.csv joined with "
+            "manifest.csv (usseg.data.read_split_table)."
+        )
+    shares = [float(f) for f in fractions]
+    if not shares or any(not 0 < f <= 1 for f in shares):
+        raise DataError(f"learning curve: shares {shares} must lie in (0, 1].")
+    is_train = table["modality"].astype(str).isin([str(m) for m in modalities]) & (table["split"] == "train")
+    subjects = sorted(table.loc[is_train, "subject_id"].astype(str).unique())
+    if not subjects:
+        raise DataError(f"learning curve: no training subjects of modality {', '.join(map(str, modalities))}.")
+    order = list(np.random.default_rng(seed).permutation(subjects))
+    note = table["note"].astype(str) if "note" in table.columns else pd.Series("", index=table.index)
+    out = {}
+    for share in shares:
+        kept = set(order[: max(1, math.ceil(share * len(order)))])
+        t = table.copy()
+        t["note"] = note
+        drop = is_train & ~table["subject_id"].astype(str).isin(kept)
+        t.loc[drop, "split"] = LEFT_OUT
+        t.loc[drop, "note"] = f"learning curve: left out at {share:g} of the training subjects"
+        out[share] = t
+    return out
+
+
 # ----------------------------------------------------------------------------- leave one subject out
 
 
