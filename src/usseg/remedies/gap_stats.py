@@ -12,8 +12,9 @@ copies, so every interval here is over subjects, never over images.
 - `minimum_detectable_change` and `subjects_needed` ("when to stop"): power of
   the two-sided paired t-test from the noncentral t distribution,
   ``power = P(|T| > t_crit)``, ``T ~ t'(df = n - 1, nc = delta * sqrt(n) / sd)``.
-- `learning_curve_summary`: one row per training-set size, the mean over test
-  subjects with a t-interval and the paired step to the previous size.
+- `learning_curve_splits`: nested split tables over a share of the simulator's
+  training subjects; `learning_curve_summary`: one row per training-set size,
+  the mean over test subjects with a t-interval and the paired step to the previous size.
 - `loso_folds`: leave-one-subject-out over the labeled target (real) subjects,
   each fold a drop-in split table.
 - `gap_closure_row` / `gap_closure_table`: the rows of results/gap/gap_closure.csv.
