@@ -78,6 +78,7 @@ def per_subject_png(summaries: dict, experiments: Sequence[str], test_sets: Sequ
     for ax, exp in zip(axes[:, 0], experiments):
         ticks, labels, x = [], [], 0
         for cls in classes:
+            first = x
             for k, ts in enumerate(test_sets):
                 s = summaries[(exp, ts)]
                 if cls not in (s.get("dice") or {}):
@@ -90,11 +91,16 @@ def per_subject_png(summaries: dict, experiments: Sequence[str], test_sets: Sequ
                                color=f"C{k}", alpha=0.8, label=ts if cls == classes[0] or not ticks else None)
                     ax.hlines(np.mean(values), x - 0.3, x + 0.3, color="black", lw=1.2)
                 ticks.append(x)
-                labels.append(f"{cls}\n{ts}\n{len(values)} subj.")
+                labels.append(f"{ts.removeprefix('test_')}\nn={len(values)}")
                 x += 1
+            if x > first:  # the class name above its test sets
+                ax.text((first + x - 1) / 2, 1.1, cls, ha="center", va="center", fontsize=8)
             x += 0.5
         ax.set_xticks(ticks, labels, fontsize=7)
-        ax.set_ylim(-0.03, 1.03)
+        # At least room for 6 columns, so that one class does not stretch over the whole width.
+        ax.set_xlim(-0.7, max(x - 0.8, 5.5))
+        ax.set_ylim(-0.03, 1.18)
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("Dice per subject")
         ax.set_title(exp, fontsize=10, loc="left")
         ax.grid(axis="y", alpha=0.3)
@@ -124,17 +130,17 @@ def forest_png(summaries: dict, experiments: Sequence[str], test_sets: Sequence[
                     continue
                 if _number(e.get("dice")) is None:
                     continue
-                rows.append((label, _number(e["dice"]), e.get("ci95"), e.get("n_subjects"), f"C{test_sets.index(ts)}"))
+                note = e.get("interval_note") or f"n = {e.get('n_subjects')} subjects: no interval"
+                rows.append((label, _number(e["dice"]), e.get("ci95"), note, f"C{test_sets.index(ts)}"))
     fig, ax = plt.subplots(figsize=(11, 0.24 * max(len(rows), 4) + 1.2), layout="constrained")
-    for i, (_label, value, ci, n, colour) in enumerate(rows):
+    for i, (_label, value, ci, note, colour) in enumerate(rows):
         y = len(rows) - 1 - i
         if isinstance(ci, list) and all(_number(v) is not None for v in ci):
             ax.hlines(y, ci[0], ci[1], color=colour, lw=1.5)
             ax.plot(value, y, "o", color=colour, ms=4)
         else:
             ax.plot(value, y, "o", mfc="white", color=colour, ms=4)
-            ax.text(1.02, y, f"n = {n} subject{'s' if n != 1 else ''}: no interval", va="center", fontsize=6,
-                    transform=ax.get_yaxis_transform())
+            ax.text(1.02, y, note, va="center", fontsize=6, transform=ax.get_yaxis_transform())
     ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=6)
     ax.set_xlim(0, 1)
     ax.set_xlabel("Dice, mean over subjects, with 95 % t interval (hollow: no interval)")
