@@ -1,6 +1,6 @@
 """Segmentation metrics as pure functions of label arrays.
 
-Conventions (the contract in DESIGN.md):
+Conventions (what summary.json and docs/experiments.md promise):
 
 - Dice per class per image is NaN when the class is absent from both the
   reference and the prediction (nothing to score), 0 when it is absent from
