@@ -12,6 +12,11 @@ rule report:
         overlays=expand(
             rules.evaluate.output.overlays, experiment=EXPERIMENTS, test_set=TEST_SETS
         ),
+        confusion=expand(
+            rules.evaluate.output.confusion_png,
+            experiment=EXPERIMENTS,
+            test_set=TEST_SETS,
+        ),
         provenance=[
             *demo_provenance(),
             rules.manifest.output.provenance,
@@ -25,7 +30,9 @@ rule report:
                 test_set=TEST_SETS,
             ),
         ],
-        code=code("report", "provenance", "templates"),
+        code=code(
+            "report", "provenance", "templates", "intervals", "evaluation_figures"
+        ),
     output:
         html=f"{RESULTS}/report/report.html",
     log:

@@ -57,7 +57,16 @@ rule evaluate:
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         model=rules.train.output.model,
-        code=code("evaluate", "models", "data", "forest", "checkpoint", "metrics"),
+        code=code(
+            "evaluate",
+            "models",
+            "data",
+            "forest",
+            "checkpoint",
+            "metrics",
+            "intervals",
+            "evaluation_figures",
+        ),
     output:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
         per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
@@ -65,6 +74,13 @@ rule evaluate:
         overlays=report(
             f"{EXP}/eval/{{test_set}}/overlays.png",
             caption="../docs/captions/overlays.rst",
+            category="5. Experiments",
+            subcategory="{experiment}",
+        ),
+        confusion=f"{EXP}/eval/{{test_set}}/confusion.csv",
+        confusion_png=report(
+            f"{EXP}/eval/{{test_set}}/confusion.png",
+            caption="../docs/captions/confusion.rst",
             category="5. Experiments",
             subcategory="{experiment}",
         ),
@@ -79,6 +95,9 @@ rule evaluate:
         experiment=experiment,
         dataset=config["dataset"],
         data_root=data_root(),
+        evaluation=config["evaluation"],
+        # The foreground mean is over the classes scored on every test set.
+        test_sets=TEST_SETS,
         out_dir=f"{EXP}/eval/{{test_set}}",
     script:
         "../scripts/evaluate.py"

@@ -12,4 +12,6 @@ with snakemake_step(snakemake):
         snakemake.input.model,
         snakemake.wildcards.test_set,
         snakemake.params.out_dir,
+        evaluation=snakemake.params.evaluation,
+        test_sets=snakemake.params.test_sets,
     )

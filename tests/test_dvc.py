@@ -284,7 +284,8 @@ def test_params_are_derived_from_the_rules():
         "split": {"split.seed", "split.val_fraction"},
         "diagnostics": {"data_root", "dataset", "diagnostics"},
         "train": {"data_root", "dataset", "experiment_defaults", "experiments.{experiment}"},
-        "evaluate": {"data_root", "dataset", "experiment_defaults", "experiments.{experiment}"},
+        "evaluate": {"data_root", "dataset", "evaluation", "experiment_defaults", "experiments.{experiment}",
+                     "test_sets"},
         "report": {dvc_stages.ALL_PARAMS},
     }
 

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 
 from test_train import run_training, tiny, tiny_config  # noqa: F401  (tiny is a fixture)
 from usseg import evaluate as evaluate_mod
@@ -14,14 +15,18 @@ from usseg.evaluate import evaluate_experiment, largest_component_per_class
 
 torch.set_num_threads(1)
 
-SUMMARY_KEYS = ["experiment", "test_set", "n_images", "n_subjects", "dice", "dice_mean_foreground", "ci95",
-                "per_subject", "unstable"]
+SUMMARY_KEYS = ["experiment", "test_set", "aggregation", "aggregation_definition", "n_images", "n_subjects",
+                "dice", "dice_mean_foreground", "mean_foreground", "ci95", "per_subject", "unstable", "per_class",
+                "pooled_image", "metric_resolution", "nsd_tolerance_px", "min_reference_area_px", "excluded"]
+PER_CLASS_KEYS = ["n_images", "n_subjects", "dice", "ci95", "ci_method", "estimable", "interval_note", "nsd", "hd95",
+                  "hd95_n_images", "false_positive_images", "absent_images", "missed_images", "too_small_images",
+                  "predicted_images", "pooled_image_dice"]
 
 
-def _evaluate(cfg, name, paths, model_path, test_set, out):
+def _evaluate(cfg, name, paths, model_path, test_set, out, evaluation=None):
     return evaluate_experiment(resolve_experiment(cfg, name), cfg["dataset"], paths["data_root"],
                                paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"], model_path,
-                               test_set, out)
+                               test_set, out, evaluation=evaluation)
 
 
 def test_largest_component_keeps_one_blob_per_class():
@@ -49,39 +54,118 @@ class _ConstantPredictor:
         return out
 
 
-def test_evaluation_scores_at_full_resolution_with_the_nan_rules(tiny, tmp_path, monkeypatch):  # noqa: F811
-    cfg = tiny_config()
+def _constant_setup(cfg, monkeypatch):
     exp = resolve_experiment(cfg, "multiorgan_unet")
     names = ["background", "liver", "bone", "gallbladder", "kidney", "pancreas", "vessels", "spleen", "adrenal"]
     monkeypatch.setattr(evaluate_mod, "load_predictor",
                         lambda path, device=None: _ConstantPredictor(names, exp["image_size"]))
-    summary = _evaluate(cfg, "multiorgan_unet", tiny, "unused", "test_aus", tmp_path / "eval")
+    return names
+
+
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
+def test_evaluation_is_subject_level_at_full_resolution(tiny, tmp_path, monkeypatch):  # noqa: F811
+    cfg = tiny_config()
+    _constant_setup(cfg, monkeypatch)
+    summary = _evaluate(cfg, "multiorgan_unet", tiny, "unused", "test_aus", tmp_path / "eval",
+                        evaluation={"nsd_tolerance_px": 2, "min_reference_area_px": 1})
     per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv")
-    # Expected Dice by hand, at the label's own 40x48 size: the prediction is the top-left 20x24 quarter.
-    liver, kidney, bone = [], [], []
+    # Expected values by hand, at the label's own 40x48 size: the prediction is the top-left 20x24 quarter.
+    liver, nsd, hd95, liver_present = [], [], [], []
     for image_id in per_image["image_id"]:
         ref = np.load(tiny["labels_dir"] / f"{image_id}.npy")
         pred = np.zeros_like(ref)
         pred[:20, :24] = 1
         inter = ((pred == 1) & (ref == 1)).sum()
         liver.append(2 * inter / ((pred == 1).sum() + (ref == 1).sum()))
-        kidney.append(0.0)  # present, never predicted
-        bone.append(0.0)
+        liver_present.append(bool((ref == 1).any()))
+        p, r = torch.from_numpy((pred == 1)[None, None]), torch.from_numpy((ref == 1)[None, None])
+        nsd.append(float(compute_surface_dice(p, r, [2.0], include_background=True)[0, 0]))
+        hd95.append(float(compute_hausdorff_distance(p, r, include_background=True, percentile=95)[0, 0]))
     np.testing.assert_allclose(per_image["dice_liver"], liver)
+    np.testing.assert_allclose(per_image["nsd_liver"], nsd)
+    np.testing.assert_allclose(per_image["hd95_liver"], hd95)
+    assert all(liver_present)
     assert (per_image["dice_kidney"] == 0).all() and (per_image["dice_bone"] == 0).all()
     assert per_image["dice_pancreas"].isna().all()  # absent from reference and prediction
-    np.testing.assert_allclose(per_image["dice_mean_foreground"], (np.array(liver) + 0 + 0) / 3)
-    assert list(summary) == SUMMARY_KEYS
-    assert summary["dice"]["liver"] == pytest.approx(np.mean(liver))
-    assert summary["dice"]["kidney"] == 0.0 and summary["dice"]["pancreas"] is None
-    assert summary["dice_mean_foreground"] == pytest.approx(np.mean(liver) / 3)
-    assert summary["ci95"]["pancreas"] == [None, None]
-    lo, hi = summary["ci95"]["liver"]
-    assert lo <= summary["dice"]["liver"] <= hi
-    assert summary["n_images"] == 8 and summary["n_subjects"] == 2 and summary["unstable"] is True
+    assert per_image["hd95_kidney"].isna().all()  # kidney is never predicted: no distance, a miss
+    np.testing.assert_allclose(per_image["dice_mean_scored"], (np.array(liver) + 0 + 0) / 3)
+
+    assert list(summary) == SUMMARY_KEYS and summary["aggregation"] == "subject"
+    # Subject first: each subject's mean over its images, then the mean over subjects.
+    by_subject = per_image.groupby("subject_id")["dice_liver"].mean()
+    assert summary["dice"]["liver"] == pytest.approx(by_subject.mean())
     assert set(summary["per_subject"]) == {"ct5", "ct6"}
+    assert summary["per_subject"]["ct5"]["liver"] == pytest.approx(by_subject["ct5"])
+    assert summary["pooled_image"]["dice"]["liver"] == pytest.approx(np.mean(liver))
+    liver_cls = summary["per_class"]["liver"]
+    assert list(liver_cls) == PER_CLASS_KEYS
+    assert liver_cls["nsd"] == pytest.approx(per_image.groupby("subject_id")["nsd_liver"].mean().mean())
+    assert liver_cls["hd95"] == pytest.approx(per_image.groupby("subject_id")["hd95_liver"].mean().mean())
+    # Two subjects: no interval, said in words.
+    assert liver_cls["n_subjects"] == 2 and liver_cls["estimable"] is False and liver_cls["ci95"] is None
+    assert liver_cls["interval_note"] == "n = 2 subjects: no interval" and summary["ci95"]["liver"] is None
+    kidney = summary["per_class"]["kidney"]
+    assert kidney["dice"] == 0.0 and kidney["missed_images"] == kidney["n_images"] > 0
+    assert kidney["false_positive_images"] == 0 and kidney["predicted_images"] == 0
+    pancreas = summary["per_class"]["pancreas"]
+    assert pancreas["dice"] is None and pancreas["n_images"] == 0 and pancreas["absent_images"] == 8
+    assert summary["dice"]["pancreas"] is None and summary["ci95"]["pancreas"] is None
+    # The mean over the classes scored on both test sets, named.
+    aus_scored = {c for c, v in summary["per_class"].items() if v["n_images"]}
+    rus_labels = [np.load(tiny["labels_dir"] / f"{i}.npy") for i in
+                  pd.read_csv(tiny["splits_csv"]).query("split == 'test_rus'")["image_id"]]
+    names = summary["per_class"]
+    rus_scored = {c for k, c in enumerate(names, start=1) if any((lab == k).any() for lab in rus_labels)}
+    shared = [c for c in names if c in aus_scored & rus_scored]
+    assert summary["mean_foreground"]["classes"] == shared and shared
+    subj_fg = [np.mean([summary["per_subject"][s][c] for c in shared]) for s in ("ct5", "ct6")]
+    assert summary["dice_mean_foreground"] == pytest.approx(np.mean(subj_fg))
+    assert summary["n_images"] == 8 and summary["n_subjects"] == 2 and summary["unstable"] is True
+    assert summary["excluded"] == [] and summary["nsd_tolerance_px"] == 2.0
     on_disk = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert on_disk == summary
+    per_subject = pd.read_csv(tmp_path / "eval" / "per_subject.csv")
+    assert per_subject["subject_id"].tolist() == ["ct5", "ct6"] and "nsd_liver" in per_subject
+    confusion = pd.read_csv(tmp_path / "eval" / "confusion.csv")
+    assert confusion["reference"].tolist() == names_with_background(summary)
+    assert int(confusion.drop(columns="reference").to_numpy().sum()) == 8 * 40 * 48
+    assert (tmp_path / "eval" / "confusion.png").stat().st_size > 5_000
+
+
+def names_with_background(summary):
+    return ["background", *summary["per_class"]]
+
+
+def test_false_positives_small_references_and_exclusions_are_counted(tiny, tmp_path, monkeypatch):  # noqa: F811
+    cfg = tiny_config()
+    _constant_setup(cfg, monkeypatch)
+    splits = pd.read_csv(tiny["splits_csv"], dtype=str, keep_default_na=False)
+    splits["excluded_from"] = ""
+    first_rus = splits.index[splits["split"] == "test_rus"][0]
+    splits.loc[first_rus, ["excluded_from", "note"]] = ["test_rus", "near-duplicate of a training image"]
+    splits.to_csv(tiny["splits_csv"], index=False)
+    # Every reference smaller than the whole image is "too small to score": counted, never averaged.
+    summary = _evaluate(cfg, "multiorgan_unet", tiny, "unused", "test_rus", tmp_path / "eval",
+                        evaluation={"nsd_tolerance_px": 2, "min_reference_area_px": 40 * 48})
+    liver = summary["per_class"]["liver"]
+    assert liver["dice"] is None and liver["n_images"] == 0 and liver["too_small_images"] > 0
+    assert summary["mean_foreground"]["classes"] == [] and summary["dice_mean_foreground"] is None
+    assert summary["excluded"] == [{"image_id": splits.loc[first_rus, "image_id"],
+                                    "reason": "near-duplicate of a training image"}]
+    # With the default minimum, liver (predicted on every image) is a false positive where it is absent.
+    summary = _evaluate(cfg, "multiorgan_unet", tiny, "unused", "test_rus", tmp_path / "eval2")
+    liver = summary["per_class"]["liver"]
+    assert liver["false_positive_images"] == liver["absent_images"]
+    assert liver["predicted_images"] == summary["n_images"]
+    assert summary["min_reference_area_px"] == evaluate_mod.DEFAULT_EVALUATION["min_reference_area_px"]
+
+
+def test_outlines_are_region_boundaries():
+    lab = np.zeros((6, 6), np.uint8)
+    lab[1:5, 1:5] = 2
+    edge = evaluate_mod.outlines(lab)
+    assert edge[1, 1] == 2 and edge[2, 2] == 0 and edge[0, 0] == 0
+    assert (edge > 0).sum() == 12
 
 
 def test_train_then_evaluate_end_to_end(tiny, tmp_path):  # noqa: F811
@@ -93,7 +177,8 @@ def test_train_then_evaluate_end_to_end(tiny, tmp_path):  # noqa: F811
         out = tmp_path / "exp" / "eval" / test_set
         results[test_set] = _evaluate(cfg, "liver_unet", tiny, model, test_set, out)
         per_image = pd.read_csv(out / "per_image.csv")
-        assert list(per_image.columns) == ["image_id", "subject_id", "dice_liver", "dice_mean_foreground"]
+        assert list(per_image.columns) == ["image_id", "subject_id", "dice_liver", "nsd_liver", "hd95_liver",
+                                           "ref_px_liver", "pred_px_liver", "dice_mean_scored"]
         assert len(per_image) == 8 and per_image["dice_liver"].between(0, 1).all()
         per_subject = pd.read_csv(out / "per_subject.csv")
         assert per_subject["n_images"].tolist() == [4, 4]

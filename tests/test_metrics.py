@@ -2,15 +2,20 @@ import math
 
 import numpy as np
 import pytest
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
 
 from usseg.metrics import (
     MIN_SUBJECTS_FOR_STABLE_CI,
+    area_per_class,
+    confusion_counts,
     dice_per_class,
     is_unstable,
     mean_where_present,
     nanmean_or_nan,
     present_per_class,
-    subject_bootstrap_ci,
+    subject_means,
+    surface_metrics_per_class,
 )
 
 # 4x4 reference and prediction, classes 1..4:
@@ -41,6 +46,13 @@ def test_dice_hand_computed_with_nan_rules():
     assert present_per_class(REF, [1, 2, 3, 4]).tolist() == [True, False, False, True]
 
 
+def test_dice_matches_monai_where_both_define_it():
+    ours = dice_per_class(PRED, REF, [1, 4])
+    onehot = [torch.from_numpy(np.stack([a == 1, a == 4])[None].astype(np.float32)) for a in (PRED, REF)]
+    theirs = compute_dice(onehot[0], onehot[1], include_background=True)[0].numpy()
+    np.testing.assert_allclose(ours, theirs)
+
+
 def test_perfect_prediction_and_shape_mismatch():
     assert dice_per_class(REF, REF, [1, 4]).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError):
@@ -59,39 +71,43 @@ def test_class_mean_counts_only_images_where_the_class_is_present():
     assert math.isnan(nanmean_or_nan([np.nan]))
 
 
-def test_bootstrap_identical_subjects_gives_zero_width_interval():
-    dice = np.full((6, 1), 0.7)
-    present = np.ones((6, 1), bool)
-    ci = subject_bootstrap_ci(dice, present, ["a", "a", "b", "b", "c", "c"])
-    assert ci[0].tolist() == pytest.approx([0.7, 0.7])
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
+def test_nsd_and_hd95_match_monai_on_small_arrays():
+    # Class 1: the reference square shifted down by one row and widened by two columns.
+    ref = np.zeros((12, 12), np.uint8)
+    ref[2:8, 2:8] = 1
+    pred = np.zeros_like(ref)
+    pred[3:9, 2:10] = 1
+    ref[10, 10] = 2  # class 2: missed; class 3: a false positive; class 4: in neither
+    pred[0, 11] = 3
+    nsd, hd95 = surface_metrics_per_class(pred, ref, [1, 2, 3, 4], tolerance_px=1.0)
+    p, r = torch.from_numpy((pred == 1)[None, None]), torch.from_numpy((ref == 1)[None, None])
+    want_nsd = float(compute_surface_dice(p, r, [1.0], include_background=True)[0, 0])
+    want_hd = float(compute_hausdorff_distance(p, r, include_background=True, percentile=95)[0, 0])
+    assert nsd[0] == pytest.approx(want_nsd) and 0.0 < nsd[0] < 1.0
+    assert hd95[0] == pytest.approx(want_hd) and hd95[0] > 0
+    assert nsd[1] == 0.0 and nsd[2] == 0.0 and math.isnan(nsd[3])
+    assert np.isnan(hd95[1:]).all()
+    # By hand: boundaries one pixel apart are within a 1-pixel tolerance, two columns apart are not.
+    same_nsd, same_hd = surface_metrics_per_class(ref, ref, [1], tolerance_px=0.0)
+    assert same_nsd[0] == 1.0 and same_hd[0] == 0.0
+    loose, _ = surface_metrics_per_class(pred, ref, [1], tolerance_px=3.0)
+    assert loose[0] == 1.0 and nsd[0] < loose[0]
 
 
-def test_bootstrap_two_subjects_zero_and_one_covers_both_ends():
-    dice = np.array([[0.0], [1.0]])
-    present = np.ones((2, 1), bool)
-    ci = subject_bootstrap_ci(dice, present, ["a", "b"])
-    assert ci[0].tolist() == [0.0, 1.0]
-
-
-def test_bootstrap_resamples_subjects_not_images():
-    # Subject a: ten perfect frames; subject b: one failed frame. Resampling
-    # images would put the lower end near 0.75; resampling subjects draws
-    # {b, b} a quarter of the time, so the lower end is 0.
-    dice = np.array([[1.0]] * 10 + [[0.0]])
-    present = np.ones((11, 1), bool)
-    ci = subject_bootstrap_ci(dice, present, ["a"] * 10 + ["b"])
-    assert ci[0, 0] == 0.0 and ci[0, 1] == 1.0
-
-
-def test_bootstrap_class_never_present_is_nan_and_seed_is_fixed():
-    rng = np.random.default_rng(3)
-    dice = np.column_stack([rng.random(20), np.full(20, np.nan)])
-    present = np.column_stack([np.ones(20, bool), np.zeros(20, bool)])
-    subjects = np.repeat(list("abcde"), 4)
-    ci = subject_bootstrap_ci(dice, present, subjects)
-    assert np.isnan(ci[1]).all()
-    assert ci[0, 0] < mean_where_present(dice, present)[0] < ci[0, 1]
-    assert np.array_equal(ci, subject_bootstrap_ci(dice, present, subjects), equal_nan=True)
+def test_areas_confusion_and_subject_means():
+    assert area_per_class(REF, [1, 2, 4]).tolist() == [4, 0, 2]
+    cm = confusion_counts(PRED, REF, 5)
+    assert cm.sum() == 16 and cm[1, 1] == 4 and cm[0, 1] == 2 and cm[4, 0] == 2 and cm[0, 3] == 1
+    # Subject a: two images (0.2, 0.4); subject b: one image (1.0) and one unscored.
+    values = np.array([[0.2], [0.4], [1.0], [0.0]])
+    scored = np.array([[True], [True], [True], [False]])
+    ids, means = subject_means(values, scored, ["a", "a", "b", "b"])
+    assert ids == ["a", "b"] and means[:, 0].tolist() == pytest.approx([0.3, 1.0])
+    # The subject mean (0.65) differs from the pooled-image mean (0.533): the subject is the unit.
+    assert means.mean() == pytest.approx(0.65)
+    _, none = subject_means(values, np.zeros_like(scored), ["a", "a", "b", "b"])
+    assert np.isnan(none).all()
 
 
 def test_unstable_below_five_subjects():

@@ -1,8 +1,8 @@
 """The report, built from a fake but contract-complete results/ tree.
 
 make_fake_run() writes every file the report reads, in the layout and formats
-of DESIGN.md, with provenance records made by usseg.provenance (real hashes of
-the fake files), so these tests run in a second without the workflow.
+that the rules write, with provenance records made by usseg.provenance (real
+hashes of the fake files), so these tests run in a second without the workflow.
 """
 
 from __future__ import annotations
@@ -67,10 +67,19 @@ def _json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2))
 
 
+# Offsets of the four subjects around each class's mean: the subject-level value is their mean.
+_SUBJECT_OFFSETS = (-0.1, -0.03, 0.03, 0.1)
+# On the real test set, spleen is in one subject only: no interval.
+ONE_SUBJECT_CLASS = "spleen"
+
+
 def _summary(exp: str, ts: str, classes: list[str], rng, real_absent=("bone", "pancreas", "adrenal")) -> dict:
+    """A summary.json in the layout usseg.evaluate writes (subject-level, per_class)."""
     real = ts == "test_rus"
     n_subjects = 4
-    dice, ci = {}, {}
+    subjects = ["a", "b", "g", "h"] if real else ["ct11", "ct12", "ct13", "ct14"]
+    dice, ci, per_class = {}, {}, {}
+    per_subject = {sub: {} for sub in subjects}
     for c in classes:
         if exp == "liver_unet" and c == "liver":
             v = LIVER_RUS if real else LIVER_AUS
@@ -78,16 +87,36 @@ def _summary(exp: str, ts: str, classes: list[str], rng, real_absent=("bone", "p
             v = None
         else:
             v = round(float(rng.uniform(0.15, 0.45) if real else rng.uniform(0.5, 0.9)), 4)
+        one = real and c == ONE_SUBJECT_CLASS and v is not None
+        n_sub = 0 if v is None else (1 if one else n_subjects)
+        for k, sub in enumerate(subjects):
+            per_subject[sub][c] = None if v is None or (one and k) else (v if one else round(v + _SUBJECT_OFFSETS[k], 4))
         dice[c] = v
-        if v is not None:
-            ci[c] = [round(max(v - 0.15, 0.0), 4), round(min(v + 0.1, 1.0), 4)]
+        ci[c] = None if v is None or one else [round(max(v - 0.15, 0.0), 4), round(min(v + 0.1, 1.0), 4)]
+        per_class[c] = {
+            "n_images": 0 if v is None else (3 if one else 15), "n_subjects": n_sub, "dice": v, "ci95": ci[c],
+            "ci_method": "t interval on subject means (Student t, n-1 df), clipped to the metric's range",
+            "estimable": ci[c] is not None,
+            "interval_note": "" if ci[c] else ("n = 1 subject: no interval" if one else "n = 0 subjects: no interval"),
+            "nsd": None if v is None else round(v * 0.9, 4), "hd95": None if v is None else 12.5,
+            "hd95_n_images": 0 if v is None else 12, "false_positive_images": 7 if c == "liver" else 2,
+            "absent_images": 9, "missed_images": 1, "too_small_images": 2 if c == "liver" else 0,
+            "predicted_images": 11, "pooled_image_dice": None if v is None else round(v + 0.05, 4),
+        }
     scored = [v for v in dice.values() if v is not None]
-    subjects = ["a", "b", "g", "h"] if real else ["ct11", "ct12", "ct13", "ct14"]
+    shared = [c for c in classes if c not in real_absent]
     return {
-        "experiment": exp, "test_set": ts, "n_images": 60 if real else 293, "n_subjects": n_subjects,
-        "dice": dice, "dice_mean_foreground": sum(scored) / len(scored),
-        "ci95": ci, "per_subject": {s: {c: v for c, v in dice.items()} for s in subjects},
-        "unstable": real,
+        "experiment": exp, "test_set": ts, "aggregation": "subject", "n_images": 60 if real else 293,
+        "n_subjects": n_subjects, "dice": dice, "dice_mean_foreground": sum(scored) / len(scored),
+        "mean_foreground": {"classes": shared, "dice": sum(scored) / len(scored), "n_subjects": n_subjects,
+                            "ci95": None, "estimable": False,
+                            "interval_note": "all 4 subjects have the same value: no interval (it would have "
+                                             "zero width)"},
+        "ci95": ci, "per_subject": per_subject, "unstable": real, "per_class": per_class,
+        "pooled_image": {"dice": {c: per_class[c]["pooled_image_dice"] for c in classes}},
+        "nsd_tolerance_px": 3.0, "min_reference_area_px": 64,
+        "excluded": ([{"image_id": "RUS_test_h7", "reason": "near-duplicate of a training image"},
+                      {"image_id": "RUS_test_h8", "reason": "near-duplicate of a training image"}] if real else []),
     }
 
 
@@ -220,10 +249,12 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
             _csv(ev / "per_subject.csv", ["subject_id", *fg], [[sub, *v.values()] for sub, v in s["per_subject"].items()])
             _csv(ev / "per_image.csv", ["image_id", *fg], [])
             _png(ev / "overlays.png", (1000, 260), 40 + k)
+            _png(ev / "confusion.png", (500, 450), 60 + k)
             record(f"evaluate/{exp}/{ts}.json", "evaluate",
                    {"model": [e / "model.safetensors"], "splits": [res / "splits.csv"]},
                    {"per_image": [ev / "per_image.csv"], "per_subject": [ev / "per_subject.csv"],
-                    "summary": [ev / "summary.json"], "overlays": [ev / "overlays.png"]},
+                    "summary": [ev / "summary.json"], "overlays": [ev / "overlays.png"],
+                    "confusion_png": [ev / "confusion.png"]},
                    {"experiment": spec, "out_dir": str(ev)}, {"experiment": exp, "test_set": ts})
     return workdir / res
 
@@ -371,14 +402,17 @@ def test_images_are_embedded_data_uris_without_network_references(fake):
     _config, _workdir, results, html = fake
     page = _Page(html)
     pngs = sorted(p for p in results.rglob("*.png") if "report" not in p.parts)
-    assert len(page.imgs) == len(pngs) > 0
+    # The report draws two figures itself, from the evaluation summaries.
+    drawn = {"img-fig-forest", "img-fig-per-subject"}
+    assert len(page.imgs) == len(pngs) + len(drawn) and pngs
     embedded = set()
     for img in page.imgs:
         src = img["src"]
         assert src.startswith("data:image/png;base64,"), src[:60]
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
         Image.open(io.BytesIO(data)).verify()
-        embedded.add(hashlib.sha256(data).hexdigest())
+        if img["id"] not in drawn:
+            embedded.add(hashlib.sha256(data).hexdigest())
     assert embedded == {hashlib.sha256(p.read_bytes()).hexdigest() for p in pngs}
     assert "http://" not in html and "https://" not in html
     for tag, attr, value in page.references:
@@ -402,8 +436,11 @@ def test_dice_table_marks_best_per_class_within_each_test_set(fake):
                 dice = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())["dice"]
                 if dice.get(cls) is not None:
                     values[exp] = dice[cls]
-                    low, high = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json")
-                                           .read_text())["ci95"][cls]
+                    s = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())
+                    if s["ci95"][cls] is None:  # too few subjects: said in words, no interval
+                        assert r[j]["text"].strip() == f"{dice[cls]:.2f} {s['per_class'][cls]['interval_note']}"
+                        continue
+                    low, high = s["ci95"][cls]
                     assert r[j]["text"].strip() == f"{dice[cls]:.2f} [{low:.2f}, {high:.2f}]"
             if len(values) < 2:
                 continue
@@ -672,3 +709,82 @@ def test_required_inputs_follow_the_config():
     assert "experiments/only/eval/test_rus/summary.json" in files
     assert not any("test_aus" in f or "liver_unet" in f for f in files)
     assert {f"diagnostics/label_gallery_{m}.png" for m in config["dataset"]["modalities"]} <= files
+
+
+# ----------------------------------------------------------------------------- subject-level evaluation
+
+
+def test_class_in_one_subject_shows_no_interval(fake):
+    _config, _workdir, results, html = fake
+    rows = _rows(_Page(html), "tab-dice")
+    j = _header_index(rows, ONE_SUBJECT_CLASS)
+    cell = _group(rows, "test_rus")[1][j]["text"]
+    s = json.loads((results / "experiments/multiorgan_unet/eval/test_rus/summary.json").read_text())
+    assert cell.strip() == f"{s['dice'][ONE_SUBJECT_CLASS]:.2f} n = 1 subject: no interval"
+    assert "[" not in cell
+
+
+def test_mean_foreground_names_its_classes(fake):
+    _config, _workdir, results, html = fake
+    rows = _rows(_Page(html), "tab-dice")
+    j = _header_index(rows, "mean foreground")
+    s = json.loads((results / "experiments/multiorgan_unet/eval/test_aus/summary.json").read_text())
+    row = _group(rows, "test_aus")[1]
+    assert f"over {', '.join(s['mean_foreground']['classes'])}" in row[j]["text"]
+    assert "no interval" in row[j]["text"]
+
+
+def test_excluded_images_counted_with_reasons(fake):
+    rows = _rows(_Page(fake[3]), "tab-excluded")
+    by_ts = {r[0]["text"]: [c["text"] for c in r] for r in rows[1:]}
+    assert by_ts["test_aus"] == ["test_aus", "0", "none"]
+    assert by_ts["test_rus"] == ["test_rus", "2", "near-duplicate of a training image (2)"]
+
+
+def test_errors_table_counts_false_positives_and_unscorable_classes(fake):
+    _config, _workdir, results, html = fake
+    rows = _rows(_Page(html), "tab-errors")
+    header = [c["text"] for c in rows[0]]
+    s = json.loads((results / "experiments/multiorgan_unet/eval/test_rus/summary.json").read_text())
+    found = {(r[0]["text"], r[1]["text"], r[2]["text"]): [c["text"] for c in r] for r in rows[1:]}
+    liver = found[("multiorgan_unet", "test_rus", "liver")]
+    c = s["per_class"]["liver"]
+    assert liver[header.index("false positives / images without it")] == (
+        f"{c['false_positive_images']} / {c['absent_images']}")
+    assert liver[header.index("too small")] == str(c["too_small_images"])
+    bone = found[("multiorgan_unet", "test_rus", "bone")]
+    assert "never annotated" in bone[-1] and "cannot be scored" in bone[-1]
+    assert "tolerance 3 px" in html
+
+
+def test_forest_and_per_subject_figures_are_drawn(fake):
+    page = _Page(fake[3])
+    for fig in ("fig-forest", "fig-per-subject"):
+        assert page.ids[fig]["tag"] == "figure"
+        assert f"#prov-{fig}" in page.hrefs
+
+
+def test_drop_has_its_own_unpaired_interval(fake):
+    from usseg.intervals import difference_interval
+
+    _config, _workdir, results, html = fake
+    aus, rus = (json.loads((results / f"experiments/liver_unet/eval/{ts}/summary.json").read_text())
+                for ts in ("test_aus", "test_rus"))
+    iv = difference_interval([v["liver"] for v in aus["per_subject"].values()],
+                             [v["liver"] for v in rus["per_subject"].values()])
+    assert iv["ci95"] is not None
+    assert (f"liver_unet: drop in subject-level liver Dice from test_aus to test_rus: {iv['estimate']:.2f} "
+            f"(95 % interval {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f}; 4 and 4 subjects)") in html
+    assert "Welch" in html
+
+
+def test_verdict_says_when_the_data_are_the_demo(fake, fresh):
+    html = fake[3]
+    verdict = html[html.index('class="verdict'):html.index('<section id="dataset"')]
+    assert "generated demo dataset" in verdict and "not from real ultrasound data" in verdict
+    config, workdir, results = fresh
+    config = copy.deepcopy(config)
+    config["data_root"] = str(workdir / "abdominal_US")
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    assert "not from real ultrasound data" not in out.read_text()

@@ -106,15 +106,23 @@ def test_evaluation_summary_contract(tiny_run, experiment, test_set):
     out = tiny_run / "results/experiments" / experiment / "eval" / test_set
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {
-        "experiment", "test_set", "n_images", "n_subjects", "dice", "dice_mean_foreground",
-        "ci95", "per_subject", "unstable",
+        "experiment", "test_set", "aggregation", "n_images", "n_subjects", "dice", "dice_mean_foreground",
+        "mean_foreground", "ci95", "per_subject", "unstable", "per_class", "pooled_image", "excluded",
     }
     assert summary["experiment"] == experiment and summary["test_set"] == test_set
+    assert summary["aggregation"] == "subject"
     assert summary["n_subjects"] == len(summary["per_subject"])
     for cls, value in summary["dice"].items():
         assert value is None or 0.0 <= value <= 1.0
-        if value is not None:
+        entry = summary["per_class"][cls]
+        assert {"n_images", "n_subjects", "dice", "ci95", "ci_method", "estimable", "nsd", "hd95",
+                "false_positive_images", "absent_images"} <= set(entry)
+        assert entry["dice"] == value
+        if summary["ci95"][cls] is None:  # no interval from fewer than 3 subjects, said in words
+            assert not entry["estimable"] and entry["interval_note"]
+        else:
             low, high = summary["ci95"][cls]
+            assert entry["n_subjects"] >= 3 and low < high
             assert low <= value + 1e-9 and value <= high + 1e-9
     per_image = pd.read_csv(out / "per_image.csv")
     assert len(per_image) == summary["n_images"]

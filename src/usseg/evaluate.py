@@ -6,8 +6,10 @@ connected component per organ, resized back to the original label size
 (nearest) and compared with the cached label mapped to the experiment's output
 classes. Metric conventions are in usseg.metrics.
 
-Outputs in out_dir: per_image.csv, per_subject.csv, summary.json (the
-DESIGN.md contract) and overlays.png (best and worst image).
+Outputs in out_dir: per_image.csv, per_subject.csv, summary.json (subject-level
+numbers first; docs/experiments.md describes every key), confusion.csv and
+confusion.png (pixel confusion between classes) and overlays.png (best and
+worst image among those where an organ is scored).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 from monai.transforms import Compose
 from scipy import ndimage
 
-from usseg import data, metrics
+from usseg import data, evaluation_figures, intervals, metrics
 from usseg.config import class_names as palette_class_names
 from usseg.config import experiment_class_names, label_lookup, palette
 from usseg.errors import DataError, UssegError
@@ -51,6 +53,18 @@ def largest_component_per_class(labels: np.ndarray, classes) -> np.ndarray:
     return out
 
 
+# Used when evaluate_experiment is called without an `evaluation` config section
+# (the config schema holds the same defaults; docs/experiments.md says why).
+DEFAULT_EVALUATION = {"nsd_tolerance_px": 3, "min_reference_area_px": 64}
+
+METRIC_RESOLUTION = ("the reference mask's original pixel grid: the prediction is resized to it (nearest "
+                     "neighbour); NSD tolerance and HD95 are in its pixels")
+POOLED_DEFINITION = ("secondary: mean over images where the class is scored, pooling every frame of every "
+                     "subject (frames of one subject are not independent; the subject-level value is the main one)")
+SUBJECT_DEFINITION = ("per class: each subject's mean over its images where the class is in the reference (at "
+                      "least min_reference_area_px pixels), then the mean over subjects")
+
+
 def evaluate_experiment(
     exp: dict,
     dataset_cfg: dict,
@@ -61,10 +75,21 @@ def evaluate_experiment(
     model_path,
     test_set: str,
     out_dir,
+    evaluation: dict | None = None,
+    test_sets=TEST_SETS,
 ) -> dict:
-    """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary."""
+    """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary.
+
+    `evaluation`: the config's evaluation section (NSD tolerance, minimum
+    reference area). `test_sets`: every test set of the run; the foreground
+    mean is over the classes scored on all of them, so that it compares like
+    with like across test sets.
+    """
     if test_set not in TEST_SETS:
         raise UssegError(f"test set {test_set!r} is not one of {', '.join(TEST_SETS)}.")
+    settings = {**DEFAULT_EVALUATION, **(evaluation or {})}
+    tolerance = float(settings["nsd_tolerance_px"])
+    min_area = int(settings["min_reference_area_px"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     class_names = experiment_class_names(exp, dataset_cfg)
@@ -87,8 +112,12 @@ def evaluate_experiment(
     size_exp = dict(exp, image_size=list(predictor.image_size))
     preprocess = Compose(data.deterministic_transforms(size_exp, lut, with_label=False))
     fg = list(range(1, len(class_names)))
+    fg_names = class_names[1:]
     postprocess = bool(exp.get("postprocess", {}).get("largest_component", False))
-    dices, presents, preds_small = [], [], []
+    n_cls = len(class_names)
+    rows = {"dice": [], "nsd": [], "hd95": [], "ref_px": [], "pred_px": []}
+    confusion = np.zeros((n_cls, n_cls), dtype=np.int64)
+    preds_small = []
     for start in range(0, len(records), PREDICT_BATCH):
         chunk = records[start:start + PREDICT_BATCH]
         images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in chunk])
@@ -98,60 +127,161 @@ def evaluate_experiment(
                 pred = largest_component_per_class(pred, fg)
             ref = data.load_labels(r[data.LABEL], lut)
             full = data.resize_nearest(pred, ref.shape)
-            dices.append(metrics.dice_per_class(full, ref, fg))
-            presents.append(metrics.present_per_class(ref, fg))
+            nsd, hd95 = metrics.surface_metrics_per_class(full, ref, fg, tolerance)
+            rows["dice"].append(metrics.dice_per_class(full, ref, fg))
+            rows["nsd"].append(nsd)
+            rows["hd95"].append(hd95)
+            rows["ref_px"].append(metrics.area_per_class(ref, fg))
+            rows["pred_px"].append(metrics.area_per_class(full, fg))
+            confusion += metrics.confusion_counts(full, ref, n_cls)
             preds_small.append(pred)
-    dice = np.array(dices).reshape(len(records), len(fg))
-    present = np.array(presents).reshape(len(records), len(fg))
+    arr = {k: np.array(v, dtype=np.float64).reshape(len(records), len(fg)) for k, v in rows.items()}
     subjects = [r["subject_id"] for r in records]
+    present = arr["ref_px"] > 0
+    scored = arr["ref_px"] >= max(min_area, 1)
+    predicted = arr["pred_px"] > 0
+
+    shared = _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg, min_area, scored)
+    shared_names = [class_names[c] for c in shared]
+    shared_cols = [fg.index(c) for c in shared]
 
     per_image = pd.DataFrame({"image_id": [r["image_id"] for r in records], "subject_id": subjects})
-    for j, c in enumerate(class_names[1:]):
-        per_image[f"dice_{c}"] = dice[:, j]
-    per_image["dice_mean_foreground"] = [metrics.nanmean_or_nan(row) for row in dice]
+    for metric in ("dice", "nsd", "hd95"):
+        for j, c in enumerate(fg_names):
+            per_image[f"{metric}_{c}"] = arr[metric][:, j]
+    for j, c in enumerate(fg_names):
+        per_image[f"ref_px_{c}"] = arr["ref_px"][:, j].astype(np.int64)
+        per_image[f"pred_px_{c}"] = arr["pred_px"][:, j].astype(np.int64)
+    # Per image: mean Dice over the classes scored in that image (false positives are counted per class instead).
+    per_image["dice_mean_scored"] = [metrics.nanmean_or_nan(d[s]) for d, s in zip(arr["dice"], scored)]
     per_image.to_csv(out_dir / "per_image.csv", index=False)
 
-    subj_ids = sorted(set(subjects))
+    subj_ids, subj_dice = metrics.subject_means(arr["dice"], scored, subjects)
+    _, subj_nsd = metrics.subject_means(arr["nsd"], scored, subjects)
+    _, subj_hd = metrics.subject_means(arr["hd95"], scored & predicted, subjects)
+    with np.errstate(all="ignore"):
+        subj_fg = np.array([metrics.nanmean_or_nan(row[shared_cols]) for row in subj_dice])
     subj_arr = np.asarray(subjects)
-    subj_rows, per_subject = [], {}
-    for s in subj_ids:
-        idx = subj_arr == s
-        means = metrics.mean_where_present(dice[idx], present[idx])
-        subj_rows.append(
-            {"subject_id": s, "n_images": int(idx.sum()),
-             **{f"dice_{c}": v for c, v in zip(class_names[1:], means)},
-             "dice_mean_foreground": metrics.nanmean_or_nan(means)}
-        )
-        per_subject[s] = {c: _json_number(v) for c, v in zip(class_names[1:], means)}
-    pd.DataFrame(subj_rows).to_csv(out_dir / "per_subject.csv", index=False)
+    subj_table = pd.DataFrame({"subject_id": subj_ids, "n_images": [int((subj_arr == s).sum()) for s in subj_ids]})
+    for metric, values in (("dice", subj_dice), ("nsd", subj_nsd), ("hd95", subj_hd)):
+        for j, c in enumerate(fg_names):
+            subj_table[f"{metric}_{c}"] = values[:, j]
+    subj_table["dice_mean_foreground"] = subj_fg
+    subj_table.to_csv(out_dir / "per_subject.csv", index=False)
 
-    class_dice = metrics.mean_where_present(dice, present)
-    ci = metrics.subject_bootstrap_ci(dice, present, subjects)
+    per_class = {}
+    for j, c in enumerate(fg_names):
+        iv = intervals.subject_mean_interval(subj_dice[:, j])
+        per_class[c] = {
+            "n_images": int(scored[:, j].sum()),
+            "n_subjects": iv["n_subjects"],
+            "dice": _json_number(iv["estimate"]),
+            "ci95": _json_interval(iv["ci95"]),
+            "ci_method": iv["ci_method"],
+            "estimable": iv["estimable"],
+            "interval_note": iv["note"],
+            "nsd": _json_number(metrics.nanmean_or_nan(subj_nsd[:, j])),
+            "hd95": _json_number(metrics.nanmean_or_nan(subj_hd[:, j])),
+            "hd95_n_images": int((scored[:, j] & predicted[:, j]).sum()),
+            "false_positive_images": int((~present[:, j] & predicted[:, j]).sum()),
+            "absent_images": int((~present[:, j]).sum()),
+            "missed_images": int((scored[:, j] & ~predicted[:, j]).sum()),
+            "too_small_images": int((present[:, j] & ~scored[:, j]).sum()),
+            "predicted_images": int(predicted[:, j].sum()),
+            "pooled_image_dice": _json_number(metrics.mean_where_present(arr["dice"][:, [j]], scored[:, [j]])[0]),
+        }
+    fg_iv = intervals.subject_mean_interval(subj_fg)
     summary = {
         "experiment": exp["name"],
         "test_set": test_set,
+        "aggregation": "subject",
+        "aggregation_definition": SUBJECT_DEFINITION,
         "n_images": len(records),
         "n_subjects": len(subj_ids),
-        "dice": {c: _json_number(v) for c, v in zip(class_names[1:], class_dice)},
-        # Mean of the per-class values above over the classes present in this test set.
-        "dice_mean_foreground": _json_number(metrics.nanmean_or_nan(class_dice)),
-        "ci95": {c: [_json_number(lo), _json_number(hi)] for c, (lo, hi) in zip(class_names[1:], ci)},
-        "per_subject": per_subject,
+        "dice": {c: per_class[c]["dice"] for c in fg_names},
+        "dice_mean_foreground": _json_number(fg_iv["estimate"]),
+        "mean_foreground": {
+            "classes": shared_names,
+            "definition": ("per subject, the mean Dice over these classes (the classes scored on every test set: "
+                           + ", ".join(test_sets) + "), then the mean over subjects"),
+            "dice": _json_number(fg_iv["estimate"]),
+            "n_subjects": fg_iv["n_subjects"],
+            "ci95": _json_interval(fg_iv["ci95"]),
+            "ci_method": fg_iv["ci_method"],
+            "estimable": fg_iv["estimable"],
+            "interval_note": fg_iv["note"],
+        },
+        "ci95": {c: per_class[c]["ci95"] for c in fg_names},
+        "per_subject": {s: {c: _json_number(v) for c, v in zip(fg_names, row)} for s, row in zip(subj_ids, subj_dice)},
         "unstable": metrics.is_unstable(len(subj_ids)),
+        "per_class": per_class,
+        "pooled_image": {"definition": POOLED_DEFINITION,
+                         "dice": {c: per_class[c]["pooled_image_dice"] for c in fg_names}},
+        "metric_resolution": METRIC_RESOLUTION,
+        "nsd_tolerance_px": tolerance,
+        "min_reference_area_px": min_area,
+        "excluded": excluded_images(splits_csv, test_set),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
+    write_confusion(confusion, class_names, out_dir / "confusion.csv")
+    evaluation_figures.plot_confusion(confusion, class_names, f"{exp['name']} on {test_set}",
+                                      out_dir / "confusion.png")
     plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, exp["name"], test_set,
-                  out_dir / "overlays.png")
+                  out_dir / "overlays.png", scored)
     log.info(
-        "experiment %s on %s: %d images, %d subjects, mean foreground Dice %s%s",
-        exp["name"], test_set, len(records), len(subj_ids), _fmt(summary["dice_mean_foreground"]),
+        "experiment %s on %s: %d images, %d subjects, subject-level mean foreground Dice (%s) %s%s",
+        exp["name"], test_set, len(records), len(subj_ids), ", ".join(shared_names) or "no shared class",
+        _fmt(summary["dice_mean_foreground"]),
         f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "",
     )
     return summary
 
 
+def _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg, min_area, scored) -> list[int]:
+    """The classes of `fg` with at least one scorable reference on every test set of `test_sets`."""
+    keep = {c for c, any_scored in zip(fg, scored.any(axis=0)) if any_scored}
+    for other in test_sets:
+        if other == test_set or not keep:
+            continue
+        seen: set[int] = set()
+        for r in data.split_records(table, other, None, root, labels_dir):
+            area = metrics.area_per_class(data.load_labels(r[data.LABEL], lut), fg)
+            seen |= {c for c, a in zip(fg, area) if a >= max(min_area, 1)}
+            if keep <= seen:
+                break
+        keep &= seen
+    return [c for c in fg if c in keep]
+
+
+def excluded_images(splits_csv, test_set: str) -> list[dict]:
+    """[{image_id, reason}] of splits.csv rows left out of `test_set` (column excluded_from, reason in note).
+
+    A splits.csv without the excluded_from column excludes nothing.
+    """
+    splits = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)
+    if "excluded_from" not in splits.columns:
+        return []
+    rows = splits[splits["excluded_from"] == test_set]
+    notes = rows["note"] if "note" in rows.columns else pd.Series([""] * len(rows), index=rows.index)
+    return [{"image_id": i, "reason": n or "no reason given in splits.csv"}
+            for i, n in zip(rows["image_id"], notes)]
+
+
+def write_confusion(counts: np.ndarray, class_names: list[str], path) -> None:
+    """Pixel confusion matrix as CSV: one row per reference class, one column per predicted class."""
+    frame = pd.DataFrame(counts, columns=[f"predicted_{c}" for c in class_names])
+    frame.insert(0, "reference", class_names)
+    frame.to_csv(path, index=False)
+
+
+def _json_interval(ci) -> list[float] | None:
+    return None if ci is None else [_json_number(ci[0]), _json_number(ci[1])]
+
+
 def _json_number(v) -> float | None:
+    if v is None:
+        return None
     v = float(v)
     return v if math.isfinite(v) else None
 
@@ -167,27 +297,48 @@ def output_colours(class_names: list[str], dataset_cfg: dict) -> np.ndarray:
     return np.stack([pal[names.index(c)] for c in class_names])
 
 
-def _overlay(gray: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def outlines(labels: np.ndarray) -> np.ndarray:
+    """The label map reduced to each region's inner boundary (pixels with a differently labelled 4-neighbour)."""
+    padded = np.pad(labels, 1, mode="edge")
+    inner = padded[1:-1, 1:-1]
+    edge = ((inner != padded[:-2, 1:-1]) | (inner != padded[2:, 1:-1])
+            | (inner != padded[1:-1, :-2]) | (inner != padded[1:-1, 2:]))
+    return np.where(edge & (labels > 0), labels, 0)
+
+
+def _overlay(gray: np.ndarray, labels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Grey image with the outlines of `labels` drawn in their class colours."""
     rgb = np.repeat(gray[..., None], 3, axis=-1).astype(np.float64)
-    fg = labels > 0
-    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colours[labels[fg]] / 255.0
+    edge = outlines(labels)
+    # Two pixels wide so that outlines stay visible when the figure is scaled down.
+    edge = np.maximum(edge, np.pad(edge, ((0, 1), (0, 1)))[1:, 1:])
+    fg = edge > 0
+    rgb[fg] = colours[edge[fg]] / 255.0
     return np.clip(rgb, 0.0, 1.0)
 
 
-def plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, name, test_set, path) -> None:
-    """Best and worst image by mean foreground Dice: image | reference | prediction."""
+def plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, name, test_set, path,
+                  scored=None) -> None:
+    """Best and worst image, among those where an organ is scored: image | reference | prediction outlines.
+
+    Ranked by the image's mean Dice over the classes scored in it (present in
+    the reference, not too small), so an image without the organ is never
+    picked as "best" for predicting nothing.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    scores = per_image["dice_mean_foreground"].to_numpy()
+    scores = per_image["dice_mean_scored"].to_numpy(dtype=np.float64)
+    if scored is not None:
+        scores = np.where(np.asarray(scored).any(axis=1), scores, np.nan)
     finite = np.flatnonzero(np.isfinite(scores))
     if finite.size:
         picks = [("best", int(finite[np.argmax(scores[finite])])), ("worst", int(finite[np.argmin(scores[finite])]))]
     else:
-        picks = [("no organ in reference or prediction", 0)]
+        picks = [("no organ scored in any reference", 0)]
     colours = output_colours(class_names, dataset_cfg)
     fig, axes = plt.subplots(len(picks), 3, figsize=(11, 3.6 * len(picks) + 1.0), squeeze=False, layout="constrained")
     shown = set()
@@ -200,8 +351,9 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg
         score = scores[i]
         panels = [
             (np.repeat(gray[..., None], 3, axis=-1), f"{label}: {rec['image_id']}"),
-            (_overlay(gray, ref, colours), "reference"),
-            (_overlay(gray, pred, colours), "prediction" + (f" (Dice {score:.2f})" if np.isfinite(score) else "")),
+            (_overlay(gray, ref, colours), "reference outlines"),
+            (_overlay(gray, pred, colours),
+             "predicted outlines" + (f" (Dice {score:.2f})" if np.isfinite(score) else "")),
         ]
         for ax, (img, title) in zip(axes[row], panels):
             ax.imshow(img, interpolation="nearest")
@@ -212,6 +364,7 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg
                for c in sorted(shown) if c > 0]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False)
-    fig.suptitle(f"{name} on {test_set}: best and worst image (mean foreground Dice)")
+    fig.suptitle(f"{name} on {test_set}: best and worst image where an organ is scored "
+                 "(mean Dice over the organs in its reference)")
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -110,7 +110,7 @@ def required_inputs(config: dict) -> list[tuple[str, str]]:
         for ts in config["test_sets"]:
             base = f"experiments/{exp}/eval/{ts}"
             files += [(f"{base}/summary.json", "evaluate"), (f"{base}/overlays.png", "evaluate"),
-                      (f"provenance/evaluate/{exp}/{ts}.json", "evaluate")]
+                      (f"{base}/confusion.png", "evaluate"), (f"provenance/evaluate/{exp}/{ts}.json", "evaluate")]
     return files
 
 
@@ -619,7 +619,7 @@ class _Report:
             f'<section id="verdict"><h2>1. Verdict: can this dataset support this task?</h2>'
             f'<div class="verdict {esc(ocls)}"><span class="big">{esc(overall)}</span>'
             f'<span class="answer">{esc(VERDICT_ANSWER.get(overall, "Unknown verdict."))}</span>'
-            f'<p class="meta">{esc(count_text)} of {len(data["checks"])} checks.</p>'
+            f'<p class="meta">{esc(count_text)} of {len(data["checks"])} checks.</p>{self.demo_notice()}'
             f'{"<ul>" + why + "</ul>" if why else ""}{evidence}{todo}</div>'
             f'<h4>{esc(art.title)}{self.prov_link(art)}</h4><p class="caption">Each check with its measured '
             f'value, the threshold from <code>config.yaml</code> (<code>diagnostics:</code>) and the reason '
@@ -811,6 +811,9 @@ class _Report:
                         is_best = best[j] is not None and round(v[0], 2) == best[j]
                         value = f"<strong>{_dice(v[0])}</strong>" if is_best else _dice(v[0])
                         ci = f' <span class="ci">[{v[1][0]:.2f}, {v[1][1]:.2f}]</span>' if v[1] else ""
+                        ci = ci or self._no_interval(s, classes[j] if j < len(classes) else None)
+                        if j == len(classes):
+                            ci += self._mean_classes(s)
                         cells.append(f'<td class="{"num best" if is_best else "num"}">{value}{ci}</td>')
                 rows_html.append(f'<tr id="{esc(row_art.id)}">{"".join(cells)}</tr>')
             for b in baselines:
@@ -850,16 +853,19 @@ class _Report:
                                        f"Training curves: {e}", "Loss and validation Dice per epoch."))
             for ts in self.test_sets:
                 per_exp.append(self.figure(f"fig-overlays-{e}-{ts}", f"experiments/{e}/eval/{ts}/overlays.png",
-                                           f"Predictions: {e} on {ts}", "Reference and predicted outlines."))
+                                           f"Predictions: {e} on {ts}", OVERLAY_CAPTION))
+                per_exp.append(self.figure(f"fig-confusion-{e}-{ts}", f"experiments/{e}/eval/{ts}/confusion.png",
+                                           f"Pixel confusion: {e} on {ts}", CONFUSION_CAPTION, narrow=True))
+        drop_html += self.drop_intervals_html()
         return (
             '<section id="experiments"><h2>5. Experiments</h2>'
-            f'<h4>{esc(table_art.title)}{self.prov_link(table_art)}</h4><p class="caption">Dice per class: '
-            "mean over the images where the class is in the reference, with the subject-level bootstrap "
-            "95 % interval below it. <b>Bold</b>: the best experiment for that class on that test set. "
-            "⚠ unstable: too few subjects for a trustworthy interval. "
+            f'<h4>{esc(table_art.title)}{self.prov_link(table_art)}</h4><p class="caption">{esc(DICE_CAPTION)} '
+            "<b>Bold</b>: the best experiment for that class on that test set. "
+            "⚠ unstable: fewer than 5 subjects in the test set. "
             "· = not a class of the experiment; absent = never in this test set's reference masks. "
             "Italic rows: published results on the same test set and class.</p>"
-            + table + other + drop_html + training + "".join(per_exp) + "</section>"
+            + table + self.excluded_html() + other + self.evaluation_figures_html() + self.errors_table()
+            + drop_html + training + "".join(per_exp) + "</section>"
         )
 
     def _row_values(self, s: dict, classes: list[str]) -> list:
@@ -873,10 +879,148 @@ class _Report:
                 v = dice[c]
                 out.append((float(v), _interval(ci95.get(c))) if _is_number(v) and not math.isnan(v) else (None, None))
         m = s.get("dice_mean_foreground")
-        mci = next((_interval(ci95.get(k)) for k in ("mean_foreground", "dice_mean_foreground", "mean")
-                    if _interval(ci95.get(k))), None)
+        mci = _interval((s.get("mean_foreground") or {}).get("ci95")) or next(
+            (_interval(ci95.get(k)) for k in ("mean_foreground", "dice_mean_foreground", "mean")
+             if _interval(ci95.get(k))), None)
         out.append((float(m), mci) if _is_number(m) and not math.isnan(m) else (None, None))
         return out
+
+    # 5. experiments: subject-level evaluation (intervals, errors, exclusions, figures)
+
+    def demo_notice(self) -> str:
+        """A sentence in the verdict box when the data are the generated demo, not a real dataset."""
+        if self.config.get("data_root") is not None:
+            return ""
+        return ('<p class="demo-notice"><b>These results come from the generated demo dataset</b> '
+                "(<code>data_root: null</code>), not from real ultrasound data: they show that the workflow "
+                "runs and what it reports, and say nothing about the real dataset. Set <code>data_root</code> "
+                "to the downloaded dataset for a real verdict.</p>")
+
+    @staticmethod
+    def _no_interval(summary: dict, cls: str | None) -> str:
+        """The words in place of an interval that is not shown (too few subjects, or no spread)."""
+        entry = (summary.get("mean_foreground") if cls is None else (summary.get("per_class") or {}).get(cls))
+        note = (entry or {}).get("interval_note")
+        return f' <span class="ci">{esc(note)}</span>' if note else ""
+
+    @staticmethod
+    def _mean_classes(summary: dict) -> str:
+        names = (summary.get("mean_foreground") or {}).get("classes")
+        return f' <span class="ci">over {esc(", ".join(names))}</span>' if names else ""
+
+    def _eval_files(self) -> list[str]:
+        return [f"experiments/{e}/eval/{t}/summary.json" for e in self.experiments for t in self.test_sets]
+
+    def excluded_html(self) -> str:
+        """Images left out of each test set (splits.csv excluded_from), counted with their reasons."""
+        art = self.artifact("tab-excluded", "table", "Images left out of the test sets", self._eval_files(),
+                            derived=True)
+        rows = []
+        for ts in self.test_sets:
+            excluded = self.summaries[(self.experiments[0], ts)].get("excluded") or []
+            reasons: dict[str, int] = {}
+            for item in excluded:
+                reason = str(item.get("reason", "")) if isinstance(item, dict) else str(item)
+                reasons[reason] = reasons.get(reason, 0) + 1
+            rows.append([ts, len(excluded), "; ".join(f"{r} ({n})" for r, n in reasons.items()) or "none"])
+        return (self._table_head(art, "Counted beside the Dice table: images of a test set that the split left "
+                                      "out (the excluded_from column of splits.csv), with the reason.")
+                + _table(["test set", "images left out", "reasons (images)"], rows, table_id=art.id,
+                         numeric={1}))
+
+    def errors_table(self) -> str:
+        """Per experiment, test set and class: boundary metrics and the errors a Dice mean hides."""
+        art = self.artifact("tab-errors", "table", "Boundaries and errors per class", self._eval_files(),
+                            derived=True)
+        rows = []
+        tolerance = None
+        for e in self.experiments:
+            for ts in self.test_sets:
+                s = self.summaries[(e, ts)]
+                tolerance = s.get("nsd_tolerance_px", tolerance)
+                for cls, c in (s.get("per_class") or {}).items():
+                    scored = c.get("n_images") or 0
+                    note = ""
+                    if not scored and c.get("predicted_images"):
+                        note = (f"predicted in {c['predicted_images']} images but never annotated (or only too "
+                                "small) here: cannot be scored")
+                    rows.append([e, ts, cls, f"{scored} ({c.get('n_subjects', 0)})",
+                                 fmt_value(c.get("nsd")), fmt_value(c.get("hd95")),
+                                 f"{c.get('false_positive_images', 0)} / {c.get('absent_images', 0)}",
+                                 f"{c.get('missed_images', 0)} / {scored}", c.get("too_small_images", 0),
+                                 fmt_value(c.get("pooled_image_dice")), note])
+        if not rows:
+            return ""
+        caption = (f"Subject-level normalised surface Dice (NSD, tolerance {fmt_value(tolerance)} px) and HD95 "
+                   "(pixels, over images where the organ is both in the reference and predicted), at the reference "
+                   "masks' original resolution; false positives: images without the organ in the reference where "
+                   "it is predicted; missed: images with the organ where nothing is predicted; too small: "
+                   "reference regions below evaluation.min_reference_area_px, counted and never averaged. The "
+                   "pooled-image Dice is secondary: it weighs each frame, not each subject.")
+        return self._table_head(art, caption) + _table(
+            ["experiment", "test set", "class", "scored images (subjects)", "NSD", "HD95 (px)",
+             "false positives / images without it", "missed / scored images", "too small",
+             "pooled-image Dice (secondary)", "note"], rows, table_id=art.id, numeric={4, 5, 8, 9},
+            tall=len(rows) > 14)
+
+    def derived_figure(self, base_id: str, title: str, png: bytes, caption: str) -> str:
+        """A figure drawn here from the evaluation summaries (its provenance lists them)."""
+        art = self.artifact(base_id, "figure", title, self._eval_files(), derived=True)
+        data = base64.b64encode(png).decode("ascii")
+        return (f'<figure id="{esc(art.id)}"><img id="img-{esc(art.id)}" src="data:image/png;base64,{data}" '
+                f'alt="{esc(title)}"><figcaption><b>{esc(title)}.</b> {esc(caption)}{self.prov_link(art)}'
+                "</figcaption></figure>")
+
+    def evaluation_figures_html(self) -> str:
+        from usseg import evaluation_figures  # matplotlib only when the report is drawn
+
+        classes = self.fg_classes()
+        return (
+            self.derived_figure("fig-forest", "Every experiment with its interval",
+                                evaluation_figures.forest_png(self.summaries, self.experiments, self.test_sets,
+                                                              classes),
+                                "Subject-level Dice per experiment, test set and class, and the foreground mean "
+                                "over the classes scored on both test sets (named), with the 95 % t interval; a "
+                                "hollow point has no interval (fewer than 3 subjects, or every subject equal).")
+            + self.derived_figure("fig-per-subject", "Dice of each subject",
+                                  evaluation_figures.per_subject_png(self.summaries, self.experiments,
+                                                                     self.test_sets, classes),
+                                  "Each point is one subject's mean Dice over its images where the class is "
+                                  "scored; the bar is the mean over subjects, the value in the Dice table.")
+        )
+
+    def drop_intervals_html(self) -> str:
+        """The simulator-to-real drop of each experiment with its own interval (Welch, unpaired)."""
+        from usseg.intervals import difference_interval
+
+        syn = [t for t in self.test_sets if self.test_set_domain(t)[1] == "synthetic"]
+        real = [t for t in self.test_sets if self.test_set_domain(t)[1] == "real"]
+        items = []
+        for e in self.experiments:
+            for a in syn:
+                for b in real:
+                    sa, sb = self.summaries[(e, a)], self.summaries[(e, b)]
+                    shared = [c for c in self.fg_classes() if _scored(sa, c) is not None
+                              and _scored(sb, c) is not None]
+                    if not shared:
+                        continue
+                    iv = difference_interval(_subject_values(sa, shared), _subject_values(sb, shared))
+                    if iv["estimate"] is None:
+                        continue
+                    what = f"mean Dice over {', '.join(shared)}" if len(shared) > 1 else f"{shared[0]} Dice"
+                    ci = (f"95 % interval {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f}" if iv["ci95"]
+                          else iv["note"])
+                    items.append(f"{e}: drop in subject-level {what} from {a} to {b}: {iv['estimate']:.2f} ({ci}; "
+                                 f"{iv['n_a']} and {iv['n_b']} subjects)")
+        if not items:
+            return ""
+        art = self.artifact("text-drop-intervals", "table", "Simulator-to-real drop with its interval",
+                            self._eval_files(), derived=True)
+        return (f'<ul class="drops" id="{esc(art.id)}">' + "".join(f"<li>{esc(i)}</li>" for i in items)
+                + f'</ul><p class="caption">The two test sets hold different subjects, so the drop cannot be '
+                "paired: each subject contributes its mean Dice over the classes scored on both test sets, and "
+                "the interval is Welch's unpaired two-sample t interval on those subject values (coverage "
+                f"measured in docs/experiments.md).{self.prov_link(art)}</p>")
 
     def experiment_description(self, name: str) -> str:
         from usseg.config import resolve_experiment  # the merge rule lives with the config
@@ -1133,6 +1277,26 @@ def _scored(summary: dict, cls: str) -> float | None:
 
 
 MIN_DICE_FOR_RELATIVE_CHANGE = 0.1
+
+DICE_CAPTION = ("Dice per class, subject first: each subject's mean over its images where the class is in the "
+                "reference, then the mean over subjects, with the 95 % t interval on the subject means below it "
+                "(no interval from fewer than 3 subjects or when every subject scores the same). Mean foreground: "
+                "over the classes scored on every test set, named in each summary.")
+OVERLAY_CAPTION = ("Best and worst image among those where an organ of the experiment is in the reference, ranked "
+                   "by the mean Dice over those organs: the image, the reference outlines and the predicted "
+                   "outlines, each in its class colour.")
+CONFUSION_CAPTION = ("Pixels of each reference class (row) by predicted class (column), at the masks' original "
+                     "resolution; the share of the row and the count.")
+
+
+def _subject_values(summary: dict, classes: list[str]) -> list[float]:
+    """Each subject's mean Dice over `classes` (those it has), from the summary's per_subject."""
+    out = []
+    for values in (summary.get("per_subject") or {}).values():
+        vs = [float(values[c]) for c in classes if _is_number(values.get(c)) and not math.isnan(values[c])]
+        if vs:
+            out.append(sum(vs) / len(vs))
+    return out
 
 
 def drop_sentence(exp: str, syn_ts: str, real_ts: str, syn: dict, real: dict, classes: list[str]) -> str:
