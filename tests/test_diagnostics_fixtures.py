@@ -71,12 +71,13 @@ DIAG_CFG = {
     "min_images_per_class": 20,
     "domain_auc": {"warn_above": 0.75, "fail_above": 0.9},
     "domain_cv_folds": 4,
-    "domain_bootstrap": 200,
+    "domain_permutations": 30,
     "histogram_bins": 64,
     "fov_threshold": 12,
     "gallery_per_modality": 4,
     "near_duplicate_hamming": 4,
     "seed": 0,
+    "dataset_id": "the fixture",
     "published_baselines": [
         {
             "source": "article",
@@ -84,6 +85,7 @@ DIAG_CFG = {
             "class": "liver",
             "metric": "dice",
             "value": 0.68,
+            "measured_on": "the fixture",
         },
     ],
 }
