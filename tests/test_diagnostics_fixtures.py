@@ -71,7 +71,7 @@ DIAG_CFG = {
     "min_images_per_class": 20,
     "domain_auc": {"warn_above": 0.75, "fail_above": 0.9},
     "domain_cv_folds": 4,
-    "domain_permutations": 30,
+    "domain_permutations": 200,
     "histogram_bins": 64,
     "fov_threshold": 12,
     "gallery_per_modality": 4,
