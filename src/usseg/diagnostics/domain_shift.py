@@ -11,7 +11,7 @@ segmentation model trained on one domain meets a different distribution on
 the other. AUC 0.5 means indistinguishable. To be fair the features are
 computed on harmonised copies (one grid, one JPEG quality, inside the field
 of view; see survey.py), and a *format control* - the same classifier on file
-properties only (format, size, channels, bytes per pixel, JPEG quantisation)
+properties only (format, width, height, channels, JPEG quantisation)
 - says how far the files alone give the domain away. The AUC comes with a
 subject-grouped permutation p-value and an interval (`auc_interval`,
 `widen_by_null_spread`) that excludes 0.5 under random labels about as
@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from scipy.special import comb
 from scipy.spatial.distance import jensenshannon
+from scipy.special import comb
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -38,13 +38,11 @@ from usseg.diagnostics import figures
 from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.outputs import write_json
-from usseg.diagnostics.label_shift import describe as describe_label_shift
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult, status_above, worst
 from usseg.diagnostics.survey import PERCENTILES, Survey, hist_mean_std, percentiles_from_hist
 
 DEFAULT_AUC = {"warn_above": 0.75, "fail_above": 0.9}
 DEFAULT_HARMONISE = {"grid": 128, "jpeg_quality": 75}
-FORMAT_FEATURES = "format, width, height, channels, bits per pixel, JPEG luminance quantisation step"
 
 
 # ----------------------------------------------------------------------------- distances
@@ -509,7 +507,8 @@ def check_domain_shift(
         )
         | {
             "harmonisation": (
-                f"decoded to grey, resized to {harmonise['grid']}x{harmonise['grid']} (area average), "
+                f"decoded to grey, resized to {survey.grid}x{survey.grid} (area average; "
+                f"domain_harmonise.grid {harmonise['grid']}, at most half the smallest side), "
                 f"JPEG round trip at quality {harmonise['jpeg_quality']}, features inside the field of view"
             ),
             "n_images": {m: int((modality == m).sum()) for m in sorted(set(modality))},

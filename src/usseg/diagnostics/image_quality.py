@@ -8,7 +8,8 @@ black frame around the fan would make every ultrasound frame "dark"):
   tissue is near black (gain turned down, probe off the skin);
 - over-bright: the 5th percentile is above `bright_p5_above`: even the
   darkest tissue is near white (saturated gain);
-- blurry: the variance of the Laplacian inside the fan is below
+- blurry: the variance of the Laplacian inside the fan, per unit of grey-level
+  variance (so gain and brightness do not count), is below
   `blurry_ratio_below` times the median of the frame's modality. Relative,
   because a smooth simulator frame and a speckled scanner frame differ in
   sharpness by design; a frame much softer than its peers is the finding;
@@ -58,7 +59,7 @@ COLUMNS = [
 
 
 def quality_scores(gray: np.ndarray, fov: np.ndarray) -> dict:
-    """Brightness percentiles (/255), Laplacian variance and grey-level entropy inside the field of view."""
+    """Brightness percentiles (/255), relative Laplacian variance and grey-level entropy inside the field of view."""
     out = {"fov_fraction": float(fov.mean())}
     if fov.sum() < 16:
         return out | {"p5": np.nan, "p95": np.nan, "sharpness": np.nan, "entropy_bits": 0.0}
@@ -68,11 +69,14 @@ def quality_scores(gray: np.ndarray, fov: np.ndarray) -> dict:
     # Away from the fan's edge, whose step would dominate the Laplacian of every frame.
     inner = ndi.binary_erosion(fov, iterations=3)
     inner = inner if inner.sum() >= 16 else fov
-    lap = ndi.laplace(gray.astype(np.float32))
+    g = gray.astype(np.float32)
+    lap = ndi.laplace(g)
+    contrast = float(g[inner].var())
     return out | {
         "p5": float(np.searchsorted(cdf, 0.05)) / 255,
         "p95": float(np.searchsorted(cdf, 0.95)) / 255,
-        "sharpness": float(lap[inner].var()),
+        # Laplacian variance per unit of grey-level variance: a dim or low-gain frame is not "blurry".
+        "sharpness": float(lap[inner].var() / contrast) if contrast > 0 else np.nan,
         "entropy_bits": float(-(p * np.log2(p)).sum()),
     }
 

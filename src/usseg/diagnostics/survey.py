@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,13 +167,14 @@ def harmonised_side(images: pd.DataFrame, grid: int) -> int:
 
 
 def file_properties(path) -> dict:
-    """What the file says about itself, not about the anatomy: format, size, channels, bytes and JPEG quality.
+    """What the file says about itself, not about the anatomy: format, size, channels and JPEG quality.
 
     The JPEG quality is read from the luminance quantisation table (its mean
     step; 0 for lossless formats): exporters fix it per device, so it tells
-    the source of a file without looking at a pixel.
+    the source of a file without looking at a pixel. Bytes per pixel are left
+    out on purpose: a lossless file's size measures the image's content
+    (speckle compresses worse than a smooth simulator frame), not its encoding.
     """
-    path = Path(path)
     with Image.open(path) as im:
         fmt = (im.format or "").upper()
         width, height = im.size
@@ -187,7 +187,6 @@ def file_properties(path) -> dict:
         "width": float(width),
         "height": float(height),
         "channels": float(channels),
-        "bits_per_pixel": 8.0 * path.stat().st_size / max(width * height, 1),
         "jpeg_luma_step": float(luma.mean()) if luma.size else 0.0,
     }
 
@@ -200,7 +199,11 @@ def model_input_histogram(image_path, fov: np.ndarray, image_size) -> np.ndarray
     anti-aliased resize to `image_size`); no other normalisation is applied.
     The field of view is resized with the nearest neighbour.
     """
-    from usseg.data import IMAGE, deterministic_transforms, resize_nearest  # torch/MONAI: only when asked
+    from usseg.data import (  # torch/MONAI: only when asked
+        IMAGE,
+        deterministic_transforms,
+        resize_nearest,
+    )
 
     x = {IMAGE: str(image_path)}
     for tf in deterministic_transforms({"image_size": image_size}, None, with_label=False):
@@ -227,6 +230,7 @@ class Survey:
     model_histograms: dict[str, np.ndarray] = field(default_factory=dict)  # image_id -> 256 bins of [0, 1]
     quality: pd.DataFrame = field(default_factory=pd.DataFrame)  # index image_id (every readable image)
     fov_box: dict[str, tuple] = field(default_factory=dict)  # image_id -> (top, bottom, left, right, pixels)
+    grid: int = 0  # side of the harmonised copies the classifier's features come from
 
 
 def domain_sample(inputs: DiagnosticInputs, cap: int, seed: int) -> list[str]:
@@ -304,6 +308,7 @@ def survey_images(
         model_histograms=model_hists,
         quality=pd.DataFrame.from_dict(quality, orient="index"),
         fov_box=fov_box,
+        grid=side,
     )
 
 
