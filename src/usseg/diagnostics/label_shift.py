@@ -389,7 +389,14 @@ def check_label_shift(inputs: DiagnosticInputs, stats: LabelStats, survey, out_d
     table = shift_table(inputs, stats, geo)
     table.to_csv(f"{out_dir}/label_shift.csv", index=False)
     distances = class_distances(inputs, table, geo, cfg, usable_frames(inputs, stats))
-    plot(inputs, table, geo, distances, cfg, f"{out_dir}/label_shift.png")
+    if geo.empty:
+        figures.message_figure(
+            f"{out_dir}/label_shift.png",
+            "Label shift",
+            "no decoded masks with organs: organ presence, size and position cannot be compared",
+        )
+    else:
+        plot(inputs, table, geo, distances, cfg, f"{out_dir}/label_shift.png")
     shifted = {n: d for n, d in distances.items() if d["shifted"]}
     summary = {
         "target": inputs.target_modality,
