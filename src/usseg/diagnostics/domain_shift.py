@@ -318,7 +318,8 @@ def plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, auc
         ax = fig.add_subplot(gs[1, 1])
         if model_hists:
             _histogram_panel(ax, model_hists, colours, inputs, bins, 1,
-                             "model input inside the field of view", f"What a model sees\n({model_note})")
+                             "model input (grey / 255 at the experiments' image size)",
+                             "What a model sees\n(usseg.data's only normalisation)")
         else:
             ax.axis("off")
             ax.text(0.5, 0.5, model_note, ha="center", va="center", wrap=True, transform=ax.transAxes)
@@ -334,8 +335,8 @@ def plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, auc
                         label=f"file properties only: AUC {fmt['auc']:.2f}")
             p = test.get("permutation_p")
             ax.set_title(
-                f"Domain classifier, out of fold ({test['folds']}-fold, by subject)\n"
-                + (f"permutation p = {p:.3g}; " if p is not None else "")
+                f"Domain classifier, {test['folds']}-fold by subject\n"
+                + (f"permutation p = {p:.2g}; " if p is not None else "")
                 + f"WARN > {auc_thresholds['warn_above']}, FAIL > {auc_thresholds['fail_above']}",
                 fontsize=10,
             )

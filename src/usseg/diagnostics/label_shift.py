@@ -284,7 +284,7 @@ def describe(name: str, d: dict, target: str) -> str:
     if "position" in d["shifted"]:
         where = "deeper" if d["depth_difference"] > 0 else "shallower"
         parts.append(
-            f"centre moved {d['position_distance']:.2f} field-of-view widths ({where}; "
+            f"centre moved {d['position_distance']:.2f} field-of-view units ({where}; "
             f"p = {d['position_mannwhitney_p']:.2g})"
         )
     if "presence" in d["shifted"]:
@@ -335,7 +335,7 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
         ax.set_yscale("log")
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.set_ylabel("area, % of the field of view (log scale)")
-        ax.set_title("Organ size: one dot per subject (median of its images), bar = median")
+        ax.set_title("Organ size: a dot per subject (its median), bar = median")
 
         ax = fig.add_subplot(gs[1, 0])
         for m in mods:
@@ -357,17 +357,21 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
             factors = [distances[n]["size_factor"] for n in cls]
             ratio = [distances[n]["area_ratio_target_over_source"] for n in cls]
             bar_colours = [
-                figures.STATUS_COLOURS["WARN"] if distances[n]["shifted"] else "0.6" for n in cls
+                figures.STATUS_COLOURS["WARN"] if "size" in distances[n]["shifted"] else "0.6" for n in cls
             ]
             ax.barh(cls, np.log2(ratio), color=bar_colours, edgecolor="black", linewidth=0.5)
-            for i, (f, r) in enumerate(zip(factors, ratio)):
-                ax.annotate(f"{f:.2f}x {'smaller' if r < 1 else 'larger'}", (np.log2(r), i),
-                            xytext=(4 if r >= 1 else -4, 0), textcoords="offset points",
-                            ha="left" if r >= 1 else "right", va="center", fontsize=8)
+            for i, (n, f, r) in enumerate(zip(cls, factors, ratio)):
+                p = distances[n].get("area_mannwhitney_p")
+                subjects = f"{distances[n]['n_subjects_target']} vs {distances[n]['n_subjects_source']} subj."
+                test = f"p {p:.2g}" if p is not None else "too few subjects"
+                # Text on the side of zero away from the bar, so it never runs into the class names.
+                ax.annotate(f"{f:.2f}x {'smaller' if r < 1 else 'larger'} ({test}, {subjects})",
+                            (max(np.log2(r), 0.0), i), xytext=(4, 0), textcoords="offset points",
+                            ha="left", va="center", fontsize=8)
             lim = np.log2(cfg["size_factor_above"])
             ax.axvspan(-lim, lim, color="0.9", zorder=0, label=f"within {cfg['size_factor_above']}x")
             ax.axvline(0, color="black", linewidth=0.8)
-            span = max(1.0, float(np.abs(np.log2(ratio)).max()) * 1.6)
+            span = max(1.5, float(np.abs(np.log2(ratio)).max()) * 2.4)  # room for the annotations
             ax.set_xlim(-span, span)
             ax.invert_yaxis()
             ax.legend(fontsize=9, loc="lower right")
@@ -375,7 +379,7 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
             ax.text(0.5, 0.5, "no class is labeled in both domains", ha="center", va="center",
                     transform=ax.transAxes)
         ax.set_xlabel(f"log2 of the median area, {inputs.target_modality} over the others")
-        ax.set_title("Size shift per class (highlighted: beyond the threshold)")
+        ax.set_title(f"Size shift per class (highlighted: beyond {cfg['size_factor_above']}x, p < {cfg['alpha']})")
         fig.suptitle(
             f"Label shift: organ presence, size and position, {inputs.target_modality} vs the other modalities"
         )
