@@ -232,3 +232,13 @@ def test_subjects_reason_gives_one_effective_number(demo):
     # One number for the effective size: the subject count is never called an effective size too.
     assert result.reason.count("effective") == 1
     assert "effective sample size" not in result.reason
+
+
+def test_next_step_for_baselines_on_the_demo_points_at_the_real_data(demo):
+    fx, inputs = demo
+    on_demo = check_baselines(inputs, fx.out_dir, data_is_demo=True)
+    steps = next_steps({"published_baselines": on_demo}, "RUS")
+    assert len(steps) == 1 and "generated demo" in steps[0] and "data_root" in steps[0]
+    elsewhere = check_baselines(with_cfg(inputs, dataset_id="another dataset"), fx.out_dir)
+    steps = next_steps({"published_baselines": elsewhere}, "RUS")
+    assert len(steps) == 1 and "measured_on equal to diagnostics.dataset_id" in steps[0]
