@@ -9,7 +9,7 @@ rule diagnostics:
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         splits=rules.split.output.splits,
-        code=code("diagnostics", "class_balance", "config", "manifest"),
+        code=code("diagnostics", "class_balance", "config", "manifest", "data"),
     output:
         checklist=report(
             f"{DIAG}/checklist.json",
@@ -44,6 +44,13 @@ rule diagnostics:
         ),
         domain_shift_json=f"{DIAG}/domain_shift.json",
         histograms=f"{DIAG}/intensity_histograms.csv",
+        label_shift=report(
+            f"{DIAG}/label_shift.png",
+            caption="../docs/captions/label_shift.rst",
+            category="3. Domain shift",
+        ),
+        label_shift_csv=f"{DIAG}/label_shift.csv",
+        label_shift_json=f"{DIAG}/label_shift.json",
         galleries=report(
             expand(f"{DIAG}/label_gallery_{{modality}}.png", modality=MODALITIES),
             caption="../docs/captions/label_gallery.rst",
@@ -53,6 +60,12 @@ rule diagnostics:
         leakage=f"{DIAG}/leakage.json",
         near_duplicates=f"{DIAG}/near_duplicates.csv",
         baselines=f"{DIAG}/baselines.csv",
+        image_quality=report(
+            f"{DIAG}/image_quality.png",
+            caption="../docs/captions/image_quality.rst",
+            category="2. Dataset",
+        ),
+        image_quality_csv=f"{DIAG}/image_quality.csv",
         provenance=f"{PROV}/diagnostics.json",
     log:
         f"{LOGS}/diagnostics.log",
@@ -64,6 +77,8 @@ rule diagnostics:
         data_root=data_root(),
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],
+        model_image_size=config["experiment_defaults"]["image_size"],
+        data_is_demo=config["data_root"] is None,
         out_dir=folder_of("baselines"),
     script:
         "../scripts/diagnostics.py"

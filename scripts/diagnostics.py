@@ -11,4 +11,6 @@ with snakemake_step(snakemake):
         snakemake.input.labels,
         snakemake.input.splits,
         snakemake.params.out_dir,
+        model_image_size=snakemake.params.model_image_size,
+        data_is_demo=snakemake.params.data_is_demo,
     )

@@ -113,10 +113,38 @@ def test_baselines_table_and_empty_warning(demo):
     fx, inputs = demo
     result = check_baselines(inputs, fx.out_dir)
     assert result.status == PASS and result.value == 1
-    assert (
-        pd.read_csv(fx.out_dir / "baselines.csv").to_dict("records")
-        == DIAG_CFG["published_baselines"]
+    table = pd.read_csv(fx.out_dir / "baselines.csv", keep_default_na=False)
+    assert table[list(DIAG_CFG["published_baselines"][0])].to_dict("records") == DIAG_CFG[
+        "published_baselines"
+    ]
+    assert table["comparable"].tolist() == [True]
+
+
+def test_baselines_pass_only_when_measured_on_this_data(demo):
+    fx, inputs = demo
+    elsewhere = {
+        "source": "MedSegBench",
+        "test_set": "MedSegBench test split",
+        "class": "all classes",
+        "metric": "f1",
+        "value": 0.64,
+        "measured_on": "MedSegBench AbdomenUS",
+        "note": "background included",
+    }
+    other = check_baselines(with_cfg(inputs, published_baselines=[elsewhere]), fx.out_dir)
+    assert other.status == WARN and other.value == 0
+    assert "none of 1 published result(s) was measured on this data" in other.reason
+    assert "not comparable" in other.reason
+    table = pd.read_csv(fx.out_dir / "baselines.csv", keep_default_na=False)
+    assert table["comparable"].tolist() == [False] and table["note"].tolist() == ["background included"]
+    # On the generated demo nothing is comparable, not even a result "measured on" its dataset_id.
+    demo_run = check_baselines(inputs, fx.out_dir, data_is_demo=True)
+    assert demo_run.status == WARN and demo_run.value == 0
+    assert "generated demo" in demo_run.reason
+    mixed = check_baselines(
+        with_cfg(inputs, published_baselines=[elsewhere, *DIAG_CFG["published_baselines"]]), fx.out_dir
     )
+    assert mixed.status == PASS and mixed.value == 1 and "1 of 2" in mixed.reason
     empty = check_baselines(with_cfg(inputs, published_baselines=[]), fx.out_dir)
     assert empty.status == WARN
     assert (
@@ -133,6 +161,7 @@ def test_baselines_table_and_empty_warning(demo):
                     "class": "thyroid",
                     "metric": "dice",
                     "value": 0.5,
+                    "measured_on": "the fixture",
                 }
             ],
         ),
@@ -148,7 +177,7 @@ def _results(statuses):
 
 
 def test_checklist_order_overall_and_markdown():
-    res = _results([PASS, FAIL, PASS, WARN, PASS, PASS, PASS])[
+    res = _results([PASS, FAIL, PASS, WARN, PASS, PASS, PASS, PASS])[
         ::-1
     ]  # order of arrival does not matter
     checklist = build_checklist(res)
@@ -158,7 +187,7 @@ def test_checklist_order_overall_and_markdown():
     assert "**Overall: FAIL**" in md and "| Subjects | **FAIL** |" in md
     steps = next_steps({r.id: r for r in res}, "RUS")
     assert len(steps) == 2 and "distinct subjects" in steps[0] and "Domain adaptation" in steps[1]
-    assert "Every check passed" in render_markdown(build_checklist(_results([PASS] * 7)), {}, "RUS")
+    assert "Every check passed" in render_markdown(build_checklist(_results([PASS] * 8)), {}, "RUS")
     with pytest.raises(ValueError, match="leakage"):
         build_checklist([r for r in res if r.id != "leakage"])
 
@@ -193,3 +222,23 @@ def test_inputs_join_split_and_decode_report(demo):
     assert np.isclose(
         img.loc["AUS_train_ct1-1", "off_palette_fraction"], 3 / 64
     )  # the padding strip
+
+
+def test_subjects_reason_gives_one_effective_number(demo):
+    fx, inputs = demo
+    result = check_subjects(inputs, fx.out_dir)
+    kish = kish_effective_size([6, 4, 3, 2])
+    assert f"effective number of subjects {kish:.1f}" in result.reason
+    # One number for the effective size: the subject count is never called an effective size too.
+    assert result.reason.count("effective") == 1
+    assert "effective sample size" not in result.reason
+
+
+def test_next_step_for_baselines_on_the_demo_points_at_the_real_data(demo):
+    fx, inputs = demo
+    on_demo = check_baselines(inputs, fx.out_dir, data_is_demo=True)
+    steps = next_steps({"published_baselines": on_demo}, "RUS")
+    assert len(steps) == 1 and "generated demo" in steps[0] and "data_root" in steps[0]
+    elsewhere = check_baselines(with_cfg(inputs, dataset_id="another dataset"), fx.out_dir)
+    steps = next_steps({"published_baselines": elsewhere}, "RUS")
+    assert len(steps) == 1 and "measured_on equal to diagnostics.dataset_id" in steps[0]

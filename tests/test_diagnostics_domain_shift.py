@@ -1,4 +1,5 @@
-"""Domain shift: the field of view, histogram distances and the subject-grouped classifier two-sample test."""
+"""Domain shift: the field of view, histogram distances, the subject-grouped classifier two-sample test on
+harmonised images, its format control and permutation test, and the intensity a model sees."""
 
 import json
 
@@ -8,21 +9,23 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from test_diagnostics_fixtures import (
+    CLEAN,
     DATASET_CFG,
     DEMO_LIKE,
     DIAG_CFG,
     SIZE,
     build,
     draw_frame,
+    make_frames,
     subject_anatomy,
+    write_dataset,
 )
 from usseg.diagnostics.domain_shift import (
+    auc_interval,
     check_domain_shift,
     classifier_two_sample_test,
     comparison_names,
     distribution_distances,
-    subject_bootstrap_ci,
-    weighted_auc,
 )
 from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.inputs import load_inputs
@@ -49,17 +52,27 @@ def test_field_of_view_at_half_resolution_for_large_images():
     assert np.mean(fov == (img > 12)) > 0.99
 
 
-def test_weighted_auc_matches_sklearn_with_ties_and_repeats():
+def test_auc_interval_matches_sklearn_and_delong_without_clusters():
     rng = np.random.default_rng(1)
     scores = np.round(rng.uniform(size=60), 1)  # many ties
     y = rng.integers(0, 2, size=60)
-    assert weighted_auc(scores, y, np.ones(60))[0] == pytest.approx(roc_auc_score(y, scores))
-    w = rng.integers(0, 3, size=60)
-    rep = np.repeat(np.arange(60), w)
-    assert weighted_auc(scores, y, w[None])[0] == pytest.approx(roc_auc_score(y[rep], scores[rep]))
+    auc, low, high = auc_interval(scores, y, np.arange(60))
+    assert auc == pytest.approx(roc_auc_score(y, scores))
+    # one image per subject: the variance is DeLong's, the quantile Student's t
+    pos, neg = scores[y == 1], scores[y == 0]
+    psi = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])
+    var = psi.mean(1).var(ddof=1) / pos.size + psi.mean(0).var(ddof=1) / neg.size
+    from scipy.stats import t
+
+    half = t.ppf(0.975, min(pos.size, neg.size) - 1) * np.sqrt(var)
+    assert (low, high) == pytest.approx((auc - half, auc + half))
+    # vectorised over rows: the same answer row by row
+    many = auc_interval(np.stack([scores, scores[::-1]]), np.stack([y, y]), np.arange(60))
+    assert many[0] == pytest.approx([auc, low, high])
+    assert many[1] == pytest.approx(auc_interval(scores[::-1], y, np.arange(60)))
 
 
-def test_bootstrap_interval_contains_the_estimate_and_narrows_with_subjects():
+def test_auc_interval_widens_with_correlated_frames_and_narrows_with_subjects():
     rng = np.random.default_rng(2)
 
     def data(n_subjects):
@@ -71,10 +84,21 @@ def test_bootstrap_interval_contains_the_estimate_and_narrows_with_subjects():
     widths = []
     for n in (5, 100):
         s, y, g = data(n)
-        low, high = subject_bootstrap_ci(s, y, g, 300, 0)
-        assert low <= roc_auc_score(y, s) <= high
+        auc, low, high = auc_interval(s, y, g)
+        assert low <= auc <= high
         widths.append(high - low)
+        # treating the frames as independent would be too narrow
+        _, low_iid, high_iid = auc_interval(s, y, np.arange(len(y)))
+        assert high_iid - low_iid < high - low
     assert widths[1] < widths[0] / 2  # ~sqrt(20) narrower in theory
+
+
+def test_too_few_subjects_cannot_exclude_chance():
+    # 3 vs 3 subjects perfectly separated: 2 / C(6, 3) = 0.1 > 0.05, no honest 95% interval excludes 0.5
+    groups = np.repeat(np.arange(6), 4)
+    y = (groups >= 3).astype(int)
+    auc, low, high = auc_interval(groups.astype(float), y, groups)
+    assert auc == 1.0 and low <= 0.5 <= high
 
 
 def test_distances_are_zero_for_equal_and_exact_for_a_shift():
@@ -113,18 +137,20 @@ def test_classifier_separates_a_gap_and_not_a_shared_distribution():
         ("RUS", "train", s, 4, 0) for s in ("j", "k", "l", "m")
     ]
     X, y, g = _features(layout, same_style=False)
-    gap = classifier_two_sample_test(X, y, g, 4, 200, 0)
-    assert gap["auc"] > 0.95 and gap["ci95"][0] > 0.9
+    gap = classifier_two_sample_test(X, y, g, 4, 0, 20)
+    assert gap["auc"] > 0.95 and gap["ci95"][0] > 0.5  # conservative far from 0.5: widened by the null spread
+    assert gap["permutation_p"] == pytest.approx(1 / 21) and gap["permutations"] == 20
     X, y, g = _features(layout, same_style=True)
-    none = classifier_two_sample_test(X, y, g, 4, 200, 0)
+    none = classifier_two_sample_test(X, y, g, 4, 0, 20)
     assert 0.25 < none["auc"] < 0.75 and none["ci95"][0] < 0.5 < none["ci95"][1]
+    assert none["permutation_p"] > 0.05
 
 
 def test_classifier_needs_two_subjects_per_domain():
     X = np.random.default_rng(0).normal(size=(20, 3))
     y = np.r_[np.zeros(10), np.ones(10)].astype(int)
     g = np.r_[["s1"] * 10, ["r1"] * 5, ["r2"] * 5]
-    out = classifier_two_sample_test(X, y, g, 4, 100, 0)
+    out = classifier_two_sample_test(X, y, g, 4, 0, 10)
     assert not out["possible"] and "at least 2 subjects" in out["why"]
 
 
@@ -183,3 +209,59 @@ def test_a_single_modality_has_nothing_to_compare(demo_inputs):
     result = check_domain_shift(only_rus, survey_images(only_rus, 400, 0, 12), fx.out_dir)
     assert result.status == "PASS" and result.value is None
     assert "no other domain to compare RUS with" in result.reason
+
+
+def _domain_check(tmp_path, frames, **kw):
+    fx = write_dataset(tmp_path, frames)
+    fx.out_dir.mkdir(parents=True)
+    inputs = load_inputs(
+        DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv
+    )
+    survey = survey_images(inputs, 400, 0, 12, model_image_size=kw.get("model_image_size"))
+    result = check_domain_shift(inputs, survey, fx.out_dir, **kw)
+    return result, json.loads((fx.out_dir / "domain_shift.json").read_text())
+
+
+def test_same_rendering_stored_as_jpeg_vs_png_is_a_file_difference_not_a_domain_gap(tmp_path):
+    """Both modalities drawn alike; the real ones stored as JPEG at twice the size (masks scaled with them)."""
+    frames = make_frames(CLEAN, same_style=True)
+    for f in frames:
+        if f.modality == "RUS":
+            f.jpg = True
+            f.image = np.kron(f.image, np.ones((2, 2), np.uint8))
+            if f.mask is not None:
+                f.mask = np.kron(f.mask, np.ones((2, 2, 1), np.uint8))
+    result, report = _domain_check(tmp_path, frames)
+    assert result.status != "FAIL"
+    assert result.value < DIAG_CFG["domain_auc"]["warn_above"], result.reason
+    fmt = report["format_control"]
+    assert fmt["possible"] and fmt["auc"] > 0.95  # the file properties alone give the domain away
+    assert {"is_jpeg", "width", "height", "channels", "jpeg_luma_step"} <= set(fmt["features"])
+    assert "the files give the domain away, the harmonised images do not" in result.reason
+    assert report["classifier"]["harmonisation"].startswith("decoded to grey, resized to 32x32")
+
+
+def test_a_real_intensity_and_speckle_gap_still_fails_when_files_are_alike(tmp_path):
+    """Simulator vs scanner style, both stored as PNG of one size: the gap is in the images."""
+    frames = make_frames(CLEAN)
+    for f in frames:
+        f.jpg = False
+    result, report = _domain_check(tmp_path, frames, model_image_size=(32, 32))
+    assert result.status == "FAIL" and result.value > DIAG_CFG["domain_auc"]["fail_above"]
+    assert report["classifier"]["permutation_p"] < DIAG_CFG.get("domain_alpha", 0.05)
+    assert report["classifier"]["ci95"][0] > 0.5
+    assert report["format_control"]["auc"] < 0.75  # same format, same size: nothing to tell apart
+    # what a model sees: grey / 255 at the experiments' size, the real images brighter
+    model = report["model_input_intensity"]
+    assert model["image_size"] == [32, 32] and "grey / 255" in model["normalisation"]
+    assert model["per_modality"]["RUS"]["mean"] > model["per_modality"]["AUS"]["mean"] + 0.1
+    assert 0 < model["source_vs_target"]["wasserstein1"] < 1
+
+
+def test_a_large_auc_on_too_few_subjects_is_not_a_fail(demo_inputs):
+    fx, inputs = demo_inputs
+    survey = survey_images(inputs, 400, 0, 12)
+    few = type(inputs)(**{**inputs.__dict__, "diag_cfg": {**inputs.diag_cfg, "domain_alpha": 0.001}})
+    result = check_domain_shift(few, survey, fx.out_dir)
+    assert result.value > 0.9 and result.status == "WARN"
+    assert "not significant" in result.reason

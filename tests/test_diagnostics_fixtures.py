@@ -71,12 +71,13 @@ DIAG_CFG = {
     "min_images_per_class": 20,
     "domain_auc": {"warn_above": 0.75, "fail_above": 0.9},
     "domain_cv_folds": 4,
-    "domain_bootstrap": 200,
+    "domain_permutations": 200,
     "histogram_bins": 64,
     "fov_threshold": 12,
     "gallery_per_modality": 4,
     "near_duplicate_hamming": 4,
     "seed": 0,
+    "dataset_id": "the fixture",
     "published_baselines": [
         {
             "source": "article",
@@ -84,6 +85,7 @@ DIAG_CFG = {
             "class": "liver",
             "metric": "dice",
             "value": 0.68,
+            "measured_on": "the fixture",
         },
     ],
 }
@@ -275,11 +277,26 @@ def colour_mask(labels: np.ndarray, padding: bool) -> np.ndarray:
     return rgb
 
 
+# Real-image organs are smaller than simulator ones (the demo's deeper depth setting): radii x 0.75.
+REAL_ORGAN_SCALE = 0.75
+
+
+def scale_organs(anatomy: dict, factor: float, organs=None) -> dict:
+    """The anatomy with the radii of `organs` (default: all) multiplied by `factor`."""
+    return {
+        k: (cy, cx, ry * factor, rx * factor, ang)
+        if organs is None or k in organs
+        else (cy, cx, ry, rx, ang)
+        for k, (cy, cx, ry, rx, ang) in anatomy.items()
+    }
+
+
 def make_frames(layout=DEMO_LIKE, seed: int = 0, same_style: bool = False) -> list[Frame]:
     """Frames of every subject in `layout`.
 
-    Rare organs (bone, pancreas, adrenal) appear only in simulator subjects, as in the reference, unless
-    `same_style`: then both modalities come from one distribution, anatomy included.
+    Rare organs (bone, pancreas, adrenal) appear only in simulator subjects, as in the reference, and
+    real organs are smaller (REAL_ORGAN_SCALE), unless `same_style`: then both modalities come from one
+    distribution, anatomy included.
     """
     frames = []
     for modality, orig_split, subject, n, n_lab in layout:
@@ -287,6 +304,8 @@ def make_frames(layout=DEMO_LIKE, seed: int = 0, same_style: bool = False) -> li
         style = "real" if same_style else ("synthetic" if synthetic else "real")
         padding = synthetic and not same_style
         anatomy = subject_anatomy(modality, subject, seed, rare_organs=synthetic or same_style)
+        if not synthetic and not same_style:
+            anatomy = scale_organs(anatomy, REAL_ORGAN_SCALE)
         for k in range(1, n + 1):
             rng = np.random.default_rng([seed, sum(map(ord, modality + subject)), k])
             img, labels = draw_frame(anatomy, style, rng, padding)

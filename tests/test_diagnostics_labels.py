@@ -159,3 +159,15 @@ def test_gallery_always_includes_the_most_off_palette_mask(tmp_path, frames):
     assert ids[0] == "AUS_train_ct4-5" and len(ids) == 3
     assert len({i.split("-")[0] for i in ids}) == 3  # the rest spread over subjects
     assert ids == choose_gallery(inputs, "AUS", flags, 3, 0, set(stats.image_ids))  # deterministic
+
+
+def test_a_permuted_colour_alone_is_not_called_a_channel_swap(tmp_path, frames):
+    """Adrenal's colour is kidney's read as BGR, but a small adrenal blob far from where kidneys sit is a rare
+    organ, not a swapped kidney: it is flagged implausible, not channel_swap?."""
+    frames = copy.deepcopy(frames)
+    f = frame(frames, "RUS_test_h3")
+    f.mask[14:17, 14:17] = PALETTE[IDX["adrenal"]]  # top left of the fan; kidneys sit low right
+    inputs, stats, _ = flags_for(tmp_path, frames)
+    flags = compute_flags(inputs, stats)
+    assert flags[["image_id", "flag"]].values.tolist() == [["RUS_test_h3", "implausible_class"]]
+    assert "adrenal is in 1 of 60 RUS masks" in flags["detail"].iloc[0]

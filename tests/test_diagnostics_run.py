@@ -64,6 +64,11 @@ def test_reproduces_the_known_diagnosis(demo):
     assert by_id["subjects"]["status"] == "FAIL" and by_id["subjects"]["value"] == 4
     assert "only 4 labeled RUS (real) subjects" in by_id["subjects"]["reason"]
     assert by_id["domain_shift"]["status"] == "FAIL" and by_id["domain_shift"]["value"] > 0.9
+    # ... and the organs are smaller on the real images (radii x 0.75 in the fixture, as in the demo)
+    assert "Label shift: liver 1.7x smaller in RUS" in by_id["domain_shift"]["reason"]
+    assert "kidney" in by_id["domain_shift"]["reason"]
+    assert by_id["published_baselines"]["status"] == "PASS"  # measured on "the fixture", the dataset_id
+    assert by_id["image_quality"]["status"] == "PASS"
     assert by_id["class_balance"]["status"] == "WARN"
     assert "never labeled in RUS (real): bone, pancreas" in by_id["class_balance"]["reason"]
     # nothing is wrong with these labels or splits
@@ -76,7 +81,8 @@ def test_frames_per_subject_and_effective_size(demo):
     fps = pd.read_csv(fx.out_dir / "frames_per_subject.csv", keep_default_na=False)
     rus = fps[(fps["modality"] == "RUS") & (fps["n_labeled_frames"] > 0)]
     assert dict(zip(rus["subject_id"], rus["n_labeled_frames"])) == {"h": 6, "a": 4, "g": 3, "b": 2}
-    assert "Kish effective size" in by_id["subjects"]["reason"]
+    kish = (6 + 4 + 3 + 2) ** 2 / (36 + 16 + 9 + 4)
+    assert f"effective number of subjects {kish:.1f}" in by_id["subjects"]["reason"]
     subj = pd.read_csv(fx.out_dir / "subjects.csv")
     rus_all = subj[(subj["modality"] == "RUS") & (subj["split"] == "all")].iloc[0]
     assert rus_all["n_subjects"] == 9 and rus_all["n_labeled_subjects"] == 4
@@ -102,6 +108,7 @@ def test_markdown_states_verdict_and_next_steps(demo):
     steps = md.split("## What to try next")[1].lower()
     for hint in ("more distinct subjects", "semi-supervised", "domain adaptation", "class_weights"):
         assert hint in steps
+    assert "organs differ between the domains in size" in steps and "liver, gallbladder, kidney" in steps
 
 
 def test_clean_same_distribution_dataset_raises_no_false_alarm(clean):
@@ -110,6 +117,8 @@ def test_clean_same_distribution_dataset_raises_no_false_alarm(clean):
     assert by_id["leakage"]["status"] == "PASS"
     assert by_id["domain_shift"]["status"] == "PASS"
     assert by_id["domain_shift"]["value"] < DIAG_CFG["domain_auc"]["warn_above"]
+    assert by_id["image_quality"]["status"] == "PASS"
+    assert json.loads((fx.out_dir / "label_shift.json").read_text())["shifted_classes"] == []
     assert by_id["subjects"]["status"] == "PASS" and by_id["composition"]["status"] == "PASS"
     assert pd.read_csv(fx.out_dir / "label_flags.csv").empty
     assert pd.read_csv(fx.out_dir / "near_duplicates.csv").empty

@@ -99,6 +99,7 @@ def required_inputs(config: dict) -> list[tuple[str, str]]:
         "frames_per_subject.csv", "class_balance.png", "class_balance.csv", "class_weights.json",
         "domain_shift.png", "domain_shift.json", "intensity_histograms.csv", "label_flags.csv",
         "leakage.json", "near_duplicates.csv", "baselines.csv",
+        "label_shift.png", "label_shift.csv", "label_shift.json", "image_quality.png", "image_quality.csv",
     ] + [f"label_gallery_{m}.png" for m in config["dataset"]["modalities"]]
     files = [(f"diagnostics/{name}", "diagnostics") for name in diag]
     files += [("manifest_issues.csv", "manifest"), ("labels/decode_report.csv", "decode_masks")]
@@ -650,6 +651,13 @@ class _Report:
             self.json_artifact_table("tab-class-weights", f"{d}/class_weights.json", "Suggested class weights",
                                      "Tempered median-frequency weights (used by experiments with "
                                      "class_weights: auto); 0 = class never labeled.", obj=weights),
+            "<h3>Image quality</h3>",
+            self.figure("fig-image-quality", f"{d}/image_quality.png", "Image quality",
+                        "Dark, over-bright, blurry or low-information frames inside the field of view "
+                        "(thresholds: diagnostics.image_quality); without flags, the closest calls."),
+            self.csv_table("tab-image-quality", f"{d}/image_quality.csv", "Flagged frames",
+                           "Frames with at least one image-quality flag.", empty="none: no frame was flagged.",
+                           rows_filter=lambda r: bool(r.get("flags", ""))),
             "<h3>Quarantined inputs</h3>",
             self.csv_table("tab-manifest-issues", "manifest_issues.csv", "Files set aside by the manifest",
                            "Every file below the data root is either in the manifest or listed here with "
@@ -688,6 +696,13 @@ class _Report:
         if isinstance(per_mod, dict) and per_mod:
             stats = self.artifact("tab-intensity-stats", "table", "Intensity statistics per modality", [rel])
             parts += [self._table_head(stats, "Grey levels inside the field of view."), json_table(per_mod, stats.id)]
+        parts.append(self._format_control_fact(data, rel))
+        parts.append(self.figure("fig-label-shift", f"{d}/label_shift.png", "Label shift",
+                                 "Organ presence, size (share of the field of view, one dot per subject) and "
+                                 "position per modality; classes beyond the diagnostics.label_shift thresholds "
+                                 "are named in the domain-shift verdict."))
+        parts.append(self.csv_table("tab-label-shift", f"{d}/label_shift.csv",
+                                    "Organ presence, size and position per class and modality"))
         everything = self.artifact("tab-domain-shift-all", "table", "Every value in domain_shift.json", [rel])
         hist = self.csv_table("tab-intensity-histograms", f"{d}/intensity_histograms.csv",
                               "Intensity histograms (data behind the figure)")
@@ -695,6 +710,25 @@ class _Report:
                      f"{self._table_head(everything, '')}{json_table(dict(_flatten(data)), everything.id)}"
                      f"{hist}</details></section>")
         return "".join(parts)
+
+    def _format_control_fact(self, data: Any, rel: str) -> str:
+        """The format control's AUC beside the image classifier's, and what a model sees."""
+        fmt = data.get("format_control") if isinstance(data, dict) else None
+        model = data.get("model_input_intensity") if isinstance(data, dict) else None
+        art = self.artifact("text-format-control", "table", "Format control and model input", [rel])
+        text = []
+        if isinstance(fmt, dict) and _is_number(fmt.get("auc")):
+            text.append(f"Format control: the same classifier on file properties only ({', '.join(fmt.get('features', []))}) "
+                        f"reaches AUC {fmt['auc']:.2f}; high here and low above means the domains differ in how "
+                        "their files were stored, not in what was imaged.")
+        if isinstance(model, dict) and model.get("source_vs_target"):
+            w1 = model["source_vs_target"].get("wasserstein1")
+            if _is_number(w1):
+                text.append(f"At the model's input ({model.get('normalisation', '')}) the intensity distributions "
+                            f"differ by Wasserstein-1 {w1:.3f} (input units 0-1).")
+        if not text:
+            return ""
+        return f'<p class="keyfact" id="{esc(art.id)}">{esc(" ".join(text))}{self.prov_link(art)}</p>'
 
     def _auc_fact(self, data: Any, art: _Artifact) -> str:
         auc = _find_auc(data)
@@ -819,7 +853,10 @@ class _Report:
             for b in baselines:
                 if b.get("test_set") != ts or str(b.get("metric", "dice")).lower() != "dice" or b.get("class") not in classes:
                     continue
-                cells = [f'<td colspan="3">published: {esc(b.get("source", ""))}</td>']
+                label = f'published: {b.get("source", "")}'
+                if str(b.get("comparable", "")).strip().lower() == "false":
+                    label += f' (not comparable: measured on {b.get("measured_on", "other data")})'
+                cells = [f'<td colspan="3">{esc(label)}</td>']
                 cells += [f'<td class="num">{_dice(b["value"])}</td>' if c == b["class"] else '<td></td>'
                           for c in classes]
                 cells += ["<td></td>"]
@@ -831,9 +868,12 @@ class _Report:
                            or b.get("class") not in classes or b.get("test_set") not in self.test_sets]
         other = ""
         if other_baselines:
-            other = ("<p>Published results without a matching row above:</p>"
-                     + _records_table(["source", "test_set", "class", "metric", "value"], other_baselines,
-                                      self._new_id("tab-other-baselines")))
+            columns = ["source", "test_set", "class", "metric", "value"]
+            columns += [c for c in ("measured_on", "comparable", "note") if any(c in b for b in other_baselines)]
+            other_art = self.artifact("tab-other-baselines", "table", "Published results without a matching row above",
+                                      ["diagnostics/baselines.csv"])
+            other = (self._table_head(other_art, "comparable = measured on this data (measured_on = dataset_id).")
+                     + _records_table(columns, other_baselines, other_art.id))
         drops = self.drop_sentences()
         drop_html = ""
         if drops:

@@ -1,10 +1,11 @@
 """Dataset diagnostics: can this dataset support the segmentation task?
 
-`run_diagnostics` runs the seven checks of the article's checklist on the
-workflow's manifest, decoded labels and splits, writes a figure and the
-numbers behind it for each, and returns the verdict (checklist.json).
-One module per check; `survey` and `label_stats` read the image and label
-files once for all checks.
+`run_diagnostics` runs the seven checks of the article's checklist, plus
+image quality, on the workflow's manifest, decoded labels and splits, writes
+a figure and the numbers behind it for each, and returns the verdict
+(checklist.json). One module per check; `survey` and `label_stats` read the
+image and label files once for all checks; `label_shift` measures organ
+presence, size and position per domain for the domain-shift verdict.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from usseg.diagnostics.baselines import check_baselines
 from usseg.diagnostics.checklist import CHECK_ORDER, write_checklist
 from usseg.diagnostics.class_balance_check import check_class_balance
 from usseg.diagnostics.composition import check_composition
-from usseg.diagnostics.domain_shift import check_domain_shift
+from usseg.diagnostics.domain_shift import DEFAULT_HARMONISE, check_domain_shift
+from usseg.diagnostics.image_quality import check_image_quality
 from usseg.diagnostics.inputs import load_inputs
 from usseg.diagnostics.label_check import check_labels
+from usseg.diagnostics.label_shift import check_label_shift
 from usseg.diagnostics.label_stats import collect_label_stats
 from usseg.diagnostics.leakage import check_leakage
 from usseg.diagnostics.subjects import check_subjects
@@ -31,9 +34,9 @@ DEFAULT_MAX_IMAGES_PER_DOMAIN = 400
 log = logging.getLogger("usseg.diagnostics")
 
 
-def _timed(name, fn, *args):
+def _timed(name, fn, *args, **kwargs):
     start = time.perf_counter()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     status = f": {result.status}" if hasattr(result, "status") else ""
     log.info("%s%s (%.1f s)", name, status, time.perf_counter() - start)
     return result
@@ -55,11 +58,16 @@ def output_files(modalities) -> list[str]:
         "domain_shift.png",
         "domain_shift.json",
         "intensity_histograms.csv",
+        "label_shift.png",
+        "label_shift.csv",
+        "label_shift.json",
         *(f"label_gallery_{m}.png" for m in modalities),
         "label_flags.csv",
         "leakage.json",
         "near_duplicates.csv",
         "baselines.csv",
+        "image_quality.png",
+        "image_quality.csv",
     ]
 
 
@@ -72,8 +80,15 @@ def run_diagnostics(
     labels_dir,
     splits_csv,
     out_dir,
+    model_image_size=None,
+    data_is_demo: bool = False,
 ) -> dict:
-    """Run every check, write its figure and tables into out_dir, and return the checklist dict."""
+    """Run every check, write its figure and tables into out_dir, and return the checklist dict.
+
+    `model_image_size` (the experiments' image_size) lets the domain check
+    compare what a model sees; `data_is_demo` marks the generated demo, on
+    which no published baseline is comparable.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(
@@ -83,6 +98,7 @@ def run_diagnostics(
         "%d images (%d labeled) below %s", len(inputs.images), len(inputs.labeled), inputs.root
     )
     stats = _timed("label arrays read", collect_label_stats, inputs)
+    harmonise = DEFAULT_HARMONISE | (inputs.opt("domain_harmonise", {}) or {})
     survey = _timed(
         "images read and hashed",
         survey_images,
@@ -90,15 +106,28 @@ def run_diagnostics(
         int(inputs.opt("domain_max_images", DEFAULT_MAX_IMAGES_PER_DOMAIN)),
         int(inputs.opt("seed", 0)),
         int(inputs.opt("fov_threshold", 12)),
+        int(harmonise["grid"]),
+        int(harmonise["jpeg_quality"]),
+        model_image_size,
     )
+    label_shift = _timed("label_shift", check_label_shift, inputs, stats, survey, out_dir)
     results = [
         _timed("composition", check_composition, inputs, out_dir),
         _timed("subjects", check_subjects, inputs, out_dir),
         _timed("class_balance", check_class_balance, inputs, stats, out_dir),
-        _timed("domain_shift", check_domain_shift, inputs, survey, out_dir),
+        _timed(
+            "domain_shift",
+            check_domain_shift,
+            inputs,
+            survey,
+            out_dir,
+            label_shift=label_shift,
+            model_image_size=model_image_size,
+        ),
         _timed("label_verification", check_labels, inputs, stats, out_dir),
         _timed("leakage", check_leakage, inputs, survey, out_dir),
-        _timed("published_baselines", check_baselines, inputs, out_dir),
+        _timed("published_baselines", check_baselines, inputs, out_dir, data_is_demo),
+        _timed("image_quality", check_image_quality, inputs, survey, out_dir),
     ]
     checklist = write_checklist(results, out_dir, inputs.target_modality)
     log.info("overall: %s", checklist["overall"])

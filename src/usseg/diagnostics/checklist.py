@@ -7,6 +7,7 @@ with the action it points to.
 
 from __future__ import annotations
 
+from usseg.diagnostics.baselines import DEMO_ID
 from usseg.diagnostics.outputs import write_json
 from usseg.diagnostics.status import PASS, CheckResult, worst
 
@@ -18,6 +19,7 @@ CHECK_ORDER = [
     "label_verification",
     "leakage",
     "published_baselines",
+    "image_quality",
 ]
 STATUS_MARK = {"PASS": "PASS", "WARN": "WARN", "FAIL": "**FAIL**"}
 
@@ -51,11 +53,20 @@ def next_steps(results: dict[str, CheckResult], target: str) -> list[str]:
             "mean teacher) or self-supervised pre-training on the target domain."
         )
     dom = results.get("domain_shift")
-    if dom and dom.status != PASS:
+    shifted = (dom.details.get("label_shift") or {}).get("shifted_classes", []) if dom else []
+    image_gap = dom and dom.details.get("image_status", dom.status) != PASS
+    if dom and dom.status != PASS and (image_gap or not shifted):
         steps.append(
             "Domain adaptation between synthetic and real images: intensity, speckle and contrast "
             "augmentation, histogram matching of simulator images to the real ones, adversarial feature "
             "alignment, and fine-tuning on the few real labels."
+        )
+    if shifted:
+        steps.append(
+            f"Organs differ between the domains in size, position or presence ({', '.join(shifted)}; see "
+            "label_shift.png): add scale and translation augmentation (random zoom, crops) so simulator organs "
+            f"cover the {target} sizes and positions, weight or oversample simulator frames whose organs look "
+            f"like the {target} ones, and report Dice per organ size on {target}."
         )
     cb = results.get("class_balance")
     if cb and cb.status != PASS:
@@ -77,9 +88,22 @@ def next_steps(results: dict[str, CheckResult], target: str) -> list[str]:
             "the test side (see leakage.json and near_duplicates.csv)."
         )
     pub = results.get("published_baselines")
-    if pub and pub.status != PASS:
+    if pub and pub.status != PASS and pub.details.get("dataset") == DEMO_ID:
         steps.append(
-            "Look for published results on this dataset and add them under diagnostics.published_baselines."
+            "This run diagnoses the generated demo, on which no published result was measured: point data_root "
+            "at the real dataset to read our scores against the configured baselines."
+        )
+    elif pub and pub.status != PASS:
+        steps.append(
+            "Look for published results measured on this very data and add them under "
+            "diagnostics.published_baselines with measured_on equal to diagnostics.dataset_id; results "
+            "measured elsewhere are shown but cannot bound this dataset."
+        )
+    qual = results.get("image_quality")
+    if qual and qual.status != PASS:
+        steps.append(
+            "Look at the flagged frames (image_quality.png, image_quality.csv): drop dark, saturated, blurry "
+            "or empty frames from training and evaluation, or re-export them from the scanner."
         )
     return steps
 

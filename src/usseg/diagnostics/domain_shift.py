@@ -1,11 +1,23 @@
 """Check 4: do the training images look like the target domain's?
 
-Two views of the same question. Descriptive: grey-level histograms inside the
-field of view per modality and their distances (Kolmogorov-Smirnov,
-Wasserstein-1, Jensen-Shannon). Decisive: a classifier two-sample test - if
-a simple model on cheap intensity and texture features tells the domains
-apart on subjects it has not seen, a segmentation model trained on one domain
-meets a different distribution on the other. AUC 0.5 means indistinguishable.
+Descriptive: grey-level histograms inside the field of view per modality and
+their distances (Kolmogorov-Smirnov, Wasserstein-1, Jensen-Shannon), on the
+raw grey levels and on what a model sees (grey / 255 resized to the
+experiments' image_size, usseg.data's only normalisation).
+
+Decisive: a classifier two-sample test - if a simple model on cheap intensity
+and texture features tells the domains apart on subjects it has not seen, a
+segmentation model trained on one domain meets a different distribution on
+the other. AUC 0.5 means indistinguishable. To be fair the features are
+computed on harmonised copies (one grid, one JPEG quality, inside the field
+of view; see survey.py), and a *format control* - the same classifier on file
+properties only (format, width, height, channels, JPEG quantisation)
+- says how far the files alone give the domain away. The AUC comes with a
+subject-grouped permutation p-value and an interval (`auc_interval`,
+`widen_by_null_spread`) that excludes 0.5 under random labels about as
+often as it should (tests/test_diagnostics_interval.py); a FAIL needs both a large AUC and a permutation p below
+`domain_alpha`. Label shift (organ presence, size, position; label_shift.py)
+is part of the gap: a shifted class raises the check to at least WARN.
 
 The comparison is the target modality (dataset.target_modality, the real
 scanner here) against every other modality (the simulator here), so the same
@@ -16,21 +28,21 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
+from scipy.special import comb
+from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from usseg.diagnostics import figures
 from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.outputs import write_json
-from usseg.diagnostics.status import PASS, WARN, CheckResult, status_above
+from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult, status_above, worst
 from usseg.diagnostics.survey import PERCENTILES, Survey, hist_mean_std, percentiles_from_hist
 
 DEFAULT_AUC = {"warn_above": 0.75, "fail_above": 0.9}
+DEFAULT_HARMONISE = {"grid": 128, "jpeg_quality": 75}
 
 
 # ----------------------------------------------------------------------------- distances
@@ -62,48 +74,135 @@ def distribution_distances(hist_a: np.ndarray, hist_b: np.ndarray, bins: int) ->
 # ----------------------------------------------------------------------------- classifier test
 
 
-def weighted_auc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUC of `scores` for labels `y` under each row of `weights` (B, n): ties count one half."""
-    order = np.argsort(scores, kind="stable")
-    s, yy, w = scores[order], y[order].astype(bool), np.atleast_2d(weights)[:, order]
-    wneg = np.where(yy, 0.0, w)
-    wpos = np.where(yy, w, 0.0)
-    cum = np.cumsum(wneg, axis=1)
-    # Tie groups: negatives below the group, plus half of those inside it.
-    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
-    ends = np.r_[starts[1:], s.size]
-    group = np.repeat(np.arange(starts.size), ends - starts)
-    below = np.where(starts > 0, cum[:, np.maximum(starts - 1, 0)], 0.0)
-    inside = cum[:, ends - 1] - below
-    credit = below[:, group] + 0.5 * inside[:, group]
-    num = (wpos * credit).sum(axis=1)
-    den = wpos.sum(axis=1) * wneg.sum(axis=1)
+def auc_interval(
+    scores: np.ndarray, y: np.ndarray, groups: np.ndarray, level: float = 0.95
+) -> np.ndarray:
+    """AUC with a cluster-robust interval, vectorised over rows: (..., 3) of (auc, low, high).
+
+    `scores` and `y` are (n,) or (R, n) (R datasets of n images each);
+    `groups` (n,) names each image's subject. The variance is Obuchowski's
+    (1997) for clustered data: DeLong's structural components summed per
+    subject, so frames of one subject count as one unit. Each subject lies
+    on one side only (a subject is either real or simulated), so the
+    covariance term vanishes. The interval uses Student's t with one
+    degree of freedom fewer than the smaller side's subjects; a normal
+    quantile with 4 real subjects would exclude chance far too often
+    (tests/test_diagnostics_interval.py measures the rate under random labels).
+    With so few subjects that even a perfect separation of them is not
+    significant (2 / C(subjects, subjects on one side) > 1 - level, e.g. 3
+    vs 3), the interval is widened to include 0.5: no test on that many
+    subjects can exclude chance.
+    """
+    s = np.atleast_2d(np.asarray(scores, dtype=float))
+    yy = np.broadcast_to(np.atleast_2d(np.asarray(y)).astype(bool), s.shape)
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    onehot = np.zeros((codes.size, codes.max() + 1))
+    onehot[np.arange(codes.size), codes] = 1.0
+    n1 = yy.sum(axis=1).astype(float)
+    n0 = yy.shape[1] - n1
+    ranks = sps.rankdata(s, axis=1)
+    rank_pos = sps.rankdata(np.where(yy, s, np.inf), axis=1)
+    rank_neg = sps.rankdata(np.where(yy, np.inf, s), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
+        v10 = np.where(yy, (ranks - rank_pos) / n0[:, None], 0.0)  # negatives below each positive
+        v01 = np.where(yy, 0.0, (n1[:, None] - (ranks - rank_neg)) / n1[:, None])  # positives above each negative
+        auc = v10.sum(axis=1) / n1
+        var = np.zeros_like(auc)
+        n_subjects = []
+        for v, side, n in ((v10, yy, n1), (v01, ~yy, n0)):
+            t = v @ onehot  # per subject: sum of its images' components
+            m = side.astype(float) @ onehot  # per subject: its images on this side
+            present = m > 0
+            k = present.sum(axis=1)
+            dev = np.where(present, t - m * auc[:, None], 0.0)
+            var += k / ((k - 1) * n) * (dev**2).sum(axis=1) / n
+            n_subjects.append(k)
+        dof = np.maximum(np.minimum(*n_subjects) - 1, 1)
+        half = sps.t.ppf(0.5 + level / 2, dof) * np.sqrt(var)
+    low, high = np.clip(auc - half, 0, 1), np.clip(auc + half, 0, 1)
+    hopeless = 2 / comb(n_subjects[0] + n_subjects[1], n_subjects[0]) > 1 - level
+    low = np.where(hopeless, np.minimum(low, 0.5), low)
+    high = np.where(hopeless, np.maximum(high, 0.5), high)
+    out = np.stack([auc, low, high], axis=-1)
+    return out[0] if np.ndim(scores) == 1 else out
 
 
-def subject_bootstrap_ci(
-    scores, y, groups, n_boot: int, seed: int, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile interval of the AUC when subjects (not images) are resampled, within each class."""
+RIDGE = 1.0  # L2 penalty of the linear discriminant, on standardised features
+
+
+def subject_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple]:
+    """k (train, test) index pairs; every subject's frames stay on one side, both domains in every fold."""
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros((len(y), 1)), y, groups))
+
+
+def out_of_fold_scores(X: np.ndarray, Y: np.ndarray, folds) -> np.ndarray:
+    """Out-of-fold scores of a ridge linear discriminant for each column of labels Y (n, B).
+
+    Per fold the features are standardised on the training images and
+    w = (Z'Z + RIDGE I)^-1 Z'(y - mean y): least squares on centred labels,
+    i.e. Fisher's discriminant with shrinkage. Closed form, so B label
+    vectors (the observed one and the permutations) cost one solve per fold.
+    A fold whose training side holds one domain only scores 0 (no
+    information: ties that pull the AUC towards 0.5).
+    """
+    Y = np.asarray(Y, dtype=float).reshape(len(X), -1)
+    out = np.zeros_like(Y)
+    for train, test in folds:
+        mu = X[train].mean(axis=0)
+        sd = X[train].std(axis=0)
+        sd[sd == 0] = 1.0
+        Z = (X[train] - mu) / sd
+        Yc = Y[train] - Y[train].mean(axis=0)
+        W = np.linalg.solve(Z.T @ Z + RIDGE * np.eye(Z.shape[1]), Z.T @ Yc)
+        out[test] = ((X[test] - mu) / sd) @ W
+    return out
+
+
+def permutation_p(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, auc: float, n_perm: int, seed: int
+) -> tuple[float | None, np.ndarray]:
+    """Subject-grouped permutation p-value of the out-of-fold AUC, (1 + #{AUC_perm >= AUC}) / (1 + n_perm),
+    and the permutation AUCs.
+
+    Domain labels are shuffled between subjects (each subject keeps all its
+    frames and one label; each side keeps its number of subjects) and the
+    discriminant is refit on every fold, so the null distribution includes
+    the classifier's own optimism and the correlation of a subject's frames.
+    The subject folds are those of the observed test.
+    """
+    if n_perm <= 0:
+        return None, np.zeros(0)
+    subjects, inverse = np.unique(groups, return_inverse=True)
+    subject_label = np.zeros(subjects.size)
+    subject_label[np.unique(inverse[y == 1])] = 1
     rng = np.random.default_rng(seed)
-    weights = np.zeros((n_boot, len(scores)))
-    for cls in (0, 1):
-        subj = np.unique(groups[y == cls])
-        counts = rng.multinomial(subj.size, np.full(subj.size, 1 / subj.size), size=n_boot)
-        idx = {g: k for k, g in enumerate(subj)}
-        cols = np.flatnonzero(y == cls)
-        weights[:, cols] = counts[:, [idx[g] for g in groups[cols]]]
-    aucs = weighted_auc(np.asarray(scores, float), np.asarray(y), weights)
-    aucs = aucs[np.isfinite(aucs)]
-    alpha = (1 - level) / 2
-    return float(np.quantile(aucs, alpha)), float(np.quantile(aucs, 1 - alpha))
+    perms = np.stack([rng.permutation(subject_label) for _ in range(n_perm)])[:, inverse]  # (B, n)
+    scores = out_of_fold_scores(X, perms.T, folds).T
+    aucs = auc_interval(scores, perms, groups)[:, 0]
+    return float((1 + np.sum(aucs >= auc - 1e-12)) / (1 + n_perm)), aucs
+
+
+def widen_by_null_spread(interval, null_aucs: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """(auc, low, high) with the half-width at least the null distribution's `level` half-spread.
+
+    The cluster-robust interval treats subjects as independent, but the
+    out-of-fold scores of one fold share that fold's fitted model, so under
+    no difference it excludes 0.5 too often (about 15 % at 10 vs 10 subjects).
+    The permutation AUCs carry that cross-validation noise; taking the
+    larger half-width makes the interval exclude 0.5 only when the
+    permutation test would too, and is conservative far from 0.5.
+    """
+    auc, low, high = np.asarray(interval, dtype=float)
+    spread = float(np.quantile(np.abs(null_aucs - np.median(null_aucs)), level))
+    return np.array([auc, min(low, max(auc - spread, 0.0)), max(high, min(auc + spread, 1.0))])
 
 
 def classifier_two_sample_test(
-    X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, n_boot: int, seed: int
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int, n_perm: int = 0
 ) -> dict:
-    """Out-of-fold AUC of a logistic regression telling y=1 from y=0, folds grouped by subject."""
+    """Out-of-fold AUC of a ridge linear discriminant telling y=1 from y=0, folds grouped by subject,
+    with its cluster-robust 95% interval and (n_perm > 0) a subject-grouped permutation p-value."""
     n_subj = [np.unique(groups[y == c]).size for c in (0, 1)]
     k = min(folds, *n_subj)
     if k < 2:
@@ -111,21 +210,21 @@ def classifier_two_sample_test(
             "possible": False,
             "why": f"a subject-grouped test needs at least 2 subjects per domain (have {n_subj[0]} and {n_subj[1]})",
         }
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    oof = np.full(len(y), 0.5)
-    for train, test in cv.split(X, y, groups):
-        if np.unique(y[train]).size < 2:
-            continue  # an uninformative fold keeps its 0.5 scores: it can only pull the AUC towards 0.5
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-        model.fit(X[train], y[train])
-        oof[test] = model.predict_proba(X[test])[:, 1]
-    auc = float(roc_auc_score(y, oof))
-    low, high = subject_bootstrap_ci(oof, y, groups, n_boot, seed)
+    folds = subject_folds(y, groups, k, seed)
+    oof = out_of_fold_scores(X, y, folds)[:, 0]
+    interval = auc_interval(oof, y, groups)
+    p, null_aucs = permutation_p(X, y, groups, folds, float(interval[0]), n_perm, seed)
+    if null_aucs.size:
+        interval = widen_by_null_spread(interval, null_aucs)
+    auc, low, high = interval
+    n_done = int(null_aucs.size)
     fpr, tpr, _ = roc_curve(y, oof)
     return {
         "possible": True,
-        "auc": auc,
-        "ci95": [low, high],
+        "auc": float(auc),
+        "ci95": [float(low), float(high)],
+        "permutation_p": p,
+        "permutations": n_done,
         "folds": k,
         "oof": oof,
         "roc": (fpr, tpr),
@@ -137,6 +236,20 @@ def effect_sizes(features: pd.DataFrame, y: np.ndarray) -> pd.Series:
     a, b = features[y == 1], features[y == 0]
     pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2).replace(0, np.nan)
     return ((a.mean() - b.mean()) / pooled).fillna(0.0)
+
+
+def model_input_distances(hist_a: np.ndarray, hist_b: np.ndarray, bins: int) -> dict:
+    """distribution_distances on [0, 1] model-input histograms, Wasserstein-1 in input units (0-1)."""
+    d = distribution_distances(hist_a, hist_b, bins)
+    return {
+        "ks_statistic": d["ks_statistic"],
+        "wasserstein1": d["wasserstein1_grey_levels"] / 255,
+        "js_divergence_bits": d["js_divergence_bits"],
+    }
+
+
+def side_histogram(hists: dict, ids, y, side: int) -> np.ndarray:
+    return np.sum([hists[i] for i, yy in zip(ids, y) if yy == side and i in hists], axis=0)
 
 
 # ----------------------------------------------------------------------------- figure
@@ -155,26 +268,41 @@ def _example(inputs: DiagnosticInputs, survey: Survey, modality: str, threshold:
     return iid, gray, field_of_view(gray, threshold)
 
 
-def plot(
-    inputs,
-    survey,
-    mod_hists,
-    per_mod,
-    distances,
-    test,
-    threshold,
-    bins,
-    auc_thresholds,
-    names,
-    path,
-) -> None:
+def _histogram_panel(ax, hists: dict, colours, inputs, bins, scale, xlabel, title):
+    """Histograms of 256-bin counts drawn on `bins` bins over [0, scale]."""
+    edges = np.linspace(0, 256, bins + 1).astype(int)
+    for m, hist in hists.items():
+        mean = hist_mean_std(hist)[0] * scale / 255
+        h = np.add.reduceat(hist, edges[:-1]).astype(float)
+        dens = h / h.sum() / np.diff(edges) * 255 / scale
+        x = edges * scale / 255
+        ax.stairs(
+            dens,
+            x,
+            color=colours[m],
+            linewidth=1.8,
+            fill=False,
+            label=f"{m} ({inputs.domain_of(m)}): mean {mean:.{2 if scale == 1 else 0}f}",
+        )
+        ax.stairs(dens, x, color=colours[m], alpha=0.18, fill=True)
+        ax.axvline(mean, color=colours[m], linestyle="--", linewidth=1)
+    ax.set_xlim(0, scale)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=11)
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, auc_thresholds, names,
+         model_note, path) -> None:
     mods = [m for m in inputs.modalities if m in mod_hists]
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
     with figures.style():
-        fig = figures.new_figure(11, 9)
-        gs = fig.add_gridspec(2, max(len(mods), 2), height_ratios=[1, 1.1])
+        fig = figures.new_figure(13, 9)
+        gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
+        top = gs[0, :].subgridspec(1, max(min(len(mods), 4), 1))
         for k, m in enumerate(mods[:4]):
-            ax = fig.add_subplot(gs[0, k] if len(mods) > 1 else gs[0, :])
+            ax = fig.add_subplot(top[0, k])
             ex = _example(inputs, survey, m, threshold)
             ax.grid(False)
             ax.set_xticks([])
@@ -185,81 +313,43 @@ def plot(
             ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
             ax.contour(fov, levels=[0.5], colors=[colours[m]], linewidths=1.5)
             ax.set_title(f"{m} ({inputs.domain_of(m)}): {iid}\nfield of view outlined", fontsize=10)
-        ax = fig.add_subplot(gs[1, 0])
-        edges = np.linspace(0, 256, bins + 1).astype(int)
-        for m in mods:
-            h = np.add.reduceat(mod_hists[m], edges[:-1]).astype(float)
-            dens = h / h.sum() / np.diff(edges)
-            ax.stairs(
-                dens,
-                edges,
-                color=colours[m],
-                linewidth=1.8,
-                fill=False,
-                label=f"{m} ({inputs.domain_of(m)}): mean {per_mod[m]['mean']:.0f}, sd {per_mod[m]['std']:.0f}",
-            )
-            ax.stairs(dens, edges, color=colours[m], alpha=0.18, fill=True)
-            ax.axvline(per_mod[m]["mean"], color=colours[m], linestyle="--", linewidth=1)
-        ax.set_xlim(0, 255)
-        ax.set_xlabel("grey level inside the field of view")
-        ax.set_ylabel("density (share of pixels per grey level)")
-        ax.set_title("Intensity histograms inside the field of view")
-        ax.legend(loc="upper right", fontsize=9)
-        if distances:
-            ax.text(
-                0.98,
-                0.70,
-                f"KS {distances['ks_statistic']:.2f}\nWasserstein-1 {distances['wasserstein1_grey_levels']:.1f}"
-                f" grey levels\nJensen-Shannon {distances['js_divergence_bits']:.3f} bits",
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"},
-            )
-        ax = fig.add_subplot(gs[1, 1:] if len(mods) > 2 else gs[1, 1])
+        _histogram_panel(fig.add_subplot(gs[1, 0]), mod_hists, colours, inputs, bins, 255,
+                         "grey level inside the field of view", "Raw grey levels")
+        ax = fig.add_subplot(gs[1, 1])
+        if model_hists:
+            _histogram_panel(ax, model_hists, colours, inputs, bins, 1,
+                             "model input (grey / 255 at the experiments' image size)",
+                             "What a model sees\n(usseg.data's only normalisation)")
+        else:
+            ax.axis("off")
+            ax.text(0.5, 0.5, model_note, ha="center", va="center", wrap=True, transform=ax.transAxes)
+        ax = fig.add_subplot(gs[1, 2])
         ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", label="indistinguishable (AUC 0.5)")
         if test.get("possible"):
             fpr, tpr = test["roc"]
-            ax.plot(
-                fpr,
-                tpr,
-                color="black",
-                linewidth=2,
-                label=f"AUC {test['auc']:.3f} [{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]",
-            )
+            ax.plot(fpr, tpr, color="black", linewidth=2,
+                    label=f"harmonised images: AUC {test['auc']:.2f} [{test['ci95'][0]:.2f}, {test['ci95'][1]:.2f}]")
+            if fmt.get("possible"):
+                ffpr, ftpr = fmt["roc"]
+                ax.plot(ffpr, ftpr, color="0.45", linewidth=1.5, linestyle="--",
+                        label=f"file properties only: AUC {fmt['auc']:.2f}")
+            p = test.get("permutation_p")
             ax.set_title(
-                f"Domain classifier, out of fold\n({test['folds']}-fold CV grouped by subject; 95% CI over subjects)",
-                fontsize=11,
-            )
-            ax.text(
-                0.97,
-                0.22,
-                f"WARN above AUC {auc_thresholds['warn_above']}\nFAIL above AUC {auc_thresholds['fail_above']}",
-                transform=ax.transAxes,
-                ha="right",
-                va="bottom",
-                fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"},
+                f"Domain classifier, {test['folds']}-fold by subject\n"
+                + (f"permutation p = {p:.2g}; " if p is not None else "")
+                + f"WARN > {auc_thresholds['warn_above']}, FAIL > {auc_thresholds['fail_above']}",
+                fontsize=10,
             )
         else:
             ax.set_title("Domain classifier: not possible")
-            ax.text(
-                0.5,
-                0.5,
-                test.get("why", ""),
-                ha="center",
-                va="center",
-                wrap=True,
-                transform=ax.transAxes,
-            )
+            ax.text(0.5, 0.5, test.get("why", ""), ha="center", va="center", wrap=True, transform=ax.transAxes)
         ax.set_xlim(-0.02, 1.02)  # keep a perfect curve off the frame
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
         src, tgt = names["source_short"], names["target_short"]
         ax.set_xlabel(f"false positive rate ({src} called {tgt})")
         ax.set_ylabel(f"true positive rate ({tgt} called {tgt})")
-        ax.legend(loc="lower right", fontsize=9)
+        ax.legend(loc="lower right", fontsize=8)
         head = f"Domain shift: {names['source']} vs {names['target']}"
         if test.get("possible"):
             head += f" (domain classifier AUC {test['auc']:.2f}; 0.5 = indistinguishable)"
@@ -270,29 +360,7 @@ def plot(
 # ----------------------------------------------------------------------------- check
 
 
-def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> CheckResult:
-    bins = int(inputs.opt("histogram_bins", 64))
-    threshold = int(inputs.opt("fov_threshold", 12))
-    folds = int(inputs.opt("domain_cv_folds", 4))
-    n_boot = int(inputs.opt("domain_bootstrap", 1000))
-    seed = int(inputs.opt("seed", 0))
-    thresholds = inputs.opt("domain_auc", DEFAULT_AUC)
-
-    meta = inputs.images.set_index("image_id").loc[survey.sample_ids]
-    modality = meta["modality"].to_numpy()
-    mod_hists = {
-        m: np.sum(
-            [survey.histograms[i] for i, mm in zip(survey.sample_ids, modality) if mm == m], axis=0
-        )
-        for m in inputs.modalities
-        if (modality == m).any()
-    }
-    per_mod = {
-        m: intensity_stats(h)
-        | {"n_images": int((modality == m).sum()), "domain": inputs.domain_of(m)}
-        for m, h in mod_hists.items()
-    }
-
+def _histogram_rows(inputs, mod_hists, bins, scale, space) -> list[dict]:
     edges = np.linspace(0, 256, bins + 1).astype(int)
     rows = []
     for m, h in mod_hists.items():
@@ -300,54 +368,131 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         for lo, hi, c in zip(edges[:-1], edges[1:], binned):
             rows.append(
                 {
+                    "space": space,
                     "modality": m,
                     "domain": inputs.domain_of(m),
-                    "bin_left": int(lo),
-                    "bin_right": int(hi),
+                    "bin_left": round(float(lo) * scale / 255, 4) if scale != 255 else int(lo),
+                    "bin_right": round(float(hi) * scale / 255, 4) if scale != 255 else int(hi),
                     "count": int(c),
                     "fraction": float(c / max(h.sum(), 1)),
                 }
             )
+    return rows
+
+
+def _per_modality_hists(hists: dict, ids, modality) -> dict:
+    out = {}
+    for m in dict.fromkeys(modality):
+        sel = [hists[i] for i, mm in zip(ids, modality) if mm == m and i in hists]
+        if sel:
+            out[m] = np.sum(sel, axis=0)
+    return out
+
+
+def domain_status(test: dict, thresholds: dict, alpha: float) -> str:
+    """AUC against the thresholds; a FAIL also needs the permutation p below alpha (else WARN)."""
+    status = status_above(test["auc"], thresholds)
+    p = test.get("permutation_p")
+    if status == FAIL and p is not None and p >= alpha:
+        return WARN
+    return status
+
+
+def check_domain_shift(
+    inputs: DiagnosticInputs, survey: Survey, out_dir, label_shift: dict | None = None,
+    model_image_size=None,
+) -> CheckResult:
+    bins = int(inputs.opt("histogram_bins", 64))
+    threshold = int(inputs.opt("fov_threshold", 12))
+    folds = int(inputs.opt("domain_cv_folds", 4))
+    n_perm = int(inputs.opt("domain_permutations", 1000))
+    alpha = float(inputs.opt("domain_alpha", 0.05))
+    seed = int(inputs.opt("seed", 0))
+    thresholds = inputs.opt("domain_auc", DEFAULT_AUC)
+    harmonise = DEFAULT_HARMONISE | (inputs.opt("domain_harmonise", {}) or {})
+    label_shift = label_shift or {"shifted_classes": [], "classes": {}}
+
+    meta = inputs.images.set_index("image_id").loc[survey.sample_ids]
+    modality = meta["modality"].to_numpy()
+    order = {m: k for k, m in enumerate(inputs.modalities)}
+    mod_hists = dict(sorted(_per_modality_hists(survey.histograms, survey.sample_ids, modality).items(),
+                            key=lambda kv: order[kv[0]]))
+    model_hists = dict(sorted(_per_modality_hists(survey.model_histograms, survey.sample_ids, modality).items(),
+                              key=lambda kv: order[kv[0]]))
+    per_mod = {
+        m: intensity_stats(h)
+        | {"n_images": int((modality == m).sum()), "domain": inputs.domain_of(m)}
+        for m, h in mod_hists.items()
+    }
+    model_per_mod = {}
+    for m, h in model_hists.items():
+        st = intensity_stats(h)
+        model_per_mod[m] = {k: (v / 255 if k not in ("n_pixels",) else v) for k, v in st.items()}
+        model_per_mod[m]["n_images"] = int((modality == m).sum())
+    rows = _histogram_rows(inputs, mod_hists, bins, 255, "raw grey level")
+    rows += _histogram_rows(inputs, model_hists, bins, 1, "model input")
     pd.DataFrame(
-        rows, columns=["modality", "domain", "bin_left", "bin_right", "count", "fraction"]
+        rows, columns=["space", "modality", "domain", "bin_left", "bin_right", "count", "fraction"]
     ).to_csv(f"{out_dir}/intensity_histograms.csv", index=False)
 
     target = inputs.target_modality
     y = (modality == target).astype(int)
     names = comparison_names(inputs, sorted(set(modality) - {target}, key=inputs.modalities.index))
     has_both = bool(y.any() and (y == 0).any())
-    distances, test, effects = {}, {"possible": False, "why": ""}, pd.Series(dtype=float)
+    distances, model_distances = {}, {}
+    test, fmt = {"possible": False, "why": ""}, {"possible": False, "why": ""}
+    effects = pd.Series(dtype=float)
     if has_both:
-        side_hist = [
-            np.sum([survey.histograms[i] for i, yy in zip(survey.sample_ids, y) if yy == k], axis=0)
-            for k in (0, 1)
-        ]
-        distances = distribution_distances(side_hist[0], side_hist[1], bins)
+        ids = survey.sample_ids
+        distances = distribution_distances(
+            side_histogram(survey.histograms, ids, y, 0), side_histogram(survey.histograms, ids, y, 1), bins
+        )
+        if model_hists:
+            model_distances = model_input_distances(
+                side_histogram(survey.model_histograms, ids, y, 0),
+                side_histogram(survey.model_histograms, ids, y, 1),
+                bins,
+            )
         groups = np.array([f"{m}:{s}" for m, s in zip(modality, meta["subject_id"])])
-        X = survey.features.loc[survey.sample_ids]
-        test = classifier_two_sample_test(X.to_numpy(float), y, groups, folds, n_boot, seed)
+        X = survey.features.loc[ids]
+        test = classifier_two_sample_test(X.to_numpy(float), y, groups, folds, seed, n_perm)
+        F = survey.file_props.loc[ids]
+        fmt = classifier_two_sample_test(F.to_numpy(float), y, groups, folds, seed, n_perm)
         effects = effect_sizes(X, y)
     else:
         present = ", ".join(sorted(set(modality))) or "no"
-        test["why"] = (
+        test["why"] = fmt["why"] = (
             f"only {present} images are present: there is no other domain to compare {target} with"
         )
 
-    plot(
-        inputs,
-        survey,
-        mod_hists,
-        per_mod,
-        distances,
-        test,
-        threshold,
-        bins,
-        thresholds,
-        names,
-        f"{out_dir}/domain_shift.png",
-    )
+    if model_image_size is not None:
+        size = "x".join(str(int(v)) for v in model_image_size)
+        model_note = f"grey / 255, resized to {size} (bilinear, anti-aliased): usseg.data's only normalisation"
+    else:
+        model_note = "model input not measured: the experiments' image_size was not given"
+    plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, thresholds, names,
+         model_note, f"{out_dir}/domain_shift.png")
 
     top = effects.abs().sort_values(ascending=False).index[:5].tolist()
+
+    def classifier_entry(t: dict, model: str, features: list[str]) -> dict:
+        return {
+            "possible": t["possible"],
+            "why_not": t.get("why"),
+            "model": model,
+            "features": features,
+            "cv": f"StratifiedGroupKFold grouped by subject, {t.get('folds', 0)} folds",
+            "auc": t.get("auc"),
+            "ci95": t.get("ci95"),
+            "interval": (
+                "cluster-robust (Obuchowski, Student t, subjects as clusters), widened to the permutation "
+                "AUCs' 95% half-spread when that is larger"
+            ),
+            "permutation_p": t.get("permutation_p"),
+            "permutations": t.get("permutations", 0),
+            "seed": seed,
+        }
+
     report = {
         "field_of_view": {
             "threshold": threshold,
@@ -356,45 +501,74 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         "per_modality": per_mod,
         "compared": {"target": names["target"], "source": names["source"]},
         "distances_source_vs_target": distances,
-        "classifier": {
-            "possible": test["possible"],
-            "why_not": test.get("why"),
-            "model": "standardised features + logistic regression",
-            "features": list(survey.features.columns),
-            "cv": f"StratifiedGroupKFold grouped by subject, {test.get('folds', 0)} folds",
-            "auc": test.get("auc"),
-            "ci95": test.get("ci95"),
-            "bootstrap": n_boot,
-            "seed": seed,
+        "classifier": classifier_entry(
+            test,
+            "standardised intensity/texture features of harmonised images + ridge linear discriminant",
+            list(survey.features.columns),
+        )
+        | {
+            "harmonisation": (
+                f"decoded to grey, resized to {survey.grid}x{survey.grid} (area average; "
+                f"domain_harmonise.grid {harmonise['grid']}, at most half the smallest side), "
+                f"JPEG round trip at quality {harmonise['jpeg_quality']}, features inside the field of view"
+            ),
             "n_images": {m: int((modality == m).sum()) for m in sorted(set(modality))},
             "n_subjects": {
-                m: int(meta.loc[modality == m, "subject_id"].nunique())
-                for m in sorted(set(modality))
+                m: int(meta.loc[modality == m, "subject_id"].nunique()) for m in sorted(set(modality))
             },
             "cap_per_domain": int(inputs.opt("domain_max_images", 400)),
             "most_different_features": {f: round(float(effects[f]), 3) for f in top},
+        },
+        "format_control": classifier_entry(
+            fmt, "standardised file properties + ridge linear discriminant", list(survey.file_props.columns)
+        )
+        | {
+            "meaning": (
+                "how well the file alone (format, size, encoding) tells the domains apart; high here "
+                "and low above means the domains differ in their files, not in what was imaged"
+            ),
+        },
+        "model_input_intensity": {
+            "normalisation": model_note,
+            "image_size": list(model_image_size) if model_image_size is not None else None,
+            "per_modality": model_per_mod,
+            "source_vs_target": model_distances,
+        },
+        "label_shift": {
+            "shifted_classes": label_shift["shifted_classes"],
+            "details": "label_shift.json",
         },
         "unreadable_images": survey.unreadable,
     }
     write_json(f"{out_dir}/domain_shift.json", report)
 
     title = f"Domain shift ({names['source_domains']} vs {names['target_domain']})"
+    ls_cfg = label_shift.get("thresholds", {})
     auc_text = (
-        f"warn > {thresholds['warn_above']}, fail > {thresholds['fail_above']} (out-of-fold AUC)"
+        f"AUC (harmonised images, out of fold): WARN > {thresholds['warn_above']}, FAIL > "
+        f"{thresholds['fail_above']} and permutation p < {alpha:g}"
+    )
+    if ls_cfg:
+        auc_text += (
+            f"; label shift WARN: size factor > {ls_cfg['size_factor_above']}, centre moved > "
+            f"{ls_cfg['position_distance_above']} FOV, presence differs > {ls_cfg['presence_difference_above']}"
+        )
+    shift_phrases = label_shift.get("phrases", [])
+    shift_text = (
+        f" Label shift: {'; '.join(shift_phrases)} (label_shift.png)." if shift_phrases else ""
     )
     if not test["possible"]:
-        status = PASS if not has_both else WARN
+        status = (PASS if not has_both else WARN)
+        if shift_phrases:
+            status = worst([status, WARN])
         return CheckResult(
-            "domain_shift",
-            title,
-            status,
-            None,
-            auc_text,
-            f"no classifier test: {test['why']}.",
-            report,
+            "domain_shift", title, status, None, auc_text,
+            f"no classifier test: {test['why']}.{shift_text}", report,
         )
     auc, (low, high) = test["auc"], test["ci95"]
-    status = status_above(auc, thresholds)
+    p = test.get("permutation_p")
+    image_status = domain_status(test, thresholds, alpha)
+    status = worst([image_status, WARN]) if shift_phrases else image_status
     n_src, n_tgt = int((y == 0).sum()), int((y == 1).sum())
     src = pixel_weighted_mean(per_mod, [m for m in per_mod if m != target])
     tgt = pixel_weighted_mean(per_mod, [target])
@@ -403,29 +577,51 @@ def check_domain_shift(inputs: DiagnosticInputs, survey: Survey, out_dir) -> Che
         f"KS {distances['ks_statistic']:.2f}, "
         f"Wasserstein-1 {distances['wasserstein1_grey_levels']:.1f} grey levels, JS {distances['js_divergence_bits']:.3f} bits"
     )
+    if model_distances:
+        s_m = pixel_weighted_mean(model_per_mod, [m for m in model_per_mod if m != target])
+        t_m = pixel_weighted_mean(model_per_mod, [target])
+        desc += (
+            f"; at the model's input ({model_note.split(':')[0]}) mean {s_m:.2f} vs {t_m:.2f}, "
+            f"Wasserstein-1 {model_distances['wasserstein1']:.3f}"
+        )
+    p_text = f", subject permutation p = {p:.3g}" if p is not None else ""
     head = (
-        f"a logistic regression on intensity/texture features, asked to tell {names['target']} from "
-        f"{names['source']} images, reaches out-of-fold AUC {auc:.3f} [95% CI {low:.3f}-{high:.3f}] ({test['folds']}-fold CV grouped by subject, "
+        f"a linear classifier on intensity/texture features of harmonised images, asked to tell "
+        f"{names['target']} from {names['source']} images, reaches out-of-fold AUC {auc:.3f} "
+        f"[95% CI {low:.3f}-{high:.3f}{p_text}] ({test['folds']}-fold CV grouped by subject, "
         f"{n_src}+{n_tgt} images)"
     )
-    if status == PASS:
-        verdict = "the domains are hard to tell apart"
-    elif status == WARN:
-        verdict = "a moderate domain gap"
+    if image_status == PASS:
+        verdict = f"the harmonised images are hard to tell apart (AUC <= {thresholds['warn_above']})"
+    elif image_status == WARN and auc > thresholds["fail_above"]:
+        verdict = (
+            f"AUC above {thresholds['fail_above']} but not significant (p {p:.3g} >= {alpha:g}): too few "
+            "subjects to call it a clear gap"
+        )
+    elif image_status == WARN:
+        verdict = f"a moderate domain gap (AUC {thresholds['warn_above']}-{thresholds['fail_above']})"
     else:
-        verdict = "a clear domain gap: a model trained on one domain meets a different distribution on the other"
+        verdict = (
+            f"a clear domain gap (AUC > {thresholds['fail_above']}): a model trained on one domain meets a "
+            "different distribution on the other"
+        )
     reason = f"{head}: {verdict}. {desc}; most different: {', '.join(top[:3])}."
-    if status != PASS and low <= thresholds["warn_above"] < auc:
+    if fmt.get("possible"):
+        reason += f" Format control (file properties only): AUC {fmt['auc']:.2f}"
+        if fmt["auc"] > thresholds["warn_above"] and image_status == PASS:
+            reason += " - the files give the domain away, the harmonised images do not."
+        elif fmt["auc"] > thresholds["warn_above"]:
+            reason += (
+                " - the files differ too, but the images still separate after harmonisation: the gap is in "
+                "what was imaged, not only in how it was stored."
+            )
+        else:
+            reason += "."
+    if image_status != PASS and low <= thresholds["warn_above"] < auc:
         reason += " The interval reaches below the WARN threshold: few subjects make the estimate uncertain."
-    return CheckResult(
-        "domain_shift",
-        title,
-        status,
-        round(auc, 3),
-        auc_text,
-        reason,
-        report,
-    )
+    reason += shift_text
+    details = report | {"image_status": image_status}
+    return CheckResult("domain_shift", title, status, round(auc, 3), auc_text, reason, details)
 
 
 def pixel_weighted_mean(per_mod: dict, modalities) -> float:

@@ -54,6 +54,46 @@ def channel_permutations_of(
     return out
 
 
+def swap_evidence(inputs: DiagnosticInputs, stats: LabelStats, iid: str, c: int, d: int, rows) -> str:
+    """Why class c's region in image iid looks like class d written with permuted channels, or "".
+
+    Evidence: the region's centre lies within `channel_swap.position_tolerance`
+    (share of the image) of class d's median centre among the modality's other
+    masks, its area is within a factor `channel_swap.size_factor` of d's median
+    area, and it is closer to d's typical centre than to c's own typical
+    centre in the other modalities (when c is labeled there).
+    """
+    cfg = {"position_tolerance": 0.15, "size_factor": 2.0} | (inputs.opt("channel_swap", {}) or {})
+    names, pal = inputs.class_names, inputs.palette
+    ids = np.asarray(stats.image_ids)
+    k = int(np.flatnonzero(ids == iid)[0])
+    meta = inputs.images.set_index("image_id")
+    shape = np.array([meta.at[iid, "height"] or 1, meta.at[iid, "width"] or 1], dtype=float)
+    sizes = meta.loc[ids, ["height", "width"]].to_numpy(dtype=float).clip(min=1)
+    area = stats.counts / sizes.prod(axis=1, keepdims=True)
+    centre = stats.centroids / sizes[:, None, :]
+    peers = rows & (stats.counts[:, d] > 0)
+    peers[k] = False
+    if not peers.any():
+        return ""
+    typical_d, typical_area = np.median(centre[peers, d], axis=0), np.median(area[peers, d])
+    here = stats.centroids[k, c] / shape
+    dist = float(np.hypot(*(here - typical_d)))
+    factor = float(max(area[k, c] / typical_area, typical_area / area[k, c]))
+    if dist > cfg["position_tolerance"] or factor > cfg["size_factor"]:
+        return ""
+    elsewhere = ~rows & (stats.counts[:, c] > 0)
+    if elsewhere.any():
+        own = np.median(centre[elsewhere, c], axis=0)
+        if np.hypot(*(here - own)) <= dist:
+            return ""
+    perm = channel_permutations_of(pal[c], pal, names, candidates=[d])[0]
+    return (
+        f"its colour {_rgb(pal[c])} is {perm}, and the region sits where {names[d]} does "
+        f"(centre {dist:.2f} image widths from {names[d]}'s median, area within {factor:.1f}x)"
+    )
+
+
 def far_pixels(mask_rgb: np.ndarray, pal: np.ndarray, max_distance: float) -> np.ndarray:
     """Boolean (H, W): pixels farther than max_distance (Euclidean RGB) from every palette colour."""
     flat = mask_rgb.reshape(-1, 3).astype(np.int32)
@@ -145,18 +185,23 @@ def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
                     continue
                 holders = counts.index[rows & present[:, c]]
                 common = [d for d in range(1, len(names)) if share[d] > share[c]]
-                swaps = channel_permutations_of(pal[c], pal, names, candidates=common)
+                swap_classes = [
+                    d for d in common if channel_permutations_of(pal[c], pal, names, candidates=[d])
+                ]
                 text = (
                     f"{names[c]} is in {len(holders)} of {n_m} {m} masks ({100 * share[c]:.1f}%), "
                     f"below {100 * implausible_share:g}%"
                 )
                 for iid in holders:
-                    if swaps:
-                        add(
-                            iid,
-                            "channel_swap?",
-                            f"{text}; its colour {_rgb(pal[c])} is {'; '.join(swaps)}",
-                        )
+                    # A permuted colour alone proves nothing (most palette colours are permutations of
+                    # another); the region must also sit where, and be as large as, the swapped class.
+                    evidence = [
+                        e
+                        for d in swap_classes
+                        if (e := swap_evidence(inputs, stats, iid, c, d, rows))
+                    ]
+                    if evidence:
+                        add(iid, "channel_swap?", f"{text}; {'; '.join(evidence)}")
                     else:
                         add(iid, "implausible_class", text)
     return pd.DataFrame(flags, columns=FLAG_COLUMNS)

@@ -186,7 +186,7 @@ def plot(
         ax.set_title(
             f"Labeled {target} ({inputs.domain_of(target)}) frames per subject\n"
             f"{summary['n_labeled_target_subjects']} subjects (WARN < {th['warn_below']}, FAIL < {th['fail_below']}), "
-            f"Kish effective size {summary['kish_effective_size']:.1f}"
+            f"effective number of subjects {summary['kish_effective_size']:.1f} (Kish)"
         )
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -276,8 +276,9 @@ def check_subjects(inputs: DiagnosticInputs, out_dir) -> CheckResult:
                 f"a subject-grouped test on {domain} images will be unstable"
             )
         reason += (
-            f"; frame-weighted, they are worth {kish:.1f} equally sized subjects (Kish effective size), "
-            f"so the evaluation's effective sample size is {n_subj} subjects, not {summary['n_labeled_target_frames']} images."
+            f"; effective number of subjects {kish:.1f} (Kish: the {n_subj} subjects' unequal frame counts "
+            f"make a frame-averaged metric vary like {kish:.1f} equally sized subjects, not "
+            f"{summary['n_labeled_target_frames']} independent images)."
         )
     return CheckResult(
         id="subjects",

@@ -1,13 +1,23 @@
 """One pass over the image files for the checks that need pixels.
 
-Every image gets a perceptual hash (leakage); a capped, deterministic sample
-per domain also gets its field of view, its grey-level histogram inside it and
-cheap intensity and texture features (domain shift). Reading each file once
-keeps the diagnostics within their time budget on the full dataset.
+Every image gets a perceptual hash (leakage) and quality scores inside its
+field of view (image quality). A capped, deterministic sample per domain also
+gets its grey-level histogram inside the field of view (descriptive view),
+its file properties (format control), intensity and texture features computed
+on a *harmonised* copy (domain classifier) and the histogram of what a model
+sees (intensity at the model's input). Reading each file once keeps the
+diagnostics within their time budget on the full dataset.
+
+Harmonisation: both domains are resized to one grid and JPEG-round-tripped at
+one quality before the classifier's features are computed, so that a file
+difference (PNG vs JPEG, 800 vs 1000 pixels wide) cannot pass for an
+acquisition difference; the format control measures that file difference on
+its own.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +27,7 @@ from scipy import ndimage as ndi
 from scipy.fft import dctn
 
 from usseg.diagnostics.fov import field_of_view
+from usseg.diagnostics.image_quality import quality_scores
 from usseg.diagnostics.inputs import DiagnosticInputs
 
 HASH_SIZE = 8  # 8 x 8 = 64-bit perceptual hash
@@ -132,6 +143,77 @@ def image_features(gray: np.ndarray, fov: np.ndarray) -> tuple[dict, np.ndarray]
     return feats, hist
 
 
+def harmonise(gray: np.ndarray, grid: int, jpeg_quality: int) -> np.ndarray:
+    """The image as both domains are compared: resized (area-averaged) to grid x grid, JPEG-round-tripped."""
+    small = Image.fromarray(gray).resize((grid, grid), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=jpeg_quality)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("L"))
+
+
+def harmonised_side(images: pd.DataFrame, grid: int) -> int:
+    """The common grid: `grid`, but at most half the smallest sampled image side (at least 32).
+
+    Downsampling at least twofold averages away the block and ringing
+    artefacts of a lossy format that an upsampled copy would keep.
+    """
+    sides = images[["width", "height"]].to_numpy()
+    sides = sides[(sides > 0).all(axis=1)]
+    if sides.size == 0:
+        return grid
+    return int(max(32, min(grid, sides.min() // 2)))
+
+
+def file_properties(path) -> dict:
+    """What the file says about itself, not about the anatomy: format, size, channels and JPEG quality.
+
+    The JPEG quality is read from the luminance quantisation table (its mean
+    step; 0 for lossless formats): exporters fix it per device, so it tells
+    the source of a file without looking at a pixel. Bytes per pixel are left
+    out on purpose: a lossless file's size measures the image's content
+    (speckle compresses worse than a smooth simulator frame), not its encoding.
+    """
+    with Image.open(path) as im:
+        fmt = (im.format or "").upper()
+        width, height = im.size
+        channels = len(im.getbands())
+        tables = getattr(im, "quantization", None) or {}
+    luma = np.asarray(tables.get(0, []), dtype=float)
+    return {
+        "is_jpeg": float(fmt in ("JPEG", "MPO")),
+        "is_png": float(fmt == "PNG"),
+        "width": float(width),
+        "height": float(height),
+        "channels": float(channels),
+        "jpeg_luma_step": float(luma.mean()) if luma.size else 0.0,
+    }
+
+
+def model_input_histogram(image_path, fov: np.ndarray, image_size) -> np.ndarray:
+    """256-bin histogram (over [0, 1]) of the model's input inside the field of view.
+
+    The input is made exactly as training and evaluation make it
+    (usseg.data.deterministic_transforms: grey levels / 255, bilinear
+    anti-aliased resize to `image_size`); no other normalisation is applied.
+    The field of view is resized with the nearest neighbour.
+    """
+    from usseg.data import (  # torch/MONAI: only when asked
+        IMAGE,
+        deterministic_transforms,
+        resize_nearest,
+    )
+
+    x = {IMAGE: str(image_path)}
+    for tf in deterministic_transforms({"image_size": image_size}, None, with_label=False):
+        x = tf(x)
+    img = np.asarray(x[IMAGE])[0]
+    inside = resize_nearest(fov.astype(np.uint8), img.shape).astype(bool)
+    levels = np.clip(np.rint(img[inside] * 255), 0, 255).astype(np.int64)
+    return np.bincount(levels, minlength=256).astype(np.int64)
+
+
 @dataclass
 class Survey:
     image_ids: list[str]
@@ -144,6 +226,11 @@ class Survey:
         default_factory=dict
     )  # image_id -> 256 counts inside the FOV
     fov_fraction: dict[str, float] = field(default_factory=dict)
+    file_props: pd.DataFrame = field(default_factory=pd.DataFrame)  # index image_id (sample)
+    model_histograms: dict[str, np.ndarray] = field(default_factory=dict)  # image_id -> 256 bins of [0, 1]
+    quality: pd.DataFrame = field(default_factory=pd.DataFrame)  # index image_id (every readable image)
+    fov_box: dict[str, tuple] = field(default_factory=dict)  # image_id -> (top, bottom, left, right, pixels)
+    grid: int = 0  # side of the harmonised copies the classifier's features come from
 
 
 def domain_sample(inputs: DiagnosticInputs, cap: int, seed: int) -> list[str]:
@@ -161,11 +248,23 @@ def domain_sample(inputs: DiagnosticInputs, cap: int, seed: int) -> list[str]:
 
 
 def survey_images(
-    inputs: DiagnosticInputs, cap_per_domain: int, seed: int, fov_threshold: int
+    inputs: DiagnosticInputs,
+    cap_per_domain: int,
+    seed: int,
+    fov_threshold: int,
+    grid: int = 128,
+    jpeg_quality: int = 75,
+    model_image_size=None,
 ) -> Survey:
+    """Read every image once; see the module docstring for what each image (or sampled image) yields.
+
+    `model_image_size` is the experiments' image_size; None skips the
+    model-input histograms (the domain check then says so).
+    """
     sample = set(domain_sample(inputs, cap_per_domain, seed))
+    side = harmonised_side(inputs.images[inputs.images["image_id"].isin(sample)], grid)
     ids, hashes, thumbs, unreadable = [], [], [], {}
-    feats, hists, fov_frac = {}, {}, {}
+    feats, hists, fov_frac, props, model_hists, quality, fov_box = {}, {}, {}, {}, {}, {}, {}
     for row in inputs.images.to_dict("records"):
         iid = row["image_id"]
         try:
@@ -176,11 +275,22 @@ def survey_images(
         ids.append(iid)
         hashes.append(phash(gray))
         thumbs.append(thumbnail(gray))
+        fov = field_of_view(gray, fov_threshold)
+        quality[iid] = quality_scores(gray, fov)
+        fov_box[iid] = bounding_box(fov)
         if iid in sample:
-            fov = field_of_view(gray, fov_threshold)
             fov_frac[iid] = float(fov.mean())
-            if fov.sum() >= 64:
-                feats[iid], hists[iid] = image_features(gray, fov)
+            small = harmonise(gray, side, jpeg_quality)
+            # Away from the fan's edge, where recompression rings against the black frame.
+            small_fov = ndi.binary_erosion(field_of_view(small, fov_threshold), iterations=2)
+            if fov.sum() >= 64 and small_fov.sum() >= 64:
+                feats[iid], _ = image_features(small, small_fov)
+                hists[iid] = np.bincount(gray[fov], minlength=256).astype(np.int64)
+                props[iid] = file_properties(inputs.image_file(row))
+                if model_image_size is not None:
+                    model_hists[iid] = model_input_histogram(
+                        inputs.image_file(row), fov, model_image_size
+                    )
     return Survey(
         image_ids=ids,
         hashes=np.vstack(hashes)
@@ -194,4 +304,17 @@ def survey_images(
         features=pd.DataFrame.from_dict(feats, orient="index"),
         histograms=hists,
         fov_fraction=fov_frac,
+        file_props=pd.DataFrame.from_dict(props, orient="index"),
+        model_histograms=model_hists,
+        quality=pd.DataFrame.from_dict(quality, orient="index"),
+        fov_box=fov_box,
+        grid=side,
     )
+
+
+def bounding_box(fov: np.ndarray) -> tuple:
+    """(top, bottom, left, right, pixels) of the field of view; the whole frame when it is empty."""
+    rows, cols = np.flatnonzero(fov.any(axis=1)), np.flatnonzero(fov.any(axis=0))
+    if rows.size == 0:
+        return (0, fov.shape[0], 0, fov.shape[1], int(fov.size))
+    return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1, int(fov.sum()))
