@@ -66,6 +66,7 @@ rule decode_masks:
 rule split:
     input:
         manifest=rules.manifest.output.manifest,
+        issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         code=code("splits"),
     output:
@@ -78,5 +79,6 @@ rule split:
     params:
         val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],
+        strict=config["strict"],
     script:
         "../scripts/split.py"

@@ -1,8 +1,26 @@
 """Decode colour-coded masks into label arrays, and say how far each mask strays from the palette.
 
-A mask pixel gets the index of the nearest palette colour (squared RGB
-distance, ties to the lower index), which is what the anti-aliased borders of
-real masks need. Brute force compares every pixel with every palette colour;
+Two decodes (`dataset.decode`):
+
+- ``nearest``, the article's: a pixel gets the index of the nearest palette
+  colour (squared RGB distance, ties to the lower index). On anti-aliased
+  borders this invents classes: liver (100,0,100) lies on the line from
+  black to spleen (255,0,255), so every blended spleen border becomes a thin
+  ring of "liver".
+- ``aa_aware`` (default): an exact palette pixel keeps its class; any other
+  pixel is explained as a blend of two classes that are really present
+  around it (solid palette regions within `blend_window`) and takes the
+  nearer end of that blend; a pixel no such blend explains falls back to the
+  nearest colour. Away from class borders both decodes agree.
+
+A pixel is *suspicious* (counted in `far_fraction`, the share that flags a
+mask) when it is farther than `off_palette_distance` from every palette
+colour and from every blend of the palette colours around it: painted
+foreign colours and wrong palettes, not anti-aliasing.
+
+Single-channel masks may instead store class indices (`dataset.mask_encoding`).
+
+The nearest decode: brute force compares every pixel with every palette colour;
 here each distinct colour is decided once: RGB is packed into a 24-bit code
 and looked up in a per-palette table filled lazily, because a mask usually holds a
 few hundred distinct colours while it has ~200,000 pixels. Pixels go in chunks,
@@ -12,6 +30,7 @@ so temporaries stay small whatever the mask size.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +40,7 @@ from PIL import Image
 from usseg.config import class_names
 from usseg.config import palette as config_palette
 from usseg.errors import DataError
+from usseg.images import WIDE_MODES, oriented, wide_to_uint8
 from usseg.manifest import find_dataset_root, parse_bool, read_manifest
 
 REPORT_COLUMNS = [
@@ -32,6 +52,10 @@ REPORT_COLUMNS = [
     "classes_present",
     "flagged",
     "flag_reason",
+    "encoding",
+    "relabelled_fraction",
+    "decode",
+    "usable",
 ]
 
 _UNKNOWN = 255  # table entry not decided yet; palettes therefore hold at most 255 colours
@@ -71,6 +95,33 @@ def _table(pal: np.ndarray) -> np.ndarray:
                 table = np.full(1 << 24, _UNKNOWN, dtype=np.uint8)
                 _tables[key] = table
     return table
+
+
+_D2_UNKNOWN = 0xFFFF
+_D2_CAP = 0xFFFE  # squared distances reach 3 * 255**2; larger ones are stored capped, and recomputed
+
+
+def _d2_table(pal: np.ndarray) -> np.ndarray:
+    """Per palette, a 32 MiB table filled lazily like the label table: squared distance of each
+    24-bit colour code to its nearest palette colour (capped), so a pixel costs one lookup."""
+    key = b"d2" + pal.tobytes()
+    table = _tables.get(key)
+    if table is None:
+        with _tables_lock:
+            table = _tables.get(key)
+            if table is None:
+                table = np.full(1 << 24, _D2_UNKNOWN, dtype=np.uint16)
+                _tables[key] = table
+    return table
+
+
+def _distance2(codes: np.ndarray, labels: np.ndarray, pal64: np.ndarray) -> np.ndarray:
+    """Squared RGB distance (int64) of colour codes to the palette colours `labels`."""
+    nearest = pal64[labels]
+    dr = (codes & 0xFF) - nearest[:, 0]
+    dg = ((codes >> 8) & 0xFF) - nearest[:, 1]
+    db = (codes >> 16) - nearest[:, 2]
+    return dr * dr + dg * dg + db * db
 
 
 def _codes(flat: np.ndarray) -> np.ndarray:
@@ -149,43 +200,346 @@ def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return labels
 
 
+def _decode_with_d2(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest labels (H, W) uint8 and squared distances (H, W) uint16, capped at 0xFFFE
+    (a distance of 256; exact ones come from `_exact_d2`), both by table lookup."""
+    labels = np.empty(arr.shape[:2], dtype=np.uint8)
+    d2 = np.empty(arr.shape[:2], dtype=np.uint16)
+    flat_d2 = d2.reshape(-1)
+    d2_table = _d2_table(pal)
+    for start, codes, _ in _decode_chunks(arr, pal, labels.reshape(-1)):
+        out = flat_d2[start : start + len(codes)]
+        np.take(d2_table, codes, out=out, mode="clip")
+        missing = out == _D2_UNKNOWN
+        if missing.any():
+            miss_codes = codes[missing]
+            new = np.unique(miss_codes)
+            # As for the label table: concurrent writers write the same values.
+            d2_table[new] = np.minimum(
+                _distance2(new, _table(pal)[new], pal.astype(np.int64)), _D2_CAP
+            )
+            out[missing] = d2_table[miss_codes]
+    return labels, d2
+
+
+def _exact_d2(d2: np.ndarray, arr: np.ndarray, labels: np.ndarray, pal: np.ndarray) -> np.ndarray:
+    """The capped uint16 distances of `_decode_with_d2` as exact int32 ones."""
+    exact = d2.astype(np.int32)
+    far = np.flatnonzero(d2.reshape(-1) == _D2_CAP)
+    if far.size:
+        codes = _codes(arr.reshape(-1, 3)[far])
+        exact.reshape(-1)[far] = _distance2(codes, labels.reshape(-1)[far], pal.astype(np.int64))
+    return exact
+
+
 def decode_mask_with_distance(
     rgb: np.ndarray, palette: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels as decode_mask, and each pixel's squared distance to its nearest palette colour (int32)."""
+    arr, pal = _check_rgb(rgb), _check_palette(palette)
+    labels, d2 = _decode_with_d2(arr, pal)
+    return labels, _exact_d2(d2, arr, labels, pal)
+
+
+# ----------------------------------------------------------------------------- anti-aliasing-aware decode
+
+DECODES = ("aa_aware", "nearest")
+ENCODINGS = ("auto", "palette", "index")
+# Two blends explain a pixel equally well when their distances differ by less than this
+# (RGB units: the rounding of a blend to integers); the shorter blend then wins.
+_TIE_DISTANCE = 2.0
+
+
+@dataclass
+class Decoded:
+    """One decoded mask."""
+
+    labels: np.ndarray  # (H, W) uint8 class index
+    nearest_labels: np.ndarray  # (H, W) uint8: the article's nearest-colour decode, for comparison
+    d2: np.ndarray  # (H, W) uint16 squared distance to the nearest palette colour, capped at 0xFFFE
+    suspicious: np.ndarray  # (H, W) bool: neither a palette colour nor a blend of the palette colours around it
+    rgb: np.ndarray  # the decoded colour mask, for exact distances beyond the cap
+
+    def max_distance(self, palette) -> float:
+        """Largest Euclidean distance of a pixel to its nearest palette colour."""
+        if self.d2.size == 0:
+            return 0.0
+        top = int(self.d2.max())
+        if top == _D2_CAP:
+            top = int(_exact_d2(self.d2, self.rgb, self.nearest_labels, _check_palette(palette)).max())
+        return float(np.sqrt(top))
+
+
+def _bit_dtype(n_classes: int):
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if n_classes <= np.iinfo(dtype).bits:
+            return dtype
+    raise ValueError(
+        f"the anti-aliasing-aware decode supports at most 64 classes, the palette has {n_classes}; "
+        "set dataset.decode: nearest."
+    )
+
+
+def _solid(anchor: np.ndarray) -> np.ndarray:
+    """Pixels whose whole 3x3 neighbourhood (inside the image) has their anchor class (255 = none).
+
+    A blend that happens to land on a palette colour (black to spleen passes
+    exactly through liver) makes at most a thin line; requiring a 3x3 block
+    keeps such lines from counting as a class that is present.
+    """
+    same = anchor != 255
+    row = same.copy()  # the pixel and its left and right neighbours agree
+    row[:, 1:] &= anchor[:, 1:] == anchor[:, :-1]
+    row[:, :-1] &= anchor[:, :-1] == anchor[:, 1:]
+    out = row.copy()
+    out[1:] &= row[:-1] & (anchor[1:] == anchor[:-1])
+    out[:-1] &= row[1:] & (anchor[:-1] == anchor[1:])
+    return out
+
+
+def _or_along_axis0(a: np.ndarray, window: int) -> np.ndarray:
+    """out[i] = OR of a[i - r .. i + r] (r = window // 2), clipped at the edges.
+
+    By doubling: the OR over w rows is built from the OR over w/2 rows, so a
+    7-row window takes 3 shifted ORs, not 6.
+    """
+    r = window // 2
+    fwd = a.copy()  # becomes fwd[i] = OR a[i .. i + window - 1]
+    width = 1
+    while width < window:
+        step = min(width, window - width)
+        fwd[:-step] |= fwd[step:]
+        width += step
+    n = len(a)
+    out = np.empty_like(a)
+    out[r:] = fwd[: max(n - r, 0)]
+    # The first r windows are cut by the top edge: out[i] = OR a[0 .. i + r].
+    prefix = np.bitwise_or.accumulate(a[: 2 * r], axis=0)
+    out[:r] = prefix[np.minimum(np.arange(min(r, n)) + r, len(prefix) - 1)]
+    return out
+
+
+def _window_or(bits: np.ndarray, window: int) -> np.ndarray:
+    """Bitwise OR over a window x window neighbourhood (odd window), clipped at the edges."""
+    if window == 1:
+        return bits.copy()
+    rows = _or_along_axis0(bits, window)
+    return _or_along_axis0(rows.T, window).T
+
+
+def _blend_geometry(colours: np.ndarray, pal: np.ndarray, pairs: np.ndarray):
+    """Distance of each colour to each segment pal[a]-pal[b], and where along it (t in [0, 1]) it lies."""
+    a = pal[pairs[:, 0]].astype(np.float32)
+    ab = pal[pairs[:, 1]].astype(np.float32) - a
+    length2 = (ab**2).sum(-1)
+    rel = colours[:, None, :].astype(np.float32) - a[None]
+    t = (rel * ab[None]).sum(-1) / np.where(length2 > 0, length2, 1)[None]
+    t = np.clip(t, 0, 1)
+    dist = np.sqrt(((rel - t[..., None] * ab[None]) ** 2).sum(-1))
+    return dist, t, np.sqrt(length2)
+
+
+def decode_mask_aa(
+    rgb: np.ndarray,
+    palette: np.ndarray,
+    window: int = 7,
+    tolerance: float = 20.0,
+    max_distance: float = 60.0,
+) -> Decoded:
+    """Anti-aliasing-aware decode of an (H, W, 3) uint8 colour mask (see the module docstring).
+
+    A class is *present around* a pixel when a solid 3x3 block of pixels
+    within `tolerance` of its colour touches the `window` x `window`
+    neighbourhood. A pixel that is not exactly a palette colour is matched to
+    the segments between pairs of present classes (a pair may be one class
+    twice: a slightly off colour); the closest segment wins, ties within
+    2 RGB units go to the shorter segment (the more local blend), and the
+    pixel takes the nearer end (ties to the lower index). If no segment is
+    within `max_distance`, the pixel keeps its nearest colour. It is
+    suspicious when it is farther than `max_distance` from every segment
+    between the present classes and its own nearest class.
+    """
     arr = _check_rgb(rgb)
     pal = _check_palette(palette)
-    labels = np.empty(arr.shape[:2], dtype=np.uint8)
-    d2 = np.zeros(arr.shape[:2], dtype=np.int32)
-    flat_d2 = d2.reshape(-1)
-    pal32 = pal.astype(np.int64)
-    pal_codes = pal32[:, 0] | (pal32[:, 1] << 8) | (pal32[:, 2] << 16)
-    for start, codes, lab in _decode_chunks(arr, pal, labels.reshape(-1)):
-        # Most pixels sit exactly on their palette colour (distance 0); only the rest need arithmetic.
-        off = np.flatnonzero(codes != pal_codes[lab])
-        if off.size:
-            c = codes[off]
-            nearest = pal32[lab[off]]
-            dr = (c & 0xFF) - nearest[:, 0]
-            dg = ((c >> 8) & 0xFF) - nearest[:, 1]
-            db = (c >> 16) - nearest[:, 2]
-            flat_d2[start + off] = dr * dr + dg * dg + db * db
-    return labels, d2
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"blend window must be an odd number of pixels >= 1, got {window}.")
+    if not 0 <= tolerance <= min(max_distance, 255):
+        raise ValueError(
+            f"palette tolerance {tolerance} must lie between 0 and the off-palette distance {max_distance} "
+            "(and at most 255)."
+        )
+    nearest, d2 = _decode_with_d2(arr, pal)
+    labels = nearest.copy()
+    suspicious = np.zeros(nearest.shape, dtype=bool)
+    off = d2 != 0
+    rows, cols = np.flatnonzero(off.any(axis=1)), np.flatnonzero(off.any(axis=0))
+    if rows.size == 0:
+        return Decoded(labels, nearest, d2, suspicious, arr)
+
+    # Only the box around the off-palette pixels matters: crop before the full-image passes.
+    margin = window // 2 + 1  # the window, and the 3x3 block that makes an anchor solid
+    height, width = nearest.shape
+    y0, y1 = max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, height)
+    x0, x1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, width)
+    box = (slice(y0, y1), slice(x0, x1))
+    near_c, loose = nearest[box], d2[box] > tolerance**2
+    anchor = np.where(loose, np.uint8(255), near_c)
+    solid = _solid(anchor)
+    bit_t = _bit_dtype(len(pal))
+    one = bit_t(1)
+    bits = np.zeros(anchor.shape, dtype=bit_t)
+    np.left_shift(one, anchor, out=bits, where=solid, dtype=bit_t)
+    around = _window_or(bits, window)
+    own_bit = np.left_shift(one, near_c, dtype=bit_t)
+    # A near-palette pixel of a class present around it (a tinted background, a padding strip)
+    # keeps that class; only the rest need the blend geometry.
+    todo = np.flatnonzero(off[box] & (loose | ((around & own_bit) == 0)))
+    if todo.size == 0:
+        return Decoded(labels, nearest, d2, suspicious, arr)
+    around, own_bit = around.reshape(-1)[todo], own_bit.reshape(-1)[todo]
+    ty, tx = np.divmod(todo, x1 - x0)
+    ty, tx = ty + y0, tx + x0  # image coordinates
+
+    present_bits = int(np.bitwise_or.reduce(bits, axis=None)) | int(
+        np.bitwise_or.reduce(own_bit, axis=None)
+    )
+    classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
+    ii, jj = np.triu_indices(len(classes))
+    pairs = np.stack([classes[ii], classes[jj]], axis=1)
+    pair_bits = (one << pairs[:, 0].astype(bit_t)) | (one << pairs[:, 1].astype(bit_t))
+
+    uniq, inverse = np.unique(_codes(arr[ty, tx]).astype(np.uint32), return_inverse=True)
+    colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
+    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
+    dist = dist_u[inverse]  # (pixels to do, pairs)
+
+    # Suspicious: not near a blend of the classes around it, its own nearest class included.
+    allowed = ((around | own_bit)[:, None] & pair_bits[None]) == pair_bits[None]
+    suspicious[ty, tx] = np.where(allowed, dist, np.inf).min(axis=1) > max_distance
+
+    # Labels: the best blend of classes really present around the pixel.
+    present = (around[:, None] & pair_bits[None]) == pair_bits[None]
+    masked = np.where(present, dist, np.inf)
+    best = masked.min(axis=1)
+    near_best = masked <= (best + _TIE_DISTANCE)[:, None]
+    choice = np.where(near_best, length[None], np.inf).argmin(axis=1)
+    pix = np.flatnonzero(best <= max_distance)
+    chosen = choice[pix]
+    t = t_u[inverse[pix], chosen]
+    ends = pairs[chosen]
+    labels[ty[pix], tx[pix]] = np.where(t <= 0.5, ends[:, 0], ends[:, 1])
+    return Decoded(labels, nearest, d2, suspicious, arr)
 
 
-def load_mask_rgb(path) -> np.ndarray:
-    """A mask file as an (H, W, 3) uint8 RGB array, whatever its mode (RGBA, P, L, ...)."""
+SINGLE_CHANNEL_MODES = ("L", "LA") + WIDE_MODES  # masks that may store class indices
+
+
+def read_mask(path) -> np.ndarray:
+    """A mask file as stored, EXIF orientation applied: (H, W) integers for a single-channel
+    (greyscale, 16-bit) mask, (H, W, 3) uint8 RGB for any other mode (RGB, RGBA, P, 1)."""
     with Image.open(path) as im:
+        im = oriented(im)
+        if im.mode in SINGLE_CHANNEL_MODES:
+            arr = np.asarray(im.getchannel(0) if im.mode == "LA" else im)
+            return arr if arr.dtype == np.uint8 else arr.astype(np.int64)
         return np.asarray(im.convert("RGB"))
 
 
-def _mask_stats(labels: np.ndarray, d2: np.ndarray, names: list[str], max_distance: float) -> dict:
-    n = labels.size
+def load_mask_rgb(path) -> np.ndarray:
+    """A mask file as an (H, W, 3) uint8 RGB array, whatever its mode (RGBA, P, L, ...), oriented.
+
+    16-bit single-channel masks are rescaled like images (usseg.images).
+    """
+    arr = read_mask(path)
+    if arr.ndim == 2:
+        grey = arr if arr.dtype == np.uint8 else wide_to_uint8(arr, path)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return arr
+
+
+@dataclass
+class MaskReading:
+    """How one mask file was read: labels, the encoding used, and the decode's numbers."""
+
+    labels: np.ndarray
+    encoding: str  # "palette" or "index"
+    usable: bool
+    problem: str  # why the mask fits no encoding ("" when usable)
+    stats: dict
+
+
+def _palette_reading(rgb, pal, names, cfg) -> MaskReading:
+    limit = float(cfg.get("off_palette_distance", 60))
+    decode = cfg.get("decode", "aa_aware")
+    if decode not in DECODES:
+        raise DataError(f"dataset.decode = {decode!r}; use one of {', '.join(DECODES)}.")
+    if decode == "nearest":
+        labels, d2 = decode_mask_with_distance(rgb, pal)
+        stats = _mask_stats(labels, d2 > limit**2, names)
+        stats["max_distance"] = float(np.sqrt(d2.max())) if d2.size else 0.0
+        stats["off_palette_fraction"] = float(np.count_nonzero(d2)) / max(d2.size, 1)
+        stats["relabelled_fraction"] = 0.0
+        return MaskReading(labels, "palette", True, "", stats)
+    res = decode_mask_aa(
+        rgb,
+        pal,
+        window=int(cfg.get("blend_window", 7)),
+        tolerance=float(cfg.get("palette_tolerance", 20)),
+        max_distance=limit,
+    )
+    stats = _mask_stats(res.labels, res.suspicious, names)
+    stats["max_distance"] = res.max_distance(pal)
+    stats["off_palette_fraction"] = float(np.count_nonzero(res.d2)) / max(res.d2.size, 1)
+    stats["relabelled_fraction"] = float(np.count_nonzero(res.labels != res.nearest_labels)) / max(
+        res.labels.size, 1
+    )
+    return MaskReading(res.labels, "palette", True, "", stats)
+
+
+def read_labels(arr: np.ndarray, pal: np.ndarray, names: list[str], cfg: dict, where: str) -> MaskReading:
+    """Labels of a mask array from `read_mask`, by dataset.mask_encoding (auto | palette | index).
+
+    auto: a single-channel mask whose values are all class indices (0 .. n_classes - 1) is read
+    as indices; everything else by colour. A mask that fits no allowed reading comes back
+    with usable False and a problem that names `where` (the file).
+    """
+    encoding = cfg.get("mask_encoding", "auto")
+    if encoding not in ENCODINGS:
+        raise DataError(f"dataset.mask_encoding = {encoding!r}; use one of {', '.join(ENCODINGS)}.")
+    k = len(pal)
+    single = arr.ndim == 2
+    top = int(arr.max()) if single and arr.size else 0
+    if single and top < k and encoding in ("auto", "index"):
+        labels = arr.astype(np.uint8)
+        stats = _mask_stats(labels, np.zeros(labels.shape, dtype=bool), names)
+        stats.update(off_palette_fraction=0.0, max_distance=0.0, relabelled_fraction=0.0)
+        return MaskReading(labels, "index", True, "", stats)
+    if single and top > 255:
+        problem = (
+            f"{where} is a single-channel mask with values up to {top}: not class indices (0..{k - 1}) and "
+            "not 8-bit colours. Re-export it as class indices or as a colour mask in the palette of dataset.classes."
+        )
+        labels = np.where(arr < k, arr, 0).astype(np.uint8)
+        stats = _mask_stats(labels, np.ones(labels.shape, dtype=bool), names)
+        stats.update(off_palette_fraction=1.0, max_distance=0.0, relabelled_fraction=0.0)
+        return MaskReading(labels, "none", False, problem, stats)
+    rgb = np.repeat(arr[..., None], 3, axis=2).astype(np.uint8) if single else arr
+    reading = _palette_reading(rgb, pal, names, cfg)
+    if encoding == "index":
+        values = f"values up to {top}" if single else "three colour channels"
+        reading.usable, reading.encoding = False, "none"
+        reading.problem = (
+            f"{where} has {values}, but dataset.mask_encoding is index (class numbers 0..{k - 1} in one "
+            "channel). Set dataset.mask_encoding to auto or palette, or re-export the mask as class indices."
+        )
+    return reading
+
+
+def _mask_stats(labels: np.ndarray, suspicious: np.ndarray, names: list[str]) -> dict:
+    n = max(labels.size, 1)
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(names)))
     return {
-        "off_palette_fraction": float(np.count_nonzero(d2)) / n,
-        "far_fraction": float(np.count_nonzero(d2 > max_distance**2)) / n,
-        "max_distance": float(np.sqrt(d2.max())) if n else 0.0,
+        "far_fraction": float(np.count_nonzero(suspicious)) / n,
         "classes_present": ";".join(names[i] for i in present),
     }
 
@@ -197,8 +551,9 @@ def decode_masks(
 
     `dataset_root` is the folder the manifest paths are relative to (the one
     holding the modality folders); a folder above it is accepted too. A mask
-    with too many far-off-palette pixels is still written but flagged; under
-    `strict` a flagged mask raises DataError after the report is written.
+    with too many suspicious pixels, or one that fits no encoding (then
+    `usable` is false), is still written but flagged; under `strict` a
+    flagged mask raises DataError after the report is written.
     """
     manifest = read_manifest(manifest_csv)
     root = find_dataset_root(dataset_root, dataset_cfg["modalities"])
@@ -206,6 +561,7 @@ def decode_masks(
     names = class_names(dataset_cfg)
     limit_distance = float(dataset_cfg.get("off_palette_distance", 60))
     limit_fraction = float(dataset_cfg.get("max_off_palette_fraction", 0.01))
+    decode = dataset_cfg.get("decode", "aa_aware")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -213,28 +569,30 @@ def decode_masks(
     for row in manifest[manifest["has_mask"]].sort_values("image_id").itertuples(index=False):
         path = root / row.mask_path
         try:
-            rgb = load_mask_rgb(path)
+            arr = read_mask(path)
         except (OSError, ValueError) as exc:
             raise DataError(
                 f"cannot read mask {path} of {row.image_id} ({exc}); it was readable when {manifest_csv} was built. "
                 "Restore the file or re-run the manifest step."
             ) from None
-        if rgb.shape[:2] != (row.height, row.width):
+        if arr.shape[:2] != (row.height, row.width):
             raise DataError(
-                f"mask {path} is {rgb.shape[1]}x{rgb.shape[0]} but {manifest_csv} says its image is "
+                f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but {manifest_csv} says its image is "
                 f"{row.width}x{row.height}; the file changed after the manifest was built. Re-run the manifest step."
             )
-        labels, d2 = decode_mask_with_distance(rgb, pal)
-        np.save(out_dir / f"{row.image_id}.npy", labels)
-        stats = _mask_stats(labels, d2, names, limit_distance)
-        flagged = stats["far_fraction"] > limit_fraction
-        reason = ""
-        if flagged:
+        reading = read_labels(arr, pal, names, dataset_cfg, row.mask_path)
+        np.save(out_dir / f"{row.image_id}.npy", reading.labels)
+        stats = reading.stats
+        flagged = not reading.usable or stats["far_fraction"] > limit_fraction
+        reason = reading.problem
+        if flagged and not reason:
+            blends = "" if decode == "nearest" else " and from every blend of the palette colours around them"
             reason = (
-                f"{stats['far_fraction']:.2%} of the pixels of {row.mask_path} are farther than {limit_distance:g} "
-                f"from every palette colour (limit {limit_fraction:.2%}, largest distance "
-                f"{stats['max_distance']:.1f}); the mask may use another palette or be corrupt. Check it, or adjust "
-                "dataset.classes / dataset.max_off_palette_fraction in config.yaml."
+                f"{stats['far_fraction']:.2%} of the pixels of {row.mask_path} are off-palette: farther than "
+                f"{limit_distance:g} from every palette colour{blends} (limit {limit_fraction:.2%}, largest distance "
+                f"from the palette {stats['max_distance']:.1f}); the mask may use another palette, have painted "
+                "foreign colours or be corrupt. Check it, or adjust dataset.classes / "
+                "dataset.max_off_palette_fraction in config.yaml."
             )
         rows.append(
             {
@@ -243,11 +601,15 @@ def decode_masks(
                 **stats,
                 "flagged": flagged,
                 "flag_reason": reason,
+                "encoding": reading.encoding,
+                "decode": decode if reading.encoding == "palette" else "",
+                "usable": reading.usable,
             }
         )
 
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["flagged"] = report["flagged"].astype(bool)
+    report["usable"] = report["usable"].astype(bool)
     report.to_csv(out_dir / "decode_report.csv", index=False)
     if strict and report["flagged"].any():
         bad = report[report["flagged"]]
@@ -264,7 +626,14 @@ def read_decode_report(report_csv) -> pd.DataFrame:
     """Read decode_report.csv back with its intended types."""
     df = pd.read_csv(
         report_csv,
-        dtype={"image_id": str, "mask_path": str, "classes_present": str, "flag_reason": str},
+        dtype={
+            "image_id": str,
+            "mask_path": str,
+            "classes_present": str,
+            "flag_reason": str,
+            "encoding": str,
+            "decode": str,
+        },
         keep_default_na=False,
     )
     missing = [c for c in REPORT_COLUMNS if c not in df.columns]
@@ -273,4 +642,5 @@ def read_decode_report(report_csv) -> pd.DataFrame:
             f"{report_csv} lacks the column(s) {', '.join(missing)}; delete it and re-run the decode_masks step."
         )
     df["flagged"] = df["flagged"].map(parse_bool)
+    df["usable"] = df["usable"].map(parse_bool)
     return df
