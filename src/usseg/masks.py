@@ -562,6 +562,13 @@ def decode_masks(
     limit_distance = float(dataset_cfg.get("off_palette_distance", 60))
     limit_fraction = float(dataset_cfg.get("max_off_palette_fraction", 0.01))
     decode = dataset_cfg.get("decode", "aa_aware")
+    tolerance = float(dataset_cfg.get("palette_tolerance", 20))
+    if decode == "aa_aware" and tolerance > limit_distance:
+        raise DataError(
+            f"dataset.palette_tolerance ({tolerance:g}) is larger than dataset.off_palette_distance "
+            f"({limit_distance:g}); a colour that shows a class is present must count as on the palette. "
+            "Lower palette_tolerance or raise off_palette_distance in config.yaml."
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
