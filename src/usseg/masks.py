@@ -248,6 +248,9 @@ ENCODINGS = ("auto", "palette", "index")
 # Two blends explain a pixel equally well when their distances differ by less than this
 # (RGB units: the rounding of a blend to integers); the shorter blend then wins.
 _TIE_DISTANCE = 2.0
+# Sides of the squares in which classes exactly on the palette "touch" a pixel: a blended
+# border is one or two pixels wide, so both its classes lie within one or two pixels.
+_TOUCH_WINDOWS = (3, 5)
 
 
 @dataclass
@@ -352,10 +355,15 @@ def decode_mask_aa(
     within `tolerance` of its colour touches the `window` x `window`
     neighbourhood. A pixel that is not exactly a palette colour is matched to
     the segments between pairs of present classes (a pair may be one class
-    twice: a slightly off colour); the closest segment wins, ties within
-    2 RGB units go to the shorter segment (the more local blend), and the
-    pixel takes the nearer end (ties to the lower index). If no segment is
-    within `max_distance`, the pixel keeps its nearest colour. It is
+    twice: a slightly off colour); the closest segment wins; among segments
+    within 2 RGB units of the closest, the one with more ends exactly on the
+    palette next to the pixel (3x3), then close to it (5x5), then the shorter
+    one (the more local blend); the pixel takes the nearer end (ties to the
+    lower index). If no segment is
+    within `max_distance`, the classes of the pixels within half that
+    distance of the palette right next to it (3x3) are added to the present
+    ones and the match is tried again; failing that, the pixel keeps its
+    nearest colour. It is
     suspicious when it is farther than `max_distance` from every segment
     between the present classes and its own nearest class.
     """
@@ -384,24 +392,35 @@ def decode_mask_aa(
     box = (slice(y0, y1), slice(x0, x1))
     near_c, loose = nearest[box], d2[box] > tolerance**2
     anchor = np.where(loose, np.uint8(255), near_c)
-    solid = _solid(anchor)
+    exact = d2[box] == 0
     bit_t = _bit_dtype(len(pal))
     one = bit_t(1)
-    bits = np.zeros(anchor.shape, dtype=bit_t)
-    np.left_shift(one, anchor, out=bits, where=solid, dtype=bit_t)
+    exact_bits = np.zeros(anchor.shape, dtype=bit_t)
+    np.left_shift(one, near_c, out=exact_bits, where=exact, dtype=bit_t)
+    solid = _solid(anchor)
+    bits = exact_bits.copy()
+    np.left_shift(one, anchor, out=bits, where=solid & ~exact, dtype=bit_t)
     around = _window_or(bits, window)
+    # Classes exactly on the palette close to the pixel: among equally good blends, the one
+    # between touching classes is the local one (real liver three pixels away must not
+    # claim the black-spleen border that only passes through its colour).
+    touching = [_window_or(exact_bits, w) for w in _TOUCH_WINDOWS]
     own_bit = np.left_shift(one, near_c, dtype=bit_t)
-    # A near-palette pixel of a class present around it (a tinted background, a padding strip)
-    # keeps that class; only the rest need the blend geometry.
-    todo = np.flatnonzero(off[box] & (loose | ((around & own_bit) == 0)))
+    # A near-palette pixel inside a solid block of its class (a tinted background, a padding
+    # strip, noise) keeps that class; only the rest need the blend geometry.
+    todo = np.flatnonzero(off[box] & ~solid)
     if todo.size == 0:
         return Decoded(labels, nearest, d2, suspicious, arr)
     around, own_bit = around.reshape(-1)[todo], own_bit.reshape(-1)[todo]
+    touching = [t.reshape(-1)[todo] for t in touching]
+    near_half = np.zeros(anchor.shape, dtype=bit_t)
+    np.left_shift(one, near_c, out=near_half, where=d2[box] <= (max_distance / 2) ** 2, dtype=bit_t)
+    next_to = _window_or(near_half, 3).reshape(-1)[todo]
     ty, tx = np.divmod(todo, x1 - x0)
     ty, tx = ty + y0, tx + x0  # image coordinates
 
     present_bits = int(np.bitwise_or.reduce(bits, axis=None)) | int(
-        np.bitwise_or.reduce(own_bit, axis=None)
+        np.bitwise_or.reduce(own_bit | next_to, axis=None)
     )
     classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
     ii, jj = np.triu_indices(len(classes))
@@ -417,12 +436,31 @@ def decode_mask_aa(
     allowed = ((around | own_bit)[:, None] & pair_bits[None]) == pair_bits[None]
     suspicious[ty, tx] = np.where(allowed, dist, np.inf).min(axis=1) > max_distance
 
-    # Labels: the best blend of classes really present around the pixel.
-    present = (around[:, None] & pair_bits[None]) == pair_bits[None]
-    masked = np.where(present, dist, np.inf)
-    best = masked.min(axis=1)
-    near_best = masked <= (best + _TIE_DISTANCE)[:, None]
-    choice = np.where(near_best, length[None], np.inf).argmin(axis=1)
+    # Labels: the best blend of classes really present around the pixel. Among blends about
+    # as close: most ends exactly on the palette within 3x3, then within 5x5, then the
+    # shortest segment (segment lengths are below 442, so the weights keep this order).
+    ends_a, ends_b = (one << pairs[:, 0].astype(bit_t)), (one << pairs[:, 1].astype(bit_t))
+    score = np.broadcast_to(length[None], dist.shape).astype(np.float32)
+    for weight, near in zip((2000.0, 1000.0), touching):
+        score = score - weight * (
+            ((near[:, None] & ends_a[None]) != 0).astype(np.float32)
+            + ((near[:, None] & ends_b[None]) != 0)
+        )
+
+    def choose(rows, candidates):
+        present = (candidates[:, None] & pair_bits[None]) == pair_bits[None]
+        masked = np.where(present, dist[rows], np.inf)
+        best = masked.min(axis=1)
+        near_best = masked <= (best + _TIE_DISTANCE)[:, None]
+        return best, np.where(near_best, score[rows], np.inf).argmin(axis=1)
+
+    rows = np.arange(todo.size)
+    best, choice = choose(rows, around)
+    # No blend of solid classes fits (a thin structure, a three-class corner): look at the
+    # classes of the near-palette pixels right next to it too, before the nearest colour.
+    unfit = np.flatnonzero(best > max_distance)
+    if unfit.size:
+        best[unfit], choice[unfit] = choose(unfit, around[unfit] | next_to[unfit])
     pix = np.flatnonzero(best <= max_distance)
     chosen = choice[pix]
     t = t_u[inverse[pix], chosen]
