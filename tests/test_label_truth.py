@@ -151,7 +151,6 @@ def _blurred(mask: np.ndarray) -> np.ndarray:
 def test_planted_faults_are_caught_after_the_real_decode(tmp_path):
     from test_diagnostics_fixtures import DATASET_CFG, DIAG_CFG, make_frames, write_dataset
     from test_diagnostics_labels import LAYOUT
-
     from usseg.diagnostics.inputs import load_inputs
     from usseg.diagnostics.label_check import compute_flags
     from usseg.diagnostics.label_stats import collect_label_stats

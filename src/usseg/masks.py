@@ -9,18 +9,20 @@ Two decodes (`dataset.decode`):
   ring of "liver".
 - ``aa_aware`` (default): an exact palette pixel keeps its class; any other
   pixel is explained as a blend of two classes that are really present
-  around it (solid palette regions within `blend_window`) and takes the
-  nearer end of that blend; a pixel no such blend explains falls back to the
-  nearest colour. Away from class borders both decodes agree.
+  around it (palette pixels within `blend_window`) and takes the nearer end
+  of that blend; a pixel no such blend explains falls back to the nearest
+  colour. Away from class borders both decodes agree. See `decode_mask_aa`.
 
-A pixel is *suspicious* (counted in `far_fraction`, the share that flags a
+A pixel is *off-palette* (counted in `far_fraction`, the share that flags a
 mask) when it is farther than `off_palette_distance` from every palette
-colour and from every blend of the palette colours around it: painted
-foreign colours and wrong palettes, not anti-aliasing.
+colour and, under aa_aware, from every blend of the palette colours around
+it: painted foreign colours and wrong palettes, not anti-aliasing.
+`off_palette_fraction` counts every pixel that is not exactly a palette
+colour (blended borders included).
 
 Single-channel masks may instead store class indices (`dataset.mask_encoding`).
 
-The nearest decode: brute force compares every pixel with every palette colour;
+Both decodes start from the nearest colour. Brute force compares every pixel with every palette colour;
 here each distinct colour is decided once: RGB is packed into a 24-bit code
 and looked up in a per-palette table filled lazily, because a mask usually holds a
 few hundred distinct colours while it has ~200,000 pixels. Pixels go in chunks,
@@ -248,9 +250,9 @@ ENCODINGS = ("auto", "palette", "index")
 # Two blends explain a pixel equally well when their distances differ by less than this
 # (RGB units: the rounding of a blend to integers); the shorter blend then wins.
 _TIE_DISTANCE = 2.0
-# Sides of the squares in which classes exactly on the palette "touch" a pixel: a blended
-# border is one or two pixels wide, so both its classes lie within one or two pixels.
-_TOUCH_WINDOWS = (3, 5)
+# Side of the square in which classes on the palette "touch" a pixel: a blended border
+# is one or two pixels wide, so both its classes lie within two pixels.
+_TOUCH_WINDOW = 5
 
 
 @dataclass
@@ -330,6 +332,23 @@ def _window_or(bits: np.ndarray, window: int) -> np.ndarray:
     return _or_along_axis0(rows.T, window).T
 
 
+def _near_neighbours(nearest, d2, ys, xs, limit2: float, bit_t) -> np.ndarray:
+    """Per pixel (ys, xs), a bit set of the nearest classes of its 8 neighbours that lie
+    within sqrt(limit2) of the palette. Sparse: only for the few pixels asked about."""
+    height, width = nearest.shape
+    out = np.zeros(len(ys), dtype=bit_t)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == dx == 0:
+                continue
+            y, x = ys + dy, xs + dx
+            inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+            y, x = np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)
+            near = inside & (d2[y, x] <= limit2)
+            out |= np.where(near, np.left_shift(bit_t(1), nearest[y, x], dtype=bit_t), bit_t(0))
+    return out
+
+
 def _blend_geometry(colours: np.ndarray, pal: np.ndarray, pairs: np.ndarray):
     """Distance of each colour to each segment pal[a]-pal[b], and where along it (t in [0, 1]) it lies."""
     a = pal[pairs[:, 0]].astype(np.float32)
@@ -351,21 +370,20 @@ def decode_mask_aa(
 ) -> Decoded:
     """Anti-aliasing-aware decode of an (H, W, 3) uint8 colour mask (see the module docstring).
 
-    A class is *present around* a pixel when a solid 3x3 block of pixels
-    within `tolerance` of its colour touches the `window` x `window`
-    neighbourhood. A pixel that is not exactly a palette colour is matched to
-    the segments between pairs of present classes (a pair may be one class
-    twice: a slightly off colour); the closest segment wins; among segments
-    within 2 RGB units of the closest, the one with more ends exactly on the
-    palette next to the pixel (3x3), then close to it (5x5), then the shorter
-    one (the more local blend); the pixel takes the nearer end (ties to the
-    lower index). If no segment is
-    within `max_distance`, the classes of the pixels within half that
-    distance of the palette right next to it (3x3) are added to the present
-    ones and the match is tried again; failing that, the pixel keeps its
-    nearest colour. It is
-    suspicious when it is farther than `max_distance` from every segment
-    between the present classes and its own nearest class.
+    A class is *present around* a pixel when a pixel exactly on its colour,
+    or a solid 3x3 block of pixels within `tolerance` of it, lies in the
+    `window` x `window` neighbourhood. A pixel that is not exactly a palette
+    colour (and not inside such a solid block) is matched to the segments
+    between pairs of present classes (a pair may be one class twice: a
+    slightly off colour); the closest segment wins; among segments within
+    2 RGB units of the closest, the one with more ends present within 5x5,
+    then the shorter one (the more local blend); the pixel takes the nearer
+    end (ties to the lower index). If no segment is within `max_distance`,
+    the classes of the pixels within half that distance of the palette right
+    next to it (3x3) are added and the match is tried again; failing that,
+    the pixel keeps its nearest colour. It is suspicious (off-palette) when
+    it is farther than `max_distance` from every segment between the present
+    classes and its own nearest class.
     """
     arr = _check_rgb(rgb)
     pal = _check_palette(palette)
@@ -392,35 +410,30 @@ def decode_mask_aa(
     box = (slice(y0, y1), slice(x0, x1))
     near_c, loose = nearest[box], d2[box] > tolerance**2
     anchor = np.where(loose, np.uint8(255), near_c)
-    exact = d2[box] == 0
     bit_t = _bit_dtype(len(pal))
     one = bit_t(1)
-    exact_bits = np.zeros(anchor.shape, dtype=bit_t)
-    np.left_shift(one, near_c, out=exact_bits, where=exact, dtype=bit_t)
     solid = _solid(anchor)
-    bits = exact_bits.copy()
-    np.left_shift(one, anchor, out=bits, where=solid & ~exact, dtype=bit_t)
+    bits = np.zeros(anchor.shape, dtype=bit_t)
+    np.left_shift(one, near_c, out=bits, where=solid | (d2[box] == 0), dtype=bit_t)
     around = _window_or(bits, window)
-    # Classes exactly on the palette close to the pixel: among equally good blends, the one
-    # between touching classes is the local one (real liver three pixels away must not
-    # claim the black-spleen border that only passes through its colour).
-    touching = [_window_or(exact_bits, w) for w in _TOUCH_WINDOWS]
-    own_bit = np.left_shift(one, near_c, dtype=bit_t)
+    # Classes on the palette close to the pixel: among equally good blends, the one between
+    # touching classes is the local one (real liver three pixels away must not claim the
+    # black-spleen border that only passes through its colour).
+    touching = _window_or(bits, _TOUCH_WINDOW)
     # A near-palette pixel inside a solid block of its class (a tinted background, a padding
     # strip, noise) keeps that class; only the rest need the blend geometry.
     todo = np.flatnonzero(off[box] & ~solid)
     if todo.size == 0:
         return Decoded(labels, nearest, d2, suspicious, arr)
-    around, own_bit = around.reshape(-1)[todo], own_bit.reshape(-1)[todo]
-    touching = [t.reshape(-1)[todo] for t in touching]
-    near_half = np.zeros(anchor.shape, dtype=bit_t)
-    np.left_shift(one, near_c, out=near_half, where=d2[box] <= (max_distance / 2) ** 2, dtype=bit_t)
-    next_to = _window_or(near_half, 3).reshape(-1)[todo]
+    around, touching = around.reshape(-1)[todo], touching.reshape(-1)[todo]
+    own_bit = np.left_shift(one, near_c.reshape(-1)[todo], dtype=bit_t)
     ty, tx = np.divmod(todo, x1 - x0)
     ty, tx = ty + y0, tx + x0  # image coordinates
 
+    # Every class a pixel may take: on the palette somewhere, or some pixel's nearest colour
+    # (the fallback's near-palette neighbours below are one or the other).
     present_bits = int(np.bitwise_or.reduce(bits, axis=None)) | int(
-        np.bitwise_or.reduce(own_bit | next_to, axis=None)
+        np.bitwise_or.reduce(own_bit, axis=None)
     )
     classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
     ii, jj = np.triu_indices(len(classes))
@@ -436,16 +449,14 @@ def decode_mask_aa(
     allowed = ((around | own_bit)[:, None] & pair_bits[None]) == pair_bits[None]
     suspicious[ty, tx] = np.where(allowed, dist, np.inf).min(axis=1) > max_distance
 
-    # Labels: the best blend of classes really present around the pixel. Among blends about
-    # as close: most ends exactly on the palette within 3x3, then within 5x5, then the
-    # shortest segment (segment lengths are below 442, so the weights keep this order).
+    # Labels: the best blend of classes really present around the pixel.
     ends_a, ends_b = (one << pairs[:, 0].astype(bit_t)), (one << pairs[:, 1].astype(bit_t))
-    score = np.broadcast_to(length[None], dist.shape).astype(np.float32)
-    for weight, near in zip((2000.0, 1000.0), touching):
-        score = score - weight * (
-            ((near[:, None] & ends_a[None]) != 0).astype(np.float32)
-            + ((near[:, None] & ends_b[None]) != 0)
-        )
+    # Most ends on the palette close to the pixel, then the shortest segment (segment
+    # lengths are below 442, so the weight keeps this order).
+    touch = ((touching[:, None] & ends_a[None]) != 0).astype(np.float32) + (
+        (touching[:, None] & ends_b[None]) != 0
+    )
+    score = length[None] - 1000.0 * touch
 
     def choose(rows, candidates):
         present = (candidates[:, None] & pair_bits[None]) == pair_bits[None]
@@ -460,7 +471,8 @@ def decode_mask_aa(
     # classes of the near-palette pixels right next to it too, before the nearest colour.
     unfit = np.flatnonzero(best > max_distance)
     if unfit.size:
-        best[unfit], choice[unfit] = choose(unfit, around[unfit] | next_to[unfit])
+        next_to = _near_neighbours(nearest, d2, ty[unfit], tx[unfit], (max_distance / 2) ** 2, bit_t)
+        best[unfit], choice[unfit] = choose(unfit, around[unfit] | next_to)
     pix = np.flatnonzero(best <= max_distance)
     chosen = choice[pix]
     t = t_u[inverse[pix], chosen]
