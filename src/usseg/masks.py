@@ -99,20 +99,20 @@ def _table(pal: np.ndarray) -> np.ndarray:
     return table
 
 
-_D2_UNKNOWN = 0xFFFF
-_D2_CAP = 0xFFFE  # squared distances reach 3 * 255**2; larger ones are stored capped, and recomputed
+_BOTH_UNKNOWN = 0xFFFFFFFF  # entry not decided yet (a real entry is below 2**26)
 
 
-def _d2_table(pal: np.ndarray) -> np.ndarray:
-    """Per palette, a 32 MiB table filled lazily like the label table: squared distance of each
-    24-bit colour code to its nearest palette colour (capped), so a pixel costs one lookup."""
-    key = b"d2" + pal.tobytes()
+def _both_table(pal: np.ndarray) -> np.ndarray:
+    """Per palette, a 64 MiB table filled lazily like the label table: for each 24-bit colour
+    code, its nearest palette index (low 8 bits) and squared distance to it (the bits above:
+    at most 3 * 255**2), so a pixel of the aa_aware decode costs one lookup."""
+    key = b"both" + pal.tobytes()
     table = _tables.get(key)
     if table is None:
         with _tables_lock:
             table = _tables.get(key)
             if table is None:
-                table = np.full(1 << 24, _D2_UNKNOWN, dtype=np.uint16)
+                table = np.full(1 << 24, _BOTH_UNKNOWN, dtype=np.uint32)
                 _tables[key] = table
     return table
 
@@ -203,44 +203,34 @@ def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def _decode_with_d2(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest labels (H, W) uint8 and squared distances (H, W) uint16, capped at 0xFFFE
-    (a distance of 256; exact ones come from `_exact_d2`), both by table lookup."""
+    """Nearest labels (H, W) uint8 and squared distances (H, W) uint32, by one table lookup
+    per pixel, in chunks as `_decode_chunks`."""
     labels = np.empty(arr.shape[:2], dtype=np.uint8)
-    d2 = np.empty(arr.shape[:2], dtype=np.uint16)
-    flat_d2 = d2.reshape(-1)
-    d2_table = _d2_table(pal)
-    for start, codes, _ in _decode_chunks(arr, pal, labels.reshape(-1)):
-        out = flat_d2[start : start + len(codes)]
-        np.take(d2_table, codes, out=out, mode="clip")
-        missing = out == _D2_UNKNOWN
+    d2 = np.empty(arr.shape[:2], dtype=np.uint32)
+    flat, flat_labels, flat_d2 = arr.reshape(-1, 3), labels.reshape(-1), d2.reshape(-1)
+    table = _both_table(pal)
+    for start in range(0, len(flat), _CHUNK):
+        codes = _codes(flat[start : start + _CHUNK])
+        both = np.take(table, codes, mode="clip")
+        missing = both == _BOTH_UNKNOWN
         if missing.any():
             miss_codes = codes[missing]
             new = np.unique(miss_codes)
+            near = _nearest(new, pal)
             # As for the label table: concurrent writers write the same values.
-            d2_table[new] = np.minimum(
-                _distance2(new, _table(pal)[new], pal.astype(np.int64)), _D2_CAP
-            )
-            out[missing] = d2_table[miss_codes]
+            table[new] = near | (_distance2(new, near, pal.astype(np.int64)).astype(np.uint32) << 8)
+            both[missing] = table[miss_codes]
+        flat_labels[start : start + len(codes)] = both  # the low byte: the label
+        np.right_shift(both, 8, out=flat_d2[start : start + len(codes)])
     return labels, d2
-
-
-def _exact_d2(d2: np.ndarray, arr: np.ndarray, labels: np.ndarray, pal: np.ndarray) -> np.ndarray:
-    """The capped uint16 distances of `_decode_with_d2` as exact int32 ones."""
-    exact = d2.astype(np.int32)
-    far = np.flatnonzero(d2.reshape(-1) == _D2_CAP)
-    if far.size:
-        codes = _codes(arr.reshape(-1, 3)[far])
-        exact.reshape(-1)[far] = _distance2(codes, labels.reshape(-1)[far], pal.astype(np.int64))
-    return exact
 
 
 def decode_mask_with_distance(
     rgb: np.ndarray, palette: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels as decode_mask, and each pixel's squared distance to its nearest palette colour (int32)."""
-    arr, pal = _check_rgb(rgb), _check_palette(palette)
-    labels, d2 = _decode_with_d2(arr, pal)
-    return labels, _exact_d2(d2, arr, labels, pal)
+    labels, d2 = _decode_with_d2(_check_rgb(rgb), _check_palette(palette))
+    return labels, d2.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- anti-aliasing-aware decode
@@ -261,18 +251,13 @@ class Decoded:
 
     labels: np.ndarray  # (H, W) uint8 class index
     nearest_labels: np.ndarray  # (H, W) uint8: the article's nearest-colour decode, for comparison
-    d2: np.ndarray  # (H, W) uint16 squared distance to the nearest palette colour, capped at 0xFFFE
+    d2: np.ndarray  # (H, W) uint32 squared distance to the nearest palette colour
     suspicious: np.ndarray  # (H, W) bool: neither a palette colour nor a blend of the palette colours around it
-    rgb: np.ndarray  # the decoded colour mask, for exact distances beyond the cap
 
-    def max_distance(self, palette) -> float:
+    @property
+    def max_distance(self) -> float:
         """Largest Euclidean distance of a pixel to its nearest palette colour."""
-        if self.d2.size == 0:
-            return 0.0
-        top = int(self.d2.max())
-        if top == _D2_CAP:
-            top = int(_exact_d2(self.d2, self.rgb, self.nearest_labels, _check_palette(palette)).max())
-        return float(np.sqrt(top))
+        return float(np.sqrt(self.d2.max())) if self.d2.size else 0.0
 
 
 def _bit_dtype(n_classes: int):
@@ -302,25 +287,31 @@ def _solid(anchor: np.ndarray) -> np.ndarray:
     return out
 
 
-def _or_along_axis0(a: np.ndarray, window: int) -> np.ndarray:
-    """out[i] = OR of a[i - r .. i + r] (r = window // 2), clipped at the edges.
+def _or_along(a: np.ndarray, window: int, axis: int) -> np.ndarray:
+    """out[i] = OR of a[i - r .. i + r] along `axis` (r = window // 2), clipped at the edges.
 
-    By doubling: the OR over w rows is built from the OR over w/2 rows, so a
-    7-row window takes 3 shifted ORs, not 6.
+    By doubling: the OR over w pixels is built from the OR over w/2, so a
+    7-pixel window takes 3 shifted ORs, not 6. Slices keep the array's
+    memory order (a transposed pass would be 3x slower).
     """
+
+    def cut(sl):
+        return (slice(None), sl) if axis else (sl,)
+
     r = window // 2
+    n = a.shape[axis]
     fwd = a.copy()  # becomes fwd[i] = OR a[i .. i + window - 1]
     width = 1
     while width < window:
         step = min(width, window - width)
-        fwd[:-step] |= fwd[step:]
+        fwd[cut(slice(None, -step))] |= fwd[cut(slice(step, None))]
         width += step
-    n = len(a)
     out = np.empty_like(a)
-    out[r:] = fwd[: max(n - r, 0)]
-    # The first r windows are cut by the top edge: out[i] = OR a[0 .. i + r].
-    prefix = np.bitwise_or.accumulate(a[: 2 * r], axis=0)
-    out[:r] = prefix[np.minimum(np.arange(min(r, n)) + r, len(prefix) - 1)]
+    out[cut(slice(r, None))] = fwd[cut(slice(None, max(n - r, 0)))]
+    # The first r windows are cut by the edge: out[i] = OR a[0 .. i + r].
+    prefix = np.bitwise_or.accumulate(a[cut(slice(None, 2 * r))], axis=axis)
+    take = np.minimum(np.arange(min(r, n)) + r, prefix.shape[axis] - 1)
+    out[cut(slice(None, r))] = np.take(prefix, take, axis=axis)
     return out
 
 
@@ -328,8 +319,7 @@ def _window_or(bits: np.ndarray, window: int) -> np.ndarray:
     """Bitwise OR over a window x window neighbourhood (odd window), clipped at the edges."""
     if window == 1:
         return bits.copy()
-    rows = _or_along_axis0(bits, window)
-    return _or_along_axis0(rows.T, window).T
+    return _or_along(_or_along(bits, window, 0), window, 1)
 
 
 def _near_neighbours(nearest, d2, ys, xs, limit2: float, bit_t) -> np.ndarray:
@@ -389,10 +379,9 @@ def decode_mask_aa(
     pal = _check_palette(palette)
     if window < 1 or window % 2 == 0:
         raise ValueError(f"blend window must be an odd number of pixels >= 1, got {window}.")
-    if not 0 <= tolerance <= min(max_distance, 255):
+    if not 0 <= tolerance <= max_distance:
         raise ValueError(
-            f"palette tolerance {tolerance} must lie between 0 and the off-palette distance {max_distance} "
-            "(and at most 255)."
+            f"palette tolerance {tolerance} must lie between 0 and the off-palette distance {max_distance}."
         )
     nearest, d2 = _decode_with_d2(arr, pal)
     labels = nearest.copy()
@@ -400,7 +389,7 @@ def decode_mask_aa(
     off = d2 != 0
     rows, cols = np.flatnonzero(off.any(axis=1)), np.flatnonzero(off.any(axis=0))
     if rows.size == 0:
-        return Decoded(labels, nearest, d2, suspicious, arr)
+        return Decoded(labels, nearest, d2, suspicious)
 
     # Only the box around the off-palette pixels matters: crop before the full-image passes.
     margin = window // 2 + 1  # the window, and the 3x3 block that makes an anchor solid
@@ -424,7 +413,7 @@ def decode_mask_aa(
     # strip, noise) keeps that class; only the rest need the blend geometry.
     todo = np.flatnonzero(off[box] & ~solid)
     if todo.size == 0:
-        return Decoded(labels, nearest, d2, suspicious, arr)
+        return Decoded(labels, nearest, d2, suspicious)
     around, touching = around.reshape(-1)[todo], touching.reshape(-1)[todo]
     own_bit = np.left_shift(one, near_c.reshape(-1)[todo], dtype=bit_t)
     ty, tx = np.divmod(todo, x1 - x0)
@@ -443,30 +432,35 @@ def decode_mask_aa(
     uniq, inverse = np.unique(_codes(arr[ty, tx]).astype(np.uint32), return_inverse=True)
     colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
     dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
-    dist = dist_u[inverse]  # (pixels to do, pairs)
+    # Pairs along the first axis: numpy reduces over a short last axis 20x slower.
+    dist = np.ascontiguousarray(dist_u.T)[:, inverse]  # (pairs, pixels to do)
+    t_u = np.ascontiguousarray(t_u.T)
+    col = (slice(None), None)  # a per-pair vector against (pairs, pixels)
 
     # Suspicious: not near a blend of the classes around it, its own nearest class included.
-    allowed = ((around | own_bit)[:, None] & pair_bits[None]) == pair_bits[None]
-    suspicious[ty, tx] = np.where(allowed, dist, np.inf).min(axis=1) > max_distance
+    allowed = ((around | own_bit)[None] & pair_bits[col]) == pair_bits[col]
+    suspicious[ty, tx] = np.where(allowed, dist, np.inf).min(axis=0) > max_distance
 
-    # Labels: the best blend of classes really present around the pixel.
+    # Labels: the best blend of classes really present around the pixel. Among blends about
+    # as close, most ends on the palette close to the pixel, then the shortest segment, then
+    # the first pair: one key (exact in float32: below 2**24) whose minimum says all three.
     ends_a, ends_b = (one << pairs[:, 0].astype(bit_t)), (one << pairs[:, 1].astype(bit_t))
-    # Most ends on the palette close to the pixel, then the shortest segment (segment
-    # lengths are below 442, so the weight keeps this order).
-    touch = ((touching[:, None] & ends_a[None]) != 0).astype(np.float32) + (
-        (touching[:, None] & ends_b[None]) != 0
+    touch = ((touching[None] & ends_a[col]) != 0).astype(np.float32) + (
+        (touching[None] & ends_b[col]) != 0
     )
-    score = length[None] - 1000.0 * touch
+    n_pairs = len(pairs)
+    key = (np.rint(length)[col] + 1000.0 * (2 - touch)) * n_pairs + np.arange(n_pairs)[col]
 
     def choose(rows, candidates):
-        present = (candidates[:, None] & pair_bits[None]) == pair_bits[None]
-        masked = np.where(present, dist[rows], np.inf)
-        best = masked.min(axis=1)
-        near_best = masked <= (best + _TIE_DISTANCE)[:, None]
-        return best, np.where(near_best, score[rows], np.inf).argmin(axis=1)
+        present = (candidates[None] & pair_bits[col]) == pair_bits[col]
+        masked = np.where(present, dist[:, rows], np.inf)
+        best = masked.min(axis=0)
+        near_best = masked <= best + _TIE_DISTANCE
+        smallest = np.where(near_best, key[:, rows], np.inf).min(axis=0)
+        choice = np.where(np.isfinite(smallest), smallest, 0).astype(np.int64) % n_pairs
+        return best, choice
 
-    rows = np.arange(todo.size)
-    best, choice = choose(rows, around)
+    best, choice = choose(slice(None), around)
     # No blend of solid classes fits (a thin structure, a three-class corner): look at the
     # classes of the near-palette pixels right next to it too, before the nearest colour.
     unfit = np.flatnonzero(best > max_distance)
@@ -475,10 +469,10 @@ def decode_mask_aa(
         best[unfit], choice[unfit] = choose(unfit, around[unfit] | next_to)
     pix = np.flatnonzero(best <= max_distance)
     chosen = choice[pix]
-    t = t_u[inverse[pix], chosen]
+    t = t_u[chosen, inverse[pix]]
     ends = pairs[chosen]
     labels[ty[pix], tx[pix]] = np.where(t <= 0.5, ends[:, 0], ends[:, 1])
-    return Decoded(labels, nearest, d2, suspicious, arr)
+    return Decoded(labels, nearest, d2, suspicious)
 
 
 SINGLE_CHANNEL_MODES = ("L", "LA") + WIDE_MODES  # masks that may store class indices
@@ -538,7 +532,7 @@ def _palette_reading(rgb, pal, names, cfg) -> MaskReading:
         max_distance=limit,
     )
     stats = _mask_stats(res.labels, res.suspicious, names)
-    stats["max_distance"] = res.max_distance(pal)
+    stats["max_distance"] = res.max_distance
     stats["off_palette_fraction"] = float(np.count_nonzero(res.d2)) / max(res.d2.size, 1)
     stats["relabelled_fraction"] = float(np.count_nonzero(res.labels != res.nearest_labels)) / max(
         res.labels.size, 1
