@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
-from datasets import PALETTE, dataset_cfg, make_dataset, write_image
+from datasets import PALETTE, dataset_cfg, make_dataset
 from usseg.data import load_grayscale, load_labels
 from usseg.errors import DataError
 from usseg.images import load_gray
@@ -299,4 +299,19 @@ def test_label_cache_with_wrong_dtype_or_shape_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"b\.npy.*16x20.*20x16"):
         load_labels(tmp_path / "b.npy", lut, shape=(20, 16))
     assert load_labels(tmp_path / "b.npy", lut, shape=(16, 20)).shape == (16, 20)
-    write_image(tmp_path / "c.png")
+
+
+def test_negative_or_float_pixels_are_refused_naming_the_file(tmp_path):
+    Image.fromarray(np.full((4, 5), -3, np.int32), mode="I").save(tmp_path / "neg.tif")
+    with pytest.raises(DataError, match=r"neg\.tif.*negative"):
+        load_gray(tmp_path / "neg.tif")
+    Image.fromarray(np.full((4, 5), 0.5, np.float32), mode="F").save(tmp_path / "float.tif")
+    with pytest.raises(DataError, match=r"float\.tif.*floating-point"):
+        load_gray(tmp_path / "float.tif")
+
+
+def test_palette_tolerance_beyond_the_off_palette_distance_names_both_keys(downscaled):
+    root, out, _ = downscaled
+    cfg = dataset_cfg(palette_tolerance=80, off_palette_distance=60)
+    with pytest.raises(DataError, match="palette_tolerance.*off_palette_distance"):
+        decode_masks(out / "manifest.csv", root, cfg, out / "labels")

@@ -404,11 +404,12 @@ def decode_mask_aa(
     solid = _solid(anchor)
     bits = np.zeros(anchor.shape, dtype=bit_t)
     np.left_shift(one, near_c, out=bits, where=solid | (d2[box] == 0), dtype=bit_t)
-    around = _window_or(bits, window)
     # Classes on the palette close to the pixel: among equally good blends, the one between
     # touching classes is the local one (real liver three pixels away must not claim the
     # black-spleen border that only passes through its colour).
-    touching = _window_or(bits, _TOUCH_WINDOW)
+    touch_window = min(_TOUCH_WINDOW, window)
+    touching = _window_or(bits, touch_window)
+    around = _window_or(touching, window - touch_window + 1)  # a 5-window widened is a 7-window
     # A near-palette pixel inside a solid block of its class (a tinted background, a padding
     # strip, noise) keeps that class; only the rest need the blend geometry.
     todo = np.flatnonzero(off[box] & ~solid)
