@@ -9,7 +9,9 @@ rule diagnostics:
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         splits=rules.split.output.splits,
-        code=code("diagnostics", "class_balance", "config", "manifest"),
+        code=code(
+            "diagnostics", "class_balance", "config", "manifest", "images", "masks"
+        ),
     output:
         checklist=report(
             f"{DIAG}/checklist.json",

@@ -17,6 +17,7 @@ rule train:
             "checkpoint",
             "metrics",
             "class_balance",
+            "images",
         ),
     output:
         model=f"{EXP}/model.safetensors",
@@ -57,7 +58,9 @@ rule evaluate:
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         model=rules.train.output.model,
-        code=code("evaluate", "models", "data", "forest", "checkpoint", "metrics"),
+        code=code(
+            "evaluate", "models", "data", "forest", "checkpoint", "metrics", "images"
+        ),
     output:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
         per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
