@@ -398,12 +398,15 @@ def decode_mask_aa(
     x0, x1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, width)
     box = (slice(y0, y1), slice(x0, x1))
     near_c, loose = nearest[box], d2[box] > tolerance**2
-    anchor = np.where(loose, np.uint8(255), near_c)
+    # Class, or 255 where farther than the tolerance: an OR with 0 or 255 (10x faster than where).
+    anchor = near_c | (loose.view(np.uint8) * np.uint8(255))
     bit_t = _bit_dtype(len(pal))
     one = bit_t(1)
     solid = _solid(anchor)
-    bits = np.zeros(anchor.shape, dtype=bit_t)
-    np.left_shift(one, near_c, out=bits, where=solid | (d2[box] == 0), dtype=bit_t)
+    lut = np.zeros(256, dtype=bit_t)  # class -> its bit; 255 -> none
+    lut[: len(pal)] = np.left_shift(one, np.arange(len(pal), dtype=bit_t))
+    keep = solid | (d2[box] == 0)
+    bits = np.take(lut, near_c | ((~keep).view(np.uint8) * np.uint8(255)))
     # Classes on the palette close to the pixel: among equally good blends, the one between
     # touching classes is the local one (real liver three pixels away must not claim the
     # black-spleen border that only passes through its colour).
