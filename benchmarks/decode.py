@@ -15,8 +15,8 @@ blended, off-palette colours), a (10,10,10) padding strip at the bottom, and
 one mask tinted (10,0,10) where it is background. Every decoded mask is
 checked against the baseline before anything is timed.
 
-Timings are per mask, the best of --repeats passes over all masks (the least
-disturbed by other work on the machine). Memory is tracemalloc's peak of
+Timings are CPU time per mask, the best of --repeats passes over all masks
+(the least disturbed by other work on the machine). Memory is tracemalloc's peak of
 extra allocation while decoding one mask; usseg's per-palette tables (16 MiB
 of labels, 32 MiB of distances, allocated once per palette and kept) are
 reported on their own line.
@@ -112,12 +112,18 @@ def write_masks(folder: Path, n: int, width: int, height: int, seed: int) -> lis
 
 
 def best_per_item(fn, items, repeats: int) -> float:
+    """Seconds of CPU time per item, the best of `repeats` passes.
+
+    CPU time (time.process_time), not wall time: on a machine shared with other
+    jobs, wall time also counts the waits for a core, which inflates short calls
+    (many numpy operations) more than long ones and skews the ratios.
+    """
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()
         for item in items:
             fn(item)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return best / len(items)
 
 
@@ -216,11 +222,11 @@ def main(argv=None) -> int:
         ("    first pass", aa_first_s, None),
         ("(d) article (broadcast)", base_s, "broadcast"),
     ]
-    print(f"{'approach':<26}{'ms/mask':>10}{'vs article':>12}{'peak extra MiB':>16}")
+    print(f"{'approach':<26}{'CPU ms/mask':>12}{'vs article':>12}{'peak extra MiB':>16}")
     for name, secs, key in rows:
         speed = "-" if key == "read PNG" else f"{base_s / secs:.1f}x"
         peak = f"{mem[key] / 2**20:.2f}" if key else "-"
-        print(f"{name:<26}{secs * 1000:>10.2f}{speed:>12}{peak:>16}")
+        print(f"{name:<26}{secs * 1000:>12.2f}{speed:>12}{peak:>16}")
     print(
         "(b), (c): tables warmed by earlier masks; 'first pass' decodes each mask once with fresh tables, "
         "as decode_masks does."
