@@ -315,6 +315,29 @@ def _or_along(a: np.ndarray, window: int, axis: int) -> np.ndarray:
     return out
 
 
+def _widen_rows(rows_or: np.ndarray, by: int) -> np.ndarray:
+    """A row-wise window OR widened by `by` pixels on each side (a 5-window to a 7-window)."""
+    out = rows_or.copy()
+    for s in range(1, by + 1):
+        out[:, s:] |= rows_or[:, :-s]
+        out[:, :-s] |= rows_or[:, s:]
+    return out
+
+
+def _columns_or(rows_or: np.ndarray, flat: np.ndarray, window: int) -> np.ndarray:
+    """At the flat indices `flat` of a 2-D array, the OR over `window` rows (centred,
+    clipped at the edges): the second half of a window OR, for a few pixels only."""
+    height, width = rows_or.shape
+    r = window // 2
+    padded = np.zeros((height + 2 * r, width), dtype=rows_or.dtype)  # zero rows: the clipping
+    padded[r : r + height] = rows_or
+    flat_padded = padded.reshape(-1)
+    out = np.zeros(len(flat), dtype=rows_or.dtype)
+    for dy in range(window):  # row y + dy - r of the image is row y + dy of `padded`
+        out |= flat_padded[flat + dy * width]
+    return out
+
+
 def _window_or(bits: np.ndarray, window: int) -> np.ndarray:
     """Bitwise OR over a window x window neighbourhood (odd window), clipped at the edges."""
     if window == 1:
@@ -326,16 +349,19 @@ def _near_neighbours(nearest, d2, ys, xs, limit2: float, bit_t) -> np.ndarray:
     """Per pixel (ys, xs), a bit set of the nearest classes of its 8 neighbours that lie
     within sqrt(limit2) of the palette. Sparse: only for the few pixels asked about."""
     height, width = nearest.shape
+    # Padded by one pixel of "not near" so that no neighbour index leaves the arrays.
+    near = np.zeros((height + 2, width + 2), dtype=bool)
+    near[1:-1, 1:-1] = d2 <= limit2
+    classes = np.zeros((height + 2, width + 2), dtype=np.uint8)
+    classes[1:-1, 1:-1] = nearest
+    centre = (ys + 1) * (width + 2) + xs + 1
+    near, classes = near.reshape(-1), classes.reshape(-1)
     out = np.zeros(len(ys), dtype=bit_t)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            if dy == dx == 0:
-                continue
-            y, x = ys + dy, xs + dx
-            inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-            y, x = np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)
-            near = inside & (d2[y, x] <= limit2)
-            out |= np.where(near, np.left_shift(bit_t(1), nearest[y, x], dtype=bit_t), bit_t(0))
+            if dy or dx:
+                at = centre + dy * (width + 2) + dx
+                out |= np.left_shift(bit_t(1), classes[at], dtype=bit_t) * near[at]
     return out
 
 
@@ -407,18 +433,19 @@ def decode_mask_aa(
     lut[: len(pal)] = np.left_shift(one, np.arange(len(pal), dtype=bit_t))
     keep = solid | (d2[box] == 0)
     bits = np.take(lut, near_c | ((~keep).view(np.uint8) * np.uint8(255)))
-    # Classes on the palette close to the pixel: among equally good blends, the one between
-    # touching classes is the local one (real liver three pixels away must not claim the
-    # black-spleen border that only passes through its colour).
-    touch_window = min(_TOUCH_WINDOW, window)
-    touching = _window_or(bits, touch_window)
-    around = _window_or(touching, window - touch_window + 1)  # a 5-window widened is a 7-window
     # A near-palette pixel inside a solid block of its class (a tinted background, a padding
     # strip, noise) keeps that class; only the rest need the blend geometry.
     todo = np.flatnonzero(off[box] & ~solid)
     if todo.size == 0:
         return Decoded(labels, nearest, d2, suspicious)
-    around, touching = around.reshape(-1)[todo], touching.reshape(-1)[todo]
+    # Classes on the palette close to the pixel (touching: 5x5): among equally good blends,
+    # the one between touching classes is the local one (real liver three pixels away must
+    # not claim the black-spleen border that only passes through its colour). Both windows
+    # are ORed along rows over the whole box, then down columns at the few pixels to do.
+    touch_window = min(_TOUCH_WINDOW, window)
+    rows_touch = _or_along(bits, touch_window, 1)
+    touching = _columns_or(rows_touch, todo, touch_window)
+    around = _columns_or(_widen_rows(rows_touch, (window - touch_window) // 2), todo, window)
     own_bit = np.left_shift(one, near_c.reshape(-1)[todo], dtype=bit_t)
     ty, tx = np.divmod(todo, x1 - x0)
     ty, tx = ty + y0, tx + x0  # image coordinates
