@@ -22,7 +22,15 @@ from usseg.data import load_grayscale, load_labels
 from usseg.errors import DataError
 from usseg.images import load_gray
 from usseg.manifest import write_manifest
-from usseg.masks import decode_mask, decode_mask_aa, decode_masks, read_mask
+from usseg.masks import (
+    _columns_or,
+    _or_along,
+    _widen_rows,
+    decode_mask,
+    decode_mask_aa,
+    decode_masks,
+    read_mask,
+)
 from usseg.splits import write_splits
 
 IDX = {"background": 0, "liver": 1, "kidney": 4, "vessels": 6, "spleen": 7}
@@ -65,6 +73,23 @@ def true_classes(fine: np.ndarray) -> np.ndarray:
 def phantom_pixels(labels: np.ndarray, truth: np.ndarray) -> int:
     """Pixels labelled with a class drawn nowhere in or next to them."""
     return int((((truth >> labels.astype(np.uint16)) & 1) == 0).sum())
+
+
+@pytest.mark.parametrize(("shape", "window"), [((20, 30), 7), ((5, 9), 7), ((3, 3), 5), ((1, 9), 3)])
+def test_window_or_equals_per_class_dilation(shape, window):
+    rng = np.random.default_rng(0)
+    bits = (rng.random(shape) < 0.2).astype(np.uint16) << rng.integers(0, 9, shape).astype(np.uint16)
+    expected = np.zeros_like(bits)
+    for k in range(9):
+        plane = ndi.maximum_filter((bits >> k) & 1, size=window, mode="constant")
+        expected |= plane.astype(np.uint16) << k
+    everywhere = np.arange(bits.size)
+    rows = _or_along(bits, window, 1)
+    np.testing.assert_array_equal(_columns_or(rows, everywhere, window), expected.reshape(-1))
+    np.testing.assert_array_equal(_or_along(rows, window, 0), expected)
+    if window > 3:  # a narrower row window widened is the wider one
+        narrow = _or_along(bits, window - 2, 1)
+        np.testing.assert_array_equal(_widen_rows(narrow, 1), rows)
 
 
 def test_blended_spleen_border_is_not_liver():

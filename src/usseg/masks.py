@@ -338,13 +338,6 @@ def _columns_or(rows_or: np.ndarray, flat: np.ndarray, window: int) -> np.ndarra
     return out
 
 
-def _window_or(bits: np.ndarray, window: int) -> np.ndarray:
-    """Bitwise OR over a window x window neighbourhood (odd window), clipped at the edges."""
-    if window == 1:
-        return bits.copy()
-    return _or_along(_or_along(bits, window, 0), window, 1)
-
-
 def _near_neighbours(nearest, d2, ys, xs, limit2: float, bit_t) -> np.ndarray:
     """Per pixel (ys, xs), a bit set of the nearest classes of its 8 neighbours that lie
     within sqrt(limit2) of the palette. Sparse: only for the few pixels asked about."""
