@@ -238,7 +238,7 @@ def decode_mask_with_distance(
 DECODES = ("aa_aware", "nearest")
 ENCODINGS = ("auto", "palette", "index")
 # Two blends explain a pixel equally well when their distances differ by less than this
-# (RGB units: the rounding of a blend to integers); the shorter blend then wins.
+# (RGB units: the rounding of a blend to integers); the more local one then wins.
 _TIE_DISTANCE = 2.0
 # Side of the square in which classes on the palette "touch" a pixel: a blended border
 # is one or two pixels wide, so both its classes lie within two pixels.
