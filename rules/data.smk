@@ -25,7 +25,7 @@ rule demo_data:
 rule manifest:
     input:
         data=dataset_input,
-        code=code("manifest"),
+        code=code("manifest", "images"),
     output:
         manifest=f"{RESULTS}/manifest.csv",
         issues=f"{RESULTS}/manifest_issues.csv",
@@ -45,7 +45,7 @@ rule manifest:
 rule decode_masks:
     input:
         manifest=rules.manifest.output.manifest,
-        code=code("masks"),
+        code=code("masks", "images"),
     output:
         labels=directory(f"{RESULTS}/labels"),
         provenance=f"{PROV}/decode_masks.json",
@@ -66,6 +66,7 @@ rule decode_masks:
 rule split:
     input:
         manifest=rules.manifest.output.manifest,
+        issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         code=code("splits"),
     output:
@@ -78,5 +79,6 @@ rule split:
     params:
         val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],
+        strict=config["strict"],
     script:
         "../scripts/split.py"

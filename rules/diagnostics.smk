@@ -9,7 +9,15 @@ rule diagnostics:
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         splits=rules.split.output.splits,
-        code=code("diagnostics", "class_balance", "config", "manifest", "data"),
+        code=code(
+            "diagnostics",
+            "class_balance",
+            "config",
+            "manifest",
+            "data",
+            "images",
+            "masks",
+        ),
     output:
         checklist=report(
             f"{DIAG}/checklist.json",

@@ -17,6 +17,7 @@ rule train:
             "checkpoint",
             "metrics",
             "class_balance",
+            "images",
         ),
     output:
         model=f"{EXP}/model.safetensors",
@@ -66,6 +67,7 @@ rule evaluate:
             "metrics",
             "intervals",
             "evaluation_figures",
+            "images",
         ),
     output:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",

@@ -8,4 +8,6 @@ with snakemake_step(snakemake):
         snakemake.params.val_fraction,
         snakemake.params.seed,
         snakemake.output.splits,
+        strict=snakemake.params.strict,
+        issues_csv=snakemake.input.issues,
     )

@@ -53,6 +53,10 @@ DATASET_CFG = {
         },
     },
     "target_modality": "RUS",
+    "decode": "aa_aware",
+    "mask_encoding": "auto",
+    "blend_window": 7,
+    "palette_tolerance": 20,
     "off_palette_distance": 60,
     "max_off_palette_fraction": 0.01,
 }

@@ -276,12 +276,32 @@ def test_mask_modes_accepted(root, mode):
 
 
 def test_unsupported_mask_mode(root):
-    path = root / "AUS/annotations/train/ct1-1.png"
-    # 16-bit grey: not a colour code
-    Image.fromarray(np.zeros((16, 20), dtype=np.uint16)).save(path)
-    _, issues = build(root)
-    assert reason_of(issues, "AUS/annotations/train/ct1-1.png") == "unreadable_mask"
+    (root / "AUS/annotations/train/ct1-1.png").unlink()
+    # CMYK (here a TIFF): neither a colour code nor class indices
+    Image.new("CMYK", (20, 16)).save(root / "AUS/annotations/train/ct1-1.tif")
+    _, issues = build_manifest(root, dataset_cfg(mask_extensions=[".png", ".tif"]))
+    assert reason_of(issues, "AUS/annotations/train/ct1-1.tif") == "unreadable_mask"
     assert "mode" in issues["detail"].iloc[0]
+
+
+def test_16_bit_masks_are_accepted(root):
+    # 16-bit grey may hold class indices (dataset.mask_encoding)
+    path = root / "AUS/annotations/train/ct1-1.png"
+    Image.fromarray(np.zeros((16, 20), dtype=np.uint16)).save(path)
+    manifest, issues = build(root)
+    assert manifest.set_index("image_id").loc["AUS_train_ct1-1", "has_mask"]
+    assert not (issues["path"] == "AUS/annotations/train/ct1-1.png").any()
+
+
+def test_sizes_follow_the_exif_orientation(root):
+    # A JPEG stored 20 wide and 16 high with "rotate 90" in EXIF is displayed 16x20.
+    path = root / "RUS/images/test/c1.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("L", (16, 20)).save(path, exif=exif)  # displayed 20 wide, 16 high: fits its mask
+    manifest, issues = build(root)
+    row = manifest.set_index("image_id").loc["RUS_test_c1"]
+    assert (row["width"], row["height"]) == (20, 16) and row["has_mask"]
 
 
 def test_orphan_annotation(root):

@@ -13,7 +13,14 @@ from datasets import dataset_cfg, make_dataset
 from usseg.errors import DataError, LeakageError
 from usseg.manifest import MANIFEST_COLUMNS, write_manifest
 from usseg.masks import REPORT_COLUMNS, decode_masks
-from usseg.splits import SPLIT_COLUMNS, check_no_leakage, subject_grouped_split, write_splits
+from usseg.splits import (
+    KEPT_FLAGGED,
+    SPLIT_COLUMNS,
+    check_no_leakage,
+    excluded_images,
+    subject_grouped_split,
+    write_splits,
+)
 
 EVAL_SPLITS = {"train", "val", "test_aus", "test_rus"}
 
@@ -53,8 +60,9 @@ def make_manifest() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
-def report_for(manifest, flagged=()) -> pd.DataFrame:
+def report_for(manifest, flagged=(), unusable=()) -> pd.DataFrame:
     masked = manifest[manifest["has_mask"]]
+    flagged = set(flagged) | set(unusable)
     return pd.DataFrame(
         {
             "image_id": masked["image_id"],
@@ -67,6 +75,10 @@ def report_for(manifest, flagged=()) -> pd.DataFrame:
             "flag_reason": [
                 "50.00% far from the palette" if i in flagged else "" for i in masked["image_id"]
             ],
+            "encoding": "palette",
+            "relabelled_fraction": 0.0,
+            "decode": "aa_aware",
+            "usable": [i not in unusable for i in masked["image_id"]],
         }
     )[REPORT_COLUMNS]
 
@@ -90,6 +102,7 @@ def test_split_contract():
     }
     assert (unlabeled["note"] == "no annotation").all()
     assert (splits.loc[splits["split"] != "unlabeled", "note"] == "").all()
+    assert (splits["excluded_from"] == "").all()  # nothing left out of a test set
     check_no_leakage(splits, manifest)
 
 
@@ -136,23 +149,76 @@ def test_deterministic_and_order_independent():
     assert len(vals) > 1, "the seed should change which subjects are held out"
 
 
-def test_flagged_masks_become_unlabeled_with_reason():
+def test_flagged_training_masks_become_unlabeled_with_reason():
     manifest = make_manifest()
-    report = report_for(manifest, flagged={"RUS_test_d1", "AUS_train_ct1-1"})
+    report = report_for(manifest, flagged={"AUS_train_ct1-1"})
     splits = subject_grouped_split(manifest, report, 0.25, seed=0).set_index("image_id")
-    for image_id in ("RUS_test_d1", "AUS_train_ct1-1"):
-        assert splits.loc[image_id, "split"] == "unlabeled"
-        assert splits.loc[image_id, "note"] == "mask flagged: 50.00% far from the palette"
+    assert splits.loc["AUS_train_ct1-1", "split"] == "unlabeled"
+    assert splits.loc["AUS_train_ct1-1", "note"] == "mask flagged: 50.00% far from the palette"
+    assert splits.loc["AUS_train_ct1-1", "excluded_from"] == ""  # not a test image
     assert splits.loc["AUS_train_ct1-2", "split"] in {"train", "val"}
+
+
+def test_flagged_test_masks_stay_in_their_test_set_and_are_marked():
+    manifest = make_manifest()
+    report = report_for(manifest, flagged={"RUS_test_d1", "AUS_test_ct9-1"})
+    splits = subject_grouped_split(manifest, report, 0.25, seed=0).set_index("image_id")
+    assert splits.loc["RUS_test_d1", "split"] == "test_rus"
+    assert splits.loc["AUS_test_ct9-1", "split"] == "test_aus"
+    for image_id in ("RUS_test_d1", "AUS_test_ct9-1"):
+        assert splits.loc[image_id, "note"] == KEPT_FLAGGED + "50.00% far from the palette"
+        assert splits.loc[image_id, "excluded_from"] == ""
+    assert excluded_images(splits.reset_index(), "test_rus") == []
+
+
+def test_strict_or_unusable_masks_leave_the_test_set_with_a_reason():
+    manifest = make_manifest()
+    report = report_for(manifest, flagged={"RUS_test_d1"}, unusable={"AUS_test_ct9-1"})
+    for strict in (False, True):
+        splits = subject_grouped_split(manifest, report, 0.25, seed=0, strict=strict)
+        by_id = splits.set_index("image_id")
+        assert by_id.loc["AUS_test_ct9-1", "split"] == "unlabeled"
+        assert by_id.loc["AUS_test_ct9-1", "excluded_from"] == "test_aus"
+        assert by_id.loc["AUS_test_ct9-1", "note"].startswith("mask unusable: 50.00%")
+        assert excluded_images(splits, "test_aus") == [
+            {"image_id": "AUS_test_ct9-1", "reason": by_id.loc["AUS_test_ct9-1", "note"]}
+        ]
+        d1 = by_id.loc["RUS_test_d1"]
+        if strict:
+            assert (d1["split"], d1["excluded_from"]) == ("unlabeled", "test_rus")
+            assert d1["note"].startswith("mask flagged (strict: true): ")
+            assert [e["image_id"] for e in excluded_images(splits, "test_rus")] == ["RUS_test_d1"]
+        else:
+            assert (d1["split"], d1["excluded_from"]) == ("test_rus", "")
+
+
+def test_masks_set_aside_by_the_manifest_are_counted_as_left_out():
+    manifest = make_manifest()
+    issues = pd.DataFrame(
+        [
+            {"path": "RUS/annotations/test/c2.png", "reason": "mask_size_mismatch", "detail": "c2 is 8x8"},
+            {"path": "RUS/images/test/e1.jpg", "reason": "unexpected_extension", "detail": "about the image"},
+            {"path": "RUS/annotations/train/zz.png", "reason": "orphan_annotation", "detail": "no image"},
+        ]
+    )
+    splits = subject_grouped_split(manifest, None, 0.25, seed=0, issues=issues).set_index("image_id")
+    assert splits.loc["RUS_test_c2", "split"] == "unlabeled"
+    assert splits.loc["RUS_test_c2", "excluded_from"] == "test_rus"
+    assert splits.loc["RUS_test_c2", "note"] == "mask set aside by the manifest (mask_size_mismatch): c2 is 8x8"
+    # e1 never had a mask: not left out of anything.
+    assert (splits.loc["RUS_test_e1", "note"], splits.loc["RUS_test_e1", "excluded_from"]) == (
+        "no annotation",
+        "",
+    )
 
 
 def test_flag_column_read_as_text_is_understood():
     manifest = make_manifest()
-    report = report_for(manifest, flagged={"RUS_test_c1"}).astype({"flagged": str})
+    report = report_for(manifest, flagged={"AUS_train_ct1-1"}).astype({"flagged": str})
     splits = subject_grouped_split(manifest, report, 0.25, seed=0).set_index("image_id")
     assert (
-        splits.loc["RUS_test_c1", "split"] == "unlabeled"
-        and splits.loc["RUS_test_d1", "split"] == "test_rus"
+        splits.loc["AUS_train_ct1-1", "split"] == "unlabeled"
+        and splits.loc["AUS_train_ct1-2", "split"] in {"train", "val"}
     )
 
 

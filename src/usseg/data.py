@@ -28,10 +28,10 @@ from monai.transforms import (
     RandGaussianNoised,
     Resized,
 )
-from PIL import Image
 
 from usseg.config import label_lookup
 from usseg.errors import DataError
+from usseg.images import load_gray
 
 IMAGE = "image"
 LABEL = "label"
@@ -48,20 +48,36 @@ def dataset_root(data_root, dataset_cfg: dict) -> Path:
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
-    """An image as float32 (H, W) in [0, 1], whatever its mode (RGB, RGBA, L, JPG)."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("L"), dtype=np.float32)
-    return arr / 255.0
+    """An image as float32 (H, W) in [0, 1], whatever its mode (RGB, RGBA, L, 16-bit, JPG),
+    turned by its EXIF orientation (usseg.images)."""
+    return load_gray(path).astype(np.float32) / 255.0
 
 
-def load_labels(path: str | Path, lut: np.ndarray) -> np.ndarray:
-    """A cached palette-index array mapped through `lut` to output classes (uint8, (H, W))."""
+def load_labels(path: str | Path, lut: np.ndarray, shape: Sequence[int] | None = None) -> np.ndarray:
+    """A cached palette-index array mapped through `lut` to output classes (uint8, (H, W)).
+
+    `shape`, when given, is the (H, W) of the image the labels belong to.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: label array missing; run the decode_masks step first.")
     labels = np.load(path, allow_pickle=False)
     if labels.ndim != 2:
-        raise DataError(f"{path}: expected a 2-D label array, got shape {labels.shape}.")
+        raise DataError(
+            f"{path}: expected a 2-D label array, got shape {labels.shape}; the label cache is stale or "
+            "was written by another tool. Delete results/labels/ and re-run the decode_masks step."
+        )
+    if labels.dtype != np.uint8:
+        raise DataError(
+            f"{path}: expected uint8 class indices, got dtype {labels.dtype}; the label cache is stale or "
+            "was written by another tool. Delete results/labels/ and re-run the decode_masks step."
+        )
+    if shape is not None and tuple(labels.shape) != tuple(shape):
+        raise DataError(
+            f"{path}: the label array is {labels.shape[0]}x{labels.shape[1]} (height x width) but its image is "
+            f"{shape[0]}x{shape[1]}; the label cache is stale. Delete results/labels/ and re-run the "
+            "decode_masks step."
+        )
     if labels.size and int(labels.max()) >= len(lut):
         raise DataError(
             f"{path}: label value {int(labels.max())} is not a palette index (the palette has {len(lut)} classes)."
@@ -156,9 +172,11 @@ class LoadLabelsd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
+        image = d.get(IMAGE)
+        shape = image.shape[-2:] if isinstance(image, np.ndarray) else None  # loaded first
         for key in self.key_iterator(d):
             # float: MONAI's resize works on floats; nearest-exact keeps the values integral.
-            d[key] = load_labels(d[key], self.lut)[None].astype(np.float32)
+            d[key] = load_labels(d[key], self.lut, shape)[None].astype(np.float32)
         return d
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from usseg.errors import DataError
+from usseg.images import oriented_size
 
 MANIFEST_COLUMNS = [
     "image_id",
@@ -58,8 +59,9 @@ SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".d
 WORKFLOW_FILE_NAMES = {".snakemake_timestamp"}
 # Folders made by macOS zip tools that mirror the dataset with AppleDouble files.
 SKIPPED_ROOT_SEARCH_DIRS = {"__MACOSX"}
-# Pillow modes a colour-coded mask may come in; all convert losslessly to RGB.
-MASK_MODES = {"RGB", "RGBA", "P", "PA", "L", "LA", "1", "RGBX"}
+# Pillow modes a mask may come in: colour modes convert losslessly to RGB; the
+# 16-bit greyscale ones may hold class indices (dataset.mask_encoding).
+MASK_MODES = {"RGB", "RGBA", "P", "PA", "L", "LA", "1", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I"}
 _MAX_ROOT_SEARCH_DEPTH = 8
 
 
@@ -176,7 +178,7 @@ def _inspect(path: Path) -> _Inspected:
     try:
         with im:
             im.load()
-            width, height = im.size
+            width, height = oriented_size(im)  # as displayed: a rotated photo's EXIF tag applied
             mode = im.mode
     except Exception as exc:  # noqa: BLE001 -- and as many for malformed pixel data
         return _Inspected(False, "unreadable", f"{type(exc).__name__}: {exc}", sha256=digest)

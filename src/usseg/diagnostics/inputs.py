@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from usseg.config import class_names, palette
 from usseg.errors import DataError
+from usseg.images import load_gray
+from usseg.masks import load_mask_rgb
 
 MANIFEST_COLUMNS = (
     "image_id",
@@ -121,14 +122,12 @@ class DiagnosticInputs:
         return self.labels_dir / f"{image_id}.npy"
 
     def read_gray(self, row) -> np.ndarray:
-        """The image as uint8 grey levels (H, W)."""
-        with Image.open(self.image_file(row)) as im:
-            return np.asarray(im.convert("L"))
+        """The image as uint8 grey levels (H, W), oriented and 16-bit rescaled as for training."""
+        return load_gray(self.image_file(row))
 
     def read_mask_rgb(self, row) -> np.ndarray:
-        """The colour mask as uint8 RGB (H, W, 3); alpha and single-channel masks are converted."""
-        with Image.open(self.mask_file(row)) as im:
-            return np.asarray(im.convert("RGB"))
+        """The colour mask as uint8 RGB (H, W, 3), oriented; alpha and single-channel masks are converted."""
+        return load_mask_rgb(self.mask_file(row))
 
     def read_label(self, image_id: str) -> np.ndarray | None:
         path = self.label_file(image_id)

@@ -21,6 +21,7 @@ from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.label_stats import LabelStats
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult
+from usseg.masks import decode_mask_aa
 
 FLAG_COLUMNS = ["image_id", "modality", "subject_id", "split", "mask_path", "flag", "detail"]
 TILE_PX = 360
@@ -28,6 +29,8 @@ OFF_PALETTE_COLOUR = np.array(
     [255, 140, 0], dtype=np.uint8
 )  # orange: in no palette of this dataset
 CHANNELS = "RGB"
+# One wording of "off-palette" for the check, its flags and the gallery (decode_report's far_fraction).
+OFF_PALETTE_MEANING = "neither a palette colour nor a blend of the palette colours around it"
 # BGR first: writing RGB arrays with a BGR library (OpenCV) is the usual way masks get swapped.
 PERMUTATIONS = [(2, 1, 0), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1)]
 
@@ -94,8 +97,24 @@ def swap_evidence(inputs: DiagnosticInputs, stats: LabelStats, iid: str, c: int,
     )
 
 
-def far_pixels(mask_rgb: np.ndarray, pal: np.ndarray, max_distance: float) -> np.ndarray:
-    """Boolean (H, W): pixels farther than max_distance (Euclidean RGB) from every palette colour."""
+def far_pixels(
+    mask_rgb: np.ndarray, pal: np.ndarray, max_distance: float, dataset_cfg: dict | None = None
+) -> np.ndarray:
+    """Boolean (H, W): the off-palette pixels decode_masks counted in far_fraction.
+
+    With dataset_cfg (and dataset.decode aa_aware): farther than max_distance
+    from every palette colour and every blend of the palette colours around
+    them, as usseg.masks decides; without it, or with decode nearest: farther
+    than max_distance (Euclidean RGB) from every palette colour.
+    """
+    if dataset_cfg is not None and dataset_cfg.get("decode", "aa_aware") == "aa_aware":
+        return decode_mask_aa(
+            mask_rgb,
+            pal,
+            window=int(dataset_cfg.get("blend_window", 7)),
+            tolerance=float(dataset_cfg.get("palette_tolerance", 20)),
+            max_distance=max_distance,
+        ).suspicious
     flat = mask_rgb.reshape(-1, 3).astype(np.int32)
     d2 = np.full(flat.shape[0], np.iinfo(np.int32).max, dtype=np.int64)
     for p in pal.astype(np.int32):
@@ -153,11 +172,11 @@ def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
     far_rows = labeled[labeled["decode_flagged"] | (labeled["far_fraction"] > max_far)]
     for row in far_rows.to_dict("records"):
         iid = row["image_id"]
-        detail = f"{100 * row['far_fraction']:.1f}% of pixels farther than {max_dist:g} from every palette colour"
+        detail = f"{100 * row['far_fraction']:.1f}% of pixels off-palette ({OFF_PALETTE_MEANING}, by more than {max_dist:g})"
         swap = []
         try:
             rgb = inputs.read_mask_rgb(row)
-            dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist))
+            dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist, inputs.dataset_cfg))
         except OSError as exc:
             dom, detail = None, f"{detail}; mask unreadable: {exc}"
         if dom is not None:
@@ -222,7 +241,9 @@ def choose_gallery(
     lab = inputs.labeled
     lab = lab[(lab["modality"] == modality) & lab["image_id"].isin(available)]
     lab = lab.sort_values(
-        ["off_palette_fraction", "image_id"], ascending=[False, True], kind="stable"
+        ["far_fraction", "off_palette_fraction", "image_id"],
+        ascending=[False, False, True],
+        kind="stable",
     )
     chosen: list[str] = []
     flagged_ids = set(flags["image_id"])
@@ -297,7 +318,7 @@ def plot_gallery(
                 labels = np.zeros_like(gray)
             far = None
             if row["far_fraction"] > 0:
-                far = far_pixels(inputs.read_mask_rgb(row), pal, max_dist)
+                far = far_pixels(inputs.read_mask_rgb(row), pal, max_dist, inputs.dataset_cfg)
                 far = far if far.shape == gray.shape else None
                 any_far |= far is not None and bool(far.any())
             tile = overlay(gray, labels, pal, far)
@@ -308,7 +329,11 @@ def plot_gallery(
                 size = (max(1, round(tile.shape[1] * scale)), max(1, round(tile.shape[0] * scale)))
                 tile = np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
             ax.imshow(tile, interpolation="antialiased")
-            sub = f"subject {row['subject_id']} | off-palette {100 * row['off_palette_fraction']:.1f}%"
+            blended = max(row["off_palette_fraction"] - row["far_fraction"], 0.0)
+            sub = (
+                f"subject {row['subject_id']} | off-palette {100 * row['far_fraction']:.1f}% | "
+                f"blended {100 * blended:.1f}%"
+            )
             title = f"{iid}\n{sub}"
             if iid in flag_text.index:
                 title += f"\nFLAG: {flag_text[iid]}"
@@ -339,8 +364,8 @@ def plot_gallery(
         )
         fig.suptitle(
             f"Label verification, {modality} ({domain}): decoded masks over their images\n"
-            "flagged and most off-palette masks first (off-palette: not exactly a palette colour), "
-            "then spread over subjects",
+            f"flagged and most off-palette masks first (off-palette: {OFF_PALETTE_MEANING}; "
+            "blended: other pixels not exactly a palette colour), then spread over subjects",
             fontsize=12,
         )
         figures.save(fig, path)
