@@ -40,6 +40,7 @@ def copy_workflow(dst: Path) -> None:
 
 def run(cores: int, work: Path, configfile: str | None) -> dict:
     workdir = work / f"cores{cores}"
+    workdir.mkdir(parents=True)
     copy_workflow(workdir)
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
