@@ -1,7 +1,7 @@
 """The report, built from a fake but contract-complete results/ tree.
 
 make_fake_run() writes every file the report reads, in the layout and formats
-of DESIGN.md, with provenance records made by usseg.provenance (real hashes of
+of docs/contracts.md, with provenance records made by usseg.provenance (real hashes of
 the fake files), so these tests run in a second without the workflow.
 """
 

@@ -7,7 +7,7 @@ connected component per organ, resized back to the original label size
 classes. Metric conventions are in usseg.metrics.
 
 Outputs in out_dir: per_image.csv, per_subject.csv, summary.json (the
-DESIGN.md contract) and overlays.png (best and worst image).
+contract in docs/contracts.md) and overlays.png (best and worst image).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from scipy import ndimage
 from usseg import data, metrics
 from usseg.config import class_names as palette_class_names
 from usseg.config import experiment_class_names, label_lookup, palette
+from usseg.contracts import is_test_set
 from usseg.errors import DataError, UssegError
 from usseg.models import load_predictor, resolve_device
 
 log = logging.getLogger("usseg.evaluate")
 
-TEST_SETS = ("test_aus", "test_rus")
 PREDICT_BATCH = 16
 
 
@@ -63,8 +63,10 @@ def evaluate_experiment(
     out_dir,
 ) -> dict:
     """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary."""
-    if test_set not in TEST_SETS:
-        raise UssegError(f"test set {test_set!r} is not one of {', '.join(TEST_SETS)}.")
+    if not is_test_set(test_set):
+        raise UssegError(
+            f"test set {test_set!r} is not a test split: test sets are named test_<modality> (docs/contracts.md)."
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     class_names = experiment_class_names(exp, dataset_cfg)

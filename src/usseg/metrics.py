@@ -1,6 +1,6 @@
 """Segmentation metrics as pure functions of label arrays.
 
-Conventions (the contract in DESIGN.md):
+Conventions (the contract in docs/contracts.md):
 
 - Dice per class per image is NaN when the class is absent from both the
   reference and the prediction (nothing to score), 0 when it is absent from

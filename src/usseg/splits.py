@@ -15,12 +15,10 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
+from usseg.contracts import SPLIT_COLUMNS, UNLABELED
 from usseg.errors import DataError, LeakageError
 from usseg.manifest import parse_bool, read_manifest
 from usseg.masks import read_decode_report
-
-SPLIT_COLUMNS = ["image_id", "subject_id", "split", "note"]
-UNLABELED = "unlabeled"
 
 
 def _flag_reasons(decode_report: pd.DataFrame | None) -> dict[str, str]:
