@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, run_snakemake, sibling_copy
+from dry_run import QUIET_KEEPS_JOBS
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +51,7 @@ def retrain_all(tiny_run: Path, tmp_path_factory, *profile_args: str) -> tuple[s
     experiments = list(yaml.safe_load(TINY_CONFIG.read_text())["experiments"])
     targets = [f"results/experiments/{e}/model.safetensors" for e in experiments]
     proc = run_snakemake(
-        run, "--cores", "4", *profile_args, "--forcerun", "train", "--", *targets
+        run, "--cores", "4", *QUIET_KEEPS_JOBS, *profile_args, "--forcerun", "train", "--", *targets
     )
     text = proc.stdout + proc.stderr
     started = [m.group(1) for m in map(EVENT.match, text.splitlines()) if m and m.group(1)]
