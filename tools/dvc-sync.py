@@ -3,7 +3,7 @@
 
     python tools/dvc-sync.py               # regenerate dvc.yaml from `snakemake --summary`
     python tools/dvc-sync.py --check       # exit 1 (and show the diff) if dvc.yaml is stale
-    python tools/dvc-sync.py commit        # after `snakemake report`: record the results in dvc.lock
+    python tools/dvc-sync.py commit        # after `snakemake report` or `dvc repro --no-commit`: record the results in dvc.lock
     python tools/dvc-sync.py pull [ARGS]   # dvc pull ARGS, then mark the results up to date for Snakemake
     python tools/dvc-sync.py touch         # the same after a `dvc checkout` you ran yourself
 
@@ -145,7 +145,9 @@ def commit(repo: Path) -> None:
             "Snakemake still has jobs to run, so the results are not current; run `snakemake report` "
             f"(or `dvc repro`) first. Rules with pending jobs: {', '.join(pending)}"
         )
-    dvc(repo, "commit", "--force")
+    # --no-relink: leave the files in place. Relinking rewrites every out from the
+    # cache, in no particular order, and Snakemake would then see stale files.
+    dvc(repo, "commit", "--force", "--no-relink")
 
 
 def touch(repo: Path) -> None:
