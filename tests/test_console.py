@@ -13,18 +13,22 @@ def write(path, obj):
     return path
 
 
+def check(check_id, status):
+    return {"id": check_id, "title": check_id, "status": status, "value": 1, "threshold": 2, "reason": "r"}
+
+
 def test_summary_has_verdict_dice_table_and_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the rules' paths are relative to the working directory
     tmp_path = tmp_path.relative_to(tmp_path)
     checklist = write(tmp_path / "diagnostics/checklist.json", {
         "overall": "FAIL",
-        "checks": [{"id": "subjects", "status": "PASS"}, {"id": "domain_shift", "status": "FAIL"}],
+        "checks": [check("subjects", "PASS"), check("domain_shift", "FAIL")],
     })
     summaries = []
     for exp, ts, dice in [("liver_unet", "test_aus", 0.8123), ("liver_unet", "test_rus", 0.5),
                           ("a_very_long_experiment_name_that_goes_on", "test_aus", None)]:
         summaries.append(write(tmp_path / f"experiments/{exp}/eval/{ts}/summary.json", {
-            "experiment": exp, "test_set": ts, "n_subjects": 4, "dice": {"liver": dice},
+            "experiment": exp, "test_set": ts, "n_images": 9, "n_subjects": 4, "dice": {"liver": dice},
             "dice_mean_foreground": dice, "per_class": {"liver": {"dice": dice}},
         }))
     report = tmp_path / "report/report.html"
@@ -41,6 +45,8 @@ def test_summary_has_verdict_dice_table_and_report(tmp_path, monkeypatch):
 
 def test_partial_run_prints_only_what_exists(tmp_path):
     assert run_summary(tmp_path / "none.json", [tmp_path / "no/summary.json"], tmp_path / "r.html") == ""
+    broken = write(tmp_path / "summary.json", {"experiment": "e"})  # not the contract: skipped
+    assert run_summary(tmp_path / "none.json", [broken], tmp_path / "r.html") == ""
 
 
 def test_headline_dice_falls_back_to_the_class_mean():

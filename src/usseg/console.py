@@ -8,20 +8,22 @@ keys than the ones read here.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from usseg.contracts import read_checklist, read_summary
+from usseg.errors import DataError
 
 # A name column wider than this is cut, so no line grows with long experiment names.
 NAME_WIDTH = 28
 
 
-def _load(path) -> dict | None:
+def _read(reader, path) -> dict | None:
+    """A contract file read and checked by usseg.contracts; None when it is absent or unusable."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return reader(path)
+    except (DataError, OSError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def headline_dice(summary: dict) -> float | None:
@@ -41,8 +43,8 @@ def headline_dice(summary: dict) -> float | None:
 def run_summary(checklist, summaries, report) -> str:
     """The closing lines of a run, from the paths the rules declare ("" when none exists yet)."""
     lines = []
-    checks = _load(checklist)
-    if checks is not None and "overall" in checks:
+    checks = _read(read_checklist, checklist)
+    if checks is not None:
         flagged = [
             f"{c.get('id', '?')} {c.get('status', '?')}"
             for c in checks.get("checks", [])
@@ -54,7 +56,7 @@ def run_summary(checklist, summaries, report) -> str:
     table: dict[str, dict[str, str]] = {}
     test_sets: list[str] = []
     for path in summaries:
-        summary = _load(path)
+        summary = _read(read_summary, path)
         if summary is None:
             continue
         experiment = str(summary.get("experiment", Path(path).parents[2].name))
