@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 # Command-line options that override the profile's `quiet: [rules]`, so job blocks are printed.
-QUIET_KEEPS_JOBS = ("--quiet", "host")
+QUIET_KEEPS_JOBS = ("--quiet=host",)  # one word: "--quiet host report" would read report as a quiet level
 
 _JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
 
