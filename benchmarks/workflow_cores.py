@@ -44,7 +44,8 @@ def run(cores: int, work: Path, configfile: str | None) -> dict:
     copy_workflow(workdir)
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "report"]
+    # --quiet=host: print each job's block, whose "threads:" line the table reports.
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--quiet=host", "report"]
     if configfile:
         cmd += ["--configfile", configfile]
     t0 = time.perf_counter()
@@ -57,6 +58,7 @@ def run(cores: int, work: Path, configfile: str | None) -> dict:
         with tsv.open() as f:
             trainings[tsv.stem] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
     threads = sorted(set(re.findall(r"^\s+threads: (\d+)$", proc.stdout + proc.stderr, re.M)))
+    # Snakemake omits "threads:" for one-thread jobs.
     return {"cores": cores, "wall": wall, "trainings": trainings, "threads": threads or ["1"]}
 
 
