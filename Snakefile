@@ -5,6 +5,8 @@
 
 from snakemake.utils import min_version
 
+from usseg.console import print_run_summary
+
 min_version("9.0")
 
 
@@ -29,3 +31,12 @@ rule all:
     default_target: True
     input:
         rules.report.output.html,
+
+
+# The run ends with the verdict, the headline Dice and where the report is.
+onsuccess:
+    print_run_summary(
+        rules.diagnostics.output.checklist,
+        eval_summaries(),
+        rules.report.output.html,
+    )

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from usseg.config import SCHEMA_PATH, check_config, resolve_experiment
 from usseg.errors import ConfigError
+from usseg.resources import gpu_token, train_threads
 
 # Friendly checks first (they name the key at fault), then Snakemake's own
 # schema validation, which also fills defaults.
@@ -91,6 +92,19 @@ def folder_of(output_name, up=1):
 def demo_provenance():
     """The demo generator's provenance record, when the demo dataset is used."""
     return [rules.demo_data.output.provenance] if config["data_root"] is None else []
+
+
+def train_job_threads(wildcards):
+    """A training's threads: half of --cores (usseg.resources.train_threads).
+
+    A cluster run has no --cores (Snakemake then refuses workflow.cores); its
+    profile sets the threads with set-threads, and this fallback is not asked.
+    """
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return 1
+    return train_threads(cores)
 
 
 def experiment(wildcards):

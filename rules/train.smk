@@ -1,5 +1,7 @@
-# One model per experiment, evaluated on each test set. Resources (CPUs, GPU,
-# memory, runtime) come from the profiles, not from here.
+# One model per experiment, evaluated on each test set. Memory, runtime and
+# cluster settings come from the profiles; a training's threads and whether it
+# holds the `gpu` token depend on the machine and the experiment, so they are
+# computed here (usseg.resources) and a profile may still override them.
 
 EXP = f"{RESULTS}/experiments/{{experiment}}"
 
@@ -40,6 +42,9 @@ rule train:
         f"{BENCH}/train/{{experiment}}.tsv"
     conda:
         USSEG_ENV
+    threads: train_job_threads
+    resources:
+        gpu=lambda wildcards: gpu_token(experiment(wildcards)),
     params:
         experiment=experiment,
         dataset=config["dataset"],

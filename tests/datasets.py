@@ -23,43 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# Mirrors the dataset: section of config.yaml (test_manifest checks that they agree).
-DATASET_CFG = {
-    "classes": [
-        {"name": "background", "rgb": [0, 0, 0]},
-        {"name": "liver", "rgb": [100, 0, 100]},
-        {"name": "bone", "rgb": [255, 255, 255]},
-        {"name": "gallbladder", "rgb": [0, 255, 0]},
-        {"name": "kidney", "rgb": [255, 255, 0]},
-        {"name": "pancreas", "rgb": [0, 0, 255]},
-        {"name": "vessels", "rgb": [255, 0, 0]},
-        {"name": "spleen", "rgb": [255, 0, 255]},
-        {"name": "adrenal", "rgb": [0, 255, 255]},
-    ],
-    "images_dir": "images",
-    "annotations_dir": "annotations",
-    "orig_splits": ["train", "test"],
-    "mask_extensions": [".png"],
-    "modalities": {
-        "AUS": {
-            "domain": "synthetic",
-            "image_extensions": [".png"],
-            "subject_pattern": r"^(ct\d+)-\d+$",
-        },
-        "RUS": {
-            "domain": "real",
-            "image_extensions": [".jpg", ".jpeg", ".png"],
-            "subject_pattern": r"^([a-z]+)\d+$",
-        },
-    },
-    "target_modality": "RUS",
-    "decode": "aa_aware",
-    "mask_encoding": "auto",
-    "blend_window": 7,
-    "palette_tolerance": 20,
-    "off_palette_distance": 60,
-    "max_off_palette_fraction": 0.01,
-}
+from usseg.config import load_config
+
+# config.yaml's dataset section (palette, layout, subject patterns), read, not
+# written out again: the test data follow whatever the default run uses.
+DATASET_CFG = load_config(Path(__file__).resolve().parents[1] / "config.yaml")["dataset"]
 
 PALETTE = np.array([c["rgb"] for c in DATASET_CFG["classes"]], dtype=np.uint8)
 SIZE = (20, 16)  # width, height

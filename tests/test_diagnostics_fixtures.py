@@ -26,43 +26,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
-CLASSES = [
-    {"name": "background", "rgb": [0, 0, 0]},
-    {"name": "liver", "rgb": [100, 0, 100]},
-    {"name": "bone", "rgb": [255, 255, 255]},
-    {"name": "gallbladder", "rgb": [0, 255, 0]},
-    {"name": "kidney", "rgb": [255, 255, 0]},
-    {"name": "pancreas", "rgb": [0, 0, 255]},
-    {"name": "vessels", "rgb": [255, 0, 0]},
-    {"name": "spleen", "rgb": [255, 0, 255]},
-    {"name": "adrenal", "rgb": [0, 255, 255]},
-]
+from datasets import dataset_cfg
+
+# The palette and layout of config.yaml (the one copy: tests/datasets.py reads it).
+DATASET_CFG = dataset_cfg()
+CLASSES = DATASET_CFG["classes"]
 PALETTE = np.array([c["rgb"] for c in CLASSES], dtype=np.uint8)
 NAMES = [c["name"] for c in CLASSES]
 IDX = {n: i for i, n in enumerate(NAMES)}
-
-DATASET_CFG = {
-    "classes": CLASSES,
-    "images_dir": "images",
-    "annotations_dir": "annotations",
-    "orig_splits": ["train", "test"],
-    "mask_extensions": [".png"],
-    "modalities": {
-        "AUS": {
-            "domain": "synthetic",
-            "image_extensions": [".png"],
-            "subject_pattern": r"^(ct\d+)-\d+$",
-        },
-        "RUS": {
-            "domain": "real",
-            "image_extensions": [".jpg", ".png"],
-            "subject_pattern": r"^([a-z]+)\d+$",
-        },
-    },
-    "target_modality": "RUS",
-    "off_palette_distance": 60,
-    "max_off_palette_fraction": 0.01,
-}
 
 DIAG_CFG = {
     "min_labeled_target_subjects": {"warn_below": 10, "fail_below": 5},

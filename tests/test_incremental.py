@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, copy_run, copy_workflow_files, run_snakemake, sibling_copy
-from usseg.dvc_stages import parse_dry_run, stage_name
+from dry_run import QUIET_KEEPS_JOBS, job_name, parse_dry_run
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +31,14 @@ DRY_RUN_LIMIT_S = 5.0
 def dry_run(
     workdir: Path, configfile: Path = TINY_CONFIG, snakefile: Path | None = None
 ) -> tuple[set[str], str]:
-    """The jobs (as DVC stage names: rule, rule@experiment, rule@experiment-test_set) a dry run would run."""
-    args = ["--dry-run", "report"]
+    """The jobs (rule, rule@experiment, rule@experiment-test_set) a dry run would run."""
+    args = ["--dry-run", *QUIET_KEEPS_JOBS, "report"]
     if snakefile is not None:
         args = ["--snakefile", str(snakefile), *args]  # the last --snakefile wins
     proc = run_snakemake(workdir, *args, configfile=configfile)
     text = proc.stdout + proc.stderr
     jobs = parse_dry_run(text)
-    names = [stage_name(j["rule"], j["wildcards"]) for j in jobs]
+    names = [job_name(j["rule"], j["wildcards"]) for j in jobs]
     assert len(names) == len(set(names)), f"a job is listed twice:\n{text[-3000:]}"
     if not names:
         assert NOTHING_TO_DO in text, text[-3000:]

@@ -23,7 +23,6 @@ from datasets import (
     write_image,
     write_mask,
 )
-from usseg.config import load_config
 from usseg.errors import DataError
 from usseg.manifest import (
     ISSUE_COLUMNS,
@@ -65,10 +64,6 @@ def assert_accounted(root: Path, manifest: pd.DataFrame, issues: pd.DataFrame) -
     )
     assert len(listed) == len(set(listed)), "a file is listed twice"
     assert set(listed) == all_entries(root)
-
-
-def test_dataset_config_mirrors_config_yaml():
-    assert load_config(REPO / "config.yaml")["dataset"] == dataset_cfg()
 
 
 # ----------------------------------------------------------------------------- root search

@@ -1,10 +1,11 @@
-"""The workstation profile (profiles/default/): jobs in parallel, trainings one at a time.
+"""The workstation profile (profiles/default/): jobs in parallel, GPU trainings one at a time.
 
 Snakemake loads profiles/default/profile.yaml on its own for this workflow. It
-declares one "gpu" token and gives every train job one, so on a workstation
-with one GPU two trainings never share it, while the other jobs still run in
-parallel. The order of "rule train" / "Finished jobid" events in Snakemake's
-output tells which jobs overlapped.
+declares one "gpu" token; a training holds it only when it will run on a GPU
+(usseg.resources.gpu_token), so on a workstation with one GPU two trainings
+never share it, while on a CPU-only machine (like the test machines) trainings
+run side by side, each with half the cores. The order of "rule train" /
+"Finished jobid" events in Snakemake's output tells which jobs overlapped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, run_snakemake, sibling_copy
+from dry_run import QUIET_KEEPS_JOBS
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +51,7 @@ def retrain_all(tiny_run: Path, tmp_path_factory, *profile_args: str) -> tuple[s
     experiments = list(yaml.safe_load(TINY_CONFIG.read_text())["experiments"])
     targets = [f"results/experiments/{e}/model.safetensors" for e in experiments]
     proc = run_snakemake(
-        run, "--cores", "4", *profile_args, "--forcerun", "train", "--", *targets
+        run, "--cores", "4", *QUIET_KEEPS_JOBS, *profile_args, "--forcerun", "train", "--", *targets
     )
     text = proc.stdout + proc.stderr
     started = [m.group(1) for m in map(EVENT.match, text.splitlines()) if m and m.group(1)]
@@ -57,15 +59,16 @@ def retrain_all(tiny_run: Path, tmp_path_factory, *profile_args: str) -> tuple[s
     return text, most_concurrent(text, "train")
 
 
-def test_default_profile_trains_one_experiment_at_a_time(tiny_run, tmp_path_factory):
+def test_on_a_cpu_only_machine_trainings_share_the_cores(tiny_run, tmp_path_factory):
+    """No training asks for the GPU token here, so they run side by side, 2 threads each of 4 cores."""
     assert yaml.safe_load(DEFAULT_PROFILE.read_text())["resources"]["gpu"] == 1
     text, most = retrain_all(tiny_run, tmp_path_factory)
     assert f"Using workflow specific profile {DEFAULT_PROFILE.parent}" in text
+    assert most > 1, f"trainings waited for each other on a machine without a GPU:\n{text[-3000:]}"
+    assert "threads: 2" in text, text[-3000:]
+
+
+def test_trainings_that_use_the_gpu_run_one_at_a_time(tiny_run, tmp_path_factory):
+    """As on a one-GPU workstation: each training holds the profile's one gpu token."""
+    text, most = retrain_all(tiny_run, tmp_path_factory, "--set-resources", "train:gpu=1")
     assert most == 1, f"{most} trainings ran at once on the one GPU:\n{text[-3000:]}"
-
-
-def test_without_the_profile_trainings_share_the_cores(tiny_run, tmp_path_factory):
-    """The control: the same run without the profile trains in parallel, so the test above can fail."""
-    text, most = retrain_all(tiny_run, tmp_path_factory, "--workflow-profile", "none")
-    assert "profiles/default" not in text
-    assert most > 1, text[-3000:]

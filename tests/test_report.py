@@ -1,8 +1,8 @@
 """The report, built from a fake but contract-complete results/ tree.
 
 make_fake_run() writes every file the report reads, in the layout and formats
-that the rules write, with provenance records made by usseg.provenance (real
-hashes of the fake files), so these tests run in a second without the workflow.
+of docs/contracts.md, with provenance records made by usseg.provenance (real hashes of
+the fake files), so these tests run in a second without the workflow.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The style DESIGN.md promises stays true: snakemake --lint, snakefmt and ruff are clean (make lint)."""
+"""The style the project promises stays true: snakemake --lint, snakefmt and ruff are clean (make lint)."""
 
 from __future__ import annotations
 

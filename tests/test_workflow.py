@@ -1,4 +1,4 @@
-"""End to end: the real workflow on configs/tiny.yaml honours DESIGN.md's file contracts."""
+"""End to end: the real workflow on configs/tiny.yaml honours the file contracts of docs/contracts.md."""
 
 from __future__ import annotations
 

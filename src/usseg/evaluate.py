@@ -7,7 +7,8 @@ connected component per organ, resized back to the original label size
 classes. Metric conventions are in usseg.metrics.
 
 Outputs in out_dir: per_image.csv, per_subject.csv, summary.json (subject-level
-numbers first; docs/experiments.md describes every key), confusion.csv and
+numbers first; the contract in docs/contracts.md, every key described in
+docs/experiments.md), confusion.csv and
 confusion.png (pixel confusion between classes) and overlays.png (best and
 worst image among those where an organ is scored).
 """
@@ -24,15 +25,15 @@ import pandas as pd
 from monai.transforms import Compose
 from scipy import ndimage
 
-from usseg import data, evaluation_figures, intervals, metrics
+from usseg import data, evaluation_figures, intervals, metrics, splits
 from usseg.config import class_names as palette_class_names
 from usseg.config import experiment_class_names, label_lookup, palette
+from usseg.contracts import is_test_set
 from usseg.errors import DataError, UssegError
 from usseg.models import load_predictor, resolve_device
 
 log = logging.getLogger("usseg.evaluate")
 
-TEST_SETS = ("test_aus", "test_rus")
 PREDICT_BATCH = 16
 
 
@@ -76,17 +77,20 @@ def evaluate_experiment(
     test_set: str,
     out_dir,
     evaluation: dict | None = None,
-    test_sets=TEST_SETS,
+    test_sets=None,
 ) -> dict:
     """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary.
 
     `evaluation`: the config's evaluation section (NSD tolerance, minimum
-    reference area). `test_sets`: every test set of the run; the foreground
+    reference area). `test_sets`: every test set of the run (default: every
+    test split in splits.csv); the foreground
     mean is over the classes scored on all of them, so that it compares like
     with like across test sets.
     """
-    if test_set not in TEST_SETS:
-        raise UssegError(f"test set {test_set!r} is not one of {', '.join(TEST_SETS)}.")
+    if not is_test_set(test_set):
+        raise UssegError(
+            f"test set {test_set!r} is not a test split: test sets are named test_<modality> (docs/contracts.md)."
+        )
     settings = {**DEFAULT_EVALUATION, **(evaluation or {})}
     tolerance = float(settings["nsd_tolerance_px"])
     min_area = int(settings["min_reference_area_px"])
@@ -141,6 +145,8 @@ def evaluate_experiment(
     scored = arr["ref_px"] >= max(min_area, 1)
     predicted = arr["pred_px"] > 0
 
+    if test_sets is None:
+        test_sets = sorted(s for s in table["split"].unique() if is_test_set(s))
     shared = _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg, min_area, scored)
     shared_names = [class_names[c] for c in shared]
     shared_cols = [fg.index(c) for c in shared]
@@ -255,17 +261,8 @@ def _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg
 
 
 def excluded_images(splits_csv, test_set: str) -> list[dict]:
-    """[{image_id, reason}] of splits.csv rows left out of `test_set` (column excluded_from, reason in note).
-
-    A splits.csv without the excluded_from column excludes nothing.
-    """
-    splits = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)
-    if "excluded_from" not in splits.columns:
-        return []
-    rows = splits[splits["excluded_from"] == test_set]
-    notes = rows["note"] if "note" in rows.columns else pd.Series([""] * len(rows), index=rows.index)
-    return [{"image_id": i, "reason": n or "no reason given in splits.csv"}
-            for i, n in zip(rows["image_id"], notes)]
+    """[{image_id, reason}] of splits.csv rows left out of `test_set` (column excluded_from, reason in note)."""
+    return splits.excluded_images(pd.read_csv(splits_csv, dtype=str, keep_default_na=False), test_set)
 
 
 def write_confusion(counts: np.ndarray, class_names: list[str], path) -> None:

@@ -34,24 +34,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
 from usseg.errors import DataError
 from usseg.images import oriented_size
-
-MANIFEST_COLUMNS = [
-    "image_id",
-    "subject_id",
-    "modality",
-    "domain",
-    "orig_split",
-    "image_path",
-    "mask_path",
-    "has_mask",
-    "width",
-    "height",
-    "sha256",
-    "mask_sha256",
-]
-ISSUE_COLUMNS = ["path", "reason", "detail"]
 
 # Metadata that file managers and archivers drop next to data; never data itself.
 SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"}

@@ -41,24 +41,12 @@ from PIL import Image
 
 from usseg.config import class_names
 from usseg.config import palette as config_palette
+from usseg.contracts import DECODE_REPORT_COLUMNS
 from usseg.errors import DataError
 from usseg.images import WIDE_MODES, oriented, wide_to_uint8
 from usseg.manifest import find_dataset_root, parse_bool, read_manifest
 
-REPORT_COLUMNS = [
-    "image_id",
-    "mask_path",
-    "off_palette_fraction",
-    "far_fraction",
-    "max_distance",
-    "classes_present",
-    "flagged",
-    "flag_reason",
-    "encoding",
-    "relabelled_fraction",
-    "decode",
-    "usable",
-]
+REPORT_COLUMNS = DECODE_REPORT_COLUMNS
 
 _UNKNOWN = 255  # table entry not decided yet; palettes therefore hold at most 255 colours
 _tables: dict[bytes, np.ndarray] = {}

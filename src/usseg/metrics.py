@@ -1,6 +1,7 @@
 """Segmentation metrics as pure functions of label arrays.
 
-Conventions (what summary.json and docs/experiments.md promise):
+Conventions (the contract in docs/contracts.md; every key described in
+docs/experiments.md):
 
 - Dice per class per image is NaN when the class is absent from both the
   reference and the prediction (nothing to score), 0 when it is absent from

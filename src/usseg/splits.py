@@ -24,12 +24,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
+from usseg.contracts import SPLIT_COLUMNS, UNLABELED
 from usseg.errors import DataError, LeakageError
 from usseg.manifest import parse_bool, read_manifest
 from usseg.masks import read_decode_report
 
-SPLIT_COLUMNS = ["image_id", "subject_id", "split", "note", "excluded_from"]
-UNLABELED = "unlabeled"
 KEPT_FLAGGED = "mask flagged, kept in the test set (not used for training): "
 
 

@@ -15,27 +15,21 @@ import numpy as np
 import pandas as pd
 
 from usseg.config import class_names, palette
+from usseg.contracts import (
+    DECODE_REPORT,
+    DECODE_REPORT_COLUMNS,
+    ISSUE_COLUMNS,
+    MANIFEST_COLUMNS,
+    SPLIT_COLUMNS,
+    TRAIN,
+    UNASSIGNED,
+    VAL,
+)
 from usseg.errors import DataError
 from usseg.images import load_gray
 from usseg.masks import load_mask_rgb
 
-MANIFEST_COLUMNS = (
-    "image_id",
-    "subject_id",
-    "modality",
-    "domain",
-    "orig_split",
-    "image_path",
-    "mask_path",
-    "has_mask",
-    "width",
-    "height",
-    "sha256",
-)
-SPLIT_COLUMNS = ("image_id", "subject_id", "split")
-DECODE_COLUMNS = ("image_id", "off_palette_fraction", "far_fraction", "classes_present", "flagged")
-TRAIN_SPLITS = ("train", "val")
-UNASSIGNED = "unassigned"
+TRAIN_SPLITS = (TRAIN, VAL)
 
 
 def _truthy(series: pd.Series) -> pd.Series:
@@ -55,7 +49,8 @@ def _read_csv(path, what: str, required: tuple[str, ...], optional: bool = False
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise DataError(
-            f"{what} {path} lacks the column(s) {', '.join(missing)}; it does not follow the contract in DESIGN.md."
+            f"{what} {path} lacks the column(s) {', '.join(missing)}; it does not follow the contract in docs/contracts.md. "
+            "Delete it and re-run the step that writes it."
         )
     return df
 
@@ -164,7 +159,7 @@ def load_inputs(
     images["split"] = images["split"].fillna(UNASSIGNED).replace("", UNASSIGNED)
 
     decode = _read_csv(
-        Path(labels_dir) / "decode_report.csv", "decode report", DECODE_COLUMNS, optional=True
+        Path(labels_dir) / DECODE_REPORT, "decode report", DECODE_REPORT_COLUMNS, optional=True
     )
     decode = decode.drop_duplicates("image_id")
     keep = {
@@ -193,7 +188,7 @@ def load_inputs(
         drop=True
     )
 
-    issues = _read_csv(issues_csv, "manifest issues", ("path", "reason"), optional=True)
+    issues = _read_csv(issues_csv, "manifest issues", ISSUE_COLUMNS, optional=True)
 
     modalities = list(dataset_cfg["modalities"])
     root = resolve_dataset_root(data_root, modalities)

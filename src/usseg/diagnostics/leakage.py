@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from usseg.contracts import is_evaluation_split
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.outputs import write_json
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult
 from usseg.diagnostics.survey import Survey, thumbnail_correlation
 
-EVAL_SPLITS = ("train", "val", "test_aus", "test_rus")
 TRAIN_SIDE = {"train", "val"}
 PAIR_COLUMNS = [
     "image_id_a",
@@ -50,14 +50,14 @@ def spans_train_test(a: str, b: str) -> bool:
 
 def subjects_in_several_splits(images: pd.DataFrame) -> dict[str, list[str]]:
     """Subject -> the evaluation splits (train, val, test_*) it appears in, for subjects in more than one."""
-    ev = images[images["split"].isin(EVAL_SPLITS)]
+    ev = images[images["split"].map(is_evaluation_split)]
     per = ev.groupby("subject_id")["split"].agg(lambda s: sorted(set(s)))
     return {subj: splits for subj, splits in per.items() if len(splits) > 1}
 
 
 def identical_files_across_splits(images: pd.DataFrame) -> list[dict]:
     """Groups of images with the same sha256 that sit in more than one evaluation split."""
-    ev = images[images["split"].isin(EVAL_SPLITS) & (images["sha256"].str.len() > 0)]
+    ev = images[images["split"].map(is_evaluation_split) & (images["sha256"].str.len() > 0)]
     out = []
     for sha, grp in ev.groupby("sha256"):
         if grp["split"].nunique() > 1:
@@ -182,7 +182,7 @@ def check_leakage(inputs: DiagnosticInputs, survey: Survey, out_dir) -> CheckRes
         status = PASS
     if status == PASS:
         reason = (
-            f"no subject and no identical file in two of {', '.join(EVAL_SPLITS)}; no near-duplicate images "
+            f"no subject and no identical file in two of train, val and the test sets; no near-duplicate images "
             f"across subjects among {len(survey.image_ids)} images (pHash Hamming <= {max_d} confirmed by thumbnail "
             f"correlation >= {min_corr}; {len(candidates)} hash match(es) rejected)."
         )

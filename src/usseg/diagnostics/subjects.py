@@ -13,12 +13,12 @@ import pandas as pd
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from usseg.contracts import split_rank
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.status import PASS, CheckResult, status_below
 
 DEFAULT_THRESHOLDS = {"warn_below": 10, "fail_below": 5}
-SPLIT_ORDER = ["train", "val", "test_aus", "test_rus", "unlabeled", "unassigned"]
 
 
 def kish_effective_size(frames_per_subject) -> float:
@@ -69,7 +69,7 @@ def frames_per_subject(inputs: DiagnosticInputs) -> pd.DataFrame:
 
 
 def _split_key(s: str) -> tuple:
-    return (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s)
+    return split_rank(s)
 
 
 def subjects_table(inputs: DiagnosticInputs) -> pd.DataFrame:

@@ -1,0 +1,44 @@
+"""What a training job asks of the machine: its threads and the GPU token.
+
+The train rule (rules/train.smk) calls these when Snakemake builds the DAG.
+Threads scale with the cores Snakemake was given, so a bigger machine trains
+faster; the `gpu` token is asked for only by a training that will really run on
+a GPU, so on a CPU-only machine trainings run side by side instead of waiting
+for a GPU that is not there.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+def train_threads(cores: int) -> int:
+    """Half the cores (at least one): two trainings fit side by side on a CPU-only
+    machine, and beside one GPU training the other half serves evaluation and
+    diagnostics. Snakemake never gives a job more than --cores."""
+    return max(1, int(cores) // 2)
+
+
+@functools.cache
+def cuda_visible() -> bool:
+    """Whether PyTorch sees a CUDA GPU here (asked once per Snakemake run)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def gpu_token(experiment: dict) -> int:
+    """1 when this experiment's training will use a GPU, else 0.
+
+    `device: cpu` and the random forest never use one; `device: cuda` always
+    does; `device: auto` does when a GPU is visible (the same rule as
+    usseg.models.resolve_device).
+    """
+    if experiment["model"]["name"] == "random_forest":
+        return 0
+    setting = experiment.get("device", "auto")
+    if setting == "cpu":
+        return 0
+    if setting == "cuda":
+        return 1
+    return int(cuda_visible())

@@ -1,0 +1,27 @@
+"""Training threads scale with the cores; the GPU token only for trainings that use a GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from usseg import resources
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_train_threads_is_half_the_cores(cores, threads):
+    assert resources.train_threads(cores) == threads
+
+
+def unet(device):
+    return {"model": {"name": "unet"}, "device": device}
+
+
+def test_gpu_token_follows_the_device(monkeypatch):
+    monkeypatch.setattr(resources, "cuda_visible", lambda: False)
+    assert resources.gpu_token(unet("cpu")) == 0
+    assert resources.gpu_token(unet("cuda")) == 1
+    assert resources.gpu_token(unet("auto")) == 0
+    assert resources.gpu_token({"model": {"name": "random_forest"}, "device": "cuda"}) == 0
+    monkeypatch.setattr(resources, "cuda_visible", lambda: True)
+    assert resources.gpu_token(unet("auto")) == 1
+    assert resources.gpu_token(unet("cpu")) == 0
