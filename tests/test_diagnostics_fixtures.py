@@ -27,6 +27,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from datasets import dataset_cfg
+from usseg.contracts import DECODE_REPORT_COLUMNS, SPLIT_COLUMNS
 
 # The palette and layout of config.yaml (the one copy: tests/datasets.py reads it).
 DATASET_CFG = dataset_cfg()
@@ -377,6 +378,11 @@ def write_dataset(
                     **stats,
                     "flagged": flagged,
                     "flag_reason": "far from the palette" if flagged else "",
+                    # This fixture decodes by nearest colour, as decode: nearest does.
+                    "encoding": "palette",
+                    "relabelled_fraction": 0.0,
+                    "decode": "nearest",
+                    "usable": True,
                 }
             )
         manifest.append(
@@ -396,23 +402,13 @@ def write_dataset(
             }
         )
         split = (splits_override or {}).get(f.image_id, f.split)
-        splits.append({"image_id": f.image_id, "subject_id": f.subject, "split": split, "note": ""})
+        splits.append({"image_id": f.image_id, "subject_id": f.subject, "split": split, "note": "", "excluded_from": ""})
     pd.DataFrame(manifest).to_csv(results / "manifest.csv", index=False)
     pd.DataFrame(list(issues), columns=["path", "reason", "detail"]).to_csv(
         results / "manifest_issues.csv", index=False
     )
-    cols = [
-        "image_id",
-        "mask_path",
-        "off_palette_fraction",
-        "far_fraction",
-        "max_distance",
-        "classes_present",
-        "flagged",
-        "flag_reason",
-    ]
-    pd.DataFrame(report, columns=cols).to_csv(labels_dir / "decode_report.csv", index=False)
-    pd.DataFrame(splits).to_csv(results / "splits.csv", index=False)
+    pd.DataFrame(report, columns=DECODE_REPORT_COLUMNS).to_csv(labels_dir / "decode_report.csv", index=False)
+    pd.DataFrame(splits, columns=SPLIT_COLUMNS).to_csv(results / "splits.csv", index=False)
     return Fixture(
         root,
         results,
