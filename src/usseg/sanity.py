@@ -31,6 +31,7 @@ measured numbers, the threshold and the counts (images and subjects).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -428,3 +429,10 @@ def label_round_trip(
         "tolerance": tolerance,
         "failures": failures,
     }
+
+
+def write_result(path, result: dict) -> None:
+    """Write a check's result as JSON (strict: no NaN, which the checks already turn into null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
