@@ -6,11 +6,12 @@ its network, loss, optimizer, data loading and augmentation) on altered inputs
 whose right answer is known, so a pipeline bug shows up as a FAIL whatever
 the data:
 
-- overfit a handful: trained on `sanity.overfit_images` training images only,
+- overfit a handful: trained on `sanity.overfit_images` training images only
+  (images that show at least one of the experiment's organs, spread over subjects),
   the model must reach `sanity.overfit_min_dice` mean foreground Dice on those
-  same images. The Dice is scored the way evaluation scores a test set
-  (prediction at image_size, resized back, compared with the cached label map),
-  not by the training loop, so a training data path that disagrees with the
+  same images. The Dice is scored the way evaluation predicts (the image's
+  deterministic preprocessing alone), against the cached label map at
+  image_size, not by the training loop, so a training data path that disagrees with the
   labels (classes shifted, an augmentation that moves the image but not the
   mask) cannot grade itself.
 - shuffled-label control: the same training with every training label map
@@ -123,10 +124,14 @@ def overfit_handful(
     root = data.dataset_root(data_root, dataset_cfg)
     train_recs = data.split_records(table, "train", exp["train_modalities"], root, labels_dir)
     n_wanted = int(sanity_cfg["overfit_images"])
-    handful = pick_handful(train_recs, n_wanted, int(sanity_cfg["seed"]))
+    # Only images that show one of the experiment's organs: an empty label map
+    # has no Dice to reach.
+    with_organs = [r for r in train_recs if data.load_labels(r[data.LABEL], lut).any()]
+    handful = pick_handful(with_organs, n_wanted, int(sanity_cfg["seed"]))
     if not handful:
         raise DataError(
-            f"{splits_csv}: experiment {exp['name']} has no labeled training images; the overfit check needs some."
+            f"{splits_csv}: no training image of experiment {exp['name']} shows any of its organs "
+            f"({', '.join(class_names[1:])}); the overfit check needs some."
         )
     ids = {r["image_id"] for r in handful}
     splits = pd.read_csv(splits_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
@@ -135,14 +140,16 @@ def overfit_handful(
     run_exp = dict(exp, epochs=epochs)
     _train(run_exp, dataset_cfg, data_root, manifest_csv, splits, labels_dir, Path(work_dir) / "overfit")
 
-    # Scored as evaluation scores a test set: the deterministic preprocessing of
-    # the image only, the prediction resized back to the cached label's size.
+    # Scored outside the training loop, as evaluation predicts: the deterministic
+    # preprocessing of the image alone, against the cached label map resized
+    # (nearest) to image_size. At image_size, so that detail lost to the
+    # resolution (thin organs) does not count against the pipeline.
     predictor = load_predictor(Path(work_dir) / "overfit" / "out" / "model.safetensors", device=resolve_device(exp))
     preprocess = Compose(data.deterministic_transforms(exp, lut, with_label=False))
     images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in handful])
-    refs = [data.load_labels(r[data.LABEL], lut) for r in handful]
-    preds = [data.resize_nearest(p, ref.shape) for p, ref in zip(predictor.predict(images), refs)]
-    mean, per_class = _mean_foreground_dice(preds, refs, len(class_names))
+    size = [int(s) for s in exp["image_size"]]
+    refs = [data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in handful]
+    mean, per_class = _mean_foreground_dice(list(predictor.predict(images)), refs, len(class_names))
     threshold = float(sanity_cfg["overfit_min_dice"])
     status = PASS if np.isfinite(mean) and mean >= threshold else FAIL
     message = (
