@@ -138,6 +138,16 @@ def test_overfit_fails_when_augmentation_moves_the_image_but_not_the_mask(blobs,
     assert result["status"] == sanity.FAIL, result["message"]
 
 
+def test_pooled_dice_counts_pixels_not_images():
+    refs = np.zeros((2, 4, 4), np.uint8)
+    refs[0, :2] = 1  # 8 pixels of class 1 in image 0
+    refs[1, 0, 0] = 1  # a one-pixel sliver in image 1
+    preds = refs.copy()
+    preds[1, 0, 0] = 0  # the sliver missed: per image Dice 1 and 0, pooled 16/17
+    mean, per_class = sanity.pooled_dice(preds, refs, 3)
+    assert per_class[0] == pytest.approx(16 / 17) and np.isnan(per_class[1]) and mean == per_class[0]
+
+
 def test_pick_handful_spreads_over_subjects_and_is_reproducible():
     recs = [{"image_id": f"{s}-{k}", "subject_id": s} for s in "abc" for k in range(3)]
     picked = sanity.pick_handful(recs, 3, seed=0)
