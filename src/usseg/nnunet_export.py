@@ -14,9 +14,9 @@ a reference for usseg's models and not a different experiment:
       splits_final.json              fold 0 = usseg's split: train -> "train", val -> "val"
       cases.csv                      case id -> image_id, subject_id, modality, split, folder
 
-The case id is usseg's image_id. nnU-Net reads splits_final.json from its
-preprocessed folder: after `nnUNetv2_plan_and_preprocess`, copy it to
-$nnUNet_preprocessed/Dataset{id:03d}_{name}/ and train fold 0; without it
+The case id is usseg's image_id. nnU-Net trains on the splits_final.json of
+its preprocessed folder; its planner (`nnUNetv2_plan_and_preprocess`) copies
+the raw folder's file there (nnunetv2 2.8). Train fold 0. Without the file
 nnU-Net draws its own random 5-fold split over images, which puts frames of one
 subject on both sides. Labels are the cached palette indices (every palette
 class, background 0), not re-decoded from the colour masks.
