@@ -83,3 +83,25 @@ def test_export_passes_nnunets_integrity_check(exported):
     Image.fromarray(np.full((40, 48), 20, np.uint8), mode="L").save(bad)
     with pytest.raises(RuntimeError, match="unexpected labels"):
         verify_dataset_integrity(str(out), num_processes=1)
+
+
+@pytest.mark.nnunet
+def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
+    pytest.importorskip("nnunetv2")
+    from usseg.config import class_names
+    from usseg.nnunet_reference import run_reference, score_predictions
+
+    out, counts, _, cfg = exported
+    schedule = {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1}
+    info = run_reference(out.parent, out.name, 501, schedule, ["test_rus"], tmp_path / "work", tmp_path / "pred",
+                         device="cpu")
+    assert info["predicted_images"] == {"test_rus": 4} and info["parameters"] > 0
+    pred = np.asarray(Image.open(tmp_path / "pred" / "test_rus" / "RUS_test_a0.png"))
+    assert pred.shape == (40, 48) and pred.max() < 9
+    # The folders nnU-Net was given are not left in the environment.
+    import os
+
+    assert "nnUNet_raw" not in os.environ
+    summary = score_predictions(tmp_path / "pred", out, "test_rus", class_names(cfg["dataset"]))
+    assert summary["n_images"] == 4 and summary["n_subjects"] == 2 and summary["unstable"]
+    assert set(summary["dice"]) == set(class_names(cfg["dataset"])[1:])
