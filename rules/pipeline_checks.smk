@@ -96,3 +96,50 @@ rule nnunet_export:
         data_root=data_root(),
     script:
         "../scripts/nnunet_export.py"
+
+
+rule nnunet_reference:
+    input:
+        expand(f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json", test_set=TEST_SETS),
+
+
+rule nnunet_train_predict:
+    input:
+        raw=rules.nnunet_export.output.raw,
+        code=code("nnunet_reference", "nnunet_export", "metrics"),
+    output:
+        predictions=directory(f"{RESULTS}/nnunet/predictions"),
+        info=f"{RESULTS}/nnunet/reference.json",
+        provenance=f"{PROV}/nnunet_train_predict.json",
+    log:
+        f"{LOGS}/nnunet_train_predict.log",
+    benchmark:
+        f"{BENCH}/nnunet_train_predict.tsv"
+    conda:
+        USSEG_ENV
+    params:
+        nnunet=config["nnunet"],
+        test_sets=TEST_SETS,
+        # nnU-Net's preprocessed data and checkpoints (nnUNet_preprocessed, nnUNet_results).
+        work_dir=f"{RESULTS}/nnunet/work",
+    script:
+        "../scripts/nnunet_train_predict.py"
+
+
+rule nnunet_evaluate:
+    input:
+        raw=rules.nnunet_export.output.raw,
+        predictions=rules.nnunet_train_predict.output.predictions,
+        code=code("nnunet_reference", "metrics"),
+    output:
+        summary=f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json",
+        provenance=f"{PROV}/nnunet_evaluate/{{test_set}}.json",
+    log:
+        f"{LOGS}/nnunet_evaluate/{{test_set}}.log",
+    conda:
+        USSEG_ENV
+    params:
+        dataset=config["dataset"],
+        nnunet=config["nnunet"],
+    script:
+        "../scripts/nnunet_evaluate.py"

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -105,6 +106,8 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         "nnUNet_results": str((work_dir / "results").resolve()),
         "nnUNet_compile": "f",  # torch.compile costs minutes on a CPU and changes nothing here
     }
+    if work_dir.exists():
+        shutil.rmtree(work_dir)  # a fresh plan and training every run, nothing resumed by accident
     with environment(**folders):
         t0 = time.perf_counter()
         extract_fingerprints([int(dataset_id)], num_processes=1, check_dataset_integrity=True, verbose=False,

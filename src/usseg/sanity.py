@@ -157,8 +157,8 @@ def overfit_handful(
     threshold = float(sanity_cfg["overfit_min_dice"])
     status = PASS if np.isfinite(mean) and mean >= threshold else FAIL
     message = (
-        f"trained on {len(handful)} training images for {epochs} epochs, the model reaches mean foreground Dice "
-        f"{mean:.3f} on those same images (needs {threshold:.2f})"
+        f"trained on {len(handful)} training images for {epochs} epochs, the model reaches Dice {mean:.3f} on "
+        f"those same images (pixels pooled, mean over organs; needs {threshold:.2f})"
     )
     if status == FAIL:
         message += (
