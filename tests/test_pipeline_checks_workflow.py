@@ -1,12 +1,14 @@
-"""The pipeline-check targets on the tiny run: sanity_checks and nnunet_export."""
+"""The pipeline-check targets on the tiny run: sanity_checks, nnunet_export and nnunet_reference."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import TINY_CONFIG, run_snakemake, sibling_copy
 
 pytestmark = pytest.mark.e2e
@@ -18,10 +20,15 @@ NETWORK_EXPERIMENTS = [
 ]
 
 
+def nnunet_installed() -> bool:
+    return importlib.util.find_spec("nnunetv2") is not None
+
+
 @pytest.fixture(scope="module")
 def checked(tiny_run, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory, "checks")
-    run_snakemake(run, "--cores", "2", "sanity_checks", "nnunet_export")
+    targets = ["sanity_checks", "nnunet_export", *(["nnunet_reference"] if nnunet_installed() else [])]
+    run_snakemake(run, "--cores", "2", *targets)
     return run
 
 
@@ -47,3 +54,14 @@ def test_nnunet_export_carries_the_split(checked):
     assert not {subject[c] for c in fold["train"]} & {subject[c] for c in fold["val"]}
     for test_set in CONFIG["test_sets"]:
         assert any((folder / "imagesTs" / test_set).glob("*_0000.png"))
+
+
+def test_nnunet_reference_is_scored_on_every_test_set(checked):
+    if not nnunet_installed():
+        pytest.skip("nnunetv2 is not installed (the nnunet extra)")
+    info = json.loads((checked / "results" / "nnunet" / "reference.json").read_text())
+    assert info["epochs"] == 1 and info["iterations_per_epoch"] == 25
+    for test_set in CONFIG["test_sets"]:
+        summary = json.loads((checked / "results" / "nnunet" / "eval" / test_set / "summary.json").read_text())
+        assert summary["test_set"] == test_set and summary["n_images"] == info["predicted_images"][test_set]
+        assert summary["n_subjects"] > 0 and set(summary["dice"]) == set(summary["ci95"])
