@@ -7,22 +7,24 @@ whose right answer is known, so a pipeline bug shows up as a FAIL whatever
 the data:
 
 - overfit a handful: trained on `sanity.overfit_images` training images only
-  (images that show at least one of the experiment's organs, spread over subjects),
-  the model must reach `sanity.overfit_min_dice` on those same images (Dice of
-  each organ over the handful's pixels pooled, averaged over the organs). The Dice is scored the way evaluation predicts (the image's
-  deterministic preprocessing alone), against the cached label map at
-  image_size, not by the training loop, so a training data path that disagrees with the
-  labels (classes shifted, an augmentation that moves the image but not the
-  mask) cannot grade itself.
+  (images that show at least one of the experiment's organs, spread over
+  subjects), the model must reach `sanity.overfit_min_dice` on those same
+  images (Dice of each organ over the handful's pixels pooled, averaged over
+  the organs). The Dice is scored the way evaluation predicts (the image's
+  deterministic preprocessing alone) against the cached label map at
+  image_size, not by the training loop, so a training data path that
+  disagrees with the labels (classes shifted, an augmentation that moves the
+  image but not the mask) cannot grade itself.
 - shuffled-label control: the same training with every training label map
   given to another training image (of another subject where possible) must
   score near chance on validation. "Chance" is not zero on ultrasound, where
   organs sit in roughly the same place in every frame: it is the Dice of the
   best image-blind prediction learnt from the training label maps (for each
-  class, the pixels where it occurs often enough; see `prior_masks`). The control FAILs when the training
-  loop's own validation Dice exceeds that by more than
-  `sanity.shuffled_max_dice_above_chance`: learning from labels that do not
-  belong to the images means the labels reach the model by another road.
+  class, the pixels where it occurs often enough; see `prior_masks`). The
+  control FAILs when the training loop's own validation Dice (last epoch)
+  exceeds that by more than `sanity.shuffled_max_dice_above_chance`: learning
+  from labels that do not belong to the images means the labels reach the
+  model by another road.
 - label round trip (`label_round_trip`): the cached label arrays, re-encoded
   with the palette, reproduce the mask files away from the anti-aliased borders.
 
@@ -296,6 +298,7 @@ def shuffled_label_control(
 
     # Chance on the same terms as the training loop's validation: at image_size.
     size = [int(s) for s in exp["image_size"]]
+
     def maps(recs):
         return np.stack([data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in recs])
 
