@@ -45,7 +45,8 @@ def test_sanity_json_per_network_experiment(checked):
 
 
 def test_nnunet_export_carries_the_split(checked):
-    (folder,) = (checked / "results" / "nnunet" / "nnUNet_raw").iterdir()
+    # Besides the dataset folder, Snakemake's timestamp marker of a directory output.
+    (folder,) = [p for p in (checked / "results" / "nnunet" / "nnUNet_raw").iterdir() if p.is_dir()]
     assert folder.name == "Dataset501_usseg"
     (fold,) = json.loads((folder / "splits_final.json").read_text())
     splits = pd.read_csv(checked / "results" / "splits.csv", dtype=str, keep_default_na=False)
