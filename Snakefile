@@ -18,6 +18,7 @@ include: "rules/data.smk"
 include: "rules/diagnostics.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/pipeline_checks.smk"
 
 
 localrules:

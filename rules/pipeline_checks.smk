@@ -1,0 +1,152 @@
+# Pipeline checks (docs/pipeline-checks.md): is it the pipeline or the data?
+# Sanity checks of every network experiment's training, the label round trip,
+# and the export of the prepared data to nnU-Net v2's raw format.
+#   snakemake --cores 8 sanity_checks
+#   snakemake --cores 8 nnunet_export
+
+SANITY = f"{RESULTS}/sanity"
+# The training checks run a network's training loop; the forest has none.
+SANITY_EXPERIMENTS = [
+    name
+    for name in EXPERIMENTS
+    if resolve_experiment(config, name)["model"]["name"] != "random_forest"
+]
+
+
+rule sanity_checks:
+    input:
+        expand(f"{SANITY}/{{experiment}}.json", experiment=SANITY_EXPERIMENTS),
+        f"{SANITY}/label_round_trip.json",
+
+
+rule sanity_training:
+    input:
+        manifest=rules.manifest.output.manifest,
+        splits=rules.split.output.splits,
+        labels=rules.decode_masks.output.labels,
+        code=code(
+            "sanity",
+            "train",
+            "models",
+            "data",
+            "checkpoint",
+            "metrics",
+            "class_balance",
+        ),
+    output:
+        json=f"{SANITY}/{{experiment}}.json",
+        provenance=f"{PROV}/sanity/{{experiment}}.json",
+    log:
+        f"{LOGS}/sanity/{{experiment}}.log",
+    benchmark:
+        f"{BENCH}/sanity/{{experiment}}.tsv"
+    conda:
+        USSEG_ENV
+    # Trains like the train rule, so it is given the same threads and gpu token.
+    threads: train_job_threads
+    resources:
+        gpu=lambda wildcards: gpu_token(experiment(wildcards)),
+    params:
+        experiment=experiment,
+        dataset=config["dataset"],
+        sanity=config["sanity"],
+        data_root=data_root(),
+        # The two training runs go to a temporary folder below this one.
+        work_dir=folder_of("json"),
+    script:
+        "../scripts/sanity_training.py"
+
+
+rule label_round_trip:
+    input:
+        manifest=rules.manifest.output.manifest,
+        splits=rules.split.output.splits,
+        labels=rules.decode_masks.output.labels,
+        code=code("sanity", "masks", "data"),
+    output:
+        json=f"{SANITY}/label_round_trip.json",
+        provenance=f"{PROV}/sanity/label_round_trip.json",
+    log:
+        f"{LOGS}/sanity/label_round_trip.log",
+    conda:
+        USSEG_ENV
+    params:
+        dataset=config["dataset"],
+        sanity=config["sanity"],
+        data_root=data_root(),
+    script:
+        "../scripts/label_round_trip.py"
+
+
+rule nnunet_export:
+    input:
+        manifest=rules.manifest.output.manifest,
+        splits=rules.split.output.splits,
+        labels=rules.decode_masks.output.labels,
+        code=code("nnunet_export", "data"),
+    output:
+        raw=directory(f"{RESULTS}/nnunet/nnUNet_raw"),
+        provenance=f"{PROV}/nnunet_export.json",
+    log:
+        f"{LOGS}/nnunet_export.log",
+    benchmark:
+        f"{BENCH}/nnunet_export.tsv"
+    conda:
+        USSEG_ENV
+    params:
+        dataset=config["dataset"],
+        nnunet=config["nnunet"],
+        test_sets=TEST_SETS,
+        data_root=data_root(),
+    script:
+        "../scripts/nnunet_export.py"
+
+
+rule nnunet_reference:
+    input:
+        expand(f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json", test_set=TEST_SETS),
+
+
+rule nnunet_train_predict:
+    input:
+        raw=rules.nnunet_export.output.raw,
+        code=code("nnunet_reference", "nnunet_export", "metrics"),
+    output:
+        predictions=directory(f"{RESULTS}/nnunet/predictions"),
+        info=f"{RESULTS}/nnunet/reference.json",
+        provenance=f"{PROV}/nnunet_train_predict.json",
+    log:
+        f"{LOGS}/nnunet_train_predict.log",
+    benchmark:
+        f"{BENCH}/nnunet_train_predict.tsv"
+    conda:
+        USSEG_ENV
+    threads: train_job_threads
+    resources:
+        gpu=gpu_token({"model": {"name": "nnunet"}, "device": config["nnunet"]["device"]}),
+    params:
+        nnunet=config["nnunet"],
+        test_sets=TEST_SETS,
+        # nnU-Net's preprocessed data and checkpoints (nnUNet_preprocessed, nnUNet_results).
+        work_dir=f"{RESULTS}/nnunet/work",
+    script:
+        "../scripts/nnunet_train_predict.py"
+
+
+rule nnunet_evaluate:
+    input:
+        raw=rules.nnunet_export.output.raw,
+        predictions=rules.nnunet_train_predict.output.predictions,
+        code=code("nnunet_reference", "metrics"),
+    output:
+        summary=f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json",
+        provenance=f"{PROV}/nnunet_evaluate/{{test_set}}.json",
+    log:
+        f"{LOGS}/nnunet_evaluate/{{test_set}}.log",
+    conda:
+        USSEG_ENV
+    params:
+        dataset=config["dataset"],
+        nnunet=config["nnunet"],
+    script:
+        "../scripts/nnunet_evaluate.py"

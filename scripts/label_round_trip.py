@@ -1,0 +1,13 @@
+from usseg.sanity import label_round_trip, write_result
+from usseg.step import snakemake_step
+
+with snakemake_step(snakemake):
+    result = label_round_trip(
+        snakemake.params.dataset,
+        snakemake.params.sanity,
+        snakemake.params.data_root,
+        snakemake.input.manifest,
+        snakemake.input.splits,
+        snakemake.input.labels,
+    )
+    write_result(snakemake.output.json, result)

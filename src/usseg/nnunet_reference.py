@@ -1,0 +1,212 @@
+"""An nnU-Net v2 reference run on an export of `usseg.nnunet_export`, through nnU-Net's Python API.
+
+`run_reference` plans and preprocesses the exported dataset (2D configuration,
+with nnU-Net's own integrity check), trains fold 0 (usseg's train/val split,
+from the export's splits_final.json) for a short schedule, and predicts each
+test set's images into PNG label maps. `score_predictions` scores them with
+usseg's metrics (usseg.metrics: Dice per class where present, subject
+bootstrap intervals), as usseg's evaluation scores its own models.
+
+Choices forced by nnU-Net on a CPU build of PyTorch (measured with nnunetv2 2.8.1):
+- No torchvision: nnU-Net's lookup of a trainer *by name* imports every trainer
+  module, and its Primus trainers import timm, hence torchvision. So the short
+  trainer is a class made here and handed over directly, and prediction is
+  initialised from the trained network (`manual_initialization`), never by
+  name; nnU-Net's default trainer class is the base, unchanged.
+- The schedule (epochs, iterations per epoch, validation iterations) comes
+  from config (`nnunet:`); nnU-Net's default, 1,000 epochs of 250 iterations,
+  takes days on a CPU. A short run is a sanity reference, not nnU-Net's result.
+- nnU-Net's data augmentation runs in the calling process
+  (nnUNet_n_proc_DA=0) and images are predicted one at a time, so no worker
+  process has to re-import the caller. Planning and preprocessing still start
+  worker processes ("spawn"): a script that calls `run_reference` must guard
+  its body with `if __name__ == "__main__":`.
+- nnU-Net's environment variables (nnUNet_raw, nnUNet_preprocessed,
+  nnUNet_results) are set for the call only and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from usseg import intervals, metrics
+from usseg.nnunet_export import CHANNEL_SUFFIX, FILE_ENDING
+
+log = logging.getLogger("usseg.nnunet_reference")
+
+CONFIGURATION = "2d"
+FOLD = 0
+PLANS = "nnUNetPlans"
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """os.environ[k] = v for the duration, restored afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def short_trainer(epochs: int, iterations: int, val_iterations: int):
+    """A subclass of nnU-Net's default trainer with the given schedule (everything else unchanged)."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    class nnUNetTrainer_usseg(nnUNetTrainer):
+        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                     device: torch.device = torch.device("cuda")):  # noqa: B008 (nnU-Net's signature)
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.num_epochs = int(epochs)
+            self.num_iterations_per_epoch = int(iterations)
+            self.num_val_iterations_per_epoch = int(val_iterations)
+
+    return nnUNetTrainer_usseg
+
+
+def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: dict, test_sets, work_dir,
+                  predictions_dir, device: str = "auto") -> dict:
+    """Plan, preprocess, train fold 0 and predict every test set; return timings and the plan's network size."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprints,
+        plan_experiments,
+        preprocess,
+    )
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    work_dir, predictions_dir = Path(work_dir), Path(predictions_dir)
+    raw_dataset = Path(raw_root) / dataset_folder
+    if not (raw_dataset / "splits_final.json").is_file():
+        raise FileNotFoundError(f"{raw_dataset}/splits_final.json missing; run the nnunet_export step first.")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    timings = {}
+    folders = {
+        "nnUNet_raw": str(Path(raw_root).resolve()),
+        "nnUNet_preprocessed": str((work_dir / "preprocessed").resolve()),
+        "nnUNet_results": str((work_dir / "results").resolve()),
+        "nnUNet_compile": "f",  # torch.compile costs minutes on a CPU and changes nothing here
+    }
+    if work_dir.exists():
+        shutil.rmtree(work_dir)  # a fresh plan and training every run, nothing resumed by accident
+    with environment(**folders):
+        t0 = time.perf_counter()
+        extract_fingerprints([int(dataset_id)], num_processes=1, check_dataset_integrity=True, verbose=False,
+                             show_progress_bar=False)
+        plan_experiments([int(dataset_id)])
+        preprocess([int(dataset_id)], PLANS, configurations=(CONFIGURATION,), num_processes=(1,),
+                   show_progress_bar=False)
+        timings["plan_and_preprocess_s"] = time.perf_counter() - t0
+        pre = work_dir / "preprocessed" / dataset_folder
+        # nnU-Net's planner copies the raw folder's splits_final.json; make sure it trains on usseg's split.
+        if json.loads((pre / "splits_final.json").read_text()) != json.loads(
+                (raw_dataset / "splits_final.json").read_text()):
+            raise RuntimeError(f"{pre}/splits_final.json is not the export's split; nnU-Net would train on another.")
+        plans = load_json(str(pre / f"{PLANS}.json"))
+        plans["continue_training"] = False  # what nnU-Net's own run_training adds to the plans
+        dataset_json = load_json(str(pre / "dataset.json"))
+        trainer_class = short_trainer(nnunet_cfg["epochs"], nnunet_cfg["iterations_per_epoch"],
+                                      nnunet_cfg["val_iterations_per_epoch"])
+        t0 = time.perf_counter()
+        # Augmentation in this process (the planner above reads the same variable as a thread count).
+        with environment(nnUNet_n_proc_DA="0"):
+            trainer = trainer_class(plans, CONFIGURATION, FOLD, dataset_json, device=dev)
+            trainer.run_training()
+        timings["train_s"] = time.perf_counter() - t0
+
+        trainer.set_deep_supervision_enabled(False)  # prediction wants the full-resolution output only
+        predictor = nnUNetPredictor(device=dev, verbose=False, allow_tqdm=False)
+        predictor.manual_initialization(
+            trainer.network, trainer.plans_manager, trainer.configuration_manager,
+            [trainer.network.state_dict()], dataset_json, trainer_class.__name__,
+            trainer.inference_allowed_mirroring_axes,
+        )
+        reader = NaturalImage2DIO()
+        t0 = time.perf_counter()
+        counts = {}
+        for test_set in test_sets:
+            out = predictions_dir / test_set
+            out.mkdir(parents=True, exist_ok=True)
+            images = sorted((raw_dataset / "imagesTs" / test_set).glob(f"*{CHANNEL_SUFFIX}{FILE_ENDING}"))
+            for path in images:
+                case = path.name[: -len(CHANNEL_SUFFIX + FILE_ENDING)]
+                img, props = reader.read_images([str(path)])
+                seg = predictor.predict_single_npy_array(img, props, None, None, False)
+                Image.fromarray(np.asarray(seg)[0].astype(np.uint8), mode="L").save(out / f"{case}{FILE_ENDING}")
+            counts[test_set] = len(images)
+        timings["predict_s"] = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in trainer.network.parameters())
+    info = {
+        "device": str(dev),
+        "epochs": int(nnunet_cfg["epochs"]),
+        "iterations_per_epoch": int(nnunet_cfg["iterations_per_epoch"]),
+        "patch_size": [int(s) for s in trainer.configuration_manager.patch_size],
+        "batch_size": int(trainer.configuration_manager.batch_size),
+        "parameters": int(n_params),
+        "predicted_images": counts,
+        **{k: round(v, 1) for k, v in timings.items()},
+    }
+    log.info("nnU-Net reference: %s", info)
+    return info
+
+
+def score_predictions(predictions_dir, raw_dataset, test_set: str, class_names: list[str]) -> dict:
+    """usseg's metrics of nnU-Net's predictions of one test set against the exported labels.
+
+    Per image Dice per class (usseg.metrics conventions); per class each
+    subject's mean over its images where the class is present, then the mean
+    over subjects with its t interval (usseg.intervals), as usseg's evaluation.
+    """
+    raw_dataset = Path(raw_dataset)
+    cases = pd.read_csv(raw_dataset / "cases.csv", dtype=str, keep_default_na=False)
+    cases = cases[cases["split"] == test_set].sort_values("case_id")
+    fg = list(range(1, len(class_names)))
+    dices, presents = [], []
+    for case in cases["case_id"]:
+        pred_path = Path(predictions_dir) / test_set / f"{case}{FILE_ENDING}"
+        if not pred_path.is_file():
+            raise FileNotFoundError(f"{pred_path}: nnU-Net prediction missing; re-run the reference.")
+        pred = np.asarray(Image.open(pred_path))
+        ref = np.asarray(Image.open(raw_dataset / "labelsTs" / test_set / f"{case}{FILE_ENDING}"))
+        dices.append(metrics.dice_per_class(pred, ref, fg))
+        presents.append(metrics.present_per_class(ref, fg))
+    dice = np.array(dices).reshape(len(cases), len(fg))
+    present = np.array(presents).reshape(len(cases), len(fg))
+    subjects = cases["subject_id"].tolist()
+    _, per_subject = metrics.subject_means(dice, present, subjects)
+    per_class = [intervals.subject_mean_interval(per_subject[:, j]) for j in range(len(fg))]
+    class_dice = np.array([np.nan if r["estimate"] is None else r["estimate"] for r in per_class])
+
+    def num(v):
+        return float(v) if np.isfinite(v) else None
+
+    return {
+        "model": "nnunet",
+        "test_set": test_set,
+        "n_images": len(cases),
+        "n_subjects": len(set(subjects)),
+        "dice": {c: num(v) for c, v in zip(class_names[1:], class_dice)},
+        "dice_mean_foreground": num(metrics.nanmean_or_nan(class_dice)),
+        "aggregation": "subject",
+        "ci95": {c: r["ci95"] for c, r in zip(class_names[1:], per_class)},
+        "unstable": metrics.is_unstable(len(set(subjects))),
+    }

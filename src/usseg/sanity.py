@@ -1,0 +1,452 @@
+"""Sanity checks of the training pipeline: is it the pipeline or the data?
+
+A model that fails on buggy code looks exactly like a model that fails on bad
+data. These checks run the experiment's OWN training code (`train.train_experiment`:
+its network, loss, optimizer, data loading and augmentation) on altered inputs
+whose right answer is known, so a pipeline bug shows up as a FAIL whatever
+the data:
+
+- overfit a handful: trained on `sanity.overfit_images` training images only
+  (images that show at least one of the experiment's organs, spread over
+  subjects), the model must reach `sanity.overfit_min_dice` on those same
+  images (Dice of each organ over the handful's pixels pooled, averaged over
+  the organs). The Dice is scored the way evaluation predicts (the image's
+  deterministic preprocessing alone) against the cached label map at
+  image_size, not by the training loop, so a training data path that
+  disagrees with the labels (classes shifted, an augmentation that moves the
+  image but not the mask) cannot grade itself.
+- shuffled-label control: the same training with every training label map
+  given to another training image (of another subject where possible) must
+  score near chance on validation. "Chance" is not zero on ultrasound, where
+  organs sit in roughly the same place in every frame: it is the Dice of the
+  best image-blind prediction learnt from the training label maps (for each
+  class, the pixels where it occurs often enough; see `prior_masks`). The
+  control FAILs when the training loop's own validation Dice (last epoch)
+  exceeds that by more than `sanity.shuffled_max_dice_above_chance`: learning
+  from labels that do not belong to the images means the labels reach the
+  model by another road.
+- label round trip (`label_round_trip`): the cached label arrays, re-encoded
+  with the palette, reproduce the mask files away from the anti-aliased borders.
+
+Each check returns a JSON-ready dict with a status (PASS or FAIL), the
+measured numbers, the threshold and the counts (images and subjects).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from monai.transforms import Compose
+from scipy import ndimage
+
+from usseg import data, metrics
+from usseg.config import experiment_class_names, label_lookup
+from usseg.config import palette as config_palette
+from usseg.errors import DataError
+from usseg.masks import load_mask_rgb
+from usseg.models import NETWORK_NAMES, load_predictor, resolve_device
+from usseg.train import train_experiment
+
+log = logging.getLogger("usseg.sanity")
+
+PASS, FAIL = "PASS", "FAIL"
+# Split name given to the rows a check leaves out of its training run.
+UNUSED_SPLIT = "sanity_unused"
+
+
+def is_network_experiment(exp: dict) -> bool:
+    """The training sanity checks apply to networks (the forest has no training loop to check)."""
+    return exp["model"]["name"] in NETWORK_NAMES
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _train(exp: dict, dataset_cfg: dict, data_root, manifest_csv, splits_table: pd.DataFrame, labels_dir, work: Path):
+    """Run the experiment's own training on `splits_table`; return the output folder."""
+    work.mkdir(parents=True, exist_ok=True)
+    splits_csv = work / "splits.csv"
+    splits_table.to_csv(splits_csv, index=False)
+    out = work / "out"
+    train_experiment(exp, dataset_cfg, data_root, manifest_csv, splits_csv, labels_dir, out, work / "checkpoint")
+    return out
+
+
+def pooled_dice(preds: np.ndarray, refs: np.ndarray, n_classes: int) -> tuple[float, np.ndarray]:
+    """Dice of each foreground class over all pixels of all images at once (NaN where absent from refs),
+    and its mean over the classes present: (mean, per class)."""
+    per_class = np.full(n_classes - 1, np.nan)
+    for c in range(1, n_classes):
+        r, p = refs == c, preds == c
+        if r.any():
+            per_class[c - 1] = 2.0 * np.logical_and(p, r).sum() / (p.sum() + r.sum())
+    return metrics.nanmean_or_nan(per_class), per_class
+
+
+def _per_class_dict(class_names, values) -> dict:
+    return {c: (None if not np.isfinite(v) else round(float(v), 4)) for c, v in zip(class_names[1:], values)}
+
+
+def _round(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else round(float(v), 4)
+
+
+# ----------------------------------------------------------------------------- overfit a handful
+
+
+def pick_handful(records: list[dict], n: int, seed: int) -> list[dict]:
+    """n training records, one subject after another (round robin over shuffled subjects), reproducibly."""
+    rng = np.random.default_rng(seed)
+    by_subject: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["image_id"]):
+        by_subject.setdefault(r["subject_id"], []).append(r)
+    subjects = sorted(by_subject)
+    rng.shuffle(subjects)
+    for s in subjects:
+        rng.shuffle(by_subject[s])
+    picked: list[dict] = []
+    while len(picked) < n and any(by_subject[s] for s in subjects):
+        for s in subjects:
+            if by_subject[s] and len(picked) < n:
+                picked.append(by_subject[s].pop())
+    return picked
+
+
+def overfit_handful(
+    exp: dict, dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir, work_dir
+) -> dict:
+    """Train exp on a few training images for sanity.overfit_epochs; score it on those same images."""
+    class_names = experiment_class_names(exp, dataset_cfg)
+    lut = label_lookup(exp, dataset_cfg)
+    table = data.read_split_table(manifest_csv, splits_csv)
+    root = data.dataset_root(data_root, dataset_cfg)
+    train_recs = data.split_records(table, "train", exp["train_modalities"], root, labels_dir)
+    n_wanted = int(sanity_cfg["overfit_images"])
+    # Only images that show one of the experiment's organs: an empty label map
+    # has no Dice to reach.
+    with_organs = [r for r in train_recs if data.load_labels(r[data.LABEL], lut).any()]
+    handful = pick_handful(with_organs, n_wanted, int(sanity_cfg["seed"]))
+    if not handful:
+        raise DataError(
+            f"{splits_csv}: no training image of experiment {exp['name']} shows any of its organs "
+            f"({', '.join(class_names[1:])}); the overfit check needs some."
+        )
+    ids = {r["image_id"] for r in handful}
+    splits = pd.read_csv(splits_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
+    splits["split"] = np.where(splits["image_id"].isin(ids), "train", UNUSED_SPLIT)
+    epochs = int(sanity_cfg["overfit_epochs"])
+    run_exp = dict(exp, epochs=epochs)
+    _train(run_exp, dataset_cfg, data_root, manifest_csv, splits, labels_dir, Path(work_dir) / "overfit")
+
+    # Scored outside the training loop, as evaluation predicts: the deterministic
+    # preprocessing of the image alone, against the cached label map resized
+    # (nearest) to image_size. At image_size, so that detail lost to the
+    # resolution (thin organs) does not count against the pipeline.
+    predictor = load_predictor(Path(work_dir) / "overfit" / "out" / "model.safetensors", device=resolve_device(exp))
+    preprocess = Compose(data.deterministic_transforms(exp, lut, with_label=False))
+    images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in handful])
+    size = [int(s) for s in exp["image_size"]]
+    refs = [data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in handful]
+    # Pooled over the handful's pixels: an organ that shows as a sliver of a few
+    # pixels in one image must not decide the check.
+    mean, per_class = pooled_dice(np.stack(list(predictor.predict(images))), np.stack(refs), len(class_names))
+    threshold = float(sanity_cfg["overfit_min_dice"])
+    status = PASS if np.isfinite(mean) and mean >= threshold else FAIL
+    message = (
+        f"trained on {len(handful)} training images for {epochs} epochs, the model reaches Dice {mean:.3f} on "
+        f"those same images (pixels pooled, mean over organs; needs {threshold:.2f})"
+    )
+    if status == FAIL:
+        message += (
+            ": the pipeline cannot even memorise a handful of images. Suspect the training data path (labels that "
+            "do not match their images, an augmentation applied to the image but not the mask), the loss or the "
+            "learning rate before blaming the data."
+        )
+    log.info("experiment %s: overfit check %s: %s", exp["name"], status, message)
+    return {
+        "status": status,
+        "message": message,
+        "images": len(handful),
+        "subjects": len({r["subject_id"] for r in handful}),
+        "image_ids": sorted(ids),
+        "epochs": epochs,
+        "dice_mean": _round(mean),
+        "dice_per_class": _per_class_dict(class_names, per_class),
+        "min_dice": threshold,
+    }
+
+
+# ----------------------------------------------------------------------------- shuffled-label control
+
+
+def shuffled_pairs(records: list[dict], seed: int) -> dict[str, str]:
+    """image_id -> image_id whose label it gets: a derangement, across subjects wherever the split allows.
+
+    Subjects are put in a random order and their images listed one subject
+    after another; each image takes the label `m` places further on (cyclic),
+    m being the largest subject's image count, so the donor belongs to another
+    subject unless one subject holds more than half of the images.
+    """
+    rng = np.random.default_rng(seed)
+    by_subject: dict[str, list[str]] = {}
+    for r in sorted(records, key=lambda r: r["image_id"]):
+        by_subject.setdefault(r["subject_id"], []).append(r["image_id"])
+    subjects = sorted(by_subject)
+    rng.shuffle(subjects)
+    order = [i for s in subjects for i in by_subject[s]]
+    n = len(order)
+    if n < 2:
+        raise DataError(f"the shuffled-label control needs at least 2 training images, got {n}.")
+    shift = max(len(v) for v in by_subject.values())
+    if shift % n == 0:  # a single subject: any non-zero shift is a derangement
+        shift = 1
+    return {order[i]: order[(i + shift) % n] for i in range(n)}
+
+
+def _dice_of_mask(mask: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """Dice of one fixed binary mask against each of refs (n, H, W) bool; NaN where both are empty."""
+    inter = (refs & mask).sum(axis=(1, 2))
+    denom = refs.sum(axis=(1, 2)) + mask.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), np.nan)
+
+
+# Candidate thresholds on the per-pixel class frequency for the image-blind guess.
+PRIOR_THRESHOLDS = np.linspace(0.02, 0.98, 49)
+
+
+def prior_masks(train_maps: np.ndarray, n_classes: int) -> np.ndarray:
+    """The best image-blind guess of each foreground class: (n_classes - 1, H, W) bool.
+
+    For class c, the pixels where c's frequency over the training label maps
+    (n, H, W) reaches a threshold, the threshold chosen to maximise c's mean
+    Dice over the training maps where c is present. The per-pixel majority
+    (threshold 1/2) is not enough: under Dice a generous region around where an
+    organ tends to be beats the majority, and a network trained on shuffled
+    labels finds that region too.
+    """
+    masks = np.zeros((n_classes - 1, *train_maps.shape[1:]), dtype=bool)
+    for c in range(1, n_classes):
+        refs = train_maps == c
+        present = refs.any(axis=(1, 2))
+        if not present.any():
+            continue
+        freq = refs.mean(axis=0)
+        best = -1.0
+        for t in PRIOR_THRESHOLDS:
+            mask = freq >= t
+            score = float(np.nan_to_num(_dice_of_mask(mask, refs[present])).mean())
+            if score > best:
+                best, masks[c - 1] = score, mask
+    return masks
+
+
+def chance_dice(prior: np.ndarray, refs: np.ndarray) -> tuple[float, np.ndarray]:
+    """Dice of the image-blind guess `prior_masks` on label maps refs (n, H, W): (mean foreground, per class)."""
+    n_fg = prior.shape[0]
+    dice = np.stack([_dice_of_mask(prior[j], refs == j + 1) for j in range(n_fg)], axis=1)
+    present = np.stack([(refs == j + 1).any(axis=(1, 2)) for j in range(n_fg)], axis=1)
+    per_class = metrics.mean_where_present(dice, present)
+    return metrics.nanmean_or_nan(per_class), per_class
+
+
+def shuffled_label_control(
+    exp: dict, dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir, work_dir
+) -> dict:
+    """Train exp with every training label map given to another image; compare its validation Dice with chance."""
+    class_names = experiment_class_names(exp, dataset_cfg)
+    lut = label_lookup(exp, dataset_cfg)
+    table = data.read_split_table(manifest_csv, splits_csv)
+    root = data.dataset_root(data_root, dataset_cfg)
+    modalities = exp["train_modalities"]
+    train_recs = data.split_records(table, "train", modalities, root, labels_dir)
+    val_recs = data.split_records(table, "val", modalities, root, labels_dir)
+    if not val_recs:
+        raise DataError(
+            f"{splits_csv}: experiment {exp['name']} has no validation images (split 'val', modalities "
+            f"{list(modalities)}); the shuffled-label control scores on them. Raise split.val_fraction."
+        )
+    pairs = shuffled_pairs(train_recs, int(sanity_cfg["seed"]))
+    subject_of = {r["image_id"]: r["subject_id"] for r in train_recs}
+    same_subject = sum(subject_of[a] == subject_of[b] for a, b in pairs.items())
+
+    # A labels folder where each training image id holds another image's labels;
+    # the validation images keep their own.
+    work = Path(work_dir) / "shuffled"
+    shuffled_dir = work / "labels"
+    shuffled_dir.mkdir(parents=True, exist_ok=True)
+    labels_dir = Path(labels_dir)
+    for image_id, donor in pairs.items():
+        shutil.copyfile(labels_dir / f"{donor}.npy", shuffled_dir / f"{image_id}.npy")
+    for r in val_recs:
+        shutil.copyfile(r[data.LABEL], shuffled_dir / f"{r['image_id']}.npy")
+
+    epochs = int(sanity_cfg["shuffled_epochs"] or exp["epochs"])
+    run_exp = dict(exp, epochs=epochs)
+    out = _train(run_exp, dataset_cfg, data_root, manifest_csv, table[["image_id", "subject_id", "split"]],
+                 shuffled_dir, work)
+    history = pd.read_csv(out / "history.csv")
+    last = history.iloc[-1]
+    dice_last = float(last["val_dice_mean"])
+    dice_best = float(history["val_dice_mean"].max())
+
+    # Chance on the same terms as the training loop's validation: at image_size.
+    size = [int(s) for s in exp["image_size"]]
+
+    def maps(recs):
+        return np.stack([data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in recs])
+
+    prior = prior_masks(maps(train_recs), len(class_names))
+    chance, chance_per_class = chance_dice(prior, maps(val_recs))
+    margin = float(sanity_cfg["shuffled_max_dice_above_chance"])
+    above = dice_last - (chance if np.isfinite(chance) else 0.0)
+    status = PASS if np.isfinite(dice_last) and above <= margin else FAIL
+    message = (
+        f"trained for {epochs} epochs on {len(train_recs)} training images with shuffled labels, the model scores "
+        f"mean foreground Dice {dice_last:.3f} on {len(val_recs)} validation images at the last epoch; the best "
+        f"image-blind guess from the training labels scores {chance:.3f} (allowed margin {margin:.2f})"
+    )
+    if status == FAIL:
+        message += (
+            ": the model learns from labels that do not belong to its images, so the labels reach it by another "
+            "road (a label channel or file read as the image, validation labels leaking into training, the "
+            "evaluation comparing labels with labels). Find the leak before trusting any result."
+        )
+    log.info("experiment %s: shuffled-label control %s: %s", exp["name"], status, message)
+    return {
+        "status": status,
+        "message": message,
+        "train_images": len(train_recs),
+        "train_subjects": len(set(subject_of.values())),
+        "same_subject_pairs": int(same_subject),
+        "val_images": len(val_recs),
+        "val_subjects": len({r["subject_id"] for r in val_recs}),
+        "epochs": epochs,
+        "dice_mean_last_epoch": _round(dice_last),
+        "dice_mean_best_epoch": _round(dice_best),
+        "dice_per_class_last_epoch": {c: _round(float(last[f"val_dice_{c}"])) for c in class_names[1:]},
+        "chance_dice_mean": _round(chance),
+        "chance_dice_per_class": _per_class_dict(class_names, chance_per_class),
+        "dice_above_chance": _round(above),
+        "max_dice_above_chance": margin,
+    }
+
+
+def run_training_checks(
+    exp: dict, dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir, work_dir=None
+) -> dict:
+    """Both training checks for one network experiment: {experiment, status, overfit, shuffled_label}."""
+    if not is_network_experiment(exp):
+        raise DataError(
+            f"experiment {exp['name']} uses model {exp['model']['name']!r}; the training sanity checks apply to "
+            f"networks ({', '.join(NETWORK_NAMES)})."
+        )
+    with tempfile.TemporaryDirectory(prefix=f"usseg-sanity-{exp['name']}-", dir=work_dir) as tmp:
+        args = (exp, dataset_cfg, sanity_cfg, data_root, manifest_csv, splits_csv, labels_dir, tmp)
+        overfit = overfit_handful(*args)
+        shuffled = shuffled_label_control(*args)
+    statuses = [overfit["status"], shuffled["status"]]
+    return {
+        "experiment": exp["name"],
+        "status": FAIL if FAIL in statuses else PASS,
+        "overfit": overfit,
+        "shuffled_label": shuffled,
+    }
+
+
+# ----------------------------------------------------------------------------- label round trip
+
+
+def interior_mask(labels: np.ndarray, border_px: int) -> np.ndarray:
+    """Pixels whose (2 border_px + 1)-square neighbourhood holds a single class: away from every border."""
+    if border_px <= 0:
+        return np.ones(labels.shape, dtype=bool)
+    size = 2 * int(border_px) + 1
+    lo = ndimage.minimum_filter(labels, size=size, mode="nearest")
+    hi = ndimage.maximum_filter(labels, size=size, mode="nearest")
+    return lo == hi
+
+
+def round_trip_mismatch(labels: np.ndarray, rgb: np.ndarray, palette: np.ndarray, tolerance: float, border_px: int):
+    """(share of interior pixels whose mask colour is farther than `tolerance` from palette[label], interior count)."""
+    if labels.shape != rgb.shape[:2]:
+        return 1.0, 0
+    inside = interior_mask(labels, border_px)
+    n = int(inside.sum())
+    if n == 0:
+        return 0.0, 0
+    encoded = palette[labels].astype(np.int32)
+    d2 = ((rgb.astype(np.int32) - encoded) ** 2).sum(axis=2)
+    return float(np.count_nonzero((d2 > tolerance**2) & inside)) / n, n
+
+
+def label_round_trip(
+    dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir
+) -> dict:
+    """Re-encode every cached label map the splits use with the palette and compare it with its mask file.
+
+    A mask fails when more than sanity.round_trip_max_mismatch of its interior
+    pixels (farther than sanity.round_trip_border_px from a class border) lie
+    farther than dataset.off_palette_distance from the colour of their
+    decoded class. The check FAILs when any mask fails.
+    """
+    table = data.read_split_table(manifest_csv, splits_csv)
+    root = data.dataset_root(data_root, dataset_cfg)
+    labels_dir = Path(labels_dir)
+    pal = config_palette(dataset_cfg)
+    tolerance = float(dataset_cfg.get("off_palette_distance", 60))
+    border = int(sanity_cfg["round_trip_border_px"])
+    max_mismatch = float(sanity_cfg["round_trip_max_mismatch"])
+    rows = table[table["mask_path"].astype(str) != ""] if "mask_path" in table else table.iloc[0:0]
+    failures, checked, subjects = [], 0, set()
+    worst = 0.0
+    for r in rows.sort_values("image_id").itertuples(index=False):
+        npy = labels_dir / f"{r.image_id}.npy"
+        if not npy.is_file():
+            continue  # quarantined or unlabeled: nothing is trained or scored on it
+        labels = np.load(npy, allow_pickle=False)
+        rgb = load_mask_rgb(root / r.mask_path)
+        share, _ = round_trip_mismatch(labels, rgb, pal, tolerance, border)
+        checked += 1
+        subjects.add(r.subject_id)
+        worst = max(worst, share)
+        if share > max_mismatch:
+            failures.append({"image_id": r.image_id, "mask_path": r.mask_path, "mismatch": round(share, 4)})
+    if checked == 0:
+        raise DataError(f"{splits_csv}: no image has both a mask and a cached label in {labels_dir}; nothing to check.")
+    status = PASS if not failures else FAIL
+    message = (
+        f"{checked - len(failures)} of {checked} cached label maps re-encoded with the palette reproduce their mask "
+        f"files away from class borders (worst mismatch {worst:.2%} of interior pixels, allowed {max_mismatch:.2%})"
+    )
+    if failures:
+        message += (
+            f"; {len(failures)} do not (e.g. {failures[0]['image_id']}): the label cache does not hold what the masks "
+            "say (wrong palette order, a shifted or transposed array, a label paired with another image). Delete "
+            f"{labels_dir} and re-run decode_masks; if it persists, check dataset.classes."
+        )
+    log.info("label round trip %s: %s", status, message)
+    return {
+        "status": status,
+        "message": message,
+        "images": checked,
+        "subjects": len(subjects),
+        "worst_mismatch": round(worst, 6),
+        "max_mismatch": max_mismatch,
+        "border_px": border,
+        "tolerance": tolerance,
+        "failures": failures,
+    }
+
+
+def write_result(path, result: dict) -> None:
+    """Write a check's result as JSON (strict: no NaN, which the checks already turn into null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -1,0 +1,68 @@
+"""The pipeline-check targets on the tiny run: sanity_checks, nnunet_export and nnunet_reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY_CONFIG, run_snakemake, sibling_copy
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = yaml.safe_load(TINY_CONFIG.read_text())
+NETWORK_EXPERIMENTS = [
+    name for name, exp in CONFIG["experiments"].items()
+    if (exp.get("model") or {}).get("name", CONFIG["experiment_defaults"]["model"]["name"]) != "random_forest"
+]
+
+
+def nnunet_installed() -> bool:
+    return importlib.util.find_spec("nnunetv2") is not None
+
+
+@pytest.fixture(scope="module")
+def checked(tiny_run, tmp_path_factory):
+    run = sibling_copy(tiny_run, tmp_path_factory, "checks")
+    targets = ["sanity_checks", "nnunet_export", *(["nnunet_reference"] if nnunet_installed() else [])]
+    run_snakemake(run, "--cores", "2", *targets)
+    return run
+
+
+def test_sanity_json_per_network_experiment(checked):
+    files = sorted(p.stem for p in (checked / "results" / "sanity").glob("*.json"))
+    assert files == sorted([*NETWORK_EXPERIMENTS, "label_round_trip"])
+    for name in NETWORK_EXPERIMENTS:
+        result = json.loads((checked / "results" / "sanity" / f"{name}.json").read_text())
+        assert result["experiment"] == name and result["status"] in ("PASS", "FAIL")
+        for check in ("overfit", "shuffled_label"):
+            assert result[check]["status"] in ("PASS", "FAIL") and result[check]["message"]
+    round_trip = json.loads((checked / "results" / "sanity" / "label_round_trip.json").read_text())
+    assert round_trip["status"] == "PASS" and round_trip["images"] > 0
+
+
+def test_nnunet_export_carries_the_split(checked):
+    # Besides the dataset folder, Snakemake's timestamp marker of a directory output.
+    (folder,) = [p for p in (checked / "results" / "nnunet" / "nnUNet_raw").iterdir() if p.is_dir()]
+    assert folder.name == "Dataset501_usseg"
+    (fold,) = json.loads((folder / "splits_final.json").read_text())
+    splits = pd.read_csv(checked / "results" / "splits.csv", dtype=str, keep_default_na=False)
+    subject = dict(zip(splits["image_id"], splits["subject_id"]))
+    assert fold["train"] and fold["val"]
+    assert not {subject[c] for c in fold["train"]} & {subject[c] for c in fold["val"]}
+    for test_set in CONFIG["test_sets"]:
+        assert any((folder / "imagesTs" / test_set).glob("*_0000.png"))
+
+
+def test_nnunet_reference_is_scored_on_every_test_set(checked):
+    if not nnunet_installed():
+        pytest.skip("nnunetv2 is not installed (the nnunet extra)")
+    info = json.loads((checked / "results" / "nnunet" / "reference.json").read_text())
+    assert info["epochs"] == 1 and info["iterations_per_epoch"] == 25
+    for test_set in CONFIG["test_sets"]:
+        summary = json.loads((checked / "results" / "nnunet" / "eval" / test_set / "summary.json").read_text())
+        assert summary["test_set"] == test_set and summary["n_images"] == info["predicted_images"][test_set]
+        assert summary["n_subjects"] > 0 and set(summary["dice"]) == set(summary["ci95"])
