@@ -3,9 +3,16 @@
 #   snakemake --cores 8 report
 
 
+import copy
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# What --configfile/--config gave: Snakemake fills `config` with it before
+# reading config.yaml under it. rules/common.smk lets its `experiments`
+# replace config.yaml's instead of merging (docs/experiments.md).
+COMMAND_LINE_CONFIG = copy.deepcopy(config)
 
 
 configfile: "config.yaml"

@@ -7,8 +7,15 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from usseg.config import SCHEMA_PATH, check_config, resolve_experiment
+from usseg.code_deps import code_files
+from usseg.dataset_fingerprint import update_fingerprint
+from usseg.config import SCHEMA_PATH, apply_overlay, check_config, resolve_experiment
 from usseg.errors import ConfigError
+
+# A variant's experiments are exactly the ones it lists (apply_overlay).
+_resolved = apply_overlay(config, COMMAND_LINE_CONFIG)
+config.clear()
+config.update(_resolved)
 
 # Friendly checks first (they name the key at fault), then Snakemake's own
 # schema validation, which also fills defaults.
@@ -23,6 +30,7 @@ RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 PROV = f"{RESULTS}/provenance"
 BENCH = f"{RESULTS}/benchmarks"
+DATASET_FINGERPRINT = f"{RESULTS}/dataset_fingerprint.json"
 # The conda environment of every rule, used only with `--sdm conda` (relative
 # to rules/). Without it the rules run in the environment snakemake runs in.
 USSEG_ENV = "../envs/usseg.yaml"
@@ -51,6 +59,19 @@ def data_root():
     return root
 
 
+def dataset_fingerprint():
+    """The user's dataset fingerprint file, brought up to date now (at every start-up).
+
+    Rewritten only when a file under data_root was added, removed or changed
+    (usseg.dataset_fingerprint), so it makes `manifest` stale exactly then.
+    The generated demo is a rule output: Snakemake tracks it itself.
+    """
+    if config["data_root"] is None:
+        return []
+    update_fingerprint(data_root(), DATASET_FINGERPRINT)
+    return [DATASET_FINGERPRINT]
+
+
 def dataset_input(wildcards):
     """The demo rule's output when the demo is used; the user's folder otherwise."""
     if config["data_root"] is None:
@@ -58,20 +79,16 @@ def dataset_input(wildcards):
     return data_root()
 
 
-def code(*modules):
-    """The library files a rule runs, as its inputs (editing one re-runs that rule and what follows).
+def code_of(script):
+    """The usseg files a rule's script runs, as its inputs (editing one re-runs that rule and what follows).
 
-    Paths are relative to the working directory, so the workflow can run with
-    --directory somewhere else and still find its code.
+    Derived from the script's imports, followed transitively through the
+    library (usseg.code_deps), never listed by hand; `script` is the rule's
+    `script:` path (relative to rules/). Paths are relative to the working
+    directory, so the workflow can run with --directory somewhere else.
     """
-    src = Path(workflow.basedir) / "src" / "usseg"
-    files = []
-    for module in modules:
-        package = src / module
-        if package.is_dir():
-            files += sorted(f for f in package.iterdir() if f.is_file())
-        else:
-            files.append(src / f"{module}.py")
+    path = Path(workflow.basedir) / "rules" / script
+    files = code_files(path, Path(workflow.basedir) / "src" / "usseg")
     return [os.path.relpath(f) for f in files]
 
 

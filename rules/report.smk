@@ -25,7 +25,7 @@ rule report:
                 test_set=TEST_SETS,
             ),
         ],
-        code=code("report", "provenance", "templates"),
+        code=code_of("../scripts/report.py"),
     output:
         html=f"{RESULTS}/report/report.html",
     log:

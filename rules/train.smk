@@ -9,15 +9,7 @@ rule train:
         manifest=rules.manifest.output.manifest,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code(
-            "train",
-            "models",
-            "data",
-            "forest",
-            "checkpoint",
-            "metrics",
-            "class_balance",
-        ),
+        code=code_of("../scripts/train.py"),
     output:
         model=f"{EXP}/model.safetensors",
         history=report(
@@ -57,7 +49,7 @@ rule evaluate:
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         model=rules.train.output.model,
-        code=code("evaluate", "models", "data", "forest", "checkpoint", "metrics"),
+        code=code_of("../scripts/evaluate.py"),
     output:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
         per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
