@@ -15,7 +15,9 @@ min_version("9.0")
 COMMAND_LINE_CONFIG = copy.deepcopy(config)
 
 
-configfile: "config.yaml"
+# The workflow's own config.yaml, also when run with --directory elsewhere:
+# every variant is an overlay over it.
+configfile: f"{workflow.basedir}/config.yaml"
 
 
 include: "rules/common.smk"
@@ -23,6 +25,7 @@ include: "rules/data.smk"
 include: "rules/diagnostics.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/config.smk"
 
 
 localrules:
@@ -30,6 +33,7 @@ localrules:
     manifest,
     split,
     report,
+    resolved_config,
 
 
 rule all:

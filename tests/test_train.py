@@ -320,7 +320,7 @@ def test_training_is_deterministic_and_resume_continues_after_interruption(tiny,
 def test_article_config_loads_with_the_article_settings():
     from usseg.config import load_config
 
-    cfg = load_config(REPO / "configs" / "article.yaml")
+    cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
     assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
     exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
     assert exp["image_size"] == [256, 256] and exp["epochs"] == 50 and exp["batch_size"] == 16

@@ -400,6 +400,14 @@ def load_config(path: str | Path, *overlays: str | Path) -> dict:
     return check_config(config, source=" + ".join(str(p) for p in paths))
 
 
+def write_resolved_config(config: dict, path: str | Path) -> None:
+    """Write the configuration a run resolved (overlays applied, defaults filled) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# The configuration this run resolved: config.yaml, overlays, --config, schema defaults.\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+
 def get(config: dict, dotted: str) -> Any:
     """Value at a dotted key, e.g. get(cfg, 'split.seed')."""
     node: Any = config
