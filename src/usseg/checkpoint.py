@@ -76,20 +76,22 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def verify_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> None:
     """Raise CorruptFileError unless the tensors match the digest stored when the file was
     written (names, dtypes, shapes and bytes) and every floating-point value is finite."""
+    # Training checks its own checkpoints and never copies a damaged one, so
+    # re-running the rule that wrote a damaged output repairs it.
+    remedy = f"Re-create it: snakemake --forcerun {path}"
     stored = header.get(DIGEST_KEY)
     if stored is None:
         raise CorruptFileError(
-            f"{path}: has no stored digest (written by an older usseg), so it cannot be verified; "
-            "re-run the step that wrote it."
+            f"{path}: has no stored digest (written by an older usseg), so it cannot be verified. {remedy}"
         )
     if tensor_digest(tensors) != stored:
         raise CorruptFileError(
             f"{path}: its tensors do not match the digest stored when it was written "
-            "(the file is damaged: a partial copy, a disk error or an edit)."
+            f"(the file is damaged: a partial copy, a disk error or an edit). {remedy}"
         )
     for name, t in tensors.items():
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-            raise CorruptFileError(f"{path}: tensor {name!r} holds NaN or infinite values.")
+            raise CorruptFileError(f"{path}: tensor {name!r} holds NaN or infinite values. {remedy}")
 
 
 def load_tensors(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
