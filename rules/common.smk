@@ -112,11 +112,3 @@ def demo_provenance():
 
 def experiment(wildcards):
     return resolve_experiment(config, wildcards.experiment)
-
-
-def eval_summaries():
-    return expand(
-        f"{RESULTS}/experiments/{{experiment}}/eval/{{test_set}}/summary.json",
-        experiment=EXPERIMENTS,
-        test_set=TEST_SETS,
-    )

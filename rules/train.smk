@@ -18,6 +18,8 @@ rule train:
             category="5. Experiments",
             subcategory="{experiment}",
         ),
+        # Seconds per epoch: apart from history.csv, so results compare by hash.
+        timing=f"{EXP}/timing.csv",
         curves=report(
             f"{EXP}/curves.png",
             caption="../docs/captions/curves.rst",

@@ -672,3 +672,19 @@ def test_required_inputs_follow_the_config():
     assert "experiments/only/eval/test_rus/summary.json" in files
     assert not any("test_aus" in f or "liver_unet" in f for f in files)
     assert {f"diagnostics/label_gallery_{m}.png" for m in config["dataset"]["modalities"]} <= files
+
+
+def test_the_run_state_says_whether_every_recorded_output_is_current(fake, fresh):
+    assert "Run state: <span class=\"ok\">current</span>" in fake[3]
+    # An output changed (or gone) after its rule ran, e.g. by a failed or hand-run job:
+    config, workdir, results = fresh
+    summary = results / "experiments/liver_unet/eval/test_rus/summary.json"
+    summary.write_text(summary.read_text().replace("0.41", "0.99"))
+    (results / "experiments/liver_rf/model.safetensors").unlink()
+    (results / "experiments/liver_rf/history.csv").write_text("epoch\n1\n")
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    text = out.read_text()
+    assert "Run state: <span class=\"bad\">not current</span>" in text
+    assert "summary.json</code>: changed since rule evaluate recorded it" in text
+    assert "liver_rf/model.safetensors</code>: missing (recorded by rule train)" in text

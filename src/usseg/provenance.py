@@ -2,12 +2,12 @@
 
 Every workflow step writes one provenance record (results/provenance/...json)
 when it finishes, so the report can tell, for any figure or table, exactly
-what produced it.
+what produced it. A record holds no clock time, so two identical runs write
+identical records; when a job ran is in its log and results/benchmarks/.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import platform
@@ -92,7 +92,6 @@ def provenance_record(
     return {
         "rule": rule,
         "wildcards": _jsonable(wildcards or {}),
-        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {name: {p: describe_path(p) for p in paths} for name, paths in inputs.items()},
         "outputs": {name: {p: describe_path(p) for p in paths} for name, paths in outputs.items()},
         "params": _jsonable(params),

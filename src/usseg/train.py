@@ -251,7 +251,12 @@ def _autocast(device: torch.device):
 
 
 def history_columns(class_names: list[str]) -> list[str]:
-    return ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in class_names[1:]], "val_dice_mean", "lr", "seconds"]
+    return ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in class_names[1:]], "val_dice_mean", "lr"]
+
+
+# Wall-clock time per epoch measures the machine, not the model: it lives in
+# timing.csv, so history.csv (and the model) of two identical runs are byte-identical.
+TIMING_COLUMNS = ["epoch", "seconds"]
 
 
 def _train_network(
@@ -598,10 +603,12 @@ def _epoch_line(row: dict, epochs: int, class_names: list[str]) -> str:
 
 
 def _write_history(history: list[dict], class_names: list[str], path: Path) -> None:
-    df = pd.DataFrame(history, columns=history_columns(class_names))
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """history.csv at `path` and, beside it, timing.csv (the seconds of each epoch)."""
+    for columns, target in ((history_columns(class_names), path), (TIMING_COLUMNS, path.with_name("timing.csv"))):
+        df = pd.DataFrame(history, columns=columns)
+        tmp = target.with_name(target.name + ".tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, target)
 
 
 def plot_curves(history: list[dict], class_names: list[str], name: str, best_epoch: int, path: Path) -> None:
