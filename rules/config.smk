@@ -4,6 +4,8 @@
 
 
 rule resolved_config:
+    input:
+        code=code_of("../scripts/resolved_config.py"),
     output:
         config=f"{RESULTS}/config.yaml",
     log:
