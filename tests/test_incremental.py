@@ -12,6 +12,7 @@ usseg modules they run as inputs, so these triggers are what these tests check.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -141,7 +142,17 @@ def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
     return run, workflow
 
 
-def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path):
+# (module edited, the jobs it must re-run besides everything downstream of them)
+ALL_BUT_DATA_INTAKE = "every job but demo_data and manifest"
+LIBRARY_CHANGES = {
+    "splits.py": "split and what follows",
+    "config.py": ALL_BUT_DATA_INTAKE,  # imported by decode_masks' script and every later one
+    "templates/report.css": "report only",  # package data the report module names
+}
+
+
+@pytest.mark.parametrize("module", list(LIBRARY_CHANGES))
+def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, module):
     run, workflow = _private_workflow(tiny_run, tmp_path)
     snakefile = workflow / "Snakefile"
     jobs, text = dry_run(run, snakefile=snakefile)
@@ -149,17 +160,62 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path):
         f"the copied workflow should be up to date before the change:\n{text[-3000:]}"
     )
 
-    splits = workflow / "src" / "usseg" / "splits.py"
-    assert not (REPO / "src" / "usseg" / "splits.py").samefile(splits)
-    splits.write_text(splits.read_text() + "\n# a change to the split code\n")
+    edited = workflow / "src" / "usseg" / module
+    assert not (REPO / "src" / "usseg" / module).samefile(edited)
+    edited.write_text(edited.read_text() + "\n/* a change */\n" if module.endswith(".css")
+                      else edited.read_text() + "\n# a change\n")
 
     jobs, text = dry_run(run, snakefile=snakefile)
     config = yaml.safe_load(TINY_CONFIG.read_text())
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
-    expected = (
+    downstream_of_split = (
         {"split", "diagnostics", "report"}
         | {f"train@{e}" for e in experiments}
         | {f"evaluate@{e}-{t}" for e in experiments for t in test_sets}
     )
+    expected = {
+        "splits.py": downstream_of_split,
+        "config.py": downstream_of_split | {"decode_masks"},
+        "templates/report.css": {"report"},
+    }[module]
     assert jobs == expected, text[-4000:]
-    assert not jobs & {"demo_data", "manifest", "decode_masks"}
+    assert not jobs & {"demo_data", "manifest"}
+
+
+def _manifest_jobs(workdir: Path, data_root: Path) -> tuple[set[str], str]:
+    proc = run_snakemake(workdir, "--dry-run", "manifest", "--config", f"data_root={data_root}")
+    text = proc.stdout + proc.stderr
+    jobs = {j["rule"] for j in parse_dry_run(text)}
+    if not jobs:
+        assert NOTHING_TO_DO in text, text[-3000:]
+    return jobs, text
+
+
+def test_a_change_inside_data_root_makes_manifest_stale(tiny_run, tmp_path):
+    """A file changed, added (deep down) or removed under data_root re-runs manifest; a touch does not."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "data" / "demo" / "abdominal_US", data)
+    work = tmp_path / "work"
+    run_snakemake(work, "--cores", "1", "manifest", "--config", f"data_root={data}")
+    assert (work / "results" / "dataset_fingerprint.json").is_file()
+    jobs, text = _manifest_jobs(work, data)
+    assert jobs == set(), text[-3000:]
+
+    images = sorted((data / "abdominal_US" / "AUS" / "images" / "train").glob("*.png"))
+    test_images = sorted((data / "abdominal_US" / "AUS" / "images" / "test").glob("*.png"))
+    changes = {
+        "a test image copied over a train image": lambda: shutil.copyfile(test_images[0], images[0]),
+        "a new file three folders down": lambda: (data / "abdominal_US" / "RUS" / "images" / "test" / "x9.jpg")
+        .write_bytes(test_images[0].read_bytes()),
+        "a removed mask": lambda: next((data / "abdominal_US" / "AUS" / "annotations" / "train").glob("*.png"))
+        .unlink(),
+    }
+    for what, change in changes.items():
+        change()
+        jobs, text = _manifest_jobs(work, data)
+        assert jobs == {"manifest"}, f"{what}: manifest is not stale\n{text[-3000:]}"
+        run_snakemake(work, "--cores", "1", "manifest", "--config", f"data_root={data}")
+
+    os.utime(images[1])  # touched, same bytes
+    jobs, text = _manifest_jobs(work, data)
+    assert jobs == set(), text[-3000:]
