@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _snakemake(work: Path, data_root: Path, *args: str) -> float:
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(work), "--cores", "2", "--config", f"data_root={data_root}", *args,
+        "--directory", str(work), "--cores", "2", *args, "--config", f"data_root={data_root}",
     ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
