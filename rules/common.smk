@@ -64,7 +64,7 @@ def dataset_fingerprint():
 
     Rewritten only when a file under data_root was added, removed or changed
     (usseg.dataset_fingerprint), so it makes `manifest` stale exactly then.
-    The generated demo is a rule output: Snakemake tracks it itself.
+    The generated demo is the output of demo_data, which Snakemake tracks itself.
     """
     if config["data_root"] is None:
         return []
