@@ -24,12 +24,12 @@ import yaml
 
 from conftest import (
     REPO,
-    TINY_CONFIG,
     WORKFLOW_FILES,
     copy_run,
     copy_workflow_files,
     run_snakemake,
     sibling_copy,
+    tiny_config,
     tree_digests,
 )
 from usseg import dvc_stages
@@ -174,7 +174,7 @@ def dry_run_stages(repo: Path) -> tuple[set[str], str]:
 
 
 def write_config(path: Path, change) -> None:
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     change(config)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -358,7 +358,7 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
     repo, remote = base / "origin", base / "remote"
     repo.mkdir()
     copy_workflow_files(repo, PROJECT_FILES)
-    shutil.copy2(TINY_CONFIG, repo / "config.yaml")
+    (repo / "config.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
     sh(repo, "git", "-c", "init.defaultBranch=main", "init", "-q")
     sync_tool(repo)
     copy_run(tiny_run / "data", repo / "data")
@@ -412,7 +412,7 @@ def _parents(rel: Path) -> list[str]:
 def test_metrics_and_plots_show_every_experiment(dvc_project):
     """`dvc metrics show` lists each experiment x test set summary; `dvc plots show` each training curve."""
     repo = dvc_project["repo"]
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     metrics = dvc_json(repo, "metrics", "show")[""]["data"]
     for experiment in config["experiments"]:
         for test_set in config["test_sets"]:
@@ -567,7 +567,7 @@ def test_dvc_params_change_exactly_when_snakemake_params_do(
     snakemake_changed = snakemake_params_changed(run, project / "config.yaml")
     assert dvc_changed == snakemake_changed
     if expected is None:
-        config = yaml.safe_load(TINY_CONFIG.read_text())
+        config = tiny_config()
         expected = {"manifest", "decode_masks", "diagnostics", "report"}
         expected |= {f"train@{e}" for e in config["experiments"]}
         expected |= {

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, copy_workflow_files, run_snakemake, sibling_copy
+from conftest import (
+    REPO,
+    TINY_CONFIG,
+    copy_run,
+    copy_workflow_files,
+    run_snakemake,
+    sibling_copy,
+    tiny_config,
+)
 from usseg.dvc_stages import parse_dry_run, stage_name
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +77,7 @@ def modified_config(tmp_path: Path, change) -> Path:
 
     Snakemake compares params by their repr, so a reordered dict would count as changed.
     """
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     change(config)
     path = tmp_path / "modified.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -94,7 +102,7 @@ def test_nothing_changed_means_nothing_to_do_quickly(tiny_run, tmp_path_factory)
 
 def test_one_experiment_parameter_reruns_only_that_experiment(tiny_run, tmp_path, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory)
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     experiment = "liver_unet"
     assert experiment in config["experiments"]
     others = set(config["experiments"]) - {experiment}
@@ -166,7 +174,7 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
                       else edited.read_text() + "\n# a change\n")
 
     jobs, text = dry_run(run, snakefile=snakefile)
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
     downstream_of_split = (
         {"split", "diagnostics", "report"}
