@@ -149,6 +149,10 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
         return config
     if isinstance(config, list):
         items = schema.get("items")
+        for option in schema.get("oneOf", []) + schema.get("anyOf", []):  # e.g. class_weights
+            option = _subschema(option, root)
+            if items is None and option.get("type") == "array":
+                items = option.get("items")
         if isinstance(items, dict):
             config[:] = [coerce_text_values(v, items, root) for v in config]
         return config
