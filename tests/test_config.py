@@ -182,8 +182,8 @@ def test_article_overlay_has_only_the_article_experiments_and_settings():
         ("data_root", "null", None),
         ("strict", "true", True),
         ("experiment_defaults", {"image_size": ["64", "64"]}, {"image_size": [64, 64]}),
-        ("experiment_defaults", {"loss": {"name": "dice_ce", "class_weights": ["1"] * 8 + ["2.5"]}},
-         {"loss": {"name": "dice_ce", "class_weights": [1] * 8 + [2.5]}}),
+        ("experiments", {"multiorgan_unet_weighted": {"loss": {"class_weights": ["1"] * 8 + ["2.5"]}}},
+         {"multiorgan_unet_weighted": {"loss": {"class_weights": [1] * 8 + [2.5]}}}),
     ],
 )
 def test_command_line_text_is_read_as_yaml_where_a_number_belongs(cfg, key, text, value):
