@@ -17,7 +17,10 @@ COMMAND_LINE_CONFIG = copy.deepcopy(config)
 
 # The workflow's own config.yaml, also when run with --directory elsewhere:
 # every variant is an overlay over it.
-configfile: f"{workflow.basedir}/config.yaml"
+CONFIG_YAML = f"{workflow.basedir}/config.yaml"
+
+
+configfile: CONFIG_YAML
 
 
 include: "rules/common.smk"

@@ -4,6 +4,8 @@
 import os
 from pathlib import Path
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -12,8 +14,12 @@ from usseg.dataset_fingerprint import update_fingerprint
 from usseg.config import SCHEMA_PATH, apply_overlay, check_config, resolve_experiment
 from usseg.errors import ConfigError
 
-# A variant's experiments are exactly the ones it lists (apply_overlay).
-_resolved = apply_overlay(config, COMMAND_LINE_CONFIG)
+# config.yaml with the command line's overlay on top (apply_overlay): a
+# variant's experiments are exactly the ones it lists. Built here from the two
+# rather than from Snakemake's merge, whose key order depends on the overlay's,
+# so the same settings always give the same params (and no spurious re-runs).
+with open(CONFIG_YAML) as _fh:
+    _resolved = apply_overlay(yaml.safe_load(_fh), COMMAND_LINE_CONFIG)
 config.clear()
 config.update(_resolved)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, tiny_config
 from usseg.config import resolve_experiment
 from usseg.dvc_stages import parse_dry_run
 
@@ -18,6 +18,7 @@ ARTICLE_EXPERIMENTS = {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighte
 
 
 def resolved(workdir: Path, *args: str, configfile: Path) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
     run_snakemake(workdir, "--cores", "1", "results/config.yaml", *args, configfile=configfile)
     return yaml.safe_load((workdir / "results" / "config.yaml").read_text())
 
@@ -66,3 +67,14 @@ def test_bad_numbers_stop_the_run_at_start_up(tmp_path, override, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_same_settings_resolve_the_same_whatever_the_overlay_holds(tmp_path):
+    # Params are compared by their text, key order included: the tiny overlay and
+    # the whole tiny configuration written out must give the same params.
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
+    small = resolved(tmp_path / "small", configfile=REPO / "configs" / "tiny.yaml")
+    large = resolved(tmp_path / "large", configfile=whole)
+    assert (tmp_path / "small/results/config.yaml").read_text() == (tmp_path / "large/results/config.yaml").read_text()
+    assert small == large
