@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 # What a copy of the workflow needs besides the data: the Snakefile and
 # everything its rules name (scripts, code inputs, the conda env file, profiles).
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src", "envs", "configs", "docs", "profiles", "tools"]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "src", "envs", "configs", "docs", "profiles", "tools"]
 
 
 def tiny_config() -> dict:
