@@ -204,6 +204,7 @@ def test_a_change_inside_data_root_makes_manifest_stale(tiny_run, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny_run / "data" / "demo" / "abdominal_US", data)
     work = tmp_path / "work"
+    work.mkdir()
     run_snakemake(work, "--cores", "1", "manifest", "--config", f"data_root={data}")
     assert (work / "results" / "dataset_fingerprint.json").is_file()
     jobs, text = _manifest_jobs(work, data)
