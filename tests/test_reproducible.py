@@ -74,6 +74,21 @@ def test_data_files_are_byte_identical(tiny_run, second_run, sub):
     assert not differing, f"files differ between two runs of the same config: {differing}"
 
 
+def _what_differs(a: Path, b: Path) -> str:
+    """For a failure message: which tensors or metadata keys, or which JSON keys, differ."""
+    if a.suffix == ".safetensors":
+        from usseg.checkpoint import load_tensors
+
+        (ta, ma), (tb, mb) = load_tensors(a, verify=False), load_tensors(b, verify=False)
+        tensors = sorted(k for k in ta.keys() | tb.keys() if k not in ta or k not in tb or not ta[k].equal(tb[k]))
+        meta = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
+        return f"{a.name}: tensors {tensors[:5]} ({len(tensors)}), metadata {meta}"
+    if a.suffix == ".json":
+        ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+        return f"{a}: keys {sorted(k for k in ja.keys() | jb.keys() if ja.get(k) != jb.get(k))}"
+    return str(a)
+
+
 def result_digests(run: Path) -> dict[str, str]:
     digests = {**tree_digests(run, "results"), **tree_digests(run, "data")}
     return {k: v for k, v in digests.items() if not any(fnmatch(k, pat) for pat in TIMING_FILES)}
@@ -83,7 +98,10 @@ def test_every_result_is_byte_identical_except_timing_files(tiny_run, second_run
     first, second = result_digests(tiny_run), result_digests(second_run)
     assert first.keys() == second.keys(), f"different files: {sorted(first.keys() ^ second.keys())}"
     differing = sorted(k for k in first if first[k] != second[k])
-    assert not differing, f"files differ between two runs of the same config: {differing}"
+    assert not differing, (
+        f"files differ between two runs of the same config: {differing}\n"
+        + "\n".join(_what_differs(tiny_run / k, second_run / k) for k in differing)
+    )
     assert any(k.endswith("model.safetensors") for k in first)
     assert any(k.endswith("history.csv") for k in first)
     assert any(k.startswith("results/provenance/") for k in first)

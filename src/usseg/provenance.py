@@ -16,6 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# Outputs that hold clock times (seconds per epoch): listed in a record but not
+# hashed, so that two identical runs write identical records.
+TIMING_OUTPUTS = ("timing",)
+
 TRACKED_PACKAGES = ("usseg", "torch", "monai", "snakemake", "numpy", "pandas", "scikit-learn", "pillow")
 
 
@@ -93,7 +97,10 @@ def provenance_record(
         "rule": rule,
         "wildcards": _jsonable(wildcards or {}),
         "inputs": {name: {p: describe_path(p) for p in paths} for name, paths in inputs.items()},
-        "outputs": {name: {p: describe_path(p) for p in paths} for name, paths in outputs.items()},
+        "outputs": {
+            name: {p: {"timing": True} if name in TIMING_OUTPUTS else describe_path(p) for p in paths}
+            for name, paths in outputs.items()
+        },
         "params": _jsonable(params),
         "code": code_version(repo_dir),
         "versions": library_versions(),
