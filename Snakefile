@@ -3,14 +3,26 @@
 #   snakemake --cores 8 report
 
 
+import copy
+
 from snakemake.utils import min_version
 
 from usseg.console import print_run_summary
 
 min_version("9.0")
 
+# What --configfile/--config gave: Snakemake fills `config` with it before
+# reading config.yaml under it. rules/common.smk lets its `experiments`
+# replace config.yaml's instead of merging (docs/experiments.md).
+COMMAND_LINE_CONFIG = copy.deepcopy(config)
 
-configfile: "config.yaml"
+
+# The workflow's own config.yaml, also when run with --directory elsewhere:
+# every variant is an overlay over it.
+CONFIG_YAML = f"{workflow.basedir}/config.yaml"
+
+
+configfile: CONFIG_YAML
 
 
 include: "rules/common.smk"
@@ -18,6 +30,7 @@ include: "rules/data.smk"
 include: "rules/diagnostics.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/config.smk"
 include: "rules/pipeline_checks.smk"
 
 
@@ -26,6 +39,7 @@ localrules:
     manifest,
     split,
     report,
+    resolved_config,
 
 
 rule all:

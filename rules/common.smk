@@ -4,12 +4,25 @@
 import os
 from pathlib import Path
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from usseg.config import SCHEMA_PATH, check_config, resolve_experiment
+from usseg.code_deps import code_files
+from usseg.dataset_fingerprint import update_fingerprint
+from usseg.config import SCHEMA_PATH, apply_overlay, check_config, resolve_experiment
 from usseg.errors import ConfigError
 from usseg.resources import gpu_token, train_threads
+
+# config.yaml with the command line's overlay on top (apply_overlay): a
+# variant's experiments are exactly the ones it lists. Built here from the two
+# rather than from Snakemake's merge, whose key order depends on the overlay's,
+# so the same settings always give the same params (and no spurious re-runs).
+with open(CONFIG_YAML) as _fh:
+    _resolved = apply_overlay(yaml.safe_load(_fh), COMMAND_LINE_CONFIG)
+config.clear()
+config.update(_resolved)
 
 # Friendly checks first (they name the key at fault), then Snakemake's own
 # schema validation, which also fills defaults.
@@ -24,6 +37,7 @@ RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 PROV = f"{RESULTS}/provenance"
 BENCH = f"{RESULTS}/benchmarks"
+DATASET_FINGERPRINT = f"{RESULTS}/dataset_fingerprint.json"
 # The conda environment of every rule, used only with `--sdm conda` (relative
 # to rules/). Without it the rules run in the environment snakemake runs in.
 USSEG_ENV = "../envs/usseg.yaml"
@@ -52,6 +66,19 @@ def data_root():
     return root
 
 
+def dataset_fingerprint():
+    """The user's dataset fingerprint file, brought up to date now (at every start-up).
+
+    Rewritten only when a file under data_root was added, removed or changed
+    (usseg.dataset_fingerprint), so it makes `manifest` stale exactly then.
+    The generated demo is the output of demo_data, which Snakemake tracks itself.
+    """
+    if config["data_root"] is None:
+        return []
+    update_fingerprint(data_root(), DATASET_FINGERPRINT)
+    return [DATASET_FINGERPRINT]
+
+
 def dataset_input(wildcards):
     """The demo rule's output when the demo is used; the user's folder otherwise."""
     if config["data_root"] is None:
@@ -59,20 +86,16 @@ def dataset_input(wildcards):
     return data_root()
 
 
-def code(*modules):
-    """The library files a rule runs, as its inputs (editing one re-runs that rule and what follows).
+def code_of(script):
+    """The usseg files a rule's script runs, as its inputs (editing one re-runs that rule and what follows).
 
-    Paths are relative to the working directory, so the workflow can run with
-    --directory somewhere else and still find its code.
+    Derived from the script's imports, followed transitively through the
+    library (usseg.code_deps), never listed by hand; `script` is the rule's
+    `script:` path (relative to rules/). Paths are relative to the working
+    directory, so the workflow can run with --directory somewhere else.
     """
-    src = Path(workflow.basedir) / "src" / "usseg"
-    files = []
-    for module in modules:
-        package = src / module
-        if package.is_dir():
-            files += sorted(f for f in package.iterdir() if f.is_file())
-        else:
-            files.append(src / f"{module}.py")
+    path = Path(workflow.basedir) / "rules" / script
+    files = code_files(path, Path(workflow.basedir) / "src" / "usseg")
     return [os.path.relpath(f) for f in files]
 
 
@@ -109,11 +132,3 @@ def train_job_threads(wildcards):
 
 def experiment(wildcards):
     return resolve_experiment(config, wildcards.experiment)
-
-
-def eval_summaries():
-    return expand(
-        f"{RESULTS}/experiments/{{experiment}}/eval/{{test_set}}/summary.json",
-        experiment=EXPERIMENTS,
-        test_set=TEST_SETS,
-    )

@@ -3,7 +3,7 @@
 
 rule demo_data:
     input:
-        code=code("demo"),
+        code=code_of("../scripts/demo_data.py"),
     output:
         root=directory(f"{DEMO_DIR}/abdominal_US"),
         provenance=f"{PROV}/demo_data.json",
@@ -25,7 +25,8 @@ rule demo_data:
 rule manifest:
     input:
         data=dataset_input,
-        code=code("manifest", "images"),
+        fingerprint=dataset_fingerprint(),
+        code=code_of("../scripts/manifest.py"),
     output:
         manifest=f"{RESULTS}/manifest.csv",
         issues=f"{RESULTS}/manifest_issues.csv",
@@ -45,7 +46,7 @@ rule manifest:
 rule decode_masks:
     input:
         manifest=rules.manifest.output.manifest,
-        code=code("masks", "images"),
+        code=code_of("../scripts/decode_masks.py"),
     output:
         labels=directory(f"{RESULTS}/labels"),
         provenance=f"{PROV}/decode_masks.json",
@@ -68,7 +69,7 @@ rule split:
         manifest=rules.manifest.output.manifest,
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
-        code=code("splits"),
+        code=code_of("../scripts/split.py"),
     output:
         splits=f"{RESULTS}/splits.csv",
         provenance=f"{PROV}/split.json",

@@ -9,15 +9,7 @@ rule diagnostics:
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         splits=rules.split.output.splits,
-        code=code(
-            "diagnostics",
-            "class_balance",
-            "config",
-            "manifest",
-            "data",
-            "images",
-            "masks",
-        ),
+        code=code_of("../scripts/diagnostics.py"),
     output:
         checklist=report(
             f"{DIAG}/checklist.json",

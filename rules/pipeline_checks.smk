@@ -24,15 +24,7 @@ rule sanity_training:
         manifest=rules.manifest.output.manifest,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code(
-            "sanity",
-            "train",
-            "models",
-            "data",
-            "checkpoint",
-            "metrics",
-            "class_balance",
-        ),
+        code=code_of("../scripts/sanity_training.py"),
     output:
         json=f"{SANITY}/{{experiment}}.json",
         provenance=f"{PROV}/sanity/{{experiment}}.json",
@@ -62,7 +54,7 @@ rule label_round_trip:
         manifest=rules.manifest.output.manifest,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code("sanity", "masks", "data"),
+        code=code_of("../scripts/label_round_trip.py"),
     output:
         json=f"{SANITY}/label_round_trip.json",
         provenance=f"{PROV}/sanity/label_round_trip.json",
@@ -83,7 +75,7 @@ rule nnunet_export:
         manifest=rules.manifest.output.manifest,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code("nnunet_export", "data"),
+        code=code_of("../scripts/nnunet_export.py"),
     output:
         raw=directory(f"{RESULTS}/nnunet/nnUNet_raw"),
         provenance=f"{PROV}/nnunet_export.json",
@@ -110,7 +102,7 @@ rule nnunet_reference:
 rule nnunet_train_predict:
     input:
         raw=rules.nnunet_export.output.raw,
-        code=code("nnunet_reference", "nnunet_export", "metrics"),
+        code=code_of("../scripts/nnunet_train_predict.py"),
     output:
         predictions=directory(f"{RESULTS}/nnunet/predictions"),
         info=f"{RESULTS}/nnunet/reference.json",
@@ -137,7 +129,7 @@ rule nnunet_evaluate:
     input:
         raw=rules.nnunet_export.output.raw,
         predictions=rules.nnunet_train_predict.output.predictions,
-        code=code("nnunet_reference", "metrics"),
+        code=code_of("../scripts/nnunet_evaluate.py"),
     output:
         summary=f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json",
         provenance=f"{PROV}/nnunet_evaluate/{{test_set}}.json",

@@ -11,16 +11,7 @@ rule train:
         manifest=rules.manifest.output.manifest,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code(
-            "train",
-            "models",
-            "data",
-            "forest",
-            "checkpoint",
-            "metrics",
-            "class_balance",
-            "images",
-        ),
+        code=code_of("../scripts/train.py"),
     output:
         model=f"{EXP}/model.safetensors",
         history=report(
@@ -29,6 +20,8 @@ rule train:
             category="5. Experiments",
             subcategory="{experiment}",
         ),
+        # Seconds per epoch: apart from history.csv, so results compare by hash.
+        timing=f"{EXP}/timing.csv",
         curves=report(
             f"{EXP}/curves.png",
             caption="../docs/captions/curves.rst",
@@ -63,17 +56,7 @@ rule evaluate:
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         model=rules.train.output.model,
-        code=code(
-            "evaluate",
-            "models",
-            "data",
-            "forest",
-            "checkpoint",
-            "metrics",
-            "intervals",
-            "evaluation_figures",
-            "images",
-        ),
+        code=code_of("../scripts/evaluate.py"),
     output:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
         per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",

@@ -15,7 +15,23 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 # What a copy of the workflow needs besides the data: the Snakefile and
 # everything its rules name (scripts, code inputs, the conda env file, profiles).
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src", "envs", "configs", "docs", "profiles", "tools"]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "src", "envs", "configs", "docs", "profiles", "tools"]
+
+
+def tiny_config() -> dict:
+    """configs/tiny.yaml applied over config.yaml as the workflow does (before schema defaults).
+
+    configs/tiny.yaml is an overlay holding only what differs from config.yaml;
+    this is the whole configuration of the tests' run, e.g. to write as a
+    project's config.yaml or to read test_sets from.
+    """
+    import yaml
+
+    from usseg.config import apply_overlay
+
+    return apply_overlay(
+        yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(TINY_CONFIG.read_text())
+    )
 
 
 def in_ci() -> bool:

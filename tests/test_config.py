@@ -30,11 +30,9 @@ def expect_error(config, *fragments):
     return str(err.value)
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "configs/tiny.yaml", "configs/article.yaml"])
-def test_shipped_configs_are_valid(path):
-    if not (REPO / path).exists():
-        pytest.fail(f"{path} is missing")
-    load_config(REPO / path)
+@pytest.mark.parametrize("overlays", [[], ["configs/tiny.yaml"], ["configs/article.yaml"]])
+def test_shipped_configs_are_valid(overlays):
+    load_config(REPO / "config.yaml", *(REPO / o for o in overlays))
 
 
 def test_defaults_are_filled(cfg):
@@ -152,3 +150,91 @@ def test_unknown_experiment_name(cfg):
     check_config(cfg)
     with pytest.raises(ConfigError, match="no experiment named"):
         resolve_experiment(cfg, "nope")
+
+
+# ----------------------------------------------------------------------------- overlays and start-up checks
+
+
+def test_an_overlay_replaces_the_experiments_and_merges_the_rest():
+    from usseg.config import apply_overlay
+
+    base = {"split": {"seed": 1, "val_fraction": 0.2}, "experiments": {"a": {"epochs": 1}, "b": {}}}
+    merged = apply_overlay(base, {"split": {"seed": 2}, "experiments": {"c": {}}})
+    assert merged["split"] == {"seed": 2, "val_fraction": 0.2}
+    assert merged["experiments"] == {"c": {}}
+    assert apply_overlay(base, {"strict": True})["experiments"] == base["experiments"]
+
+
+def test_article_overlay_has_only_the_article_experiments_and_settings():
+    cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
+    assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
+    # config.yaml's liver_unet post-processes; the article's does not.
+    assert resolve_experiment(cfg, "liver_unet")["postprocess"]["largest_component"] is False
+    tiny = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
+    assert "multiorgan_unet" not in tiny["experiments"]
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"),
+    [
+        ("split", {"seed": "4"}, {"seed": 4}),
+        ("split", {"val_fraction": "0.5"}, {"val_fraction": 0.5}),
+        ("data_root", "null", None),
+        ("strict", "true", True),
+        ("experiment_defaults", {"image_size": ["64", "64"]}, {"image_size": [64, 64]}),
+        ("experiments", {"multiorgan_unet_weighted": {"loss": {"class_weights": ["1"] * 8 + ["2.5"]}}},
+         {"multiorgan_unet_weighted": {"loss": {"class_weights": [1] * 8 + [2.5]}}}),
+    ],
+)
+def test_command_line_text_is_read_as_yaml_where_a_number_belongs(cfg, key, text, value):
+    # What Snakemake hands over for `--config split={seed: 4}` or `--config data_root=null`.
+    if isinstance(text, dict):
+        cfg[key].update(text)
+    else:
+        cfg[key] = text
+    check_config(cfg)
+    if isinstance(value, dict):
+        assert {k: cfg[key][k] for k in value} == value
+    else:
+        assert cfg[key] == value
+
+
+def test_text_that_names_something_is_never_reinterpreted(cfg):
+    cfg["report"] = {"title": "1"}
+    cfg["dataset"]["modalities"]["AUS"]["subject_pattern"] = "^(1)$"
+    check_config(cfg)
+    assert cfg["report"]["title"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (("split", "seed"), -1, "split.seed: -1 is less than the minimum of 0"),
+        (("experiment_defaults", "optimizer", "lr"), float("nan"), "experiment_defaults.optimizer.lr = nan"),
+        (("experiment_defaults", "optimizer", "lr"), float("inf"), "experiment_defaults.optimizer.lr = inf"),
+        (("diagnostics", "rare_class_pixel_share"), float("-inf"), "diagnostics.rare_class_pixel_share"),
+        (("experiment_defaults", "seed"), 2**40, "experiment_defaults.seed"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_stop_at_start_up(cfg, path, value, fragment):
+    node = cfg
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    expect_error(cfg, fragment)
+
+
+def test_a_name_too_long_for_a_file_name_stops_at_start_up(cfg):
+    long_name = "x" * 300
+    cfg["experiments"][long_name] = {}
+    message = expect_error(cfg, "experiments", "Use a shorter name")
+    assert "300 bytes" in message
+
+
+def test_name_length_limit_leaves_room_for_the_suffix(cfg):
+    from usseg.config import check_name_lengths
+
+    cfg["experiments"] = {"a" * 20: {}}
+    check_name_lengths(cfg, "config.yaml", name_max=29)  # aaa...a.json.tmp: 20 + 9 bytes
+    with pytest.raises(ConfigError, match="leaves 19"):
+        check_name_lengths(cfg, "config.yaml", name_max=28)

@@ -25,12 +25,12 @@ import yaml
 
 from conftest import (
     REPO,
-    TINY_CONFIG,
     WORKFLOW_FILES,
     copy_run,
     copy_workflow_files,
     run_snakemake,
     sibling_copy,
+    tiny_config,
     tree_digests,
 )
 
@@ -129,7 +129,7 @@ def pending_rules(repo: Path) -> tuple[set[str], str]:
 
 
 def write_config(path: Path, change) -> None:
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     change(config)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -219,7 +219,7 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
     repo, remote = base / "origin", base / "remote"
     repo.mkdir()
     copy_workflow_files(repo, PROJECT_FILES)
-    shutil.copy2(TINY_CONFIG, repo / "config.yaml")
+    (repo / "config.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
     sh(repo, "git", "-c", "init.defaultBranch=main", "init", "-q")
     sync_tool(repo)
     copy_run(tiny_run / "data", repo / "data")
@@ -274,7 +274,7 @@ def _parents(rel: Path) -> list[str]:
 def test_metrics_and_plots_show_every_experiment(dvc_project):
     """`dvc metrics show` lists each experiment x test set summary; `dvc plots show` each training curve."""
     repo = dvc_project["repo"]
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     metrics = dvc_json(repo, "metrics", "show")[""]["data"]
     for experiment in config["experiments"]:
         for test_set in config["test_sets"]:
@@ -393,6 +393,8 @@ def test_dvc_repro_after_a_config_change_redoes_only_the_stale_jobs(dvc_project)
     assert {o for o in outs if after[o] != before[o]} == redone
     assert dvc_json(clone, "status") == {}
     assert pending_rules(clone)[0] == set()
+
+
 
 
 def test_dvc_yaml_agrees_with_the_jobs_snakemake_recorded(dvc_project, tiny_run, tmp_path_factory):

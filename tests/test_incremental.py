@@ -12,13 +12,22 @@ usseg modules they run as inputs, so these triggers are what these tests check.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, copy_workflow_files, run_snakemake, sibling_copy
+from conftest import (
+    REPO,
+    TINY_CONFIG,
+    copy_run,
+    copy_workflow_files,
+    run_snakemake,
+    sibling_copy,
+    tiny_config,
+)
 from dry_run import QUIET_KEEPS_JOBS, job_name, parse_dry_run
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +77,7 @@ def modified_config(tmp_path: Path, change) -> Path:
 
     Snakemake compares params by their repr, so a reordered dict would count as changed.
     """
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     change(config)
     path = tmp_path / "modified.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -93,7 +102,7 @@ def test_nothing_changed_means_nothing_to_do_quickly(tiny_run, tmp_path_factory)
 
 def test_one_experiment_parameter_reruns_only_that_experiment(tiny_run, tmp_path, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory)
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     experiment = "liver_unet"
     assert experiment in config["experiments"]
     others = set(config["experiments"]) - {experiment}
@@ -141,7 +150,17 @@ def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
     return run, workflow
 
 
-def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path):
+# (module edited, the jobs it must re-run besides everything downstream of them)
+ALL_BUT_DATA_INTAKE = "every job but demo_data and manifest"
+LIBRARY_CHANGES = {
+    "splits.py": "split and what follows",
+    "config.py": ALL_BUT_DATA_INTAKE,  # imported by decode_masks' script and every later one
+    "templates/report.css": "report only",  # package data the report module names
+}
+
+
+@pytest.mark.parametrize("module", list(LIBRARY_CHANGES))
+def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, module):
     run, workflow = _private_workflow(tiny_run, tmp_path)
     snakefile = workflow / "Snakefile"
     jobs, text = dry_run(run, snakefile=snakefile)
@@ -149,17 +168,65 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path):
         f"the copied workflow should be up to date before the change:\n{text[-3000:]}"
     )
 
-    splits = workflow / "src" / "usseg" / "splits.py"
-    assert not (REPO / "src" / "usseg" / "splits.py").samefile(splits)
-    splits.write_text(splits.read_text() + "\n# a change to the split code\n")
+    edited = workflow / "src" / "usseg" / module
+    assert not (REPO / "src" / "usseg" / module).samefile(edited)
+    edited.write_text(edited.read_text() + "\n/* a change */\n" if module.endswith(".css")
+                      else edited.read_text() + "\n# a change\n")
 
     jobs, text = dry_run(run, snakefile=snakefile)
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
-    expected = (
+    downstream_of_split = (
         {"split", "diagnostics", "report"}
         | {f"train@{e}" for e in experiments}
         | {f"evaluate@{e}-{t}" for e in experiments for t in test_sets}
     )
+    expected = {
+        "splits.py": downstream_of_split,
+        "config.py": downstream_of_split | {"decode_masks"},
+        "templates/report.css": {"report"},
+    }[module]
     assert jobs == expected, text[-4000:]
-    assert not jobs & {"demo_data", "manifest", "decode_masks"}
+    assert not jobs & {"demo_data", "manifest"}
+
+
+def _manifest_jobs(workdir: Path, data_root: Path) -> tuple[set[str], str]:
+    proc = run_snakemake(workdir, "--dry-run", "manifest", "--config", f"data_root={data_root}")
+    text = proc.stdout + proc.stderr
+    jobs = {j["rule"] for j in parse_dry_run(text)}
+    if not jobs:
+        assert NOTHING_TO_DO in text, text[-3000:]
+    return jobs, text
+
+
+def test_a_change_inside_data_root_makes_manifest_stale(tiny_run, tmp_path):
+    """A file changed, added (deep down) or removed under data_root re-runs manifest; a touch does not."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "data" / "demo" / "abdominal_US", data)
+    work = tmp_path / "work"
+    work.mkdir()
+    run_snakemake(work, "--cores", "1", "manifest", "--config", f"data_root={data}")
+    assert (work / "results" / "dataset_fingerprint.json").is_file()
+    jobs, text = _manifest_jobs(work, data)
+    assert jobs == set(), text[-3000:]
+
+    def files(folder: str) -> list[Path]:  # the demo nests the modalities like the Kaggle download
+        return sorted(p for p in data.rglob("*") if p.is_file() and p.parent.as_posix().endswith(folder))
+
+    images, test_images = files("AUS/images/train"), files("AUS/images/test")
+    masks, rus_test = files("AUS/annotations/train"), files("RUS/images/test")
+    assert images and test_images and masks and rus_test
+    changes = {
+        "a test image copied over a train image": lambda: shutil.copyfile(test_images[0], images[0]),
+        "a new file three folders down": lambda: shutil.copyfile(rus_test[0], rus_test[0].with_name("x9.jpg")),
+        "a removed mask": lambda: masks[0].unlink(),
+    }
+    for what, change in changes.items():
+        change()
+        jobs, text = _manifest_jobs(work, data)
+        assert jobs == {"manifest"}, f"{what}: manifest is not stale\n{text[-3000:]}"
+        run_snakemake(work, "--cores", "1", "manifest", "--config", f"data_root={data}")
+
+    os.utime(images[1])  # touched, same bytes
+    jobs, text = _manifest_jobs(work, data)
+    assert jobs == set(), text[-3000:]

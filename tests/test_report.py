@@ -799,3 +799,19 @@ def test_verdict_says_when_the_data_are_the_demo(fake, fresh):
     out = workdir / "r.html"
     build_report(config, results, out)
     assert "not from real ultrasound data" not in out.read_text()
+
+
+def test_the_run_state_says_whether_every_recorded_output_is_current(fake, fresh):
+    assert "Run state: <span class=\"ok\">current</span>" in fake[3]
+    # An output changed (or gone) after its rule ran, e.g. by a failed or hand-run job:
+    config, workdir, results = fresh
+    summary = results / "experiments/liver_unet/eval/test_rus/summary.json"
+    summary.write_text(summary.read_text().replace("0.41", "0.99"))
+    (results / "experiments/liver_rf/model.safetensors").unlink()
+    (results / "experiments/liver_rf/history.csv").write_text("epoch\n1\n")
+    out = workdir / "r.html"
+    build_report(config, results, out)
+    text = out.read_text()
+    assert "Run state: <span class=\"bad\">not current</span>" in text
+    assert "summary.json</code>: changed since rule evaluate recorded it" in text
+    assert "liver_rf/model.safetensors</code>: missing (recorded by rule train)" in text

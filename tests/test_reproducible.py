@@ -1,15 +1,19 @@
-"""Reproducible: two complete runs from scratch with the same config give the same data and metrics.
+"""Reproducible: two complete runs from scratch with the same config give the same results.
 
-The second run is compared with the shared tiny run (tiny_run): the demo
-dataset, the manifest, the label cache and the splits must be byte-identical,
-and on CPU the evaluation metrics and training histories identical (apart from
-the wall-clock column of history.csv).
+The second run is compared with the shared tiny run (tiny_run): on CPU every
+result file is byte-identical (the demo dataset, manifest, labels, splits,
+diagnostics, models, histories, evaluations, provenance records), so results
+can be compared by hash. Clock times live in files of their own, which are the
+only ones left out: logs, Snakemake's benchmark files, timing.csv, the report
+page that shows them, and the training checkpoints (state for resuming, with
+the seconds of each epoch; not a result).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -18,8 +22,16 @@ from conftest import run_snakemake, tree_digests
 
 pytestmark = pytest.mark.e2e
 
-# history.csv columns that measure the machine, not the model.
+# history.csv columns that measure the machine, not the model (none: they are in timing.csv).
 TIMING_COLUMNS = {"seconds"}
+# Files that hold clock times, relative to the run folder (fnmatch patterns).
+TIMING_FILES = [
+    "results/logs/*",
+    "results/benchmarks/*",
+    "results/experiments/*/timing.csv",
+    "results/report/report.html",
+    "results/checkpoints/*",
+]
 
 
 def history_without_timing(path: Path) -> list[dict]:
@@ -60,6 +72,41 @@ def test_data_files_are_byte_identical(tiny_run, second_run, sub):
     )
     differing = sorted(k for k in first if first[k] != second[k])
     assert not differing, f"files differ between two runs of the same config: {differing}"
+
+
+def _what_differs(a: Path, b: Path) -> str:
+    """For a failure message: which tensors or metadata keys, or which JSON keys, differ."""
+    if a.suffix == ".safetensors":
+        from usseg.checkpoint import load_tensors
+
+        (ta, ma), (tb, mb) = load_tensors(a, verify=False), load_tensors(b, verify=False)
+        tensors = sorted(k for k in ta.keys() | tb.keys() if k not in ta or k not in tb or not ta[k].equal(tb[k]))
+        meta = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
+        return f"{a.name}: tensors {tensors[:5]} ({len(tensors)}), metadata {meta}"
+    if a.suffix == ".json":
+        ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+        return f"{a}: keys {sorted(k for k in ja.keys() | jb.keys() if ja.get(k) != jb.get(k))}"
+    return str(a)
+
+
+def result_digests(run: Path) -> dict[str, str]:
+    digests = {**tree_digests(run, "results"), **tree_digests(run, "data")}
+    return {k: v for k, v in digests.items() if not any(fnmatch(k, pat) for pat in TIMING_FILES)}
+
+
+def test_every_result_is_byte_identical_except_timing_files(tiny_run, second_run):
+    first, second = result_digests(tiny_run), result_digests(second_run)
+    assert first.keys() == second.keys(), f"different files: {sorted(first.keys() ^ second.keys())}"
+    differing = sorted(k for k in first if first[k] != second[k])
+    assert not differing, (
+        f"files differ between two runs of the same config: {differing}\n"
+        + "\n".join(_what_differs(tiny_run / k, second_run / k) for k in differing)
+    )
+    assert any(k.endswith("model.safetensors") for k in first)
+    assert any(k.endswith("history.csv") for k in first)
+    assert any(k.startswith("results/provenance/") for k in first)
+    timing = [p for p in (tiny_run / "results" / "experiments").glob("*/timing.csv")]
+    assert timing and all("seconds" in p.read_text() for p in timing)
 
 
 def test_metrics_and_histories_are_identical_on_cpu(tiny_run, second_run):

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_run, in_ci, run_snakemake, snakemake_cmd
+from conftest import REPO, copy_run, in_ci, run_snakemake, snakemake_cmd, tiny_config
 
 pytestmark = pytest.mark.slurm
 
@@ -445,7 +445,7 @@ def test_tiny_workflow_on_slurm_runs_as_slurm_jobs_and_matches_the_local_run(
         else:
             assert job in submitted, f"job {job} ({rule}) ran without a SLURM job id"
     submitted_rules = Counter(ran[j] for j in submitted)
-    tiny = yaml.safe_load(TINY_CONFIG.read_text())
+    tiny = tiny_config()
     n_experiments, n_test_sets = len(tiny["experiments"]), len(tiny["test_sets"])
     assert submitted_rules["train"] == n_experiments, submitted_rules
     assert submitted_rules["evaluate"] == n_experiments * n_test_sets, submitted_rules
@@ -502,7 +502,7 @@ def test_training_requeued_by_slurm_resumes_from_its_last_checkpoint(
     copy_run(tiny_run, workdir)
     shutil.rmtree(workdir / "results" / "checkpoints" / "liver_unet")
     epochs = 150
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config = tiny_config()
     config["experiments"]["liver_unet"]["epochs"] = epochs
     configfile = tmp_path / "long.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))

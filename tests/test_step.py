@@ -77,3 +77,45 @@ def test_success_writes_provenance(tmp_path):
     assert record["outputs"]["table"][str(tmp_path / "out.csv")]["sha256"]
     assert set(record["versions"]) >= {"python", "torch", "monai", "snakemake"}
     assert "git_commit" in record["code"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device", "/results/experiments/a/model.safetensors"),
+        RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                     "\"No space left on device\" })"),
+    ],
+)
+def test_a_full_disk_is_named_with_what_to_do(tmp_path, capsys, error):
+    smk = fake_smk(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        with snakemake_step(smk):
+            raise error
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "rule example stopped: no space left on the disk while writing" in err
+    assert "df -h" in err and "re-run the same command" in err
+    assert "bug in usseg" not in err
+    if getattr(error, "filename", None):
+        assert "/results/experiments/a/model.safetensors" in err
+
+
+def test_a_full_disk_while_writing_provenance_is_named(tmp_path, capsys, monkeypatch):
+    import usseg.step as step
+
+    def full(path, record):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(step, "write_provenance", full)
+    with pytest.raises(SystemExit):
+        with snakemake_step(fake_smk(tmp_path)):
+            (tmp_path / "out.csv").write_text("b\n2\n")
+    assert "no space left on the disk while writing" in capsys.readouterr().err
+
+
+def test_other_os_errors_are_still_bugs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        with snakemake_step(fake_smk(tmp_path)):
+            raise PermissionError(13, "Permission denied", "/x")
+    assert "bug in usseg" in capsys.readouterr().err

@@ -253,7 +253,9 @@ def test_cuda_without_gpu_is_a_clear_error(tiny, tmp_path):
 
 
 def _history(out: Path) -> pd.DataFrame:
-    return pd.read_csv(out / "history.csv").drop(columns="seconds")
+    timing = pd.read_csv(out / "timing.csv")
+    assert list(timing.columns) == ["epoch", "seconds"] and (timing["seconds"] > 0).all()
+    return pd.read_csv(out / "history.csv")
 
 
 def _weights(out: Path) -> dict:
@@ -320,7 +322,7 @@ def test_training_is_deterministic_and_resume_continues_after_interruption(tiny,
 def test_article_config_loads_with_the_article_settings():
     from usseg.config import load_config
 
-    cfg = load_config(REPO / "configs" / "article.yaml")
+    cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
     assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
     exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
     assert exp["image_size"] == [256, 256] and exp["epochs"] == 50 and exp["batch_size"] == 16
@@ -331,3 +333,67 @@ def test_article_config_loads_with_the_article_settings():
     assert exp["loss"]["class_weights"] == [0.5, 1.0, 3.0, 2.0, 1.5, 2.5, 2.0, 1.5, 3.0]
     assert resolve_experiment(cfg, "liver_rf")["model"]["name"] == "random_forest"
     assert cfg["demo"]["size"] == "full"
+
+
+# ----------------------------------------------------------------------------- fingerprint, verification, faults
+
+
+def _flip_last_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_training_fingerprint_covers_the_code_training_imports_and_library_versions():
+    from usseg.code_deps import module_code_files
+    from usseg.train import training_library_versions
+
+    files = {p.name for p in module_code_files("usseg.train")}
+    assert {"train.py", "data.py", "config.py", "models.py", "checkpoint.py", "forest.py"} <= files
+    versions = training_library_versions()
+    assert versions["torch"] == torch.__version__.split("+")[0] or versions["torch"].startswith(torch.__version__[:4])
+    assert "monai" in versions and "snakemake" not in versions
+
+
+def test_after_a_code_change_training_really_retrains(tiny, tmp_path, caplog, monkeypatch):
+    import usseg.train as train_module
+
+    cfg = tiny_config()
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    run_training(cfg, "liver_unet", tiny, out, ckpt)
+    epochs_run: list[int] = []
+    run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
+    assert epochs_run == [], "unchanged code and settings: the finished checkpoint is reused"
+    monkeypatch.setattr(train_module, "training_code_digest", lambda: "another version of the code")
+    caplog.set_level(logging.INFO, logger="usseg.train")
+    run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
+    assert epochs_run == [1, 2]
+    assert any("starting fresh" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("damaged", ["best.safetensors", "last.safetensors"])
+def test_a_corrupt_checkpoint_is_set_aside_and_training_restarts(tiny, tmp_path, caplog, damaged):
+    from usseg import checkpoint
+
+    cfg = tiny_config()
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    run_training(cfg, "liver_unet", tiny, out, ckpt)
+    first = _weights(out)
+    _flip_last_byte(ckpt / damaged)
+    caplog.set_level(logging.INFO, logger="usseg.train")
+    epochs_run: list[int] = []
+    run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
+    assert epochs_run == [1, 2]
+    assert (ckpt / f"{damaged}.corrupt").is_file()
+    assert any("set aside" in r.getMessage() and damaged in r.getMessage() for r in caplog.records)
+    checkpoint.load_tensors(out / "model.safetensors")  # verified: intact
+    assert _same_weights(first, _weights(out))  # and the same model an undisturbed run gives
+
+
+def test_a_non_finite_loss_stops_training_with_a_message(tiny, tmp_path, monkeypatch):
+    import usseg.train as train_module
+
+    monkeypatch.setattr(train_module, "train_step", lambda *a, **k: (float("nan"), 4))
+    with pytest.raises(train_module.TrainingError, match=r"liver_unet: epoch 1/2, batch 1: the training loss is nan"):
+        run_training(tiny_config(), "liver_unet", tiny, tmp_path / "out", tmp_path / "ckpt")
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, run_snakemake
+from conftest import run_snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e
 
-TINY = yaml.safe_load(TINY_CONFIG.read_text())
+TINY = tiny_config()
 EXPERIMENTS = list(TINY["experiments"])
 TEST_SETS = TINY["test_sets"]
 MANIFEST_COLUMNS = [
@@ -165,7 +165,7 @@ def test_data_root_without_modalities_is_a_clear_error(tmp_path):
 
 def test_config_mistake_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
-    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg = tiny_config()
     cfg["experiments"]["liver_unet"]["classes"] = ["liverr"]
     bad.write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tmp_path, "-n", "report", configfile=bad, check=False)
@@ -183,7 +183,7 @@ def test_cuda_without_gpu_is_a_clear_error(tiny_run, tmp_path):
     from conftest import copy_run
 
     work = copy_run(tiny_run, tmp_path / "run")
-    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg = tiny_config()
     cfg["experiments"]["liver_unet"]["device"] = "cuda"
     cuda_cfg = tmp_path / "cuda.yaml"
     cuda_cfg.write_text(yaml.safe_dump(cfg))

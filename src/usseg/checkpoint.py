@@ -29,7 +29,13 @@ from safetensors.torch import save_file
 from usseg.errors import UssegError
 
 METADATA_KEY = "usseg"
-FORMAT_VERSION = 1
+# Header key of the tensors' digest (tensor_digest), checked on every load.
+DIGEST_KEY = "usseg_sha256"
+FORMAT_VERSION = 2
+
+
+class CorruptFileError(UssegError):
+    """A model or checkpoint file that is damaged, unverifiable or holds non-finite numbers."""
 
 
 # ----------------------------------------------------------------------------- files
@@ -48,17 +54,52 @@ def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict) -> N
     for name, value in tensors.items():
         t = torch.as_tensor(value) if not torch.is_tensor(value) else value
         out[name] = t.detach().to("cpu").contiguous()
-    header = {METADATA_KEY: json.dumps(metadata, sort_keys=True, allow_nan=True, default=_json_default)}
+    header = {
+        METADATA_KEY: json.dumps(metadata, sort_keys=True, allow_nan=True, default=_json_default),
+        DIGEST_KEY: tensor_digest(out),
+    }
     tmp = path.with_name(path.name + ".tmp")
     save_file(out, str(tmp), metadata=header)
     os.replace(tmp, path)
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{list(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def verify_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> None:
+    """Raise CorruptFileError unless the tensors match the digest stored when the file was
+    written (names, dtypes, shapes and bytes) and every floating-point value is finite."""
+    # Training checks its own checkpoints and never copies a damaged one, so
+    # re-running the rule that wrote a damaged output repairs it.
+    remedy = f"Re-create it: snakemake --forcerun {path}"
+    stored = header.get(DIGEST_KEY)
+    if stored is None:
+        raise CorruptFileError(
+            f"{path}: has no stored digest (written by an older usseg), so it cannot be verified. {remedy}"
+        )
+    if tensor_digest(tensors) != stored:
+        raise CorruptFileError(
+            f"{path}: its tensors do not match the digest stored when it was written "
+            f"(the file is damaged: a partial copy, a disk error or an edit). {remedy}"
+        )
+    for name, t in tensors.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise CorruptFileError(f"{path}: tensor {name!r} holds NaN or infinite values. {remedy}")
+
+
+def load_tensors(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a file written by `save_tensors`: (tensors on CPU, metadata).
 
     Raises UssegError naming the file when it is missing, is not a safetensors
-    file (e.g. an old pickled checkpoint) or was not written by usseg.
+    file (e.g. an old pickled checkpoint) or was not written by usseg, and
+    CorruptFileError when `verify` finds it damaged (verify_tensors).
     """
     path = Path(path)
     if not path.is_file():
@@ -68,7 +109,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError) as exc:
-        raise UssegError(
+        raise CorruptFileError(
             f"{path}: not a readable safetensors file ({exc}). usseg only loads safetensors "
             "(never pickle); delete the file and re-run training to recreate it."
         ) from None
@@ -80,8 +121,22 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as exc:
-        raise UssegError(f"{path}: the usseg metadata in the header is not valid JSON ({exc}).") from None
+        raise CorruptFileError(f"{path}: the usseg metadata in the header is not valid JSON ({exc}).") from None
+    if verify:
+        verify_tensors(path, tensors, header)
     return tensors, metadata
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename a damaged file to <name>.corrupt (numbered if taken) so it is kept for a look but never used."""
+    path = Path(path)
+    target = path.with_name(path.name + ".corrupt")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt{n}")
+    os.replace(path, target)
+    return target
 
 
 def _json_default(obj):

@@ -12,6 +12,8 @@ This module must stay light: the Snakefile imports it on every start-up.
 from __future__ import annotations
 
 import copy
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,10 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
     """Validate `config` in place against the schema, filling defaults; raise ConfigError."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: the config must be a mapping of keys to values, got {type(config).__name__}.")
-    validator = _validator_filling_defaults()(load_schema())
+    schema = load_schema()
+    coerce_text_values(config, schema)
+    reject_non_finite(config, source)
+    validator = _validator_filling_defaults()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_schema_error_message(errors[0], source))
@@ -86,6 +91,111 @@ def _deep_merge(base: dict, override: dict) -> dict:
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# ----------------------------------------------------------------------------- command line and overlays
+
+# Top-level keys whose value an overlay (--configfile, --config) replaces
+# instead of merging into: a variant's experiments are exactly the ones it lists.
+REPLACED_BY_OVERLAY = ("experiments",)
+_YAML_NULL_WORDS = {"null", "Null", "NULL", "~"}
+
+
+def _subschema(schema: dict, root: dict) -> dict:
+    while isinstance(schema, dict) and "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema if isinstance(schema, dict) else {}
+
+
+def _types(schema: dict) -> set[str]:
+    declared = schema.get("type")
+    types = set(declared) if isinstance(declared, list) else {declared} if declared else set()
+    for option in schema.get("oneOf", []) + schema.get("anyOf", []):
+        types |= _types(option)
+    return types
+
+
+def _fits(value: Any, types: set[str]) -> bool:
+    return (
+        (value is None and "null" in types)
+        or (isinstance(value, bool) and "boolean" in types)
+        or (isinstance(value, int) and not isinstance(value, bool) and types & {"integer", "number"})
+        or (isinstance(value, float) and "number" in types)
+    )
+
+
+def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> Any:
+    """Read text where the schema wants a number, a boolean or null as YAML, in place.
+
+    Snakemake passes a nested `--config` value ("split={seed: 4}") and a bare
+    word ("data_root=null") as text, so without this "4" is "not of type
+    integer" and null is a folder named "null". Only text that is not allowed
+    where it stands (or a YAML null word where null is allowed) is converted,
+    so a name or a pattern is never reinterpreted.
+    """
+    root = schema if _root is None else _root
+    schema = _subschema(schema, root)
+    if isinstance(config, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in config.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                config[key] = coerce_text_values(value, sub, root)
+        return config
+    if isinstance(config, list):
+        items = schema.get("items")
+        for option in schema.get("oneOf", []) + schema.get("anyOf", []):  # e.g. class_weights
+            option = _subschema(option, root)
+            if items is None and option.get("type") == "array":
+                items = option.get("items")
+        if isinstance(items, dict):
+            config[:] = [coerce_text_values(v, items, root) for v in config]
+        return config
+    if isinstance(config, str):
+        types = _types(schema)
+        if config in _YAML_NULL_WORDS and "null" in types:
+            return None
+        if "string" in types or not types:
+            return config
+        try:
+            value = yaml.safe_load(config)
+        except yaml.YAMLError:
+            return config
+        return value if _fits(value, types) else config
+    return config
+
+
+def reject_non_finite(config: Any, source: str, path: tuple = ()) -> None:
+    """Raise ConfigError for a NaN or infinite number anywhere: no setting means either."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            reject_non_finite(value, source, (*path, key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            reject_non_finite(value, source, (*path, i))
+    elif isinstance(config, float) and not math.isfinite(config):
+        raise ConfigError(
+            f"{source}: {_dotted(path)} = {config!r} is not a finite number; "
+            "give a real number (e.g. 0.001), not .nan or .inf."
+        )
+
+
+def apply_overlay(base: dict, overlay: dict) -> dict:
+    """config.yaml (`base`) with a variant (`overlay`) on top, as the workflow reads them.
+
+    Mappings merge key by key, any other value replaces; the keys in
+    REPLACED_BY_OVERLAY are replaced whole, so a variant that lists
+    experiments runs exactly those (none of config.yaml's creep in).
+    """
+    merged = _deep_merge(base, overlay)
+    for key in REPLACED_BY_OVERLAY:
+        if key in overlay:
+            merged[key] = copy.deepcopy(overlay[key])
     return merged
 
 
@@ -187,9 +297,39 @@ def check_config(config: dict, source: str = "config.yaml") -> dict:
     auc = diag.get("domain_auc")
     if auc and auc["fail_above"] < auc["warn_above"]:
         raise ConfigError(f"{source}: diagnostics.domain_auc: fail_above must not be below warn_above.")
+    check_name_lengths(config, source)
     for name in config["experiments"]:
         _check_experiment(config, name, source)
     return config
+
+
+# The longest file name each kind of name becomes part of (see rules/*.smk).
+NAME_FILE_PATTERNS = {
+    "experiments": "{}.json.tmp",  # results/provenance/train/{experiment}.json
+    "dataset.modalities": "label_gallery_{}.png",  # results/diagnostics/label_gallery_{modality}.png
+}
+
+
+def check_name_lengths(config: dict, source: str, name_max: int | None = None) -> None:
+    """Raise ConfigError for a name too long for a file name on this file system.
+
+    Found at start-up rather than when the first file is written, hours into a run.
+    """
+    if name_max is None:
+        try:
+            name_max = os.pathconf(".", "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):
+            name_max = 255
+    for dotted, pattern in NAME_FILE_PATTERNS.items():
+        for name in get(config, dotted):
+            length = len(os.fsencode(pattern.format(name)))
+            if length > name_max:
+                allowed = name_max - (length - len(os.fsencode(name)))
+                raise ConfigError(
+                    f"{source}: {dotted}: the name {name[:40]!r}... has {len(os.fsencode(name))} bytes; "
+                    f"this file system allows file names of {name_max} bytes, which leaves {allowed} "
+                    f"for this name (it becomes {pattern.format('NAME')!r}). Use a shorter name."
+                )
 
 
 def _check_experiment(config: dict, name: str, source: str) -> None:
@@ -239,16 +379,37 @@ def _check_experiment(config: dict, name: str, source: str) -> None:
         raise ConfigError(f"{where}: model random_forest needs a forest: section.")
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and check a config file (for tools and tests outside Snakemake)."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        config = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return check_config(config, source=str(path))
+
+
+def load_config(path: str | Path, *overlays: str | Path) -> dict:
+    """Read and check a config file (for tools and tests outside Snakemake).
+
+    With overlays (e.g. load_config("config.yaml", "configs/article.yaml")),
+    each is applied on top as `--configfile` is by the workflow (apply_overlay).
+    """
+    paths = [Path(path), *(Path(o) for o in overlays)]
+    config = _read_yaml(paths[0])
+    for overlay in paths[1:]:
+        layer = _read_yaml(overlay)
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{overlay}: an overlay must be a mapping of keys to values.")
+        config = apply_overlay(config, layer)
+    return check_config(config, source=" + ".join(str(p) for p in paths))
+
+
+def write_resolved_config(config: dict, path: str | Path) -> None:
+    """Write the configuration a run resolved (overlays applied, defaults filled) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# The configuration this run resolved: config.yaml, overlays, --config, schema defaults.\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
 def get(config: dict, dotted: str) -> Any:

@@ -17,7 +17,7 @@ Reason codes of the issues table:
     not_an_image, unreadable_image, name_mismatch, duplicate_stem,
     orphan_annotation, mask_of_quarantined_image, unreadable_mask,
     mask_size_mismatch, symlink_outside_root, broken_symlink,
-    symlinked_directory, not_a_regular_file
+    symlinked_directory, not_a_regular_file, name_not_utf8
 """
 
 from __future__ import annotations
@@ -186,6 +186,15 @@ def _is_system_file(name: str) -> bool:
     return name.lower() in SYSTEM_FILE_NAMES or name.startswith("._")
 
 
+def _not_utf8(text: str) -> bool:
+    """True for a path that held bytes that are not UTF-8 (os gives them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -267,6 +276,17 @@ class _Scan:
     def _classify(self, path: Path) -> None:
         rel = self.rel(path)
         name = path.name
+        if _not_utf8(rel):
+            # Paths travel on as text (CSV files, the report): one that cannot be
+            # written as UTF-8 is set aside here, shown with its odd bytes as \xNN.
+            shown = os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+            self.issue(
+                shown,
+                "name_not_utf8",
+                f"{shown}: its name is not valid UTF-8 (the bytes shown as \\xNN), so it cannot be listed; "
+                "it is set aside. Rename the file (or its folder) to a UTF-8 name to use it.",
+            )
+            return
         if name in WORKFLOW_FILE_NAMES:
             self.issue(
                 rel,

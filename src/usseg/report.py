@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime
 import html
 import json
 import logging
@@ -90,6 +91,24 @@ def build_report(config: dict, results_dir: str | os.PathLike, out_html: str | o
     page = _Report(config, results).render()
     _write_atomically(Path(out_html), page)
     log.info("report written to %s (%.1f MB)", out_html, len(page.encode()) / 1e6)
+
+
+def stale_outputs(prov: _Provenance, results: Path) -> list[tuple[str, str]]:
+    """(path, why) for every recorded output that is missing now or not the file its rule recorded."""
+    from usseg.provenance import describe_path
+
+    problems = []
+    for rec in prov.records:
+        for paths in (rec.data.get("outputs") or {}).values():
+            for p, desc in (paths or {}).items():
+                key = prov.key(p)
+                where = results / key if key is not None else Path(prov.absolute(p))
+                recorded = (desc or {}).get("sha256")
+                if not where.exists():
+                    problems.append((p, f"missing (recorded by rule {rec.rule})"))
+                elif recorded and describe_path(where).get("sha256") != recorded:
+                    problems.append((p, f"changed since rule {rec.rule} recorded it"))
+    return problems
 
 
 def required_inputs(config: dict) -> list[tuple[str, str]]:
@@ -569,7 +588,8 @@ class _Report:
             f'<p class="meta">Data: {esc(data_root if data_root is not None else "generated demo dataset")}'
             f" · modalities {esc(domains)} · target {esc(target)} · "
             f"{len(self.experiments)} experiments · test sets {esc(', '.join(self.test_sets))} · {code}</p>"
-            f'<nav class="toc"><ol><li><b>Contents</b></li>{toc}</ol></nav></header>'
+            + self.run_state()
+            + f'<nav class="toc"><ol><li><b>Contents</b></li>{toc}</ol></nav></header>'
         )
 
     # 1. verdict
@@ -1088,6 +1108,10 @@ class _Report:
             row_art = self.artifact(f"row-history-{e}", "table", f"Training history: {e}",
                                     [f"experiments/{e}/history.csv"])
             _, hist = _read_csv(self.path(f"experiments/{e}/history.csv"))
+            timing = self.results / f"experiments/{e}/timing.csv"  # seconds per epoch, apart from results
+            if timing.is_file():
+                seconds = {r.get("epoch"): r.get("seconds", "") for r in _read_csv(timing)[1]}
+                hist = [{**r, "seconds": seconds.get(r.get("epoch"), "")} for r in hist]
             cells = [e, *training_summary(hist), Html(self.prov_link(row_art))]
             rows.append((row_art.id, cells))
         columns = ["experiment", "epochs", "final train loss", "final val loss", "best val Dice (mean)",
@@ -1128,6 +1152,33 @@ class _Report:
             return '<span class="na">—</span>'
         return f'<span class="mono hash" title="{esc(digest)}">{esc(digest[:12])}</span>'
 
+    def run_state(self) -> str:
+        """One line: whether every output the provenance records list is still the file its rule wrote.
+
+        A job that failed or was re-run after its record, or a file edited by
+        hand, shows here rather than passing for a current result.
+        """
+        problems, checked = stale_outputs(self.prov, self.results), 0
+        for rec in self.prov.records:
+            checked += sum(len(paths or {}) for paths in (rec.data.get("outputs") or {}).values())
+        if not problems:
+            return (f'<p class="meta">Run state: <span class="ok">current</span>: all {checked} outputs of the '
+                    f"{len(self.prov.records)} recorded jobs are the files their rules wrote (sha256 checked "
+                    "when this page was made).</p>")
+        items = "".join(f"<li><code>{esc(path)}</code>: {esc(why)}</li>" for path, why in problems)
+        return (f'<p class="meta">Run state: <span class="bad">not current</span>: {len(problems)} of {checked} '
+                "recorded outputs are missing or changed since their rule ran, so parts of this page may not "
+                "match them. Run <code>snakemake report</code> again; it re-runs what is stale.</p>"
+                f"<ul>{items}</ul>")
+
+    def _written(self, rec: _Record) -> str:
+        """When the record was written (its file time: records hold no clock time, to compare by hash)."""
+        path = self.results / rec.file
+        if not path.is_file():
+            return "?"
+        when = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        return when.isoformat(timespec="seconds")
+
     def _current_hash(self, rel: str) -> str | None:
         p = self.results / rel
         return sha256_file(p) if p.is_file() else None
@@ -1163,7 +1214,7 @@ class _Report:
         return (
             f'<article class="prov" id="{esc(rec.id)}"><h3>rule <code>{esc(rec.rule)}</code>'
             f'{"".join(f" · {esc(k)}={esc(v)}" for k, v in wc.items())}</h3>'
-            f'<p class="meta">record <code>{esc(rec.file)}</code> · finished {esc(data.get("finished_utc", "?"))}</p>'
+            f'<p class="meta">record <code>{esc(rec.file)}</code> · written {esc(self._written(rec))}</p>'
             "<h4>Outputs</h4>"
             + _table(["output", "path", "sha256 (recorded)", "check", "shown as"], out_rows, tall=len(out_rows) > 14)
             + "<h4>Inputs</h4>"

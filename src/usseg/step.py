@@ -7,14 +7,18 @@ does::
         some_usseg_function(snakemake.input.x, ..., snakemake.output.y)
 
 and gets: logging to the rule's log file and stderr; a UssegError shown as one
-clear message (no traceback to dig through); an unexpected error logged with
-its traceback and named as a bug; and, on success, the provenance record
-written to the rule's `provenance` output.
+clear message (no traceback to dig through); a full disk or quota named as
+such, with what to do; an unexpected error logged with its traceback and named
+as a bug; and, on success, the provenance record written to the rule's
+`provenance` output.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +59,39 @@ def _named(io) -> dict[str, list[str]]:
     return named
 
 
+# Errors that mean "no room left", not a bug: the disk is full or a quota is used up.
+NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def no_space_error(err: BaseException) -> OSError | None:
+    """The "disk full" error behind `err` (itself, its cause or context), or None.
+
+    Libraries with their own I/O (safetensors, written in Rust) report it as
+    their own exception type whose text holds the OS message.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS:
+            return err
+        if "No space left on device" in str(err) or "Disk quota exceeded" in str(err):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def no_space_message(err: OSError) -> str:
+    """What a full disk means for this job and what to do, naming the file being written."""
+    target = err.filename or "an output file"
+    folder = os.path.dirname(os.path.abspath(target)) if err.filename else "."
+    return (
+        f"no space left on the disk while writing {target} ({os.strerror(err.errno or errno.ENOSPC)}). "
+        f"Free space on the file system that holds {folder} (see `df -h {folder}`), or point the "
+        "results elsewhere (snakemake --directory), then re-run the same command: Snakemake removes "
+        "this job's partial outputs and runs it again."
+    )
+
+
 @contextmanager
 def snakemake_step(smk):
     log_path = smk.log[0] if len(smk.log) else None
@@ -63,18 +100,33 @@ def snakemake_step(smk):
     where = f" (log: {log_path})" if log_path else ""
     try:
         yield log
+        _write_record(smk, log)
     except UssegError as err:
         log.error("%s", err)
         print(f"\nusseg: rule {smk.rule} stopped: {err}{where}\n", file=sys.stderr)
         raise SystemExit(1) from None
-    except Exception as err:  # a bug, not bad input: keep the traceback, but say so plainly
-        log.exception("unexpected error")
-        print(
-            f"\nusseg: rule {smk.rule} failed with an unexpected {type(err).__name__}: {err}. "
-            f"This is a bug in usseg; the full traceback is in the log{where}.\n",
-            file=sys.stderr,
-        )
+    except Exception as err:
+        full = no_space_error(err)
+        if full is None:  # a bug, not bad input: keep the traceback, but say so plainly
+            _unexpected(err, log, smk.rule, where)
+        message = no_space_message(full)
+        with contextlib.suppress(OSError):  # the log may sit on the same full disk
+            log.error("%s", message)
+        print(f"\nusseg: rule {smk.rule} stopped: {message}{where}\n", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _unexpected(err: Exception, log: logging.Logger, rule: str, where: str):
+    log.exception("unexpected error")
+    print(
+        f"\nusseg: rule {rule} failed with an unexpected {type(err).__name__}: {err}. "
+        f"This is a bug in usseg; the full traceback is in the log{where}.\n",
+        file=sys.stderr,
+    )
+    raise SystemExit(1) from None
+
+
+def _write_record(smk, log: logging.Logger) -> None:
     outputs = _named(smk.output)
     prov = outputs.pop("provenance", None)
     if prov:

@@ -10,8 +10,12 @@ so far. checkpoint_dir (results/checkpoints/{experiment}) is not a Snakemake
 output, so it survives a failed or pre-empted job; the next run with the same
 config hash continues at the next epoch. The hash covers the experiment's
 settings (except device and num_workers, which do not change what is learned),
-its output classes and the identity of the train/val images, so a changed
-setting or dataset starts over instead of mixing two runs.
+its output classes, the identity of the train/val images, the code training
+runs (every usseg module usseg.train imports, usseg.code_deps) and the library
+versions, so a changed setting, dataset, code or library starts over instead of
+mixing two runs or copying an old model. Every checkpoint is verified (stored
+digest, finite values) before it is resumed from or copied; a damaged one is set
+aside as *.corrupt and training starts again.
 
 Determinism: `monai.utils.set_determinism(seed)` seeds the global RNGs once;
 the data order and the augmentation of epoch e are seeded from (seed, e), so an
@@ -41,10 +45,13 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from usseg import checkpoint, data, forest, metrics
+from usseg.checkpoint import CorruptFileError
 from usseg.class_balance import pixel_counts, suggest_class_weights
+from usseg.code_deps import code_digest, module_code_files
 from usseg.config import experiment_class_names, include_background, label_lookup
-from usseg.errors import ConfigError, DataError
+from usseg.errors import ConfigError, DataError, UssegError
 from usseg.models import build_network, model_metadata, resolve_device, save_network
+from usseg.provenance import library_versions
 
 log = logging.getLogger("usseg.train")
 
@@ -54,6 +61,12 @@ CHECKPOINT_KIND = "usseg-training-checkpoint"
 # Settings that do not change what is learned; excluded from the config hash so
 # that a run pre-empted on a GPU node can resume on another node.
 HASH_EXCLUDED_KEYS = ("name", "device", "num_workers")
+# Libraries whose version does not change what is learned (left out of the hash).
+HASH_EXCLUDED_LIBRARIES = ("snakemake",)
+
+
+class TrainingError(UssegError):
+    """Training cannot go on (e.g. the loss is no longer a finite number)."""
 
 
 # ----------------------------------------------------------------------------- public API
@@ -133,8 +146,19 @@ def training_hash(exp: dict, dataset_cfg: dict, table: pd.DataFrame, train_recs,
             "classes": experiment_class_names(exp, dataset_cfg),
             "lut": label_lookup(exp, dataset_cfg).tolist(),
             "data": fingerprint,
+            "code": training_code_digest(),
+            "versions": training_library_versions(),
         }
     )
+
+
+def training_code_digest() -> str:
+    """One digest of every usseg file training runs (usseg.train and its imports, transitively)."""
+    return code_digest(module_code_files("usseg.train"))
+
+
+def training_library_versions() -> dict:
+    return {k: v for k, v in library_versions().items() if k not in HASH_EXCLUDED_LIBRARIES}
 
 
 def class_weight_vector(exp: dict, dataset_cfg: dict, train_label_paths) -> np.ndarray | None:
@@ -227,12 +251,17 @@ def _autocast(device: torch.device):
 
 
 def history_columns(class_names: list[str]) -> list[str]:
-    return ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in class_names[1:]], "val_dice_mean", "lr", "seconds"]
+    return ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in class_names[1:]], "val_dice_mean", "lr"]
+
+
+# Wall-clock time per epoch measures the machine, not the model: it lives in
+# timing.csv, so history.csv (and the model) of two identical runs are byte-identical.
+TIMING_COLUMNS = ["epoch", "seconds"]
 
 
 def _train_network(
     exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir, checkpoint_dir,
-    on_epoch_end,
+    on_epoch_end, retry=True,
 ):
     seed = int(exp["seed"])
     epochs = int(exp["epochs"])
@@ -266,7 +295,9 @@ def _train_network(
             train_ds, batch_size=int(exp["batch_size"]), shuffle=True, num_workers=int(exp.get("num_workers", 0)),
             generator=generator, pin_memory=device.type == "cuda",
         )
-        train_loss = _train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, f"epoch {epoch}/{epochs}")
+        train_loss = _train_one_epoch(
+            net, loader, loss_fn, optimizer, scaler, device, f"experiment {exp['name']}: epoch {epoch}/{epochs}"
+        )
         if val_ds is not None:
             val_loss, val_dice = _validate(net, val_ds, loss_fn, device, n_fg, exp)
         else:
@@ -300,6 +331,16 @@ def _train_network(
     best_path = checkpoint_dir / BEST
     if not best_path.is_file():
         raise DataError(f"{best_path}: the best model of experiment {exp['name']} is missing; delete {checkpoint_dir} and re-run.")
+    try:
+        verify_best(best_path, cfg_hash)
+    except UssegError as exc:
+        if not retry:
+            raise
+        _set_aside_all(checkpoint_dir, exp["name"], exc)
+        return _train_network(
+            exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
+            out_dir, checkpoint_dir, on_epoch_end, retry=False,
+        )
     tmp = out_dir / "model.safetensors.tmp"
     shutil.copyfile(best_path, tmp)
     os.replace(tmp, out_dir / "model.safetensors")
@@ -333,8 +374,15 @@ def _train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, desc) -> f
     # (a SLURM job's log), where the epoch summary line in the rule's log says it all.
     bar = tqdm(loader, desc=desc, file=sys.stderr, leave=False, mininterval=1.0,
                dynamic_ncols=True, disable=None)
-    for batch in bar:
+    for i, batch in enumerate(bar, start=1):
         value, n = train_step(net, batch, loss_fn, optimizer, scaler, device)
+        if not math.isfinite(value):
+            bar.close()
+            raise TrainingError(
+                f"{desc}, batch {i}: the training loss is {value} (lr {optimizer.param_groups[0]['lr']:g}); "
+                "training stopped, no model was written. Usually the learning rate is too high "
+                "(lower optimizer.lr) or an input holds NaN values."
+            )
         total += value * n
         count += n
         bar.set_postfix(loss=f"{value:.3f}", refresh=False)
@@ -393,8 +441,6 @@ def _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimiz
 
 def _resume(checkpoint_dir, cfg_hash, name, net, optimizer, scheduler, scaler):
     """Restore state from last.safetensors when it matches cfg_hash: (start_epoch, history, best) or None."""
-    from usseg.errors import UssegError
-
     last = checkpoint_dir / LAST
     if not last.is_file():
         log.info("experiment %s: no checkpoint in %s; starting at epoch 1", name, checkpoint_dir)
@@ -402,8 +448,7 @@ def _resume(checkpoint_dir, cfg_hash, name, net, optimizer, scheduler, scaler):
     try:
         tensors, meta = checkpoint.load_tensors(last)
     except UssegError as exc:
-        log.warning("experiment %s: ignoring unreadable checkpoint (%s); starting at epoch 1", name, exc)
-        _clear(checkpoint_dir)
+        _set_aside_all(checkpoint_dir, name, exc)
         return None
     if meta.get("kind") != CHECKPOINT_KIND or meta.get("config_hash") != cfg_hash:
         log.warning(
@@ -413,6 +458,14 @@ def _resume(checkpoint_dir, cfg_hash, name, net, optimizer, scheduler, scaler):
         )
         _clear(checkpoint_dir)
         return None
+    best = meta["best"]
+    if best["epoch"] and (checkpoint_dir / BEST).is_file():
+        try:
+            verify_best(checkpoint_dir / BEST, cfg_hash)
+        except UssegError as exc:
+            # Resuming without its best model would pick another final model than an uninterrupted run.
+            _set_aside_all(checkpoint_dir, name, exc)
+            return None
     net.load_state_dict(checkpoint.split_prefix(tensors, "model."), strict=True)
     checkpoint.restore_optimizer(optimizer, tensors, meta["optimizer"])
     if scheduler is not None and meta.get("scheduler") is not None:
@@ -420,13 +473,30 @@ def _resume(checkpoint_dir, cfg_hash, name, net, optimizer, scheduler, scaler):
     if scaler is not None and meta.get("scaler") is not None:
         scaler.load_state_dict(meta["scaler"])
     checkpoint.restore_rng(tensors, meta["rng"])
-    best = meta["best"]
     if best["epoch"] and not (checkpoint_dir / BEST).is_file():
         log.warning("experiment %s: best model file is missing from %s; the best epoch restarts from here", name, checkpoint_dir)
         best = {"epoch": 0, "key": [-math.inf, -math.inf]}
     epoch = int(meta["epoch"])
     log.info("experiment %s: resuming from %s after epoch %d (config hash %s)", name, last, epoch, cfg_hash)
     return epoch + 1, list(meta["history"]), best
+
+
+def verify_best(path: Path, cfg_hash: str) -> None:
+    """Raise UssegError unless `path` is an intact best model of this exact training fingerprint."""
+    _, meta = checkpoint.load_tensors(path)
+    if meta.get("config_hash") != cfg_hash:
+        raise CorruptFileError(
+            f"{path}: a model of training fingerprint {meta.get('config_hash')}, not of this run's {cfg_hash}"
+        )
+
+
+def _set_aside_all(checkpoint_dir: Path, name: str, reason: Exception) -> None:
+    """Keep damaged checkpoints as *.corrupt (never used again) and start training from epoch 1."""
+    kept = [str(checkpoint.set_aside(checkpoint_dir / f)) for f in (LAST, BEST) if (checkpoint_dir / f).is_file()]
+    log.warning(
+        "experiment %s: checkpoint unusable (%s); set aside as %s; training starts again at epoch 1",
+        name, reason, ", ".join(kept) or "nothing",
+    )
 
 
 def _clear(checkpoint_dir: Path) -> None:
@@ -533,10 +603,12 @@ def _epoch_line(row: dict, epochs: int, class_names: list[str]) -> str:
 
 
 def _write_history(history: list[dict], class_names: list[str], path: Path) -> None:
-    df = pd.DataFrame(history, columns=history_columns(class_names))
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """history.csv at `path` and, beside it, timing.csv (the seconds of each epoch)."""
+    for columns, target in ((history_columns(class_names), path), (TIMING_COLUMNS, path.with_name("timing.csv"))):
+        df = pd.DataFrame(history, columns=columns)
+        tmp = target.with_name(target.name + ".tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, target)
 
 
 def plot_curves(history: list[dict], class_names: list[str], name: str, best_epoch: int, path: Path) -> None:

@@ -1,0 +1,99 @@
+"""The code a rule runs is computed from imports: complete, and every rule names its own script."""
+
+from __future__ import annotations
+
+import re
+from modulefinder import ModuleFinder
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from usseg.code_deps import code_digest, code_files, module_code_files
+
+SRC = REPO / "src"
+SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
+
+
+def _package(tmp_path: Path) -> Path:
+    """A toy usseg package: a imports b; b imports c lazily and by a relative import; c names a data file."""
+    pkg = tmp_path / "usseg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from usseg import b\nimport numpy\n")
+    (pkg / "b.py").write_text("def f():\n    from usseg.sub import c\n    return c\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text("from . import d\nNAME = 'table.yaml'\n")
+    (pkg / "sub" / "d.py").write_text("from ..unused import nothing\n")
+    (pkg / "sub" / "table.yaml").write_text("x: 1\n")
+    (pkg / "e.py").write_text("")  # imported by nobody
+    script = tmp_path / "script.py"
+    script.write_text("from usseg.a import something\n")
+    return pkg
+
+
+def test_imports_are_followed_transitively_lazy_and_relative_ones_included(tmp_path):
+    pkg = _package(tmp_path)
+    found = {p.relative_to(pkg).as_posix() for p in code_files(tmp_path / "script.py", pkg)}
+    assert found == {"__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/d.py", "sub/table.yaml"}
+
+
+def test_a_module_counts_itself(tmp_path):
+    pkg = _package(tmp_path)
+    assert (pkg / "sub" / "d.py") in code_files(pkg / "sub" / "d.py", pkg)
+
+
+def test_the_digest_changes_with_any_file_it_covers(tmp_path):
+    pkg = _package(tmp_path)
+    files = code_files(tmp_path / "script.py", pkg)
+    before = code_digest(files, pkg)
+    (pkg / "sub" / "table.yaml").write_text("x: 2\n")
+    assert code_digest(files, pkg) != before
+
+
+def test_module_code_files_of_train_cover_what_training_runs():
+    names = {p.relative_to(SRC / "usseg").as_posix() for p in module_code_files("usseg.train")}
+    assert {"train.py", "data.py", "config.py", "config.schema.yaml", "checkpoint.py", "models.py"} <= names
+    with pytest.raises(ValueError, match="not a module"):
+        module_code_files("usseg.nope")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_computed_code_matches_what_python_imports(script):
+    # The standard library's ModuleFinder (bytecode analysis) as an independent reference.
+    finder = ModuleFinder(path=[str(SRC)])
+    finder.run_script(str(script))
+    imported = {
+        Path(m.__file__).resolve()
+        for name, m in finder.modules.items()
+        if name.split(".")[0] == "usseg" and m.__file__
+    }
+    computed = {p for p in code_files(script, SRC / "usseg") if p.suffix == ".py"}
+    assert computed == imported, sorted(p.name for p in computed ^ imported)
+
+
+def test_report_code_includes_its_templates_and_config_code_its_schema():
+    names = {p.name for p in code_files(REPO / "scripts" / "report.py", SRC / "usseg")}
+    assert {"report.css", "report.js"} <= names
+    names = {p.name for p in code_files(REPO / "scripts" / "split.py", SRC / "usseg")}
+    assert "config.schema.yaml" in names
+
+
+def _rule_blocks():
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
+            yield smk.name, block.split(":", 1)[0], block
+
+
+def test_every_rule_with_a_script_takes_its_code_from_that_script():
+    checked = 0
+    for smk, rule, block in _rule_blocks():
+        script = re.search(r'script:\n\s+"([^"]+)"', block)
+        if not script:
+            continue
+        code = re.search(r'code=code_of\("([^"]+)"\)', block)
+        assert code, f"{smk}: rule {rule} runs {script.group(1)} but has no code=code_of(...) input"
+        assert code.group(1) == script.group(1), f"{smk}: rule {rule}: code_of names another script"
+        checked += 1
+    assert checked >= 9
+    assert "code(" not in "".join(b for _, _, b in _rule_blocks()).replace("code_of(", "")
