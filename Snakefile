@@ -52,6 +52,10 @@ rule all:
 onsuccess:
     print_run_summary(
         rules.diagnostics.output.checklist,
-        eval_summaries(),
+        expand(
+            rules.evaluate.output.summary,
+            experiment=EXPERIMENTS,
+            test_set=TEST_SETS,
+        ),
         rules.report.output.html,
     )

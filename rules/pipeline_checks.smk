@@ -115,7 +115,9 @@ rule nnunet_train_predict:
         USSEG_ENV
     threads: train_job_threads
     resources:
-        gpu=gpu_token({"model": {"name": "nnunet"}, "device": config["nnunet"]["device"]}),
+        gpu=gpu_token(
+            {"model": {"name": "nnunet"}, "device": config["nnunet"]["device"]}
+        ),
     params:
         nnunet=config["nnunet"],
         test_sets=TEST_SETS,
