@@ -7,16 +7,15 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import TINY_CONFIG, run_snakemake, sibling_copy
+from conftest import run_snakemake, sibling_copy, tiny_config
+from usseg.config import resolve_experiment
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = yaml.safe_load(TINY_CONFIG.read_text())
+CONFIG = tiny_config()
 NETWORK_EXPERIMENTS = [
-    name for name, exp in CONFIG["experiments"].items()
-    if (exp.get("model") or {}).get("name", CONFIG["experiment_defaults"]["model"]["name"]) != "random_forest"
+    name for name in CONFIG["experiments"] if resolve_experiment(CONFIG, name)["model"]["name"] != "random_forest"
 ]
 
 
