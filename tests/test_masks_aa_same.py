@@ -82,7 +82,7 @@ def test_fast_decode_equals_the_dense_reference(window, tolerance, max_distance)
             raise AssertionError(f"{name}: {exc}") from None
 
 
-@pytest.mark.parametrize("n_classes", [2, 20])
+@pytest.mark.parametrize("n_classes", [2, 20, 30])
 def test_fast_decode_equals_the_dense_reference_on_other_palettes(n_classes):
     rng = np.random.default_rng(n_classes)
     others = np.unique(rng.integers(1, 256, (n_classes, 3)), axis=0)
