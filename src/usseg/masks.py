@@ -31,6 +31,7 @@ so temporaries stay small whatever the mask size.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,15 +106,6 @@ def _both_table(pal: np.ndarray) -> np.ndarray:
     return table
 
 
-def _distance2(codes: np.ndarray, labels: np.ndarray, pal64: np.ndarray) -> np.ndarray:
-    """Squared RGB distance (int64) of colour codes to the palette colours `labels`."""
-    nearest = pal64[labels]
-    dr = (codes & 0xFF) - nearest[:, 0]
-    dg = ((codes >> 8) & 0xFF) - nearest[:, 1]
-    db = (codes >> 16) - nearest[:, 2]
-    return dr * dr + dg * dg + db * db
-
-
 def _codes(flat: np.ndarray) -> np.ndarray:
     """24-bit colour code r + 256 g + 65536 b of each row of an (n, 3) uint8 array, as int64.
 
@@ -130,21 +122,26 @@ def _codes(flat: np.ndarray) -> np.ndarray:
     return np.bitwise_and(words, 0xFFFFFF, dtype=np.int64)
 
 
-def _nearest(codes: np.ndarray, pal: np.ndarray) -> np.ndarray:
-    """Nearest palette index for distinct colour codes, in blocks, all palette colours at once.
+def _nearest(codes: np.ndarray, pal: np.ndarray, with_distance: bool = False):
+    """Nearest palette index for distinct colour codes (and, with_distance, the squared
+    distance to it as uint32), in blocks, all palette colours at once.
 
     Blocks keep the (colours x palette x 3) temporaries near _BLOCK entries whatever the
     number of new colours; argmin keeps the first minimum, so ties go to the lower index.
     """
     out = np.empty(len(codes), dtype=np.uint8)
+    distance = np.empty(len(codes), dtype=np.uint32)
     pal = pal.astype(np.int32)
     step = max(1, _BLOCK // len(pal))
     for start in range(0, len(codes), step):
         block = codes[start : start + step]
         rgb = np.stack([block & 0xFF, (block >> 8) & 0xFF, block >> 16], axis=1).astype(np.int32)
         d2 = ((rgb[:, None, :] - pal[None]) ** 2).sum(axis=2)
-        out[start : start + step] = d2.argmin(axis=1)
-    return out
+        nearest = d2.argmin(axis=1)
+        out[start : start + step] = nearest
+        if with_distance:
+            distance[start : start + step] = d2[np.arange(len(block)), nearest]
+    return (out, distance) if with_distance else out
 
 
 def _decode_chunks(arr: np.ndarray, pal: np.ndarray, labels: np.ndarray):
@@ -197,9 +194,9 @@ def _decode_with_d2(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.nd
         if missing.any():
             miss_codes = codes[missing]
             new = np.unique(miss_codes)
-            near = _nearest(new, pal)
+            near, distance = _nearest(new, pal, with_distance=True)
             # As for the label table: concurrent writers write the same values.
-            table[new] = near | (_distance2(new, near, pal.astype(np.int64)).astype(np.uint32) << 8)
+            table[new] = near | (distance << 8)
             both[missing] = table[miss_codes]
         flat_labels[start : start + len(codes)] = both  # the low byte: the label
         np.right_shift(both, 8, out=flat_d2[start : start + len(codes)])
@@ -311,6 +308,16 @@ def _near_neighbours(nearest, d2, flat, limit2: float, lut) -> np.ndarray:
     return np.bitwise_or.reduce(lut[nearest.reshape(-1)[at]] * near, axis=0)
 
 
+@functools.lru_cache(maxsize=64)
+def _pair_index(n: int) -> np.ndarray:
+    """(pairs, 2) indices (i, j), i <= j < n, in row order: np.triu_indices, kept (it costs
+    more than the rest of a small decode step)."""
+    ii, jj = np.triu_indices(n)
+    out = np.stack([ii, jj], axis=1)
+    out.flags.writeable = False
+    return out
+
+
 def _cases(codes: np.ndarray, around: np.ndarray, touching: np.ndarray, n_classes: int):
     """The distinct (colour, classes around, classes touching) cases among the pixels to do:
     the index of one pixel of each case, and each pixel's case. The decode of a pixel
@@ -318,22 +325,35 @@ def _cases(codes: np.ndarray, around: np.ndarray, touching: np.ndarray, n_classe
     if 24 + 2 * n_classes <= 64:  # one packed integer per pixel
         n = np.uint64(n_classes)
         key = (codes.astype(np.uint64) << (n + n)) | (around.astype(np.uint64) << n) | touching
-        _, first, case_of = np.unique(key, return_index=True, return_inverse=True)
-    else:
-        rows = np.stack([codes.astype(np.uint64), around.astype(np.uint64), touching.astype(np.uint64)], axis=1)
-        _, first, case_of = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        # np.unique, without its overhead (twice the cost at a few thousand pixels).
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        starts = np.empty(len(key), dtype=bool)
+        starts[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        case_of = np.empty(len(key), dtype=np.intp)
+        case_of[order] = np.cumsum(starts) - 1
+        return order[starts], case_of
+    rows = np.stack([codes.astype(np.uint64), around.astype(np.uint64), touching.astype(np.uint64)], axis=1)
+    _, first, case_of = np.unique(rows, axis=0, return_index=True, return_inverse=True)
     return first, case_of.reshape(-1)
 
 
 def _blend_geometry(colours: np.ndarray, pal: np.ndarray, pairs: np.ndarray):
-    """Distance of each colour to each segment pal[a]-pal[b], and where along it (t in [0, 1]) it lies."""
+    """Distance of each colour to each segment pal[a]-pal[b], and where along it (t in [0, 1])
+    it lies, as (pairs, colours) arrays; and the length of each segment.
+
+    Channels along the first axis: numpy sums over a short last axis 20x slower, and an
+    axis-0 sum adds the channels in the same order ((r + g) + b, float32).
+    """
     a = pal[pairs[:, 0]].astype(np.float32)
     ab = pal[pairs[:, 1]].astype(np.float32) - a
     length2 = (ab**2).sum(-1)
-    rel = colours[:, None, :].astype(np.float32) - a[None]
-    t = (rel * ab[None]).sum(-1) / np.where(length2 > 0, length2, 1)[None]
+    ab_t = ab.T[:, :, None]  # (3, pairs, 1)
+    rel = colours.T.astype(np.float32)[:, None, :] - a.T[:, :, None]  # (3, pairs, colours)
+    t = (rel * ab_t).sum(0) / np.where(length2 > 0, length2, 1)[:, None]
     t = np.clip(t, 0, 1)
-    dist = np.sqrt(((rel - t[..., None] * ab[None]) ** 2).sum(-1))
+    dist = np.sqrt(((rel - t[None] * ab_t) ** 2).sum(0))
     return dist, t, np.sqrt(length2)
 
 
@@ -430,8 +450,7 @@ def decode_mask_aa(
         np.bitwise_or.reduce(own_bit, axis=None)
     )
     classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
-    ii, jj = np.triu_indices(len(classes))
-    pairs = np.stack([classes[ii], classes[jj]], axis=1)
+    pairs = classes[_pair_index(len(classes))]
     pair_bits = (one << pairs[:, 0].astype(bit_t)) | (one << pairs[:, 1].astype(bit_t))
 
     codes = _codes(arr[ty, tx])
@@ -439,10 +458,9 @@ def decode_mask_aa(
     around, touching, own_bit = around[first], touching[first], own_bit[first]  # per case
     uniq, colour_of = np.unique(codes[first], return_inverse=True)
     colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
-    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
     # Pairs along the first axis: numpy reduces over a short last axis 20x slower.
-    dist = np.ascontiguousarray(dist_u.T)[:, colour_of]  # (pairs, cases)
-    t_u = np.ascontiguousarray(t_u.T)
+    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
+    dist = dist_u[:, colour_of]  # (pairs, cases)
     col = (slice(None), None)  # a per-pair vector against (pairs, cases)
 
     # Suspicious: not near a blend of the classes around it, its own nearest class included.
