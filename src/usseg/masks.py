@@ -131,16 +131,17 @@ def _nearest(codes: np.ndarray, pal: np.ndarray, with_distance: bool = False):
     """
     out = np.empty(len(codes), dtype=np.uint8)
     distance = np.empty(len(codes), dtype=np.uint32)
-    pal = pal.astype(np.int32)
-    step = max(1, _BLOCK // len(pal))
+    pal = pal.T.astype(np.int32)[:, :, None]  # (3, palette, 1)
+    step = max(1, _BLOCK // pal.shape[1])
     for start in range(0, len(codes), step):
         block = codes[start : start + step]
-        rgb = np.stack([block & 0xFF, (block >> 8) & 0xFF, block >> 16], axis=1).astype(np.int32)
-        d2 = ((rgb[:, None, :] - pal[None]) ** 2).sum(axis=2)
-        nearest = d2.argmin(axis=1)
+        rgb = np.stack([block & 0xFF, (block >> 8) & 0xFF, block >> 16]).astype(np.int32)
+        # Channels, then palette colours, along the first axes: numpy reduces those fastest.
+        d2 = ((rgb[:, None, :] - pal) ** 2).sum(axis=0)  # (palette, colours)
+        nearest = d2.argmin(axis=0)
         out[start : start + step] = nearest
         if with_distance:
-            distance[start : start + step] = d2[np.arange(len(block)), nearest]
+            distance[start : start + step] = d2[nearest, np.arange(len(block))]
     return (out, distance) if with_distance else out
 
 
@@ -320,13 +321,14 @@ def _pair_index(n: int) -> np.ndarray:
 
 def _cases(codes: np.ndarray, around: np.ndarray, touching: np.ndarray, n_classes: int):
     """The distinct (colour, classes around, classes touching) cases among the pixels to do:
-    the index of one pixel of each case, and each pixel's case. The decode of a pixel
+    the index of one pixel of each case (any), and each pixel's case. The decode of a pixel
     depends on its case alone, and a blended mask has 5-10x fewer cases than such pixels."""
     if 24 + 2 * n_classes <= 64:  # one packed integer per pixel
         n = np.uint64(n_classes)
         key = (codes.astype(np.uint64) << (n + n)) | (around.astype(np.uint64) << n) | touching
-        # np.unique, without its overhead (twice the cost at a few thousand pixels).
-        order = np.argsort(key, kind="stable")
+        # np.unique, without its overhead (twice the cost at a few thousand pixels); any pixel
+        # of a case stands for it, so the sort need not be stable.
+        order = np.argsort(key)
         ordered = key[order]
         starts = np.empty(len(key), dtype=bool)
         starts[:1] = True
