@@ -51,6 +51,7 @@ def varied_masks(rng, palette):
         out.append((f"painted {k}", painted))
         noisy = np.clip(rgb.astype(int) + rng.integers(-25, 26, rgb.shape), 0, 255).astype(np.uint8)
         out.append((f"noisy {k}", noisy))
+        out.append((f"a crop, not contiguous {k}", noisy[1:, 2:][:, ::-1]))
     thin, _ = blobs(rng, 1, 40, palette)
     out.append(("one row", thin))
     out.append(("one column", np.ascontiguousarray(blobs(rng, 40, 1, palette)[0])))

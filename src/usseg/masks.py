@@ -283,16 +283,26 @@ def _padded(a: np.ndarray, pad: int, fill=None) -> np.ndarray:
     return out
 
 
+def _in_padded(flat: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """Flat indices of pixels `flat` of an image of `width` in the same image padded by `pad`."""
+    return flat + (pad * (width + 2 * pad) + pad) + (2 * pad) * (flat // width)
+
+
+@functools.lru_cache(maxsize=64)
+def _square_offsets(width: int, pad: int, side: int) -> np.ndarray:
+    """(side * side, 1) flat offsets of a side x side square, row by row, in an image of
+    `width` padded by `pad`."""
+    step = np.arange(-(side // 2), side // 2 + 1)
+    out = (step[:, None] * (width + 2 * pad) + step[None, :]).reshape(-1, 1)
+    out.flags.writeable = False
+    return out
+
+
 def _square(flat: np.ndarray, width: int, pad: int, side: int) -> np.ndarray:
     """(side * side, n) flat indices, in an image of `width` padded by `pad` (>= side // 2),
     of the side x side square around each pixel `flat` of the unpadded image, row by row:
     one gather per square instead of a pass over the whole image."""
-    ys = flat // width
-    centre = flat + pad * (width + 2 * pad) + pad + 2 * pad * ys
-    r = side // 2
-    step = np.arange(-r, r + 1)
-    offsets = (step[:, None] * (width + 2 * pad) + step[None, :]).reshape(-1)
-    return centre[None, :] + offsets[:, None]
+    return _in_padded(flat, width, pad)[None, :] + _square_offsets(width, pad, side)
 
 
 def _near_neighbours(nearest, d2, flat, limit2: float, lut) -> np.ndarray:
@@ -426,11 +436,12 @@ def decode_mask_aa(
     # fallback below finds next to a pixel must be among the pairs.
     side = max(window, 3)
     pad = side // 2
-    keep = _padded(nearest, pad, 255)
-    keep.reshape(-1)[_square(todo, width, pad, 1)[0]] = 255
+    keep = _padded(nearest, pad, 255).reshape(-1)
+    centre = _in_padded(todo, width, pad)
+    keep[centre] = 255
     # A shift by 255 is beyond the bit width, which numpy defines as 0: no bit, 10x faster than
     # a lookup in `lut`.
-    bits = np.left_shift(one, keep.reshape(-1)[_square(todo, width, pad, side)], dtype=bit_t)
+    bits = np.left_shift(one, keep[centre[None, :] + _square_offsets(width, pad, side)], dtype=bit_t)
     bits = bits.reshape(side, side, -1)
 
     def within(size):
@@ -444,7 +455,6 @@ def decode_mask_aa(
     touching = within(min(_TOUCH_WINDOW, window))
     around = within(window)
     own_bit = lut[flat_nearest[todo]]
-    ty, tx = np.divmod(todo, width)
 
     # Every class a pixel may take: on the palette in some pixel's window, or some pixel's
     # nearest colour (the fallback's near-palette neighbours below are one or the other).
@@ -455,7 +465,7 @@ def decode_mask_aa(
     pairs = classes[_pair_index(len(classes))]
     pair_bits = (one << pairs[:, 0].astype(bit_t)) | (one << pairs[:, 1].astype(bit_t))
 
-    codes = _codes(arr[ty, tx])
+    codes = _codes(arr.reshape(-1, 3)[todo] if arr.flags.c_contiguous else arr[np.divmod(todo, width)])
     first, case_of = _cases(codes, around, touching, len(pal))
     around, touching, own_bit = around[first], touching[first], own_bit[first]  # per case
     uniq, colour_of = np.unique(codes[first], return_inverse=True)
