@@ -361,11 +361,11 @@ def _blend_geometry(colours: np.ndarray, pal: np.ndarray, pairs: np.ndarray):
     a = pal[pairs[:, 0]].astype(np.float32)
     ab = pal[pairs[:, 1]].astype(np.float32) - a
     length2 = (ab**2).sum(-1)
-    ab_t = ab.T[:, :, None]  # (3, pairs, 1)
-    # C order (a transposed astype keeps Fortran order, and numpy then sums over the
-    # innermost axis, 20x slower).
+    # Every operand in C order: numpy lays a result out like its operands, and from
+    # transposed ones it would sum over the innermost axis, 20x slower.
+    ab_t = np.ascontiguousarray(ab.T)[:, :, None]  # (3, pairs, 1)
     channels = np.ascontiguousarray(colours.T, dtype=np.float32)
-    rel = channels[:, None, :] - a.T[:, :, None]  # (3, pairs, colours)
+    rel = channels[:, None, :] - np.ascontiguousarray(a.T)[:, :, None]  # (3, pairs, colours)
     t = (rel * ab_t).sum(0) / np.where(length2 > 0, length2, 1)[:, None]
     t = np.clip(t, 0, 1)
     dist = np.sqrt(((rel - t[None] * ab_t) ** 2).sum(0))
@@ -475,7 +475,7 @@ def decode_mask_aa(
     colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
     # Pairs along the first axis: numpy reduces over a short last axis 20x slower.
     dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
-    dist = dist_u[:, colour_of]  # (pairs, cases)
+    dist = np.take(dist_u, colour_of, axis=1)  # (pairs, cases), C order (dist_u[:, i] is not)
     col = (slice(None), None)  # a per-pair vector against (pairs, cases)
 
     # Suspicious: not near a blend of the classes around it, its own nearest class included.
