@@ -194,7 +194,11 @@ def _decode_with_d2(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.nd
         missing = both == _BOTH_UNKNOWN
         if missing.any():
             miss_codes = codes[missing]
-            new = np.unique(miss_codes)
+            # Runs of one colour (a padding strip, a tinted background) shrink the sort.
+            runs = np.empty(len(miss_codes), dtype=bool)
+            runs[:1] = True
+            np.not_equal(miss_codes[1:], miss_codes[:-1], out=runs[1:])
+            new = np.unique(miss_codes[runs])
             near, distance = _nearest(new, pal, with_distance=True)
             # As for the label table: concurrent writers write the same values.
             table[new] = near | (distance << 8)
