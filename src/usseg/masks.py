@@ -343,9 +343,9 @@ def _cases(codes: np.ndarray, around: np.ndarray, touching: np.ndarray, n_classe
     if 24 + 2 * n_classes <= 64:  # one packed integer per pixel
         n = np.uint64(n_classes)
         key = (codes.astype(np.uint64) << (n + n)) | (around.astype(np.uint64) << n) | touching
-        # np.unique, without its overhead (twice the cost at a few thousand pixels); any pixel
-        # of a case stands for it, so the sort need not be stable.
-        order = np.argsort(key)
+        # np.unique, without its overhead (twice the cost at a few thousand pixels). The stable
+        # sort is twice as fast as the default here: a few hundred cases, many repeats.
+        order = np.argsort(key, kind="stable")
         ordered = key[order]
         starts = np.empty(len(key), dtype=bool)
         starts[:1] = True
