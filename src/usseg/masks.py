@@ -27,6 +27,14 @@ here each distinct colour is decided once: RGB is packed into a 24-bit code
 and looked up in a per-palette table filled lazily, because a mask usually holds a
 few hundred distinct colours while it has ~200,000 pixels. Pixels go in chunks,
 so temporaries stay small whatever the mask size.
+
+After that one lookup per pixel, aa_aware touches only the pixels that are not
+exactly a palette colour (a few thousand) and the small squares around them,
+gathered through flat offsets into a padded copy of the labels, never a pass
+per class over the image; the blend geometry is computed once per distinct
+colour and the choice once per distinct (colour, classes around) case.
+`tests/test_masks_aa_same.py` holds it to a frozen dense version
+(`tests/aa_reference.py`) pixel for pixel.
 """
 
 from __future__ import annotations
