@@ -427,7 +427,7 @@ def decode_mask_aa(
     off = np.flatnonzero(d2 != 0)  # 7x faster than on the uint32 distances themselves
     if off.size == 0:
         return Decoded(labels, nearest, d2, suspicious)
-    height, width = nearest.shape
+    width = nearest.shape[1]
     flat_nearest = nearest.reshape(-1)
     # A near-palette pixel inside a solid block of its class (a tinted background, a padding
     # strip, noise) keeps that class; only the rest need the blend geometry.
