@@ -298,26 +298,35 @@ def _count(name, pairs, limit_distance=60.0, limit_fraction=0.01) -> dict:
 
 
 def phantoms(size: str, seed: int, n_simulator: int) -> int:
-    from usseg import demo
+    from usseg.demo.anatomy import ORGANS, REAL_LABELED, frame_pose
+    from usseg.demo.plan import SIZES, _anatomy, plan
+    from usseg.demo.quirks import (
+        MASK_SUPERSAMPLING,
+        TINT_RGB,
+        _palette_colours,
+        real_mask,
+        simulator_mask,
+    )
+    from usseg.demo.rendering import _fan, label_map
 
-    spec = demo.SIZES[size]
-    colours = demo._palette_colours(None)
+    spec = SIZES[size]
+    colours = _palette_colours(None)
     if not np.array_equal(colours, PALETTE):
         raise SystemExit("the demo's default palette differs from this script's PALETTE")
     real, averaged, simulator = [], [], []
-    tasks = [t for t in demo.plan(size) if t.mask and t.image]
+    tasks = [t for t in plan(size) if t.mask and t.image]
     for task in tasks:
-        anatomy = demo._anatomy(seed, task.modality, task.subject, task.left_view)
-        pose = demo.frame_pose(anatomy, seed, task.modality, task.subject, task.frame, task.n_frames)
-        fan = demo._fan(task.modality, spec.height)
+        anatomy = _anatomy(seed, task.modality, task.subject, task.left_view)
+        pose = frame_pose(anatomy, seed, task.modality, task.subject, task.frame, task.n_frames)
+        fan = _fan(task.modality, spec.height)
         if task.modality == "RUS":
-            ss = demo.MASK_SUPERSAMPLING
-            fine = demo.label_map(anatomy, pose, spec.width, spec.height, ss, fan)
-            rgb = demo.real_mask(fine, ss, colours)
+            ss = MASK_SUPERSAMPLING
+            fine = label_map(anatomy, pose, spec.width, spec.height, ss, fan)
+            rgb = real_mask(fine, ss, colours)
             if task.tinted:
-                rgb[(rgb == 0).all(-1)] = demo.TINT_RGB
-            annotated = np.zeros(len(demo.ORGANS), dtype=np.uint8)
-            annotated[list(demo.REAL_LABELED)] = demo.REAL_LABELED
+                rgb[(rgb == 0).all(-1)] = TINT_RGB
+            annotated = np.zeros(len(ORGANS), dtype=np.uint8)
+            annotated[list(REAL_LABELED)] = REAL_LABELED
             # A supersampled pixel mixes only the classes drawn inside it.
             truth = _drawn_near(annotated[fine], rgb.shape[:2], len(PALETTE), 0)
             real.append((rgb, truth))
@@ -327,8 +336,8 @@ def phantoms(size: str, seed: int, n_simulator: int) -> int:
             full = colours[annotated[fine]].astype(np.float32).reshape(h, ss, w, ss, 3).mean(axis=(1, 3))
             averaged.append((np.rint(full).astype(np.uint8), truth))
         elif len(simulator) < n_simulator:
-            labels = demo.label_map(anatomy, pose, spec.width, spec.height, 1, fan)
-            crisp = demo.simulator_mask(labels, colours)
+            labels = label_map(anatomy, pose, spec.width, spec.height, 1, fan)
+            crisp = simulator_mask(labels, colours)
             small = (150, round(150 * spec.height / spec.width))  # (width, height)
             rgb = np.asarray(Image.fromarray(crisp).resize(small, Image.Resampling.BILINEAR))
             simulator.append((rgb, _drawn_near(labels, rgb.shape[:2], len(PALETTE), 1)))
