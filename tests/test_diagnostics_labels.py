@@ -171,3 +171,17 @@ def test_a_permuted_colour_alone_is_not_called_a_channel_swap(tmp_path, frames):
     flags = compute_flags(inputs, stats)
     assert flags[["image_id", "flag"]].values.tolist() == [["RUS_test_h3", "implausible_class"]]
     assert "adrenal is in 1 of 60 RUS masks" in flags["detail"].iloc[0]
+
+
+def test_a_lone_permuted_off_palette_colour_is_not_called_a_channel_swap(tmp_path, frames):
+    """(0,100,100) is liver read as GBR, but a small patch of it in a corner, where no liver sits, is a
+    painted foreign colour: flagged off_palette, its detail naming the permutation and why it is not a swap.
+    The same colour over a whole swapped mask's liver is still caught (test_non_palette_channel_swap_is_named)."""
+    frames = copy.deepcopy(frames)
+    f = frame(frames, "AUS_train_ct1-3")
+    f.mask[2:10, 2:10] = (0, 100, 100)  # 64 of 4,096 pixels: beyond the 1 % limit
+    inputs, stats, _ = flags_for(tmp_path, frames)
+    flags = compute_flags(inputs, stats)
+    assert flags[["image_id", "flag"]].values.tolist() == [["AUS_train_ct1-3", "off_palette"]]
+    detail = flags["detail"].iloc[0]
+    assert "liver (100,0,100) read as GBR" in detail and "not called a channel swap" in detail

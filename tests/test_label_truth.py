@@ -23,9 +23,9 @@ from usseg.errors import DataError
 from usseg.images import load_gray
 from usseg.manifest import write_manifest
 from usseg.masks import (
-    _columns_or,
-    _or_along,
-    _widen_rows,
+    _padded,
+    _solid,
+    _square,
     decode_mask,
     decode_mask_aa,
     decode_masks,
@@ -78,18 +78,27 @@ def phantom_pixels(labels: np.ndarray, truth: np.ndarray) -> int:
 @pytest.mark.parametrize(("shape", "window"), [((20, 30), 7), ((5, 9), 7), ((3, 3), 5), ((1, 9), 3)])
 def test_window_or_equals_per_class_dilation(shape, window):
     rng = np.random.default_rng(0)
-    bits = (rng.random(shape) < 0.2).astype(np.uint16) << rng.integers(0, 9, shape).astype(np.uint16)
-    expected = np.zeros_like(bits)
+    classes = np.where(rng.random(shape) < 0.2, rng.integers(0, 9, shape), 255).astype(np.uint8)
+    expected = np.zeros(shape, dtype=np.uint16)
     for k in range(9):
-        plane = ndi.maximum_filter((bits >> k) & 1, size=window, mode="constant")
+        plane = ndi.maximum_filter(classes == k, size=window, mode="constant")
         expected |= plane.astype(np.uint16) << k
-    everywhere = np.arange(bits.size)
-    rows = _or_along(bits, window, 1)
-    np.testing.assert_array_equal(_columns_or(rows, everywhere, window), expected.reshape(-1))
-    np.testing.assert_array_equal(_or_along(rows, window, 0), expected)
-    if window > 3:  # a narrower row window widened is the wider one
-        narrow = _or_along(bits, window - 2, 1)
-        np.testing.assert_array_equal(_widen_rows(narrow, 1), rows)
+    everywhere = np.arange(classes.size)
+    pad = window // 2
+    square = _square(everywhere, shape[1], pad, window)
+    gathered = _padded(classes, pad, 255).reshape(-1)[square]
+    bits = np.left_shift(np.uint16(1), gathered, dtype=np.uint16)  # 255: beyond the width, no bit
+    np.testing.assert_array_equal(np.bitwise_or.reduce(bits, axis=0), expected.reshape(-1))
+
+
+@pytest.mark.parametrize("shape", [(20, 30), (1, 9), (9, 1), (2, 2)])
+def test_sparse_solid_blocks_equal_the_dense_pass(shape):
+    rng = np.random.default_rng(1)
+    anchor = rng.choice(np.array([0, 0, 0, 0, 3, 255], dtype=np.uint8), size=shape)
+    anchor[: shape[0] // 2, : shape[1] // 2] = 3
+    block = _padded(anchor, 1).reshape(-1)[_square(np.arange(anchor.size), shape[1], 1, 3)]
+    sparse = (block == block[4]).all(axis=0) & (anchor.reshape(-1) != 255)
+    np.testing.assert_array_equal(sparse, _solid(anchor).reshape(-1))
 
 
 def test_blended_spleen_border_is_not_liver():

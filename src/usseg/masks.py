@@ -27,10 +27,19 @@ here each distinct colour is decided once: RGB is packed into a 24-bit code
 and looked up in a per-palette table filled lazily, because a mask usually holds a
 few hundred distinct colours while it has ~200,000 pixels. Pixels go in chunks,
 so temporaries stay small whatever the mask size.
+
+After that one lookup per pixel, aa_aware touches only the pixels that are not
+exactly a palette colour (a few thousand) and the small squares around them,
+gathered through flat offsets into a padded copy of the labels, never a pass
+per class over the image; the blend geometry is computed once per distinct
+colour and the choice once per distinct (colour, classes around) case.
+`tests/test_masks_aa_same.py` holds it to a frozen dense version
+(`tests/aa_reference.py`) pixel for pixel.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +62,9 @@ _tables: dict[bytes, np.ndarray] = {}
 _tables_lock = threading.Lock()
 _BLOCK = 1 << 15  # new colours decided per step
 _CHUNK = 1 << 16  # pixels decoded per step
+# The aa_aware decode's step: a 464x449 mask in one (a fifth of its lookup time was the
+# per-step overhead of four); temporaries of about 4 MiB.
+_CHUNK_AA = 1 << 18
 
 
 def _check_palette(palette) -> np.ndarray:
@@ -105,15 +117,6 @@ def _both_table(pal: np.ndarray) -> np.ndarray:
     return table
 
 
-def _distance2(codes: np.ndarray, labels: np.ndarray, pal64: np.ndarray) -> np.ndarray:
-    """Squared RGB distance (int64) of colour codes to the palette colours `labels`."""
-    nearest = pal64[labels]
-    dr = (codes & 0xFF) - nearest[:, 0]
-    dg = ((codes >> 8) & 0xFF) - nearest[:, 1]
-    db = (codes >> 16) - nearest[:, 2]
-    return dr * dr + dg * dg + db * db
-
-
 def _codes(flat: np.ndarray) -> np.ndarray:
     """24-bit colour code r + 256 g + 65536 b of each row of an (n, 3) uint8 array, as int64.
 
@@ -130,28 +133,27 @@ def _codes(flat: np.ndarray) -> np.ndarray:
     return np.bitwise_and(words, 0xFFFFFF, dtype=np.int64)
 
 
-def _nearest(codes: np.ndarray, pal: np.ndarray) -> np.ndarray:
-    """Nearest palette index for distinct colour codes, in blocks, one palette colour at a time.
+def _nearest(codes: np.ndarray, pal: np.ndarray, with_distance: bool = False):
+    """Nearest palette index for distinct colour codes (and, with_distance, the squared
+    distance to it as uint32), in blocks, all palette colours at once.
 
-    Memory stays O(block) whatever the number of new colours; a strict `<`
-    keeps the first minimum, so ties go to the lower index.
+    Blocks keep the (colours x palette x 3) temporaries near _BLOCK entries whatever the
+    number of new colours; argmin keeps the first minimum, so ties go to the lower index.
     """
     out = np.empty(len(codes), dtype=np.uint8)
-    pal = pal.astype(np.int32)
-    for start in range(0, len(codes), _BLOCK):
-        block = codes[start : start + _BLOCK]
-        r = (block & 0xFF).astype(np.int32)
-        g = ((block >> 8) & 0xFF).astype(np.int32)
-        b = (block >> 16).astype(np.int32)
-        best = np.full(len(block), np.iinfo(np.int32).max, dtype=np.int32)
-        idx = np.zeros(len(block), dtype=np.uint8)
-        for k, (pr, pg, pb) in enumerate(pal):
-            d2 = (r - pr) ** 2 + (g - pg) ** 2 + (b - pb) ** 2
-            better = d2 < best
-            best[better] = d2[better]
-            idx[better] = k
-        out[start : start + _BLOCK] = idx
-    return out
+    distance = np.empty(len(codes), dtype=np.uint32)
+    pal = np.ascontiguousarray(pal.T, dtype=np.int32)[:, :, None]  # (3, palette, 1), C order
+    step = max(1, _BLOCK // pal.shape[1])
+    for start in range(0, len(codes), step):
+        block = codes[start : start + step]
+        rgb = np.stack([block & 0xFF, (block >> 8) & 0xFF, block >> 16]).astype(np.int32)
+        # Channels, then palette colours, along the first axes: numpy reduces those fastest.
+        d2 = ((rgb[:, None, :] - pal) ** 2).sum(axis=0)  # (palette, colours)
+        nearest = d2.argmin(axis=0)
+        out[start : start + step] = nearest
+        if with_distance:
+            distance[start : start + step] = d2[nearest, np.arange(len(block))]
+    return (out, distance) if with_distance else out
 
 
 def _decode_chunks(arr: np.ndarray, pal: np.ndarray, labels: np.ndarray):
@@ -192,21 +194,25 @@ def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def _decode_with_d2(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest labels (H, W) uint8 and squared distances (H, W) uint32, by one table lookup
-    per pixel, in chunks as `_decode_chunks`."""
+    per pixel, in chunks of _CHUNK_AA pixels."""
     labels = np.empty(arr.shape[:2], dtype=np.uint8)
     d2 = np.empty(arr.shape[:2], dtype=np.uint32)
     flat, flat_labels, flat_d2 = arr.reshape(-1, 3), labels.reshape(-1), d2.reshape(-1)
     table = _both_table(pal)
-    for start in range(0, len(flat), _CHUNK):
-        codes = _codes(flat[start : start + _CHUNK])
+    for start in range(0, len(flat), _CHUNK_AA):
+        codes = _codes(flat[start : start + _CHUNK_AA])
         both = np.take(table, codes, mode="clip")
         missing = both == _BOTH_UNKNOWN
         if missing.any():
             miss_codes = codes[missing]
-            new = np.unique(miss_codes)
-            near = _nearest(new, pal)
+            # Runs of one colour (a padding strip, a tinted background) shrink the sort.
+            runs = np.empty(len(miss_codes), dtype=bool)
+            runs[:1] = True
+            np.not_equal(miss_codes[1:], miss_codes[:-1], out=runs[1:])
+            new = np.unique(miss_codes[runs])
+            near, distance = _nearest(new, pal, with_distance=True)
             # As for the label table: concurrent writers write the same values.
-            table[new] = near | (_distance2(new, near, pal.astype(np.int64)).astype(np.uint32) << 8)
+            table[new] = near | (distance << 8)
             both[missing] = table[miss_codes]
         flat_labels[start : start + len(codes)] = both  # the low byte: the label
         np.right_shift(both, 8, out=flat_d2[start : start + len(codes)])
@@ -275,86 +281,109 @@ def _solid(anchor: np.ndarray) -> np.ndarray:
     return out
 
 
-def _or_along(a: np.ndarray, window: int, axis: int) -> np.ndarray:
-    """out[i] = OR of a[i - r .. i + r] along `axis` (r = window // 2), clipped at the edges.
-
-    By doubling: the OR over w pixels is built from the OR over w/2, so a
-    7-pixel window takes 3 shifted ORs, not 6. Slices keep the array's
-    memory order (a transposed pass would be 3x slower).
-    """
-
-    def cut(sl):
-        return (slice(None), sl) if axis else (sl,)
-
-    r = window // 2
-    n = a.shape[axis]
-    fwd = a.copy()  # becomes fwd[i] = OR a[i .. i + window - 1]
-    width = 1
-    while width < window:
-        step = min(width, window - width)
-        fwd[cut(slice(None, -step))] |= fwd[cut(slice(step, None))]
-        width += step
-    out = np.empty_like(a)
-    out[cut(slice(r, None))] = fwd[cut(slice(None, max(n - r, 0)))]
-    # The first r windows are cut by the edge: out[i] = OR a[0 .. i + r].
-    prefix = np.bitwise_or.accumulate(a[cut(slice(None, 2 * r))], axis=axis)
-    take = np.minimum(np.arange(min(r, n)) + r, prefix.shape[axis] - 1)
-    out[cut(slice(None, r))] = np.take(prefix, take, axis=axis)
+def _padded(a: np.ndarray, pad: int, fill=None) -> np.ndarray:
+    """`a` (H, W) inside a border of `pad` pixels: `fill`, or (fill None, pad 1) its edge
+    pixels repeated. Neighbours are then plain offsets of a flat index, with no test for
+    the edge: a constant border adds nothing to an OR, a repeated edge pixel agrees with
+    the pixel it repeats."""
+    height, width = a.shape
+    out = np.empty((height + 2 * pad, width + 2 * pad), dtype=a.dtype)
+    out[pad : pad + height, pad : pad + width] = a
+    if fill is not None:
+        out[:pad], out[pad + height :] = fill, fill
+        out[:, :pad], out[:, pad + width :] = fill, fill
+    else:
+        out[0, 1:-1], out[-1, 1:-1] = a[0], a[-1]
+        out[:, 0], out[:, -1] = out[:, 1], out[:, -2]
     return out
 
 
-def _widen_rows(rows_or: np.ndarray, by: int) -> np.ndarray:
-    """A row-wise window OR widened by `by` pixels on each side (a 5-window to a 7-window)."""
-    out = rows_or.copy()
-    for s in range(1, by + 1):
-        out[:, s:] |= rows_or[:, :-s]
-        out[:, :-s] |= rows_or[:, s:]
+def _in_padded(flat: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """Flat indices of pixels `flat` of an image of `width` in the same image padded by `pad`."""
+    return flat + (pad * (width + 2 * pad) + pad) + (2 * pad) * (flat // width)
+
+
+@functools.lru_cache(maxsize=64)
+def _square_offsets(width: int, pad: int, side: int) -> np.ndarray:
+    """(side * side, 1) flat offsets of a side x side square, row by row, in an image of
+    `width` padded by `pad`."""
+    step = np.arange(-(side // 2), side // 2 + 1)
+    out = (step[:, None] * (width + 2 * pad) + step[None, :]).reshape(-1, 1)
+    out.flags.writeable = False
     return out
 
 
-def _columns_or(rows_or: np.ndarray, flat: np.ndarray, window: int) -> np.ndarray:
-    """At the flat indices `flat` of a 2-D array, the OR over `window` rows (centred,
-    clipped at the edges): the second half of a window OR, for a few pixels only."""
-    height, width = rows_or.shape
-    r = window // 2
-    padded = np.zeros((height + 2 * r, width), dtype=rows_or.dtype)  # zero rows: the clipping
-    padded[r : r + height] = rows_or
-    flat_padded = padded.reshape(-1)
-    out = np.zeros(len(flat), dtype=rows_or.dtype)
-    for dy in range(window):  # row y + dy - r of the image is row y + dy of `padded`
-        out |= flat_padded[flat + dy * width]
-    return out
+def _square(flat: np.ndarray, width: int, pad: int, side: int) -> np.ndarray:
+    """(side * side, n) flat indices, in an image of `width` padded by `pad` (>= side // 2),
+    of the side x side square around each pixel `flat` of the unpadded image, row by row:
+    one gather per square instead of a pass over the whole image."""
+    return _in_padded(flat, width, pad)[None, :] + _square_offsets(width, pad, side)
 
 
-def _near_neighbours(nearest, d2, ys, xs, limit2: float, bit_t) -> np.ndarray:
-    """Per pixel (ys, xs), a bit set of the nearest classes of its 8 neighbours that lie
-    within sqrt(limit2) of the palette. Sparse: only for the few pixels asked about."""
+def _near_neighbours(nearest, d2, flat, limit2: float, lut) -> np.ndarray:
+    """Per pixel `flat`, a bit set of the nearest classes of its 8 neighbours (inside the
+    image) that lie within sqrt(limit2) of the palette."""
     height, width = nearest.shape
-    # Padded by one pixel of "not near" so that no neighbour index leaves the arrays.
-    near = np.zeros((height + 2, width + 2), dtype=bool)
-    near[1:-1, 1:-1] = d2 <= limit2
-    classes = np.zeros((height + 2, width + 2), dtype=np.uint8)
-    classes[1:-1, 1:-1] = nearest
-    centre = (ys + 1) * (width + 2) + xs + 1
-    near, classes = near.reshape(-1), classes.reshape(-1)
-    out = np.zeros(len(ys), dtype=bit_t)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                at = centre + dy * (width + 2) + dx
-                out |= np.left_shift(bit_t(1), classes[at], dtype=bit_t) * near[at]
+    ys, xs = np.divmod(flat, width)
+    dy = np.array([-1, -1, -1, 0, 0, 1, 1, 1])[:, None]
+    dx = np.array([-1, 0, 1, -1, 1, -1, 0, 1])[:, None]
+    yy, xx = ys[None] + dy, xs[None] + dx
+    inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    at = np.where(inside, yy * width + xx, 0)
+    near = inside & (d2.reshape(-1)[at] <= limit2)
+    return np.bitwise_or.reduce(lut[nearest.reshape(-1)[at]] * near, axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_index(n: int) -> np.ndarray:
+    """(pairs, 2) indices (i, j), i <= j < n, in row order: np.triu_indices, kept (it costs
+    more than the rest of a small decode step)."""
+    ii, jj = np.triu_indices(n)
+    out = np.stack([ii, jj], axis=1)
+    out.flags.writeable = False
     return out
+
+
+def _cases(codes: np.ndarray, around: np.ndarray, touching: np.ndarray, n_classes: int):
+    """The distinct (colour, classes around, classes touching) cases among the pixels to do:
+    the index of one pixel of each case (any), and each pixel's case. The decode of a pixel
+    depends on its case alone, and a blended mask has 5-10x fewer cases than such pixels."""
+    if 24 + 2 * n_classes <= 64:  # one packed integer per pixel
+        n = np.uint64(n_classes)
+        key = (codes.astype(np.uint64) << (n + n)) | (around.astype(np.uint64) << n) | touching
+        # np.unique, without its overhead (twice the cost at a few thousand pixels). The stable
+        # sort is twice as fast as the default here: a few hundred cases, many repeats.
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        starts = np.empty(len(key), dtype=bool)
+        starts[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        case_of = np.empty(len(key), dtype=np.intp)
+        case_of[order] = np.cumsum(starts) - 1
+        return order[starts], case_of
+    rows = np.stack([codes.astype(np.uint64), around.astype(np.uint64), touching.astype(np.uint64)], axis=1)
+    _, first, case_of = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    return first, case_of.reshape(-1)
 
 
 def _blend_geometry(colours: np.ndarray, pal: np.ndarray, pairs: np.ndarray):
-    """Distance of each colour to each segment pal[a]-pal[b], and where along it (t in [0, 1]) it lies."""
+    """Distance of each colour to each segment pal[a]-pal[b], and where along it (t in [0, 1])
+    it lies, as (pairs, colours) arrays; and the length of each segment.
+
+    Channels along the first axis: numpy sums over a short last axis 20x slower, and an
+    axis-0 sum adds the channels in the same order ((r + g) + b, float32).
+    """
     a = pal[pairs[:, 0]].astype(np.float32)
     ab = pal[pairs[:, 1]].astype(np.float32) - a
     length2 = (ab**2).sum(-1)
-    rel = colours[:, None, :].astype(np.float32) - a[None]
-    t = (rel * ab[None]).sum(-1) / np.where(length2 > 0, length2, 1)[None]
+    # Every operand in C order: numpy lays a result out like its operands, and from
+    # transposed ones it would sum over the innermost axis, 20x slower.
+    ab_t = np.ascontiguousarray(ab.T)[:, :, None]  # (3, pairs, 1)
+    channels = np.ascontiguousarray(colours.T, dtype=np.float32)
+    rel = channels[:, None, :] - np.ascontiguousarray(a.T)[:, :, None]  # (3, pairs, colours)
+    t = (rel * ab_t).sum(0) / np.where(length2 > 0, length2, 1)[:, None]
     t = np.clip(t, 0, 1)
-    dist = np.sqrt(((rel - t[..., None] * ab[None]) ** 2).sum(-1))
+    dist = np.sqrt(((rel - t[None] * ab_t) ** 2).sum(0))
     return dist, t, np.sqrt(length2)
 
 
@@ -393,65 +422,81 @@ def decode_mask_aa(
     nearest, d2 = _decode_with_d2(arr, pal)
     labels = nearest.copy()
     suspicious = np.zeros(nearest.shape, dtype=bool)
-    off = d2 != 0
-    rows, cols = np.flatnonzero(off.any(axis=1)), np.flatnonzero(off.any(axis=0))
-    if rows.size == 0:
+    # Everything below works on the pixels that are not exactly a palette colour (a few
+    # thousand of ~200,000 as a rule) and on the small squares around them.
+    off = np.flatnonzero(d2 != 0)  # 7x faster than on the uint32 distances themselves
+    if off.size == 0:
         return Decoded(labels, nearest, d2, suspicious)
-
-    # Only the box around the off-palette pixels matters: crop before the full-image passes.
-    margin = window // 2 + 1  # the window, and the 3x3 block that makes an anchor solid
-    height, width = nearest.shape
-    y0, y1 = max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, height)
-    x0, x1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, width)
-    box = (slice(y0, y1), slice(x0, x1))
-    near_c, loose = nearest[box], d2[box] > tolerance**2
-    # Class, or 255 where farther than the tolerance: an OR with 0 or 255 (10x faster than where).
-    anchor = near_c | (loose.view(np.uint8) * np.uint8(255))
-    bit_t = _bit_dtype(len(pal))
-    one = bit_t(1)
-    solid = _solid(anchor)
-    lut = np.zeros(256, dtype=bit_t)  # class -> its bit; 255 -> none
-    lut[: len(pal)] = np.left_shift(one, np.arange(len(pal), dtype=bit_t))
-    keep = solid | (d2[box] == 0)
-    bits = np.take(lut, near_c | ((~keep).view(np.uint8) * np.uint8(255)))
+    width = nearest.shape[1]
+    flat_nearest = nearest.reshape(-1)
     # A near-palette pixel inside a solid block of its class (a tinted background, a padding
     # strip, noise) keeps that class; only the rest need the blend geometry.
-    todo = np.flatnonzero(off[box] & ~solid)
+    loose = d2.reshape(-1)[off] > tolerance**2
+    anchor = nearest.copy()  # the nearest class, or 255 where farther than the tolerance
+    anchor.reshape(-1)[off[loose]] = 255
+    if off.size * 8 < nearest.size:
+        near = off[~loose]  # only these can be solid
+        block = _padded(anchor, 1).reshape(-1)[_square(near, width, 1, 3)]
+        solid = np.zeros(off.size, dtype=bool)
+        solid[~loose] = (block == block[4]).all(axis=0)
+    else:  # most of the mask is off the palette (a tinted background): one dense pass is cheaper
+        solid = _solid(anchor).reshape(-1)[off]
+    todo = off[~solid]
     if todo.size == 0:
         return Decoded(labels, nearest, d2, suspicious)
+    bit_t = _bit_dtype(len(pal))
+    one = bit_t(1)
+    lut = np.zeros(256, dtype=bit_t)  # class -> its bit; 255 -> none
+    lut[: len(pal)] = np.left_shift(one, np.arange(len(pal), dtype=bit_t))
+    # The classes on the palette in each pixel's window: the classes of the window's pixels
+    # that are exactly a palette colour or inside a solid block, i.e. all but the pixels to
+    # do (255 there and beyond the edge). The square is 3x3 at least: the classes that the
+    # fallback below finds next to a pixel must be among the pairs.
+    side = max(window, 3)
+    pad = side // 2
+    keep = _padded(nearest, pad, 255).reshape(-1)
+    centre = _in_padded(todo, width, pad)
+    keep[centre] = 255
+    # A shift by 255 is beyond the bit width, which numpy defines as 0: no bit, 10x faster than
+    # a lookup in `lut`.
+    bits = np.left_shift(one, keep[centre[None, :] + _square_offsets(width, pad, side)], dtype=bit_t)
+    bits = bits.reshape(side, side, -1)
+
+    def within(size):
+        """OR over the size x size square around each pixel to do."""
+        c = (side - size) // 2
+        return np.bitwise_or.reduce(bits[c : c + size, c : c + size].reshape(size * size, -1), axis=0)
+
     # Classes on the palette close to the pixel (touching: 5x5): among equally good blends,
     # the one between touching classes is the local one (real liver three pixels away must
-    # not claim the black-spleen border that only passes through its colour). Both windows
-    # are ORed along rows over the whole box, then down columns at the few pixels to do.
-    touch_window = min(_TOUCH_WINDOW, window)
-    rows_touch = _or_along(bits, touch_window, 1)
-    touching = _columns_or(rows_touch, todo, touch_window)
-    around = _columns_or(_widen_rows(rows_touch, (window - touch_window) // 2), todo, window)
-    own_bit = np.left_shift(one, near_c.reshape(-1)[todo], dtype=bit_t)
-    ty, tx = np.divmod(todo, x1 - x0)
-    ty, tx = ty + y0, tx + x0  # image coordinates
+    # not claim the black-spleen border that only passes through its colour).
+    touching = within(min(_TOUCH_WINDOW, window))
+    around = within(window)
+    own_bit = lut[flat_nearest[todo]]
 
-    # Every class a pixel may take: on the palette somewhere, or some pixel's nearest colour
-    # (the fallback's near-palette neighbours below are one or the other).
+    # Every class a pixel may take: on the palette in some pixel's window, or some pixel's
+    # nearest colour (the fallback's near-palette neighbours below are one or the other).
     present_bits = int(np.bitwise_or.reduce(bits, axis=None)) | int(
         np.bitwise_or.reduce(own_bit, axis=None)
     )
     classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
-    ii, jj = np.triu_indices(len(classes))
-    pairs = np.stack([classes[ii], classes[jj]], axis=1)
+    pairs = classes[_pair_index(len(classes))]
     pair_bits = (one << pairs[:, 0].astype(bit_t)) | (one << pairs[:, 1].astype(bit_t))
 
-    uniq, inverse = np.unique(_codes(arr[ty, tx]).astype(np.uint32), return_inverse=True)
+    codes = _codes(arr.reshape(-1, 3)[todo] if arr.flags.c_contiguous else arr[np.divmod(todo, width)])
+    first, case_of = _cases(codes, around, touching, len(pal))
+    around, touching, own_bit = around[first], touching[first], own_bit[first]  # per case
+    uniq, colour_of = np.unique(codes[first], return_inverse=True)
     colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
-    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
     # Pairs along the first axis: numpy reduces over a short last axis 20x slower.
-    dist = np.ascontiguousarray(dist_u.T)[:, inverse]  # (pairs, pixels to do)
-    t_u = np.ascontiguousarray(t_u.T)
-    col = (slice(None), None)  # a per-pair vector against (pairs, pixels)
+    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
+    dist = np.take(dist_u, colour_of, axis=1)  # (pairs, cases), C order (dist_u[:, i] is not)
+    col = (slice(None), None)  # a per-pair vector against (pairs, cases)
 
     # Suspicious: not near a blend of the classes around it, its own nearest class included.
     allowed = ((around | own_bit)[None] & pair_bits[col]) == pair_bits[col]
-    suspicious[ty, tx] = np.where(allowed, dist, np.inf).min(axis=0) > max_distance
+    far = np.where(allowed, dist, np.inf).min(axis=0) > max_distance
+    suspicious.reshape(-1)[todo] = far[case_of]
 
     # Labels: the best blend of classes really present around the pixel. Among blends about
     # as close, most ends on the palette close to the pixel, then the shortest segment, then
@@ -463,27 +508,28 @@ def decode_mask_aa(
     n_pairs = len(pairs)
     key = (np.rint(length)[col] + 1000.0 * (2 - touch)) * n_pairs + np.arange(n_pairs)[col]
 
-    def choose(rows, candidates):
+    def choose(cases, candidates):
         present = (candidates[None] & pair_bits[col]) == pair_bits[col]
-        masked = np.where(present, dist[:, rows], np.inf)
+        masked = np.where(present, dist[:, cases], np.inf)
         best = masked.min(axis=0)
         near_best = masked <= best + _TIE_DISTANCE
-        smallest = np.where(near_best, key[:, rows], np.inf).min(axis=0)
+        smallest = np.where(near_best, key[:, cases], np.inf).min(axis=0)
         choice = np.where(np.isfinite(smallest), smallest, 0).astype(np.int64) % n_pairs
         return best, choice
 
     best, choice = choose(slice(None), around)
+    best, choice = best[case_of], choice[case_of]  # per pixel
     # No blend of solid classes fits (a thin structure, a three-class corner): look at the
     # classes of the near-palette pixels right next to it too, before the nearest colour.
     unfit = np.flatnonzero(best > max_distance)
     if unfit.size:
-        next_to = _near_neighbours(nearest, d2, ty[unfit], tx[unfit], (max_distance / 2) ** 2, bit_t)
-        best[unfit], choice[unfit] = choose(unfit, around[unfit] | next_to)
+        next_to = _near_neighbours(nearest, d2, todo[unfit], (max_distance / 2) ** 2, lut)
+        best[unfit], choice[unfit] = choose(case_of[unfit], around[case_of[unfit]] | next_to)
     pix = np.flatnonzero(best <= max_distance)
     chosen = choice[pix]
-    t = t_u[chosen, inverse[pix]]
+    t = t_u[chosen, colour_of[case_of[pix]]]
     ends = pairs[chosen]
-    labels[ty[pix], tx[pix]] = np.where(t <= 0.5, ends[:, 0], ends[:, 1])
+    labels.reshape(-1)[todo[pix]] = np.where(t <= 0.5, ends[:, 0], ends[:, 1])
     return Decoded(labels, nearest, d2, suspicious)
 
 

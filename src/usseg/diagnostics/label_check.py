@@ -57,6 +57,30 @@ def channel_permutations_of(
     return out
 
 
+def _sits_like(inputs: DiagnosticInputs, stats: LabelStats, iid: str, d: int, rows, here, share):
+    """(distance, size factor) when a region of image iid, centred at `here` (shares of the
+    image's height and width) and covering `share` of its pixels, sits where class d does in
+    the modality's other masks (`rows`); None when no other mask has d or the region is not
+    within `channel_swap.position_tolerance` of d's median centre and a factor
+    `channel_swap.size_factor` of d's median area."""
+    cfg = {"position_tolerance": 0.15, "size_factor": 2.0} | (inputs.opt("channel_swap", {}) or {})
+    ids = np.asarray(stats.image_ids)
+    meta = inputs.images.set_index("image_id")
+    sizes = meta.loc[ids, ["height", "width"]].to_numpy(dtype=float).clip(min=1)
+    area = stats.counts / sizes.prod(axis=1, keepdims=True)
+    centre = stats.centroids / sizes[:, None, :]
+    peers = rows & (stats.counts[:, d] > 0)
+    peers[ids == iid] = False
+    if not peers.any():
+        return None
+    typical_d, typical_area = np.median(centre[peers, d], axis=0), np.median(area[peers, d])
+    dist = float(np.hypot(*(here - typical_d)))
+    factor = float(max(share / typical_area, typical_area / share))
+    if dist > cfg["position_tolerance"] or factor > cfg["size_factor"]:
+        return None
+    return dist, factor
+
+
 def swap_evidence(inputs: DiagnosticInputs, stats: LabelStats, iid: str, c: int, d: int, rows) -> str:
     """Why class c's region in image iid looks like class d written with permuted channels, or "".
 
@@ -66,25 +90,18 @@ def swap_evidence(inputs: DiagnosticInputs, stats: LabelStats, iid: str, c: int,
     area, and it is closer to d's typical centre than to c's own typical
     centre in the other modalities (when c is labeled there).
     """
-    cfg = {"position_tolerance": 0.15, "size_factor": 2.0} | (inputs.opt("channel_swap", {}) or {})
     names, pal = inputs.class_names, inputs.palette
     ids = np.asarray(stats.image_ids)
     k = int(np.flatnonzero(ids == iid)[0])
     meta = inputs.images.set_index("image_id")
     shape = np.array([meta.at[iid, "height"] or 1, meta.at[iid, "width"] or 1], dtype=float)
-    sizes = meta.loc[ids, ["height", "width"]].to_numpy(dtype=float).clip(min=1)
-    area = stats.counts / sizes.prod(axis=1, keepdims=True)
-    centre = stats.centroids / sizes[:, None, :]
-    peers = rows & (stats.counts[:, d] > 0)
-    peers[k] = False
-    if not peers.any():
-        return ""
-    typical_d, typical_area = np.median(centre[peers, d], axis=0), np.median(area[peers, d])
     here = stats.centroids[k, c] / shape
-    dist = float(np.hypot(*(here - typical_d)))
-    factor = float(max(area[k, c] / typical_area, typical_area / area[k, c]))
-    if dist > cfg["position_tolerance"] or factor > cfg["size_factor"]:
+    place = _sits_like(inputs, stats, iid, d, rows, here, stats.counts[k, c] / shape.prod())
+    if place is None:
         return ""
+    dist, factor = place
+    sizes = meta.loc[ids, ["height", "width"]].to_numpy(dtype=float).clip(min=1)
+    centre = stats.centroids / sizes[:, None, :]
     elsewhere = ~rows & (stats.counts[:, c] > 0)
     if elsewhere.any():
         own = np.median(centre[elsewhere, c], axis=0)
@@ -93,6 +110,32 @@ def swap_evidence(inputs: DiagnosticInputs, stats: LabelStats, iid: str, c: int,
     perm = channel_permutations_of(pal[c], pal, names, candidates=[d])[0]
     return (
         f"its colour {_rgb(pal[c])} is {perm}, and the region sits where {names[d]} does "
+        f"(centre {dist:.2f} image widths from {names[d]}'s median, area within {factor:.1f}x)"
+    )
+
+
+def colour_swap_evidence(
+    inputs: DiagnosticInputs, stats: LabelStats, iid: str, mask_rgb: np.ndarray, colour, d: int, rows
+) -> str:
+    """Why the off-palette `colour` in image iid's mask looks like class d written with
+    permuted channels, or "": the same evidence as `swap_evidence` for the pixels of that
+    colour (centre and area typical of d in the modality's other masks). A colour that is
+    a permutation of d's but sits elsewhere, or is much smaller or larger, is a painted
+    foreign colour, not a swap."""
+    region = (mask_rgb == np.asarray(colour, dtype=mask_rgb.dtype)).all(axis=-1)
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        return ""
+    shape = np.array(region.shape, dtype=float)
+    here = np.array([ys.mean(), xs.mean()]) / shape
+    place = _sits_like(inputs, stats, iid, d, rows, here, ys.size / region.size)
+    if place is None:
+        return ""
+    dist, factor = place
+    names, pal = inputs.class_names, inputs.palette
+    perm = channel_permutations_of(colour, pal, names, candidates=[d])[0]
+    return (
+        f"{perm}, and its pixels sit where {names[d]} does "
         f"(centre {dist:.2f} image widths from {names[d]}'s median, area within {factor:.1f}x)"
     )
 
@@ -169,6 +212,7 @@ def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
 
     # Colours far from the palette, and whether they are a channel-swapped palette colour.
     labeled = inputs.labeled
+    modality_of = images.loc[list(stats.image_ids), "modality"]
     far_rows = labeled[labeled["decode_flagged"] | (labeled["far_fraction"] > max_far)]
     for row in far_rows.to_dict("records"):
         iid = row["image_id"]
@@ -183,8 +227,26 @@ def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
             colour, n = dom
             detail += f"; most common: {_rgb(colour)} ({n} px)"
             swap = channel_permutations_of(colour, pal, names)
+        # As for palette colours below: a permuted colour alone proves nothing; its pixels
+        # must also sit where, and be as large as, the class it would be a swap of.
+        evidence = []
         if swap:
-            add(iid, "channel_swap?", f"{detail} = {'; '.join(swap)}")
+            rows = (modality_of == row["modality"]).to_numpy()
+            evidence = [
+                e
+                for d in range(1, len(pal))
+                if channel_permutations_of(colour, pal, names, candidates=[d])
+                and (e := colour_swap_evidence(inputs, stats, iid, rgb, colour, d, rows))
+            ]
+        if evidence:
+            add(iid, "channel_swap?", f"{detail} = {'; '.join(evidence)}")
+        elif swap:
+            add(
+                iid,
+                "off_palette",
+                f"{detail}; its colour is {'; '.join(swap)}, but its pixels do not sit where, or are "
+                "not as large as, that class usually is: not called a channel swap",
+            )
         else:
             add(iid, "off_palette", detail)
 
