@@ -132,7 +132,9 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         timings["train_s"] = time.perf_counter() - t0
 
         trainer.set_deep_supervision_enabled(False)  # prediction wants the full-resolution output only
-        predictor = nnUNetPredictor(device=dev, verbose=False, allow_tqdm=False)
+        # Test-time mirroring (nnU-Net's default) predicts every tile 4 times in 2D.
+        predictor = nnUNetPredictor(use_mirroring=bool(nnunet_cfg.get("test_time_mirroring", True)), device=dev,
+                                    verbose=False, allow_tqdm=False)
         predictor.manual_initialization(
             trainer.network, trainer.plans_manager, trainer.configuration_manager,
             [trainer.network.state_dict()], dataset_json, trainer_class.__name__,
@@ -157,6 +159,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         "device": str(dev),
         "epochs": int(nnunet_cfg["epochs"]),
         "iterations_per_epoch": int(nnunet_cfg["iterations_per_epoch"]),
+        "test_time_mirroring": bool(nnunet_cfg.get("test_time_mirroring", True)),
         "patch_size": [int(s) for s in trainer.configuration_manager.patch_size],
         "batch_size": int(trainer.configuration_manager.batch_size),
         "parameters": int(n_params),
