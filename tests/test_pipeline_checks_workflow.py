@@ -61,8 +61,10 @@ def test_nnunet_reference_is_scored_on_every_test_set(checked):
     if not nnunet_installed():
         pytest.skip("nnunetv2 is not installed (the nnunet extra)")
     info = json.loads((checked / "results" / "nnunet" / "reference.json").read_text())
-    assert info["epochs"] == 1 and info["iterations_per_epoch"] == 25
+    assert info["epochs"] == 1 and info["iterations_per_epoch"] == CONFIG["nnunet"]["iterations_per_epoch"]
     for test_set in CONFIG["test_sets"]:
         summary = json.loads((checked / "results" / "nnunet" / "eval" / test_set / "summary.json").read_text())
         assert summary["test_set"] == test_set and summary["n_images"] == info["predicted_images"][test_set]
         assert summary["n_subjects"] > 0 and set(summary["dice"]) == set(summary["ci95"])
+        # usseg's own evaluation: the same contract as an experiment's summary.json.
+        assert summary["model"] == "nnunet" and "per_class" in summary and "mean_foreground" in summary
