@@ -75,7 +75,13 @@ def test_close_to_nnunet_and_both_fall_says_the_data(tmp_path, monkeypatch):
     assert sim["classes"] == ["liver"]  # nnU-Net's bone does not enter the liver experiment's comparison
     (st,) = ctx["statements"]
     assert st["verdict"] == "data" and "bottleneck is the data" in st["text"] and "0.30" in st["text"]
-    assert ctx["answer"].startswith("Yes")
+    # No reference.json here: the schedule is unknown, so the statement carries the short-run caveat.
+    assert "short nnU-Net schedule" in st["text"] and ctx["answer"].startswith("As far as a short")
+    _write(res / "nnunet/reference.json", {"epochs": 1000, "iterations_per_epoch": 250, "parameters": 2e7,
+                                           "patch_size": [160, 160], "batch_size": 7, "device": "cuda"})
+    ctx = pipeline_context(cfg, res)
+    assert ctx["answer"].startswith("Yes") and "short" not in ctx["statements"][0]["text"]
+    assert "1000 epoch(s) of 250 iterations on cuda" in " ".join(render_html(cfg, res).split())
 
 
 def test_clearly_below_nnunet_says_the_pipeline(tmp_path, monkeypatch):
