@@ -7,17 +7,15 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import TINY_CONFIG, run_snakemake, sibling_copy
+from conftest import run_snakemake, sibling_copy, tiny_config
+from usseg.pipeline_report import sanity_experiments
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = yaml.safe_load(TINY_CONFIG.read_text())
-NETWORK_EXPERIMENTS = [
-    name for name, exp in CONFIG["experiments"].items()
-    if (exp.get("model") or {}).get("name", CONFIG["experiment_defaults"]["model"]["name"]) != "random_forest"
-]
+# config.yaml with the tiny overlay, as the workflow resolves it.
+CONFIG = tiny_config()
+NETWORK_EXPERIMENTS = sanity_experiments(CONFIG)
 
 
 def nnunet_installed() -> bool:
