@@ -144,8 +144,9 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
     """What follows, per experiment with a synthetic and a real test set: pipeline or data?
 
     "Within `within` of nnU-Net on simulator images" needs the difference's
-    interval inside +-within (with no interval, the difference itself, said
-    so); "both fall" compares each model's simulator-to-real change.
+    interval inside +-within, "above" and "below" the whole interval beyond
+    it (with no interval, the difference itself, said so); "both fall"
+    compares each model's simulator-to-real change.
     """
     out = []
     by_exp: dict[str, dict[str, list[dict]]] = {}
@@ -159,32 +160,32 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
                 bound = sim["ci"] if sim["ci"] is not None else [sim["delta"], sim["delta"]]
                 ours_drop = sim["usseg"] - real["usseg"]
                 ref_drop = sim["nnunet"] - real["nnunet"]
-                if bound[0] >= -within:
-                    head = (f"{exp} is within {within:.2f} Dice of nnU-Net on simulator images ({sim['test_set']}: "
-                            f"{_fmt(sim['delta'])}, {_ci(sim)})")
+                where = f"({sim['test_set']}: {_fmt(sim['delta'])}, {_ci(sim)})"
+                if bound[1] < -within:
+                    verdict = "pipeline"
+                    text = (f"{exp} is below nnU-Net on simulator images {where}: on the same data and split "
+                            "nnU-Net does better, so the pipeline leaves Dice on the table; fix it before blaming "
+                            "the data.")
+                elif bound[0] < -within or (bound[1] > within and bound[0] <= within):
+                    verdict = "undecided"
+                    text = (f"{exp} against nnU-Net on simulator images {where}: the interval is too wide to "
+                            f"tell whether it is within {within:.2f}: more test subjects are needed.")
+                else:
+                    head = (f"{exp} is within {within:.2f} Dice of nnU-Net on simulator images {where}"
+                            if bound[1] <= within else f"{exp} is above nnU-Net on simulator images {where}")
                     if ref_drop > within and ours_drop > within:
                         verdict = "data"
-                        text = (f"{head}, and both fall on real images ({real['test_set']}): usseg by "
+                        text = (f"{head}, and both fall on real images ({real['test_set']}): {exp} by "
                                 f"{ours_drop:.2f}, nnU-Net by {ref_drop:.2f}. The bottleneck is the data, not the "
                                 "pipeline.")
                     elif ours_drop > within:
                         verdict = "pipeline"
-                        text = (f"{head}, but on real images ({real['test_set']}) usseg falls by {ours_drop:.2f} "
+                        text = (f"{head}, but on real images ({real['test_set']}) {exp} falls by {ours_drop:.2f} "
                                 f"and nnU-Net only by {ref_drop:.2f}: the real-image gap is usseg's, not the data's.")
                     else:
                         verdict = "neither"
                         text = (f"{head}, and neither falls by more than {within:.2f} on real images "
-                                f"({real['test_set']}): usseg by {ours_drop:.2f}, nnU-Net by {ref_drop:.2f}.")
-                elif sim["delta"] < -within:
-                    verdict = "pipeline"
-                    text = (f"{exp} is below nnU-Net on simulator images ({sim['test_set']}: "
-                            f"{_fmt(sim['delta'])}, {_ci(sim)}): on the same data and split nnU-Net does better, "
-                            "so the pipeline leaves Dice on the table; fix it before blaming the data.")
-                else:
-                    verdict = "undecided"
-                    text = (f"{exp} against nnU-Net on simulator images ({sim['test_set']}): {_fmt(sim['delta'])}, "
-                            f"{_ci(sim)}; the interval is too wide to tell whether it is within {within:.2f}: "
-                            "more test subjects are needed.")
+                                f"({real['test_set']}): {exp} by {ours_drop:.2f}, nnU-Net by {ref_drop:.2f}.")
                 if short_schedule and verdict in ("data", "neither"):
                     text = text[:-1] + SHORT_CAVEAT + "."
                 out.append({"experiment": exp, "verdict": verdict, "text": text})
