@@ -131,10 +131,13 @@ def test_missing_sanity_results_are_not_run_and_html_is_escaped(tmp_path, monkey
 
 
 def test_far_above_the_reference_is_not_within_it():
-    rows = [{"experiment": "e", "test_set": "test_aus", "domain": "synthetic", "delta": 0.59, "ci": None,
-             "n_subjects": 2, "usseg": 0.8, "nnunet": 0.21},
+    rows = [{"experiment": "e", "test_set": "test_aus", "domain": "synthetic", "delta": 0.59, "ci": [0.5, 0.68],
+             "n_subjects": 4, "usseg": 0.8, "nnunet": 0.21},
             {"experiment": "e", "test_set": "test_rus", "domain": "real", "delta": 0.3, "ci": None,
              "n_subjects": 2, "usseg": 0.5, "nnunet": 0.2}]
     (st,) = statements(rows, 0.05)
     assert "above nnU-Net" in st["text"] and "within" not in st["text"].split(":")[0]
-    assert "no interval: 2 subjects" in st["text"] and st["verdict"] == "pipeline"  # only usseg falls
+    assert st["verdict"] == "pipeline"  # only usseg falls on real images
+    rows[0]["ci"], rows[0]["n_subjects"] = None, 2
+    (st,) = statements(rows, 0.05)
+    assert st["verdict"] == "undecided" and "no interval: 2 subjects" in st["text"]

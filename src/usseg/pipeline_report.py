@@ -145,7 +145,7 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
 
     "Within `within` of nnU-Net on simulator images" needs the difference's
     interval inside +-within, "above" and "below" the whole interval beyond
-    it (with no interval, the difference itself, said so); "both fall"
+    it (with no interval, below 3 subjects, no conclusion); "both fall"
     compares each model's simulator-to-real change.
     """
     out = []
@@ -161,7 +161,11 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
                 ours_drop = sim["usseg"] - real["usseg"]
                 ref_drop = sim["nnunet"] - real["nnunet"]
                 where = f"({sim['test_set']}: {_fmt(sim['delta'])}, {_ci(sim)})"
-                if bound[1] < -within:
+                if sim["ci"] is None:
+                    verdict = "undecided"
+                    text = (f"{exp} against nnU-Net on simulator images {where}: too few test subjects for an "
+                            "interval, so the comparison cannot say whether the pipeline or the data limits it.")
+                elif bound[1] < -within:
                     verdict = "pipeline"
                     text = (f"{exp} is below nnU-Net on simulator images {where}: on the same data and split "
                             "nnU-Net does better, so the pipeline leaves Dice on the table; fix it before blaming "
