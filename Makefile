@@ -15,10 +15,13 @@ STAMP := $(VENV)/.usseg-installed
 
 .PHONY: install system-deps report test lint clean dvc-commit dvc-pull
 
-$(STAMP): pyproject.toml tools/pip-install.sh
+$(STAMP): pyproject.toml tools/pip-install.sh tools/install-nnunet.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	bash tools/pip-install.sh $(BIN)/python '[dev]'
+	# The nnunet extra (the report's nnU-Net reference) without torchvision,
+	# which would not load beside a CPU build of torch (docs/pipeline-checks.md).
+	$(BIN)/python tools/install-nnunet.py $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)

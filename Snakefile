@@ -29,9 +29,9 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/diagnostics.smk"
 include: "rules/train.smk"
+include: "rules/pipeline_checks.smk"
 include: "rules/report.smk"
 include: "rules/config.smk"
-include: "rules/pipeline_checks.smk"
 
 
 localrules:

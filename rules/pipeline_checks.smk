@@ -3,6 +3,9 @@
 # and the export of the prepared data to nnU-Net v2's raw format.
 #   snakemake --cores 8 sanity_checks
 #   snakemake --cores 8 nnunet_export
+#   snakemake --cores 8 nnunet_reference
+
+from usseg.nnunet_reference import reference_runs
 
 SANITY = f"{RESULTS}/sanity"
 # The training checks run a network's training loop; the forest has none.
@@ -94,9 +97,18 @@ rule nnunet_export:
         "../scripts/nnunet_export.py"
 
 
+NNUNET_EVAL = f"{RESULTS}/nnunet/eval"
+# The report runs the reference when nnunet.enabled and nnunetv2 is installed.
+NNUNET_SUMMARIES = (
+    expand(f"{NNUNET_EVAL}/{{test_set}}/summary.json", test_set=TEST_SETS)
+    if reference_runs(config["nnunet"])
+    else []
+)
+
+
 rule nnunet_reference:
     input:
-        expand(f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json", test_set=TEST_SETS),
+        expand(f"{NNUNET_EVAL}/{{test_set}}/summary.json", test_set=TEST_SETS),
 
 
 rule nnunet_train_predict:
@@ -129,18 +141,30 @@ rule nnunet_train_predict:
 
 rule nnunet_evaluate:
     input:
-        raw=rules.nnunet_export.output.raw,
+        manifest=rules.manifest.output.manifest,
+        splits=rules.split.output.splits,
+        labels=rules.decode_masks.output.labels,
         predictions=rules.nnunet_train_predict.output.predictions,
         code=code_of("../scripts/nnunet_evaluate.py"),
     output:
-        summary=f"{RESULTS}/nnunet/eval/{{test_set}}/summary.json",
+        per_image=f"{NNUNET_EVAL}/{{test_set}}/per_image.csv",
+        per_subject=f"{NNUNET_EVAL}/{{test_set}}/per_subject.csv",
+        summary=f"{NNUNET_EVAL}/{{test_set}}/summary.json",
+        overlays=f"{NNUNET_EVAL}/{{test_set}}/overlays.png",
+        confusion=f"{NNUNET_EVAL}/{{test_set}}/confusion.csv",
+        confusion_png=f"{NNUNET_EVAL}/{{test_set}}/confusion.png",
         provenance=f"{PROV}/nnunet_evaluate/{{test_set}}.json",
     log:
         f"{LOGS}/nnunet_evaluate/{{test_set}}.log",
     conda:
         USSEG_ENV
+    # usseg's own evaluation (usseg.evaluate) of nnU-Net's predictions.
     params:
         dataset=config["dataset"],
-        nnunet=config["nnunet"],
+        data_root=data_root(),
+        evaluation=config["evaluation"],
+        test_sets=TEST_SETS,
+        image_size=config["experiment_defaults"]["image_size"],
+        out_dir=f"{NNUNET_EVAL}/{{test_set}}",
     script:
         "../scripts/nnunet_evaluate.py"

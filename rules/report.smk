@@ -19,6 +19,10 @@ rule report:
             experiment=EXPERIMENTS,
             test_set=TEST_SETS,
         ),
+        # The pipeline checks ("Pipeline ruled out?" in the verdict); the
+        # nnU-Net reference only when it runs (nnunet.enabled, nnunetv2 installed).
+        sanity=rules.sanity_checks.input,
+        nnunet=NNUNET_SUMMARIES,
         provenance=[
             *demo_provenance(),
             rules.manifest.output.provenance,

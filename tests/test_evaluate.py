@@ -15,7 +15,7 @@ from usseg.evaluate import evaluate_experiment, largest_component_per_class
 
 torch.set_num_threads(1)
 
-SUMMARY_KEYS = ["experiment", "test_set", "aggregation", "aggregation_definition", "n_images", "n_subjects",
+SUMMARY_KEYS = ["experiment", "model", "test_set", "aggregation", "aggregation_definition", "n_images", "n_subjects",
                 "dice", "dice_mean_foreground", "mean_foreground", "ci95", "per_subject", "unstable", "per_class",
                 "pooled_image", "metric_resolution", "nsd_tolerance_px", "min_reference_area_px", "excluded"]
 PER_CLASS_KEYS = ["n_images", "n_subjects", "dice", "ci95", "ci_method", "estimable", "interval_note", "nsd", "hd95",

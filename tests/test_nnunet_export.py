@@ -89,9 +89,9 @@ def test_export_passes_nnunets_integrity_check(exported):
 def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
     pytest.importorskip("nnunetv2")
     from usseg.config import class_names
-    from usseg.nnunet_reference import run_reference, score_predictions
+    from usseg.nnunet_reference import evaluate_predictions, run_reference
 
-    out, counts, _, cfg = exported
+    out, counts, paths, cfg = exported
     schedule = {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1}
     info = run_reference(out.parent, out.name, 501, schedule, ["test_rus"], tmp_path / "work", tmp_path / "pred",
                          device="cpu")
@@ -102,6 +102,33 @@ def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
     import os
 
     assert "nnUNet_raw" not in os.environ
-    summary = score_predictions(tmp_path / "pred", out, "test_rus", class_names(cfg["dataset"]))
+    # Scored by usseg's own evaluation: the same summary.json contract as a usseg experiment.
+    summary = evaluate_predictions(tmp_path / "pred", "test_rus", cfg["dataset"], paths["data_root"],
+                                   paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"],
+                                   tmp_path / "eval", {}, ["test_aus", "test_rus"], [32, 32])
+    assert summary["model"] == summary["experiment"] == "nnunet"
     assert summary["n_images"] == 4 and summary["n_subjects"] == 2 and summary["unstable"]
     assert set(summary["dice"]) == set(class_names(cfg["dataset"])[1:])
+    assert (tmp_path / "eval" / "per_subject.csv").is_file() and "per_subject" in summary
+
+
+def test_files_predictor_is_scored_by_usseg_evaluation(exported, tmp_path):
+    """Label maps read from files go through the same evaluation: perfect files score Dice 1."""
+    from usseg.nnunet_reference import evaluate_predictions
+
+    out, _, paths, cfg = exported
+    pred = tmp_path / "pred" / "test_rus"
+    pred.mkdir(parents=True)
+    for label in (out / "labelsTs" / "test_rus").glob("*.png"):
+        (pred / label.name).write_bytes(label.read_bytes())
+    summary = evaluate_predictions(tmp_path / "pred", "test_rus", cfg["dataset"], paths["data_root"],
+                                   paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"],
+                                   tmp_path / "eval", {}, ["test_rus"], [32, 32])
+    scored = [v for v in summary["dice"].values() if v is not None]
+    assert scored and all(v == pytest.approx(1.0) for v in scored)
+    assert summary["model"] == "nnunet" and (tmp_path / "eval" / "overlays.png").is_file()
+    next(pred.glob("*.png")).unlink()
+    with pytest.raises(DataError, match="no prediction"):
+        evaluate_predictions(tmp_path / "pred", "test_rus", cfg["dataset"], paths["data_root"],
+                             paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"],
+                             tmp_path / "eval2", {}, ["test_rus"], [32, 32])

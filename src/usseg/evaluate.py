@@ -78,6 +78,7 @@ def evaluate_experiment(
     out_dir,
     evaluation: dict | None = None,
     test_sets=None,
+    predictor=None,
 ) -> dict:
     """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary.
 
@@ -85,7 +86,10 @@ def evaluate_experiment(
     reference area). `test_sets`: every test set of the run (default: every
     test split in splits.csv); the foreground
     mean is over the classes scored on all of them, so that it compares like
-    with like across test sets.
+    with like across test sets. `predictor`: where the label maps come from
+    (default: the usseg model at `model_path`); any object with `class_names`,
+    `image_size` and either `predict(images)` or `predict_records(records)`,
+    such as a FilesPredictor reading another tool's predictions.
     """
     if not is_test_set(test_set):
         raise UssegError(
@@ -97,7 +101,7 @@ def evaluate_experiment(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     class_names = experiment_class_names(exp, dataset_cfg)
-    predictor = load_predictor(model_path, device=resolve_device(exp))
+    predictor = predictor or load_predictor(model_path, device=resolve_device(exp))
     if predictor.class_names != class_names:
         raise UssegError(
             f"{model_path}: the model predicts {predictor.class_names} but experiment {exp['name']} asks for "
@@ -124,8 +128,7 @@ def evaluate_experiment(
     preds_small = []
     for start in range(0, len(records), PREDICT_BATCH):
         chunk = records[start:start + PREDICT_BATCH]
-        images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in chunk])
-        preds = predictor.predict(images)
+        preds = _predict(predictor, chunk, preprocess)
         for r, pred in zip(chunk, preds):
             if postprocess:
                 pred = largest_component_per_class(pred, fg)
@@ -199,6 +202,7 @@ def evaluate_experiment(
     fg_iv = intervals.subject_mean_interval(subj_fg)
     summary = {
         "experiment": exp["name"],
+        "model": exp["model"]["name"],
         "test_set": test_set,
         "aggregation": "subject",
         "aggregation_definition": SUBJECT_DEFINITION,
@@ -242,6 +246,43 @@ def evaluate_experiment(
         f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "",
     )
     return summary
+
+
+def _predict(predictor, records, preprocess) -> list[np.ndarray]:
+    """Label maps of `records`: a model gets their preprocessed images, a predictor that reads its own files the records."""
+    if hasattr(predictor, "predict_records"):
+        return predictor.predict_records(records)
+    images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in records])
+    return predictor.predict(images)
+
+
+class FilesPredictor:
+    """Label maps read from PNG files `{folder}/{image_id}.png` (another tool's predictions, e.g. nnU-Net's).
+
+    The files hold output-class indices at the image's full resolution;
+    `image_size` only sizes the preprocessing that evaluation builds for any
+    predictor (these files need none).
+    """
+
+    def __init__(self, folder, class_names: list[str], image_size):
+        self.folder = Path(folder)
+        self.class_names = list(class_names)
+        self.image_size = [int(s) for s in image_size]
+
+    def predict_records(self, records) -> list[np.ndarray]:
+        from PIL import Image
+
+        maps = []
+        for r in records:
+            path = self.folder / f"{r['image_id']}.png"
+            if not path.is_file():
+                raise DataError(f"{path}: no prediction for image {r['image_id']}; re-run the step that predicts it.")
+            with Image.open(path) as im:
+                labels = np.asarray(im)
+            if labels.ndim != 2 or labels.max(initial=0) >= len(self.class_names):
+                raise DataError(f"{path}: expected a 2D map of class indices 0..{len(self.class_names) - 1}.")
+            maps.append(labels.astype(np.int64))
+        return maps
 
 
 def _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg, min_area, scored) -> list[int]:

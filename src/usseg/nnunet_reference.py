@@ -3,9 +3,8 @@
 `run_reference` plans and preprocesses the exported dataset (2D configuration,
 with nnU-Net's own integrity check), trains fold 0 (usseg's train/val split,
 from the export's splits_final.json) for a short schedule, and predicts each
-test set's images into PNG label maps. `score_predictions` scores them with
-usseg's metrics (usseg.metrics: Dice per class where present, subject
-bootstrap intervals), as usseg's evaluation scores its own models.
+test set's images into PNG label maps. `evaluate_predictions` scores them
+with usseg's own evaluation (usseg.evaluate), exactly as a usseg experiment.
 
 Choices forced by nnU-Net on a CPU build of PyTorch (measured with nnunetv2 2.8.1):
 - No torchvision: nnU-Net's lookup of a trainer *by name* imports every trainer
@@ -28,6 +27,7 @@ Choices forced by nnU-Net on a CPU build of PyTorch (measured with nnunetv2 2.8.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -36,10 +36,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
-from usseg import intervals, metrics
 from usseg.nnunet_export import CHANNEL_SUFFIX, FILE_ENDING
 
 log = logging.getLogger("usseg.nnunet_reference")
@@ -134,7 +132,9 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         timings["train_s"] = time.perf_counter() - t0
 
         trainer.set_deep_supervision_enabled(False)  # prediction wants the full-resolution output only
-        predictor = nnUNetPredictor(device=dev, verbose=False, allow_tqdm=False)
+        # Test-time mirroring (nnU-Net's default) predicts every tile 4 times in 2D.
+        predictor = nnUNetPredictor(use_mirroring=bool(nnunet_cfg.get("test_time_mirroring", True)), device=dev,
+                                    verbose=False, allow_tqdm=False)
         predictor.manual_initialization(
             trainer.network, trainer.plans_manager, trainer.configuration_manager,
             [trainer.network.state_dict()], dataset_json, trainer_class.__name__,
@@ -159,6 +159,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         "device": str(dev),
         "epochs": int(nnunet_cfg["epochs"]),
         "iterations_per_epoch": int(nnunet_cfg["iterations_per_epoch"]),
+        "test_time_mirroring": bool(nnunet_cfg.get("test_time_mirroring", True)),
         "patch_size": [int(s) for s in trainer.configuration_manager.patch_size],
         "batch_size": int(trainer.configuration_manager.batch_size),
         "parameters": int(n_params),
@@ -169,44 +170,41 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
     return info
 
 
-def score_predictions(predictions_dir, raw_dataset, test_set: str, class_names: list[str]) -> dict:
-    """usseg's metrics of nnU-Net's predictions of one test set against the exported labels.
+def is_installed() -> bool:
+    """Whether nnunetv2 can be imported here (the `nnunet` extra, tools/install-nnunet.py)."""
+    return importlib.util.find_spec("nnunetv2") is not None
 
-    Per image Dice per class (usseg.metrics conventions); per class each
-    subject's mean over its images where the class is present, then the mean
-    over subjects with its t interval (usseg.intervals), as usseg's evaluation.
+
+NOT_INSTALLED = ("nnU-Net reference not installed: nnunetv2 cannot be imported in this environment. `make install` "
+                 "installs it (tools/install-nnunet.py); then re-run `snakemake report`.")
+
+
+def reference_runs(nnunet_cfg: dict) -> bool:
+    """Whether the report runs the reference: switched on (`nnunet.enabled`) and nnunetv2 installed."""
+    return bool(nnunet_cfg.get("enabled", True)) and is_installed()
+
+
+def reference_experiment(image_size) -> dict:
+    """The experiment entry evaluation needs for the nnU-Net reference: every palette class, no post-processing.
+
+    `image_size` only sizes evaluation's preprocessing, which nnU-Net's
+    full-resolution predictions do not go through.
     """
-    raw_dataset = Path(raw_dataset)
-    cases = pd.read_csv(raw_dataset / "cases.csv", dtype=str, keep_default_na=False)
-    cases = cases[cases["split"] == test_set].sort_values("case_id")
-    fg = list(range(1, len(class_names)))
-    dices, presents = [], []
-    for case in cases["case_id"]:
-        pred_path = Path(predictions_dir) / test_set / f"{case}{FILE_ENDING}"
-        if not pred_path.is_file():
-            raise FileNotFoundError(f"{pred_path}: nnU-Net prediction missing; re-run the reference.")
-        pred = np.asarray(Image.open(pred_path))
-        ref = np.asarray(Image.open(raw_dataset / "labelsTs" / test_set / f"{case}{FILE_ENDING}"))
-        dices.append(metrics.dice_per_class(pred, ref, fg))
-        presents.append(metrics.present_per_class(ref, fg))
-    dice = np.array(dices).reshape(len(cases), len(fg))
-    present = np.array(presents).reshape(len(cases), len(fg))
-    subjects = cases["subject_id"].tolist()
-    _, per_subject = metrics.subject_means(dice, present, subjects)
-    per_class = [intervals.subject_mean_interval(per_subject[:, j]) for j in range(len(fg))]
-    class_dice = np.array([np.nan if r["estimate"] is None else r["estimate"] for r in per_class])
+    return {"name": "nnunet", "model": {"name": "nnunet"}, "classes": "all",
+            "image_size": [int(s) for s in image_size], "postprocess": {"largest_component": False}}
 
-    def num(v):
-        return float(v) if np.isfinite(v) else None
 
-    return {
-        "model": "nnunet",
-        "test_set": test_set,
-        "n_images": len(cases),
-        "n_subjects": len(set(subjects)),
-        "dice": {c: num(v) for c, v in zip(class_names[1:], class_dice)},
-        "dice_mean_foreground": num(metrics.nanmean_or_nan(class_dice)),
-        "aggregation": "subject",
-        "ci95": {c: r["ci95"] for c, r in zip(class_names[1:], per_class)},
-        "unstable": metrics.is_unstable(len(set(subjects))),
-    }
+def evaluate_predictions(predictions_dir, test_set: str, dataset_cfg: dict, data_root, manifest_csv, splits_csv,
+                         labels_dir, out_dir, evaluation: dict, test_sets, image_size) -> dict:
+    """Score nnU-Net's predictions of `test_set` with usseg's own evaluation (usseg.evaluate).
+
+    The same subjects, label maps, metrics, intervals and outputs as a usseg
+    experiment's evaluation; summary.json has `experiment` and `model` "nnunet".
+    """
+    from usseg.config import class_names
+    from usseg.evaluate import FilesPredictor, evaluate_experiment
+
+    exp = reference_experiment(image_size)
+    predictor = FilesPredictor(Path(predictions_dir) / test_set, class_names(dataset_cfg), exp["image_size"])
+    return evaluate_experiment(exp, dataset_cfg, data_root, manifest_csv, splits_csv, labels_dir, None, test_set,
+                               out_dir, evaluation=evaluation, test_sets=test_sets, predictor=predictor)

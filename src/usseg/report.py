@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from usseg import pipeline_report
 from usseg.errors import UssegError
 from usseg.provenance import code_version, library_versions, sha256_file
 
@@ -555,7 +556,9 @@ class _Report:
     # -- sections
 
     def render(self) -> str:
-        body = [self.header(), self.verdict(), self.dataset(), self.domain_shift(), self.labels(),
+        pipeline = pipeline_report.render_html(  # the verdict's "Pipeline ruled out?" part
+            self.config, self.results, lambda i, title, rel: self.prov_link(self.artifact(i, "table", title, [rel])))
+        body = [self.header(), self.verdict(), pipeline, self.dataset(), self.domain_shift(), self.labels(),
                 self.experiments_section(), self.provenance_section(), self.config_section()]
         css = resources.files("usseg").joinpath("templates/report.css").read_text()
         js = resources.files("usseg").joinpath("templates/report.js").read_text()

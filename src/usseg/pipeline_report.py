@@ -1,0 +1,257 @@
+"""The report's "Pipeline ruled out?" part: the sanity checks and usseg's models beside the nnU-Net reference.
+
+`pipeline_context` reads the run's outputs under results/ and returns a plain
+dict; `render_html` renders it with templates/pipeline_checks.html.j2. Nothing
+here is typed in: every status, difference and sentence is computed from
+these files.
+
+- results/sanity/{experiment}.json for every network experiment and
+  results/sanity/label_round_trip.json (usseg.sanity): PASS/FAIL with their
+  numbers and thresholds.
+- results/nnunet/eval/{test_set}/summary.json (usseg's own evaluation of
+  nnU-Net's predictions) and results/nnunet/reference.json (its schedule).
+- results/experiments/{experiment}/eval/{test_set}/summary.json.
+
+The comparison is paired on subjects: per test subject, a model's score is
+its mean Dice over the experiment's foreground classes (those of the
+experiment's `mean_foreground`), the same classes for both models;
+the difference usseg - nnU-Net has a paired t interval over subjects
+(usseg.remedies.gap_stats.paired_delta; no interval below 3 subjects).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from usseg.config import resolve_experiment
+from usseg.nnunet_reference import NOT_INSTALLED, is_installed
+from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
+
+TEMPLATE = "templates/pipeline_checks.html.j2"
+SANITY_DIR = "sanity"
+NNUNET_EVAL = "nnunet/eval"
+REFERENCE_INFO = "nnunet/reference.json"
+NOT_RUN = "NOT RUN"
+
+
+def sanity_experiments(config: dict) -> list[str]:
+    """The experiments the training checks run for: every network (the random forest has no training loop)."""
+    return [e for e in config["experiments"] if resolve_experiment(config, e)["model"]["name"] != "random_forest"]
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _num(v) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def sanity_part(config: dict, results: Path) -> dict:
+    """PASS/FAIL of each check with its numbers; NOT RUN for a missing result file."""
+    rows = []
+    for exp in sanity_experiments(config):
+        rel = f"{SANITY_DIR}/{exp}.json"
+        data = _load(results / rel)
+        if data is None:
+            rows.append({"experiment": exp, "status": NOT_RUN, "file": rel})
+            continue
+        o, s = data["overfit"], data["shuffled_label"]
+        rows.append({
+            "experiment": exp, "status": data["status"], "file": rel,
+            "overfit": {"status": o["status"], "dice": o["dice_mean"], "threshold": o["min_dice"],
+                        "images": o["images"], "subjects": o["subjects"], "epochs": o["epochs"]},
+            "shuffled": {"status": s["status"], "dice": s["dice_mean_last_epoch"], "chance": s["chance_dice_mean"],
+                         "above": s["dice_above_chance"], "threshold": s["max_dice_above_chance"],
+                         "val_images": s["val_images"], "val_subjects": s["val_subjects"], "epochs": s["epochs"]},
+        })
+    rel = f"{SANITY_DIR}/label_round_trip.json"
+    rt = _load(results / rel)
+    round_trip = {"status": NOT_RUN, "file": rel} if rt is None else {
+        "status": rt["status"], "file": rel, "images": rt["images"], "subjects": rt["subjects"],
+        "worst_mismatch": rt["worst_mismatch"], "threshold": rt["max_mismatch"], "failures": len(rt["failures"]),
+        "message": rt["message"]}
+    statuses = [r["status"] for r in rows] + [round_trip["status"]]
+    overall = "FAIL" if "FAIL" in statuses else (NOT_RUN if NOT_RUN in statuses else "PASS")
+    return {"status": overall, "experiments": rows, "round_trip": round_trip}
+
+
+def _modality_domain(config: dict, test_set: str) -> str | None:
+    for m, spec in config["dataset"]["modalities"].items():
+        if test_set.lower() == f"test_{m.lower()}":
+            return spec.get("domain")
+    return None
+
+
+def subject_scores(summary: dict, classes: list[str]) -> dict[str, float]:
+    """subject -> mean Dice over `classes` of summary.json's per_subject (NaN where none is scored)."""
+    out = {}
+    for subject, per_class in (summary.get("per_subject") or {}).items():
+        values = [per_class.get(c) for c in classes]
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        out[subject] = sum(values) / len(values) if values else math.nan
+    return out
+
+
+def comparison_rows(config: dict, results: Path, reference: dict[str, dict]) -> list[dict]:
+    """One row per usseg experiment and test set: usseg, nnU-Net and the paired difference on the same subjects."""
+    rows = []
+    for exp in config["experiments"]:
+        for ts in config["test_sets"]:
+            ours = _load(results / f"experiments/{exp}/eval/{ts}/summary.json")
+            ref = reference.get(ts)
+            if ours is None or ref is None:
+                continue
+            classes = list((ours.get("mean_foreground") or {}).get("classes") or ours.get("dice") or [])
+            d = paired_delta(subject_scores(ref, classes), subject_scores(ours, classes))
+            has_ci = d.n_subjects >= MIN_SUBJECTS_FOR_INTERVAL
+            rows.append({
+                "experiment": exp, "test_set": ts, "domain": _modality_domain(config, ts),
+                "classes": classes, "n_subjects": d.n_subjects,
+                "usseg": _num(d.value), "nnunet": _num(d.baseline), "delta": _num(d.delta),
+                "ci": [_num(d.ci_lo), _num(d.ci_hi)] if has_ci else None, "method": d.method,
+            })
+    return rows
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
+def _ci(row: dict) -> str:
+    if row["ci"] is None:
+        return f"no interval: {row['n_subjects']} subjects"
+    return f"95% CI {row['ci'][0]:+.2f} to {row['ci'][1]:+.2f}, {row['n_subjects']} subjects"
+
+
+FULL_SCHEDULE = (1000, 250)  # nnU-Net's own epochs and iterations per epoch
+SHORT_CAVEAT = (" (against a short nnU-Net schedule, a sanity reference that is itself undertrained: this cannot "
+                "rule the pipeline out until the full schedule has run, e.g. configs/article.yaml)")
+
+
+def is_short_schedule(info: dict | None) -> bool:
+    """Whether the reference trained for less than nnU-Net's own schedule (unknown counts as short)."""
+    if not info:
+        return True
+    return int(info.get("epochs", 0)) * int(info.get("iterations_per_epoch", 0)) < FULL_SCHEDULE[0] * FULL_SCHEDULE[1]
+
+
+def statements(rows: list[dict], within: float, short_schedule: bool = False) -> list[dict]:
+    """What follows, per experiment with a synthetic and a real test set: pipeline or data?
+
+    "Within `within` of nnU-Net on simulator images" needs the difference's
+    interval inside +-within, "above" and "below" the whole interval beyond
+    it (with no interval, below 3 subjects, no conclusion); "both fall"
+    compares each model's simulator-to-real change.
+    """
+    out = []
+    by_exp: dict[str, dict[str, list[dict]]] = {}
+    for r in rows:
+        by_exp.setdefault(r["experiment"], {}).setdefault(r["domain"], []).append(r)
+    for exp, domains in by_exp.items():
+        for sim in domains.get("synthetic", []):
+            for real in domains.get("real", []):
+                if None in (sim["delta"], real["usseg"], real["nnunet"], sim["usseg"], sim["nnunet"]):
+                    continue
+                bound = sim["ci"] if sim["ci"] is not None else [sim["delta"], sim["delta"]]
+                ours_drop = sim["usseg"] - real["usseg"]
+                ref_drop = sim["nnunet"] - real["nnunet"]
+                where = f"({sim['test_set']}: {_fmt(sim['delta'])}, {_ci(sim)})"
+                if sim["ci"] is None:
+                    verdict = "undecided"
+                    text = (f"{exp} against nnU-Net on simulator images {where}: too few test subjects for an "
+                            "interval, so the comparison cannot say whether the pipeline or the data limits it.")
+                elif bound[1] < -within:
+                    verdict = "pipeline"
+                    text = (f"{exp} is below nnU-Net on simulator images {where}: on the same data and split "
+                            "nnU-Net does better, so the pipeline leaves Dice on the table; fix it before blaming "
+                            "the data.")
+                elif bound[0] < -within or (bound[1] > within and bound[0] <= within):
+                    verdict = "undecided"
+                    text = (f"{exp} against nnU-Net on simulator images {where}: the interval is too wide to "
+                            f"tell whether it is within {within:.2f}: more test subjects are needed.")
+                else:
+                    head = (f"{exp} is within {within:.2f} Dice of nnU-Net on simulator images {where}"
+                            if bound[1] <= within else f"{exp} is above nnU-Net on simulator images {where}")
+                    if ref_drop > within and ours_drop > within:
+                        verdict = "data"
+                        text = (f"{head}, and both fall on real images ({real['test_set']}): {exp} by "
+                                f"{ours_drop:.2f}, nnU-Net by {ref_drop:.2f}. The bottleneck is the data, not the "
+                                "pipeline.")
+                    elif ours_drop > within:
+                        verdict = "pipeline"
+                        text = (f"{head}, but on real images ({real['test_set']}) {exp} falls by {ours_drop:.2f} "
+                                f"and nnU-Net only by {ref_drop:.2f}: the real-image gap is usseg's, not the data's.")
+                    else:
+                        verdict = "neither"
+                        text = (f"{head}, and neither falls by more than {within:.2f} on real images "
+                                f"({real['test_set']}): {exp} by {ours_drop:.2f}, nnU-Net by {ref_drop:.2f}.")
+                if short_schedule and verdict in ("data", "neither"):
+                    text = text[:-1] + SHORT_CAVEAT + "."
+                out.append({"experiment": exp, "verdict": verdict, "text": text})
+    return out
+
+
+def nnunet_part(config: dict, results: Path) -> dict:
+    """The reference's state (ran, switched off, not installed, not run yet), its schedule and summaries."""
+    cfg = config.get("nnunet", {})
+    summaries = {ts: _load(results / f"{NNUNET_EVAL}/{ts}/summary.json") for ts in config["test_sets"]}
+    summaries = {ts: s for ts, s in summaries.items() if s is not None}
+    if not cfg.get("enabled", True):
+        state, note = "disabled", ("nnU-Net reference switched off (nnunet.enabled: false in the config); set it to "
+                                   "true to compare usseg with nnU-Net on the same subjects.")
+    elif not is_installed():
+        state, note = "not_installed", NOT_INSTALLED
+    elif len(summaries) < len(config["test_sets"]):
+        state, note = "not_run", "nnU-Net reference not run yet: `snakemake nnunet_reference` (or `snakemake report`)."
+    else:
+        state, note = "ran", ""
+    info = _load(results / REFERENCE_INFO) if state == "ran" else None
+    return {"state": state, "note": note, "info": info,
+            "files": [f"{NNUNET_EVAL}/{ts}/summary.json" for ts in summaries] if state == "ran" else [],
+            "summaries": summaries if state == "ran" else {}}
+
+
+def pipeline_context(config: dict, results) -> dict:
+    """Everything the "Pipeline ruled out?" part shows, computed from the files under `results`."""
+    results = Path(results)
+    within = float(config.get("nnunet", {}).get("within_dice", 0.05))
+    sanity = sanity_part(config, results)
+    nnunet = nnunet_part(config, results)
+    rows = comparison_rows(config, results, nnunet["summaries"])
+    said = statements(rows, within, short_schedule=is_short_schedule(nnunet["info"]))
+    verdicts = {s["verdict"] for s in said}
+    if sanity["status"] == "FAIL":
+        answer = "No: a sanity check FAILs, so the pipeline is not ruled out; fix it before reading the data's numbers."
+    elif sanity["status"] == NOT_RUN:
+        answer = "Not yet: some sanity checks have not run (`snakemake sanity_checks`)."
+    elif "pipeline" in verdicts:
+        answer = "No: the sanity checks PASS, but nnU-Net does better on the same subjects (below)."
+    elif said and verdicts <= {"data", "neither"} and not is_short_schedule(nnunet["info"]):
+        answer = "Yes: the sanity checks PASS and usseg is within reach of nnU-Net on the same subjects."
+    elif said and verdicts <= {"data", "neither"}:
+        answer = ("As far as a short nnU-Net run can tell: the sanity checks PASS and usseg is within reach of "
+                  "the short reference; run nnU-Net's full schedule to rule the pipeline out.")
+    else:
+        answer = "Partly: the sanity checks PASS; the nnU-Net comparison below does not settle it."
+    return {"answer": answer, "sanity": sanity, "nnunet": nnunet, "comparison": rows, "statements": said,
+            "within_dice": within, "min_subjects_for_interval": MIN_SUBJECTS_FOR_INTERVAL}
+
+
+def render_html(config: dict, results, link: Callable[[str, str, str], str] | None = None) -> str:
+    """The part as HTML. `link(base_id, title, rel_path)` returns the markup of a provenance link (optional)."""
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    template = env.from_string(resources.files("usseg").joinpath(TEMPLATE).read_text())
+
+    def prov(base_id: str, title: str, rel: str) -> Markup:
+        return Markup(link(base_id, title, rel)) if link is not None else Markup("")
+
+    return template.render(ctx=pipeline_context(config, results), prov=prov)

@@ -1,0 +1,143 @@
+"""The report's "Pipeline ruled out?" part: sanity statuses, the paired nnU-Net comparison, the statement."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from test_train import tiny_config
+from usseg import pipeline_report
+from usseg.pipeline_report import pipeline_context, render_html, statements, subject_scores
+
+SUBJECTS = ["s1", "s2", "s3", "s4"]
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _summary(per_subject: dict[str, dict[str, float]], classes: list[str]) -> dict:
+    return {"per_subject": per_subject, "mean_foreground": {"classes": classes}, "dice": dict.fromkeys(classes)}
+
+
+def _sanity(exp: str, overfit: float = 0.95, shuffled: float = 0.2, chance: float = 0.25) -> dict:
+    above = shuffled - chance
+    return {"experiment": exp, "status": "PASS" if overfit >= 0.8 and above <= 0.1 else "FAIL",
+            "overfit": {"status": "PASS" if overfit >= 0.8 else "FAIL", "dice_mean": overfit, "min_dice": 0.8,
+                        "images": 4, "subjects": 4, "epochs": 500},
+            "shuffled_label": {"status": "PASS" if above <= 0.1 else "FAIL", "dice_mean_last_epoch": shuffled,
+                               "chance_dice_mean": chance, "dice_above_chance": above, "max_dice_above_chance": 0.1,
+                               "val_images": 32, "val_subjects": 2, "epochs": 8}}
+
+
+def _run(tmp_path, ours: dict[str, float], ref: dict[str, float], *, overfit=0.95, installed=True,
+         monkeypatch=None, enabled=True):
+    """A results tree: the sanity JSONs, one experiment (liver) and nnU-Net, per test set subject -> Dice."""
+    cfg = tiny_config()
+    cfg["experiments"] = {"liver_unet": {"classes": ["liver"]}}
+    cfg["test_sets"] = ["test_aus", "test_rus"]
+    cfg["nnunet"] = {"enabled": enabled, "within_dice": 0.05}
+    res = tmp_path / "results"
+    _write(res / "sanity/liver_unet.json", _sanity("liver_unet", overfit=overfit))
+    _write(res / "sanity/label_round_trip.json", {"status": "PASS", "images": 10, "subjects": 5,
+                                                  "worst_mismatch": 0.0, "max_mismatch": 0.001, "failures": [],
+                                                  "message": "ok"})
+    for ts in cfg["test_sets"]:
+        shift = 0.0 if ts == "test_aus" else 0.3  # both models lose 0.3 on real images
+        _write(res / f"experiments/liver_unet/eval/{ts}/summary.json",
+               _summary({s: {"liver": ours[s] - shift} for s in SUBJECTS}, ["liver"]))
+        _write(res / f"nnunet/eval/{ts}/summary.json",
+               _summary({s: {"liver": ref[s] - shift, "bone": 0.1} for s in SUBJECTS}, ["liver", "bone"]))
+    if monkeypatch is not None:
+        monkeypatch.setattr(pipeline_report, "is_installed", lambda: installed)
+    return cfg, res
+
+
+def test_subject_scores_average_the_experiments_classes():
+    s = _summary({"a": {"liver": 0.8, "bone": 0.2}, "b": {"liver": None, "bone": 0.4}, "c": {"liver": None}},
+                 ["liver", "bone"])
+    scores = subject_scores(s, ["liver", "bone"])
+    assert scores["a"] == pytest.approx(0.5) and scores["b"] == pytest.approx(0.4) and math.isnan(scores["c"])
+
+
+def test_close_to_nnunet_and_both_fall_says_the_data(tmp_path, monkeypatch):
+    ours = {"s1": 0.80, "s2": 0.82, "s3": 0.79, "s4": 0.81}
+    ref = {"s1": 0.81, "s2": 0.81, "s3": 0.80, "s4": 0.80}
+    cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch)
+    ctx = pipeline_context(cfg, res)
+    assert ctx["sanity"]["status"] == "PASS" and ctx["nnunet"]["state"] == "ran"
+    sim = next(r for r in ctx["comparison"] if r["test_set"] == "test_aus")
+    # Paired on subjects: the mean difference of the per-subject differences, with a t interval over 4 subjects.
+    assert sim["delta"] == pytest.approx(0.0) and sim["n_subjects"] == 4 and sim["ci"] is not None
+    assert sim["classes"] == ["liver"]  # nnU-Net's bone does not enter the liver experiment's comparison
+    (st,) = ctx["statements"]
+    assert st["verdict"] == "data" and "bottleneck is the data" in st["text"] and "0.30" in st["text"]
+    # No reference.json here: the schedule is unknown, so the statement carries the short-run caveat.
+    assert "short nnU-Net schedule" in st["text"] and ctx["answer"].startswith("As far as a short")
+    _write(res / "nnunet/reference.json", {"epochs": 1000, "iterations_per_epoch": 250, "parameters": 2e7,
+                                           "patch_size": [160, 160], "batch_size": 7, "device": "cuda"})
+    ctx = pipeline_context(cfg, res)
+    assert ctx["answer"].startswith("Yes") and "short" not in ctx["statements"][0]["text"]
+    assert "1000 epoch(s) of 250 iterations on cuda" in " ".join(render_html(cfg, res).split())
+
+
+def test_clearly_below_nnunet_says_the_pipeline(tmp_path, monkeypatch):
+    ours = {"s1": 0.50, "s2": 0.52, "s3": 0.49, "s4": 0.51}
+    ref = {"s1": 0.81, "s2": 0.81, "s3": 0.80, "s4": 0.80}
+    cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch)
+    ctx = pipeline_context(cfg, res)
+    (st,) = ctx["statements"]
+    assert st["verdict"] == "pipeline" and "below nnU-Net" in st["text"] and ctx["answer"].startswith("No")
+
+
+def test_a_wide_interval_is_undecided_and_two_subjects_get_none():
+    rows = [{"experiment": "e", "test_set": "test_aus", "domain": "synthetic", "delta": 0.0, "ci": [-0.3, 0.3],
+             "n_subjects": 4, "usseg": 0.8, "nnunet": 0.8},
+            {"experiment": "e", "test_set": "test_rus", "domain": "real", "delta": 0.0, "ci": None,
+             "n_subjects": 2, "usseg": 0.5, "nnunet": 0.5}]
+    (st,) = statements(rows, 0.05)
+    assert st["verdict"] == "undecided" and "more test subjects" in st["text"]
+
+
+def test_a_failed_sanity_check_is_not_ruled_out(tmp_path, monkeypatch):
+    same = dict.fromkeys(SUBJECTS, 0.8)
+    cfg, res = _run(tmp_path, same, same, overfit=0.3, monkeypatch=monkeypatch)
+    ctx = pipeline_context(cfg, res)
+    assert ctx["sanity"]["status"] == "FAIL" and ctx["answer"].startswith("No: a sanity check FAILs")
+    html = render_html(cfg, res)
+    assert "FAIL" in html and "0.300" in html
+
+
+def test_not_installed_and_switched_off_say_so(tmp_path, monkeypatch):
+    same = dict.fromkeys(SUBJECTS, 0.8)
+    cfg, res = _run(tmp_path, same, same, installed=False, monkeypatch=monkeypatch)
+    ctx = pipeline_context(cfg, res)
+    assert ctx["nnunet"]["state"] == "not_installed" and not ctx["comparison"]
+    assert "nnU-Net reference not installed" in render_html(cfg, res)
+    cfg["nnunet"]["enabled"] = False
+    assert "switched off" in render_html(cfg, res)
+
+
+def test_missing_sanity_results_are_not_run_and_html_is_escaped(tmp_path, monkeypatch):
+    same = dict.fromkeys(SUBJECTS, 0.8)
+    cfg, res = _run(tmp_path, same, same, monkeypatch=monkeypatch)
+    (res / "sanity/liver_unet.json").unlink()
+    cfg["experiments"] = {"<b>x</b>": {"classes": ["liver"]}}
+    html = render_html(cfg, res)
+    assert "NOT RUN" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+
+
+def test_far_above_the_reference_is_not_within_it():
+    rows = [{"experiment": "e", "test_set": "test_aus", "domain": "synthetic", "delta": 0.59, "ci": [0.5, 0.68],
+             "n_subjects": 4, "usseg": 0.8, "nnunet": 0.21},
+            {"experiment": "e", "test_set": "test_rus", "domain": "real", "delta": 0.3, "ci": None,
+             "n_subjects": 2, "usseg": 0.5, "nnunet": 0.2}]
+    (st,) = statements(rows, 0.05)
+    assert "above nnU-Net" in st["text"] and "within" not in st["text"].split(":")[0]
+    assert st["verdict"] == "pipeline"  # only usseg falls on real images
+    rows[0]["ci"], rows[0]["n_subjects"] = None, 2
+    (st,) = statements(rows, 0.05)
+    assert st["verdict"] == "undecided" and "no interval: 2 subjects" in st["text"]
