@@ -257,6 +257,8 @@ def test_remedy_not_in_training_loop_is_refused(cfg):
 
 def test_bn_adapt_needs_batch_norm(cfg):
     cfg["experiments"]["liver_rf"]["remedy"] = {"name": "bn_adapt"}
+    expect_error(cfg, "experiments.liver_rf.remedy", "random forest")
+    cfg["experiments"]["liver_rf"] = {"classes": ["liver"], "model": {"norm": "instance"}, "remedy": {"name": "bn_adapt"}}
     expect_error(cfg, "experiments.liver_rf.remedy", "batch")
 
 

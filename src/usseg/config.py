@@ -440,6 +440,8 @@ def check_gap_study(config: dict, source: str = "config.yaml") -> None:
                 f"{where}.remedy.name = {remedy.name!r} is not run by the training loop yet (only "
                 f"{', '.join(TRAINABLE_REMEDIES)}); remove this experiment or pick one of those."
             )
+        if remedy.name != "none" and exp["model"]["name"] == "random_forest":
+            raise ConfigError(f"{where}.remedy: the random forest does not run remedies; use a network experiment.")
         if remedy.name == "bn_adapt" and (exp["model"]["name"] == "random_forest" or exp["model"].get("norm") != "batch"):
             raise ConfigError(
                 f"{where}.remedy: bn_adapt re-estimates batch-norm statistics; it needs a network with "
