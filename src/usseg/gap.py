@@ -211,7 +211,7 @@ def gap_closure(baseline: str, remedies: Sequence[str], eval_dirs: Mapping[tuple
     return gap_stats.gap_closure_table(rows)
 
 
-def when_to_stop(closure: pd.DataFrame, baseline_eval_dir, eval_dirs: Mapping[tuple[str, str], str | Path],
+def when_to_stop(baseline_eval_dir, eval_dirs: Mapping[tuple[str, str], str | Path],
                  baseline: str, remedies: Sequence[str], target_test_set: str, study: Mapping) -> dict:
     """"When to stop" on the real test set's Dice: the smallest detectable change with the labeled
     real subjects at hand, and the subjects a change of gap_study.change_to_detect needs.
@@ -326,7 +326,7 @@ def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings:
     target = f"test_{str(config['dataset']['target_modality']).lower()}"
     if target not in test_sets:
         raise DataError(f"gap study: the target test set {target} is not in test_sets ({', '.join(test_sets)}).")
-    stop = when_to_stop(closure, dirs[(baseline, target)], dirs, baseline, remedies, target, study)
+    stop = when_to_stop(dirs[(baseline, target)], dirs, baseline, remedies, target, study)
     Path(stop_json).write_text(json.dumps(_finite(stop), indent=2, allow_nan=False) + "\n")
 
 
