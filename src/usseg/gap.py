@@ -177,6 +177,27 @@ def learning_curve_table(curve_eval_dirs: Mapping[tuple[str, str], str | Path]) 
     return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
 
 
+# gap_closure.csv's remedy name of "adding real labels": each held-out subject's LOSO score
+# against the baseline's score on the same subject.
+LOSO_REMEDY = "loso_real_labels"
+
+
+def loso_rows(loso: pd.DataFrame, baseline_scores: pd.DataFrame, target_test_set: str) -> list[dict]:
+    """gap_closure rows of adding real labels: LOSO held-out scores paired with the baseline's on the same
+    subjects (the baseline was trained without any real label)."""
+    rows = []
+    for metric in METRICS:
+        held = pd.Series(loso[metric].to_numpy(float), index=loso["held_out_subject"].astype(str))
+        base = _series(baseline_scores, metric)
+        missing = sorted(set(held.index) - set(base.index))
+        if missing:
+            raise DataError(f"gap study: held-out subject(s) {', '.join(missing)} are not in the baseline's "
+                            f"{target_test_set} evaluation; LOSO and baseline must share the real test subjects.")
+        comparison = gap_stats.paired_delta(base[held.index], held)
+        rows.append(gap_stats.gap_closure_row(LOSO_REMEDY, target_test_set, metric, comparison))
+    return rows
+
+
 def training_seconds(timing_csv) -> float:
     """The training's seconds: the sum over its epochs in timing.csv."""
     timing = pd.read_csv(timing_csv)
@@ -320,10 +341,14 @@ def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings:
     seconds = {e: training_seconds(p) for e, p in timings.items()}
     domain = {e: json.loads(Path(p).read_text()) for e, p in domain_files.items()}
     closure = gap_closure(baseline, remedies, dirs, test_sets, seconds, domain)
-    _csv(closure, closure_csv)
-    _csv(loso_table(loso_dirs), loso_csv)
-    _csv(learning_curve_table({(f, t): d for f, t, d in curve_dirs}), curve_csv)
+    loso = loso_table(loso_dirs)
     target = f"test_{str(config['dataset']['target_modality']).lower()}"
+    if len(loso) and (baseline, target) in dirs:
+        closure = gap_stats.gap_closure_table([*closure.to_dict("records"),
+                                               *loso_rows(loso, subject_scores(dirs[(baseline, target)]), target)])
+    _csv(closure, closure_csv)
+    _csv(loso, loso_csv)
+    _csv(learning_curve_table({(f, t): d for f, t, d in curve_dirs}), curve_csv)
     if target not in test_sets:
         raise DataError(f"gap study: the target test set {target} is not in test_sets ({', '.join(test_sets)}).")
     stop = when_to_stop(dirs[(baseline, target)], dirs, baseline, remedies, target, study)

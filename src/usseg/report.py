@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from usseg import gap_report
 from usseg.errors import UssegError
 from usseg.provenance import code_version, library_versions, sha256_file
 
@@ -556,7 +557,8 @@ class _Report:
 
     def render(self) -> str:
         body = [self.header(), self.verdict(), self.dataset(), self.domain_shift(), self.labels(),
-                self.experiments_section(), self.provenance_section(), self.config_section()]
+                self.experiments_section(), gap_report.render_gap_section(self.config, self.results),
+                self.provenance_section(), self.config_section()]
         css = resources.files("usseg").joinpath("templates/report.css").read_text()
         js = resources.files("usseg").joinpath("templates/report.js").read_text()
         title = self.config.get("report", {}).get("title", "usseg report")
