@@ -185,6 +185,17 @@ def gap_loso_summaries(wildcards):
 GAP_EVALUATED = [GAP_BASELINE, *GAP_REMEDIES] if GAP_ENABLED else []
 
 
+def gap_curve_dir(fraction, test_set):
+    """A learning-curve share's evaluation; the whole share is the baseline itself (same split,
+    settings and seed), so it is not trained twice."""
+    if float(fraction) == 1.0:
+        return f"{RESULTS}/experiments/{GAP_BASELINE}/eval/{test_set}"
+    return f"{GAP}/curve/{fraction}/eval/{test_set}"
+
+
+GAP_CURVE_DIRS = [[f, t, gap_curve_dir(f, t)] for f in GAP_FRACTIONS for t in TEST_SETS]
+
+
 rule gap_summary:
     input:
         evaluated=expand(
@@ -193,11 +204,7 @@ rule gap_summary:
         timings=expand(rules.train.output.timing, experiment=GAP_EVALUATED),
         domain=expand(rules.gap_domain.output.auc, experiment=GAP_REMEDIES),
         loso=gap_loso_summaries,
-        curve=expand(
-            f"{GAP}/curve/{{fraction}}/eval/{{test_set}}/summary.json",
-            fraction=GAP_FRACTIONS,
-            test_set=TEST_SETS,
-        ),
+        curve=[f"{d}/summary.json" for _, _, d in GAP_CURVE_DIRS],
         code=code_of("../scripts/gap_summary.py"),
     output:
         loso=f"{GAP}/loso.csv",
@@ -218,11 +225,7 @@ rule gap_summary:
         timings={e: f"{RESULTS}/experiments/{e}/timing.csv" for e in GAP_EVALUATED},
         domain_files={e: f"{GAP}/domain/{e}.json" for e in GAP_REMEDIES},
         loso_dirs=gap_loso_dirs,
-        curve_dirs=[
-            [f, t, f"{GAP}/curve/{f}/eval/{t}"]
-            for f in GAP_FRACTIONS
-            for t in TEST_SETS
-        ],
+        curve_dirs=GAP_CURVE_DIRS,
     script:
         "../scripts/gap_summary.py"
 

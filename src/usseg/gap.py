@@ -346,6 +346,7 @@ def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings:
     if len(loso) and (baseline, target) in dirs:
         closure = gap_stats.gap_closure_table([*closure.to_dict("records"),
                                                *loso_rows(loso, subject_scores(dirs[(baseline, target)]), target)])
+    closure["n_subjects"] = closure["n_subjects"].astype("Int64")  # a count: no "4.0"; empty where none
     _csv(closure, closure_csv)
     _csv(loso, loso_csv)
     _csv(learning_curve_table({(f, t): d for f, t, d in curve_dirs}), curve_csv)
