@@ -96,7 +96,7 @@ def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str
         meaning = {
             "improving": "more simulator subjects still help",
             "worse": "the last step made things worse",
-            "no detectable change": "no detectable change (more simulator data may not help; the interval cannot exclude it)",
+            "no detectable change": "no detectable change, which is not the same as no effect",
             "undetermined": "too few subjects for an interval",
         }[verdict]
         out.append(f"More simulator data, {labels.get(test_set, test_set)}: going from {share} of the simulator "
