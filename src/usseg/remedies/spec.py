@@ -327,7 +327,7 @@ def augmentation_transforms(extras: AugmentationExtras, image_size: Sequence[int
 class GapStudy:
     """The top-level `gap_study` block."""
 
-    enabled: bool = True
+    enabled: bool = False  # as config.yaml: the study is off unless asked for
     baseline: str = ""  # the experiment every remedy is compared with ("" = the first experiment)
     learning_curve_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # shares of simulator training subjects
     loso: bool = True
