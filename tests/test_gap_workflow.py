@@ -14,7 +14,7 @@ import yaml
 
 from conftest import TINY_CONFIG, run_snakemake, sibling_copy
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
