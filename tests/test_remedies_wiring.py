@@ -103,3 +103,9 @@ def test_bn_adapt_adapts_for_the_target_test_set_only(tiny, tmp_path):
     before = [m.running_mean.clone() for m in predictor.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     after = [m.running_mean for m in adapted.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert any(not torch.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_fda_and_ultrasound_augmentation_train_end_to_end(tiny, tmp_path):
+    cfg, exp = _exp({"name": "fda", "beta": 0.05}, ultrasound={"acoustic_shadow": {"prob": 0.5}})
+    run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
+    assert (tmp_path / "out" / "model.safetensors").is_file()
