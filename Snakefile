@@ -30,6 +30,7 @@ include: "rules/data.smk"
 include: "rules/diagnostics.smk"
 include: "rules/train.smk"
 include: "rules/pipeline_checks.smk"
+include: "rules/gap.smk"
 include: "rules/report.smk"
 include: "rules/config.smk"
 

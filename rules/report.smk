@@ -30,6 +30,8 @@ rule report:
             rules.split.output.provenance,
             rules.diagnostics.output.provenance,
         ],
+        # results/gap/ when gap_study.enabled (the "What would help" section).
+        gap=gap_outputs(),
         code=code_of("../scripts/report.py"),
     output:
         html=f"{RESULTS}/report/report.html",

@@ -46,6 +46,8 @@ rule train:
         # Outside the rule's outputs on purpose: Snakemake deletes the outputs
         # of a failed job, and this must survive to resume a pre-empted one.
         checkpoint_dir=f"{RESULTS}/checkpoints/{{experiment}}",
+        # The fan of the remedies that act inside it (docs/remedies.md).
+        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/train.py"
 
@@ -89,5 +91,6 @@ rule evaluate:
         # The foreground mean is over the classes scored on every test set.
         test_sets=TEST_SETS,
         out_dir=f"{EXP}/eval/{{test_set}}",
+        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/evaluate.py"

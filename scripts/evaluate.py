@@ -14,4 +14,5 @@ with snakemake_step(snakemake):
         snakemake.params.out_dir,
         evaluation=snakemake.params.evaluation,
         test_sets=snakemake.params.test_sets,
+        fov_threshold=snakemake.params.fov_threshold,
     )

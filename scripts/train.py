@@ -16,4 +16,5 @@ with snakemake_step(snakemake):
         snakemake.input.labels,
         snakemake.params.out_dir,
         snakemake.params.checkpoint_dir,
+        fov_threshold=snakemake.params.fov_threshold,
     )

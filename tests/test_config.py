@@ -167,7 +167,11 @@ def test_an_overlay_replaces_the_experiments_and_merges_the_rest():
 
 def test_article_overlay_has_only_the_article_experiments_and_settings():
     cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
-    assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
+    article = {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
+    # Besides the article's four: one experiment per remedy of the gap study, none from config.yaml.
+    remedies = set(cfg["experiments"]) - article
+    assert article <= set(cfg["experiments"]) and cfg["gap_study"]["enabled"]
+    assert all(n.startswith("multiorgan_") for n in remedies) and len(remedies) == 6
     # config.yaml's liver_unet post-processes; the article's does not.
     assert resolve_experiment(cfg, "liver_unet")["postprocess"]["largest_component"] is False
     tiny = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
@@ -238,3 +242,44 @@ def test_name_length_limit_leaves_room_for_the_suffix(cfg):
     check_name_lengths(cfg, "config.yaml", name_max=29)  # aaa...a.json.tmp: 20 + 9 bytes
     with pytest.raises(ConfigError, match="leaves 19"):
         check_name_lengths(cfg, "config.yaml", name_max=28)
+
+
+# ----------------------------------------------------------------------------- remedies and the gap study
+
+
+def test_remedy_settings_are_checked(cfg):
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "fda", "beta": 0.9}}
+    expect_error(cfg, "experiments.multiorgan_unet")
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "fda", "threshold": 0.5}}
+    expect_error(cfg, "experiments.multiorgan_unet.remedy", "threshold", "fda")
+
+
+def test_remedy_not_in_training_loop_is_refused(cfg):
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher"}}
+    expect_error(cfg, "experiments.multiorgan_unet.remedy.name", "mean_teacher", "not run by the training loop")
+
+
+def test_bn_adapt_needs_batch_norm(cfg):
+    cfg["experiments"]["liver_rf"]["remedy"] = {"name": "bn_adapt"}
+    expect_error(cfg, "experiments.liver_rf.remedy", "random forest")
+    cfg["experiments"]["liver_rf"] = {"classes": ["liver"], "model": {"norm": "instance"}, "remedy": {"name": "bn_adapt"}}
+    expect_error(cfg, "experiments.liver_rf.remedy", "batch")
+
+
+def test_ultrasound_augmentation_keys_are_checked(cfg):
+    cfg["experiments"]["multiorgan_unet"] = {"augmentation": {"ultrasound": {"haze": {"looks": 4}}}}
+    expect_error(cfg, "augmentation.ultrasound.haze", "looks")
+    cfg["experiments"]["multiorgan_unet"] = {"augmentation": {"ultrasound": {"echo": {}}}}
+    expect_error(cfg, "echo")
+
+
+def test_gap_study_baseline_must_be_an_experiment(cfg):
+    cfg["gap_study"] = {"enabled": True, "baseline": "nope"}
+    expect_error(cfg, "gap_study.baseline", "nope", "multiorgan_unet")
+    cfg["gap_study"] = {"enabled": True, "baseline": "liver_rf"}
+    expect_error(cfg, "gap_study.baseline", "random forest")
+
+
+def test_gap_study_fractions_must_increase(cfg):
+    cfg["gap_study"] = {"learning_curve_fractions": [0.5, 0.25]}
+    expect_error(cfg, "gap_study.learning_curve_fractions")

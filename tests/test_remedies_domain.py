@@ -28,13 +28,13 @@ def domains():
 def test_domains_apart_before_and_closer_after_normalisation(domains):
     (src, src_subj), (tgt, tgt_subj) = domains
     norm = spec.harmonisers(spec.FovNormalisation())
-    out = domain_check.domain_auc(src, src_subj, tgt, tgt_subj, *norm, folds=3, n_boot=200)
+    out = domain_check.domain_auc(src, src_subj, tgt, tgt_subj, *norm, folds=3)
     assert out["before"]["possible"] and out["before"]["auc"] > 0.95
     lo, hi = out["before"]["ci95"]
     assert lo <= out["before"]["auc"] <= hi
     assert out["after"]["auc"] < out["before"]["auc"] - 0.2
     assert out["n_source_subjects"] == 6 and out["n_target_subjects"] == 6 and out["n_images"] == 24
-    assert domain_check.domain_auc(src, src_subj, tgt, tgt_subj, folds=3, n_boot=50)["after"] is None
+    assert domain_check.domain_auc(src, src_subj, tgt, tgt_subj, folds=3)["after"] is None
 
 
 def test_histogram_matching_harmoniser_restyles_the_source_only(domains):
@@ -45,7 +45,7 @@ def test_histogram_matching_harmoniser_restyles_the_source_only(domains):
     restyled = source_fn(src)
     assert restyled.shape == src.shape and restyled.min() >= 0 and restyled.max() <= 1
     np.testing.assert_array_equal(source_fn(src), restyled)  # seeded
-    out = domain_check.domain_auc(src, src_subj, tgt, tgt_subj, source_fn, None, folds=3, n_boot=200)
+    out = domain_check.domain_auc(src, src_subj, tgt, tgt_subj, source_fn, None, folds=3)
     assert out["after"]["auc"] < out["before"]["auc"] - 0.2
     assert spec.harmonisers(spec.BatchNormAdaptation()) is None
 
@@ -55,6 +55,6 @@ def test_domain_auc_checks_its_inputs(domains):
     with pytest.raises(ValueError, match="one subject per image"):
         domain_check.domain_auc(src, src_subj[:-1], tgt, tgt_subj)
     with pytest.raises(ValueError, match="changed the shape"):
-        domain_check.domain_auc(src, src_subj, tgt, tgt_subj, lambda x: x[:, :10], folds=3, n_boot=10)
-    one = domain_check.domain_auc(src, ["a"] * len(src), tgt, tgt_subj, folds=3, n_boot=10)
+        domain_check.domain_auc(src, src_subj, tgt, tgt_subj, lambda x: x[:, :10], folds=3)
+    one = domain_check.domain_auc(src, ["a"] * len(src), tgt, tgt_subj, folds=3)
     assert not one["before"]["possible"] and "2 subjects" in one["before"]["why"]

@@ -46,13 +46,21 @@ HEADER = """\
 RUN_RECORDS = ["results/logs", "results/benchmarks"]
 # The workflow's definition and code: a change to any of them may change results.
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src/usseg"]
-# Outputs shown by `dvc metrics show`: (rule, file name).
-METRICS = ("evaluate", "summary.json")
+# Outputs shown by `dvc metrics show`: (rule, file name). The gap study's when
+# to stop is there when gap_study.enabled (docs/remedies.md).
+METRICS = {("evaluate", "summary.json"), ("gap_summary", "when_to_stop.json")}
 # `dvc plots show`: the training histories of rule train, x against y columns.
 HISTORY = ("train", "history.csv")
 PLOTS = [
     {"id": "training_loss", "title": "Training and validation loss", "x": "epoch", "y": ["train_loss", "val_loss"]},
     {"id": "validation_dice", "title": "Validation mean foreground Dice", "x": "epoch", "y": ["val_dice_mean"]},
+    # The gap study's tables (only when gap_study.enabled: otherwise the run has no such output).
+    {"id": "gap_closure", "title": "Change against the baseline (gap_closure.csv)", "x": "remedy", "y": ["delta"],
+     "source": ("gap_summary", "gap_closure.csv")},
+    {"id": "gap_loso", "title": "Leave one real subject out", "x": "held_out_subject", "y": ["dice", "surface_dice"],
+     "source": ("gap_summary", "loso.csv")},
+    {"id": "gap_learning_curve", "title": "Learning curve over simulator subjects", "x": "level", "y": ["mean"],
+     "source": ("gap_summary", "learning_curve.csv")},
 ]
 
 
@@ -91,8 +99,11 @@ def stage_deps(repo: Path) -> list[str]:
 def build(repo: Path) -> dict:
     rows = summary(repo, "--forceall")
     outputs = sorted({(r["rule"], r["output_file"]) for r in rows}, key=lambda ro: ro[1])
-    metrics = [f for rule, f in outputs if (rule, Path(f).name) == METRICS]
-    histories = [f for rule, f in outputs if (rule, Path(f).name) == HISTORY]
+    metrics = [f for rule, f in outputs if (rule, Path(f).name) in METRICS]
+
+    def files_of(source):
+        return [f for rule, f in outputs if (rule, Path(f).name) == source]
+
     outs = [f for _, f in outputs if f not in metrics] + RUN_RECORDS
     stage = {
         "cmd": COMMAND,
@@ -102,8 +113,9 @@ def build(repo: Path) -> dict:
         "metrics": [{f: {"persist": True}} for f in metrics],
     }
     plots = [
-        {p["id"]: {"title": p["title"], "x": p["x"], "y": {f: list(p["y"]) for f in histories}}}
+        {p["id"]: {"title": p["title"], "x": p["x"], "y": {f: list(p["y"]) for f in files}}}
         for p in PLOTS
+        if (files := files_of(p.get("source", HISTORY)))
     ]
     return {"stages": {STAGE: stage}, "plots": plots}
 

@@ -300,6 +300,7 @@ def check_config(config: dict, source: str = "config.yaml") -> dict:
     check_name_lengths(config, source)
     for name in config["experiments"]:
         _check_experiment(config, name, source)
+    check_gap_study(config, source)
     return config
 
 
@@ -418,3 +419,47 @@ def get(config: dict, dotted: str) -> Any:
     for part in dotted.split("."):
         node = node[part]
     return node
+
+
+# Remedies the training loop runs (usseg.train); the semi-supervised ones are
+# implemented in usseg.remedies.semi but not yet wired into the loop.
+TRAINABLE_REMEDIES = ("none", "fov_normalise", "histogram_matching", "fda", "bn_adapt")
+
+
+def check_gap_study(config: dict, source: str = "config.yaml") -> None:
+    """Check every experiment's remedy and augmentation extras, and the gap_study block (docs/remedies.md)."""
+    from usseg.remedies import spec  # late: the remedies import MONAI transforms
+
+    for name in config["experiments"]:
+        exp = resolve_experiment(config, name)
+        where = f"{source}: experiments.{name}"
+        remedy = spec.parse_remedy(exp.get("remedy"), f"{where}.remedy")
+        spec.parse_augmentation_extras(exp.get("augmentation"), f"{where}.augmentation")
+        if remedy.name not in TRAINABLE_REMEDIES:
+            raise ConfigError(
+                f"{where}.remedy.name = {remedy.name!r} is not run by the training loop yet (only "
+                f"{', '.join(TRAINABLE_REMEDIES)}); remove this experiment or pick one of those."
+            )
+        if remedy.name != "none" and exp["model"]["name"] == "random_forest":
+            raise ConfigError(f"{where}.remedy: the random forest does not run remedies; use a network experiment.")
+        if remedy.name == "bn_adapt" and (exp["model"]["name"] == "random_forest" or exp["model"].get("norm") != "batch"):
+            raise ConfigError(
+                f"{where}.remedy: bn_adapt re-estimates batch-norm statistics; it needs a network with "
+                "model.norm: batch (this experiment has none)."
+            )
+    study = spec.parse_gap_study(config.get("gap_study"), f"{source}: gap_study")
+    if study.enabled:
+        if study.baseline and study.baseline not in config["experiments"]:
+            raise ConfigError(
+                f"{source}: gap_study.baseline = {study.baseline!r} is not an experiment; experiments are: "
+                f"{', '.join(sorted(config['experiments']))}."
+            )
+        baseline = gap_baseline(config)
+        if resolve_experiment(config, baseline)["model"]["name"] == "random_forest":
+            raise ConfigError(f"{source}: gap_study.baseline = {baseline!r} is a random forest; pick a network experiment.")
+
+
+def gap_baseline(config: dict) -> str:
+    """The gap study's baseline experiment (gap_study.baseline, or the first experiment)."""
+    name = (config.get("gap_study") or {}).get("baseline") or ""
+    return name or next(iter(config["experiments"]))

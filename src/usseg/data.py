@@ -214,12 +214,17 @@ def _to_plain_tensors(keys) -> EnsureTyped:
 
 
 def build_dataset(
-    records: list[dict], exp: dict, lut: np.ndarray, augment: bool, cache_workers: int | None = None
+    records: list[dict], exp: dict, lut: np.ndarray, augment: bool, cache_workers: int | None = None,
+    remedy: tuple[list, list] = ([], []),
 ) -> CacheDataset:
-    """CacheDataset: deterministic transforms cached once, random ones (if `augment`) per access."""
-    tf = deterministic_transforms(exp, lut)
+    """CacheDataset: deterministic transforms cached once, random ones (if `augment`) per access.
+
+    `remedy`: (cached, random) transforms of the experiment's remedy
+    (usseg.remedies.wiring.training_transforms), after the resize and after the augmentation.
+    """
+    tf = deterministic_transforms(exp, lut) + list(remedy[0])
     if augment:
-        tf += random_transforms(exp)
+        tf += random_transforms(exp) + list(remedy[1])
     tf.append(_to_plain_tensors([IMAGE, LABEL]))
     return CacheDataset(
         data=records,

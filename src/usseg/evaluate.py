@@ -31,6 +31,7 @@ from usseg.config import experiment_class_names, label_lookup, palette
 from usseg.contracts import is_test_set
 from usseg.errors import DataError, UssegError
 from usseg.models import load_predictor, resolve_device
+from usseg.remedies import wiring
 
 log = logging.getLogger("usseg.evaluate")
 
@@ -79,6 +80,7 @@ def evaluate_experiment(
     evaluation: dict | None = None,
     test_sets=None,
     predictor=None,
+    fov_threshold: int = 12,
 ) -> dict:
     """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary.
 
@@ -119,6 +121,12 @@ def evaluate_experiment(
 
     size_exp = dict(exp, image_size=list(predictor.image_size))
     preprocess = Compose(data.deterministic_transforms(size_exp, lut, with_label=False))
+    # The experiment's remedy (docs/remedies.md): normalised test images, batch-norm adaptation.
+    predictor, prepare = wiring.prediction_remedy(
+        size_exp, predictor, test_set, table, dataset_cfg, root, fov_threshold=fov_threshold,
+        test_images=lambda: np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0]
+                                      for r in records]),
+    )
     fg = list(range(1, len(class_names)))
     fg_names = class_names[1:]
     postprocess = bool(exp.get("postprocess", {}).get("largest_component", False))
@@ -128,7 +136,7 @@ def evaluate_experiment(
     preds_small = []
     for start in range(0, len(records), PREDICT_BATCH):
         chunk = records[start:start + PREDICT_BATCH]
-        preds = _predict(predictor, chunk, preprocess)
+        preds = _predict(predictor, chunk, preprocess, prepare)
         for r, pred in zip(chunk, preds):
             if postprocess:
                 pred = largest_component_per_class(pred, fg)
@@ -248,12 +256,13 @@ def evaluate_experiment(
     return summary
 
 
-def _predict(predictor, records, preprocess) -> list[np.ndarray]:
-    """Label maps of `records`: a model gets their preprocessed images, a predictor that reads its own files the records."""
+def _predict(predictor, records, preprocess, prepare) -> list[np.ndarray]:
+    """Label maps of `records`: a model gets their preprocessed images (`prepare`d by the
+    experiment's remedy), a predictor that reads its own files the records."""
     if hasattr(predictor, "predict_records"):
         return predictor.predict_records(records)
     images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in records])
-    return predictor.predict(images)
+    return predictor.predict(prepare(images))
 
 
 class FilesPredictor:

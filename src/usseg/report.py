@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from usseg import pipeline_report
+from usseg import gap_report, pipeline_report
 from usseg.errors import UssegError
 from usseg.provenance import code_version, library_versions, sha256_file
 
@@ -559,7 +559,8 @@ class _Report:
         pipeline = pipeline_report.render_html(  # the verdict's "Pipeline ruled out?" part
             self.config, self.results, lambda i, title, rel: self.prov_link(self.artifact(i, "table", title, [rel])))
         body = [self.header(), self.verdict(), pipeline, self.dataset(), self.domain_shift(), self.labels(),
-                self.experiments_section(), self.provenance_section(), self.config_section()]
+                self.experiments_section(), gap_report.render_gap_section(self.config, self.results),
+                self.provenance_section(), self.config_section()]
         css = resources.files("usseg").joinpath("templates/report.css").read_text()
         js = resources.files("usseg").joinpath("templates/report.js").read_text()
         title = self.config.get("report", {}).get("title", "usseg report")

@@ -52,6 +52,7 @@ from usseg.config import experiment_class_names, include_background, label_looku
 from usseg.errors import ConfigError, DataError, UssegError
 from usseg.models import build_network, model_metadata, resolve_device, save_network
 from usseg.provenance import library_versions
+from usseg.remedies import wiring
 
 log = logging.getLogger("usseg.train")
 
@@ -83,11 +84,13 @@ def train_experiment(
     checkpoint_dir,
     *,
     on_epoch_end: Callable[[int], None] | None = None,
+    fov_threshold: int = 12,
 ) -> None:
     """Train experiment `exp` (resolved settings) and write its outputs to out_dir.
 
     on_epoch_end(epoch) is called after each epoch's checkpoint is written
-    (for progress hooks and for tests that interrupt a run).
+    (for progress hooks and for tests that interrupt a run). fov_threshold:
+    diagnostics.fov_threshold, the fan of the remedies that act inside it.
     """
     out_dir = Path(out_dir)
     checkpoint_dir = Path(checkpoint_dir)
@@ -113,7 +116,9 @@ def train_experiment(
             "experiment %s: no validation images (split 'val', modalities %s); the last epoch is kept as the model",
             exp["name"], modalities,
         )
-    cfg_hash = training_hash(exp, dataset_cfg, table, train_recs, val_recs)
+    remedy = wiring.training_transforms(exp, table, dataset_cfg, root, fov_threshold)
+    target_frames = [{"image_id": i} for i in wiring.training_frame_ids(exp, table, dataset_cfg)]
+    cfg_hash = training_hash(exp, dataset_cfg, table, train_recs, val_recs + target_frames)
     log.info(
         "experiment %s: %d train / %d val images (%s), classes %s, device %s, config hash %s",
         exp["name"], len(train_recs), len(val_recs), ", ".join(modalities), ", ".join(class_names), device, cfg_hash,
@@ -124,7 +129,7 @@ def train_experiment(
     else:
         _train_network(
             exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
-            out_dir, checkpoint_dir, on_epoch_end,
+            out_dir, checkpoint_dir, on_epoch_end, remedy=remedy,
         )
 
 
@@ -261,7 +266,7 @@ TIMING_COLUMNS = ["epoch", "seconds"]
 
 def _train_network(
     exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir, checkpoint_dir,
-    on_epoch_end, retry=True,
+    on_epoch_end, retry=True, remedy=([], []),
 ):
     seed = int(exp["seed"])
     epochs = int(exp["epochs"])
@@ -281,8 +286,10 @@ def _train_network(
         start, history, best = resumed
 
     n_cache = max(1, torch.get_num_threads())  # caching threads within the job's thread budget
-    train_ds = data.build_dataset(train_recs, exp, lut, augment=True, cache_workers=n_cache)
-    val_ds = data.build_dataset(val_recs, exp, lut, augment=False, cache_workers=n_cache) if val_recs else None
+    train_ds = data.build_dataset(train_recs, exp, lut, augment=True, cache_workers=n_cache, remedy=remedy)
+    # Validation images get the remedy's cached part only (the normalisation), as test images do.
+    val_ds = (data.build_dataset(val_recs, exp, lut, augment=False, cache_workers=n_cache, remedy=(wiring.validation_transforms(remedy[0]), []))
+              if val_recs else None)
     n_fg = len(class_names) - 1
 
     for epoch in range(start, epochs + 1):
@@ -339,7 +346,7 @@ def _train_network(
         _set_aside_all(checkpoint_dir, exp["name"], exc)
         return _train_network(
             exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
-            out_dir, checkpoint_dir, on_epoch_end, retry=False,
+            out_dir, checkpoint_dir, on_epoch_end, retry=False, remedy=remedy,
         )
     tmp = out_dir / "model.safetensors.tmp"
     shutil.copyfile(best_path, tmp)

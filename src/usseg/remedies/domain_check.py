@@ -2,7 +2,7 @@
 
 The diagnostics' domain classifier (usseg.diagnostics.domain_shift: intensity
 and texture features inside the fan, logistic regression, folds grouped by
-subject, subject-bootstrap interval) is run twice on the same images: as they
+subject, cluster-robust subject-level interval) is run twice on the same images: as they
 are, and after the remedy's harmonisation of the source (simulator) images.
 Both runs use the same images at the same size, so the two AUCs compare; they
 are not comparable with the diagnostics' AUC, which is measured at the
@@ -37,7 +37,7 @@ Harmoniser = Callable[[np.ndarray], np.ndarray]
 
 def domain_auc(source: np.ndarray, source_subjects: Sequence[str], target: np.ndarray,
                target_subjects: Sequence[str], harmonise_source: Harmoniser | None = None,
-               harmonise_target: Harmoniser | None = None, folds: int = 4, n_boot: int = 1000, seed: int = 0,
+               harmonise_target: Harmoniser | None = None, folds: int = 4, seed: int = 0,
                fov_threshold: int = 12) -> dict:
     """The domain classifier's AUC (target = 1) before and after the remedy's harmonisation.
 
@@ -61,7 +61,7 @@ def domain_auc(source: np.ndarray, source_subjects: Sequence[str], target: np.nd
 
     def run(imgs: np.ndarray) -> dict:
         X = _features(imgs[keep], fovs[keep])
-        out = classifier_two_sample_test(X, y[keep], groups[keep], folds, n_boot, seed)
+        out = classifier_two_sample_test(X, y[keep], groups[keep], folds, seed)
         if not out["possible"]:
             return {"possible": False, "why": out["why"]}
         return {"possible": True, "auc": out["auc"], "ci95": list(out["ci95"])}

@@ -1,6 +1,6 @@
 """Typed remedy settings parsed from an experiment's config block (remedy 7 of the brief).
 
-Three blocks, proposed in docs/remedies.md and not yet part of config.yaml or its schema:
+Three blocks, documented in docs/remedies.md and checked against config.yaml's schema:
 
 - ``remedy: {name: ..., <settings>}`` per experiment: at most one remedy of
   families 1, 3, 4 and 5 (`REMEDIES`); absent or ``{name: none}`` is today's pipeline.
@@ -255,7 +255,7 @@ class GenericAugmentation:
 
 @dataclass(frozen=True)
 class AugmentationExtras:
-    """The proposed `augmentation.ultrasound` and `augmentation.generic` keys (family 2)."""
+    """The `augmentation.ultrasound` and `augmentation.generic` keys (family 2)."""
 
     ultrasound: Mapping[str, Mapping] = field(default_factory=dict)  # transform name -> its settings
     generic: GenericAugmentation | None = None
@@ -325,9 +325,9 @@ def augmentation_transforms(extras: AugmentationExtras, image_size: Sequence[int
 
 @dataclass(frozen=True)
 class GapStudy:
-    """The proposed top-level `gap_study` block."""
+    """The top-level `gap_study` block."""
 
-    enabled: bool = True
+    enabled: bool = False  # as config.yaml: the study is off unless asked for
     baseline: str = ""  # the experiment every remedy is compared with ("" = the first experiment)
     learning_curve_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # shares of simulator training subjects
     loso: bool = True

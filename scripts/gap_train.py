@@ -1,0 +1,20 @@
+import torch
+
+from usseg.step import snakemake_step
+from usseg.train import train_experiment
+
+# The threads this job was given (rule threads), not one or every core.
+torch.set_num_threads(snakemake.threads)
+
+with snakemake_step(snakemake):
+    train_experiment(
+        snakemake.params.experiment,
+        snakemake.params.dataset,
+        snakemake.params.data_root,
+        snakemake.input.manifest,
+        snakemake.input.splits,
+        snakemake.input.labels,
+        snakemake.params.out_dir,
+        snakemake.params.checkpoint_dir,
+        fov_threshold=snakemake.params.fov_threshold,
+    )

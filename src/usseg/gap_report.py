@@ -1,0 +1,229 @@
+"""The report's "What would help" section (HTML id `gap`) from results/gap/ (docs/remedies.md).
+
+`gap_context` reads the study's outputs and returns what the template
+templates/gap.html.j2 shows: the remedies as a forest plot of their paired
+deltas, the LOSO score per held-out subject, the learning curve, "when to
+stop", and a plain-language conclusion in which every claim follows from an
+interval (`conclusion_sentences`). `rank_next_steps` orders the remedies by
+their measured effect for the verdict's "what to try next".
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from usseg.remedies import gap_stats
+
+SECTION_ID = "gap"
+FILES = ("gap_closure.csv", "loso.csv", "learning_curve.csv", "when_to_stop.json")
+DEMO_NOTE = ("On the generated demo dataset these effects illustrate the method; they are not facts about real "
+             "ultrasound.")
+METRIC_NAMES = {"dice": "Dice", "surface_dice": "surface Dice"}
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(x, spec: str = ".2f") -> str:
+    return "n/a" if x is None or not math.isfinite(float(x)) else format(float(x), spec)
+
+
+def _signed(x) -> str:
+    return _fmt(x, "+.2f")
+
+
+def interval_word(lo, hi) -> str:
+    """'above 0', 'below 0', 'spans 0' or 'none' (no interval): what a paired interval supports."""
+    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+        return "none"
+    return "above 0" if lo > 0 else "below 0" if hi < 0 else "spans 0"
+
+
+def effect_sentence(name: str, row, test_set_label: str) -> str:
+    """One remedy's measured effect in words; the claim is what its interval supports, nothing more."""
+    metric = METRIC_NAMES.get(row["metric"], row["metric"])
+    n = int(row["n_subjects"]) if math.isfinite(float(row["n_subjects"])) else 0
+    measured = (f"{name} changed {test_set_label} {metric} by {_signed(row['delta'])} "
+                f"(from {_fmt(row['baseline'])} to {_fmt(row['value'])}, {n} subjects")
+    word = interval_word(row["ci_lo"], row["ci_hi"])
+    ci = f"95% CI {_signed(row['ci_lo'])} to {_signed(row['ci_hi'])}"
+    if word == "none":
+        return f"{measured}; too few subjects for an interval): no claim either way."
+    if word == "above 0":
+        return f"{measured}, {ci}): an improvement the subjects support."
+    if word == "below 0":
+        return f"{measured}, {ci}): it made things worse."
+    return f"{measured}, {ci}): no detectable change, which is not the same as no effect."
+
+
+def rank_next_steps(closure: pd.DataFrame, test_set: str, metric: str = "dice") -> list[dict]:
+    """The remedies ranked by their measured delta on `test_set` (best first), each with its interval word.
+
+    For the verdict's "what to try next": ranked by measurement, not a fixed list.
+    """
+    ranked = gap_stats.rank_remedies(closure, test_set, metric)
+    return [{"remedy": r["remedy"], "metric": metric, "test_set": test_set, "baseline": float(r["baseline"]),
+             "value": float(r["value"]), "delta": float(r["delta"]), "ci_lo": float(r["ci_lo"]),
+             "ci_hi": float(r["ci_hi"]), "n_subjects": r["n_subjects"], "interval": r["interval"]}
+            for r in ranked.to_dict("records")]
+
+
+def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str, labels: dict) -> list[str]:
+    """The plain-language conclusion: every remedy's effect on real-image Dice, then the learning curve."""
+    out = [effect_sentence(r["remedy"], r, labels.get(target, target))
+           for r in rank_next_steps(closure, target)]
+    for test_set, group in curve[curve["metric"] == "dice"].groupby("test_set", sort=True) if len(curve) else []:
+        group = group.sort_values("level")
+        verdict = gap_stats.learning_curve_verdict(group.reset_index(drop=True))
+        if len(group) < 2:
+            continue
+        last = group.iloc[-1]
+        share = f"{_fmt(group.iloc[-2]['level'] * 100, '.0f')} % to {_fmt(last['level'] * 100, '.0f')} %"
+        meaning = {
+            "improving": "more simulator subjects still help",
+            "worse": "the last step made things worse",
+            "no detectable change": "no detectable change, which is not the same as no effect",
+            "undetermined": "too few subjects for an interval",
+        }[verdict]
+        out.append(f"More simulator data, {labels.get(test_set, test_set)}: going from {share} of the simulator "
+                   f"training subjects changed Dice by {_signed(last['step_delta'])} "
+                   f"(95% CI {_signed(last['step_ci_lo'])} to {_signed(last['step_ci_hi'])}, "
+                   f"{int(last['step_n_subjects'])} subjects): {meaning}.")
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def forest_figure(closure: pd.DataFrame) -> str | None:
+    """The remedies' paired deltas (Dice and surface Dice, every test set) with their intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = closure[closure["metric"].isin(list(METRIC_NAMES))].reset_index(drop=True)
+    if rows.empty:
+        return None
+    panels = sorted(rows.groupby(["test_set", "metric"]).groups)
+    remedies = sorted(rows["remedy"].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.5 * len(remedies) + 1.4),
+                             sharey=True, squeeze=False)
+    for ax, (test_set, metric) in zip(axes[0], panels):
+        sub = rows[(rows["test_set"] == test_set) & (rows["metric"] == metric)].set_index("remedy")
+        for y, remedy in enumerate(remedies):
+            if remedy not in sub.index:
+                continue
+            r = sub.loc[remedy]
+            if math.isfinite(r["ci_lo"]) and math.isfinite(r["ci_hi"]):
+                ax.plot([r["ci_lo"], r["ci_hi"]], [y, y], color="0.3")
+            ax.plot(r["delta"], y, "o", color="tab:blue")
+        ax.axvline(0, color="tab:red", lw=0.8)
+        ax.set_title(f"{test_set}, {METRIC_NAMES[metric]}", fontsize=9)
+        ax.set_xlabel("change vs baseline")
+    axes[0][0].set_yticks(range(len(remedies)), remedies)
+    axes[0][0].invert_yaxis()
+    return _png(fig)
+
+
+def loso_figure(loso: pd.DataFrame) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if loso.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.5 * len(loso) + 1.5), 2.6))
+    x = np.arange(len(loso))
+    ax.bar(x - 0.2, loso["dice"], 0.4, label="Dice")
+    ax.bar(x + 0.2, loso["surface_dice"], 0.4, label="surface Dice")
+    ax.set_xticks(x, loso["held_out_subject"].astype(str), rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("held-out real subject")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def curve_figure(curve: pd.DataFrame) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = curve[curve["metric"] == "dice"]
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    for test_set, group in rows.groupby("test_set", sort=True):
+        group = group.sort_values("level")
+        ax.errorbar(group["level"] * 100, group["mean"],
+                    yerr=[group["mean"] - group["ci_lo"], group["ci_hi"] - group["mean"]], marker="o",
+                    capsize=3, label=test_set)
+    ax.set_xlabel("% of simulator training subjects")
+    ax.set_ylabel("subject-level Dice (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------- the section
+
+
+def gap_context(config: dict, results_dir) -> dict | None:
+    """What templates/gap.html.j2 renders; None when the study is off."""
+    if not config.get("gap_study", {}).get("enabled"):
+        return None
+    gap_dir = Path(results_dir) / "gap"
+    closure = pd.read_csv(gap_dir / "gap_closure.csv")
+    loso = pd.read_csv(gap_dir / "loso.csv", dtype={"held_out_subject": str})
+    curve = pd.read_csv(gap_dir / "learning_curve.csv")
+    stop = json.loads((gap_dir / "when_to_stop.json").read_text())
+    target = f"test_{str(config['dataset']['target_modality']).lower()}"
+    labels = {ts: f"{ts} ({'real' if ts == target else 'simulator'})" for ts in config["test_sets"]}
+    spread = gap_stats.loso_spread(pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"])) \
+        if len(loso) else None
+    table = closure.copy()
+    for col in ("baseline", "value", "delta", "ci_lo", "ci_hi"):
+        table[col] = [_fmt(v, ".3f") if col not in ("delta", "ci_lo", "ci_hi") else _fmt(v, "+.3f")
+                      for v in table[col]]
+    table["n_subjects"] = [str(int(v)) if math.isfinite(float(v)) else "" for v in closure["n_subjects"]]
+    return {
+        "section_id": SECTION_ID,
+        "baseline": config["gap_study"].get("baseline") or next(iter(config["experiments"])),
+        "demo": config.get("data_root") is None,
+        "demo_note": DEMO_NOTE,
+        "columns": list(gap_stats.GAP_CLOSURE_COLUMNS),
+        "rows": table[gap_stats.GAP_CLOSURE_COLUMNS].astype(str).values.tolist(),
+        "forest_png": forest_figure(closure),
+        "loso_png": loso_figure(loso),
+        "loso_spread": None if spread is None else {k: _fmt(v) if k != "n_subjects" else v for k, v in spread.items()},
+        "curve_png": curve_figure(curve),
+        "conclusion": conclusion_sentences(closure, curve, target, labels),
+        "when_to_stop": stop.get("text", ""),
+        "next_steps": rank_next_steps(closure, target),
+        "target": labels.get(target, target),
+    }
+
+
+def render_gap_section(config: dict, results_dir) -> str:
+    """The section's HTML ('' when the study is off), from templates/gap.html.j2."""
+    context = gap_context(config, results_dir)
+    if context is None:
+        return ""
+    env = Environment(loader=PackageLoader("usseg", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    return env.get_template("gap.html.j2").render(**context)

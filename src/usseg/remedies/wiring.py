@@ -1,0 +1,105 @@
+"""An experiment's remedy applied in training and at prediction (docs/remedies.md, "Wiring").
+
+Training (usseg.train) asks `training_transforms` for the transforms the remedy
+and the augmentation extras add to usseg.data's pipeline; prediction
+(usseg.evaluate) asks `prediction_remedy` for the predictor and the image
+preparation. The unlabeled target frames every target-style or test-time
+remedy reads are the rows of split `unlabeled` of the target modality: never a
+test image, so no test label or test image shapes the model (except
+`bn_adapt` with `frames: test`, transductive by choice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from monai.transforms import DeleteItemsd
+
+from usseg.contracts import UNLABELED, test_set_name
+from usseg.errors import DataError
+from usseg.remedies import spec, style, tta
+from usseg.remedies.us_augment import FOV
+
+
+def target_frame_rows(table: pd.DataFrame, dataset_cfg: dict) -> pd.DataFrame:
+    """The unlabeled frames of the target modality (split `unlabeled`), sorted by image_id."""
+    target = dataset_cfg["target_modality"]
+    rows = table[(table["modality"] == target) & (table["split"] == UNLABELED)]
+    return rows.sort_values("image_id", kind="stable")
+
+
+def _bank_paths(table, dataset_cfg, root: Path, what: str) -> list[str]:
+    rows = target_frame_rows(table, dataset_cfg)
+    if rows.empty:
+        raise DataError(
+            f"{what} needs unlabeled frames of the target modality {dataset_cfg['target_modality']} "
+            "(split 'unlabeled' in splits.csv) and there are none; remove this remedy or add unlabeled target images."
+        )
+    return [str(Path(root) / p) for p in rows["image_path"]]
+
+
+def target_bank(exp: dict, remedy, table, dataset_cfg, root, fov_threshold: int) -> style.TargetBank:
+    """The remedy's bank of unlabeled target frames at the experiment's image size (a seeded sample)."""
+    paths = _bank_paths(table, dataset_cfg, root, f"experiment {exp['name']}: remedy {remedy.name}")
+    return style.TargetBank.from_files(paths, exp["image_size"], fov_threshold,
+                                       max_images=remedy.max_target_images, seed=int(exp["seed"]))
+
+
+def training_frame_ids(exp: dict, table, dataset_cfg) -> list[str]:
+    """image_ids of the target frames the training of `exp` reads (for its training hash)."""
+    remedy = spec.parse_remedy(exp.get("remedy"))
+    if remedy.name not in ("histogram_matching", "fda"):
+        return []
+    return target_frame_rows(table, dataset_cfg)["image_id"].tolist()
+
+
+def training_transforms(exp: dict, table, dataset_cfg: dict, root, fov_threshold: int) -> tuple[list, list]:
+    """(cached, random) transforms the experiment's remedy and augmentation extras add to training.
+
+    The cached ones run once after the resize (the fan mask, the normalisation);
+    the random ones run per epoch after usseg.data.random_transforms. The fan
+    mask is dropped before batches are formed.
+    """
+    remedy = spec.parse_remedy(exp.get("remedy"), f"experiments.{exp['name']}.remedy")
+    extras = spec.parse_augmentation_extras(exp.get("augmentation"), f"experiments.{exp['name']}.augmentation")
+    bank = None
+    if remedy.name in ("histogram_matching", "fda"):
+        bank = target_bank(exp, remedy, table, dataset_cfg, root, fov_threshold)
+    sources = [m for m in dataset_cfg["modalities"] if m != dataset_cfg["target_modality"]]
+    cached, rand = spec.train_transforms(remedy, bank, sources, fov_threshold)
+    rand = rand + spec.augmentation_transforms(extras, exp["image_size"], fov_threshold)
+    if cached or rand:
+        rand.append(DeleteItemsd(keys=FOV))
+    return cached, rand
+
+
+def validation_transforms(cached: list) -> list:
+    """The cached transforms of `training_transforms` for validation images (no fan mask in batches)."""
+    return [*cached, DeleteItemsd(keys=FOV)] if cached else []
+
+
+def prediction_remedy(exp: dict, predictor, test_set: str, table, dataset_cfg: dict, root,
+                      test_images: Callable[[], np.ndarray], fov_threshold: int):
+    """(predictor, prepare): the predictor to use on `test_set` and the map applied to its
+    (N, H, W) images before prediction.
+
+    fov_normalise normalises every test image as the training images were;
+    bn_adapt adapts the batch-norm statistics on target frames, for the target
+    modality's test set only (`test_images()` gives the test images for `frames: test`).
+    """
+    remedy = spec.parse_remedy(exp.get("remedy"), f"experiments.{exp['name']}.remedy")
+
+    def prepare(images: np.ndarray) -> np.ndarray:
+        return np.asarray(spec.prepare_test_images(remedy, images, fov_threshold), dtype=np.float32)
+
+    if isinstance(remedy, spec.BatchNormAdaptation) and test_set == test_set_name(dataset_cfg["target_modality"]):
+        if remedy.frames == "test":
+            frames = test_images()
+        else:
+            frames = target_bank(exp, remedy, table, dataset_cfg, root, fov_threshold).images
+        predictor = tta.adapt_predictor(predictor, prepare(frames), remedy.batch_size)
+    return predictor, prepare
+

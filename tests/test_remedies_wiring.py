@@ -1,0 +1,111 @@
+"""An experiment's remedy reaches training and prediction (usseg.remedies.wiring)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import test_train
+from test_train import run_training, tiny_config
+from usseg import data
+from usseg.config import resolve_experiment
+from usseg.errors import DataError
+from usseg.evaluate import evaluate_experiment
+from usseg.models import load_predictor
+from usseg.remedies import wiring
+
+torch.set_num_threads(1)
+tiny = test_train.tiny  # the shared fixture
+
+
+def _table(paths):
+    return data.read_split_table(paths["manifest_csv"], paths["splits_csv"])
+
+
+def _exp(remedy=None, **augmentation):
+    cfg = tiny_config()
+    block = {}
+    if remedy:
+        block["remedy"] = remedy
+    if augmentation:
+        block["augmentation"] = {**cfg["experiment_defaults"]["augmentation"], **augmentation}
+    cfg["experiments"] = {"e": block}
+    return cfg, resolve_experiment(cfg, "e")
+
+
+def test_no_remedy_adds_no_transform(tiny):
+    cfg, exp = _exp()
+    assert wiring.training_transforms(exp, _table(tiny), cfg["dataset"], tiny["data_root"], 12) == ([], [])
+    assert wiring.training_frame_ids(exp, _table(tiny), cfg["dataset"]) == []
+
+
+def test_fda_reads_the_unlabeled_target_frames_and_keeps_labels(tiny):
+    cfg, exp = _exp({"name": "fda", "beta": 0.1})
+    table = _table(tiny)
+    cached, rand = wiring.training_transforms(exp, table, cfg["dataset"], tiny["data_root"], 12)
+    ids = wiring.training_frame_ids(exp, table, cfg["dataset"])
+    assert ids and all(i.startswith("RUS_train_c") for i in ids)  # the unlabeled subject only, no test frame
+    recs = data.split_records(table, "train", ["AUS"], tiny["data_root"], tiny["labels_dir"])[:4]
+    lut = data.experiment_lut(exp, cfg["dataset"])
+    plain = data.build_dataset(recs, exp, lut, augment=False)
+    styled = data.build_dataset(recs, exp, lut, augment=True, remedy=(cached, rand))
+    a, b = plain[0], styled[0]
+    assert "fov" not in b  # dropped before batches are formed
+    assert torch.equal(torch.as_tensor(b[data.LABEL]).round(), torch.as_tensor(b[data.LABEL]))
+    assert b[data.IMAGE].shape == a[data.IMAGE].shape
+    assert float(b[data.IMAGE].min()) >= 0 and float(b[data.IMAGE].max()) <= 1
+
+
+def test_style_remedy_without_unlabeled_frames_names_the_split(tiny):
+    cfg, exp = _exp({"name": "histogram_matching"})
+    table = _table(tiny)
+    table = table[table["split"] != "unlabeled"]
+    with pytest.raises(DataError, match="unlabeled"):
+        wiring.training_transforms(exp, table, cfg["dataset"], tiny["data_root"], 12)
+
+
+def test_ultrasound_augmentation_is_appended(tiny):
+    cfg, exp = _exp(ultrasound={"speckle_noise": {"prob": 1.0}}, generic={"num_operations": 1})
+    cached, rand = wiring.training_transforms(exp, _table(tiny), cfg["dataset"], tiny["data_root"], 12)
+    names = [type(t).__name__ for t in rand]
+    assert cached == [] and len(rand) >= 3 and names[-1] == "DeleteItemsd"
+
+
+def test_fov_normalise_trains_and_predicts_on_normalised_images(tiny, tmp_path):
+    cfg, exp = _exp({"name": "fov_normalise"})
+    run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
+    predictor = load_predictor(tmp_path / "out" / "model.safetensors", device=torch.device("cpu"))
+    table = _table(tiny)
+    same, prepare = wiring.prediction_remedy(exp, predictor, "test_aus", table, cfg["dataset"], tiny["data_root"],
+                                             lambda: None, 12)
+    assert same is predictor
+    images = np.random.default_rng(0).uniform(0.2, 0.4, (2, 32, 32)).astype(np.float32)
+    out = prepare(images)
+    assert out.max() == pytest.approx(1.0) and out.min() == pytest.approx(0.0)
+    summary = evaluate_experiment(exp, cfg["dataset"], tiny["data_root"], tiny["manifest_csv"], tiny["splits_csv"],
+                                  tiny["labels_dir"], tmp_path / "out" / "model.safetensors", "test_rus",
+                                  tmp_path / "eval")
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["n_subjects"] == summary["n_subjects"] == 2
+
+
+def test_bn_adapt_adapts_for_the_target_test_set_only(tiny, tmp_path):
+    cfg, exp = _exp({"name": "bn_adapt", "batch_size": 2})
+    run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
+    predictor = load_predictor(tmp_path / "out" / "model.safetensors", device=torch.device("cpu"))
+    table = _table(tiny)
+    args = (table, cfg["dataset"], tiny["data_root"], lambda: None, 12)
+    assert wiring.prediction_remedy(exp, predictor, "test_aus", *args)[0] is predictor
+    adapted, _ = wiring.prediction_remedy(exp, predictor, "test_rus", *args)
+    assert adapted is not predictor
+    before = [m.running_mean.clone() for m in predictor.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    after = [m.running_mean for m in adapted.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert any(not torch.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_fda_and_ultrasound_augmentation_train_end_to_end(tiny, tmp_path):
+    cfg, exp = _exp({"name": "fda", "beta": 0.05}, ultrasound={"acoustic_shadow": {"prob": 0.5}})
+    run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
+    assert (tmp_path / "out" / "model.safetensors").is_file()
