@@ -79,6 +79,5 @@ rule diagnostics:
         diagnostics=config["diagnostics"],
         model_image_size=config["experiment_defaults"]["image_size"],
         data_is_demo=config["data_root"] is None,
-        out_dir=folder_of("baselines"),
     script:
         "../scripts/diagnostics.py"

@@ -1,4 +1,4 @@
-from usseg.diagnostics import run_diagnostics
+from usseg.diagnostics import DiagnosticsOutputs, run_diagnostics
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
@@ -10,7 +10,7 @@ with snakemake_step(snakemake):
         snakemake.input.issues,
         snakemake.input.labels,
         snakemake.input.splits,
-        snakemake.params.out_dir,
+        DiagnosticsOutputs.from_rule(snakemake.output, snakemake.params.dataset["modalities"]),
         model_image_size=snakemake.params.model_image_size,
         data_is_demo=snakemake.params.data_is_demo,
     )

@@ -37,7 +37,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from usseg.diagnostics import figures
 from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.inputs import DiagnosticInputs
-from usseg.diagnostics.outputs import write_json
+from usseg.diagnostics.outputs import DiagnosticsOutputs, write_json
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult, status_above, worst
 from usseg.diagnostics.survey import PERCENTILES, Survey, hist_mean_std, percentiles_from_hist
 
@@ -399,7 +399,7 @@ def domain_status(test: dict, thresholds: dict, alpha: float) -> str:
 
 
 def check_domain_shift(
-    inputs: DiagnosticInputs, survey: Survey, out_dir, label_shift: dict | None = None,
+    inputs: DiagnosticInputs, survey: Survey, outputs: DiagnosticsOutputs, label_shift: dict | None = None,
     model_image_size=None,
 ) -> CheckResult:
     bins = int(inputs.opt("histogram_bins", 64))
@@ -433,7 +433,7 @@ def check_domain_shift(
     rows += _histogram_rows(inputs, model_hists, bins, 1, "model input")
     pd.DataFrame(
         rows, columns=["space", "modality", "domain", "bin_left", "bin_right", "count", "fraction"]
-    ).to_csv(f"{out_dir}/intensity_histograms.csv", index=False)
+    ).to_csv(outputs.histograms, index=False)
 
     target = inputs.target_modality
     y = (modality == target).astype(int)
@@ -471,7 +471,7 @@ def check_domain_shift(
     else:
         model_note = "model input not measured: the experiments' image_size was not given"
     plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, thresholds, names,
-         model_note, f"{out_dir}/domain_shift.png")
+         model_note, outputs.domain_shift)
 
     top = effects.abs().sort_values(ascending=False).index[:5].tolist()
 
@@ -540,7 +540,7 @@ def check_domain_shift(
         },
         "unreadable_images": survey.unreadable,
     }
-    write_json(f"{out_dir}/domain_shift.json", report)
+    write_json(outputs.domain_shift_json, report)
 
     title = f"Domain shift ({names['source_domains']} vs {names['target_domain']})"
     ls_cfg = label_shift.get("thresholds", {})
