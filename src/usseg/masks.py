@@ -31,7 +31,6 @@ so temporaries stay small whatever the mask size.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,181 +44,13 @@ from usseg.contracts import DECODE_REPORT_COLUMNS
 from usseg.errors import DataError
 from usseg.images import WIDE_MODES, oriented, wide_to_uint8
 from usseg.manifest import find_dataset_root, parse_bool, read_manifest
+from usseg.palette_decode import check_palette as _check_palette
+from usseg.palette_decode import check_rgb as _check_rgb
+from usseg.palette_decode import colour_codes as _codes
+from usseg.palette_decode import decode_mask, decode_mask_with_distance  # noqa: F401 (callers import it from here)
+from usseg.palette_decode import decode_with_d2 as _decode_with_d2
 
 REPORT_COLUMNS = DECODE_REPORT_COLUMNS
-
-_UNKNOWN = 255  # table entry not decided yet; palettes therefore hold at most 255 colours
-_tables: dict[bytes, np.ndarray] = {}
-_tables_lock = threading.Lock()
-_BLOCK = 1 << 15  # new colours decided per step
-_CHUNK = 1 << 16  # pixels decoded per step
-
-
-def _check_palette(palette) -> np.ndarray:
-    pal = np.asarray(palette)
-    if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= len(pal) <= 255:
-        raise ValueError(
-            f"palette must have shape (n_classes, 3) with 1..255 colours, got {pal.shape}."
-        )
-    if pal.min() < 0 or pal.max() > 255:
-        raise ValueError("palette colours must lie in 0..255.")
-    return pal.astype(np.uint8)
-
-
-def _check_rgb(rgb) -> np.ndarray:
-    arr = np.asarray(rgb)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(
-            f"expected an (H, W, 3) uint8 RGB array, got shape {arr.shape} and dtype {arr.dtype}."
-        )
-    return arr
-
-
-def _table(pal: np.ndarray) -> np.ndarray:
-    key = pal.tobytes()
-    table = _tables.get(key)
-    if table is None:
-        with _tables_lock:
-            table = _tables.get(key)
-            if table is None:
-                table = np.full(1 << 24, _UNKNOWN, dtype=np.uint8)
-                _tables[key] = table
-    return table
-
-
-_BOTH_UNKNOWN = 0xFFFFFFFF  # entry not decided yet (a real entry is below 2**26)
-
-
-def _both_table(pal: np.ndarray) -> np.ndarray:
-    """Per palette, a 64 MiB table filled lazily like the label table: for each 24-bit colour
-    code, its nearest palette index (low 8 bits) and squared distance to it (the bits above:
-    at most 3 * 255**2), so a pixel of the aa_aware decode costs one lookup."""
-    key = b"both" + pal.tobytes()
-    table = _tables.get(key)
-    if table is None:
-        with _tables_lock:
-            table = _tables.get(key)
-            if table is None:
-                table = np.full(1 << 24, _BOTH_UNKNOWN, dtype=np.uint32)
-                _tables[key] = table
-    return table
-
-
-def _distance2(codes: np.ndarray, labels: np.ndarray, pal64: np.ndarray) -> np.ndarray:
-    """Squared RGB distance (int64) of colour codes to the palette colours `labels`."""
-    nearest = pal64[labels]
-    dr = (codes & 0xFF) - nearest[:, 0]
-    dg = ((codes >> 8) & 0xFF) - nearest[:, 1]
-    db = (codes >> 16) - nearest[:, 2]
-    return dr * dr + dg * dg + db * db
-
-
-def _codes(flat: np.ndarray) -> np.ndarray:
-    """24-bit colour code r + 256 g + 65536 b of each row of an (n, 3) uint8 array, as int64.
-
-    The bytes are read as overlapping little-endian 32-bit words, 3 bytes
-    apart (r, g, b and the next pixel's r), and the fourth byte is masked off:
-    one pass, where packing channel by channel takes five. int64 is the index
-    type numpy gathers fastest.
-    """
-    n = len(flat)
-    buf = np.empty(3 * n + 1, dtype=np.uint8)  # one spare byte for the last pixel's word
-    buf[: 3 * n].reshape(n, 3)[...] = flat
-    buf[-1] = 0
-    words = np.ndarray((n,), dtype="<u4", buffer=buf, strides=(3,))
-    return np.bitwise_and(words, 0xFFFFFF, dtype=np.int64)
-
-
-def _nearest(codes: np.ndarray, pal: np.ndarray) -> np.ndarray:
-    """Nearest palette index for distinct colour codes, in blocks, one palette colour at a time.
-
-    Memory stays O(block) whatever the number of new colours; a strict `<`
-    keeps the first minimum, so ties go to the lower index.
-    """
-    out = np.empty(len(codes), dtype=np.uint8)
-    pal = pal.astype(np.int32)
-    for start in range(0, len(codes), _BLOCK):
-        block = codes[start : start + _BLOCK]
-        r = (block & 0xFF).astype(np.int32)
-        g = ((block >> 8) & 0xFF).astype(np.int32)
-        b = (block >> 16).astype(np.int32)
-        best = np.full(len(block), np.iinfo(np.int32).max, dtype=np.int32)
-        idx = np.zeros(len(block), dtype=np.uint8)
-        for k, (pr, pg, pb) in enumerate(pal):
-            d2 = (r - pr) ** 2 + (g - pg) ** 2 + (b - pb) ** 2
-            better = d2 < best
-            best[better] = d2[better]
-            idx[better] = k
-        out[start : start + _BLOCK] = idx
-    return out
-
-
-def _decode_chunks(arr: np.ndarray, pal: np.ndarray, labels: np.ndarray):
-    """Fill `labels` (flat, uint8) chunk by chunk; yield (start, codes, labels) of each chunk.
-
-    Chunks keep the temporaries a few hundred kilobytes whatever the mask size.
-    """
-    table = _table(pal)
-    flat = arr.reshape(-1, 3)
-    for start in range(0, len(flat), _CHUNK):
-        codes = _codes(flat[start : start + _CHUNK])
-        out = labels[start : start + len(codes)]
-        np.take(
-            table, codes, out=out, mode="clip"
-        )  # codes < 2**24 always; "raise" would buffer `out`
-        missing = out == _UNKNOWN
-        if missing.any():
-            miss_codes = codes[missing]
-            new = np.unique(miss_codes)
-            # Threads may fill the same entries at once; they write the same values, so no lock is needed.
-            table[new] = _nearest(new, pal)
-            out[missing] = table[miss_codes]
-        yield start, codes, out
-
-
-def decode_mask(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 colour mask -> (H, W) uint8 index of the nearest palette colour.
-
-    Nearest by squared RGB distance; a colour equidistant from two palette
-    entries gets the lower index. Identical to brute force on every pixel.
-    """
-    arr = _check_rgb(rgb)
-    labels = np.empty(arr.shape[:2], dtype=np.uint8)
-    for _ in _decode_chunks(arr, _check_palette(palette), labels.reshape(-1)):
-        pass
-    return labels
-
-
-def _decode_with_d2(arr: np.ndarray, pal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest labels (H, W) uint8 and squared distances (H, W) uint32, by one table lookup
-    per pixel, in chunks as `_decode_chunks`."""
-    labels = np.empty(arr.shape[:2], dtype=np.uint8)
-    d2 = np.empty(arr.shape[:2], dtype=np.uint32)
-    flat, flat_labels, flat_d2 = arr.reshape(-1, 3), labels.reshape(-1), d2.reshape(-1)
-    table = _both_table(pal)
-    for start in range(0, len(flat), _CHUNK):
-        codes = _codes(flat[start : start + _CHUNK])
-        both = np.take(table, codes, mode="clip")
-        missing = both == _BOTH_UNKNOWN
-        if missing.any():
-            miss_codes = codes[missing]
-            new = np.unique(miss_codes)
-            near = _nearest(new, pal)
-            # As for the label table: concurrent writers write the same values.
-            table[new] = near | (_distance2(new, near, pal.astype(np.int64)).astype(np.uint32) << 8)
-            both[missing] = table[miss_codes]
-        flat_labels[start : start + len(codes)] = both  # the low byte: the label
-        np.right_shift(both, 8, out=flat_d2[start : start + len(codes)])
-    return labels, d2
-
-
-def decode_mask_with_distance(
-    rgb: np.ndarray, palette: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as decode_mask, and each pixel's squared distance to its nearest palette colour (int32)."""
-    labels, d2 = _decode_with_d2(_check_rgb(rgb), _check_palette(palette))
-    return labels, d2.astype(np.int32)
-
 
 # ----------------------------------------------------------------------------- anti-aliasing-aware decode
 
