@@ -1,3 +1,4 @@
+from usseg.dataset_root import read_dataset_root
 from usseg.diagnostics import DiagnosticsOutputs, run_diagnostics
 from usseg.step import snakemake_step
 
@@ -5,7 +6,7 @@ with snakemake_step(snakemake):
     run_diagnostics(
         snakemake.params.dataset,
         snakemake.params.diagnostics,
-        snakemake.params.data_root,
+        read_dataset_root(snakemake.input.root),
         snakemake.input.manifest,
         snakemake.input.issues,
         snakemake.input.labels,

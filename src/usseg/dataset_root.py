@@ -1,11 +1,13 @@
 """The dataset root: the folder at or below data_root that holds every modality folder.
 
-Found once, by the manifest stage (usseg.manifest); the download may nest it
-(abdominal_US/abdominal_US/).
+Found once, by the manifest stage (usseg.manifest), which records it in
+results/dataset_root.json; the later stages read that record instead of
+searching again. The download may nest the root (abdominal_US/abdominal_US/).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -87,3 +89,36 @@ def find_dataset_root(data_root, modalities) -> Path:
         f"deep; found: {found}). Point data_root at the unzipped dataset (the folder that contains {expected}), "
         f"or change dataset.modalities in config.yaml to the folder names your dataset uses."
     )
+
+
+# ----------------------------------------------------------------------------- the recorded root
+
+ROOT_KEYS = ("data_root", "dataset_root")
+
+
+def write_dataset_root(data_root, dataset_root, path) -> None:
+    """Record the root the manifest found (results/dataset_root.json), so later stages read it, not search."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"data_root": str(data_root), "dataset_root": str(Path(dataset_root).resolve())}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_dataset_root(path) -> Path:
+    """The dataset root recorded by the manifest stage; an error names the file and what to do."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read the recorded dataset root ({err}); re-run the manifest rule "
+                        "(`snakemake --forcerun manifest`).") from None
+    if not isinstance(record, dict) or not isinstance(record.get("dataset_root"), str):
+        raise DataError(f"{path}: expected {{'data_root', 'dataset_root'}}; re-run the manifest rule "
+                        "(`snakemake --forcerun manifest`).")
+    root = Path(record["dataset_root"])
+    if not root.is_dir():
+        raise DataError(f"{path}: the recorded dataset root {root} is no longer a folder (moved or deleted); "
+                        "re-run the manifest rule (`snakemake --forcerun manifest`) to find it again.")
+    return root

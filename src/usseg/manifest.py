@@ -35,7 +35,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
-from usseg.dataset_root import find_dataset_root
+from usseg.dataset_root import find_dataset_root, write_dataset_root
 from usseg.errors import DataError
 from usseg.images import oriented_size
 
@@ -495,12 +495,16 @@ def build_manifest(data_root, dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataF
     return manifest, issues
 
 
-def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, issues_csv) -> None:
+def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, issues_csv, root_json=None) -> None:
     """Build the manifest and write both CSVs; under `strict`, any issue raises DataError.
 
     The issues CSV is written before any error so the user can read it.
+    `root_json`, when given, records the dataset root found below data_root
+    for the later stages (usseg.dataset_root.read_dataset_root).
     """
     scan = _scan(data_root, dataset_cfg)
+    if root_json is not None:
+        write_dataset_root(data_root, scan.root, root_json)
     manifest, issues = scan.build()
     issues_csv = Path(issues_csv)
     issues_csv.parent.mkdir(parents=True, exist_ok=True)
