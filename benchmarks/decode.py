@@ -42,12 +42,12 @@ import numpy as np
 from PIL import Image
 
 from usseg.masks import (
-    _tables,
     decode_mask,
     decode_mask_aa,
     decode_mask_with_distance,
     load_mask_rgb,
 )
+from usseg.palette_decode import _tables
 
 PALETTE = np.array(
     [

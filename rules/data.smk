@@ -30,6 +30,8 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.csv",
         issues=f"{RESULTS}/manifest_issues.csv",
+        # The dataset root found below data_root: later stages read it, not search again.
+        root=f"{RESULTS}/dataset_root.json",
         provenance=f"{PROV}/manifest.json",
     log:
         f"{LOGS}/manifest.log",
@@ -46,6 +48,7 @@ rule manifest:
 rule decode_masks:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         code=code_of("../scripts/decode_masks.py"),
     output:
         labels=directory(f"{RESULTS}/labels"),
@@ -57,7 +60,6 @@ rule decode_masks:
     conda:
         USSEG_ENV
     params:
-        data_root=data_root(),
         dataset=config["dataset"],
         strict=config["strict"],
     script:

@@ -6,6 +6,7 @@ DIAG = f"{RESULTS}/diagnostics"
 rule diagnostics:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         splits=rules.split.output.splits,
@@ -74,11 +75,9 @@ rule diagnostics:
     conda:
         USSEG_ENV
     params:
-        data_root=data_root(),
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],
         model_image_size=config["experiment_defaults"]["image_size"],
         data_is_demo=config["data_root"] is None,
-        out_dir=folder_of("baselines"),
     script:
         "../scripts/diagnostics.py"

@@ -25,6 +25,7 @@ rule sanity_checks:
 rule sanity_training:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         code=code_of("../scripts/sanity_training.py"),
@@ -45,7 +46,6 @@ rule sanity_training:
         experiment=experiment,
         dataset=config["dataset"],
         sanity=config["sanity"],
-        data_root=data_root(),
         # The two training runs go to a temporary folder below this one.
         work_dir=folder_of("json"),
     script:
@@ -55,6 +55,7 @@ rule sanity_training:
 rule label_round_trip:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         code=code_of("../scripts/label_round_trip.py"),
@@ -68,7 +69,6 @@ rule label_round_trip:
     params:
         dataset=config["dataset"],
         sanity=config["sanity"],
-        data_root=data_root(),
     script:
         "../scripts/label_round_trip.py"
 
@@ -76,6 +76,7 @@ rule label_round_trip:
 rule nnunet_export:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         code=code_of("../scripts/nnunet_export.py"),
@@ -92,7 +93,6 @@ rule nnunet_export:
         dataset=config["dataset"],
         nnunet=config["nnunet"],
         test_sets=TEST_SETS,
-        data_root=data_root(),
     script:
         "../scripts/nnunet_export.py"
 

@@ -9,6 +9,7 @@ EXP = f"{RESULTS}/experiments/{{experiment}}"
 rule train:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         code=code_of("../scripts/train.py"),
@@ -41,7 +42,6 @@ rule train:
     params:
         experiment=experiment,
         dataset=config["dataset"],
-        data_root=data_root(),
         out_dir=EXP,
         # Outside the rule's outputs on purpose: Snakemake deletes the outputs
         # of a failed job, and this must survive to resume a pre-empted one.
@@ -55,6 +55,7 @@ rule train:
 rule evaluate:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         model=rules.train.output.model,
@@ -86,7 +87,6 @@ rule evaluate:
     params:
         experiment=experiment,
         dataset=config["dataset"],
-        data_root=data_root(),
         evaluation=config["evaluation"],
         # The foreground mean is over the classes scored on every test set.
         test_sets=TEST_SETS,

@@ -1,3 +1,4 @@
+from usseg.dataset_root import read_dataset_root
 from usseg.sanity import label_round_trip, write_result
 from usseg.step import snakemake_step
 
@@ -5,7 +6,7 @@ with snakemake_step(snakemake):
     result = label_round_trip(
         snakemake.params.dataset,
         snakemake.params.sanity,
-        snakemake.params.data_root,
+        read_dataset_root(snakemake.input.root),
         snakemake.input.manifest,
         snakemake.input.splits,
         snakemake.input.labels,

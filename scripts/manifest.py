@@ -8,4 +8,5 @@ with snakemake_step(snakemake):
         snakemake.params.strict,
         snakemake.output.manifest,
         snakemake.output.issues,
+        root_json=snakemake.output.root,
     )

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from usseg.dataset_root import read_dataset_root
 from usseg.nnunet_export import dataset_folder_name, export_nnunet
 from usseg.step import snakemake_step
 
@@ -9,7 +10,7 @@ with snakemake_step(snakemake):
         snakemake.params.dataset,
         nnunet,
         snakemake.params.test_sets,
-        snakemake.params.data_root,
+        read_dataset_root(snakemake.input.root),
         snakemake.input.manifest,
         snakemake.input.splits,
         snakemake.input.labels,

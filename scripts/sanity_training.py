@@ -1,3 +1,4 @@
+from usseg.dataset_root import read_dataset_root
 from usseg.sanity import run_training_checks, write_result
 from usseg.step import snakemake_step
 
@@ -6,7 +7,7 @@ with snakemake_step(snakemake):
         snakemake.params.experiment,
         snakemake.params.dataset,
         snakemake.params.sanity,
-        snakemake.params.data_root,
+        read_dataset_root(snakemake.input.root),
         snakemake.input.manifest,
         snakemake.input.splits,
         snakemake.input.labels,

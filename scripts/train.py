@@ -1,5 +1,6 @@
 import torch
 
+from usseg.dataset_root import read_dataset_root
 from usseg.step import snakemake_step
 from usseg.train import train_experiment
 
@@ -10,7 +11,7 @@ with snakemake_step(snakemake):
     train_experiment(
         snakemake.params.experiment,
         snakemake.params.dataset,
-        snakemake.params.data_root,
+        read_dataset_root(snakemake.input.root),
         snakemake.input.manifest,
         snakemake.input.splits,
         snakemake.input.labels,

@@ -56,7 +56,7 @@ def test_kish_effective_size_of_the_reference_subjects():
 
 def test_composition_counts_and_share(demo):
     fx, inputs = demo
-    result = check_composition(inputs, fx.out_dir)
+    result = check_composition(inputs, fx.outputs)
     table = pd.read_csv(fx.out_dir / "composition.csv")
     rus_test = table[(table["modality"] == "RUS") & (table["orig_split"] == "test")].iloc[0]
     assert (rus_test["labeled"], rus_test["unlabeled"]) == (15, 8)
@@ -67,21 +67,21 @@ def test_composition_counts_and_share(demo):
         "15 of 81 labeled images (18.5%) come from the target modality RUS (real)"
     )
     strict = with_cfg(inputs, min_target_label_share={"warn_below": 0.5, "fail_below": 0.2})
-    assert check_composition(strict, fx.out_dir).status == FAIL
+    assert check_composition(strict, fx.outputs).status == FAIL
 
 
 def test_subjects_status_follows_the_thresholds(demo):
     fx, inputs = demo
-    assert check_subjects(inputs, fx.out_dir).status == FAIL
+    assert check_subjects(inputs, fx.outputs).status == FAIL
     lenient = with_cfg(inputs, min_labeled_target_subjects={"warn_below": 5, "fail_below": 3})
-    result = check_subjects(lenient, fx.out_dir)
+    result = check_subjects(lenient, fx.outputs)
     assert result.status == WARN and result.value == 4
     assert result.details["labeled_frames_per_target_subject"] == {"h": 6, "a": 4, "g": 3, "b": 2}
 
 
 def test_class_balance_finds_rare_and_missing_classes(demo):
     fx, inputs = demo
-    result = check_class_balance(inputs, collect_label_stats(inputs), fx.out_dir)
+    result = check_class_balance(inputs, collect_label_stats(inputs), fx.outputs)
     assert result.status == WARN
     assert set(result.details["missing_by_modality"]["RUS"]) >= {"bone", "pancreas", "adrenal"}
     table = pd.read_csv(fx.out_dir / "class_balance.csv")
@@ -105,13 +105,13 @@ def test_class_balance_passes_when_nothing_is_rare_or_missing(demo):
     aus_only = type(inputs)(
         **{**lenient.__dict__, "images": inputs.images[inputs.images["modality"] == "AUS"]}
     )
-    result = check_class_balance(aus_only, collect_label_stats(aus_only), fx.out_dir)
+    result = check_class_balance(aus_only, collect_label_stats(aus_only), fx.outputs)
     assert result.status == PASS, result.reason
 
 
 def test_baselines_table_and_empty_warning(demo):
     fx, inputs = demo
-    result = check_baselines(inputs, fx.out_dir)
+    result = check_baselines(inputs, fx.outputs)
     assert result.status == PASS and result.value == 1
     table = pd.read_csv(fx.out_dir / "baselines.csv", keep_default_na=False)
     assert table[list(DIAG_CFG["published_baselines"][0])].to_dict("records") == DIAG_CFG[
@@ -131,21 +131,21 @@ def test_baselines_pass_only_when_measured_on_this_data(demo):
         "measured_on": "MedSegBench AbdomenUS",
         "note": "background included",
     }
-    other = check_baselines(with_cfg(inputs, published_baselines=[elsewhere]), fx.out_dir)
+    other = check_baselines(with_cfg(inputs, published_baselines=[elsewhere]), fx.outputs)
     assert other.status == WARN and other.value == 0
     assert "none of 1 published result(s) was measured on this data" in other.reason
     assert "not comparable" in other.reason
     table = pd.read_csv(fx.out_dir / "baselines.csv", keep_default_na=False)
     assert table["comparable"].tolist() == [False] and table["note"].tolist() == ["background included"]
     # On the generated demo nothing is comparable, not even a result "measured on" its dataset_id.
-    demo_run = check_baselines(inputs, fx.out_dir, data_is_demo=True)
+    demo_run = check_baselines(inputs, fx.outputs, data_is_demo=True)
     assert demo_run.status == WARN and demo_run.value == 0
     assert "generated demo" in demo_run.reason
     mixed = check_baselines(
-        with_cfg(inputs, published_baselines=[elsewhere, *DIAG_CFG["published_baselines"]]), fx.out_dir
+        with_cfg(inputs, published_baselines=[elsewhere, *DIAG_CFG["published_baselines"]]), fx.outputs
     )
     assert mixed.status == PASS and mixed.value == 1 and "1 of 2" in mixed.reason
-    empty = check_baselines(with_cfg(inputs, published_baselines=[]), fx.out_dir)
+    empty = check_baselines(with_cfg(inputs, published_baselines=[]), fx.outputs)
     assert empty.status == WARN
     assert (
         "no published baselines configured" in empty.reason
@@ -165,7 +165,7 @@ def test_baselines_pass_only_when_measured_on_this_data(demo):
                 }
             ],
         ),
-        fx.out_dir,
+        fx.outputs,
     )
     assert unknown.status == WARN and "thyroid" in unknown.reason
 
@@ -226,7 +226,7 @@ def test_inputs_join_split_and_decode_report(demo):
 
 def test_subjects_reason_gives_one_effective_number(demo):
     fx, inputs = demo
-    result = check_subjects(inputs, fx.out_dir)
+    result = check_subjects(inputs, fx.outputs)
     kish = kish_effective_size([6, 4, 3, 2])
     assert f"effective number of subjects {kish:.1f}" in result.reason
     # One number for the effective size: the subject count is never called an effective size too.
@@ -236,9 +236,9 @@ def test_subjects_reason_gives_one_effective_number(demo):
 
 def test_next_step_for_baselines_on_the_demo_points_at_the_real_data(demo):
     fx, inputs = demo
-    on_demo = check_baselines(inputs, fx.out_dir, data_is_demo=True)
+    on_demo = check_baselines(inputs, fx.outputs, data_is_demo=True)
     steps = next_steps({"published_baselines": on_demo}, "RUS")
     assert len(steps) == 1 and "generated demo" in steps[0] and "data_root" in steps[0]
-    elsewhere = check_baselines(with_cfg(inputs, dataset_id="another dataset"), fx.out_dir)
+    elsewhere = check_baselines(with_cfg(inputs, dataset_id="another dataset"), fx.outputs)
     steps = next_steps({"published_baselines": elsewhere}, "RUS")
     assert len(steps) == 1 and "measured_on equal to diagnostics.dataset_id" in steps[0]

@@ -175,7 +175,7 @@ def demo_inputs(tmp_path_factory):
 
 def test_the_target_is_compared_with_the_other_modalities(demo_inputs):
     fx, inputs = demo_inputs
-    result = check_domain_shift(inputs, survey_images(inputs, 400, 0, 12), fx.out_dir)
+    result = check_domain_shift(inputs, survey_images(inputs, 400, 0, 12), fx.outputs)
     assert result.title == "Domain shift (synthetic vs real)"
     assert (
         result.status == "FAIL" and "asked to tell RUS (real) from AUS (synthetic)" in result.reason
@@ -206,7 +206,7 @@ def test_a_single_modality_has_nothing_to_compare(demo_inputs):
     only_rus = type(inputs)(
         **{**inputs.__dict__, "images": inputs.images[inputs.images["modality"] == "RUS"]}
     )
-    result = check_domain_shift(only_rus, survey_images(only_rus, 400, 0, 12), fx.out_dir)
+    result = check_domain_shift(only_rus, survey_images(only_rus, 400, 0, 12), fx.outputs)
     assert result.status == "PASS" and result.value is None
     assert "no other domain to compare RUS with" in result.reason
 
@@ -218,7 +218,7 @@ def _domain_check(tmp_path, frames, **kw):
         DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv
     )
     survey = survey_images(inputs, 400, 0, 12, model_image_size=kw.get("model_image_size"))
-    result = check_domain_shift(inputs, survey, fx.out_dir, **kw)
+    result = check_domain_shift(inputs, survey, fx.outputs, **kw)
     return result, json.loads((fx.out_dir / "domain_shift.json").read_text())
 
 
@@ -262,6 +262,6 @@ def test_a_large_auc_on_too_few_subjects_is_not_a_fail(demo_inputs):
     fx, inputs = demo_inputs
     survey = survey_images(inputs, 400, 0, 12)
     few = type(inputs)(**{**inputs.__dict__, "diag_cfg": {**inputs.diag_cfg, "domain_alpha": 0.001}})
-    result = check_domain_shift(few, survey, fx.out_dir)
+    result = check_domain_shift(few, survey, fx.outputs)
     assert result.value > 0.9 and result.status == "WARN"
     assert "not significant" in result.reason

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
+from conftest import REPO
 from datasets import dataset_cfg
 from usseg.contracts import DECODE_REPORT_COLUMNS, SPLIT_COLUMNS
+from usseg.diagnostics import DiagnosticsOutputs
 
 # The palette and layout of config.yaml (the one copy: tests/datasets.py reads it).
 DATASET_CFG = dataset_cfg()
@@ -117,6 +120,10 @@ class Fixture:
     splits_csv: Path
     out_dir: Path
 
+    @property
+    def outputs(self) -> DiagnosticsOutputs:
+        return rule_outputs(self.out_dir, list(DATASET_CFG["modalities"]))
+
     def args(self, dataset_cfg=None, diag_cfg=None):
         return (
             dataset_cfg or DATASET_CFG,
@@ -126,8 +133,22 @@ class Fixture:
             self.issues_csv,
             self.labels_dir,
             self.splits_csv,
-            self.out_dir,
+            self.outputs,
         )
+
+
+def rule_outputs(folder: Path, modalities: list[str]) -> DiagnosticsOutputs:
+    """The diagnostics rule's named outputs, read from rules/diagnostics.smk, placed in `folder`.
+
+    The rule is the one source of these names; reading it here keeps the tests
+    from keeping a second list (and fails if the rule and DiagnosticsOutputs differ).
+    """
+    text = (REPO / "rules/diagnostics.smk").read_text()
+    block = text[text.index("    output:"):text.index("    log:")]
+    named = re.findall(r'^        (\w+)=(?:report\(\s*)?(?:expand\()?f"\{DIAG\}/([^"]+)"', block, re.MULTILINE)
+    values = {name: str(folder / path) for name, path in named}
+    galleries = values.pop("galleries").replace("{{modality}}", "{}")
+    return DiagnosticsOutputs(**values, galleries={m: galleries.format(m) for m in modalities})
 
 
 # ----------------------------------------------------------------------------- drawing

@@ -48,7 +48,7 @@ def test_planted_bad_frames_are_flagged_and_shown(tmp_path, frames):
     inputs = load_inputs(
         DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv
     )
-    result = check_image_quality(inputs, survey_images(inputs, 400, 0, 12), fx.out_dir)
+    result = check_image_quality(inputs, survey_images(inputs, 400, 0, 12), fx.outputs)
     table = pd.read_csv(fx.out_dir / "image_quality.csv", keep_default_na=False)
     flagged = table[table["flags"] != ""].set_index("image_id")["flags"].to_dict()
     assert flagged == planted

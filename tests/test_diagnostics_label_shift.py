@@ -44,7 +44,7 @@ def _run(tmp_path, frames):
         DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv
     )
     survey = survey_images(inputs, 400, 0, 12)
-    shift = check_label_shift(inputs, collect_label_stats(inputs), survey, fx.out_dir)
+    shift = check_label_shift(inputs, collect_label_stats(inputs), survey, fx.outputs)
     return fx, inputs, survey, shift
 
 
@@ -67,7 +67,7 @@ def test_smaller_real_kidneys_are_named_and_nothing_else(tmp_path):
     assert {"presence_share", "area_fov_share_median", "depth_median", "lateral_median"} <= set(table)
     assert (fx.out_dir / "label_shift.png").stat().st_size > 10_000
     # The verdict: the images are alike, the organs are not -> WARN, the class named, what to try next.
-    result = check_domain_shift(inputs, survey, fx.out_dir, label_shift=shift)
+    result = check_domain_shift(inputs, survey, fx.outputs, label_shift=shift)
     assert result.status == "WARN" and result.details["image_status"] == "PASS"
     assert "Label shift: kidney 2.8x smaller in RUS" in result.reason
     report = json.loads((fx.out_dir / "domain_shift.json").read_text())

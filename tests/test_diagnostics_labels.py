@@ -120,7 +120,7 @@ def test_status_and_gallery(tmp_path, frames):
     frame(frames, "RUS_test_b7").mask[10:40, 10:40] = (128, 128, 128)
     inputs, stats, fx = flags_for(tmp_path, frames)
     fx.out_dir.mkdir(parents=True)
-    result = check_labels(inputs, stats, fx.out_dir)
+    result = check_labels(inputs, stats, fx.outputs)
     assert result.status == "WARN"  # 1 of 85 masks: a few
     assert result.value == "1/85 masks flagged"
     assert result.details["galleries"]["RUS"][0] == "RUS_test_b7"

@@ -27,7 +27,7 @@ def run_leakage(tmp_path, frames, **kw):
     inputs = load_inputs(
         DATASET_CFG, DIAG_CFG, fx.root, fx.manifest_csv, fx.issues_csv, fx.labels_dir, fx.splits_csv
     )
-    result = check_leakage(inputs, survey_images(inputs, 0, 0, 12), fx.out_dir)
+    result = check_leakage(inputs, survey_images(inputs, 0, 0, 12), fx.outputs)
     return result, pd.read_csv(fx.out_dir / "near_duplicates.csv", keep_default_na=False)
 
 

@@ -42,7 +42,7 @@ LABEL = "label"
 
 def dataset_root(data_root, dataset_cfg: dict) -> Path:
     """The folder holding the modality folders (AUS/, RUS/) below `data_root`."""
-    from usseg.manifest import find_dataset_root  # imported late: a sibling stage's module
+    from usseg.dataset_root import find_dataset_root
 
     return Path(find_dataset_root(data_root, list(dataset_cfg["modalities"])))
 

@@ -35,6 +35,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
+from usseg.dataset_root import find_dataset_root, write_dataset_root
 from usseg.errors import DataError
 from usseg.images import oriented_size
 
@@ -42,88 +43,9 @@ from usseg.images import oriented_size
 SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"}
 # Snakemake writes this into every directory() output, e.g. the generated demo dataset.
 WORKFLOW_FILE_NAMES = {".snakemake_timestamp"}
-# Folders made by macOS zip tools that mirror the dataset with AppleDouble files.
-SKIPPED_ROOT_SEARCH_DIRS = {"__MACOSX"}
 # Pillow modes a mask may come in: colour modes convert losslessly to RGB; the
 # 16-bit greyscale ones may hold class indices (dataset.mask_encoding).
 MASK_MODES = {"RGB", "RGBA", "P", "PA", "L", "LA", "1", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I"}
-_MAX_ROOT_SEARCH_DEPTH = 8
-
-
-# ----------------------------------------------------------------------------- dataset root
-
-
-def _modality_names(modalities) -> list[str]:
-    return list(modalities.keys()) if isinstance(modalities, dict) else list(modalities)
-
-
-def find_dataset_root(data_root, modalities) -> Path:
-    """The folder at or below `data_root` that holds every modality folder (e.g. AUS/ and RUS/).
-
-    The Kaggle download nests it as abdominal_US/abdominal_US/. The shallowest
-    match wins, ties broken by sorted path, so the answer never depends on the
-    order the file system lists folders in.
-    """
-    data_root = Path(data_root)
-    names = _modality_names(modalities)
-    expected = ", ".join(f"{n}/" for n in names)
-    if not data_root.exists():
-        raise DataError(
-            f"data_root {data_root} does not exist. Set data_root in config.yaml to the folder that holds "
-            f"{expected} (for example the unzipped abdominal_US/), or set it to null to use the demo dataset."
-        )
-    if not data_root.is_dir():
-        raise DataError(
-            f"data_root {data_root} is a file, not a folder. Unzip the download and set data_root to the "
-            f"folder that holds {expected}."
-        )
-    partial: list[str] = []
-    seen: set[str] = set()
-    level = [data_root]
-    for _depth in range(_MAX_ROOT_SEARCH_DEPTH + 1):
-        matches = []
-        next_level = []
-        for folder in level:
-            real = os.path.realpath(folder)
-            if real in seen:  # a symlink loop or a second link to the same folder
-                continue
-            seen.add(real)
-            try:
-                subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
-            except OSError:
-                continue
-            present = [n for n in names if (folder / n).is_dir()]
-            if len(present) == len(names):
-                matches.append(folder)
-            elif present:
-                missing = ", ".join(f"{n}/" for n in names if n not in present)
-                partial.append(
-                    f"{folder} has {', '.join(p + '/' for p in present)} but not {missing}"
-                )
-            next_level.extend(p for p in subdirs if p.name not in SKIPPED_ROOT_SEARCH_DIRS)
-        if matches:
-            return min(matches, key=lambda p: p.as_posix())
-        level = sorted(next_level, key=lambda p: p.as_posix())
-        if not level:
-            break
-    try:
-        top = sorted(p.name + "/" for p in data_root.iterdir() if p.is_dir())
-    except OSError:
-        top = []
-    found = (
-        "; ".join(partial)
-        if partial
-        else (
-            f"folders directly in it: {', '.join(top[:20])}{' ...' if len(top) > 20 else ''}"
-            if top
-            else "it holds no folders"
-        )
-    )
-    raise DataError(
-        f"data_root {data_root} holds no folder with all of {expected} (searched {_MAX_ROOT_SEARCH_DEPTH} levels "
-        f"deep; found: {found}). Point data_root at the unzipped dataset (the folder that contains {expected}), "
-        f"or change dataset.modalities in config.yaml to the folder names your dataset uses."
-    )
 
 
 # ----------------------------------------------------------------------------- file inspection
@@ -573,12 +495,16 @@ def build_manifest(data_root, dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataF
     return manifest, issues
 
 
-def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, issues_csv) -> None:
+def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, issues_csv, root_json=None) -> None:
     """Build the manifest and write both CSVs; under `strict`, any issue raises DataError.
 
     The issues CSV is written before any error so the user can read it.
+    `root_json`, when given, records the dataset root found below data_root
+    for the later stages (usseg.dataset_root.read_dataset_root).
     """
     scan = _scan(data_root, dataset_cfg)
+    if root_json is not None:
+        write_dataset_root(data_root, scan.root, root_json)
     manifest, issues = scan.build()
     issues_csv = Path(issues_csv)
     issues_csv.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from usseg.contracts import SPLIT_COLUMNS, UNLABELED
+from usseg.contracts import SPLIT_COLUMNS, UNLABELED, read_issues
 from usseg.errors import DataError, LeakageError
 from usseg.manifest import parse_bool, read_manifest
 from usseg.masks import read_decode_report
@@ -218,7 +218,7 @@ def write_splits(
         report = read_decode_report(decode_report_csv)
     issues = None
     if issues_csv is not None:
-        issues = pd.read_csv(issues_csv, dtype=str, keep_default_na=False)
+        issues = read_issues(issues_csv)
     splits = subject_grouped_split(manifest, report, val_fraction, seed, strict=strict, issues=issues)
     check_no_leakage(splits, manifest)
     splits_csv = Path(splits_csv)

@@ -1,4 +1,4 @@
-"""Train one experiment: a MONAI network or the random-forest baseline.
+"""Train one experiment: a MONAI network here, the random-forest baseline in usseg.forest_train.
 
 `train_experiment` writes, under out_dir, `model.safetensors` (the epoch with
 the best validation mean foreground Dice), `history.csv` and `curves.png`.
@@ -40,19 +40,23 @@ import pandas as pd
 import torch
 from monai.data import DataLoader
 from monai.losses import DiceCELoss, DiceFocalLoss
-from monai.transforms import Compose
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from usseg import checkpoint, data, forest, metrics
+from usseg import checkpoint, data, metrics
 from usseg.checkpoint import CorruptFileError
 from usseg.class_balance import pixel_counts, suggest_class_weights
 from usseg.code_deps import code_digest, module_code_files
 from usseg.config import experiment_class_names, include_background, label_lookup
 from usseg.errors import ConfigError, DataError, UssegError
+from usseg.forest_train import train_forest
 from usseg.models import build_network, model_metadata, resolve_device, save_network
 from usseg.provenance import library_versions
 from usseg.remedies import wiring
+from usseg.training_log import epoch_line as _epoch_line
+from usseg.training_log import fmt as _fmt
+from usseg.training_log import plot_curves
+from usseg.training_log import write_history as _write_history
 
 log = logging.getLogger("usseg.train")
 
@@ -125,7 +129,7 @@ def train_experiment(
     )
     weights = class_weight_vector(exp, dataset_cfg, [r[data.LABEL] for r in train_recs])
     if exp["model"]["name"] == "random_forest":
-        _train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir)
+        train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir)
     else:
         _train_network(
             exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
@@ -255,13 +259,6 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def history_columns(class_names: list[str]) -> list[str]:
-    return ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in class_names[1:]], "val_dice_mean", "lr"]
-
-
-# Wall-clock time per epoch measures the machine, not the model: it lives in
-# timing.csv, so history.csv (and the model) of two identical runs are byte-identical.
-TIMING_COLUMNS = ["epoch", "seconds"]
 
 
 def _train_network(
@@ -509,154 +506,3 @@ def _set_aside_all(checkpoint_dir: Path, name: str, reason: Exception) -> None:
 def _clear(checkpoint_dir: Path) -> None:
     for fname in (LAST, BEST):
         (checkpoint_dir / fname).unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------------- random forest
-
-
-def _train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir):
-    t0 = time.perf_counter()
-    fcfg = exp["forest"]
-    seed = int(exp["seed"])
-    n = len(class_names)
-    tf = Compose(data.deterministic_transforms(exp, lut))
-
-    def arrays(recs):
-        items = [tf(dict(r)) for r in recs]
-        return (
-            [np.asarray(it[data.IMAGE])[0] for it in items],
-            [np.asarray(it[data.LABEL])[0].astype(np.int64) for it in items],
-        )
-
-    train_imgs, train_labs = arrays(train_recs)
-    x, y = forest.sample_training_pixels(train_imgs, train_labs, int(fcfg["pixels_per_image"]), seed)
-    class_weight = None
-    if weights is not None:
-        class_weight = {int(c): float(weights[c]) for c in np.unique(y)}
-    # As many tree-building threads as torch may use: Snakemake sets OMP_NUM_THREADS
-    # to the job's threads, and more would oversubscribe the cores.
-    rf = forest.fit_forest(x, y, fcfg, seed, class_weight=class_weight, n_jobs=torch.get_num_threads())
-    arrs = forest.forest_to_arrays(rf, n)
-    meta = model_metadata(
-        exp, class_names, cfg_hash, epoch=1,
-        forest={
-            "feature_version": forest.FEATURE_VERSION,
-            "feature_names": list(forest.FEATURE_NAMES),
-            "n_trees": len(rf.estimators_),
-            "n_nodes": int(arrs["forest.tree_offsets"][-1]),
-            "n_training_pixels": len(y),
-        },
-    )
-    predictor = forest.ForestPredictor(arrs, meta)
-    train_loss = _log_loss(predictor.proba_from_features(x), y)
-    n_fg = n - 1
-    if val_recs:
-        val_imgs, val_labs = arrays(val_recs)
-        proba = predictor.predict_proba(np.stack(val_imgs))
-        val_loss = _log_loss(proba.transpose(0, 2, 3, 1).reshape(-1, n), np.concatenate([v.ravel() for v in val_labs]))
-        pred = proba.argmax(axis=1)
-        fg = list(range(1, n))
-        d = np.array([metrics.dice_per_class(p, r, fg) for p, r in zip(pred, val_labs)])
-        pr = np.array([metrics.present_per_class(r, fg) for r in val_labs])
-        val_dice = metrics.mean_where_present(d, pr)
-    else:
-        val_loss, val_dice = float("nan"), np.full(n_fg, np.nan)
-    mean_dice = metrics.nanmean_or_nan(val_dice)
-    meta["val_dice_mean"] = mean_dice
-    checkpoint.save_tensors(out_dir / "model.safetensors", arrs, meta)
-    row = {
-        "epoch": 1,
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        **{f"val_dice_{c}": float(v) for c, v in zip(class_names[1:], val_dice)},
-        "val_dice_mean": mean_dice,
-        "lr": float("nan"),
-        "seconds": time.perf_counter() - t0,
-    }
-    _write_history([row], class_names, out_dir / "history.csv")
-    plot_curves([row], class_names, exp["name"], 1, out_dir / "curves.png")
-    log.info(
-        "experiment %s: random forest, %d trees, %d nodes, %d training pixels; %s",
-        exp["name"], len(rf.estimators_), meta["forest"]["n_nodes"], len(y), _epoch_line(row, 1, class_names),
-    )
-
-
-def _log_loss(proba: np.ndarray, y: np.ndarray) -> float:
-    p = proba[np.arange(len(y)), y]
-    return float(-np.log(np.clip(p, 1e-7, 1.0)).mean())
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-def _fmt(v: float, spec: str = ".2f") -> str:
-    return "nan" if v is None or not math.isfinite(v) else format(v, spec)
-
-
-def _fmt_lr(lr: float) -> str:
-    if not math.isfinite(lr):
-        return "n/a"
-    mant, exp_ = f"{lr:.1e}".split("e")
-    return f"{mant}e{int(exp_)}"
-
-
-def _epoch_line(row: dict, epochs: int, class_names: list[str]) -> str:
-    """'epoch 3/8 train_loss 0.412 val_loss 0.398 val_dice liver 0.71 mean 0.71 lr 1.2e-3 4.1s'"""
-    dice = " ".join(f"{c} {_fmt(row[f'val_dice_{c}'])}" for c in class_names[1:])
-    return (
-        f"epoch {row['epoch']}/{epochs} train_loss {_fmt(row['train_loss'], '.3f')} val_loss {_fmt(row['val_loss'], '.3f')} "
-        f"val_dice {dice} mean {_fmt(row['val_dice_mean'])} lr {_fmt_lr(row['lr'])} {row['seconds']:.1f}s"
-    )
-
-
-def _write_history(history: list[dict], class_names: list[str], path: Path) -> None:
-    """history.csv at `path` and, beside it, timing.csv (the seconds of each epoch)."""
-    for columns, target in ((history_columns(class_names), path), (TIMING_COLUMNS, path.with_name("timing.csv"))):
-        df = pd.DataFrame(history, columns=columns)
-        tmp = target.with_name(target.name + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, target)
-
-
-def plot_curves(history: list[dict], class_names: list[str], name: str, best_epoch: int, path: Path) -> None:
-    """Loss (train, val) and validation Dice per class against epochs, best epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.DataFrame(history, columns=history_columns(class_names))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    marker = "o" if len(df) <= 20 else None
-    ax1.plot(df["epoch"], df["train_loss"], marker=marker, label="train")
-    ax1.plot(df["epoch"], df["val_loss"], marker=marker, label="validation")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.set_title("Loss")
-    ax1.legend()
-    ax1.grid(alpha=0.3)
-    for c in class_names[1:]:
-        ax2.plot(df["epoch"], df[f"val_dice_{c}"], marker=marker, lw=1, alpha=0.8, label=c)
-    ax2.plot(df["epoch"], df["val_dice_mean"], marker=marker, lw=2.5, color="black", label="mean (foreground)")
-    if best_epoch:
-        for ax in (ax1, ax2):
-            ax.axvline(best_epoch, color="grey", ls="--", lw=1)
-        ax2.annotate("best epoch", (best_epoch, 0.0), xytext=(-4, 4), textcoords="offset points", color="grey",
-                     ha="right", fontsize=8)
-    ax2.set_ylim(0, 1.02)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("Dice")
-    ax2.set_title("Validation Dice (images where the organ is present)")
-    ax2.legend(fontsize=8, ncol=2 if len(class_names) > 5 else 1, loc="lower right")
-    ax2.grid(alpha=0.3)
-    for ax in (ax1, ax2):
-        if len(df) == 1:  # the forest: one fit, no epochs
-            ax.set_xlim(0.5, 1.5)
-            ax.set_xticks([1])
-            ax.set_xlabel("single fit (no epochs)")
-        else:
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(f"Training curves: {name}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

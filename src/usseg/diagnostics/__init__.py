@@ -25,10 +25,11 @@ from usseg.diagnostics.label_check import check_labels
 from usseg.diagnostics.label_shift import check_label_shift
 from usseg.diagnostics.label_stats import collect_label_stats
 from usseg.diagnostics.leakage import check_leakage
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.subjects import check_subjects
 from usseg.diagnostics.survey import survey_images
 
-__all__ = ["CHECK_ORDER", "output_files", "run_diagnostics"]
+__all__ = ["CHECK_ORDER", "DiagnosticsOutputs", "run_diagnostics"]
 
 DEFAULT_MAX_IMAGES_PER_DOMAIN = 400
 log = logging.getLogger("usseg.diagnostics")
@@ -42,35 +43,6 @@ def _timed(name, fn, *args, **kwargs):
     return result
 
 
-def output_files(modalities) -> list[str]:
-    """Names of the files run_diagnostics writes into out_dir."""
-    return [
-        "checklist.json",
-        "checklist.md",
-        "composition.png",
-        "composition.csv",
-        "subjects.png",
-        "subjects.csv",
-        "frames_per_subject.csv",
-        "class_balance.png",
-        "class_balance.csv",
-        "class_weights.json",
-        "domain_shift.png",
-        "domain_shift.json",
-        "intensity_histograms.csv",
-        "label_shift.png",
-        "label_shift.csv",
-        "label_shift.json",
-        *(f"label_gallery_{m}.png" for m in modalities),
-        "label_flags.csv",
-        "leakage.json",
-        "near_duplicates.csv",
-        "baselines.csv",
-        "image_quality.png",
-        "image_quality.csv",
-    ]
-
-
 def run_diagnostics(
     dataset_cfg: dict,
     diag_cfg: dict,
@@ -79,18 +51,18 @@ def run_diagnostics(
     issues_csv,
     labels_dir,
     splits_csv,
-    out_dir,
+    outputs: DiagnosticsOutputs,
     model_image_size=None,
     data_is_demo: bool = False,
 ) -> dict:
-    """Run every check, write its figure and tables into out_dir, and return the checklist dict.
+    """Run every check, write its figure and tables to `outputs`, and return the checklist dict.
 
     `model_image_size` (the experiments' image_size) lets the domain check
     compare what a model sees; `data_is_demo` marks the generated demo, on
     which no published baseline is comparable.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in {Path(p).parent for p in outputs.files()}:
+        folder.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(
         dataset_cfg, diag_cfg or {}, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
     )
@@ -110,25 +82,25 @@ def run_diagnostics(
         int(harmonise["jpeg_quality"]),
         model_image_size,
     )
-    label_shift = _timed("label_shift", check_label_shift, inputs, stats, survey, out_dir)
+    label_shift = _timed("label_shift", check_label_shift, inputs, stats, survey, outputs)
     results = [
-        _timed("composition", check_composition, inputs, out_dir),
-        _timed("subjects", check_subjects, inputs, out_dir),
-        _timed("class_balance", check_class_balance, inputs, stats, out_dir),
+        _timed("composition", check_composition, inputs, outputs),
+        _timed("subjects", check_subjects, inputs, outputs),
+        _timed("class_balance", check_class_balance, inputs, stats, outputs),
         _timed(
             "domain_shift",
             check_domain_shift,
             inputs,
             survey,
-            out_dir,
+            outputs,
             label_shift=label_shift,
             model_image_size=model_image_size,
         ),
-        _timed("label_verification", check_labels, inputs, stats, out_dir),
-        _timed("leakage", check_leakage, inputs, survey, out_dir),
-        _timed("published_baselines", check_baselines, inputs, out_dir, data_is_demo),
-        _timed("image_quality", check_image_quality, inputs, survey, out_dir),
+        _timed("label_verification", check_labels, inputs, stats, outputs),
+        _timed("leakage", check_leakage, inputs, survey, outputs),
+        _timed("published_baselines", check_baselines, inputs, outputs, data_is_demo),
+        _timed("image_quality", check_image_quality, inputs, survey, outputs),
     ]
-    checklist = write_checklist(results, out_dir, inputs.target_modality)
+    checklist = write_checklist(results, outputs, inputs.target_modality)
     log.info("overall: %s", checklist["overall"])
     return checklist

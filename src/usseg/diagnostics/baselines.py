@@ -16,6 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import PASS, WARN, CheckResult
 
 COLUMNS = ["source", "test_set", "class", "metric", "value", "measured_on", "comparable", "note"]
@@ -37,10 +38,10 @@ def baseline_table(entries, dataset: str, data_is_demo: bool) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def check_baselines(inputs: DiagnosticInputs, out_dir, data_is_demo: bool = False) -> CheckResult:
+def check_baselines(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs, data_is_demo: bool = False) -> CheckResult:
     dataset = this_dataset(inputs, data_is_demo)
     table = baseline_table(list(inputs.opt("published_baselines", [])), dataset, data_is_demo)
-    table.to_csv(f"{out_dir}/baselines.csv", index=False)
+    table.to_csv(outputs.baselines, index=False)
     threshold = "PASS when at least one published result was measured on this data (measured_on = dataset_id)"
     n_comparable = int(table["comparable"].sum()) if len(table) else 0
     if table.empty:

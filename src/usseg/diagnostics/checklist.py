@@ -8,7 +8,7 @@ with the action it points to.
 from __future__ import annotations
 
 from usseg.diagnostics.baselines import DEMO_ID
-from usseg.diagnostics.outputs import write_json
+from usseg.diagnostics.outputs import DiagnosticsOutputs, write_json
 from usseg.diagnostics.status import PASS, CheckResult, worst
 
 CHECK_ORDER = [
@@ -142,10 +142,10 @@ def render_markdown(checklist: dict, results: dict[str, CheckResult], target: st
     return "\n".join(lines)
 
 
-def write_checklist(results: list[CheckResult], out_dir, target: str) -> dict:
+def write_checklist(results: list[CheckResult], outputs: DiagnosticsOutputs, target: str) -> dict:
     checklist = build_checklist(results)
-    write_json(f"{out_dir}/checklist.json", checklist)
+    write_json(outputs.checklist, checklist)
     by_id = {r.id: r for r in results}
-    with open(f"{out_dir}/checklist.md", "w") as fh:
+    with open(outputs.checklist_md, "w") as fh:
         fh.write(render_markdown(checklist, by_id, target))
     return checklist

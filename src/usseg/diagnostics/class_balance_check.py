@@ -15,7 +15,7 @@ from usseg.class_balance import suggest_class_weights
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.label_stats import LabelStats
-from usseg.diagnostics.outputs import write_json
+from usseg.diagnostics.outputs import DiagnosticsOutputs, write_json
 from usseg.diagnostics.status import PASS, WARN, CheckResult
 
 ALL = "all"
@@ -168,15 +168,15 @@ def _names(items) -> str:
     return ", ".join(items) if items else "none"
 
 
-def check_class_balance(inputs: DiagnosticInputs, stats: LabelStats, out_dir) -> CheckResult:
+def check_class_balance(inputs: DiagnosticInputs, stats: LabelStats, outputs: DiagnosticsOutputs) -> CheckResult:
     rare_share = float(inputs.opt("rare_class_pixel_share", 0.01))
     min_images = int(inputs.opt("min_images_per_class", 20))
     counts = usable_counts(inputs, stats)
     table = balance_table(inputs, counts, rare_share, min_images)
-    table.to_csv(f"{out_dir}/class_balance.csv", index=False)
+    table.to_csv(outputs.class_balance_csv, index=False)
     weights, basis = class_weights(inputs, counts)
-    write_json(f"{out_dir}/class_weights.json", weights)
-    plot(table, weights, inputs, rare_share, min_images, f"{out_dir}/class_balance.png")
+    write_json(outputs.class_weights, weights)
+    plot(table, weights, inputs, rare_share, min_images, outputs.class_balance)
 
     overall = table[(table["modality"] == ALL) & (table["class"] != inputs.class_names[0])]
     rare = overall[overall["rare"]]["class"].tolist()

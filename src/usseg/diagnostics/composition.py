@@ -12,6 +12,7 @@ from matplotlib.patches import Patch
 
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import CheckResult, status_below
 
 DEFAULT_THRESHOLDS = {"warn_below": 0.3, "fail_below": 0.1}
@@ -162,12 +163,12 @@ def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> 
         figures.save(fig, path)
 
 
-def check_composition(inputs: DiagnosticInputs, out_dir) -> CheckResult:
+def check_composition(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs) -> CheckResult:
     table = composition_table(inputs)
-    table.to_csv(f"{out_dir}/composition.csv", index=False)
+    table.to_csv(outputs.composition_csv, index=False)
     target = inputs.target_modality
     summary = summarise(table, target)
-    plot(table, summary, inputs, f"{out_dir}/composition.png")
+    plot(table, summary, inputs, outputs.composition)
     thresholds = inputs.opt("min_target_label_share", DEFAULT_THRESHOLDS)
     share = summary["target_label_share"]
     status = status_below(share, thresholds)

@@ -30,6 +30,7 @@ from scipy import ndimage as ndi
 
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import CheckResult, status_above
 
 DEFAULTS = {
@@ -174,12 +175,12 @@ def quality_config(inputs: DiagnosticInputs) -> dict:
     return cfg
 
 
-def check_image_quality(inputs: DiagnosticInputs, survey, out_dir) -> CheckResult:
+def check_image_quality(inputs: DiagnosticInputs, survey, outputs: DiagnosticsOutputs) -> CheckResult:
     cfg = quality_config(inputs)
     table = quality_table(inputs, survey.quality, cfg)
-    table.to_csv(f"{out_dir}/image_quality.csv", index=False)
+    table.to_csv(outputs.image_quality_csv, index=False)
     plot_gallery(
-        inputs, table, gallery_ids(table, int(cfg["gallery"])), cfg, f"{out_dir}/image_quality.png"
+        inputs, table, gallery_ids(table, int(cfg["gallery"])), cfg, outputs.image_quality
     )
     th = cfg["flagged_share"]
     n = len(table)

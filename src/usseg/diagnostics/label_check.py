@@ -20,6 +20,7 @@ from PIL import Image
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.label_stats import LabelStats
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult
 from usseg.masks import decode_mask_aa
 
@@ -460,12 +461,12 @@ def label_status(flags: pd.DataFrame, n_labeled: int, fail_share: float) -> tupl
     return (FAIL if share > fail_share else WARN), reason
 
 
-def check_labels(inputs: DiagnosticInputs, stats: LabelStats, out_dir) -> CheckResult:
+def check_labels(inputs: DiagnosticInputs, stats: LabelStats, outputs: DiagnosticsOutputs) -> CheckResult:
     flags = compute_flags(inputs, stats)
     flags = flags.sort_values(["modality", "image_id", "flag"], kind="stable").reset_index(
         drop=True
     )
-    flags.to_csv(f"{out_dir}/label_flags.csv", index=False)
+    flags.to_csv(outputs.label_flags, index=False)
     n = int(inputs.opt("gallery_per_modality", 8))
     seed = int(inputs.opt("seed", 0))
     available = set(stats.image_ids)
@@ -473,7 +474,7 @@ def check_labels(inputs: DiagnosticInputs, stats: LabelStats, out_dir) -> CheckR
     for m in inputs.dataset_cfg["modalities"]:
         ids = choose_gallery(inputs, m, flags, n, seed, available)
         galleries[m] = ids
-        plot_gallery(inputs, m, ids, flags, f"{out_dir}/label_gallery_{m}.png")
+        plot_gallery(inputs, m, ids, flags, outputs.galleries[m])
 
     n_labeled = int(inputs.labeled.shape[0])
     flagged = flags["image_id"].nunique()

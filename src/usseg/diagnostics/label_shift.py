@@ -34,7 +34,7 @@ from scipy.stats import mannwhitneyu, wasserstein_distance
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.label_stats import LabelStats
-from usseg.diagnostics.outputs import write_json
+from usseg.diagnostics.outputs import DiagnosticsOutputs, write_json
 
 DEFAULTS = {
     "size_factor_above": 1.33,
@@ -386,21 +386,21 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
         figures.save(fig, path)
 
 
-def check_label_shift(inputs: DiagnosticInputs, stats: LabelStats, survey, out_dir) -> dict:
+def check_label_shift(inputs: DiagnosticInputs, stats: LabelStats, survey, outputs: DiagnosticsOutputs) -> dict:
     """Write label_shift.csv, label_shift.json and label_shift.png; return the summary the verdict uses."""
     cfg = label_shift_config(inputs)
     geo = per_image_geometry(inputs, stats, survey.fov_box)
     table = shift_table(inputs, stats, geo)
-    table.to_csv(f"{out_dir}/label_shift.csv", index=False)
+    table.to_csv(outputs.label_shift_csv, index=False)
     distances = class_distances(inputs, table, geo, cfg, usable_frames(inputs, stats))
     if geo.empty:
         figures.message_figure(
-            f"{out_dir}/label_shift.png",
+            outputs.label_shift,
             "Label shift",
             "no decoded masks with organs: organ presence, size and position cannot be compared",
         )
     else:
-        plot(inputs, table, geo, distances, cfg, f"{out_dir}/label_shift.png")
+        plot(inputs, table, geo, distances, cfg, outputs.label_shift)
     shifted = {n: d for n, d in distances.items() if d["shifted"]}
     summary = {
         "target": inputs.target_modality,
@@ -414,5 +414,5 @@ def check_label_shift(inputs: DiagnosticInputs, stats: LabelStats, survey, out_d
         "shifted_classes": sorted(shifted, key=inputs.class_names.index),
         "phrases": [describe(n, d, inputs.target_modality) for n, d in shifted.items()],
     }
-    write_json(f"{out_dir}/label_shift.json", summary)
+    write_json(outputs.label_shift_json, summary)
     return summary

@@ -19,7 +19,7 @@ import pandas as pd
 
 from usseg.contracts import is_evaluation_split
 from usseg.diagnostics.inputs import DiagnosticInputs
-from usseg.diagnostics.outputs import write_json
+from usseg.diagnostics.outputs import DiagnosticsOutputs, write_json
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult
 from usseg.diagnostics.survey import Survey, thumbnail_correlation
 
@@ -97,7 +97,7 @@ def near_duplicate_pairs(
     return pairs
 
 
-def check_leakage(inputs: DiagnosticInputs, survey: Survey, out_dir) -> CheckResult:
+def check_leakage(inputs: DiagnosticInputs, survey: Survey, outputs: DiagnosticsOutputs) -> CheckResult:
     max_d = int(inputs.opt("near_duplicate_hamming", 4))
     min_corr = float(inputs.opt("near_duplicate_min_correlation", 0.95))
     fov_threshold = int(inputs.opt("fov_threshold", 12))
@@ -136,7 +136,7 @@ def check_leakage(inputs: DiagnosticInputs, survey: Survey, out_dir) -> CheckRes
     pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS).sort_values(
         ["hamming", "image_id_a", "image_id_b"]
     )
-    pairs.to_csv(f"{out_dir}/near_duplicates.csv", index=False)
+    pairs.to_csv(outputs.near_duplicates, index=False)
     n_pairs = len(pairs)
     n_cross = int(pairs["spans_train_test"].sum())
 
@@ -155,7 +155,7 @@ def check_leakage(inputs: DiagnosticInputs, survey: Survey, out_dir) -> CheckRes
         "images_hashed": len(survey.image_ids),
         "unreadable_images": survey.unreadable,
     }
-    write_json(f"{out_dir}/leakage.json", report)
+    write_json(outputs.leakage, report)
 
     problems = []
     if shared:

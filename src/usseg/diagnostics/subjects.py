@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from usseg.contracts import split_rank
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import PASS, CheckResult, status_below
 
 DEFAULT_THRESHOLDS = {"warn_below": 10, "fail_below": 5}
@@ -239,11 +240,11 @@ def plot(
         figures.save(fig, path)
 
 
-def check_subjects(inputs: DiagnosticInputs, out_dir) -> CheckResult:
+def check_subjects(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs) -> CheckResult:
     table = subjects_table(inputs)
     fps = frames_per_subject(inputs)
-    table.to_csv(f"{out_dir}/subjects.csv", index=False)
-    fps.to_csv(f"{out_dir}/frames_per_subject.csv", index=False)
+    table.to_csv(outputs.subjects_csv, index=False)
+    fps.to_csv(outputs.frames_per_subject, index=False)
     target = inputs.target_modality
     domain = inputs.domain_of(target)
     tf = fps[(fps["modality"] == target) & (fps["n_labeled_frames"] > 0)]
@@ -261,7 +262,7 @@ def check_subjects(inputs: DiagnosticInputs, out_dir) -> CheckResult:
     }
     thresholds = inputs.opt("min_labeled_target_subjects", DEFAULT_THRESHOLDS)
     summary["thresholds"] = thresholds
-    plot(table, fps, summary, inputs, f"{out_dir}/subjects.png")
+    plot(table, fps, summary, inputs, outputs.subjects)
     status = status_below(n_subj, thresholds)
     kish = summary["kish_effective_size"]
     if n_subj == 0:

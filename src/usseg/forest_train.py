@@ -1,0 +1,93 @@
+"""Train the random-forest baseline: one fit on sampled pixels, scored on the validation images.
+
+The network's trainer is usseg.train; both write the same history.csv,
+timing.csv and curves (usseg.training_log) and a model.safetensors that
+usseg.models loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from monai.transforms import Compose
+
+from usseg import checkpoint, data, forest, metrics
+from usseg.models import model_metadata
+from usseg.training_log import epoch_line, plot_curves, write_history
+
+log = logging.getLogger("usseg.train")
+
+
+def train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir):
+    t0 = time.perf_counter()
+    fcfg = exp["forest"]
+    seed = int(exp["seed"])
+    n = len(class_names)
+    tf = Compose(data.deterministic_transforms(exp, lut))
+
+    def arrays(recs):
+        items = [tf(dict(r)) for r in recs]
+        return (
+            [np.asarray(it[data.IMAGE])[0] for it in items],
+            [np.asarray(it[data.LABEL])[0].astype(np.int64) for it in items],
+        )
+
+    train_imgs, train_labs = arrays(train_recs)
+    x, y = forest.sample_training_pixels(train_imgs, train_labs, int(fcfg["pixels_per_image"]), seed)
+    class_weight = None
+    if weights is not None:
+        class_weight = {int(c): float(weights[c]) for c in np.unique(y)}
+    # As many tree-building threads as torch may use: Snakemake sets OMP_NUM_THREADS
+    # to the job's threads, and more would oversubscribe the cores.
+    rf = forest.fit_forest(x, y, fcfg, seed, class_weight=class_weight, n_jobs=torch.get_num_threads())
+    arrs = forest.forest_to_arrays(rf, n)
+    meta = model_metadata(
+        exp, class_names, cfg_hash, epoch=1,
+        forest={
+            "feature_version": forest.FEATURE_VERSION,
+            "feature_names": list(forest.FEATURE_NAMES),
+            "n_trees": len(rf.estimators_),
+            "n_nodes": int(arrs["forest.tree_offsets"][-1]),
+            "n_training_pixels": len(y),
+        },
+    )
+    predictor = forest.ForestPredictor(arrs, meta)
+    train_loss = _log_loss(predictor.proba_from_features(x), y)
+    n_fg = n - 1
+    if val_recs:
+        val_imgs, val_labs = arrays(val_recs)
+        proba = predictor.predict_proba(np.stack(val_imgs))
+        val_loss = _log_loss(proba.transpose(0, 2, 3, 1).reshape(-1, n), np.concatenate([v.ravel() for v in val_labs]))
+        pred = proba.argmax(axis=1)
+        fg = list(range(1, n))
+        d = np.array([metrics.dice_per_class(p, r, fg) for p, r in zip(pred, val_labs)])
+        pr = np.array([metrics.present_per_class(r, fg) for r in val_labs])
+        val_dice = metrics.mean_where_present(d, pr)
+    else:
+        val_loss, val_dice = float("nan"), np.full(n_fg, np.nan)
+    mean_dice = metrics.nanmean_or_nan(val_dice)
+    meta["val_dice_mean"] = mean_dice
+    checkpoint.save_tensors(out_dir / "model.safetensors", arrs, meta)
+    row = {
+        "epoch": 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        **{f"val_dice_{c}": float(v) for c, v in zip(class_names[1:], val_dice)},
+        "val_dice_mean": mean_dice,
+        "lr": float("nan"),
+        "seconds": time.perf_counter() - t0,
+    }
+    write_history([row], class_names, out_dir / "history.csv")
+    plot_curves([row], class_names, exp["name"], 1, out_dir / "curves.png")
+    log.info(
+        "experiment %s: random forest, %d trees, %d nodes, %d training pixels; %s",
+        exp["name"], len(rf.estimators_), meta["forest"]["n_nodes"], len(y), epoch_line(row, 1, class_names),
+    )
+
+
+def _log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    p = proba[np.arange(len(y)), y]
+    return float(-np.log(np.clip(p, 1e-7, 1.0)).mean())

@@ -1,0 +1,73 @@
+"""The report: one self-contained HTML page that answers "can this dataset support the task?".
+
+It puts the verdict first (the diagnostics checklist), then the evidence:
+the dataset's composition, the domain shift, the label checks and the
+experiments, and ends with provenance. Every figure and table has an id and a
+link to the provenance record of the rule that made its file: that rule's
+inputs with their sha256, its parameters, the code version and the library
+versions. Values shown in words (the simulator-to-real drop) are computed
+here from the evaluation summaries, never typed in.
+
+The page embeds its images as data URIs and its CSS and script inline, and
+a Content-Security-Policy forbids any network load, so it opens the same way
+offline, from an e-mail attachment or an archive.
+
+How it is built:
+
+- `context.ReportContext` holds the config, the run's files and the
+  `provenance_index.ProvenanceIndex`; sections ask it for figures
+  (`ctx.figure`) and tables (`ctx.csv_table`, `ctx.json_table`), each an
+  artifact with a unique id and a provenance link.
+- `sections/` holds one module per section. A section module defines
+  `ID` (the HTML id), `TITLE` (its entry in the contents), `HEADING`,
+  `TEMPLATE` (a file in `usseg/templates/report/`) and `build(ctx) -> dict`,
+  the values its template renders. Optional: `NUMBERED = False` for an
+  unnumbered section, `NEEDS_ALL_ARTIFACTS = True` for one built after
+  the others (provenance).
+- `page.SECTIONS` lists the section modules in page order; numbers and the
+  table of contents follow from it. To add a section, write its module and
+  template and add the module to that list (before `provenance`, so that its
+  figures and tables get provenance entries).
+- Templates are Jinja2 with autoescape on; `macros.html` renders figures,
+  tables (`tables.Table`), titled table blocks and hashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from usseg.report.context import ReportContext
+from usseg.report.drops import drop_sentence, drop_sentence_parts
+from usseg.report.formatting import fmt_number, fmt_value, next_steps_from_markdown
+from usseg.report.inputs import ReportInputError, required_inputs, write_atomically
+from usseg.report.page import render
+from usseg.report.provenance_index import stale_outputs
+from usseg.report.sections.experiments import training_summary
+
+__all__ = [
+    "ReportInputError", "build_report", "drop_sentence", "drop_sentence_parts", "fmt_number", "fmt_value",
+    "next_steps_from_markdown", "required_inputs", "stale_outputs", "training_summary",
+]
+
+log = logging.getLogger(__name__)
+
+
+def build_report(config: dict, results_dir: str | os.PathLike, out_html: str | os.PathLike) -> None:
+    """Write the report for the run whose outputs are under `results_dir` to `out_html`.
+
+    `config` is the run's full, validated config (defaults filled in). Raises
+    ReportInputError naming every missing input, before writing anything.
+    """
+    results = Path(results_dir)
+    missing = [f"{results / rel} (made by rule {rule})" for rel, rule in required_inputs(config)
+               if not (results / rel).is_file()]
+    if missing:
+        raise ReportInputError(
+            "the report cannot be built; these inputs are missing:\n  " + "\n  ".join(missing)
+            + "\nRun `snakemake report` so that the rules named above make them."
+        )
+    page = render(ReportContext(config, results))
+    write_atomically(Path(out_html), page)
+    log.info("report written to %s (%.1f MB)", out_html, len(page.encode()) / 1e6)

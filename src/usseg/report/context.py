@@ -1,0 +1,162 @@
+"""The report's context: the run's config, its files, the provenance index and every artifact shown.
+
+Sections ask the context for figures and tables; each one becomes an artifact
+with a unique id and a link to the provenance record of the rule that made its
+file (or, for values the report computes itself, the files it computed them from).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from usseg.report.formatting import slug
+from usseg.report.inputs import ReportInputError, load_json, read_csv
+from usseg.report.provenance_index import Artifact, ProvenanceIndex
+from usseg.report.tables import Table, json_table, records_table
+
+MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
+        ".webp": "image/webp"}
+
+
+@dataclass
+class Figure:
+    art: Artifact
+    mime: str
+    data: str  # base64
+    caption: str = ""
+    narrow: bool = False
+
+
+@dataclass
+class TableBlock:
+    """A titled table with its provenance link; `table` is None when there are no rows (then `empty`)."""
+
+    art: Artifact
+    caption: str
+    table: Table | None
+    empty: str = "none"
+
+
+class ReportContext:
+    def __init__(self, config: dict, results: Path):
+        self.config = config
+        self.results = results
+        self.prov = ProvenanceIndex(results, {"experiment": list(config["experiments"]),
+                                              "test_set": list(config["test_sets"])})
+        self.artifacts: list[Artifact] = []
+        self.ids: set[str] = set()
+        ds = config["dataset"]
+        self.classes = [c["name"] for c in ds["classes"]]
+        self.modalities = list(ds["modalities"])
+        self.experiments = list(config["experiments"])
+        self.test_sets = list(config["test_sets"])
+        self.summaries = {(e, t): self._summary(e, t) for e in self.experiments for t in self.test_sets}
+
+    # -- inputs
+
+    def path(self, rel: str) -> Path:
+        p = self.results / rel
+        if not p.is_file():
+            raise ReportInputError(f"the report needs {p}, which is missing; run `snakemake report`.")
+        return p
+
+    def json(self, rel: str) -> Any:
+        return load_json(self.path(rel))
+
+    def csv(self, rel: str) -> tuple[list[str], list[dict]]:
+        return read_csv(self.path(rel))
+
+    def _summary(self, exp: str, ts: str) -> dict:
+        rel = f"experiments/{exp}/eval/{ts}/summary.json"
+        data = self.json(rel)
+        for key in ("dice", "n_subjects"):
+            if key not in data:
+                raise ReportInputError(f"{self.results / rel}: no '{key}' key; re-run `snakemake report`.")
+        return data
+
+    def eval_files(self) -> list[str]:
+        return [f"experiments/{e}/eval/{t}/summary.json" for e in self.experiments for t in self.test_sets]
+
+    # -- artifacts and their provenance links
+
+    def _new_id(self, base: str) -> str:
+        ident, n = slug(base), 2
+        while ident in self.ids:
+            ident = f"{slug(base)}-{n}"
+            n += 1
+        self.ids.add(ident)
+        return ident
+
+    def artifact(self, base_id: str, kind: str, title: str, files: list[str], derived: bool = False) -> Artifact:
+        art = Artifact(self._new_id(base_id), kind, title, files, derived)
+        if not derived:
+            for rel in files:
+                if self.prov.producer(rel) is None:
+                    raise ReportInputError(
+                        f"no provenance record under {self.results / 'provenance'} lists {self.results / rel} "
+                        "as an output, so the report cannot say what made it; re-run `snakemake report`."
+                    )
+        self.artifacts.append(art)
+        return art
+
+    def figure(self, base_id: str, rel: str, title: str, caption: str = "", narrow: bool = False) -> Figure:
+        art = self.artifact(base_id, "figure", title, [rel])
+        path = self.path(rel)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return Figure(art, MIME.get(path.suffix.lower(), "image/png"), data, caption, narrow)
+
+    def derived_figure(self, base_id: str, title: str, png: bytes, caption: str) -> Figure:
+        """A figure drawn here from the evaluation summaries (its provenance lists them)."""
+        art = self.artifact(base_id, "figure", title, self.eval_files(), derived=True)
+        return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption)
+
+    def csv_table(self, base_id: str, rel: str, title: str, caption: str = "", empty: str = "none",
+                  rows_filter: Callable[[dict], bool] | None = None,
+                  columns: list[str] | None = None) -> TableBlock:
+        art = self.artifact(base_id, "table", title, [rel])
+        fields, rows = self.csv(rel)
+        if rows_filter:
+            rows = [r for r in rows if rows_filter(r)]
+        cols = [c for c in columns if c in fields] if columns else fields
+        return TableBlock(art, caption, records_table(cols, rows, art.id) if rows else None, empty)
+
+    def json_table(self, base_id: str, rel: str, title: str, caption: str = "", obj: Any = None) -> TableBlock:
+        art = self.artifact(base_id, "table", title, [rel])
+        data = self.json(rel) if obj is None else obj
+        return TableBlock(art, caption, json_table(data, art.id))
+
+    # -- facts several sections use
+
+    def fg_classes(self) -> list[str]:
+        """Foreground classes scored by any experiment, in palette order."""
+        seen = {c for s in self.summaries.values() for c in (s.get("dice") or {})}
+        ordered = [c for c in self.classes[1:] if c in seen]
+        return ordered + sorted(seen - set(ordered) - {self.classes[0]})
+
+    def test_set_domain(self, ts: str) -> tuple[str | None, str | None]:
+        """(modality, domain) of a test set named after its modality, e.g. test_rus -> RUS, real."""
+        for m, spec in self.config["dataset"]["modalities"].items():
+            if ts.lower() in (f"test_{m.lower()}", m.lower()) or ts.lower().endswith(f"_{m.lower()}"):
+                return m, spec.get("domain")
+        return None, None
+
+    def domain_pairs(self) -> list[tuple[str, str]]:
+        """(synthetic test set, real test set) pairs, for the simulator-to-real drop."""
+        syn = [t for t in self.test_sets if self.test_set_domain(t)[1] == "synthetic"]
+        real = [t for t in self.test_sets if self.test_set_domain(t)[1] == "real"]
+        return [(s, r) for s in syn for r in real]
+
+    def baselines(self) -> list[dict]:
+        _, rows = self.csv("diagnostics/baselines.csv")
+        out = []
+        for r in rows:
+            try:
+                value = float(r.get("value", ""))
+            except ValueError:
+                continue
+            out.append({**r, "value": value})
+        return out

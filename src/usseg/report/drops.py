@@ -1,0 +1,100 @@
+"""The simulator-to-real change in words, computed from the evaluation summaries, never typed in."""
+
+from __future__ import annotations
+
+import math
+
+from usseg.report.formatting import fmt_value, is_number
+
+
+def scored(summary: dict, cls: str) -> float | None:
+    v = (summary.get("dice") or {}).get(cls)
+    return float(v) if is_number(v) and not math.isnan(v) else None
+
+
+MIN_DICE_FOR_RELATIVE_CHANGE = 0.1
+
+
+def subject_values(summary: dict, classes: list[str]) -> list[float]:
+    """Each subject's mean Dice over `classes` (those it has), from the summary's per_subject."""
+    out = []
+    for values in (summary.get("per_subject") or {}).values():
+        vs = [float(values[c]) for c in classes if is_number(values.get(c)) and not math.isnan(values[c])]
+        if vs:
+            out.append(sum(vs) / len(vs))
+    return out
+
+
+def drop_sentence(exp: str, syn_ts: str, real_ts: str, syn: dict, real: dict, classes: list[str]) -> str:
+    """The simulator-to-real change of one experiment in words, from its two summaries."""
+    head, detail = drop_sentence_parts(exp, syn_ts, real_ts, syn, real, classes)
+    return f"{head} {detail}".strip()
+
+
+def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: dict,
+                        classes: list[str]) -> tuple[str, str]:
+    """(headline, per-class detail) of drop_sentence; the detail is empty for one class."""
+    shared = [c for c in classes if scored(syn, c) is not None and scored(real, c) is not None]
+    n_real = real.get("n_subjects")
+    stability = f"the real-image estimate rests on {fmt_value(n_real)} subjects"
+    stability += " and is unstable" if real.get("unstable") else ""
+    if syn.get("unstable"):
+        stability += f"; the simulator estimate rests on {fmt_value(syn.get('n_subjects'))} subjects and is unstable"
+    if not shared:
+        return (f"{exp}: no class is scored on both {syn_ts} and {real_ts}, so no drop can be stated; "
+                + f"{stability}.", "")
+    if len(shared) == 1:
+        c = shared[0]
+        a, b = scored(syn, c), scored(real, c)
+        what = f"{c} Dice"
+    else:
+        a = sum(scored(syn, c) for c in shared) / len(shared)
+        b = sum(scored(real, c) for c in shared) / len(shared)
+        what = f"mean Dice over the {len(shared)} classes scored on both ({', '.join(shared)})"
+    change = a - b
+    if round(abs(change), 2) == 0:
+        how = "no change"
+    else:
+        # A relative change from a near-zero Dice (a model that found almost
+        # nothing) is a huge, meaningless percentage: state the absolute one only.
+        pct = f" ({abs(change) / a * 100:.0f} %)" if a >= MIN_DICE_FOR_RELATIVE_CHANGE else ""
+        how = f"{'a drop' if change > 0 else 'a gain'} of {abs(change):.2f}{pct}"
+    text = (f"{exp}: {what} {a:.2f} on {syn_ts}, {b:.2f} on {real_ts}: {how} "
+            f"from simulator to real images; {stability}.")
+    detail = ""
+    if len(shared) > 1:
+        per = ", ".join(f"{c} {scored(syn, c):.2f} → {scored(real, c):.2f}" for c in shared)
+        detail = f"Per class: {per}."
+    return text, detail
+
+
+def drop_sentences(ctx) -> list[tuple[str, str, str]]:
+    """(sentence, per-class detail, experiment) per experiment and synthetic/real test-set pair."""
+    out = []
+    for exp in ctx.experiments:
+        for s, r in ctx.domain_pairs():
+            head, detail = drop_sentence_parts(exp, s, r, ctx.summaries[(exp, s)], ctx.summaries[(exp, r)],
+                                               ctx.fg_classes())
+            out.append((head, detail, exp))
+    return out
+
+
+def drop_intervals(ctx) -> list[str]:
+    """The simulator-to-real drop of each experiment with its own interval (Welch, unpaired)."""
+    from usseg.intervals import difference_interval
+
+    items = []
+    for e in ctx.experiments:
+        for a, b in ctx.domain_pairs():
+            sa, sb = ctx.summaries[(e, a)], ctx.summaries[(e, b)]
+            shared = [c for c in ctx.fg_classes() if scored(sa, c) is not None and scored(sb, c) is not None]
+            if not shared:
+                continue
+            iv = difference_interval(subject_values(sa, shared), subject_values(sb, shared))
+            if iv["estimate"] is None:
+                continue
+            what = f"mean Dice over {', '.join(shared)}" if len(shared) > 1 else f"{shared[0]} Dice"
+            ci = f"95 % interval {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f}" if iv["ci95"] else iv["note"]
+            items.append(f"{e}: drop in subject-level {what} from {a} to {b}: {iv['estimate']:.2f} ({ci}; "
+                         f"{iv['n_a']} and {iv['n_b']} subjects)")
+    return items

@@ -1,0 +1,16 @@
+"""4. Label verification: the decoded masks over their images, and the masks the label checks flagged."""
+
+from __future__ import annotations
+
+ID, TITLE, HEADING, TEMPLATE = "labels", "Label verification", "Label verification", "labels.html"
+
+
+def build(ctx) -> dict:
+    galleries = []
+    for m in ctx.modalities:
+        domain = ctx.config["dataset"]["modalities"][m].get("domain", "")
+        galleries.append(ctx.figure(f"fig-label-gallery-{m}", f"diagnostics/label_gallery_{m}.png",
+                                    f"Label gallery: {m} ({domain})"))
+    flags = ctx.csv_table("tab-label-flags", "diagnostics/label_flags.csv", "Label flags",
+                          "Masks the label checks found suspicious.", empty="none: no mask was flagged.")
+    return {"galleries": galleries, "flags": flags}

@@ -1,0 +1,19 @@
+"""The verdict's second part, "Pipeline ruled out?": usseg.pipeline_report builds and renders it."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from usseg import pipeline_report
+
+ID, TITLE, HEADING, TEMPLATE = (
+    "pipeline-checks", "Pipeline ruled out?", "Verdict, part 2: pipeline ruled out?", "embedded.html")
+NUMBERED = False  # part of the verdict, not a section of its own
+
+
+def build(ctx) -> dict:
+    def link(base_id: str, title: str, rel: str) -> Markup:
+        art = ctx.artifact(base_id, "table", title, [rel])
+        return Markup('<a class="prov-link" href="#{}">provenance</a>').format(art.anchor)
+
+    return {"body": Markup(pipeline_report.render_html(ctx.config, ctx.results, link))}

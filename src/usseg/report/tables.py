@@ -1,0 +1,56 @@
+"""Tables as data: columns, rows of text, which columns are numbers. The `table` macro renders them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from usseg.report.formatting import flatten, fmt_value, looks_numeric
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Any]]  # cell text, escaped by the template
+    id: str | None = None
+    numeric: set[int] = field(default_factory=set)
+    tall: bool = False  # a scroll container of limited height
+    row_classes: list[str] | None = None
+    row_ids: list[str] | None = None
+
+
+def numeric_columns(columns: list[str], rows: list[dict]) -> set[int]:
+    out = set()
+    for i, c in enumerate(columns):
+        values = [str(r.get(c, "")).strip() for r in rows if str(r.get(c, "")).strip()]
+        if values and all(looks_numeric(v) for v in values):
+            out.add(i)
+    return out
+
+
+def records_table(columns: list[str], rows: list[dict], table_id: str, tall: bool | None = None) -> Table:
+    body = [[fmt_value(r.get(c)) for c in columns] for r in rows]
+    return Table(list(columns), body, table_id, numeric_columns(columns, rows),
+                 len(rows) > 12 if tall is None else tall)
+
+
+def json_table(obj: Any, table_id: str) -> Table:
+    """A JSON object as the most natural table: records, a matrix, columns or key/value pairs."""
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        columns = list(dict.fromkeys(k for r in obj for k in r))
+        return records_table(columns, obj, table_id)
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        columns = list(dict.fromkeys(k for v in obj.values() for k in v))
+        rows = [{"": k, **v} for k, v in obj.items()]
+        return records_table(["", *columns], rows, table_id)
+    if isinstance(obj, dict):
+        lists = {k: v for k, v in obj.items() if isinstance(v, list)}
+        lengths = {len(v) for v in lists.values()}
+        if len(lists) >= 2 and len(lists) == len(obj) and len(lengths) == 1 and not any(
+                isinstance(x, (dict, list)) for v in lists.values() for x in v):
+            n = lengths.pop()
+            rows = [{k: obj[k][i] for k in obj} for i in range(n)]
+            return records_table(list(obj), rows, table_id)
+        rows = [{"key": k, "value": v} for k, v in flatten(obj)]
+        return records_table(["key", "value"], rows, table_id)
+    return records_table(["value"], [{"value": obj}], table_id)
