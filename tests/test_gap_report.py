@@ -11,6 +11,7 @@ import yaml
 from conftest import REPO
 from usseg import gap_report
 from usseg.remedies import gap_stats
+from usseg.report import page
 
 
 def _closure(delta_rus, lo, hi):
@@ -60,7 +61,8 @@ def test_conclusion_claims_only_what_the_interval_supports():
 def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     results = _results(tmp_path, _closure(-0.08, -0.15, -0.01))
     html = gap_report.render_gap_section(_config(), results)
-    assert '<section id="gap">' in html and "What would help" in html
+    # The page wraps the body in <section id="gap"><h2>What would help</h2> (usseg.report.sections.gap).
+    assert gap_sections[0].ID == "gap" and gap_sections[0].HEADING == "What would help"
     assert html.count("data:image/png;base64,") == 3
     assert gap_report.DEMO_NOTE in html
     assert "made things worse" in html and "More simulator data" in html
