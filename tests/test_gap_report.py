@@ -61,6 +61,7 @@ def test_conclusion_claims_only_what_the_interval_supports():
 def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     results = _results(tmp_path, _closure(-0.08, -0.15, -0.01))
     html = gap_report.render_gap_section(_config(), results)
+    gap_sections = [s for s in page.SECTIONS if s.ID == gap_report.SECTION_ID]
     # The page wraps the body in <section id="gap"><h2>What would help</h2> (usseg.report.sections.gap).
     assert gap_sections[0].ID == "gap" and gap_sections[0].HEADING == "What would help"
     assert html.count("data:image/png;base64,") == 3
