@@ -6,7 +6,10 @@ diagnostics, models, histories, evaluations, provenance records), so results
 can be compared by hash. Clock times live in files of their own, which are the
 only ones left out: logs, Snakemake's benchmark files, timing.csv, the report
 page that shows them, and the training checkpoints (state for resuming, with
-the seconds of each epoch; not a result).
+the seconds of each epoch; not a result). The nnU-Net reference's run is also
+left out (NOT_OURS): nnU-Net seeds nothing and records its own clock times,
+so its training and predictions differ from run to run; its export does not
+and is compared.
 """
 
 from __future__ import annotations
@@ -31,6 +34,15 @@ TIMING_FILES = [
     "results/experiments/*/timing.csv",
     "results/report/report.html",
     "results/checkpoints/*",
+]
+# The third-party nnU-Net reference run: unseeded training, timings in reference.json.
+NOT_OURS = [
+    "results/nnunet/work/*",
+    "results/nnunet/reference.json",
+    "results/nnunet/predictions/*",
+    "results/nnunet/eval/*",
+    "results/provenance/nnunet_train_predict*",
+    "results/provenance/nnunet_evaluate*",
 ]
 
 
@@ -91,7 +103,7 @@ def _what_differs(a: Path, b: Path) -> str:
 
 def result_digests(run: Path) -> dict[str, str]:
     digests = {**tree_digests(run, "results"), **tree_digests(run, "data")}
-    return {k: v for k, v in digests.items() if not any(fnmatch(k, pat) for pat in TIMING_FILES)}
+    return {k: v for k, v in digests.items() if not any(fnmatch(k, pat) for pat in TIMING_FILES + NOT_OURS)}
 
 
 def test_every_result_is_byte_identical_except_timing_files(tiny_run, second_run):

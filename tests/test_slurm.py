@@ -309,7 +309,8 @@ def test_profile_submits_training_with_its_gpu_cpu_memory_time_partition_account
     workdir = tmp_path / "work"
     upstream = [
         "data/demo/abdominal_US/", "results/provenance/demo_data.json",
-        "results/manifest.csv", "results/manifest_issues.csv", "results/provenance/manifest.json",
+        "results/manifest.csv", "results/manifest_issues.csv", "results/dataset_root.json",
+        "results/provenance/manifest.json",
         "results/labels/", "results/provenance/decode_masks.json",
         "results/splits.csv", "results/provenance/split.json",
     ]
