@@ -102,7 +102,8 @@ def test_one_experiment_parameter_reruns_only_that_experiment(tiny_run, tmp_path
         cfg["experiments"][experiment]["epochs"] = cfg["experiment_defaults"]["epochs"] + 1
 
     jobs, text = dry_run(run, modified_config(tmp_path, more_epochs))
-    expected = {f"train@{experiment}", "report"} | {
+    # Its sanity checks train the same experiment, so they re-run too.
+    expected = {f"train@{experiment}", f"sanity_training@{experiment}", "report"} | {
         f"evaluate@{experiment}-{test_set}" for test_set in config["test_sets"]
     }
     assert jobs == expected, text[-4000:]
