@@ -172,11 +172,11 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
     from usseg.pipeline_report import sanity_experiments
 
     nnunet = (
-        {"nnunet_train_predict"} | {f"nnunet_evaluate@{t}" for t in test_sets}
+        {"nnunet_export", "nnunet_train_predict"} | {f"nnunet_evaluate@{t}" for t in test_sets}
         if config["nnunet"]["enabled"] and is_installed() else set()
     )
     downstream_of_split = (
-        {"split", "diagnostics", "report", "label_round_trip", "nnunet_export"}
+        {"split", "diagnostics", "report", "label_round_trip"}
         | {f"train@{e}" for e in experiments}
         | {f"evaluate@{e}-{t}" for e in experiments for t in test_sets}
         | {f"sanity_training@{e}" for e in sanity_experiments(config)}
