@@ -100,7 +100,12 @@ def write_dataset_root(data_root, dataset_root, path) -> None:
     """Record the root the manifest found (results/dataset_root.json), so later stages read it, not search."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"data_root": str(data_root), "dataset_root": str(Path(dataset_root).resolve())}
+    root = Path(dataset_root).resolve()
+    # Inside the working folder (the demo) the path is recorded relative to it, so the
+    # record, and every provenance record that hashes it, is the same in any run folder.
+    cwd = Path.cwd().resolve()
+    shown = root.relative_to(cwd) if root.is_relative_to(cwd) else root
+    record = {"data_root": str(data_root), "dataset_root": str(shown)}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
