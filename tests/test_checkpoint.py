@@ -63,3 +63,12 @@ def test_set_aside_keeps_earlier_copies(tmp_path):
         path = _save(tmp_path / "m.safetensors")
         assert checkpoint.set_aside(path).name == expected
         assert not path.exists()
+
+
+def test_the_same_model_gives_the_same_bytes_every_time(tmp_path):
+    # safetensors orders header metadata by a per-map random hash; usseg sorts it,
+    # so results can be compared (and DVC-cached) by file hash.
+    written = {_save(tmp_path / f"m{i}.safetensors").read_bytes() for i in range(20)}
+    assert len(written) == 1
+    tensors, meta = checkpoint.load_tensors(tmp_path / "m0.safetensors")
+    assert meta == {"kind": "test"} and tensors["w"].shape == (2, 3)

@@ -192,7 +192,9 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
 
 
 def _manifest_jobs(workdir: Path, data_root: Path) -> tuple[set[str], str]:
-    proc = run_snakemake(workdir, "--dry-run", "manifest", "--config", f"data_root={data_root}")
+    proc = run_snakemake(
+        workdir, "--dry-run", *QUIET_KEEPS_JOBS, "manifest", "--config", f"data_root={data_root}"
+    )
     text = proc.stdout + proc.stderr
     jobs = {j["rule"] for j in parse_dry_run(text)}
     if not jobs:

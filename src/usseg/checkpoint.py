@@ -60,7 +60,29 @@ def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict) -> N
     }
     tmp = path.with_name(path.name + ".tmp")
     save_file(out, str(tmp), metadata=header)
+    _sort_header_metadata(tmp)
     os.replace(tmp, path)
+
+
+def _sort_header_metadata(path: Path) -> None:
+    """Rewrite the header's metadata entries in key order, in place.
+
+    safetensors keeps the metadata in a hash map whose order changes from one
+    process to the next, so the same model would give different file bytes
+    (and file hashes) on every run. Reordering keys keeps the header's length,
+    so the tensor bytes after it stay where they are.
+    """
+    with path.open("r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        ordered = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(ordered) > size:  # never for a header safetensors wrote compactly
+            raise UssegError(f"{path}: cannot reorder its safetensors header ({len(ordered)} > {size} bytes).")
+        fh.seek(8)
+        fh.write(ordered.ljust(size, b" "))
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
