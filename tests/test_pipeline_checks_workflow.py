@@ -25,8 +25,9 @@ def nnunet_installed() -> bool:
 @pytest.fixture(scope="module")
 def checked(tiny_run, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory, "checks")
-    targets = ["sanity_checks", "nnunet_export", *(["nnunet_reference"] if nnunet_installed() else [])]
-    run_snakemake(run, "--cores", "2", *targets)
+    # The tiny config leaves the reference out of the report; here the report runs it.
+    run_snakemake(run, "--cores", "2", "sanity_checks", "nnunet_export", "report",
+                  "--config", "nnunet.enabled=true")
     return run
 
 
@@ -66,3 +67,12 @@ def test_nnunet_reference_is_scored_on_every_test_set(checked):
         assert summary["n_subjects"] > 0 and set(summary["dice"]) == set(summary["ci95"])
         # usseg's own evaluation: the same contract as an experiment's summary.json.
         assert summary["model"] == "nnunet" and "per_class" in summary and "mean_foreground" in summary
+
+
+def test_report_sets_usseg_beside_the_nnunet_reference(checked):
+    if not nnunet_installed():
+        pytest.skip("nnunetv2 is not installed (the nnunet extra)")
+    html = (checked / "results" / "report" / "report.html").read_text()
+    assert 'id="pipeline-comparison"' in html
+    for experiment in NETWORK_EXPERIMENTS:
+        assert f"<tr><td>{experiment}</td>" in html
