@@ -421,9 +421,9 @@ def get(config: dict, dotted: str) -> Any:
     return node
 
 
-# Remedies the training loop runs (usseg.train); the semi-supervised ones are
-# implemented in usseg.remedies.semi but not yet wired into the loop.
-TRAINABLE_REMEDIES = ("none", "fov_normalise", "histogram_matching", "fda", "bn_adapt")
+# Remedies the training loop runs (usseg.train; pseudo_label by usseg.self_training);
+# mean_teacher is implemented as single steps in usseg.remedies.semi but no loop runs it yet.
+TRAINABLE_REMEDIES = ("none", "fov_normalise", "histogram_matching", "fda", "bn_adapt", "pseudo_label")
 
 
 def check_gap_study(config: dict, source: str = "config.yaml") -> None:
