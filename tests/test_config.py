@@ -254,9 +254,13 @@ def test_remedy_settings_are_checked(cfg):
     expect_error(cfg, "experiments.multiorgan_unet.remedy", "threshold", "fda")
 
 
-def test_remedy_not_in_training_loop_is_refused(cfg):
-    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher"}}
-    expect_error(cfg, "experiments.multiorgan_unet.remedy.name", "mean_teacher", "not run by the training loop")
+def test_semi_supervised_remedies_are_accepted(cfg):
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher", "rampup_epochs": 2}}
+    cfg["experiments"]["multiorgan_unet_weighted"] = {"remedy": {"name": "pseudo_label", "self_training_epochs": 2}}
+    checked = check_config(cfg)
+    assert checked["experiments"]["multiorgan_unet"]["remedy"]["name"] == "mean_teacher"
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher", "self_training_epochs": 2}}
+    expect_error(cfg, "experiments.multiorgan_unet.remedy", "self_training_epochs", "mean_teacher")
 
 
 def test_bn_adapt_needs_batch_norm(cfg):

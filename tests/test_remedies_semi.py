@@ -1,4 +1,5 @@
-"""Pseudo-label self-training in the training loop (usseg.self_training, remedy 5 of docs/remedies.md)."""
+"""The semi-supervised remedies in the training loop (usseg.semi_training, remedy 5 of docs/remedies.md):
+pseudo-label self-training and the mean teacher."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from safetensors import safe_open
 
 import test_train
 from test_train import run_training, tiny_config
-from usseg import data, self_training
+from usseg import data, semi_training
 from usseg.checkpoint import load_tensors
 from usseg.config import check_config, resolve_experiment
 from usseg.errors import ConfigError
@@ -26,9 +27,12 @@ tiny = test_train.tiny  # the shared fixture
 
 
 def _pseudo_config(**remedy) -> dict:
+    return _config({"name": "pseudo_label", "threshold": 0.3, "self_training_epochs": 1, **remedy})
+
+
+def _config(remedy: dict) -> dict:
     cfg = tiny_config()
-    cfg["experiments"] = {"e": {"remedy": {"name": "pseudo_label", "threshold": 0.3, "self_training_epochs": 1,
-                                           **remedy}}}
+    cfg["experiments"] = {"e": {"remedy": remedy}}
     return check_config(cfg, source="tiny config")
 
 
@@ -57,8 +61,9 @@ def test_target_frames_leave_out_test_subjects_and_test_images():
     assert wiring.target_frame_rows(table, {"target_modality": "RUS"}).empty
 
 
-def test_pseudo_label_training_hash_covers_the_target_frames(tiny):
-    cfg = _pseudo_config()
+@pytest.mark.parametrize("name", ["pseudo_label", "mean_teacher"])
+def test_training_hash_covers_the_target_frames(tiny, name):
+    cfg = _config({"name": name})
     exp = resolve_experiment(cfg, "e")
     table = data.read_split_table(tiny["manifest_csv"], tiny["splits_csv"])
     assert wiring.training_frame_ids(exp, table, cfg["dataset"]) == [f"RUS_train_c{k}" for k in range(4)]
@@ -95,13 +100,13 @@ def _student_after_one_epoch(threshold: float, unsure_class: int, weight: float 
     net = build_network(model_cfg, 3, (16, 16))
     rng = np.random.default_rng(0)
     frames = rng.uniform(0, 1, (2, 16, 16)).astype(np.float32)
-    labels = self_training.teacher_pseudo_labels(_FixedTeacher(_teacher_probs(unsure_class)), frames, threshold, 2)
-    pseudo = self_training.PseudoLabeledFrames(frames, labels, batch_size=2)
+    labels = semi_training.teacher_pseudo_labels(_FixedTeacher(_teacher_probs(unsure_class)), frames, threshold, 2)
+    pseudo = semi_training.TargetFrameBatches(frames, 2, labels)
     batches = [{data.IMAGE: torch.as_tensor(rng.uniform(0, 1, (2, 1, 16, 16)), dtype=torch.float32),
                 data.LABEL: torch.as_tensor(rng.integers(0, 3, (2, 1, 16, 16)), dtype=torch.float32)}
                for _ in range(2)]
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
-    loss = self_training.student_epoch(net, batches, pseudo.batches(0, 1),
+    loss = semi_training.student_epoch(net, batches, pseudo.batches(0, 1),
                                        lambda logits, y: F.cross_entropy(logits, y[:, 0].long()),
                                        optimizer, weight, "test")
     assert np.isfinite(loss)
@@ -130,7 +135,7 @@ def test_pixels_under_the_threshold_are_left_out_of_the_loss():
 def test_pseudo_batches_are_seeded_per_epoch_and_cycle():
     frames = np.arange(5 * 4, dtype=np.float32).reshape(5, 2, 2) / 20
     labels = np.zeros((5, 2, 2), np.uint8)
-    pseudo = self_training.PseudoLabeledFrames(frames, labels, batch_size=2)
+    pseudo = semi_training.TargetFrameBatches(frames, 2, labels)
 
     def firsts(seed, epoch, k=5):
         it = pseudo.batches(seed, epoch)
@@ -141,20 +146,20 @@ def test_pseudo_batches_are_seeded_per_epoch_and_cycle():
     seen = [v for batch in firsts(0, 1) for v in batch]
     assert sorted(seen[:5]) == sorted(frames[:, 0, 0].tolist())  # every frame once before any repeats
     with pytest.raises(Exception, match="target frames"):
-        self_training.PseudoLabeledFrames(np.zeros((0, 2, 2), np.float32), np.zeros((0, 2, 2), np.uint8), 2)
+        semi_training.TargetFrameBatches(np.zeros((0, 2, 2), np.float32), 2)
 
 
 # ----------------------------------------------------------------------------- config
 
 
-def test_pseudo_label_is_accepted_and_its_epochs_checked():
+def test_semi_supervised_settings_are_checked():
     assert resolve_experiment(_pseudo_config(), "e")["remedy"]["self_training_epochs"] == 1
     cfg = tiny_config()
     cfg["experiments"] = {"e": {"remedy": {"name": "pseudo_label", "self_training_epochs": 0}}}
     with pytest.raises(ConfigError, match="self_training_epochs"):
         check_config(cfg, source="tiny config")
-    cfg["experiments"] = {"e": {"remedy": {"name": "mean_teacher"}}}
-    with pytest.raises(ConfigError, match="not run by the training loop"):
+    cfg["experiments"] = {"e": {"remedy": {"name": "mean_teacher", "threshold": 0.9}}}
+    with pytest.raises(ConfigError, match="threshold"):
         check_config(cfg, source="tiny config")
 
 
@@ -175,7 +180,8 @@ def _add_test_subject_frames(paths):
     splits.to_csv(paths["splits_csv"], index=False)
 
 
-def test_pseudo_label_trains_end_to_end_on_frames_of_no_test_subject(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, epochs, best_from", [("pseudo_label", [1, 2, 3], 3), ("mean_teacher", [1, 2], 1)])
+def test_trains_end_to_end_on_frames_of_no_test_subject(tiny, tmp_path, monkeypatch, name, epochs, best_from):
     _add_test_subject_frames(tiny)
     read = []
     from_files = style.TargetBank.from_files
@@ -185,15 +191,16 @@ def test_pseudo_label_trains_end_to_end_on_frames_of_no_test_subject(tiny, tmp_p
         return from_files(paths, *args, **kwargs)
 
     monkeypatch.setattr(style.TargetBank, "from_files", classmethod(spy))
-    cfg = _pseudo_config()
+    cfg = _pseudo_config() if name == "pseudo_label" else _config({"name": name})
     run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
     assert sorted(read) == [str(tiny["data_root"] / "RUS" / "images" / "train" / f"c{k}.jpg") for k in range(4)]
     history = pd.read_csv(tmp_path / "out" / "history.csv")
-    assert history["epoch"].tolist() == [1, 2, 3]  # the teacher's 2 epochs, then the student's one
-    assert len(pd.read_csv(tmp_path / "out" / "timing.csv")) == 3
+    # pseudo_label: the teacher's 2 epochs, then the student's one; mean_teacher: the experiment's 2.
+    assert history["epoch"].tolist() == epochs
+    assert len(pd.read_csv(tmp_path / "out" / "timing.csv")) == len(epochs)
     _, meta = load_tensors(tmp_path / "out" / "model.safetensors")
-    assert meta["epoch"] == 3  # the student, never the teacher
-    assert (tmp_path / "ckpt" / self_training.TEACHER_DIR / "model.safetensors").is_file()
+    assert meta["epoch"] >= best_from  # pseudo_label: the student, never its teacher
+    assert (tmp_path / "ckpt" / semi_training.TEACHER_DIR / "model.safetensors").is_file() == (name == "pseudo_label")
 
 
 def _weights(path) -> dict:
@@ -218,6 +225,35 @@ def test_pseudo_label_training_is_deterministic_and_resumes_to_the_same_model(ti
     with caplog.at_level(logging.INFO, logger="usseg"):
         run_training(cfg, "e", tiny, tmp_path / "b", tmp_path / "ckpt_b")
     assert "resuming from" in caplog.text and "after epoch 3" in caplog.text  # the student, not from scratch
+    a, b = _weights(tmp_path / "a" / "model.safetensors"), _weights(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()
+
+
+def test_mean_teacher_ema_decay_warms_up():
+    assert semi_training.ema_decay_at(0, 0.99) == 0.0  # the first teacher is the first student
+    assert semi_training.ema_decay_at(1, 0.99) == 0.5
+    assert semi_training.ema_decay_at(10_000, 0.99) == 0.99
+
+
+def test_mean_teacher_keeps_the_teacher_and_resumes_to_the_same_model(tiny, tmp_path):
+    cfg = _config({"name": "mean_teacher", "rampup_epochs": 2})
+    run_training(cfg, "e", tiny, tmp_path / "a", tmp_path / "ckpt_a")
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch):
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_training(cfg, "e", tiny, tmp_path / "b", tmp_path / "ckpt_b", on_epoch_end=stop)
+    # After epoch 1 the best model is the EMA teacher (kept in last.safetensors), not the student.
+    last, _ = load_tensors(tmp_path / "ckpt_b" / "last.safetensors")
+    best = _weights(tmp_path / "ckpt_b" / "best.safetensors")
+    assert all(torch.equal(best[k], last["teacher." + k[len("model."):]]) for k in best)
+    assert not all(torch.equal(best[k], last[k]) for k in best if k.endswith("weight"))
+    run_training(cfg, "e", tiny, tmp_path / "b", tmp_path / "ckpt_b")
     a, b = _weights(tmp_path / "a" / "model.safetensors"), _weights(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()

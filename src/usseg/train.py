@@ -130,10 +130,11 @@ def train_experiment(
     weights = class_weight_vector(exp, dataset_cfg, [r[data.LABEL] for r in train_recs])
     if exp["model"]["name"] == "random_forest":
         train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir)
-    elif isinstance(settings := spec.parse_remedy(exp.get("remedy")), spec.PseudoLabel):
-        from usseg.self_training import train_pseudo_label  # late: it builds on this module's loop
+    elif isinstance(settings := spec.parse_remedy(exp.get("remedy")), spec.PseudoLabel | spec.MeanTeacher):
+        # Late: usseg.semi_training builds on this module's loop.
+        from usseg.semi_training import train_semi_supervised
 
-        train_pseudo_label(
+        train_semi_supervised(
             exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir,
             checkpoint_dir, on_epoch_end, remedy=remedy,
             frames=wiring.target_bank(exp, settings, table, dataset_cfg, root, fov_threshold).images,
@@ -443,12 +444,15 @@ def _validate(net, val_ds, loss_fn, device, n_fg, exp) -> tuple[float, np.ndarra
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler):
+def _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler,
+               extra_tensors=None):
+    """last.safetensors; extra_tensors (prefixed names, e.g. a mean teacher's "teacher." weights) join the file."""
     opt_tensors, opt_meta = checkpoint.flatten_optimizer(optimizer)
     rng_tensors, rng_meta = checkpoint.rng_state()
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
+    tensors.update(extra_tensors or {})
     meta = {
         "kind": CHECKPOINT_KIND,
         "format_version": checkpoint.FORMAT_VERSION,
