@@ -171,7 +171,11 @@ def test_article_overlay_has_only_the_article_experiments_and_settings():
     # Besides the article's four: one experiment per remedy of the gap study, none from config.yaml.
     remedies = set(cfg["experiments"]) - article
     assert article <= set(cfg["experiments"]) and cfg["gap_study"]["enabled"]
-    assert all(n.startswith("multiorgan_") for n in remedies) and len(remedies) == 6
+    assert all(n.startswith("multiorgan_") for n in remedies)
+    # Every remedy of usseg.remedies.spec has its experiment (the augmentation ones have remedy none).
+    from usseg.remedies.spec import REMEDIES
+
+    assert {resolve_experiment(cfg, n)["remedy"]["name"] for n in remedies} == set(REMEDIES)
     # config.yaml's liver_unet post-processes; the article's does not.
     assert resolve_experiment(cfg, "liver_unet")["postprocess"]["largest_component"] is False
     tiny = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")

@@ -1,4 +1,5 @@
-"""Train one experiment: a MONAI network here, the random-forest baseline in usseg.forest_train.
+"""Train one experiment: a MONAI network here, the random-forest baseline in usseg.forest_train,
+the semi-supervised remedies (pseudo_label, mean_teacher) in usseg.semi_training.
 
 `train_experiment` writes, under out_dir, `model.safetensors` (the epoch with
 the best validation mean foreground Dice), `history.csv` and `curves.png`.
