@@ -287,8 +287,13 @@ def _train_pseudo_label(exp, dataset_cfg, class_names, lut, weights, train_recs,
     _, teacher_meta = checkpoint.load_tensors(teacher_dir / train.LAST)
     teacher = load_predictor(teacher_dir / "model.safetensors", device)
     labels = teacher_pseudo_labels(teacher, frames, settings.threshold, int(exp["batch_size"]))
+    kept = float(np.mean(labels != semi.IGNORE))
     log.info("experiment %s: pseudo-labels of %d target frames, %.1f %% of pixels kept (threshold %g)",
-             exp["name"], len(labels), 100 * float(np.mean(labels != semi.IGNORE)), settings.threshold)
+             exp["name"], len(labels), 100 * kept, settings.threshold)
+    if kept == 0:
+        log.warning("experiment %s: the teacher is nowhere as sure as remedy.threshold = %g; the student learns "
+                    "from the labeled images only (lower the threshold or train the teacher longer)",
+                    exp["name"], settings.threshold)
     student_hash = checkpoint.config_hash({"experiment": cfg_hash,
                                            "pseudo_labels": hashlib.sha256(labels.tobytes()).hexdigest()})
     set_determinism(seed=int(exp["seed"]))
