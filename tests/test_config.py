@@ -171,7 +171,11 @@ def test_article_overlay_has_only_the_article_experiments_and_settings():
     # Besides the article's four: one experiment per remedy of the gap study, none from config.yaml.
     remedies = set(cfg["experiments"]) - article
     assert article <= set(cfg["experiments"]) and cfg["gap_study"]["enabled"]
-    assert all(n.startswith("multiorgan_") for n in remedies) and len(remedies) == 6
+    assert all(n.startswith("multiorgan_") for n in remedies)
+    # Every remedy of usseg.remedies.spec has its experiment (the augmentation ones have remedy none).
+    from usseg.remedies.spec import REMEDIES
+
+    assert {resolve_experiment(cfg, n)["remedy"]["name"] for n in remedies} == set(REMEDIES)
     # config.yaml's liver_unet post-processes; the article's does not.
     assert resolve_experiment(cfg, "liver_unet")["postprocess"]["largest_component"] is False
     tiny = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
@@ -254,9 +258,13 @@ def test_remedy_settings_are_checked(cfg):
     expect_error(cfg, "experiments.multiorgan_unet.remedy", "threshold", "fda")
 
 
-def test_remedy_not_in_training_loop_is_refused(cfg):
-    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher"}}
-    expect_error(cfg, "experiments.multiorgan_unet.remedy.name", "mean_teacher", "not run by the training loop")
+def test_semi_supervised_remedies_are_accepted(cfg):
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher", "rampup_epochs": 2}}
+    cfg["experiments"]["multiorgan_unet_weighted"] = {"remedy": {"name": "pseudo_label", "self_training_epochs": 2}}
+    checked = check_config(cfg)
+    assert checked["experiments"]["multiorgan_unet"]["remedy"]["name"] == "mean_teacher"
+    cfg["experiments"]["multiorgan_unet"] = {"remedy": {"name": "mean_teacher", "self_training_epochs": 2}}
+    expect_error(cfg, "experiments.multiorgan_unet.remedy", "self_training_epochs", "mean_teacher")
 
 
 def test_bn_adapt_needs_batch_norm(cfg):

@@ -421,11 +421,6 @@ def get(config: dict, dotted: str) -> Any:
     return node
 
 
-# Remedies the training loop runs (usseg.train); the semi-supervised ones are
-# implemented in usseg.remedies.semi but not yet wired into the loop.
-TRAINABLE_REMEDIES = ("none", "fov_normalise", "histogram_matching", "fda", "bn_adapt")
-
-
 def check_gap_study(config: dict, source: str = "config.yaml") -> None:
     """Check every experiment's remedy and augmentation extras, and the gap_study block (docs/remedies.md)."""
     from usseg.remedies import spec  # late: the remedies import MONAI transforms
@@ -435,11 +430,6 @@ def check_gap_study(config: dict, source: str = "config.yaml") -> None:
         where = f"{source}: experiments.{name}"
         remedy = spec.parse_remedy(exp.get("remedy"), f"{where}.remedy")
         spec.parse_augmentation_extras(exp.get("augmentation"), f"{where}.augmentation")
-        if remedy.name not in TRAINABLE_REMEDIES:
-            raise ConfigError(
-                f"{where}.remedy.name = {remedy.name!r} is not run by the training loop yet (only "
-                f"{', '.join(TRAINABLE_REMEDIES)}); remove this experiment or pick one of those."
-            )
         if remedy.name != "none" and exp["model"]["name"] == "random_forest":
             raise ConfigError(f"{where}.remedy: the random forest does not run remedies; use a network experiment.")
         if remedy.name == "bn_adapt" and (exp["model"]["name"] == "random_forest" or exp["model"].get("norm") != "batch"):

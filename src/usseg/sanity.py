@@ -48,6 +48,7 @@ from scipy import ndimage
 from usseg import data, metrics
 from usseg.config import experiment_class_names, label_lookup
 from usseg.config import palette as config_palette
+from usseg.contracts import UNLABELED
 from usseg.errors import DataError
 from usseg.masks import load_mask_rgb
 from usseg.models import NETWORK_NAMES, load_predictor, resolve_device
@@ -139,7 +140,9 @@ def overfit_handful(
         )
     ids = {r["image_id"] for r in handful}
     splits = pd.read_csv(splits_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
-    splits["split"] = np.where(splits["image_id"].isin(ids), "train", UNUSED_SPLIT)
+    # Unlabeled frames stay: the remedies that read target frames (usseg.remedies.wiring) need them.
+    kept = np.where(splits["split"] == UNLABELED, UNLABELED, UNUSED_SPLIT)
+    splits["split"] = np.where(splits["image_id"].isin(ids), "train", kept)
     epochs = int(sanity_cfg["overfit_epochs"])
     run_exp = dict(exp, epochs=epochs)
     _train(run_exp, dataset_cfg, data_root, manifest_csv, splits, labels_dir, Path(work_dir) / "overfit")

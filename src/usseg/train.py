@@ -1,4 +1,5 @@
-"""Train one experiment: a MONAI network here, the random-forest baseline in usseg.forest_train.
+"""Train one experiment: a MONAI network here, the random-forest baseline in usseg.forest_train,
+the semi-supervised remedies (pseudo_label, mean_teacher) in usseg.semi_training.
 
 `train_experiment` writes, under out_dir, `model.safetensors` (the epoch with
 the best validation mean foreground Dice), `history.csv` and `curves.png`.
@@ -52,7 +53,7 @@ from usseg.errors import ConfigError, DataError, UssegError
 from usseg.forest_train import train_forest
 from usseg.models import build_network, model_metadata, resolve_device, save_network
 from usseg.provenance import library_versions
-from usseg.remedies import wiring
+from usseg.remedies import spec, wiring
 from usseg.training_log import epoch_line as _epoch_line
 from usseg.training_log import fmt as _fmt
 from usseg.training_log import plot_curves
@@ -130,6 +131,15 @@ def train_experiment(
     weights = class_weight_vector(exp, dataset_cfg, [r[data.LABEL] for r in train_recs])
     if exp["model"]["name"] == "random_forest":
         train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir)
+    elif isinstance(settings := spec.parse_remedy(exp.get("remedy")), spec.PseudoLabel | spec.MeanTeacher):
+        # Late: usseg.semi_training builds on this module's loop.
+        from usseg.semi_training import train_semi_supervised
+
+        train_semi_supervised(
+            exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir,
+            checkpoint_dir, on_epoch_end, remedy=remedy,
+            frames=wiring.target_bank(exp, settings, table, dataset_cfg, root, fov_threshold).images,
+        )
     else:
         _train_network(
             exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
@@ -308,18 +318,9 @@ def _train_network(
             val_loss, val_dice = float("nan"), np.full(n_fg, np.nan)
         if scheduler is not None:
             scheduler.step()
-        mean_dice = metrics.nanmean_or_nan(val_dice)
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            **{f"val_dice_{c}": float(d) for c, d in zip(class_names[1:], val_dice)},
-            "val_dice_mean": mean_dice,
-            "lr": lr,
-            "seconds": time.perf_counter() - t0,
-        }
+        row, key = epoch_record(epoch, train_loss, val_loss, val_dice, class_names, lr, time.perf_counter() - t0)
         history.append(row)
-        key = [mean_dice if math.isfinite(mean_dice) else -math.inf, -val_loss if math.isfinite(val_loss) else -math.inf]
+        mean_dice = row["val_dice_mean"]
         if val_ds is None or key > best["key"]:
             best = {"epoch": epoch, "key": key}
             meta = model_metadata(exp, class_names, cfg_hash, epoch=epoch, val_dice_mean=mean_dice)
@@ -345,13 +346,36 @@ def _train_network(
             exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
             out_dir, checkpoint_dir, on_epoch_end, retry=False, remedy=remedy,
         )
+    write_outputs(best_path, history, class_names, exp["name"], best["epoch"], out_dir)
+
+
+def epoch_record(epoch, train_loss, val_loss, val_dice, class_names, lr, seconds) -> tuple[dict, list]:
+    """(history row, model-selection key) of one epoch: the key ranks by validation mean
+    foreground Dice, then by lower validation loss."""
+    mean_dice = metrics.nanmean_or_nan(val_dice)
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        **{f"val_dice_{c}": float(d) for c, d in zip(class_names[1:], val_dice)},
+        "val_dice_mean": mean_dice,
+        "lr": lr,
+        "seconds": seconds,
+    }
+    key = [mean_dice if math.isfinite(mean_dice) else -math.inf, -val_loss if math.isfinite(val_loss) else -math.inf]
+    return row, key
+
+
+def write_outputs(best_path: Path, history: list[dict], class_names, name: str, best_epoch: int, out_dir: Path) -> None:
+    """model.safetensors (a copy of the verified best model), history.csv, timing.csv and curves.png."""
     tmp = out_dir / "model.safetensors.tmp"
     shutil.copyfile(best_path, tmp)
     os.replace(tmp, out_dir / "model.safetensors")
     _write_history(history, class_names, out_dir / "history.csv")
-    plot_curves(history, class_names, exp["name"], best["epoch"], out_dir / "curves.png")
-    log.info("experiment %s: best epoch %d (val mean foreground Dice %s)", exp["name"], best["epoch"],
-             _fmt(history[best["epoch"] - 1]["val_dice_mean"]) if best["epoch"] else "n/a")
+    plot_curves(history, class_names, name, best_epoch, out_dir / "curves.png")
+    row = next((r for r in history if r["epoch"] == best_epoch), None)
+    log.info("experiment %s: best epoch %d (val mean foreground Dice %s)", name, best_epoch,
+             _fmt(row["val_dice_mean"]) if row else "n/a")
 
 
 def train_step(net, batch, loss_fn, optimizer, scaler, device) -> tuple[float, int]:
@@ -421,12 +445,15 @@ def _validate(net, val_ds, loss_fn, device, n_fg, exp) -> tuple[float, np.ndarra
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler):
+def _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler,
+               extra_tensors=None):
+    """last.safetensors; extra_tensors (prefixed names, e.g. a mean teacher's "teacher." weights) join the file."""
     opt_tensors, opt_meta = checkpoint.flatten_optimizer(optimizer)
     rng_tensors, rng_meta = checkpoint.rng_state()
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
+    tensors.update(extra_tensors or {})
     meta = {
         "kind": CHECKPOINT_KIND,
         "format_version": checkpoint.FORMAT_VERSION,

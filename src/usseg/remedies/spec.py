@@ -76,17 +76,19 @@ class BatchNormAdaptation:
 
 @dataclass(frozen=True)
 class PseudoLabel:
-    """Self-training: the trained model labels unlabeled target frames where it is confident; retrain on both."""
+    """Self-training (usseg.semi_training): the trained model (teacher) labels unlabeled target frames where
+    it is confident; training then continues on the labeled images plus those frames."""
 
     name: str = "pseudo_label"
-    threshold: float = 0.9
+    threshold: float = 0.9  # the teacher's softmax probability a pixel needs to keep its pseudo-label
     weight: float = 1.0  # weight of the pseudo-label loss beside the supervised loss
+    self_training_epochs: int = 4  # the student's epochs, after the experiment's own `epochs` (the teacher's)
     max_target_images: int = 200
 
 
 @dataclass(frozen=True)
 class MeanTeacher:
-    """Mean teacher: EMA teacher, consistency loss on unlabeled target frames."""
+    """Mean teacher (usseg.semi_training): EMA teacher, consistency loss on unlabeled target frames."""
 
     name: str = "mean_teacher"
     ema_decay: float = 0.99

@@ -3,10 +3,11 @@
 Training (usseg.train) asks `training_transforms` for the transforms the remedy
 and the augmentation extras add to usseg.data's pipeline; prediction
 (usseg.evaluate) asks `prediction_remedy` for the predictor and the image
-preparation. The unlabeled target frames every target-style or test-time
-remedy reads are the rows of split `unlabeled` of the target modality: never a
-test image, so no test label or test image shapes the model (except
-`bn_adapt` with `frames: test`, transductive by choice).
+preparation. The unlabeled target frames every target-style, test-time or
+semi-supervised remedy reads are the rows of split `unlabeled` of the target
+modality whose subject is in no test set and that are not original test images
+(`target_frame_rows`): no test image, and no frame of a test patient, shapes the
+model (except `bn_adapt` with `frames: test`, transductive by choice).
 """
 
 from __future__ import annotations
@@ -18,17 +19,31 @@ import numpy as np
 import pandas as pd
 from monai.transforms import DeleteItemsd
 
-from usseg.contracts import UNLABELED, test_set_name
+from usseg.contracts import UNLABELED, is_test_set, test_set_name
 from usseg.errors import DataError
 from usseg.remedies import spec, style, tta
 from usseg.remedies.us_augment import FOV
 
+# Remedies whose training reads the target frames (their ids enter the training hash).
+TRAINING_FRAME_REMEDIES = ("histogram_matching", "fda", "pseudo_label", "mean_teacher")
+
 
 def target_frame_rows(table: pd.DataFrame, dataset_cfg: dict) -> pd.DataFrame:
-    """The unlabeled frames of the target modality (split `unlabeled`), sorted by image_id."""
+    """The unlabeled frames of the target modality a remedy may read, sorted by image_id.
+
+    Rows of split `unlabeled` of the target modality, less (a) every frame of a
+    subject with images in a test set (test_*): the frames of one patient are
+    near copies, so an unlabeled frame of a test patient would show the model
+    that patient's anatomy; (b) original test images (orig_split `test`, or
+    named in `excluded_from`), e.g. a test image whose mask was set aside.
+    """
     target = dataset_cfg["target_modality"]
-    rows = table[(table["modality"] == target) & (table["split"] == UNLABELED)]
-    return rows.sort_values("image_id", kind="stable")
+    test_subjects = set(table.loc[table["split"].map(is_test_set), "subject_id"])
+    keep = (table["modality"] == target) & (table["split"] == UNLABELED) & ~table["subject_id"].isin(test_subjects)
+    for column, bad in (("orig_split", lambda v: v == "test"), ("excluded_from", lambda v: v != "")):
+        if column in table.columns:
+            keep &= ~table[column].fillna("").astype(str).map(bad)
+    return table[keep].sort_values("image_id", kind="stable")
 
 
 def _bank_paths(table, dataset_cfg, root: Path, what: str) -> list[str]:
@@ -36,7 +51,8 @@ def _bank_paths(table, dataset_cfg, root: Path, what: str) -> list[str]:
     if rows.empty:
         raise DataError(
             f"{what} needs unlabeled frames of the target modality {dataset_cfg['target_modality']} "
-            "(split 'unlabeled' in splits.csv) and there are none; remove this remedy or add unlabeled target images."
+            "(split 'unlabeled' in splits.csv, from subjects in no test set, not original test images) and there "
+            "are none; remove this remedy or add unlabeled target images of subjects outside the test sets."
         )
     return [str(Path(root) / p) for p in rows["image_path"]]
 
@@ -51,7 +67,7 @@ def target_bank(exp: dict, remedy, table, dataset_cfg, root, fov_threshold: int)
 def training_frame_ids(exp: dict, table, dataset_cfg) -> list[str]:
     """image_ids of the target frames the training of `exp` reads (for its training hash)."""
     remedy = spec.parse_remedy(exp.get("remedy"))
-    if remedy.name not in ("histogram_matching", "fda"):
+    if remedy.name not in TRAINING_FRAME_REMEDIES:
         return []
     return target_frame_rows(table, dataset_cfg)["image_id"].tolist()
 
