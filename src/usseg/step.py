@@ -44,7 +44,7 @@ def configure_logging(log_path: str | None) -> None:
         root.addHandler(handler)
 
 
-def _named(io) -> dict[str, list[str]]:
+def named_paths(io) -> dict[str, list[str]]:
     """Snakemake's named input/output lists as {name: [paths]}; unnamed items under '_'."""
     named: dict[str, list[str]] = {}
     covered: set[str] = set()
@@ -127,12 +127,12 @@ def _unexpected(err: Exception, log: logging.Logger, rule: str, where: str):
 
 
 def _write_record(smk, log: logging.Logger) -> None:
-    outputs = _named(smk.output)
+    outputs = named_paths(smk.output)
     prov = outputs.pop("provenance", None)
     if prov:
         record = provenance_record(
             rule=smk.rule,
-            inputs=_named(smk.input),
+            inputs=named_paths(smk.input),
             outputs=outputs,
             params={k: getattr(smk.params, k) for k in smk.params.keys()},
             wildcards={k: getattr(smk.wildcards, k) for k in smk.wildcards.keys()},
