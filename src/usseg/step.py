@@ -6,13 +6,12 @@ does::
     with snakemake_step(snakemake):
         some_usseg_function(snakemake.input.x, ..., snakemake.output.y)
 
-(a library function that takes every named file of a rule gets them as a
-plain dict, `named_paths(snakemake.input)`) and gets: logging to the rule's
-log file and stderr; a UssegError shown as one
+and gets: logging to the rule's log file and stderr; a UssegError shown as one
 clear message (no traceback to dig through); a full disk or quota named as
 such, with what to do; an unexpected error logged with its traceback and named
 as a bug; and, on success, the provenance record written to the rule's
-`provenance` output.
+`provenance` output. A library function that takes all of a rule's named
+files (the report) gets them as a plain dict: `named_paths(snakemake.input)`.
 """
 
 from __future__ import annotations
