@@ -112,6 +112,16 @@ def folder_of(output_name, up=1):
     return folder
 
 
+def named_inputs(prefix, outputs):
+    """Another rule's named outputs as named inputs `<prefix>_<name>`.
+
+    Snakemake keeps no names inside a list given as one input, so a rule that
+    reads another's files by name (the report: usseg.report.ReportInputs)
+    takes them this way.
+    """
+    return {f"{prefix}_{name}": path for name, path in outputs.items()}
+
+
 def demo_provenance():
     """The demo generator's provenance record, when the demo dataset is used."""
     return [rules.demo_data.output.provenance] if config["data_root"] is None else []

@@ -43,6 +43,6 @@ def gap_curve_dir(fraction, test_set):
     return f"{GAP}/curve/{fraction}/eval/{test_set}"
 
 
-def gap_outputs():
-    """The gap study's results when gap_study.enabled (the report's inputs), else none."""
-    return list(rules.gap_summary.output) if GAP_ENABLED else []
+def gap_inputs():
+    """The gap study's results when gap_study.enabled, as the report's named inputs gap_<name>; else none."""
+    return named_inputs("gap", rules.gap_summary.output) if GAP_ENABLED else {}

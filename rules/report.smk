@@ -1,9 +1,14 @@
 # One self-contained, traceable report. A local rule: it never goes to a cluster.
+# Each file the report shows is a named input here; scripts/report.py hands them
+# to the library as usseg.report.ReportInputs (one field per name).
 
 
 rule report:
     input:
-        diagnostics=rules.diagnostics.output,
+        # The diagnostics' files by their output names (diagnostics_checklist, ...),
+        # and results/gap/ when gap_study.enabled, the "What would help" section (gap_<name>).
+        **named_inputs("diagnostics", rules.diagnostics.output),
+        **gap_inputs(),
         issues=rules.manifest.output.issues,
         labels=rules.decode_masks.output.labels,
         # Every output of every job the report shows (its provenance section
@@ -14,6 +19,16 @@ rule report:
         evaluated=expand(
             rules.evaluate.output, experiment=EXPERIMENTS, test_set=TEST_SETS
         ),
+        # The files the report reads, per experiment (and test set) in config order.
+        history=expand(rules.train.output.history, experiment=EXPERIMENTS),
+        curves=expand(rules.train.output.curves, experiment=EXPERIMENTS),
+        timing=expand(rules.train.output.timing, experiment=EXPERIMENTS),
+        summaries=expand(
+            rules.evaluate.output.summary, experiment=EXPERIMENTS, test_set=TEST_SETS
+        ),
+        overlays=expand(
+            rules.evaluate.output.overlays, experiment=EXPERIMENTS, test_set=TEST_SETS
+        ),
         confusion=expand(
             rules.evaluate.output.confusion_png,
             experiment=EXPERIMENTS,
@@ -21,8 +36,10 @@ rule report:
         ),
         # The pipeline checks ("Pipeline ruled out?" in the verdict); the
         # nnU-Net reference only when it runs (nnunet.enabled, nnunetv2 installed).
-        sanity=rules.sanity_checks.input,
+        sanity=expand(rules.sanity_training.output.json, experiment=SANITY_EXPERIMENTS),
+        round_trip=rules.label_round_trip.output.json,
         nnunet=NNUNET_SUMMARIES,
+        nnunet_info=[rules.nnunet_train_predict.output.info] if NNUNET_SUMMARIES else [],
         provenance=[
             *demo_provenance(),
             rules.manifest.output.provenance,
@@ -30,8 +47,6 @@ rule report:
             rules.split.output.provenance,
             rules.diagnostics.output.provenance,
         ],
-        # results/gap/ when gap_study.enabled (the "What would help" section).
-        gap=gap_outputs(),
         code=code_of("../scripts/report.py"),
     output:
         html=f"{RESULTS}/report/report.html",
@@ -41,6 +56,7 @@ rule report:
         USSEG_ENV
     params:
         config=config,
+        # The run's folder: the report lists its provenance/ records and shows paths relative to it.
         results_dir=folder_of("html", up=2),
     script:
         "../scripts/report.py"

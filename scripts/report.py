@@ -1,9 +1,13 @@
-from usseg.report import build_report
-from usseg.step import snakemake_step
+from usseg.report import ReportInputs, build_report
+from usseg.step import named_paths, snakemake_step
 
 with snakemake_step(snakemake):
     build_report(
         snakemake.params.config,
-        snakemake.params.results_dir,
+        ReportInputs.from_rule(
+            named_paths(snakemake.input),
+            snakemake.params.config,
+            snakemake.params.results_dir,
+        ),
         snakemake.output.html,
     )

@@ -1,9 +1,17 @@
-"""Tiny hand-made datasets in the reference layout, written to a test's tmp_path.
+"""The tests' one builder of synthetic data, its palette and layout read from config.yaml.
 
 Reusable by any test module (`from datasets import make_dataset, dataset_cfg`;
 tests/ is on sys.path under pytest's default rootdir-based import mode).
 Nothing here depends on the demo generator: every file is built from a few
 numpy lines, so a failing test points at the code under test, not at the data.
+
+- `make_dataset`: a raw dataset in the reference layout (images and colour
+  masks only), for the manifest and mask-decoding stages.
+- `Frame` and `write_frames`: frames a test drew (an image and its colour
+  mask, `colour(labels)`), written as the stages after the manifest read
+  them: the dataset root, manifest.csv, manifest_issues.csv, labels/*.npy,
+  labels/decode_report.csv and splits.csv, in the contract formats.
+- `fan_mask` and `fan_frame`: in-memory ultrasound-like frames (the remedies).
 
 Layout written by `make_dataset` (sizes 20x16 unless told otherwise):
 
@@ -16,20 +24,26 @@ Layout written by `make_dataset` (sizes 20x16 unless told otherwise):
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import os
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from usseg.config import load_config
+from usseg.contracts import DECODE_REPORT_COLUMNS, SPLIT_COLUMNS
 
 # config.yaml's dataset section (palette, layout, subject patterns), read, not
 # written out again: the test data follow whatever the default run uses.
 DATASET_CFG = load_config(Path(__file__).resolve().parents[1] / "config.yaml")["dataset"]
 
 PALETTE = np.array([c["rgb"] for c in DATASET_CFG["classes"]], dtype=np.uint8)
+NAMES = [c["name"] for c in DATASET_CFG["classes"]]
 SIZE = (20, 16)  # width, height
 
 AUS_TRAIN = ["ct1-1", "ct1-2", "ct2-1", "ct2-2", "ct3-1", "ct5-1"]
@@ -139,3 +153,154 @@ def all_entries(root) -> set[str]:
             if p.is_symlink():
                 found.add(p.relative_to(root).as_posix())
     return found
+
+
+# ----------------------------------------------------------------------------- frames in the contract formats
+
+
+def colour(labels: np.ndarray) -> np.ndarray:
+    """The (H, W, 3) colour mask of a label map, in config.yaml's palette."""
+    return PALETTE[labels]
+
+
+@dataclass
+class Frame:
+    """One image of a subject, with its colour mask (None: unlabeled) and its split."""
+
+    modality: str
+    orig_split: str
+    subject: str
+    number: int
+    image: np.ndarray  # uint8 (H, W)
+    mask: np.ndarray | None  # uint8 (H, W, 3) or None
+    split: str = ""
+    jpg: bool = False
+    extra: dict = field(default_factory=dict)  # image_bytes: the image file's bytes as they are
+
+    @property
+    def stem(self) -> str:
+        return f"{self.subject}-{self.number}" if self.modality == "AUS" else f"{self.subject}{self.number}"
+
+    @property
+    def image_id(self) -> str:
+        return f"{self.modality}_{self.orig_split}_{self.stem}"
+
+
+@dataclass
+class Written:
+    """Where `write_frames` put the dataset and the files the stages after the manifest read."""
+
+    root: Path
+    results: Path
+    manifest_csv: Path
+    issues_csv: Path
+    labels_dir: Path
+    splits_csv: Path
+
+    def paths(self) -> dict:
+        """The paths train_experiment, evaluate and the sanity checks take."""
+        return {"data_root": self.root, "manifest_csv": self.manifest_csv, "splits_csv": self.splits_csv,
+                "labels_dir": self.labels_dir}
+
+
+def decode(rgb: np.ndarray, max_distance: float = 60.0) -> tuple[np.ndarray, dict]:
+    """Nearest palette colour per pixel (ties to the lower index) and the decode-report statistics."""
+    flat = rgb.reshape(-1, 3).astype(np.int64)
+    d2 = ((flat[:, None, :] - PALETTE[None].astype(np.int64)) ** 2).sum(-1)
+    labels = d2.argmin(axis=1).astype(np.uint8)
+    best = d2.min(axis=1)
+    present = np.flatnonzero(np.bincount(labels, minlength=len(NAMES)))
+    return labels.reshape(rgb.shape[:2]), {
+        "off_palette_fraction": float(np.count_nonzero(best)) / best.size,
+        "far_fraction": float(np.count_nonzero(best > max_distance**2)) / best.size,
+        "max_distance": float(np.sqrt(best.max())),
+        "classes_present": ";".join(NAMES[i] for i in present),
+    }
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpg_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_frames(tmp, frames: list[Frame], issues=(), splits_override: dict | None = None) -> Written:
+    """Write `frames` below `tmp`: the dataset root (data/abdominal_US) and results/ with the manifest,
+    its issues, the decoded labels with their report, and the splits (`splits_override`: image_id -> split)."""
+    tmp = Path(tmp)
+    root = tmp / "data" / "abdominal_US"
+    results = tmp / "results"
+    labels_dir = results / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    manifest, report, splits = [], [], []
+    for f in frames:
+        ext = ".jpg" if f.jpg else ".png"
+        image_path = f"{f.modality}/images/{f.orig_split}/{f.stem}{ext}"
+        data = f.extra.get("image_bytes") or (_jpg_bytes(f.image) if f.jpg else _png_bytes(f.image))
+        (root / image_path).parent.mkdir(parents=True, exist_ok=True)
+        (root / image_path).write_bytes(data)
+        mask_path, mask_sha = "", ""
+        if f.mask is not None:
+            mask_path = f"{f.modality}/annotations/{f.orig_split}/{f.stem}.png"
+            mdata = _png_bytes(f.mask)
+            (root / mask_path).parent.mkdir(parents=True, exist_ok=True)
+            (root / mask_path).write_bytes(mdata)
+            mask_sha = hashlib.sha256(mdata).hexdigest()
+            labels, stats = decode(f.mask, DATASET_CFG["off_palette_distance"])
+            np.save(labels_dir / f"{f.image_id}.npy", labels)
+            flagged = stats["far_fraction"] > DATASET_CFG["max_off_palette_fraction"]
+            report.append({
+                "image_id": f.image_id, "mask_path": mask_path, **stats, "flagged": flagged,
+                "flag_reason": "far from the palette" if flagged else "",
+                # Decoded by nearest colour, as decode: nearest does.
+                "encoding": "palette", "relabelled_fraction": 0.0, "decode": "nearest", "usable": True,
+            })
+        manifest.append({
+            "image_id": f.image_id, "subject_id": f.subject, "modality": f.modality,
+            "domain": DATASET_CFG["modalities"][f.modality]["domain"], "orig_split": f.orig_split,
+            "image_path": image_path, "mask_path": mask_path, "has_mask": f.mask is not None,
+            "width": f.image.shape[1], "height": f.image.shape[0],
+            "sha256": hashlib.sha256(data).hexdigest(), "mask_sha256": mask_sha,
+        })
+        split = (splits_override or {}).get(f.image_id, f.split)
+        splits.append({"image_id": f.image_id, "subject_id": f.subject, "split": split, "note": "",
+                       "excluded_from": ""})
+    pd.DataFrame(manifest).to_csv(results / "manifest.csv", index=False)
+    pd.DataFrame(list(issues), columns=["path", "reason", "detail"]).to_csv(
+        results / "manifest_issues.csv", index=False)
+    pd.DataFrame(report, columns=DECODE_REPORT_COLUMNS).to_csv(labels_dir / "decode_report.csv", index=False)
+    pd.DataFrame(splits, columns=SPLIT_COLUMNS).to_csv(results / "splits.csv", index=False)
+    return Written(root, results, results / "manifest.csv", results / "manifest_issues.csv", labels_dir,
+                   results / "splits.csv")
+
+
+# ----------------------------------------------------------------------------- in-memory frames
+
+
+def fan_mask(size: int = 64) -> np.ndarray:
+    """A sector (apex at the top centre, +-40 degrees, radius 0.95 * size) as an (H, W) bool mask."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    dx, dy = x - (size - 1) / 2, y + 2.0
+    r = np.hypot(dx, dy)
+    angle = np.degrees(np.arctan2(dx, dy))
+    return (r < 0.95 * size) & (np.abs(angle) < 40)
+
+
+def fan_frame(size: int = 64, seed: int = 0, gain: float = 0.5, contrast: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """(image (1, H, W) float32 in [0, 1], label (1, H, W) float32 classes 0-2) of a speckled fan with two organs."""
+    rng = np.random.default_rng(seed)
+    fan = fan_mask(size)
+    y, x = np.mgrid[0:size, 0:size]
+    label = np.zeros((size, size), np.float32)
+    label[fan & ((y - size * 0.45) ** 2 + (x - size * 0.4) ** 2 < (size * 0.15) ** 2)] = 1
+    label[fan & ((y - size * 0.7) ** 2 + (x - size * 0.6) ** 2 < (size * 0.1) ** 2)] = 2
+    base = gain + contrast * np.where(label == 1, 1.0, np.where(label == 2, -1.0, 0.0))
+    speckle = rng.gamma(6.0, 1 / 6.0, size=(size, size))
+    image = np.where(fan, np.clip(base * speckle, 0.06, 1.0), 0.0).astype(np.float32)
+    return image[None], label[None]

@@ -5,38 +5,31 @@ subject's anatomy is fixed and its frames jitter. The simulator style is dark
 and clean with a grey-10 padding strip; the real style is bright and speckled
 (saved as JPG). `same_style=True` draws both modalities from one distribution
 (no domain gap). Tests edit the returned frames (masks, subjects, splits) to
-plant a problem, then `write_dataset` writes the files the diagnostics read:
-the dataset root, manifest.csv, manifest_issues.csv, labels/*.npy,
-labels/decode_report.csv and splits.csv. Nothing here uses the other
-workflow modules, so the diagnostics tests do not depend on them.
+plant a problem, then `write_dataset` writes the files the diagnostics read
+(datasets.write_frames: the dataset root, manifest.csv, manifest_issues.csv,
+labels/*.npy, labels/decode_report.csv and splits.csv). Nothing here uses the
+other workflow modules, so the diagnostics tests do not depend on them.
 
 This file also checks the builder itself.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 from scipy import ndimage as ndi
 
 from conftest import REPO
-from datasets import dataset_cfg
-from usseg.contracts import DECODE_REPORT_COLUMNS, SPLIT_COLUMNS
+from datasets import NAMES, PALETTE, Frame, Written, dataset_cfg, write_frames
 from usseg.diagnostics import DiagnosticsOutputs
 
 # The palette and layout of config.yaml (the one copy: tests/datasets.py reads it).
 DATASET_CFG = dataset_cfg()
-CLASSES = DATASET_CFG["classes"]
-PALETTE = np.array([c["rgb"] for c in CLASSES], dtype=np.uint8)
-NAMES = [c["name"] for c in CLASSES]
 IDX = {n: i for i, n in enumerate(NAMES)}
 
 DIAG_CFG = {
@@ -86,38 +79,9 @@ CLEAN = (
 
 
 @dataclass
-class Frame:
-    modality: str
-    orig_split: str
-    subject: str
-    number: int
-    image: np.ndarray  # uint8 (H, W)
-    mask: np.ndarray | None  # uint8 (H, W, 3) or None
-    split: str = ""
-    jpg: bool = False
-    extra: dict = field(default_factory=dict)
+class Fixture(Written):
+    """A written dataset (datasets.Written) and the folder the diagnostics write to."""
 
-    @property
-    def stem(self) -> str:
-        return (
-            f"{self.subject}-{self.number}"
-            if self.modality == "AUS"
-            else f"{self.subject}{self.number}"
-        )
-
-    @property
-    def image_id(self) -> str:
-        return f"{self.modality}_{self.orig_split}_{self.stem}"
-
-
-@dataclass
-class Fixture:
-    root: Path
-    results: Path
-    manifest_csv: Path
-    issues_csv: Path
-    labels_dir: Path
-    splits_csv: Path
     out_dir: Path
 
     @property
@@ -340,105 +304,9 @@ def assign_splits(frames: list[Frame], val_subjects=None) -> None:
 # ----------------------------------------------------------------------------- writing
 
 
-def decode(rgb: np.ndarray, max_distance: float = 60.0) -> tuple[np.ndarray, dict]:
-    """Nearest palette colour per pixel (ties to the lower index) and the decode-report statistics."""
-    flat = rgb.reshape(-1, 3).astype(np.int64)
-    d2 = ((flat[:, None, :] - PALETTE[None].astype(np.int64)) ** 2).sum(-1)
-    labels = d2.argmin(axis=1).astype(np.uint8)
-    best = d2.min(axis=1)
-    present = np.flatnonzero(np.bincount(labels, minlength=len(NAMES)))
-    return labels.reshape(rgb.shape[:2]), {
-        "off_palette_fraction": float(np.count_nonzero(best)) / best.size,
-        "far_fraction": float(np.count_nonzero(best > max_distance**2)) / best.size,
-        "max_distance": float(np.sqrt(best.max())),
-        "classes_present": ";".join(NAMES[i] for i in present),
-    }
-
-
-def _png_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _jpg_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def write_dataset(
-    tmp: Path, frames: list[Frame], issues=(), splits_override: dict | None = None
-) -> Fixture:
-    tmp = Path(tmp)
-    root = tmp / "data" / "abdominal_US"
-    results = tmp / "results"
-    labels_dir = results / "labels"
-    labels_dir.mkdir(parents=True, exist_ok=True)
-    manifest, report, splits = [], [], []
-    for f in frames:
-        ext = ".jpg" if f.jpg else ".png"
-        image_path = f"{f.modality}/images/{f.orig_split}/{f.stem}{ext}"
-        data = f.extra.get("image_bytes") or (_jpg_bytes(f.image) if f.jpg else _png_bytes(f.image))
-        (root / image_path).parent.mkdir(parents=True, exist_ok=True)
-        (root / image_path).write_bytes(data)
-        mask_path, mask_sha = "", ""
-        if f.mask is not None:
-            mask_path = f"{f.modality}/annotations/{f.orig_split}/{f.stem}.png"
-            mdata = _png_bytes(f.mask)
-            (root / mask_path).parent.mkdir(parents=True, exist_ok=True)
-            (root / mask_path).write_bytes(mdata)
-            mask_sha = hashlib.sha256(mdata).hexdigest()
-            labels, stats = decode(f.mask, DATASET_CFG["off_palette_distance"])
-            np.save(labels_dir / f"{f.image_id}.npy", labels)
-            flagged = stats["far_fraction"] > DATASET_CFG["max_off_palette_fraction"]
-            report.append(
-                {
-                    "image_id": f.image_id,
-                    "mask_path": mask_path,
-                    **stats,
-                    "flagged": flagged,
-                    "flag_reason": "far from the palette" if flagged else "",
-                    # This fixture decodes by nearest colour, as decode: nearest does.
-                    "encoding": "palette",
-                    "relabelled_fraction": 0.0,
-                    "decode": "nearest",
-                    "usable": True,
-                }
-            )
-        manifest.append(
-            {
-                "image_id": f.image_id,
-                "subject_id": f.subject,
-                "modality": f.modality,
-                "domain": DATASET_CFG["modalities"][f.modality]["domain"],
-                "orig_split": f.orig_split,
-                "image_path": image_path,
-                "mask_path": mask_path,
-                "has_mask": f.mask is not None,
-                "width": f.image.shape[1],
-                "height": f.image.shape[0],
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "mask_sha256": mask_sha,
-            }
-        )
-        split = (splits_override or {}).get(f.image_id, f.split)
-        splits.append({"image_id": f.image_id, "subject_id": f.subject, "split": split, "note": "", "excluded_from": ""})
-    pd.DataFrame(manifest).to_csv(results / "manifest.csv", index=False)
-    pd.DataFrame(list(issues), columns=["path", "reason", "detail"]).to_csv(
-        results / "manifest_issues.csv", index=False
-    )
-    pd.DataFrame(report, columns=DECODE_REPORT_COLUMNS).to_csv(labels_dir / "decode_report.csv", index=False)
-    pd.DataFrame(splits, columns=SPLIT_COLUMNS).to_csv(results / "splits.csv", index=False)
-    return Fixture(
-        root,
-        results,
-        results / "manifest.csv",
-        results / "manifest_issues.csv",
-        labels_dir,
-        results / "splits.csv",
-        results / "diagnostics",
-    )
+def write_dataset(tmp: Path, frames: list[Frame], issues=(), splits_override: dict | None = None) -> Fixture:
+    written = write_frames(tmp, frames, issues, splits_override)
+    return Fixture(**vars(written), out_dir=written.results / "diagnostics")
 
 
 def build(tmp, layout=DEMO_LIKE, seed=0, same_style=False, **kw) -> Fixture:

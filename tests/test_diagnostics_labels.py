@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from datasets import PALETTE
 from test_diagnostics_fixtures import (
     DATASET_CFG,
     DIAG_CFG,
     IDX,
-    PALETTE,
     make_frames,
     write_dataset,
 )

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from datasets import Frame
 from test_diagnostics_fixtures import (
     DATASET_CFG,
     DEMO_LIKE,
     DIAG_CFG,
-    Frame,
     make_frames,
     write_dataset,
 )

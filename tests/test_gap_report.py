@@ -37,7 +37,9 @@ def _results(tmp_path, closure):
     curve.insert(0, "test_set", "test_aus")
     curve.to_csv(gap / "learning_curve.csv", index=False)
     (gap / "when_to_stop.json").write_text(json.dumps({"text": "With 4 labeled real subjects ..."}))
-    return tmp_path
+    # The gap_summary rule's outputs by name, as the report rule hands them over.
+    return {name: gap / f"{name}.{ext}" for name, ext in
+            (("gap_closure", "csv"), ("loso", "csv"), ("learning_curve", "csv"), ("when_to_stop", "json"))}
 
 
 def _config(enabled=True):
@@ -71,7 +73,7 @@ def test_section_renders_with_id_figures_and_demo_note(tmp_path):
 
 
 def test_section_is_empty_when_the_study_is_off(tmp_path):
-    assert gap_report.render_gap_section(_config(enabled=False), tmp_path) == ""
+    assert gap_report.render_gap_section(_config(enabled=False), {}) == ""
 
 
 def test_next_steps_are_ranked_by_measured_delta():

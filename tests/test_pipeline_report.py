@@ -9,7 +9,13 @@ import pytest
 
 from test_train import tiny_config
 from usseg import pipeline_report
-from usseg.pipeline_report import pipeline_context, render_html, statements, subject_scores
+from usseg.pipeline_report import (
+    PipelineFiles,
+    pipeline_context,
+    render_html,
+    statements,
+    subject_scores,
+)
 
 SUBJECTS = ["s1", "s2", "s3", "s4"]
 
@@ -56,6 +62,17 @@ def _run(tmp_path, ours: dict[str, float], ref: dict[str, float], *, overfit=0.9
     return cfg, res
 
 
+def _files(cfg, res) -> PipelineFiles:
+    """The files of the results tree, as the report rule names them (results/sanity, nnunet, experiments)."""
+    return PipelineFiles(
+        sanity={e: res / f"sanity/{e}.json" for e in pipeline_report.sanity_experiments(cfg)},
+        round_trip=res / "sanity/label_round_trip.json",
+        nnunet={ts: res / f"nnunet/eval/{ts}/summary.json" for ts in cfg["test_sets"]},
+        nnunet_info=res / "nnunet/reference.json",
+        summaries={(e, ts): res / f"experiments/{e}/eval/{ts}/summary.json"
+                   for e in cfg["experiments"] for ts in cfg["test_sets"]})
+
+
 def test_subject_scores_average_the_experiments_classes():
     s = _summary({"a": {"liver": 0.8, "bone": 0.2}, "b": {"liver": None, "bone": 0.4}, "c": {"liver": None}},
                  ["liver", "bone"])
@@ -67,7 +84,7 @@ def test_close_to_nnunet_and_both_fall_says_the_data(tmp_path, monkeypatch):
     ours = {"s1": 0.80, "s2": 0.82, "s3": 0.79, "s4": 0.81}
     ref = {"s1": 0.81, "s2": 0.81, "s3": 0.80, "s4": 0.80}
     cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch)
-    ctx = pipeline_context(cfg, res)
+    ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["sanity"]["status"] == "PASS" and ctx["nnunet"]["state"] == "ran"
     sim = next(r for r in ctx["comparison"] if r["test_set"] == "test_aus")
     # Paired on subjects: the mean difference of the per-subject differences, with a t interval over 4 subjects.
@@ -79,16 +96,16 @@ def test_close_to_nnunet_and_both_fall_says_the_data(tmp_path, monkeypatch):
     assert "short nnU-Net schedule" in st["text"] and ctx["answer"].startswith("As far as a short")
     _write(res / "nnunet/reference.json", {"epochs": 1000, "iterations_per_epoch": 250, "parameters": 2e7,
                                            "patch_size": [160, 160], "batch_size": 7, "device": "cuda"})
-    ctx = pipeline_context(cfg, res)
+    ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["answer"].startswith("Yes") and "short" not in ctx["statements"][0]["text"]
-    assert "1000 epoch(s) of 250 iterations on cuda" in " ".join(render_html(cfg, res).split())
+    assert "1000 epoch(s) of 250 iterations on cuda" in " ".join(render_html(cfg, _files(cfg, res)).split())
 
 
 def test_clearly_below_nnunet_says_the_pipeline(tmp_path, monkeypatch):
     ours = {"s1": 0.50, "s2": 0.52, "s3": 0.49, "s4": 0.51}
     ref = {"s1": 0.81, "s2": 0.81, "s3": 0.80, "s4": 0.80}
     cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch)
-    ctx = pipeline_context(cfg, res)
+    ctx = pipeline_context(cfg, _files(cfg, res))
     (st,) = ctx["statements"]
     assert st["verdict"] == "pipeline" and "below nnU-Net" in st["text"] and ctx["answer"].startswith("No")
 
@@ -105,20 +122,20 @@ def test_a_wide_interval_is_undecided_and_two_subjects_get_none():
 def test_a_failed_sanity_check_is_not_ruled_out(tmp_path, monkeypatch):
     same = dict.fromkeys(SUBJECTS, 0.8)
     cfg, res = _run(tmp_path, same, same, overfit=0.3, monkeypatch=monkeypatch)
-    ctx = pipeline_context(cfg, res)
+    ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["sanity"]["status"] == "FAIL" and ctx["answer"].startswith("No: a sanity check FAILs")
-    html = render_html(cfg, res)
+    html = render_html(cfg, _files(cfg, res))
     assert "FAIL" in html and "0.300" in html
 
 
 def test_not_installed_and_switched_off_say_so(tmp_path, monkeypatch):
     same = dict.fromkeys(SUBJECTS, 0.8)
     cfg, res = _run(tmp_path, same, same, installed=False, monkeypatch=monkeypatch)
-    ctx = pipeline_context(cfg, res)
+    ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["nnunet"]["state"] == "not_installed" and not ctx["comparison"]
-    assert "nnU-Net reference not installed" in render_html(cfg, res)
+    assert "nnU-Net reference not installed" in render_html(cfg, _files(cfg, res))
     cfg["nnunet"]["enabled"] = False
-    assert "switched off" in render_html(cfg, res)
+    assert "switched off" in render_html(cfg, _files(cfg, res))
 
 
 def test_missing_sanity_results_are_not_run_and_html_is_escaped(tmp_path, monkeypatch):
@@ -126,7 +143,7 @@ def test_missing_sanity_results_are_not_run_and_html_is_escaped(tmp_path, monkey
     cfg, res = _run(tmp_path, same, same, monkeypatch=monkeypatch)
     (res / "sanity/liver_unet.json").unlink()
     cfg["experiments"] = {"<b>x</b>": {"classes": ["liver"]}}
-    html = render_html(cfg, res)
+    html = render_html(cfg, _files(cfg, res))
     assert "NOT RUN" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.transforms import Compose
 
-from remedy_images import fan_frame, fan_mask
+from datasets import fan_frame, fan_mask
 from usseg.errors import ConfigError
 from usseg.remedies import normalise, us_augment
 

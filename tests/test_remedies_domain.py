@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from remedy_images import fan_frame
+from datasets import fan_frame
 from usseg.remedies import domain_check, spec, style
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from monai.transforms import Compose
 
-from remedy_images import fan_frame
+from datasets import fan_frame
 from usseg.errors import ConfigError
 from usseg.remedies import spec, style
 

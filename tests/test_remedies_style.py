@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy.stats import wasserstein_distance
 
-from remedy_images import fan_frame, fan_mask
+from datasets import fan_frame, fan_mask
 from usseg.errors import ConfigError, DataError
 from usseg.remedies import style
 

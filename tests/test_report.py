@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -22,9 +23,11 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
+from test_diagnostics_fixtures import rule_outputs
 from usseg.config import check_config, experiment_class_names, resolve_experiment
+from usseg.pipeline_report import sanity_experiments
 from usseg.provenance import provenance_record, write_provenance
-from usseg.report import ReportInputError, build_report, drop_sentence, required_inputs
+from usseg.report import ReportInputError, ReportInputs, build_report, drop_sentence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -268,6 +271,34 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
     return workdir / res
 
 
+def rule_inputs(config: dict, results: Path) -> dict[str, list[str]]:
+    """The report rule's named inputs for a run under `results` (the layout of docs/contracts.md)."""
+    experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
+    diag = rule_outputs(results / "diagnostics", list(config["dataset"]["modalities"]))
+    named = {f"diagnostics_{f.name}": list(getattr(diag, f.name).values()) if f.name == "galleries"
+             else [getattr(diag, f.name)] for f in dataclasses.fields(diag)}
+
+    def per_experiment(name):
+        return [str(results / "experiments" / e / name) for e in experiments]
+
+    def per_evaluation(name):
+        return [str(results / "experiments" / e / "eval" / t / name) for e in experiments for t in test_sets]
+
+    return {**named, "issues": [str(results / "manifest_issues.csv")], "labels": [str(results / "labels")],
+            "history": per_experiment("history.csv"), "curves": per_experiment("curves.png"),
+            "timing": per_experiment("timing.csv"), "summaries": per_evaluation("summary.json"),
+            "overlays": per_evaluation("overlays.png"), "confusion": per_evaluation("confusion.png"),
+            "sanity": [str(results / "sanity" / f"{e}.json") for e in sanity_experiments(config)],
+            "round_trip": [str(results / "sanity" / "label_round_trip.json")],
+            "nnunet": [str(results / "nnunet" / "eval" / t / "summary.json") for t in test_sets],
+            "nnunet_info": [str(results / "nnunet" / "reference.json")]}
+
+
+def run_inputs(config: dict, results: Path) -> ReportInputs:
+    """The fake run's files as the report rule hands them over."""
+    return ReportInputs.from_rule(rule_inputs(config, Path(results)), config, results)
+
+
 # ----------------------------------------------------------------------------- HTML inspection
 
 
@@ -344,7 +375,7 @@ def fake(tmp_path_factory):
         config = full_config()
         results = make_fake_run(workdir, config)
         out = workdir / "results" / "report" / "report.html"
-        build_report(config, "results", out)
+        build_report(config, run_inputs(config, Path("results")), out)
     finally:
         mp.undo()
     return config, workdir, results, out.read_text()
@@ -506,7 +537,7 @@ def test_drop_sentence_is_computed_from_the_summaries(fake, fresh):
     s.update(dice={"liver": 0.3}, n_subjects=7, unstable=False)
     path.write_text(json.dumps(s))
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     text = out.read_text()
     assert ("liver_unet: liver Dice 0.82 on test_aus, 0.30 on test_rus: a drop of 0.52 (63 %) from simulator "
             "to real images; the real-image estimate rests on 7 subjects.") in text
@@ -540,7 +571,7 @@ def test_dirty_code_is_shown(fresh):
         rec["code"] = {"git_commit": "f" * 40, "dirty": dirty}
         path.write_text(json.dumps(rec))
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     entry = _entry(out.read_text(), "prov-fig-curves-liver_unet")
     assert f'title="{"f" * 40}">{"f" * 12}<' in entry and "uncommitted changes (dirty)" in entry
     assert "uncommitted changes (dirty)" not in _entry(out.read_text(), "prov-fig-curves-liver_rf")
@@ -631,7 +662,7 @@ def test_empty_quarantine_says_none(fresh):
     config, workdir, results = fresh
     _csv(results / "manifest_issues.csv", ["path", "reason", "detail"], [])
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     page = _Page(out.read_text())
     assert page.ids["tab-manifest-issues"]["tag"] == "p"
     assert "none: every file was used." in out.read_text()
@@ -655,7 +686,7 @@ def test_domain_test_that_could_not_run_says_why(fresh):
     data["classifier"].update(possible=False, auc=None, ci95=None, why_not="only the synthetic domain is present")
     path.write_text(json.dumps(data))
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     assert ("The two-sample test (domain classifier) did not run: only the synthetic domain is present"
             in out.read_text())
 
@@ -674,7 +705,7 @@ def test_missing_input_names_the_file(fresh):
     (results / "diagnostics/domain_shift.png").unlink()
     (results / "experiments/liver_rf/eval/test_rus/summary.json").unlink()
     with pytest.raises(ReportInputError) as err:
-        build_report(config, results, out)
+        build_report(config, run_inputs(config, results), out)
     msg = str(err.value)
     assert str(results / "diagnostics/domain_shift.png") in msg and "rule diagnostics" in msg
     assert str(results / "experiments/liver_rf/eval/test_rus/summary.json") in msg and "rule evaluate" in msg
@@ -688,14 +719,14 @@ def test_file_without_provenance_is_an_error(fresh):
     del rec["outputs"]["composition"]
     path.write_text(json.dumps(rec))
     with pytest.raises(ReportInputError, match=r"lists .*composition\.png"):
-        build_report(config, results, workdir / "r.html")
+        build_report(config, run_inputs(config, results), workdir / "r.html")
 
 
 def test_changed_file_is_marked_in_provenance(fresh):
     config, workdir, results = fresh
     _png(results / "diagnostics/composition.png", (300, 200), 99)
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     html = out.read_text()
     row = html[html.rindex("<tr", 0, html.index('id="prov-fig-composition"')):]
     assert "changed since the rule ran" in row[:row.index("</tr>")]
@@ -706,20 +737,42 @@ def test_written_atomically_and_from_another_directory(fresh, tmp_path_factory, 
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     monkeypatch.chdir(elsewhere)  # provenance paths are relative to the run's directory, not this one
     out = elsewhere / "deep" / "report.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
     assert 'id="prov-fig-composition"' in out.read_text()
 
 
-def test_required_inputs_follow_the_config():
+def test_inputs_follow_the_rule_and_the_config():
     config = full_config()
     small = copy.deepcopy(config)
     small["experiments"] = {"only": {}}
     small["test_sets"] = ["test_rus"]
-    files = {f for f, _ in required_inputs(small)}
-    assert "experiments/only/eval/test_rus/summary.json" in files
+    inputs = run_inputs(small, Path("results"))
+    assert inputs.summaries == {("only", "test_rus"): Path("results/experiments/only/eval/test_rus/summary.json")}
+    assert list(inputs.diagnostics.galleries) == list(config["dataset"]["modalities"])
+    files = {str(p) for p, _ in inputs.required()}
     assert not any("test_aus" in f or "liver_unet" in f for f in files)
-    assert {f"diagnostics/label_gallery_{m}.png" for m in config["dataset"]["modalities"]} <= files
+    assert "results/labels/decode_report.csv" in files
+    assert inputs.gap == {} and inputs.nnunet_info == Path("results/nnunet/reference.json")
+
+
+def test_inputs_listed_wrongly_are_named():
+    config = full_config()
+    named = rule_inputs(config, Path("results"))
+    with pytest.raises(ReportInputError, match=r"3 file\(s\) as input 'summaries' for \d+ experiments x test sets"):
+        ReportInputs.from_rule({**named, "summaries": named["summaries"][:3]}, config, "results")
+    with pytest.raises(ReportInputError, match="names no input 'round_trip'"):
+        ReportInputs.from_rule({k: v for k, v in named.items() if k != "round_trip"}, config, "results")
+
+
+def test_the_rule_names_every_input():
+    """rules/report.smk passes every field of ReportInputs by name (diagnostics and gap by prefix)."""
+    text = (REPO / "rules/report.smk").read_text()
+    block = text[text.index("    input:"):text.index("    output:")]
+    names = set(re.findall(r"^        (\w+)=", block, re.MULTILINE))
+    assert '**named_inputs("diagnostics", rules.diagnostics.output)' in block and "**gap_inputs()" in block
+    fields = {f.name for f in dataclasses.fields(ReportInputs)} - {"results", "diagnostics", "gap"}
+    assert fields <= names, fields - names
 
 
 # ----------------------------------------------------------------------------- subject-level evaluation
@@ -797,7 +850,7 @@ def test_verdict_says_when_the_data_are_the_demo(fake, fresh):
     config = copy.deepcopy(config)
     config["data_root"] = str(workdir / "abdominal_US")
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     assert "not from real ultrasound data" not in out.read_text()
 
 
@@ -810,7 +863,7 @@ def test_the_run_state_says_whether_every_recorded_output_is_current(fake, fresh
     (results / "experiments/liver_rf/model.safetensors").unlink()
     (results / "experiments/liver_rf/history.csv").write_text("epoch\n1\n")
     out = workdir / "r.html"
-    build_report(config, results, out)
+    build_report(config, run_inputs(config, results), out)
     text = out.read_text()
     assert "Run state: <span class=\"bad\">not current</span>" in text
     assert "summary.json</code>: changed since rule evaluate recorded it" in text

@@ -116,5 +116,5 @@ def test_hostile_strings_stay_inert_in_a_browser(tmp_path, monkeypatch):
     config = fakes.full_config()
     results = fakes.make_fake_run(tmp_path, config)
     out = tmp_path / "report.html"
-    fakes.build_report(config, results, out)
+    fakes.build_report(config, fakes.run_inputs(config, results), out)
     check_in_browser(out, tmp_path)  # a script that ran would have logged "xss" to the console

@@ -11,19 +11,17 @@ shuffled labels of visible discs learns to segment "the salient blob"). Training
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from monai.transforms import RandFlipd
-from PIL import Image
 
+from datasets import Frame, colour, write_frames
 from test_train import tiny_config
 from usseg import data, sanity
-from usseg.config import palette, resolve_experiment
+from usseg.config import resolve_experiment
 
 torch.set_num_threads(1)
 
@@ -51,37 +49,16 @@ def _frame(rng, size=32):
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), lab
 
 
-def make_blob_dataset(tmp_path: Path, cfg: dict, frames: int = 3) -> dict:
+def make_blob_dataset(tmp_path: Path, frames: int = 3) -> dict:
     """AUS train (4 subjects) and val (2 subjects) frames with masks (colour PNGs) and cached labels."""
     rng = np.random.default_rng(1)
-    root, labels_dir = tmp_path / "dataset", tmp_path / "labels"
-    labels_dir.mkdir(parents=True)
-    pal = palette(cfg["dataset"])
-    manifest, splits = [], []
+    drawn = []
     for split, subjects in (("train", ["ct1", "ct2", "ct3", "ct4"]), ("val", ["ct5", "ct6"])):
         for s in subjects:
             for k in range(frames):
-                stem, image_id = f"{s}-{k}", f"AUS_train_{s}-{k}"
                 img, lab = _frame(rng)
-                img_path = root / "AUS" / "images" / "train" / f"{stem}.png"
-                mask_path = root / "AUS" / "annotations" / "train" / f"{stem}.png"
-                for p in (img_path, mask_path):
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(img).save(img_path)
-                Image.fromarray(pal[lab]).save(mask_path)
-                np.save(labels_dir / f"{image_id}.npy", lab)
-                manifest.append({
-                    "image_id": image_id, "subject_id": s, "modality": "AUS", "domain": "synthetic",
-                    "orig_split": "train", "image_path": str(img_path.relative_to(root)),
-                    "mask_path": str(mask_path.relative_to(root)), "has_mask": True, "width": 32, "height": 32,
-                    "sha256": hashlib.sha256(img_path.read_bytes()).hexdigest(),
-                    "mask_sha256": hashlib.sha256(lab.tobytes()).hexdigest(),
-                })
-                splits.append({"image_id": image_id, "subject_id": s, "split": split, "note": ""})
-    pd.DataFrame(manifest).to_csv(tmp_path / "manifest.csv", index=False)
-    pd.DataFrame(splits).to_csv(tmp_path / "splits.csv", index=False)
-    return {"data_root": root, "manifest_csv": tmp_path / "manifest.csv", "splits_csv": tmp_path / "splits.csv",
-            "labels_dir": labels_dir}
+                drawn.append(Frame("AUS", "train", s, k, img, colour(lab), split=split))
+    return write_frames(tmp_path, drawn).paths()
 
 
 @pytest.fixture
@@ -93,7 +70,7 @@ def blobs(tmp_path, monkeypatch):
     )
     cfg["experiments"] = {"liver_unet": {"classes": ["liver"]}}
     monkeypatch.setattr(data, "dataset_root", lambda data_root, dataset_cfg: Path(data_root))
-    paths = make_blob_dataset(tmp_path, cfg)
+    paths = make_blob_dataset(tmp_path)
     return cfg, resolve_experiment(cfg, "liver_unet"), paths
 
 

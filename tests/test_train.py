@@ -8,7 +8,6 @@ manifest.csv and splits.csv, small enough to train on in a second.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 from monai.losses import DiceFocalLoss, DiceLoss
-from PIL import Image
 from safetensors.torch import load_file
 
+from datasets import Frame, colour, write_frames
 from usseg import data
 from usseg.class_balance import pixel_counts, suggest_class_weights
 from usseg.config import check_config, label_lookup, resolve_experiment
@@ -53,12 +52,9 @@ def _frame(rng, h, w, shift, real):
 
 
 def make_tiny_dataset(tmp_path: Path, frames: int = 4, size=(40, 48), seed: int = 0) -> dict:
-    """Write a tiny AUS/RUS dataset with labels, manifest.csv and splits.csv; return the paths."""
+    """Write a tiny AUS/RUS dataset with labels, manifest.csv and splits.csv (datasets.write_frames); return the paths."""
     rng = np.random.default_rng(seed)
     h, w = size
-    root = tmp_path / "dataset"
-    labels_dir = tmp_path / "labels"
-    labels_dir.mkdir(parents=True)
     plan = [
         ("AUS", "train", "train", ["ct1", "ct2", "ct3"]),
         ("AUS", "train", "val", ["ct4"]),
@@ -66,42 +62,14 @@ def make_tiny_dataset(tmp_path: Path, frames: int = 4, size=(40, 48), seed: int 
         ("RUS", "test", "test_rus", ["a", "b"]),
         ("RUS", "train", "unlabeled", ["c"]),
     ]
-    manifest, splits = [], []
+    drawn = []
     for modality, orig, split, subjects in plan:
-        img_dir = root / modality / "images" / orig
-        img_dir.mkdir(parents=True, exist_ok=True)
         for s in subjects:
             for k in range(frames):
-                stem = f"{s}-{k}" if modality == "AUS" else f"{s}{k}"
-                ext = ".png" if modality == "AUS" else ".jpg"
-                image_id = f"{modality}_{orig}_{stem}"
                 img, lab = _frame(rng, h, w, shift=k - frames / 2, real=modality == "RUS")
-                path = img_dir / f"{stem}{ext}"
-                if modality == "RUS":
-                    Image.fromarray(img).convert("RGB").save(path, quality=95)
-                else:
-                    Image.fromarray(img).save(path)
-                has_mask = split != "unlabeled"
-                if has_mask:
-                    np.save(labels_dir / f"{image_id}.npy", lab)
-                manifest.append({
-                    "image_id": image_id, "subject_id": s, "modality": modality,
-                    "domain": "synthetic" if modality == "AUS" else "real", "orig_split": orig,
-                    "image_path": str(path.relative_to(root)),
-                    "mask_path": f"{modality}/annotations/{orig}/{stem}.png" if has_mask else "",
-                    "has_mask": has_mask, "width": w, "height": h,
-                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                    "mask_sha256": hashlib.sha256(lab.tobytes()).hexdigest() if has_mask else "",
-                })
-                splits.append({"image_id": image_id, "subject_id": s, "split": split, "note": ""})
-    pd.DataFrame(manifest).to_csv(tmp_path / "manifest.csv", index=False)
-    pd.DataFrame(splits).to_csv(tmp_path / "splits.csv", index=False)
-    return {
-        "data_root": root,
-        "manifest_csv": tmp_path / "manifest.csv",
-        "splits_csv": tmp_path / "splits.csv",
-        "labels_dir": labels_dir,
-    }
+                mask = colour(lab) if split != "unlabeled" else None
+                drawn.append(Frame(modality, orig, s, k, img, mask, split=split, jpg=modality == "RUS"))
+    return write_frames(tmp_path, drawn).paths()
 
 
 def tiny_config(**defaults) -> dict:

@@ -184,15 +184,17 @@ def curve_figure(curve: pd.DataFrame) -> str | None:
 # ----------------------------------------------------------------------------- the section
 
 
-def gap_context(config: dict, results_dir) -> dict | None:
-    """What templates/gap.html.j2 renders; None when the study is off."""
+def gap_context(config: dict, files: dict) -> dict | None:
+    """What templates/gap.html.j2 renders; None when the study is off.
+
+    `files`: the gap_summary rule's outputs by name (gap_closure, loso, learning_curve, when_to_stop).
+    """
     if not config.get("gap_study", {}).get("enabled"):
         return None
-    gap_dir = Path(results_dir) / "gap"
-    closure = pd.read_csv(gap_dir / "gap_closure.csv")
-    loso = pd.read_csv(gap_dir / "loso.csv", dtype={"held_out_subject": str})
-    curve = pd.read_csv(gap_dir / "learning_curve.csv")
-    stop = json.loads((gap_dir / "when_to_stop.json").read_text())
+    closure = pd.read_csv(files["gap_closure"])
+    loso = pd.read_csv(files["loso"], dtype={"held_out_subject": str})
+    curve = pd.read_csv(files["learning_curve"])
+    stop = json.loads(Path(files["when_to_stop"]).read_text())
     target = f"test_{str(config['dataset']['target_modality']).lower()}"
     labels = {ts: f"{ts} ({'real' if ts == target else 'simulator'})" for ts in config["test_sets"]}
     spread = gap_stats.loso_spread(pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"])) \
@@ -220,9 +222,9 @@ def gap_context(config: dict, results_dir) -> dict | None:
     }
 
 
-def render_gap_section(config: dict, results_dir) -> str:
-    """The section's HTML ('' when the study is off), from templates/gap.html.j2."""
-    context = gap_context(config, results_dir)
+def render_gap_section(config: dict, files: dict) -> str:
+    """The section's HTML ('' when the study is off), from templates/gap.html.j2 (`files`: as for gap_context)."""
+    context = gap_context(config, files)
     if context is None:
         return ""
     env = Environment(loader=PackageLoader("usseg", "templates"), autoescape=select_autoescape(["html", "j2"]))

@@ -1,16 +1,17 @@
 """The report's "Pipeline ruled out?" part: the sanity checks and usseg's models beside the nnU-Net reference.
 
-`pipeline_context` reads the run's outputs under results/ and returns a plain
-dict; `render_html` renders it with templates/pipeline_checks.html.j2. Nothing
-here is typed in: every status, difference and sentence is computed from
-these files.
+`pipeline_context` reads the files of a `PipelineFiles` (named by the report
+rule) and returns a plain dict; `render_html` renders it with
+templates/pipeline_checks.html.j2. Nothing here is typed in: every status,
+difference and sentence is computed from these files.
 
-- results/sanity/{experiment}.json for every network experiment and
-  results/sanity/label_round_trip.json (usseg.sanity): PASS/FAIL with their
-  numbers and thresholds.
-- results/nnunet/eval/{test_set}/summary.json (usseg's own evaluation of
-  nnU-Net's predictions) and results/nnunet/reference.json (its schedule).
-- results/experiments/{experiment}/eval/{test_set}/summary.json.
+- `sanity`: results/sanity/{experiment}.json for every network experiment and
+  `round_trip`: results/sanity/label_round_trip.json (usseg.sanity): PASS/FAIL
+  with their numbers and thresholds.
+- `nnunet`: results/nnunet/eval/{test_set}/summary.json (usseg's own evaluation
+  of nnU-Net's predictions) and `nnunet_info`: results/nnunet/reference.json
+  (its schedule).
+- `summaries`: results/experiments/{experiment}/eval/{test_set}/summary.json.
 
 The comparison is paired on subjects: per test subject, a model's score is
 its mean Dice over the experiment's foreground classes (those of the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -32,10 +34,18 @@ from usseg.nnunet_reference import NOT_INSTALLED, is_installed
 from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
 
 TEMPLATE = "templates/pipeline_checks.html.j2"
-SANITY_DIR = "sanity"
-NNUNET_EVAL = "nnunet/eval"
-REFERENCE_INFO = "nnunet/reference.json"
 NOT_RUN = "NOT RUN"
+
+
+@dataclass(frozen=True)
+class PipelineFiles:
+    """The files this part reads, as the report rule names them (usseg.report.ReportInputs.pipeline_files)."""
+
+    sanity: dict[str, Path]  # network experiment -> its sanity checks' JSON
+    round_trip: Path  # the label round trip's JSON
+    nnunet: dict[str, Path]  # test set -> usseg's evaluation of nnU-Net's predictions (summary.json)
+    nnunet_info: Path | None  # the reference's schedule (reference.json)
+    summaries: dict[tuple[str, str], Path]  # (experiment, test set) -> usseg's summary.json
 
 
 def sanity_experiments(config: dict) -> list[str]:
@@ -43,20 +53,21 @@ def sanity_experiments(config: dict) -> list[str]:
     return [e for e in config["experiments"] if resolve_experiment(config, e)["model"]["name"] != "random_forest"]
 
 
-def _load(path: Path):
-    return json.loads(path.read_text()) if path.is_file() else None
+def _load(path: Path | None):
+    return json.loads(Path(path).read_text()) if path is not None and Path(path).is_file() else None
 
 
 def _num(v) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
-def sanity_part(config: dict, results: Path) -> dict:
-    """PASS/FAIL of each check with its numbers; NOT RUN for a missing result file."""
+def sanity_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] = str) -> dict:
+    """PASS/FAIL of each check with its numbers; NOT RUN for a missing result file (shown as `name` says)."""
     rows = []
     for exp in sanity_experiments(config):
-        rel = f"{SANITY_DIR}/{exp}.json"
-        data = _load(results / rel)
+        path = files.sanity.get(exp)
+        rel = name(path) if path is not None else f"the sanity checks of {exp}"
+        data = _load(path)
         if data is None:
             rows.append({"experiment": exp, "status": NOT_RUN, "file": rel})
             continue
@@ -69,8 +80,8 @@ def sanity_part(config: dict, results: Path) -> dict:
                          "above": s["dice_above_chance"], "threshold": s["max_dice_above_chance"],
                          "val_images": s["val_images"], "val_subjects": s["val_subjects"], "epochs": s["epochs"]},
         })
-    rel = f"{SANITY_DIR}/label_round_trip.json"
-    rt = _load(results / rel)
+    rel = name(files.round_trip)
+    rt = _load(files.round_trip)
     round_trip = {"status": NOT_RUN, "file": rel} if rt is None else {
         "status": rt["status"], "file": rel, "images": rt["images"], "subjects": rt["subjects"],
         "worst_mismatch": rt["worst_mismatch"], "threshold": rt["max_mismatch"], "failures": len(rt["failures"]),
@@ -97,12 +108,12 @@ def subject_scores(summary: dict, classes: list[str]) -> dict[str, float]:
     return out
 
 
-def comparison_rows(config: dict, results: Path, reference: dict[str, dict]) -> list[dict]:
+def comparison_rows(config: dict, summaries: dict[tuple[str, str], Path], reference: dict[str, dict]) -> list[dict]:
     """One row per usseg experiment and test set: usseg, nnU-Net and the paired difference on the same subjects."""
     rows = []
     for exp in config["experiments"]:
         for ts in config["test_sets"]:
-            ours = _load(results / f"experiments/{exp}/eval/{ts}/summary.json")
+            ours = _load(summaries.get((exp, ts)))
             ref = reference.get(ts)
             if ours is None or ref is None:
                 continue
@@ -196,10 +207,10 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
     return out
 
 
-def nnunet_part(config: dict, results: Path) -> dict:
+def nnunet_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] = str) -> dict:
     """The reference's state (ran, switched off, not installed, not run yet), its schedule and summaries."""
     cfg = config.get("nnunet", {})
-    summaries = {ts: _load(results / f"{NNUNET_EVAL}/{ts}/summary.json") for ts in config["test_sets"]}
+    summaries = {ts: _load(files.nnunet.get(ts)) for ts in config["test_sets"]}
     summaries = {ts: s for ts, s in summaries.items() if s is not None}
     if not cfg.get("enabled", True):
         state, note = "disabled", ("nnU-Net reference switched off (nnunet.enabled: false in the config); set it to "
@@ -210,19 +221,18 @@ def nnunet_part(config: dict, results: Path) -> dict:
         state, note = "not_run", "nnU-Net reference not run yet: `snakemake nnunet_reference` (or `snakemake report`)."
     else:
         state, note = "ran", ""
-    info = _load(results / REFERENCE_INFO) if state == "ran" else None
+    info = _load(files.nnunet_info) if state == "ran" else None
     return {"state": state, "note": note, "info": info,
-            "files": [f"{NNUNET_EVAL}/{ts}/summary.json" for ts in summaries] if state == "ran" else [],
+            "files": [name(files.nnunet[ts]) for ts in summaries] if state == "ran" else [],
             "summaries": summaries if state == "ran" else {}}
 
 
-def pipeline_context(config: dict, results) -> dict:
-    """Everything the "Pipeline ruled out?" part shows, computed from the files under `results`."""
-    results = Path(results)
+def pipeline_context(config: dict, files: PipelineFiles, name: Callable[[Path], str] = str) -> dict:
+    """Everything the "Pipeline ruled out?" part shows, computed from `files`; `name(path)` is how a file is shown."""
     within = float(config.get("nnunet", {}).get("within_dice", 0.05))
-    sanity = sanity_part(config, results)
-    nnunet = nnunet_part(config, results)
-    rows = comparison_rows(config, results, nnunet["summaries"])
+    sanity = sanity_part(config, files, name)
+    nnunet = nnunet_part(config, files, name)
+    rows = comparison_rows(config, files.summaries, nnunet["summaries"])
     said = statements(rows, within, short_schedule=is_short_schedule(nnunet["info"]))
     verdicts = {s["verdict"] for s in said}
     if sanity["status"] == "FAIL":
@@ -242,8 +252,10 @@ def pipeline_context(config: dict, results) -> dict:
             "within_dice": within, "min_subjects_for_interval": MIN_SUBJECTS_FOR_INTERVAL}
 
 
-def render_html(config: dict, results, link: Callable[[str, str, str], str] | None = None) -> str:
-    """The part as HTML. `link(base_id, title, rel_path)` returns the markup of a provenance link (optional)."""
+def render_html(config: dict, files: PipelineFiles, link: Callable[[str, str, str], str] | None = None,
+                name: Callable[[Path], str] = str) -> str:
+    """The part as HTML. `link(base_id, title, shown_path)` returns the markup of a provenance link (optional);
+    `name(path)` is how a file is shown (and passed to `link`)."""
     import jinja2
     from markupsafe import Markup
 
@@ -254,4 +266,4 @@ def render_html(config: dict, results, link: Callable[[str, str, str], str] | No
     def prov(base_id: str, title: str, rel: str) -> Markup:
         return Markup(link(base_id, title, rel)) if link is not None else Markup("")
 
-    return template.render(ctx=pipeline_context(config, results), prov=prov)
+    return template.render(ctx=pipeline_context(config, files, name), prov=prov)

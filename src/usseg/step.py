@@ -10,7 +10,8 @@ and gets: logging to the rule's log file and stderr; a UssegError shown as one
 clear message (no traceback to dig through); a full disk or quota named as
 such, with what to do; an unexpected error logged with its traceback and named
 as a bug; and, on success, the provenance record written to the rule's
-`provenance` output.
+`provenance` output. A library function that takes all of a rule's named
+files (the report) gets them as a plain dict: `named_paths(snakemake.input)`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def configure_logging(log_path: str | None) -> None:
         root.addHandler(handler)
 
 
-def _named(io) -> dict[str, list[str]]:
+def named_paths(io) -> dict[str, list[str]]:
     """Snakemake's named input/output lists as {name: [paths]}; unnamed items under '_'."""
     named: dict[str, list[str]] = {}
     covered: set[str] = set()
@@ -127,12 +128,12 @@ def _unexpected(err: Exception, log: logging.Logger, rule: str, where: str):
 
 
 def _write_record(smk, log: logging.Logger) -> None:
-    outputs = _named(smk.output)
+    outputs = named_paths(smk.output)
     prov = outputs.pop("provenance", None)
     if prov:
         record = provenance_record(
             rule=smk.rule,
-            inputs=_named(smk.input),
+            inputs=named_paths(smk.input),
             outputs=outputs,
             params={k: getattr(smk.params, k) for k in smk.params.keys()},
             wildcards={k: getattr(smk.wildcards, k) for k in smk.wildcards.keys()},

@@ -14,10 +14,13 @@ offline, from an e-mail attachment or an archive.
 
 How it is built:
 
-- `context.ReportContext` holds the config, the run's files and the
+- `inputs.ReportInputs` holds the files the report reads, one field per
+  named input of the `report` rule (`ReportInputs.from_rule`); no section
+  builds a file name.
+- `context.ReportContext` holds the config, those inputs and the
   `provenance_index.ProvenanceIndex`; sections ask it for figures
-  (`ctx.figure`) and tables (`ctx.csv_table`, `ctx.json_table`), each an
-  artifact with a unique id and a provenance link.
+  (`ctx.figure(id, ctx.inputs.<field>, ...)`) and tables (`ctx.csv_table`,
+  `ctx.json_table`), each an artifact with a unique id and a provenance link.
 - `sections/` holds one module per section. A section module defines
   `ID` (the HTML id), `TITLE` (its entry in the contents), `HEADING`,
   `TEMPLATE` (a file in `usseg/templates/report/`) and `build(ctx) -> dict`,
@@ -41,33 +44,31 @@ from pathlib import Path
 from usseg.report.context import ReportContext
 from usseg.report.drops import drop_sentence, drop_sentence_parts
 from usseg.report.formatting import fmt_number, fmt_value, next_steps_from_markdown
-from usseg.report.inputs import ReportInputError, required_inputs, write_atomically
+from usseg.report.inputs import ReportInputError, ReportInputs, write_atomically
 from usseg.report.page import render
 from usseg.report.provenance_index import stale_outputs
 from usseg.report.sections.experiments import training_summary
 
 __all__ = [
-    "ReportInputError", "build_report", "drop_sentence", "drop_sentence_parts", "fmt_number", "fmt_value",
-    "next_steps_from_markdown", "required_inputs", "stale_outputs", "training_summary",
+    "ReportInputError", "ReportInputs", "build_report", "drop_sentence", "drop_sentence_parts", "fmt_number",
+    "fmt_value", "next_steps_from_markdown", "stale_outputs", "training_summary",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def build_report(config: dict, results_dir: str | os.PathLike, out_html: str | os.PathLike) -> None:
-    """Write the report for the run whose outputs are under `results_dir` to `out_html`.
+def build_report(config: dict, inputs: ReportInputs, out_html: str | os.PathLike) -> None:
+    """Write the report of the run whose files are `inputs` (named by the report rule) to `out_html`.
 
     `config` is the run's full, validated config (defaults filled in). Raises
     ReportInputError naming every missing input, before writing anything.
     """
-    results = Path(results_dir)
-    missing = [f"{results / rel} (made by rule {rule})" for rel, rule in required_inputs(config)
-               if not (results / rel).is_file()]
+    missing = inputs.missing()
     if missing:
         raise ReportInputError(
             "the report cannot be built; these inputs are missing:\n  " + "\n  ".join(missing)
             + "\nRun `snakemake report` so that the rules named above make them."
         )
-    page = render(ReportContext(config, results))
+    page = render(ReportContext(config, inputs))
     write_atomically(Path(out_html), page)
     log.info("report written to %s (%.1f MB)", out_html, len(page.encode()) / 1e6)

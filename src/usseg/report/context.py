@@ -8,13 +8,14 @@ file (or, for values the report computes itself, the files it computed them from
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from usseg.report.formatting import slug
-from usseg.report.inputs import ReportInputError, load_json, read_csv
+from usseg.report.inputs import ReportInputError, ReportInputs, load_json, read_csv
 from usseg.report.provenance_index import Artifact, ProvenanceIndex
 from usseg.report.tables import Table, json_table, records_table
 
@@ -42,11 +43,19 @@ class TableBlock:
 
 
 class ReportContext:
-    def __init__(self, config: dict, results: Path):
+    """The run's config, its files (`inputs`, named by the report rule) and every artifact shown.
+
+    Sections pass the files of `inputs` to `figure`, `csv_table`, `json_table`,
+    `json` and `csv`; artifacts record them relative to the results folder,
+    where the provenance records find them.
+    """
+
+    def __init__(self, config: dict, inputs: ReportInputs):
         self.config = config
-        self.results = results
-        self.prov = ProvenanceIndex(results, {"experiment": list(config["experiments"]),
-                                              "test_set": list(config["test_sets"])})
+        self.inputs = inputs
+        self.results = inputs.results
+        self.prov = ProvenanceIndex(self.results, {"experiment": list(config["experiments"]),
+                                                   "test_set": list(config["test_sets"])})
         self.artifacts: list[Artifact] = []
         self.ids: set[str] = set()
         ds = config["dataset"]
@@ -58,28 +67,34 @@ class ReportContext:
 
     # -- inputs
 
-    def path(self, rel: str) -> Path:
-        p = self.results / rel
+    def path(self, path: str | os.PathLike) -> Path:
+        """`path` (a file of `inputs`), checked to be there."""
+        p = Path(path)
         if not p.is_file():
             raise ReportInputError(f"the report needs {p}, which is missing; run `snakemake report`.")
         return p
 
-    def json(self, rel: str) -> Any:
-        return load_json(self.path(rel))
+    def json(self, path: str | os.PathLike) -> Any:
+        return load_json(self.path(path))
 
-    def csv(self, rel: str) -> tuple[list[str], list[dict]]:
-        return read_csv(self.path(rel))
+    def csv(self, path: str | os.PathLike) -> tuple[list[str], list[dict]]:
+        return read_csv(self.path(path))
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """`path` relative to the results folder: how provenance records find it and the page shows it."""
+        key = self.prov.key(str(path))
+        return key if key is not None else str(path)
 
     def _summary(self, exp: str, ts: str) -> dict:
-        rel = f"experiments/{exp}/eval/{ts}/summary.json"
-        data = self.json(rel)
+        path = self.inputs.summaries[(exp, ts)]
+        data = self.json(path)
         for key in ("dice", "n_subjects"):
             if key not in data:
-                raise ReportInputError(f"{self.results / rel}: no '{key}' key; re-run `snakemake report`.")
+                raise ReportInputError(f"{path}: no '{key}' key; re-run `snakemake report`.")
         return data
 
-    def eval_files(self) -> list[str]:
-        return [f"experiments/{e}/eval/{t}/summary.json" for e in self.experiments for t in self.test_sets]
+    def eval_files(self) -> list[Path]:
+        return [self.inputs.summaries[(e, t)] for e in self.experiments for t in self.test_sets]
 
     # -- artifacts and their provenance links
 
@@ -91,21 +106,23 @@ class ReportContext:
         self.ids.add(ident)
         return ident
 
-    def artifact(self, base_id: str, kind: str, title: str, files: list[str], derived: bool = False) -> Artifact:
-        art = Artifact(self._new_id(base_id), kind, title, files, derived)
+    def artifact(self, base_id: str, kind: str, title: str, files: list, derived: bool = False) -> Artifact:
+        """An artifact made from `files` (files of `inputs`), with a unique id."""
+        art = Artifact(self._new_id(base_id), kind, title, [self.rel(f) for f in files], derived)
         if not derived:
-            for rel in files:
+            for path, rel in zip(files, art.files):
                 if self.prov.producer(rel) is None:
                     raise ReportInputError(
-                        f"no provenance record under {self.results / 'provenance'} lists {self.results / rel} "
+                        f"no provenance record under {self.results / 'provenance'} lists {path} "
                         "as an output, so the report cannot say what made it; re-run `snakemake report`."
                     )
         self.artifacts.append(art)
         return art
 
-    def figure(self, base_id: str, rel: str, title: str, caption: str = "", narrow: bool = False) -> Figure:
-        art = self.artifact(base_id, "figure", title, [rel])
-        path = self.path(rel)
+    def figure(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "",
+               narrow: bool = False) -> Figure:
+        art = self.artifact(base_id, "figure", title, [file])
+        path = self.path(file)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         return Figure(art, MIME.get(path.suffix.lower(), "image/png"), data, caption, narrow)
 
@@ -114,19 +131,20 @@ class ReportContext:
         art = self.artifact(base_id, "figure", title, self.eval_files(), derived=True)
         return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption)
 
-    def csv_table(self, base_id: str, rel: str, title: str, caption: str = "", empty: str = "none",
+    def csv_table(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "", empty: str = "none",
                   rows_filter: Callable[[dict], bool] | None = None,
                   columns: list[str] | None = None) -> TableBlock:
-        art = self.artifact(base_id, "table", title, [rel])
-        fields, rows = self.csv(rel)
+        art = self.artifact(base_id, "table", title, [file])
+        fields, rows = self.csv(file)
         if rows_filter:
             rows = [r for r in rows if rows_filter(r)]
         cols = [c for c in columns if c in fields] if columns else fields
         return TableBlock(art, caption, records_table(cols, rows, art.id) if rows else None, empty)
 
-    def json_table(self, base_id: str, rel: str, title: str, caption: str = "", obj: Any = None) -> TableBlock:
-        art = self.artifact(base_id, "table", title, [rel])
-        data = self.json(rel) if obj is None else obj
+    def json_table(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "",
+                   obj: Any = None) -> TableBlock:
+        art = self.artifact(base_id, "table", title, [file])
+        data = self.json(file) if obj is None else obj
         return TableBlock(art, caption, json_table(data, art.id))
 
     # -- facts several sections use
@@ -151,7 +169,7 @@ class ReportContext:
         return [(s, r) for s in syn for r in real]
 
     def baselines(self) -> list[dict]:
-        _, rows = self.csv("diagnostics/baselines.csv")
+        _, rows = self.csv(self.inputs.diagnostics.baselines)
         out = []
         for r in rows:
             try:

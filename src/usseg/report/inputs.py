@@ -1,15 +1,24 @@
-"""Reading the report's input files (with errors that name them) and writing the page."""
+"""The report's input files (named by its rule), reading them with errors that name them, and writing the page."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
+from usseg.contracts import DECODE_REPORT
+from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.errors import UssegError
+
+if TYPE_CHECKING:
+    from usseg.pipeline_report import PipelineFiles
 
 
 class ReportInputError(UssegError):
@@ -48,24 +57,130 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def required_inputs(config: dict) -> list[tuple[str, str]]:
-    """(path relative to results/, rule that makes it) of every file the report reads."""
-    diag = [
-        "checklist.json", "checklist.md", "composition.png", "composition.csv", "subjects.png", "subjects.csv",
-        "frames_per_subject.csv", "class_balance.png", "class_balance.csv", "class_weights.json",
-        "domain_shift.png", "domain_shift.json", "intensity_histograms.csv", "label_flags.csv",
-        "leakage.json", "near_duplicates.csv", "baselines.csv",
-        "label_shift.png", "label_shift.csv", "label_shift.json", "image_quality.png", "image_quality.csv",
-    ] + [f"label_gallery_{m}.png" for m in config["dataset"]["modalities"]]
-    files = [(f"diagnostics/{name}", "diagnostics") for name in diag]
-    files += [("manifest_issues.csv", "manifest"), ("labels/decode_report.csv", "decode_masks")]
-    files += [("provenance/diagnostics.json", "diagnostics"), ("provenance/manifest.json", "manifest"),
-              ("provenance/decode_masks.json", "decode_masks")]
-    for exp in config["experiments"]:
-        files += [(f"experiments/{exp}/history.csv", "train"), (f"experiments/{exp}/curves.png", "train"),
-                  (f"provenance/train/{exp}.json", "train")]
-        for ts in config["test_sets"]:
-            base = f"experiments/{exp}/eval/{ts}"
-            files += [(f"{base}/summary.json", "evaluate"), (f"{base}/overlays.png", "evaluate"),
-                      (f"{base}/confusion.png", "evaluate"), (f"provenance/evaluate/{exp}/{ts}.json", "evaluate")]
-    return files
+# The rule that makes each file of ReportInputs, for the error that names what is missing.
+_MADE_BY = "made_by"
+# Files the report shows as "not run" (the pipeline checks) or leaves out (timing) when absent.
+_OPTIONAL = "optional"
+
+
+def _field(rule: str, optional: bool = False):
+    return field(metadata={_MADE_BY: rule, _OPTIONAL: optional})
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The files the report reads: one field per named input of the `report` rule.
+
+    The rule (rules/report.smk) names these paths from the outputs of the rules
+    that make them; `from_rule` takes them from its inputs, so no section builds
+    a file name. Per-experiment fields map an experiment, per-evaluation fields
+    an (experiment, test set) pair, to its file, in config order. The
+    diagnostics files come as the diagnostics rule names them (inputs
+    `diagnostics_<output name>`), the gap study's as gap_summary names them
+    (inputs `gap_<output name>`, none when the study is off).
+    """
+
+    results: Path  # the run's folder: its provenance/ records; files are shown relative to it
+    diagnostics: DiagnosticsOutputs = _field("diagnostics")
+    issues: Path = _field("manifest")  # manifest_issues.csv
+    labels: Path = _field("decode_masks")  # the decoded masks' folder, with decode_report.csv
+    history: dict[str, Path] = _field("train")
+    curves: dict[str, Path] = _field("train")
+    timing: dict[str, Path] = _field("train", optional=True)  # seconds per epoch; shown when present
+    summaries: dict[tuple[str, str], Path] = _field("evaluate")
+    overlays: dict[tuple[str, str], Path] = _field("evaluate")
+    confusion: dict[tuple[str, str], Path] = _field("evaluate")
+    # The pipeline checks; "NOT RUN" or "not run yet" on the page when absent.
+    sanity: dict[str, Path] = _field("sanity_training", optional=True)  # network experiments only
+    round_trip: Path = _field("label_round_trip", optional=True)
+    nnunet: dict[str, Path] = _field("nnunet_evaluate", optional=True)  # test set -> summary.json, when it runs
+    nnunet_info: Path | None = _field("nnunet_train_predict", optional=True)  # reference.json, when it runs
+    gap: dict[str, Path] = _field("gap_summary")  # gap_summary's output name -> file; empty when the study is off
+
+    @property
+    def decode_report(self) -> Path:
+        return self.labels / DECODE_REPORT
+
+    def pipeline_files(self) -> PipelineFiles:
+        """The files of the "Pipeline ruled out?" part (usseg.pipeline_report)."""
+        from usseg.pipeline_report import PipelineFiles
+
+        return PipelineFiles(sanity=self.sanity, round_trip=self.round_trip, nnunet=self.nnunet,
+                             nnunet_info=self.nnunet_info, summaries=self.summaries)
+
+    def required(self) -> list[tuple[Path, str]]:
+        """(file, rule that makes it) of every file the report cannot do without."""
+        out = []
+        for f in dataclasses.fields(self):
+            if _MADE_BY not in f.metadata or f.metadata[_OPTIONAL]:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "labels":
+                value = self.decode_report
+            paths = (value.files() if isinstance(value, DiagnosticsOutputs)
+                     else value.values() if isinstance(value, dict) else [] if value is None else [value])
+            out += [(Path(p), f.metadata[_MADE_BY]) for p in paths]
+        return out
+
+    def missing(self) -> list[str]:
+        """Every required file that is not there, with the rule that makes it."""
+        return [f"{p} (made by rule {rule})" for p, rule in self.required() if not p.is_file()]
+
+    @classmethod
+    def from_rule(cls, named: dict[str, list[str]], config: dict, results: str | os.PathLike) -> ReportInputs:
+        """From the report rule's named inputs ({name: [paths]}, usseg.step.named_paths(snakemake.input)).
+
+        Lists expanded over the experiments (and test sets) are mapped in
+        `expand`'s order: experiments outer, test sets inner, as in the config.
+        """
+        from usseg.pipeline_report import sanity_experiments
+
+        experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
+
+        def files(name: str) -> list[Path]:
+            if name not in named:
+                raise ReportInputError(f"the report rule names no input {name!r}; rules/report.smk must name "
+                                       "every field of usseg.report.ReportInputs.")
+            return [Path(p) for p in named[name]]
+
+        def one(name: str) -> Path:
+            paths = files(name)
+            if len(paths) != 1:
+                raise ReportInputError(f"the report rule lists {len(paths)} files as input {name!r}; "
+                                       "it takes one (rules/report.smk).")
+            return paths[0]
+
+        def by(name: str, keys: list, what: str) -> dict:
+            paths = files(name)
+            if len(paths) != len(keys):
+                raise ReportInputError(f"the report rule lists {len(paths)} file(s) as input {name!r} for "
+                                       f"{len(keys)} {what}; expand it over {what} (rules/report.smk).")
+            return dict(zip(keys, paths))
+
+        def prefixed(prefix: str) -> dict[str, list[str]]:
+            return {k[len(prefix):]: v for k, v in named.items() if k.startswith(prefix)}
+
+        diag = prefixed("diagnostics_")
+        modalities = list(config["dataset"]["modalities"])
+        # DiagnosticsOutputs.from_rule reads the names as attributes, one path each (galleries: a list).
+        single = SimpleNamespace(**{k: v if k == "galleries" else v[0] for k, v in diag.items()})
+        pairs = list(itertools.product(experiments, test_sets))
+        nnunet = files("nnunet")
+        info = files("nnunet_info")
+        return cls(
+            results=Path(results),
+            diagnostics=DiagnosticsOutputs.from_rule(single, modalities),
+            issues=one("issues"),
+            labels=one("labels"),
+            history=by("history", experiments, "experiments"),
+            curves=by("curves", experiments, "experiments"),
+            timing=by("timing", experiments, "experiments"),
+            summaries=by("summaries", pairs, "experiments x test sets"),
+            overlays=by("overlays", pairs, "experiments x test sets"),
+            confusion=by("confusion", pairs, "experiments x test sets"),
+            sanity=by("sanity", sanity_experiments(config), "network experiments"),
+            round_trip=one("round_trip"),
+            nnunet=by("nnunet", test_sets, "test sets") if nnunet else {},
+            nnunet_info=one("nnunet_info") if info else None,
+            gap={k: Path(v[0]) for k, v in prefixed("gap_").items()},
+        )

@@ -10,15 +10,13 @@ from usseg.report.tables import json_table
 
 ID, TITLE, HEADING, TEMPLATE = "domain-shift", "Domain shift", "Domain shift", "domain_shift.html"
 
-D = "diagnostics"
-
-
 def build(ctx) -> dict:
-    rel = f"{D}/domain_shift.json"
-    data = ctx.json(rel)
-    art = ctx.artifact("tab-domain-shift", "table", "Distances between the domains", [rel])
+    d = ctx.inputs.diagnostics
+    json_file = d.domain_shift_json
+    data = ctx.json(json_file)
+    art = ctx.artifact("tab-domain-shift", "table", "Distances between the domains", [json_file])
     out: dict[str, Any] = {
-        "histograms": ctx.figure("fig-domain-shift", f"{D}/domain_shift.png", "Intensity distributions per modality",
+        "histograms": ctx.figure("fig-domain-shift", d.domain_shift, "Intensity distributions per modality",
                                  "Grey-level histograms inside the ultrasound field of view."),
     }
     out.update(auc=None, auc_missing="", stats=None)
@@ -44,19 +42,19 @@ def build(ctx) -> dict:
                                        "(0 = identical).", json_table(distances(data), art.id))
     per_mod = data.get("per_modality") if isinstance(data, dict) else None
     if isinstance(per_mod, dict) and per_mod:
-        stats = ctx.artifact("tab-intensity-stats", "table", "Intensity statistics per modality", [rel])
+        stats = ctx.artifact("tab-intensity-stats", "table", "Intensity statistics per modality", [json_file])
         out["stats"] = TableBlock(stats, "Grey levels inside the field of view.", json_table(per_mod, stats.id))
     out["format_control_art"] = ctx.artifact("text-format-control", "table", "Format control and model input",
-                                             [rel])
+                                             [json_file])
     out["format_control"] = format_control_text(data)
     out["label_shift"] = ctx.figure(
-        "fig-label-shift", f"{D}/label_shift.png", "Label shift",
+        "fig-label-shift", d.label_shift, "Label shift",
         "Organ presence, size (share of the field of view, one dot per subject) and position per modality; classes "
         "beyond the diagnostics.label_shift thresholds are named in the domain-shift verdict.")
-    out["label_shift_table"] = ctx.csv_table("tab-label-shift", f"{D}/label_shift.csv",
+    out["label_shift_table"] = ctx.csv_table("tab-label-shift", d.label_shift_csv,
                                              "Organ presence, size and position per class and modality")
-    everything = ctx.artifact("tab-domain-shift-all", "table", "Every value in domain_shift.json", [rel])
-    out["histogram_table"] = ctx.csv_table("tab-intensity-histograms", f"{D}/intensity_histograms.csv",
+    everything = ctx.artifact("tab-domain-shift-all", "table", "Every value in domain_shift.json", [json_file])
+    out["histogram_table"] = ctx.csv_table("tab-intensity-histograms", d.histograms,
                                            "Intensity histograms (data behind the figure)")
     out["everything"] = TableBlock(everything, "", json_table(dict(flatten(data)), everything.id))
     return out

@@ -56,7 +56,7 @@ def dice_table(ctx) -> dict:
     classes = ctx.fg_classes()
     baselines = ctx.baselines()
     art = ctx.artifact("tab-dice", "table", "Dice per class and test set",
-                       ctx.eval_files() + ["diagnostics/baselines.csv"], derived=True)
+                       ctx.eval_files() + [ctx.inputs.diagnostics.baselines], derived=True)
     groups = []
     for ts in ctx.test_sets:
         mod, domain = ctx.test_set_domain(ts)
@@ -69,7 +69,7 @@ def dice_table(ctx) -> dict:
         for e in ctx.experiments:
             s = ctx.summaries[(e, ts)]
             row_art = ctx.artifact(f"row-dice-{e}-{ts}", "table", f"Dice of {e} on {ts}",
-                                   [f"experiments/{e}/eval/{ts}/summary.json"])
+                                   [ctx.inputs.summaries[(e, ts)]])
             cells = []
             for j, v in enumerate(values[e]):
                 if v is None:
@@ -136,7 +136,7 @@ def other_baselines(ctx) -> TableBlock | None:
     columns = ["source", "test_set", "class", "metric", "value"]
     columns += [c for c in ("measured_on", "comparable", "note") if any(c in b for b in rows)]
     art = ctx.artifact("tab-other-baselines", "table", "Published results without a matching row above",
-                       ["diagnostics/baselines.csv"])
+                       [ctx.inputs.diagnostics.baselines])
     return TableBlock(art, "comparable = measured on this data (measured_on = dataset_id).",
                       records_table(columns, rows, art.id))
 
@@ -205,12 +205,12 @@ def evaluation_figures(ctx) -> dict:
 
 def experiment_figures(ctx, e: str) -> dict:
     figures = []
-    curves = ctx.figure(f"fig-curves-{e}", f"experiments/{e}/curves.png", f"Training curves: {e}",
+    curves = ctx.figure(f"fig-curves-{e}", ctx.inputs.curves[e], f"Training curves: {e}",
                         "Loss and validation Dice per epoch.")
     for ts in ctx.test_sets:
-        figures.append(ctx.figure(f"fig-overlays-{e}-{ts}", f"experiments/{e}/eval/{ts}/overlays.png",
+        figures.append(ctx.figure(f"fig-overlays-{e}-{ts}", ctx.inputs.overlays[(e, ts)],
                                   f"Predictions: {e} on {ts}", OVERLAY_CAPTION))
-        figures.append(ctx.figure(f"fig-confusion-{e}-{ts}", f"experiments/{e}/eval/{ts}/confusion.png",
+        figures.append(ctx.figure(f"fig-confusion-{e}-{ts}", ctx.inputs.confusion[(e, ts)],
                                   f"Pixel confusion: {e} on {ts}", CONFUSION_CAPTION, narrow=True))
     return {"name": e, "slug": slug(e), "description": experiment_description(ctx.config, e), "curves": curves,
             "figures": figures}
@@ -237,15 +237,15 @@ def experiment_description(config: dict, name: str) -> str:
 
 def training_table(ctx) -> dict:
     art = ctx.artifact("tab-training", "table", "Training runs",
-                       [f"experiments/{e}/history.csv" for e in ctx.experiments], derived=True)
+                       [ctx.inputs.history[e] for e in ctx.experiments], derived=True)
     rows = []
     for e in ctx.experiments:
         row_art = ctx.artifact(f"row-history-{e}", "table", f"Training history: {e}",
-                               [f"experiments/{e}/history.csv"])
-        _, hist = ctx.csv(f"experiments/{e}/history.csv")
-        timing = ctx.results / f"experiments/{e}/timing.csv"  # seconds per epoch, apart from results
-        if timing.is_file():
-            seconds = {r.get("epoch"): r.get("seconds", "") for r in ctx.csv(f"experiments/{e}/timing.csv")[1]}
+                               [ctx.inputs.history[e]])
+        _, hist = ctx.csv(ctx.inputs.history[e])
+        timing = ctx.inputs.timing.get(e)  # seconds per epoch, apart from results
+        if timing is not None and timing.is_file():
+            seconds = {r.get("epoch"): r.get("seconds", "") for r in ctx.csv(timing)[1]}
             hist = [{**r, "seconds": seconds.get(r.get("epoch"), "")} for r in hist]
         rows.append({"art": row_art, "cells": [e, *training_summary(hist)]})
     columns = ["experiment", "epochs", "final train loss", "final val loss", "best val Dice (mean)",

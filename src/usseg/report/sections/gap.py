@@ -14,4 +14,4 @@ def enabled(ctx) -> bool:
 
 
 def build(ctx) -> dict:
-    return {"body": Markup(gap_report.render_gap_section(ctx.config, ctx.results))}
+    return {"body": Markup(gap_report.render_gap_section(ctx.config, ctx.inputs.gap))}

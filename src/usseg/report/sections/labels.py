@@ -9,8 +9,8 @@ def build(ctx) -> dict:
     galleries = []
     for m in ctx.modalities:
         domain = ctx.config["dataset"]["modalities"][m].get("domain", "")
-        galleries.append(ctx.figure(f"fig-label-gallery-{m}", f"diagnostics/label_gallery_{m}.png",
+        galleries.append(ctx.figure(f"fig-label-gallery-{m}", ctx.inputs.diagnostics.galleries[m],
                                     f"Label gallery: {m} ({domain})"))
-    flags = ctx.csv_table("tab-label-flags", "diagnostics/label_flags.csv", "Label flags",
+    flags = ctx.csv_table("tab-label-flags", ctx.inputs.diagnostics.label_flags, "Label flags",
                           "Masks the label checks found suspicious.", empty="none: no mask was flagged.")
     return {"galleries": galleries, "flags": flags}

@@ -12,8 +12,12 @@ NUMBERED = False  # part of the verdict, not a section of its own
 
 
 def build(ctx) -> dict:
-    def link(base_id: str, title: str, rel: str) -> Markup:
-        art = ctx.artifact(base_id, "table", title, [rel])
+    files = ctx.inputs.pipeline_files()
+    # Files are shown relative to the results folder (ctx.rel); a link maps that name back to its file.
+    by_name = {ctx.rel(p): p for p in [*files.sanity.values(), files.round_trip, *files.nnunet.values()]}
+
+    def link(base_id: str, title: str, shown: str) -> Markup:
+        art = ctx.artifact(base_id, "table", title, [by_name.get(shown, shown)])
         return Markup('<a class="prov-link" href="#{}">provenance</a>').format(art.anchor)
 
-    return {"body": Markup(pipeline_report.render_html(ctx.config, ctx.results, link))}
+    return {"body": Markup(pipeline_report.render_html(ctx.config, files, link, ctx.rel))}

@@ -18,10 +18,10 @@ VERDICT_ANSWER = {
 
 
 def build(ctx) -> dict:
-    rel = "diagnostics/checklist.json"
+    rel = ctx.inputs.diagnostics.checklist
     data = ctx.json(rel)
     if not isinstance(data, dict) or "overall" not in data or not isinstance(data.get("checks"), list):
-        raise ReportInputError(f"{ctx.results / rel}: expected {{'overall', 'checks': [...]}}.")
+        raise ReportInputError(f"{rel}: expected {{'overall', 'checks': [...]}}.")
     art = ctx.artifact("tab-checklist", "table", "Dataset-readiness checklist", [rel])
     overall = str(data["overall"])
     counts = {s: sum(1 for c in data["checks"] if c.get("status") == s) for s in STATUSES}
@@ -32,7 +32,7 @@ def build(ctx) -> dict:
                 for s in ("FAIL", "WARN") for c in data["checks"] if c.get("status") == s]
     steps = data.get("next_steps")
     if not isinstance(steps, list):
-        steps = next_steps_from_markdown(ctx.path("diagnostics/checklist.md").read_text(errors="replace"))
+        steps = next_steps_from_markdown(ctx.path(ctx.inputs.diagnostics.checklist_md).read_text(errors="replace"))
     checks = []
     for c in data["checks"]:
         status = str(c.get("status", ""))
