@@ -97,3 +97,18 @@ def test_every_rule_with_a_script_takes_its_code_from_that_script():
         checked += 1
     assert checked >= 9
     assert "code(" not in "".join(b for _, _, b in _rule_blocks()).replace("code_of(", "")
+
+
+def test_the_workflow_start_up_imports_neither_monai_nor_torch():
+    # Every Snakemake start-up (each dry run, each SLURM job step) runs the
+    # rules' imports; MONAI and torch would add seconds to each.
+    import re
+    import subprocess
+    import sys
+
+    sources = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
+    modules = sorted({m for p in sources for m in re.findall(r"^\s*from (usseg[\w.]*) import", p.read_text(), re.M)})
+    assert "usseg.config" in modules
+    probe = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted({{'monai', 'torch'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"importing {modules} loads {out.strip()}"

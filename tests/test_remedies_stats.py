@@ -217,3 +217,9 @@ def test_learning_curve_splits_are_nested_and_touch_only_training_subjects():
         gs.learning_curve_splits(table, [0.5], ["XYZ"])
     with pytest.raises(DataError, match="shares"):
         gs.learning_curve_splits(table, [0.0, 1.0], ["AUS"])
+
+
+def test_the_gap_study_needs_as_many_subjects_for_an_interval_as_evaluation():
+    from usseg import intervals
+
+    assert gs.MIN_SUBJECTS_FOR_INTERVAL == intervals.MIN_SUBJECTS_FOR_INTERVAL

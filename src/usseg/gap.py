@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from usseg import data
 from usseg.config import experiment_class_names, gap_baseline, resolve_experiment
 from usseg.contracts import SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.remedies import gap_stats
+
+# usseg.data (MONAI, torch) is imported inside the functions that read tables:
+# the rules import this module at every Snakemake start-up.
 
 # The two per-subject scores of the study: column of gap_closure.csv's `metric`
 # -> the per-class column prefix in per_subject.csv.
@@ -87,6 +89,8 @@ def _split_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_loso_folds(manifest_csv, splits_csv, target_modality: str, out_dir) -> list[str]:
     """One splits.csv per held-out labeled real subject, out_dir/{subject}/splits.csv; the subjects."""
+    from usseg import data
+
     table = data.read_split_table(manifest_csv, splits_csv)
     out_dir = Path(out_dir)
     subjects = []
@@ -102,6 +106,8 @@ def write_loso_folds(manifest_csv, splits_csv, target_modality: str, out_dir) ->
 def write_curve_split(manifest_csv, splits_csv, fraction: str, fractions: Sequence[float],
                       modalities: Sequence[str], seed: int, out_csv) -> None:
     """splits.csv of one learning-curve share (nested shares, usseg.remedies.gap_stats.learning_curve_splits)."""
+    from usseg import data
+
     table = data.read_split_table(manifest_csv, splits_csv)
     tables = gap_stats.learning_curve_splits(table, fractions, modalities, seed)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
@@ -302,6 +308,8 @@ def write_domain_auc(exp: dict, manifest_csv, splits_csv, dataset_cfg: dict, dat
                      out_json) -> None:
     """results/gap/domain/{experiment}.json: the domain AUC before and after the remedy's harmonisation
     ({"remedy": ..., "harmonises": false} when it harmonises nothing)."""
+    from usseg import data
+
     table = data.read_split_table(manifest_csv, splits_csv)
     root = data.dataset_root(data_root, dataset_cfg)
     result = domain_auc_of(exp, table, dataset_cfg, root, int(diagnostics["domain_max_images"]),

@@ -45,6 +45,11 @@ def no_interval_note(n: int) -> str:
     return f"n = {n} subject{'' if n == 1 else 's'}: no interval"
 
 
+def t_half_width(sd: float, n: int, level: float = LEVEL) -> float:
+    """Half the width of the t interval of a mean of n values with standard deviation sd."""
+    return float(stats.t.ppf(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n))
+
+
 def subject_mean_interval(values: Sequence[float], level: float = LEVEL,
                           bounds: tuple[float, float] = (0.0, 1.0)) -> dict:
     """Mean of one value per subject with its t interval.
@@ -65,7 +70,7 @@ def subject_mean_interval(values: Sequence[float], level: float = LEVEL,
     if np.ptp(v) == 0.0:  # exactly equal values (std would show rounding noise)
         out["note"] = f"all {n} subjects have the same value: no interval (it would have zero width)"
         return out
-    half = stats.t.ppf(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
+    half = t_half_width(sd, n, level)
     out["ci95"] = [max(bounds[0], out["estimate"] - half), min(bounds[1], out["estimate"] + half)]
     out["estimable"] = True
     return out

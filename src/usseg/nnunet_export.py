@@ -33,9 +33,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from usseg import data
 from usseg.config import class_names
 from usseg.errors import ConfigError, DataError
+
+# usseg.data (MONAI, torch) is imported where the export runs: the workflow
+# imports this module's neighbour usseg.nnunet_reference at every start-up.
 
 log = logging.getLogger("usseg.nnunet_export")
 
@@ -68,6 +70,8 @@ def dataset_json(dataset_cfg: dict, num_training: int) -> dict:
 
 
 def _write_case(record: dict, images_dir: Path, labels_dir: Path | None) -> None:
+    from usseg import data
+
     case = record["image_id"]
     with Image.open(record[data.IMAGE]) as im:
         # Grayscale as usseg reads it (data.load_grayscale), kept at 8 bit.
@@ -104,6 +108,8 @@ def export_nnunet(
     out_dir,
 ) -> dict:
     """Write the nnU-Net raw dataset (layout in the module docstring) to out_dir; return counts."""
+    from usseg import data
+
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -10,6 +10,8 @@ for a GPU that is not there.
 from __future__ import annotations
 
 import functools
+import glob
+import os
 
 
 def train_threads(cores: int) -> int:
@@ -21,7 +23,15 @@ def train_threads(cores: int) -> int:
 
 @functools.cache
 def cuda_visible() -> bool:
-    """Whether PyTorch sees a CUDA GPU here (asked once per Snakemake run)."""
+    """Whether PyTorch sees a CUDA GPU here (asked once per Snakemake run).
+
+    Without a GPU driver's device files PyTorch cannot see one, and this is
+    answered without importing torch, which would add seconds to every
+    Snakemake start-up (each dry run, each SLURM job step).
+    """
+    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/proc/driver/nvidia/version")
+            or os.path.exists("/dev/kfd")):  # NVIDIA's driver, or AMD's for ROCm builds of torch
+        return False
     import torch
 
     return torch.cuda.is_available()

@@ -28,12 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from usseg.errors import DataError
 
+# SciPy (and usseg.intervals, which imports it) are imported inside the
+# functions: the rules import this module at every Snakemake start-up.
+
 # Fewer paired subjects than this: no interval (with 2, df = 1 and t = 12.7 makes
 # any interval span the whole Dice range; it would look like information it is not).
+# The same number as usseg.intervals.MIN_SUBJECTS_FOR_INTERVAL (a test holds them equal).
 MIN_SUBJECTS_FOR_INTERVAL = 3
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -68,7 +71,9 @@ def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, fl
     mean = float(x.mean())
     if n < MIN_SUBJECTS_FOR_INTERVAL:
         return mean, math.nan, math.nan, n
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    from usseg.intervals import t_half_width
+
+    half = t_half_width(float(x.std(ddof=1)), n, confidence)
     return mean, mean - half, mean + half, n
 
 
@@ -125,6 +130,8 @@ def paired_delta(baseline, remedy, confidence: float = CONFIDENCE) -> PairedDelt
 
 def paired_power(delta: float, sd: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test with n subjects to detect a mean change `delta`."""
+    from scipy import stats
+
     if n < 2 or not np.isfinite(sd) or sd < 0:
         return math.nan
     if sd == 0:
@@ -145,6 +152,8 @@ def minimum_detectable_change(n_subjects: int, sd: float, alpha: float = ALPHA, 
     `sd_of_differences` when only the between-subject SD of the score is known).
     NaN with fewer than 2 subjects or an unknown SD.
     """
+    from scipy import optimize
+
     if n_subjects < 2 or not np.isfinite(sd) or sd < 0:
         return math.nan
     if sd == 0:
@@ -161,6 +170,8 @@ def subjects_needed(change: float, sd: float, alpha: float = ALPHA, power: float
 
     None when the SD is unknown, the change is 0, or more than max_subjects would be needed.
     """
+    from scipy import stats
+
     if not np.isfinite(sd) or sd < 0 or change == 0:
         return None
     if sd == 0:

@@ -20,11 +20,18 @@ import dataclasses
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from usseg.errors import ConfigError
-from usseg.remedies import normalise, semi, style, us_augment
+
+if TYPE_CHECKING:
+    from usseg.remedies import style
+
+# The remedy modules import MONAI and torch (seconds): they are imported inside
+# the functions that build transforms, so that checking a config, which every
+# Snakemake start-up and every SLURM job step does, stays fast.
 
 
 @dataclass(frozen=True)
@@ -109,11 +116,18 @@ REMEDIES: dict[str, type] = {
 # Remedies that read unlabeled target frames.
 NEEDS_TARGET_FRAMES = ("histogram_matching", "fda", "bn_adapt", "pseudo_label", "mean_teacher")
 
-CHOICES = {
-    "method": normalise.METHODS,
-    "reference": style.REFERENCES,
-    "frames": ("unlabeled", "test"),
-}
+
+def _choices(key: str) -> tuple[str, ...] | None:
+    """The values a remedy setting allows, from the module that implements them (None: any)."""
+    if key == "method":
+        from usseg.remedies import normalise
+
+        return normalise.METHODS
+    if key == "reference":
+        from usseg.remedies import style
+
+        return style.REFERENCES
+    return ("unlabeled", "test") if key == "frames" else None
 
 
 def _number(value, where: str) -> float:
@@ -125,9 +139,10 @@ def _number(value, where: str) -> float:
 def _coerce(value, f: dataclasses.Field, where: str):
     """A config value converted to the field's type, or a ConfigError naming the key."""
     kind = f.type  # a string: this module uses postponed annotations
-    if f.name in CHOICES:
-        if value not in CHOICES[f.name]:
-            raise ConfigError(f"{where} = {value!r}; use one of {', '.join(CHOICES[f.name])}.")
+    choices = _choices(f.name)
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(f"{where} = {value!r}; use one of {', '.join(choices)}.")
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -150,9 +165,13 @@ def _validate(spec, where: str) -> None:
     if isinstance(spec, FovNormalisation) and not 0 <= spec.low < spec.high <= 100:
         raise ConfigError(f"{where}.low = {spec.low}, {where}.high = {spec.high} must satisfy 0 <= low < high <= 100.")
     if isinstance(spec, FourierDomainAdaptation):
+        from usseg.remedies import style
+
         for b in (spec.beta if isinstance(spec.beta, tuple) else (spec.beta,)):
             style.check_beta(b, f"{where}.beta")
     if isinstance(spec, PseudoLabel):
+        from usseg.remedies import semi
+
         semi.check_threshold(spec.threshold, f"{where}.threshold")
     for key in ("prob", "ema_decay"):
         v = getattr(spec, key, None)
@@ -194,6 +213,8 @@ def train_transforms(spec: RemedySpec, bank: style.TargetBank | None = None, sou
     target frame of `bank`, applied only to records of `source_modalities`).
     Remedies that act in the training loop or at prediction add none.
     """
+    from usseg.remedies import normalise, style, us_augment
+
     fov = normalise.FieldOfViewd(keys=us_augment.IMAGE, threshold=fov_threshold)
     if isinstance(spec, FovNormalisation):
         norm = normalise.NormaliseInFOVd(keys=us_augment.IMAGE, method=spec.method, low=spec.low, high=spec.high,
@@ -215,6 +236,8 @@ def train_transforms(spec: RemedySpec, bank: style.TargetBank | None = None, sou
 
 def prepare_test_images(spec: RemedySpec, images, fov_threshold: int = 12):
     """(N, H, W) test images as the remedy's model expects them (normalised for fov_normalise, else as they are)."""
+    from usseg.remedies import normalise
+
     if isinstance(spec, FovNormalisation):
         return normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
     return images
@@ -228,6 +251,8 @@ def harmonisers(spec: RemedySpec, bank: style.TargetBank | None = None, seed: in
     they have grey levels to compare); histogram matching and FDA restyle the source only,
     each image towards a random target frame drawn with `seed`.
     """
+    from usseg.remedies import normalise, us_augment
+
     if isinstance(spec, FovNormalisation):
         def norm(images):
             out = normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
@@ -269,6 +294,8 @@ _WIRING = {"self", "keys", "fov_key", "fov_threshold", "allow_missing_keys"}
 
 def transform_settings(name: str) -> list[str]:
     """The settings an ultrasound transform accepts, read from its signature."""
+    from usseg.remedies import us_augment
+
     params = inspect.signature(us_augment.ULTRASOUND_TRANSFORMS[name].__init__).parameters
     return [p for p in params if p not in _WIRING]
 
@@ -277,6 +304,10 @@ def parse_augmentation_extras(block: Mapping | None, where: str = "augmentation"
     """`ultrasound` and `generic` of an experiment's augmentation block (the other keys are data.py's)."""
     block = block or {}
     us = block.get("ultrasound") or {}
+    if not us and block.get("generic") in (None, False):
+        return AugmentationExtras()
+    from usseg.remedies import us_augment
+
     if not isinstance(us, Mapping):
         raise ConfigError(f"{where}.ultrasound must map transform names to settings, got {us!r}.")
     checked = {}
@@ -316,6 +347,8 @@ def augmentation_transforms(extras: AugmentationExtras, image_size: Sequence[int
     The ultrasound transforms read the fan from d["fov"] when a FieldOfViewd ran in the
     deterministic (cached) part, and compute it otherwise.
     """
+    from usseg.remedies import us_augment
+
     out = us_augment.ultrasound_transforms(extras.ultrasound, fov_threshold=fov_threshold)
     if extras.generic is not None:
         out += us_augment.generic_strong_transforms(image_size, extras.generic.num_operations, extras.generic.magnitude)
