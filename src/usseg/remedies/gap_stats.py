@@ -43,6 +43,9 @@ NO_INTERVAL = "none (fewer than 3 subjects)"
 
 GAP_CLOSURE_COLUMNS = ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo", "ci_hi", "n_subjects"]
 LOSO_FIRST_COLUMN = "held_out_subject"
+# gap_closure.csv's remedy name of "adding real labels": each held-out subject's LOSO score
+# against the baseline's score on the same subject.
+LOSO_REMEDY = "loso_real_labels"
 UNLABELED = "unlabeled"
 
 
