@@ -38,7 +38,7 @@ def _results(tmp_path, closure):
     curve.insert(0, "metric", "dice")
     curve.insert(0, "test_set", "test_aus")
     curve.to_csv(gap / "learning_curve.csv", index=False)
-    (gap / "when_to_stop.json").write_text(json.dumps({"text": "With 4 labeled real subjects ..."}))
+    (gap / "when_to_stop.json").write_text(json.dumps(_stop(4, 0.08)))
     return tmp_path
 
 
@@ -69,7 +69,7 @@ def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     assert html.count("data:image/png;base64,") == 3
     assert gap_report.DEMO_NOTE in html
     assert "made things worse" in html and "More simulator data" in html
-    assert "With 4 labeled real subjects" in html
+    assert "With 4 labeled real subjects on test_rus" in html and f"would need {gap_stats.subjects_needed(0.05, 0.08)} labeled real subjects" in html
 
 
 def test_section_is_empty_when_the_study_is_off(tmp_path):

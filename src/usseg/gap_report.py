@@ -322,7 +322,7 @@ def gap_context(config: dict, results_dir) -> dict | None:
         "loso_spread": None if spread is None else {k: _fmt(v) if k != "n_subjects" else v for k, v in spread.items()},
         "curve_png": curve_figure(curve),
         "conclusion": conclusion_sentences(closure, curve, target, labels),
-        "when_to_stop": stop.get("text", ""),
+        "when_to_stop": when_to_stop_paragraph(stop),
         "next_steps": rank_next_steps(closure, target),
         "target": labels.get(target, target),
     }
