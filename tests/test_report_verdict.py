@@ -84,6 +84,8 @@ def test_steps_from_checklist_md_keep_every_step_after_the_ranking(run, tmp_path
     steps = verdict.checklist_steps(ReportContext(config, results), {k: v for k, v in data.items()
                                                                      if k != "next_steps"})
     assert [s["side"] for s in steps] == [None, None] and steps[0]["text"].startswith("Collect and label RUS")
+    shown = verdict.next_steps(ReportContext(_with_gap(config), results), steps)
+    assert shown["steps"] == [s["text"] for s in steps] and not shown["sides_known"]
 
 
 def test_missing_gap_results_name_the_file(run, tmp_path, monkeypatch):
@@ -114,6 +116,7 @@ def test_page_verdict_with_and_without_the_study(run, tmp_path):
     assert on.index("Collect and label RUS images") > data and on.index("Fix the split.") > data
     assert on.index("semi-supervised") > on.index("add one to <code>experiments:</code>")
     assert '<a href="#gap">' in on and "not ranked by measurement" not in on
+    assert "against the baseline <b>multiorgan_unet</b>" in on and "on the data, which no training measures" in on
     off = _verdict_html(config, results, tmp_path / "off.html")
     assert "not ranked by measurement" in off and "<code>gap_study.enabled: true</code>" in off
     assert "ranked by measured effect" not in off and "change of 0.05" in off

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from usseg import gap_report
+from usseg.config import gap_baseline
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.report.drops import drop_sentences
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
@@ -72,7 +73,7 @@ def next_steps(ctx, steps: list[dict]) -> dict:
     """The verdict's "what to try next": measured and ranked when the gap study ran, else the checklist's."""
     study = ctx.config.get("gap_study") or {}
     if not study.get("enabled"):
-        return {"ranking": None, "steps": [s["text"] for s in steps], "model_steps": [],
+        return {"ranking": None, "steps": [s["text"] for s in steps], "model_steps": [], "sides_known": False,
                 "change_to_detect": study.get("change_to_detect")}
     rels = ["gap/gap_closure.csv", "gap/when_to_stop.json"]
     closure_path = ctx.path(rels[0])
@@ -89,10 +90,12 @@ def next_steps(ctx, steps: list[dict]) -> dict:
                                              f"{target} ({domain})" if domain else target)
     except ValueError as err:
         raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `snakemake gap_summary`.") from None
-    ranking["art"] = ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
-                                  rels, derived=True)
-    # Model-side steps are what remedy experiments measure; the data-side ones (and any whose side
-    # is unknown) no training measures, so they follow the ranking as they are.
+    ranking.update(baseline=gap_baseline(ctx.config), section_id=gap_report.SECTION_ID,
+                   art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
+                                    rels, derived=True))
+    # Model-side steps are what remedy experiments measure; the data-side ones no training measures,
+    # so they follow the ranking as they are. A checklist.md without sides keeps every step, unsorted.
     return {"ranking": ranking, "steps": [s["text"] for s in steps if s["side"] != MODEL_SIDE],
             "model_steps": [s["text"] for s in steps if s["side"] == MODEL_SIDE],
+            "sides_known": all(s["side"] is not None for s in steps),
             "change_to_detect": study.get("change_to_detect")}
