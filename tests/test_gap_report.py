@@ -57,7 +57,7 @@ def test_conclusion_claims_only_what_the_interval_supports():
     spans = gap_report.effect_sentence("fda", _rus_dice(_closure(0.1, -0.02, 0.18)), "real")
     none = gap_report.effect_sentence("fda", _rus_dice(_closure(0.1, math.nan, math.nan)), "real")
     assert "improvement" in up and "no detectable change" in spans and "no claim" in none
-    assert "+0.10" in up and "4 subjects" in up
+    assert "by +0.100 (from 0.400 to 0.500, 4 subjects" in up
 
 
 def test_section_renders_with_id_figures_and_demo_note(tmp_path):
@@ -119,7 +119,7 @@ def test_verdict_ranks_real_image_dice_by_measured_change_with_intervals():
     assert [s["remedy"] for s in steps] == [gap_stats.LOSO_REMEDY, "hm", "fda", "aug"]
     assert [s["excludes_zero"] for s in steps] == [False, True, False, True]
     by = {s["remedy"]: s["sentence"] for s in steps}
-    assert by["hm"].startswith("hm changed test_rus (real) Dice by +0.08") and "95% CI +0.02 to +0.14" in by["hm"]
+    assert by["hm"].startswith("hm changed test_rus (real) Dice by +0.08") and "95% CI +0.020 to +0.140" in by["hm"]
     assert "improvement" in by["hm"] and "made things worse" in by["aug"]
     assert "no detectable change" in by["fda"] and "no claim" in by[gap_stats.LOSO_REMEDY]
     assert by[gap_stats.LOSO_REMEDY].startswith("adding labeled real subjects")

@@ -45,7 +45,8 @@ def _fmt(x, spec: str = ".2f") -> str:
 
 
 def _signed(x) -> str:
-    return _fmt(x, "+.2f")
+    # Three decimals: with two, an interval end of -0.0015 would read "-0.00", as if it touched 0.
+    return _fmt(x, "+.3f")
 
 
 def interval_word(lo, hi) -> str:
@@ -60,7 +61,7 @@ def effect_sentence(name: str, row, test_set_label: str) -> str:
     metric = METRIC_NAMES.get(row["metric"], row["metric"])
     n = int(row["n_subjects"]) if math.isfinite(float(row["n_subjects"])) else 0
     measured = (f"{name} changed {test_set_label} {metric} by {_signed(row['delta'])} "
-                f"(from {_fmt(row['baseline'])} to {_fmt(row['value'])}, {n} subjects")
+                f"(from {_fmt(row['baseline'], '.3f')} to {_fmt(row['value'], '.3f')}, {n} subjects")
     word = interval_word(row["ci_lo"], row["ci_hi"])
     ci = f"95% CI {_signed(row['ci_lo'])} to {_signed(row['ci_hi'])}"
     if word == "none":
