@@ -170,6 +170,9 @@ rule gap_summary:
         learning_curve=f"{GAP}/learning_curve.csv",
         gap_closure=f"{GAP}/gap_closure.csv",
         when_to_stop=f"{GAP}/when_to_stop.json",
+        # The same numbers shaped for `dvc metrics` and `dvc plots` (docs/dvc.md).
+        gap_closure_json=f"{GAP}/gap_closure.json",
+        learning_curve_dice=f"{GAP}/learning_curve_dice.csv",
     log:
         f"{LOGS}/gap/summary.log",
     conda:

@@ -13,4 +13,6 @@ with snakemake_step(snakemake):
         snakemake.output.learning_curve,
         snakemake.output.gap_closure,
         snakemake.output.when_to_stop,
+        snakemake.output.gap_closure_json,
+        snakemake.output.learning_curve_dice,
     )

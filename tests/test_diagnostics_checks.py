@@ -8,7 +8,13 @@ import pytest
 
 from test_diagnostics_fixtures import DATASET_CFG, DEMO_LIKE, DIAG_CFG, build
 from usseg.diagnostics.baselines import check_baselines
-from usseg.diagnostics.checklist import CHECK_ORDER, build_checklist, next_steps, render_markdown
+from usseg.diagnostics.checklist import (
+    CHECK_ORDER,
+    build_checklist,
+    next_step_records,
+    next_steps,
+    render_markdown,
+)
 from usseg.diagnostics.class_balance_check import check_class_balance
 from usseg.diagnostics.composition import check_composition
 from usseg.diagnostics.inputs import load_inputs
@@ -190,6 +196,19 @@ def test_checklist_order_overall_and_markdown():
     assert "Every check passed" in render_markdown(build_checklist(_results([PASS] * 8)), {}, "RUS")
     with pytest.raises(ValueError, match="leakage"):
         build_checklist([r for r in res if r.id != "leakage"])
+
+
+def test_each_next_step_names_its_check_and_side():
+    """The verdict keeps the data-side steps after the gap study's measured ranking; the model side is
+    what remedy experiments measure."""
+    res = {r.id: r for r in _results([FAIL] * 8)}
+    records = next_step_records(res, "RUS")
+    assert [r["text"] for r in records] == next_steps(res, "RUS")
+    assert {r["check"] for r in records} <= set(CHECK_ORDER)
+    side = {r["check"]: r["side"] for r in records}
+    assert side == {"subjects": "data", "composition": "model", "domain_shift": "model",
+                    "class_balance": "model", "label_verification": "data", "leakage": "data",
+                    "published_baselines": "data", "image_quality": "data"}
 
 
 def test_missing_or_malformed_inputs_name_the_file(tmp_path, demo):

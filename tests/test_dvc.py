@@ -35,6 +35,9 @@ from conftest import (
 )
 
 DVC_FILES = [".dvc/config", ".dvc/.gitignore"]
+# The gap study's outputs DVC shows when gap_study.enabled (docs/dvc.md).
+GAP_METRICS = {"results/gap/gap_closure.json", "results/gap/when_to_stop.json"}
+GAP_PLOTS = {"results/gap/loso.csv", "results/gap/learning_curve_dice.csv"}
 # a DVC project needs git's and DVC's ignore files and DVC's config too
 PROJECT_FILES = [*WORKFLOW_FILES, ".gitignore", ".dvcignore", *DVC_FILES]
 
@@ -193,15 +196,101 @@ def test_dvc_yaml_stage_runs_snakemake_and_outputs_every_result():
     )
     assert {"results/logs", "results/benchmarks"} <= set(stage["outs"])
     assert stage["params"] == {"config.yaml": []}, stage["params"]
+    # The evaluations, and the gap study's summaries when config.yaml turns it on.
     assert set(stage["metrics"]) == {
-        o for o, rule in snakemake_outputs.items() if rule == "evaluate" and o.endswith("/summary.json")
+        o for o, rule in snakemake_outputs.items()
+        if (rule == "evaluate" and o.endswith("/summary.json")) or (rule == "gap_summary" and o in GAP_METRICS)
     }
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert all(next(iter(o.values())) == {"persist": True} for o in doc["stages"][name]["outs"]), (
         "every out must persist: DVC would otherwise delete the results before Snakemake decides what to redo"
     )
     plotted = {f for plot in doc["plots"] for spec in plot.values() for f in spec["y"]}
-    assert plotted == {o for o in snakemake_outputs if o.endswith("/history.csv")}
+    assert plotted == {o for o, rule in snakemake_outputs.items()
+                       if o.endswith("/history.csv") and rule == "train" or (rule == "gap_summary" and o in GAP_PLOTS)}
+
+
+# ----------------------------------------------------------------------------- the gap study's metrics and plots
+
+
+def _sync_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dvc_sync", REPO / "tools" / "dvc-sync.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _gap_run(repo: Path) -> list[dict]:
+    """`snakemake --summary` rows of a run with the gap study on, and its gap results written from small
+    synthetic tables by the library (the files rule gap_summary writes)."""
+    import math
+
+    import pandas as pd
+
+    from usseg.remedies import gap_stats
+
+    gap = repo / "results" / "gap"
+    gap.mkdir(parents=True)
+    closure = gap_stats.gap_closure_table([
+        {"remedy": r, "test_set": t, "metric": "dice", "baseline": 0.4, "value": 0.4 + d, "delta": d,
+         "ci_lo": lo, "ci_hi": hi, "n_subjects": 5}
+        for r, t, d, lo, hi in [("hm", "test_rus", 0.08, 0.02, 0.14), ("hm", "test_aus", 0.01, -0.02, 0.04),
+                                ("fda", "test_rus", 0.03, math.nan, math.nan)]])
+    (gap / "gap_closure.json").write_text(json.dumps(gap_stats.gap_closure_metrics(closure)))
+    stop = gap_stats.when_to_stop(5, 0.06)
+    (gap / "when_to_stop.json").write_text(json.dumps({**stop, "test_set": "test_rus"}))
+    pd.DataFrame({"held_out_subject": ["a", "b", "c"], "n_images": [2, 3, 2], "dice": [0.5, 0.6, 0.7],
+                  "surface_dice": [0.6, 0.7, 0.8]}).to_csv(gap / "loso.csv", index=False)
+    curve = pd.DataFrame({"test_set": ["test_aus", "test_aus", "test_rus", "test_rus", "test_rus"],
+                          "metric": ["dice", "dice", "dice", "dice", "surface_dice"], "level": [0.5, 1.0, 0.5, 1.0, 1.0],
+                          "mean": [0.6, 0.7, 0.2, 0.3, 0.9]})
+    gap_stats.learning_curve_by_test_set(curve).to_csv(gap / "learning_curve_dice.csv", index=False)
+    rows = [("train", "results/experiments/e/history.csv"), ("evaluate", "results/experiments/e/eval/test_rus/summary.json"),
+            *[("gap_summary", f"results/gap/{n}") for n in ("gap_closure.csv", "gap_closure.json", "when_to_stop.json",
+                                                            "loso.csv", "learning_curve.csv", "learning_curve_dice.csv")]]
+    return [{"rule": rule, "output_file": f, "plan": "no update"} for rule, f in rows]
+
+
+def test_gap_results_are_dvc_metrics_and_plots(tmp_path, monkeypatch):
+    """With the study on, `dvc metrics show` has every remedy's paired change and when to stop, and
+    `dvc plots show` draws the LOSO Dice per held-out subject and one learning curve per test set."""
+    tool = _sync_module()
+    config = tiny_config()
+    config["gap_study"]["enabled"] = True
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    rows = _gap_run(tmp_path)
+    monkeypatch.setattr(tool, "summary", lambda repo, *args: rows)
+    doc = tool.build(tmp_path)
+    metrics = [next(iter(m)) for m in doc["stages"][tool.STAGE]["metrics"]]
+    assert set(metrics) == GAP_METRICS | {"results/experiments/e/eval/test_rus/summary.json"}
+    (tmp_path / "dvc.yaml").write_text(tool.render(doc))
+    sh(tmp_path, "git", "-c", "init.defaultBranch=main", "init", "-q")
+    dvc(tmp_path, "init", "-q")
+    shown = dvc_json(tmp_path, "metrics", "show")[""]["data"]
+    closure = shown["results/gap/gap_closure.json"]["data"]
+    assert closure["hm"]["test_rus"]["dice"] == pytest.approx(
+        {"baseline": 0.4, "value": 0.48, "delta": 0.08, "ci_lo": 0.02, "ci_hi": 0.14, "n_subjects": 5})
+    assert "ci_lo" not in closure["fda"]["test_rus"]["dice"]  # no interval: null, which DVC leaves out
+    stop = shown["results/gap/when_to_stop.json"]["data"]
+    assert stop["subjects_needed"] == gap_stats_subjects_needed(0.05, 0.06) and stop["n_subjects"] == 5
+    plots = dvc_json(tmp_path, "plots", "show")["data"]
+    assert {"gap_loso", "gap_learning_curve"} <= set(plots)
+    bars = plots["gap_loso"][0]["content"]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["y"]["field"] == "held_out_subject"
+    assert {(v["held_out_subject"], float(v["dice"])) for v in bars["data"]["values"]} == {
+        ("a", 0.5), ("b", 0.6), ("c", 0.7)}
+    lines = {(v["field"], float(v["level"]), float(v["dvc_inferred_y_value"]))
+             for v in plots["gap_learning_curve"][0]["content"]["data"]["values"]}
+    # One line per test set, Dice only (the surface Dice row is not drawn).
+    assert lines == {("test_aus", 0.5, 0.6), ("test_aus", 1.0, 0.7), ("test_rus", 0.5, 0.2), ("test_rus", 1.0, 0.3)}
+
+
+def gap_stats_subjects_needed(change: float, sd: float) -> int:
+    from usseg.remedies import gap_stats
+
+    return gap_stats.subjects_needed(change, sd)
 
 
 # ----------------------------------------------------------------------------- on the tiny run

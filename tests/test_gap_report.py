@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO
@@ -36,7 +38,7 @@ def _results(tmp_path, closure):
     curve.insert(0, "metric", "dice")
     curve.insert(0, "test_set", "test_aus")
     curve.to_csv(gap / "learning_curve.csv", index=False)
-    (gap / "when_to_stop.json").write_text(json.dumps({"text": "With 4 labeled real subjects ..."}))
+    (gap / "when_to_stop.json").write_text(json.dumps(_stop(4, 0.08)))
     # The gap_summary rule's outputs by name, as the report rule hands them over.
     return {name: gap / f"{name}.{ext}" for name, ext in
             (("gap_closure", "csv"), ("loso", "csv"), ("learning_curve", "csv"), ("when_to_stop", "json"))}
@@ -57,7 +59,7 @@ def test_conclusion_claims_only_what_the_interval_supports():
     spans = gap_report.effect_sentence("fda", _rus_dice(_closure(0.1, -0.02, 0.18)), "real")
     none = gap_report.effect_sentence("fda", _rus_dice(_closure(0.1, math.nan, math.nan)), "real")
     assert "improvement" in up and "no detectable change" in spans and "no claim" in none
-    assert "+0.10" in up and "4 subjects" in up
+    assert "by +0.100 (from 0.400 to 0.500, 4 subjects" in up
 
 
 def test_section_renders_with_id_figures_and_demo_note(tmp_path):
@@ -69,7 +71,7 @@ def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     assert html.count("data:image/png;base64,") == 3
     assert gap_report.DEMO_NOTE in html
     assert "made things worse" in html and "More simulator data" in html
-    assert "With 4 labeled real subjects" in html
+    assert "With 4 labeled real subjects on test_rus" in html and f"would need {gap_stats.subjects_needed(0.05, 0.08)} labeled real subjects" in html
 
 
 def test_section_is_empty_when_the_study_is_off(tmp_path):
@@ -81,3 +83,109 @@ def test_next_steps_are_ranked_by_measured_delta():
     ranked = gap_report.rank_next_steps(closure, "test_rus")
     assert [r["remedy"] for r in ranked] == ["hm", "fda"]
     assert [r["interval"] for r in ranked] == ["above 0", "spans 0"]
+
+
+# ----------------------------------------------------------------------------- the verdict's ranking and when to stop
+
+
+def _row(remedy, delta, lo, hi, n=6, test_set="test_rus", metric="dice"):
+    return {"remedy": remedy, "test_set": test_set, "metric": metric, "baseline": 0.40, "value": 0.40 + delta,
+            "delta": delta, "ci_lo": lo, "ci_hi": hi, "n_subjects": n}
+
+
+def _mixed_closure():
+    """Four remedies on real-image Dice, one of each interval kind, plus rows the ranking must ignore."""
+    return gap_stats.gap_closure_table([
+        _row("hm", 0.08, 0.02, 0.14),
+        _row("fda", 0.03, -0.02, 0.08),
+        _row("aug", -0.06, -0.10, -0.01),
+        _row(gap_stats.LOSO_REMEDY, 0.10, math.nan, math.nan, n=2),
+        _row("hm", 0.30, 0.25, 0.35, test_set="test_aus"),  # the simulator's test set: not ranked
+        _row("fda", 0.20, 0.10, 0.30, metric="surface_dice"),  # another metric: not ranked
+        gap_stats.scalar_row("hm", "all", "train_seconds", 10.0, 90.0),
+    ])
+
+
+def _stop(n, sd, change=0.05):
+    """when_to_stop.json as the gap rule writes it (NaN stored as null)."""
+    result = gap_stats.when_to_stop(n, sd, change)
+    result.update(test_set="test_rus", metric="dice", sd_source="pooled SD of the remedies' paired differences",
+                  text=gap_stats.when_to_stop_text(result))
+    return json.loads(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                  for k, v in result.items()}))
+
+
+def test_verdict_ranks_real_image_dice_by_measured_change_with_intervals():
+    ranking = gap_report.verdict_ranking(_mixed_closure(), _stop(6, 0.05), "test_rus", "test_rus (real)")
+    steps = ranking["steps"]
+    assert [s["remedy"] for s in steps] == [gap_stats.LOSO_REMEDY, "hm", "fda", "aug"]
+    assert [s["excludes_zero"] for s in steps] == [False, True, False, True]
+    by = {s["remedy"]: s["sentence"] for s in steps}
+    assert by["hm"].startswith("hm changed test_rus (real) Dice by +0.08") and "95% CI +0.020 to +0.140" in by["hm"]
+    assert "improvement" in by["hm"] and "made things worse" in by["aug"]
+    assert "no detectable change" in by["fda"] and "no claim" in by[gap_stats.LOSO_REMEDY]
+    assert by[gap_stats.LOSO_REMEDY].startswith("adding labeled real subjects")
+    summary = ranking["summary"]
+    assert "interval of hm lies above 0" in summary and "interval of aug lies below 0" in summary
+    assert "other 2 showed no detectable change" in summary and "not a test between remedies" in summary
+
+
+def test_an_interval_that_includes_zero_is_never_an_improvement():
+    rng, stop = np.random.default_rng(3), _stop(6, 0.05)
+    for _ in range(60):
+        rows = []
+        for i in range(rng.integers(1, 6)):
+            delta = float(rng.normal(0, 0.05))
+            half = float(rng.uniform(0.001, 0.08))
+            lo, hi = (math.nan, math.nan) if rng.random() < 0.15 else (delta - half, delta + half)
+            rows.append(_row(f"r{i}", delta, lo, hi))
+        closure = gap_stats.gap_closure_table(rows)
+        ranking = gap_report.verdict_ranking(closure, stop, "test_rus", "real")
+        improved = [s["remedy"] for s in ranking["steps"] if "improvement" in s["sentence"]]
+        assert improved == [s["remedy"] for s in ranking["steps"] if s["ci_lo"] > 0]
+        named = ranking["summary"].split("lies above 0")[0] if "lies above 0" in ranking["summary"] else ""
+        for s in ranking["steps"]:
+            if not s["ci_lo"] > 0:
+                assert f" {s['remedy']} " not in named.replace(",", " ") + " "
+        if not improved:
+            assert "improvement" not in ranking["summary"]
+
+
+def test_no_interval_excludes_zero_says_so():
+    closure = gap_stats.gap_closure_table([_row("hm", 0.04, -0.01, 0.09), _row("fda", 0.01, -0.03, 0.05)])
+    summary = gap_report.verdict_ranking(closure, _stop(6, 0.05), "test_rus", "real")["summary"]
+    assert summary.startswith("No interval excludes 0: none of the 2 measured remedies")
+    assert "improvement" not in summary
+
+
+def test_when_to_stop_numbers_come_from_the_file():
+    stop = _stop(4, 0.08)
+    text = gap_report.when_to_stop_paragraph(stop)
+    mdc = gap_stats.minimum_detectable_change(4, 0.08)
+    needed = gap_stats.subjects_needed(0.05, 0.08)
+    assert stop["minimum_detectable_change"] == mdc and stop["subjects_needed"] == needed > 4
+    assert "With 4 labeled real subjects on test_rus" in text and "SD of 0.080" in text
+    assert f"detects (two-sided alpha 0.05, power 0.8) is {mdc:.3f}" in text
+    assert f"would need {needed} labeled real subjects, {needed - 4} more than now" in text
+    assert "gap_study.change_to_detect" in text and "pooled SD" in text
+    # The same file with other numbers gives other words: nothing is typed in.
+    other = dict(stop, minimum_detectable_change=0.123, subjects_needed=40, n_subjects=9)
+    assert "is 0.123" in gap_report.when_to_stop_paragraph(other) and "31 more" in gap_report.when_to_stop_paragraph(other)
+
+
+def test_when_to_stop_with_enough_subjects_or_none():
+    enough = gap_report.when_to_stop_paragraph(_stop(30, 0.02))
+    assert "which the 30 at hand already give" in enough and "more than now" not in enough
+    one = _stop(1, math.nan)
+    assert one["minimum_detectable_change"] is None
+    text = gap_report.when_to_stop_paragraph(one)
+    assert "no change in real-image Dice can be shown" in text and "With 1 labeled real subject(s)" in text
+
+
+def test_verdict_ranking_names_what_the_files_lack():
+    with pytest.raises(ValueError, match="gap_closure.csv lacks the column.*ci_lo"):
+        gap_report.verdict_ranking(_mixed_closure().drop(columns="ci_lo"), _stop(6, 0.05), "test_rus", "real")
+    stop = _stop(6, 0.05)
+    del stop["subjects_needed"]
+    with pytest.raises(ValueError, match="when_to_stop.json lacks the key.*subjects_needed"):
+        gap_report.verdict_ranking(_mixed_closure(), stop, "test_rus", "real")

@@ -46,5 +46,16 @@ def test_gap_outputs_follow_the_contract(gap_run):
     assert sorted(curve["level"].unique()) == [0.5, 1.0]
     stop = json.loads((gap / "when_to_stop.json").read_text())
     assert stop["n_subjects"] >= 2 and stop["text"]
+    # DVC's shapes of the same numbers (docs/dvc.md).
+    metrics = json.loads((gap / "gap_closure.json").read_text())
+    for row in closure.itertuples():
+        entry = metrics[row.remedy][row.test_set][row.metric]
+        assert entry["delta"] == pytest.approx(row.delta) and (entry["ci_lo"] is None) == pd.isna(row.ci_lo)
+    wide = pd.read_csv(gap / "learning_curve_dice.csv")
+    assert list(wide.columns) == ["level", "test_aus", "test_rus"] and list(wide["level"]) == [0.5, 1.0]
     html = (gap_run / "results" / "report" / "report.html").read_text()
     assert '<section id="gap">' in html and "illustrate the method" in html
+    # The verdict ranks by measurement and says when to stop, with the numbers of when_to_stop.json.
+    verdict = html[html.index('<section id="verdict"'):html.index('<section id="gap"')]
+    assert "What to try next, ranked by measured effect" in verdict and "not ranked by measurement" not in verdict
+    assert f"With {stop['n_subjects']} labeled real subject" in verdict

@@ -13,7 +13,9 @@ dvc.yaml is therefore one stage, `workflow`, that runs `snakemake report`:
 - outs: every output of the default run, read from `snakemake --summary`
   (a public, tab-separated listing), plus the log and benchmark folders; all
   `persist`, so DVC never deletes results before Snakemake decides what to redo;
-- metrics: the evaluation summaries; plots: the training histories;
+- metrics: the evaluation summaries (and the gap study's gap_closure.json and
+  when_to_stop.json when it runs); plots: the training histories (and the gap
+  study's LOSO and learning curve);
 - deps: see `stage_deps`, the one place that says what the run depends on;
 - params: all of config.yaml.
 
@@ -46,21 +48,23 @@ HEADER = """\
 RUN_RECORDS = ["results/logs", "results/benchmarks"]
 # The workflow's definition and code: a change to any of them may change results.
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src/usseg"]
-# Outputs shown by `dvc metrics show`: (rule, file name). The gap study's when
-# to stop is there when gap_study.enabled (docs/remedies.md).
-METRICS = {("evaluate", "summary.json"), ("gap_summary", "when_to_stop.json")}
+# Outputs shown by `dvc metrics show`: (rule, file name). The gap study's
+# remedies (their paired changes, as JSON) and when to stop are there when
+# gap_study.enabled (docs/remedies.md).
+METRICS = {("evaluate", "summary.json"), ("gap_summary", "gap_closure.json"), ("gap_summary", "when_to_stop.json")}
 # `dvc plots show`: the training histories of rule train, x against y columns.
 HISTORY = ("train", "history.csv")
 PLOTS = [
     {"id": "training_loss", "title": "Training and validation loss", "x": "epoch", "y": ["train_loss", "val_loss"]},
     {"id": "validation_dice", "title": "Validation mean foreground Dice", "x": "epoch", "y": ["val_dice_mean"]},
-    # The gap study's tables (only when gap_study.enabled: otherwise the run has no such output).
-    {"id": "gap_closure", "title": "Change against the baseline (gap_closure.csv)", "x": "remedy", "y": ["delta"],
-     "source": ("gap_summary", "gap_closure.csv")},
-    {"id": "gap_loso", "title": "Leave one real subject out", "x": "held_out_subject", "y": ["dice", "surface_dice"],
-     "source": ("gap_summary", "loso.csv")},
-    {"id": "gap_learning_curve", "title": "Learning curve over simulator subjects", "x": "level", "y": ["mean"],
-     "source": ("gap_summary", "learning_curve.csv")},
+    # The gap study's (only when gap_study.enabled: otherwise the run has no such output).
+    # One bar per held-out real subject: its Dice when trained without it.
+    {"id": "gap_loso", "title": "Leave one real subject out: Dice of the held-out subject", "x": "dice",
+     "y": ["held_out_subject"], "template": "bar_horizontal", "source": ("gap_summary", "loso.csv")},
+    # One line per test set (the file's columns besides level are config.yaml's test_sets).
+    {"id": "gap_learning_curve", "title": "Learning curve: mean subject-level Dice against the share of "
+     "simulator training subjects", "x": "level", "y": "test_sets",
+     "source": ("gap_summary", "learning_curve_dice.csv")},
 ]
 
 
@@ -96,8 +100,14 @@ def stage_deps(repo: Path) -> list[str]:
     return deps
 
 
+def plot_columns(plot: dict, config: dict) -> list[str]:
+    """A plot's y columns: its list, or "test_sets" for one column per test set of config.yaml."""
+    return list(config.get("test_sets") or []) if plot["y"] == "test_sets" else list(plot["y"])
+
+
 def build(repo: Path) -> dict:
     rows = summary(repo, "--forceall")
+    config = yaml.safe_load((repo / PARAMS_FILE).read_text()) or {}
     outputs = sorted({(r["rule"], r["output_file"]) for r in rows}, key=lambda ro: ro[1])
     metrics = [f for rule, f in outputs if (rule, Path(f).name) in METRICS]
 
@@ -113,7 +123,8 @@ def build(repo: Path) -> dict:
         "metrics": [{f: {"persist": True}} for f in metrics],
     }
     plots = [
-        {p["id"]: {"title": p["title"], "x": p["x"], "y": {f: list(p["y"]) for f in files}}}
+        {p["id"]: {"title": p["title"], **({"template": p["template"]} if "template" in p else {}), "x": p["x"],
+                   "y": {f: plot_columns(p, config) for f in files}}}
         for p in PLOTS
         if (files := files_of(p.get("source", HISTORY)))
     ]

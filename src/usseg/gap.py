@@ -11,7 +11,9 @@ The study compares, on the same test subjects:
   but one labeled real subject (`loso_experiment`): results/gap/loso.csv;
 - the baseline trained on nested shares of the simulator's training subjects:
   results/gap/learning_curve.csv;
-- "when to stop" (results/gap/when_to_stop.json).
+- "when to stop" (results/gap/when_to_stop.json);
+- gap_closure.json and learning_curve_dice.csv: the same numbers shaped for
+  `dvc metrics` and `dvc plots` (docs/dvc.md).
 
 Each trained model is scored by usseg.evaluate; this module reads its
 per_subject.csv and summary.json. The statistics are usseg.remedies.gap_stats.
@@ -183,9 +185,9 @@ def learning_curve_table(curve_eval_dirs: Mapping[tuple[str, str], str | Path]) 
     return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
 
 
-# gap_closure.csv's remedy name of "adding real labels": each held-out subject's LOSO score
-# against the baseline's score on the same subject.
-LOSO_REMEDY = "loso_real_labels"
+# gap_closure.csv's remedy name of "adding real labels" (defined with the statistics, which the
+# report reads without importing the training stack).
+LOSO_REMEDY = gap_stats.LOSO_REMEDY
 
 
 def loso_rows(loso: pd.DataFrame, baseline_scores: pd.DataFrame, target_test_set: str) -> list[dict]:
@@ -333,8 +335,10 @@ def _csv(df: pd.DataFrame, path) -> None:
 
 def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings: Mapping[str, str],
                       domain_files: Mapping[str, str], loso_dirs: Mapping[str, str],
-                      curve_dirs: Sequence[Sequence[str]], loso_csv, curve_csv, closure_csv, stop_json) -> None:
-    """results/gap/{loso.csv, learning_curve.csv, gap_closure.csv, when_to_stop.json}.
+                      curve_dirs: Sequence[Sequence[str]], loso_csv, curve_csv, closure_csv, stop_json,
+                      closure_json, curve_dice_csv) -> None:
+    """results/gap/{loso.csv, learning_curve.csv, gap_closure.csv, when_to_stop.json}, and for DVC's
+    metrics and plots gap_closure.json and learning_curve_dice.csv (the same numbers, reshaped).
 
     eval_dirs: [experiment, test_set, folder] per evaluation of the baseline and the remedies;
     timings: experiment -> timing.csv; domain_files: remedy -> its domain AUC json;
@@ -357,7 +361,11 @@ def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings:
     closure["n_subjects"] = closure["n_subjects"].astype("Int64")  # a count: no "4.0"; empty where none
     _csv(closure, closure_csv)
     _csv(loso, loso_csv)
-    _csv(learning_curve_table({(f, t): d for f, t, d in curve_dirs}), curve_csv)
+    curve = learning_curve_table({(f, t): d for f, t, d in curve_dirs})
+    _csv(curve, curve_csv)
+    _csv(gap_stats.learning_curve_by_test_set(curve), curve_dice_csv)
+    Path(closure_json).write_text(json.dumps(gap_stats.gap_closure_metrics(closure), indent=2, allow_nan=False)
+                                  + "\n")
     if target not in test_sets:
         raise DataError(f"gap study: the target test set {target} is not in test_sets ({', '.join(test_sets)}).")
     stop = when_to_stop(dirs[(baseline, target)], dirs, baseline, remedies, target, study)

@@ -5,7 +5,8 @@ templates/gap.html.j2 shows: the remedies as a forest plot of their paired
 deltas, the LOSO score per held-out subject, the learning curve, "when to
 stop", and a plain-language conclusion in which every claim follows from an
 interval (`conclusion_sentences`). `rank_next_steps` orders the remedies by
-their measured effect for the verdict's "what to try next".
+their measured effect, and `verdict_ranking` words it, with "when to stop",
+for the verdict's "what to try next" (usseg.report.sections.verdict).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import io
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,8 @@ def _fmt(x, spec: str = ".2f") -> str:
 
 
 def _signed(x) -> str:
-    return _fmt(x, "+.2f")
+    # Three decimals: with two, an interval end of -0.0015 would read "-0.00", as if it touched 0.
+    return _fmt(x, "+.3f")
 
 
 def interval_word(lo, hi) -> str:
@@ -58,7 +61,7 @@ def effect_sentence(name: str, row, test_set_label: str) -> str:
     metric = METRIC_NAMES.get(row["metric"], row["metric"])
     n = int(row["n_subjects"]) if math.isfinite(float(row["n_subjects"])) else 0
     measured = (f"{name} changed {test_set_label} {metric} by {_signed(row['delta'])} "
-                f"(from {_fmt(row['baseline'])} to {_fmt(row['value'])}, {n} subjects")
+                f"(from {_fmt(row['baseline'], '.3f')} to {_fmt(row['value'], '.3f')}, {n} subjects")
     word = interval_word(row["ci_lo"], row["ci_hi"])
     ci = f"95% CI {_signed(row['ci_lo'])} to {_signed(row['ci_hi'])}"
     if word == "none":
@@ -104,6 +107,112 @@ def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str
                    f"(95% CI {_signed(last['step_ci_lo'])} to {_signed(last['step_ci_hi'])}, "
                    f"{int(last['step_n_subjects'])} subjects): {meaning}.")
     return out
+
+
+# ----------------------------------------------------------------------------- the verdict's "what to try next"
+
+# How the verdict names a gap_closure.csv remedy that is not an experiment of config.yaml.
+REMEDY_LABELS = {gap_stats.LOSO_REMEDY: "adding labeled real subjects (leave one subject out)"}
+# The columns of gap_closure.csv and the keys of when_to_stop.json the verdict reads.
+STOP_KEYS = ("n_subjects", "sd_diff", "alpha", "power", "minimum_detectable_change", "change", "subjects_needed",
+             "test_set", "sd_source")
+
+
+def target_test_set(config: dict) -> str:
+    """The real-image test set the study ranks on: test_{target_modality}, as the gap rules name it."""
+    return f"test_{str(config['dataset']['target_modality']).lower()}"
+
+
+def remedy_label(remedy: str) -> str:
+    return REMEDY_LABELS.get(remedy, remedy)
+
+
+def ranked_steps(closure: pd.DataFrame, test_set: str, test_set_label: str) -> list[dict]:
+    """The remedies on `test_set` Dice, best measured change first, each with the sentence of what its
+    interval supports (`effect_sentence`) and whether the interval excludes 0."""
+    out = []
+    for r in rank_next_steps(closure, test_set):
+        label = remedy_label(r["remedy"])
+        out.append({**r, "label": label, "excludes_zero": r["interval"] in ("above 0", "below 0"),
+                    "sentence": effect_sentence(label, r, test_set_label)})
+    return out
+
+
+def _names(steps: list[dict]) -> str:
+    names = [s["label"] for s in steps]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def ranking_summary(steps: list[dict], test_set_label: str) -> str:
+    """Which intervals exclude 0, in words; an interval that includes 0 is never called an improvement."""
+    if not steps:
+        return f"The gap study measured no remedy on {test_set_label} Dice."
+    above = [s for s in steps if s["interval"] == "above 0"]
+    below = [s for s in steps if s["interval"] == "below 0"]
+    rest = len(steps) - len(above) - len(below)
+    parts = []
+    if above:
+        parts.append(f"the interval of {_names(above)} lies above 0 (an improvement the subjects support)")
+    if below:
+        parts.append(f"the interval of {_names(below)} lies below 0 (made things worse)")
+    if parts:
+        text = f"Of {len(steps)} measured remedies, " + "; ".join(parts) + "."
+        if rest:
+            text += (f" The other {rest} showed no detectable change (their intervals include 0 or could not "
+                     "be computed).")
+    else:
+        text = (f"No interval excludes 0: none of the {len(steps)} measured remedies changed {test_set_label} "
+                "Dice detectably, which is not the same as no effect.")
+    return (text + " The order is by the measured mean change; it is not a test between remedies, whose "
+            "intervals may overlap.")
+
+
+def _number(stop: Mapping, key: str) -> float:
+    value = stop.get(key)
+    return math.nan if value is None else float(value)
+
+
+def when_to_stop_paragraph(stop: Mapping) -> str:
+    """"When to stop" from when_to_stop.json: the smallest detectable change in real-image Dice with the
+    labeled real subjects at hand, and the subjects a change of gap_study.change_to_detect needs."""
+    n = int(stop["n_subjects"])
+    test_set = stop.get("test_set", "the real test set")
+    mdc, change, sd = _number(stop, "minimum_detectable_change"), _number(stop, "change"), _number(stop, "sd_diff")
+    needed = stop.get("subjects_needed")
+    if not math.isfinite(mdc):
+        return (f"With {n} labeled real subject(s) on {test_set} and no measured subject-to-subject spread, no "
+                "change in real-image Dice can be shown (a paired comparison needs at least 2 subjects): label "
+                "real frames of more subjects before comparing remedies.")
+    text = (f"With {n} labeled real subjects on {test_set} and an SD of {sd:.3f} Dice in the per-subject "
+            f"differences between two models ({stop.get('sd_source', 'source not recorded')}), the smallest "
+            f"change in real-image Dice a paired t-test detects (two-sided alpha {_number(stop, 'alpha'):g}, "
+            f"power {_number(stop, 'power'):g}) is {mdc:.3f}. ")
+    if needed is None:
+        return text + (f"How many subjects a change of {change:.3f} (gap_study.change_to_detect) needs could not "
+                       "be computed (no change to detect, or more than 100,000 subjects).")
+    needed = int(needed)
+    if needed <= n:
+        return text + (f"A change of {change:.3f} (gap_study.change_to_detect) needs {needed} labeled real "
+                       f"subjects, which the {n} at hand already give: a remedy that truly gained that much "
+                       f"would show an interval above 0 with a probability of about {_number(stop, 'power'):g}.")
+    return text + (f"A change of {change:.3f} (gap_study.change_to_detect) would need {needed} labeled real "
+                   f"subjects, {needed - n} more than now. Until then, stop trying remedies that can only be "
+                   f"expected to gain less than {mdc:.3f}: the data cannot tell such a gain from no change; "
+                   "labeling more real subjects is the step that makes smaller changes visible.")
+
+
+def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_set_label: str) -> dict:
+    """What the verdict shows when the gap study ran: the ranked remedies, which intervals exclude 0,
+    and "when to stop"; every number read from gap_closure.csv and when_to_stop.json."""
+    missing = [c for c in gap_stats.GAP_CLOSURE_COLUMNS if c not in closure.columns]
+    if missing:
+        raise ValueError(f"gap_closure.csv lacks the column(s) {', '.join(missing)}")
+    missing = [k for k in STOP_KEYS if k not in stop]
+    if missing:
+        raise ValueError(f"when_to_stop.json lacks the key(s) {', '.join(missing)}")
+    steps = ranked_steps(closure, test_set, test_set_label)
+    return {"test_set": test_set_label, "steps": steps, "summary": ranking_summary(steps, test_set_label),
+            "when_to_stop": when_to_stop_paragraph(stop)}
 
 
 # ----------------------------------------------------------------------------- figures
@@ -195,7 +304,7 @@ def gap_context(config: dict, files: dict) -> dict | None:
     loso = pd.read_csv(files["loso"], dtype={"held_out_subject": str})
     curve = pd.read_csv(files["learning_curve"])
     stop = json.loads(Path(files["when_to_stop"]).read_text())
-    target = f"test_{str(config['dataset']['target_modality']).lower()}"
+    target = target_test_set(config)
     labels = {ts: f"{ts} ({'real' if ts == target else 'simulator'})" for ts in config["test_sets"]}
     spread = gap_stats.loso_spread(pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"])) \
         if len(loso) else None
@@ -216,7 +325,7 @@ def gap_context(config: dict, files: dict) -> dict | None:
         "loso_spread": None if spread is None else {k: _fmt(v) if k != "n_subjects" else v for k, v in spread.items()},
         "curve_png": curve_figure(curve),
         "conclusion": conclusion_sentences(closure, curve, target, labels),
-        "when_to_stop": stop.get("text", ""),
+        "when_to_stop": when_to_stop_paragraph(stop),
         "next_steps": rank_next_steps(closure, target),
         "target": labels.get(target, target),
     }

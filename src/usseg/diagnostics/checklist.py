@@ -36,19 +36,35 @@ def build_checklist(results: list[CheckResult]) -> dict:
     }
 
 
+# Who acts on a step: "data" steps change the dataset or its labels (no training
+# measures them); "model" steps change the training, which the gap study can
+# measure as remedy experiments (docs/remedies.md). The verdict lists the data
+# steps after the measured ranking when the study ran.
+DATA_SIDE, MODEL_SIDE = "data", "model"
+
+
 def next_steps(results: dict[str, CheckResult], target: str) -> list[str]:
     """Actions that address the checks that did not pass, most important first."""
+    return [step["text"] for step in next_step_records(results, target)]
+
+
+def next_step_records(results: dict[str, CheckResult], target: str) -> list[dict]:
+    """`next_steps` with the check each step answers and its side: [{"check", "side", "text"}]."""
     steps = []
+
+    def add(check: str, side: str, text: str) -> None:
+        steps.append({"check": check, "side": side, "text": text})
+
     comp, subj = results.get("composition"), results.get("subjects")
     if subj and subj.status != PASS:
-        steps.append(
+        add("subjects", DATA_SIDE,
             f"Collect and label {target} images from more distinct subjects: the subject count, not the "
             "frame count, bounds how far a real-domain evaluation can be trusted; report per-subject results "
             "and their spread meanwhile."
         )
     if comp and comp.status != PASS:
         n_unlab = comp.details.get("n_target_unlabeled", 0)
-        steps.append(
+        add("composition", MODEL_SIDE,
             f"Use the {n_unlab} unlabeled {target} images: semi-supervised learning (pseudo-labels, "
             "mean teacher) or self-supervised pre-training on the target domain."
         )
@@ -56,13 +72,13 @@ def next_steps(results: dict[str, CheckResult], target: str) -> list[str]:
     shifted = (dom.details.get("label_shift") or {}).get("shifted_classes", []) if dom else []
     image_gap = dom and dom.details.get("image_status", dom.status) != PASS
     if dom and dom.status != PASS and (image_gap or not shifted):
-        steps.append(
+        add("domain_shift", MODEL_SIDE,
             "Domain adaptation between synthetic and real images: intensity, speckle and contrast "
             "augmentation, histogram matching of simulator images to the real ones, adversarial feature "
             "alignment, and fine-tuning on the few real labels."
         )
     if shifted:
-        steps.append(
+        add("domain_shift", MODEL_SIDE,
             f"Organs differ between the domains in size, position or presence ({', '.join(shifted)}; see "
             "label_shift.png): add scale and translation augmentation (random zoom, crops) so simulator organs "
             f"cover the {target} sizes and positions, weight or oversample simulator frames whose organs look "
@@ -70,38 +86,38 @@ def next_steps(results: dict[str, CheckResult], target: str) -> list[str]:
         )
     cb = results.get("class_balance")
     if cb and cb.status != PASS:
-        steps.append(
+        add("class_balance", MODEL_SIDE,
             "Weight the loss towards rare organs (loss.class_weights: auto; suggested weights in "
             "class_weights.json) or oversample images that contain them; leave classes that the target "
             "domain never labels out of its evaluation."
         )
     lab = results.get("label_verification")
     if lab and lab.status != PASS:
-        steps.append(
+        add("label_verification", DATA_SIDE,
             "Open label_flags.csv and the label galleries: fix or drop the flagged masks (palette, channel "
             "order, empty masks) before training."
         )
     leak = results.get("leakage")
     if leak and leak.status != PASS:
-        steps.append(
+        add("leakage", DATA_SIDE,
             "Fix the split: no subject, file or near-duplicate image may appear on both the training and "
             "the test side (see leakage.json and near_duplicates.csv)."
         )
     pub = results.get("published_baselines")
     if pub and pub.status != PASS and pub.details.get("dataset") == DEMO_ID:
-        steps.append(
+        add("published_baselines", DATA_SIDE,
             "This run diagnoses the generated demo, on which no published result was measured: point data_root "
             "at the real dataset to read our scores against the configured baselines."
         )
     elif pub and pub.status != PASS:
-        steps.append(
+        add("published_baselines", DATA_SIDE,
             "Look for published results measured on this very data and add them under "
             "diagnostics.published_baselines with measured_on equal to diagnostics.dataset_id; results "
             "measured elsewhere are shown but cannot bound this dataset."
         )
     qual = results.get("image_quality")
     if qual and qual.status != PASS:
-        steps.append(
+        add("image_quality", DATA_SIDE,
             "Look at the flagged frames (image_quality.png, image_quality.csv): drop dark, saturated, blurry "
             "or empty frames from training and evaluation, or re-export them from the scanner."
         )
@@ -144,8 +160,10 @@ def render_markdown(checklist: dict, results: dict[str, CheckResult], target: st
 
 def write_checklist(results: list[CheckResult], outputs: DiagnosticsOutputs, target: str) -> dict:
     checklist = build_checklist(results)
-    write_json(outputs.checklist, checklist)
     by_id = {r.id: r for r in results}
+    # The steps with their check and side, so the report can tell data steps from model steps.
+    checklist["next_steps"] = next_step_records(by_id, target)
+    write_json(outputs.checklist, checklist)
     with open(outputs.checklist_md, "w") as fh:
         fh.write(render_markdown(checklist, by_id, target))
     return checklist

@@ -46,6 +46,9 @@ NO_INTERVAL = "none (fewer than 3 subjects)"
 
 GAP_CLOSURE_COLUMNS = ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo", "ci_hi", "n_subjects"]
 LOSO_FIRST_COLUMN = "held_out_subject"
+# gap_closure.csv's remedy name of "adding real labels": each held-out subject's LOSO score
+# against the baseline's score on the same subject.
+LOSO_REMEDY = "loso_real_labels"
 UNLABELED = "unlabeled"
 
 
@@ -442,3 +445,37 @@ def gap_closure_table(rows: Sequence[Mapping]) -> pd.DataFrame:
             f"metric {first['metric']!r}."
         )
     return df.sort_values(["remedy", "test_set", "metric"], kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- for DVC (docs/dvc.md)
+
+
+def _json_number(value):
+    """A finite float, an int for counts, or None (JSON null) where there is no number."""
+    if value is None or pd.isna(value):
+        return None
+    return int(value) if isinstance(value, int | np.integer) else float(value)
+
+
+def gap_closure_metrics(closure: pd.DataFrame) -> dict:
+    """gap_closure.csv nested for `dvc metrics show` and `dvc metrics diff`:
+    remedy -> test_set -> metric -> {baseline, value, delta, ci_lo, ci_hi, n_subjects}; no number is null."""
+    out: dict = {}
+    for row in closure.to_dict("records"):
+        entry = {k: _json_number(row[k]) for k in ("baseline", "value", "delta", "ci_lo", "ci_hi")}
+        n = row["n_subjects"]
+        entry["n_subjects"] = None if n is None or pd.isna(n) else int(n)
+        out.setdefault(str(row["remedy"]), {}).setdefault(str(row["test_set"]), {})[str(row["metric"])] = entry
+    return out
+
+
+def learning_curve_by_test_set(curve: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """learning_curve.csv's mean `metric` as one column per test set against `level` (the share), for
+    `dvc plots` (which draws one line per column, not per group of rows); the intervals stay in
+    learning_curve.csv."""
+    rows = curve[curve["metric"] == metric] if len(curve) else curve
+    if not len(rows):
+        return pd.DataFrame(columns=["level"])
+    wide = rows.pivot(index="level", columns="test_set", values="mean").sort_index()
+    wide.columns = [str(c) for c in wide.columns]
+    return wide.reset_index()

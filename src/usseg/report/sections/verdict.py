@@ -1,7 +1,18 @@
-"""1. Verdict: the diagnostics checklist's answer, its concerns, what the models say and what to try next."""
+"""1. Verdict: the diagnostics checklist's answer, its concerns, what the models say and what to try next.
+
+"What to try next": when the gap study ran (gap_study.enabled), the remedies ranked by their
+measured paired change in real-image Dice (results/gap/gap_closure.csv) with "when to stop"
+(results/gap/when_to_stop.json), then the checklist's steps that no training measures; when it
+did not, the checklist's steps, said to be unmeasured.
+"""
 
 from __future__ import annotations
 
+import pandas as pd
+
+from usseg import gap_report
+from usseg.config import gap_baseline
+from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.report.drops import drop_sentences
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError
@@ -30,9 +41,7 @@ def build(ctx) -> dict:
                  "title": c.get("title", c.get("id", "")), "value": fmt_value(c.get("value")),
                  "threshold": fmt_value(c.get("threshold"))}
                 for s in ("FAIL", "WARN") for c in data["checks"] if c.get("status") == s]
-    steps = data.get("next_steps")
-    if not isinstance(steps, list):
-        steps = next_steps_from_markdown(ctx.path(ctx.inputs.diagnostics.checklist_md).read_text(errors="replace"))
+    steps = checklist_steps(ctx, data)
     checks = []
     for c in data["checks"]:
         status = str(c.get("status", ""))
@@ -45,5 +54,52 @@ def build(ctx) -> dict:
         "answer": VERDICT_ANSWER.get(overall, "Unknown verdict."),
         "count_text": ", ".join(f"{n} {s}" for s, n in counts.items() if n), "n_checks": len(data["checks"]),
         "demo": ctx.config.get("data_root") is None, "concerns": concerns,
-        "drops": [head for head, _, _ in drop_sentences(ctx)], "steps": steps, "checks": checks,
+        "drops": [head for head, _, _ in drop_sentences(ctx)], "checks": checks, **next_steps(ctx, steps),
     }
+
+
+def checklist_steps(ctx, data: dict) -> list[dict]:
+    """The diagnostics' "what to try next" as [{"text", "side"}]: from checklist.json's next_steps
+    (with each step's side), else from checklist.md (side unknown: None)."""
+    steps = data.get("next_steps")
+    if not isinstance(steps, list):
+        text = ctx.path(ctx.inputs.diagnostics.checklist_md).read_text(errors="replace")
+        return [{"text": t, "side": None} for t in next_steps_from_markdown(text)]
+    return [{"text": str(s.get("text", "")), "side": s.get("side")} if isinstance(s, dict)
+            else {"text": str(s), "side": None} for s in steps]
+
+
+def next_steps(ctx, steps: list[dict]) -> dict:
+    """The verdict's "what to try next": measured and ranked when the gap study ran, else the checklist's."""
+    study = ctx.config.get("gap_study") or {}
+    if not study.get("enabled"):
+        return {"ranking": None, "steps": [s["text"] for s in steps], "model_steps": [], "sides_known": False,
+                "change_to_detect": study.get("change_to_detect")}
+    missing = [k for k in ("gap_closure", "when_to_stop") if k not in ctx.inputs.gap]
+    if missing:
+        raise ReportInputError(f"gap_study.enabled, but the report rule passes no gap_summary output(s) "
+                               f"{', '.join(missing)} (rules/report.smk, gap_inputs()).")
+    files = [ctx.inputs.gap["gap_closure"], ctx.inputs.gap["when_to_stop"]]
+    closure_path = ctx.path(files[0])
+    try:
+        closure = pd.read_csv(closure_path)
+    except (OSError, ValueError) as err:
+        raise ReportInputError(f"{closure_path}: cannot read it as CSV ({err}); re-run `snakemake gap_summary`.") \
+            from None
+    stop = ctx.json(files[1])
+    target = gap_report.target_test_set(ctx.config)
+    domain = ctx.test_set_domain(target)[1]
+    try:
+        ranking = gap_report.verdict_ranking(closure, stop if isinstance(stop, dict) else {}, target,
+                                             f"{target} ({domain})" if domain else target)
+    except ValueError as err:
+        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `snakemake gap_summary`.") from None
+    ranking.update(baseline=gap_baseline(ctx.config), section_id=gap_report.SECTION_ID,
+                   art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
+                                    files, derived=True))
+    # Model-side steps are what remedy experiments measure; the data-side ones no training measures,
+    # so they follow the ranking as they are. A checklist.md without sides keeps every step, unsorted.
+    return {"ranking": ranking, "steps": [s["text"] for s in steps if s["side"] != MODEL_SIDE],
+            "model_steps": [s["text"] for s in steps if s["side"] == MODEL_SIDE],
+            "sides_known": all(s["side"] is not None for s in steps),
+            "change_to_detect": study.get("change_to_detect")}
