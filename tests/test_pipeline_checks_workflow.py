@@ -27,7 +27,7 @@ def checked(tiny_run, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory, "checks")
     # The tiny config leaves the reference out of the report; here the report runs it.
     run_snakemake(run, "--cores", "2", "sanity_checks", "nnunet_export", "report",
-                  "--config", "nnunet.enabled=true")
+                  "--config", "nnunet={enabled: true}")
     return run
 
 
