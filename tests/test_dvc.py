@@ -193,15 +193,23 @@ def test_dvc_yaml_stage_runs_snakemake_and_outputs_every_result():
     )
     assert {"results/logs", "results/benchmarks"} <= set(stage["outs"])
     assert stage["params"] == {"config.yaml": []}, stage["params"]
+    # The evaluation summaries, and the gap study's when_to_stop.json (config.yaml runs the study).
     assert set(stage["metrics"]) == {
-        o for o, rule in snakemake_outputs.items() if rule == "evaluate" and o.endswith("/summary.json")
+        o for o, rule in snakemake_outputs.items()
+        if (rule == "evaluate" and o.endswith("/summary.json"))
+        or (rule == "gap_summary" and o.endswith("/when_to_stop.json"))
     }
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert all(next(iter(o.values())) == {"persist": True} for o in doc["stages"][name]["outs"]), (
         "every out must persist: DVC would otherwise delete the results before Snakemake decides what to redo"
     )
     plotted = {f for plot in doc["plots"] for spec in plot.values() for f in spec["y"]}
-    assert plotted == {o for o in snakemake_outputs if o.endswith("/history.csv")}
+    # The training histories of rule train, and the gap study's tables (config.yaml runs the study).
+    gap_tables = ("/gap_closure.csv", "/loso.csv", "/learning_curve.csv")
+    assert plotted == {
+        o for o, rule in snakemake_outputs.items()
+        if (rule == "train" and o.endswith("/history.csv")) or (rule == "gap_summary" and o.endswith(gap_tables))
+    }
 
 
 # ----------------------------------------------------------------------------- on the tiny run
