@@ -82,6 +82,8 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             curves=f"{GAP}/{_kind}/{{{_wc}}}/curves.png",
         log:
             f"{LOGS}/gap/{_kind}_train_{{{_wc}}}.log",
+        benchmark:
+            f"{BENCH}/gap/{_kind}_train/{{{_wc}}}.tsv"
         conda:
             USSEG_ENV
         threads: train_job_threads
@@ -115,6 +117,8 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             confusion_png=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/confusion.png",
         log:
             f"{LOGS}/gap/{_kind}_evaluate_{{{_wc}}}_{{test_set}}.log",
+        benchmark:
+            f"{BENCH}/gap/{_kind}_evaluate/{{{_wc}}}_{{test_set}}.tsv"
         conda:
             USSEG_ENV
         params:
