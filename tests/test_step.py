@@ -119,3 +119,19 @@ def test_other_os_errors_are_still_bugs(tmp_path, capsys):
         with snakemake_step(fake_smk(tmp_path)):
             raise PermissionError(13, "Permission denied", "/x")
     assert "bug in usseg" in capsys.readouterr().err
+
+
+def test_epoch_lines_go_to_the_log_file_not_the_console(tmp_path, capsys):
+    import logging
+
+    from usseg.training_log import epoch_log
+
+    smk = fake_smk(tmp_path)
+    (tmp_path / "out.csv").write_text("a\n")
+    with snakemake_step(smk):
+        epoch_log.info("epoch 7/500 train_loss 0.1")
+        logging.getLogger("usseg.train").info("experiment e: best epoch 7")
+    err = capsys.readouterr().err
+    assert "best epoch 7" in err and "epoch 7/500" not in err
+    text = (tmp_path / "logs" / "example.log").read_text()
+    assert "epoch 7/500 train_loss 0.1" in text and "best epoch 7" in text

@@ -90,6 +90,8 @@ def tiny_config(**defaults) -> dict:
         }
     )
     cfg["experiment_defaults"].update(defaults)
+    # Tests replace the experiments; config.yaml's gap study names one of its own as baseline.
+    cfg["gap_study"]["enabled"] = False
     return check_config(cfg, source="tiny config")
 
 
@@ -239,6 +241,7 @@ def test_training_is_deterministic_and_resume_continues_after_interruption(tiny,
     # Dropout exercises the restored torch RNG on resume.
     cfg["experiments"]["multiorgan_unet"] = {"model": {"dropout": 0.1}}
     caplog.set_level(logging.INFO, logger="usseg.train")
+    caplog.set_level(logging.INFO, logger="usseg.epochs")  # the epoch lines
 
     run_training(cfg, "multiorgan_unet", tiny, tmp_path / "a", tmp_path / "ckpt_a")
     run_training(cfg, "multiorgan_unet", tiny, tmp_path / "b", tmp_path / "ckpt_b")
@@ -335,6 +338,7 @@ def test_after_a_code_change_training_really_retrains(tiny, tmp_path, caplog, mo
     assert epochs_run == [], "unchanged code and settings: the finished checkpoint is reused"
     monkeypatch.setattr(train_module, "training_code_digest", lambda: "another version of the code")
     caplog.set_level(logging.INFO, logger="usseg.train")
+    caplog.set_level(logging.INFO, logger="usseg.epochs")  # the epoch lines
     run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
     assert epochs_run == [1, 2]
     assert any("starting fresh" in r.getMessage() for r in caplog.records)
@@ -350,6 +354,7 @@ def test_a_corrupt_checkpoint_is_set_aside_and_training_restarts(tiny, tmp_path,
     first = _weights(out)
     _flip_last_byte(ckpt / damaged)
     caplog.set_level(logging.INFO, logger="usseg.train")
+    caplog.set_level(logging.INFO, logger="usseg.epochs")  # the epoch lines
     epochs_run: list[int] = []
     run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
     assert epochs_run == [1, 2]

@@ -65,7 +65,7 @@ from usseg import checkpoint, data, train
 from usseg.errors import DataError, UssegError
 from usseg.models import build_network, load_predictor, model_metadata, save_network
 from usseg.remedies import semi, spec, wiring
-from usseg.training_log import epoch_line, write_history
+from usseg.training_log import epoch_line, epoch_log, write_history
 
 log = logging.getLogger("usseg.semi_training")
 
@@ -206,7 +206,7 @@ def _run_epochs(run: _Run, first: int, last: int, history: list, best: dict, one
         train._save_last(run.checkpoint_dir, run.run_hash, exp, epoch, history, best, student, run.optimizer,
                          run.scheduler, None, extra_tensors=extra_tensors())
         write_history(history, run.class_names, run.out_dir / "history.csv")
-        log.info(epoch_line(row, last, run.class_names))
+        epoch_log.info(epoch_line(row, last, run.class_names))
         if run.on_epoch_end is not None:
             run.on_epoch_end(epoch)
     return best

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from usseg.errors import UssegError
 from usseg.provenance import provenance_record, write_provenance
+from usseg.training_log import EPOCH_LOGGER
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -36,7 +37,10 @@ def configure_logging(log_path: str | None) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     formatter = logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    # Epoch lines only in the log file: a person reads the console.
+    console.addFilter(lambda record: not record.name.startswith(EPOCH_LOGGER))
+    handlers: list[logging.Handler] = [console]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))

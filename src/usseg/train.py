@@ -55,8 +55,8 @@ from usseg.models import build_network, model_metadata, resolve_device, save_net
 from usseg.provenance import library_versions
 from usseg.remedies import spec, wiring
 from usseg.training_log import epoch_line as _epoch_line
+from usseg.training_log import epoch_log, plot_curves
 from usseg.training_log import fmt as _fmt
-from usseg.training_log import plot_curves
 from usseg.training_log import write_history as _write_history
 
 log = logging.getLogger("usseg.train")
@@ -327,7 +327,7 @@ def _train_network(
             save_network(checkpoint_dir / BEST, net, meta)
         _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler)
         _write_history(history, class_names, out_dir / "history.csv")
-        log.info(_epoch_line(row, epochs, class_names))
+        epoch_log.info(_epoch_line(row, epochs, class_names))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 

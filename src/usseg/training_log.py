@@ -5,11 +5,18 @@ Shared by the network's trainer (usseg.train) and the random forest's (usseg.for
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
 
 import pandas as pd
+
+# One line per epoch goes to this logger: the job's log file keeps every line,
+# the console leaves them out (usseg.step.configure_logging), since a default
+# run trains for thousands of epochs in all (the overfit checks alone 500 each).
+EPOCH_LOGGER = "usseg.epochs"
+epoch_log = logging.getLogger(EPOCH_LOGGER)
 
 
 def history_columns(class_names: list[str]) -> list[str]:
