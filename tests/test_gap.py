@@ -105,3 +105,22 @@ def test_remedy_experiments_share_the_baseline_classes():
     loso = gap.loso_experiment(cfg)
     assert loso["train_modalities"] == ["AUS", "RUS"] and loso["name"] == "multiorgan_unet_loso"
     assert gap.fraction_names(cfg) == ["0.25", "0.5", "1"]
+
+
+def test_when_to_stop_pools_the_spread_of_every_measured_change(tmp_path):
+    # A remedy with a steady small effect and LOSO with a large, uneven one: the
+    # sensitivity must reflect both, not the steadiest change alone.
+    subjects = ["s1", "s2", "s3", "s4"]
+    base = dict(zip(subjects, [0.4, 0.5, 0.6, 0.3]))
+    steady = {s: v + 0.01 * (i % 2) for i, (s, v) in enumerate(base.items())}
+    dirs = {("base", "test_rus"): write_eval(tmp_path / "base", base),
+            ("rem", "test_rus"): write_eval(tmp_path / "rem", steady)}
+    study = {"change_to_detect": 0.05, "alpha": 0.05, "power": 0.8}
+    alone = gap.when_to_stop(dirs[("base", "test_rus")], dirs, "base", ["rem"], "test_rus", study)
+    loso = pd.Series([0.9, 0.5, 0.95, 0.35], index=subjects)
+    both = gap.when_to_stop(dirs[("base", "test_rus")], dirs, "base", ["rem"], "test_rus", study,
+                            {gap.LOSO_REMEDY: loso})
+    assert both["sd_diff"] > 5 * alone["sd_diff"]
+    assert both["minimum_detectable_change"] > alone["minimum_detectable_change"]
+    assert both["subjects_needed"] > alone["subjects_needed"]
+    assert "every measured change" in both["sd_source"]

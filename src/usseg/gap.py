@@ -241,21 +241,28 @@ def gap_closure(baseline: str, remedies: Sequence[str], eval_dirs: Mapping[tuple
 
 
 def when_to_stop(baseline_eval_dir, eval_dirs: Mapping[tuple[str, str], str | Path],
-                 baseline: str, remedies: Sequence[str], target_test_set: str, study: Mapping) -> dict:
+                 baseline: str, remedies: Sequence[str], target_test_set: str, study: Mapping,
+                 other_changes: Mapping[str, pd.Series] | None = None) -> dict:
     """"When to stop" on the real test set's Dice: the smallest detectable change with the labeled
     real subjects at hand, and the subjects a change of gap_study.change_to_detect needs.
 
-    The SD is the pooled SD of the remedies' paired differences on the real test set; with no
-    remedy measured, the baseline's between-subject SD turned into an SD of differences at an
-    assumed correlation of 0.5 (gap_stats.sd_of_differences), said so in `sd_source`.
+    The SD is the pooled SD of the paired differences of every change measured on the real test
+    set: the remedies' and `other_changes` (name -> per-subject Dice of a model paired with the
+    baseline on the same subjects: the LOSO held-out scores). Every measured change counts, so a
+    small remedy with a steady effect cannot make the study look more sensitive than the spread
+    of a large one allows. With no change measured, the baseline's between-subject SD turned into
+    an SD of differences at an assumed correlation of 0.5 (gap_stats.sd_of_differences); said so
+    in `sd_source`.
     """
     base = _series(subject_scores(baseline_eval_dir), "dice")
     deltas = [gap_stats.paired_delta(base, _series(subject_scores(eval_dirs[(r, target_test_set)]), "dice"))
               for r in remedies]
+    deltas += [gap_stats.paired_delta(base[scores.index], scores) for scores in (other_changes or {}).values()]
     deltas = [d for d in deltas if d.n_subjects >= MIN_SUBJECTS_FOR_SD]
     n = int(np.isfinite(base.to_numpy(float)).sum())
     if deltas:
-        sd, source = gap_stats.pooled_sd(deltas), "pooled SD of the remedies' paired per-subject differences"
+        sd = gap_stats.pooled_sd(deltas)
+        source = "pooled SD of the paired per-subject differences of every measured change"
     else:
         between = float(np.nanstd(base.to_numpy(float), ddof=1)) if n >= 2 else math.nan
         sd = gap_stats.sd_of_differences(between)
@@ -368,7 +375,9 @@ def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings:
                                   + "\n")
     if target not in test_sets:
         raise DataError(f"gap study: the target test set {target} is not in test_sets ({', '.join(test_sets)}).")
-    stop = when_to_stop(dirs[(baseline, target)], dirs, baseline, remedies, target, study)
+    held_out = ({LOSO_REMEDY: pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"].astype(str))}
+                if len(loso) else {})
+    stop = when_to_stop(dirs[(baseline, target)], dirs, baseline, remedies, target, study, held_out)
     Path(stop_json).write_text(json.dumps(_finite(stop), indent=2, allow_nan=False) + "\n")
 
 
