@@ -128,7 +128,7 @@ def demo_provenance():
 
 
 def train_job_threads(wildcards):
-    """A training's threads: half of --cores (usseg.resources.train_threads).
+    """A training's threads: half of --cores, at most half the CPUs (usseg.resources.train_threads).
 
     A cluster run has no --cores (Snakemake then refuses workflow.cores); its
     profile sets the threads with set-threads, and this fallback is not asked.

@@ -9,7 +9,16 @@ from usseg import resources
 
 @pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
 def test_train_threads_is_half_the_cores(cores, threads):
-    assert resources.train_threads(cores) == threads
+    assert resources.train_threads(cores, cpus=64) == threads
+
+
+@pytest.mark.parametrize(("cores", "cpus", "threads"), [(8, 2, 1), (8, 4, 2), (8, 16, 4), (2, 16, 1)])
+def test_train_threads_never_exceed_half_the_cpus_there_are(cores, cpus, threads):
+    assert resources.train_threads(cores, cpus=cpus) == threads
+
+
+def test_available_cpus_counts_this_process_s_cpus():
+    assert 1 <= resources.available_cpus() <= (__import__("os").cpu_count() or 1)
 
 
 def unet(device):

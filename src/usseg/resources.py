@@ -14,11 +14,24 @@ import glob
 import os
 
 
-def train_threads(cores: int) -> int:
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a container or batch
+    system may narrow), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
+
+
+def train_threads(cores: int, cpus: int | None = None) -> int:
     """Half the cores (at least one): two trainings fit side by side on a CPU-only
     machine, and beside one GPU training the other half serves evaluation and
-    diagnostics. Snakemake never gives a job more than --cores."""
-    return max(1, int(cores) // 2)
+    diagnostics. Snakemake never gives a job more than --cores. The cores count
+    at most as many as the CPUs there are (`cpus`, default available_cpus()):
+    `make report` passes --cores 8, and on a 2-core laptop two trainings of 4
+    threads each would oversubscribe the cores and slow every job."""
+    cpus = available_cpus() if cpus is None else int(cpus)
+    return max(1, min(int(cores), cpus) // 2)
 
 
 @functools.cache
