@@ -40,16 +40,20 @@ def _check_rgb(rgb) -> np.ndarray:
     return arr
 
 
-def _table(pal: np.ndarray) -> np.ndarray:
-    key = pal.tobytes()
+def _lazy_table(key: bytes, unknown: int, dtype) -> np.ndarray:
+    """The table under `key`, created once (filled with `unknown`) even when threads race."""
     table = _tables.get(key)
     if table is None:
         with _tables_lock:
             table = _tables.get(key)
             if table is None:
-                table = np.full(1 << 24, _UNKNOWN, dtype=np.uint8)
+                table = np.full(1 << 24, unknown, dtype=dtype)
                 _tables[key] = table
     return table
+
+
+def _table(pal: np.ndarray) -> np.ndarray:
+    return _lazy_table(pal.tobytes(), _UNKNOWN, np.uint8)
 
 
 _BOTH_UNKNOWN = 0xFFFFFFFF  # entry not decided yet (a real entry is below 2**26)
@@ -59,15 +63,7 @@ def _both_table(pal: np.ndarray) -> np.ndarray:
     """Per palette, a 64 MiB table filled lazily like the label table: for each 24-bit colour
     code, its nearest palette index (low 8 bits) and squared distance to it (the bits above:
     at most 3 * 255**2), so a pixel of the aa_aware decode costs one lookup."""
-    key = b"both" + pal.tobytes()
-    table = _tables.get(key)
-    if table is None:
-        with _tables_lock:
-            table = _tables.get(key)
-            if table is None:
-                table = np.full(1 << 24, _BOTH_UNKNOWN, dtype=np.uint32)
-                _tables[key] = table
-    return table
+    return _lazy_table(b"both" + pal.tobytes(), _BOTH_UNKNOWN, np.uint32)
 
 
 def _codes(flat: np.ndarray) -> np.ndarray:
