@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch
 
-from usseg.config import load_config, resolve_experiment
+from usseg.config import load_config
 
 SETTINGS = {
     # name: (config file, source image height, width: the demo `small` / `full` sizes)
@@ -82,34 +82,34 @@ def throughput(setting: str, device: torch.device, num_workers: int | None, n_im
     from monai.utils import set_determinism
 
     from usseg import data
-    from usseg.config import experiment_class_names, label_lookup
+    from usseg.experiment import Experiment
     from usseg.models import build_network
     from usseg.train import build_loss, build_optimizer, train_step
 
     path, h, w = SETTINGS[setting]
     cfg = _load(path)
-    exp = resolve_experiment(cfg, "multiorgan_unet")
+    exp = Experiment.from_config(cfg, "multiorgan_unet")
     if num_workers is not None:
-        exp["num_workers"] = num_workers
+        exp = exp.with_settings(num_workers=num_workers)
     set_determinism(0)
-    lut = label_lookup(exp, cfg["dataset"])
-    n_classes = len(experiment_class_names(exp, cfg["dataset"]))
+    lut = exp.label_lookup(cfg["dataset"])
+    n_classes = len(exp.class_names(cfg["dataset"]))
     records = _synthetic_records(work / f"{setting}_{h}x{w}", n_images, h, w)
     t = time.perf_counter()
     ds = data.build_dataset(records, exp, lut, augment=True)
     cache_s = time.perf_counter() - t
-    net = build_network(exp["model"], n_classes, exp["image_size"]).to(device).train()
+    net = build_network(exp.model, n_classes, exp.image_size).to(device).train()
     loss_fn = build_loss(exp, cfg["dataset"], None).to(device)
     opt = build_optimizer(exp, net.parameters())
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    bs = int(exp["batch_size"])
+    bs = exp.batch_size
 
     def batches():
         epoch = 0
         while True:
             g = torch.Generator().manual_seed(epoch)
             yield from DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True,
-                                  num_workers=int(exp["num_workers"]), generator=g,
+                                  num_workers=exp.num_workers, generator=g,
                                   pin_memory=device.type == "cuda",
                                   persistent_workers=False)
             epoch += 1
@@ -133,10 +133,10 @@ def throughput(setting: str, device: torch.device, num_workers: int | None, n_im
     return {
         "setting": setting,
         "device": str(device),
-        "image_size": "x".join(map(str, exp["image_size"])),
+        "image_size": "x".join(map(str, exp.image_size)),
         "source": f"{h}x{w}",
         "batch": bs,
-        "workers": int(exp["num_workers"]),
+        "workers": exp.num_workers,
         "params_M": sum(p.numel() for p in net.parameters()) / 1e6,
         "images_per_s": images / total,
         "step_ms": 1000 * total / steps,
@@ -159,8 +159,11 @@ def print_table(rows: list[dict]) -> None:
 def workflow(args) -> int:
     import logging
 
+    from usseg.data import PreparedData
+    from usseg.dataset_root import find_dataset_root
     from usseg.demo import generate_demo_dataset
     from usseg.evaluate import evaluate_experiment
+    from usseg.experiment import Experiment
     from usseg.manifest import write_manifest
     from usseg.masks import decode_masks
     from usseg.splits import write_splits
@@ -179,19 +182,20 @@ def workflow(args) -> int:
         decode_masks(manifest, data_root, ds, labels)
         write_splits(manifest, labels / "decode_report.csv", cfg["split"]["val_fraction"], cfg["split"]["seed"], splits)
         print(f"data preparation ({args.size}): {time.perf_counter() - t:.1f}s (not counted)")
+    prepared = PreparedData(ds, find_dataset_root(data_root, ds["modalities"]), manifest, splits, labels,
+                            cfg["diagnostics"]["fov_threshold"])
     total = time.perf_counter()
     cpu0 = os.times()
     print(f"{'experiment':28s} {'train_s':>8s} {'eval_s':>7s}  liver Dice test_aus / test_rus")
     for name in cfg["experiments"]:
-        exp = resolve_experiment(cfg, name)
+        exp = Experiment.from_config(cfg, name)
         out = res / "experiments" / name
         t = time.perf_counter()
-        train_experiment(exp, ds, data_root, manifest, splits, labels, out, res / "checkpoints" / name)
+        train_experiment(exp, prepared, out, res / "checkpoints" / name)
         t_train = time.perf_counter() - t
         dice = {}
         for test_set in cfg["test_sets"]:
-            s = evaluate_experiment(exp, ds, data_root, manifest, splits, labels, out / "model.safetensors",
-                                    test_set, out / "eval" / test_set)
+            s = evaluate_experiment(exp, prepared, out / "model.safetensors", test_set, out / "eval" / test_set)
             dice[test_set] = s["dice"].get("liver")
         t_eval = time.perf_counter() - t - t_train
         shown = " / ".join("n/a" if v is None else f"{v:.3f}" for v in dice.values())

@@ -11,8 +11,9 @@ from snakemake.utils import validate
 
 from usseg.code_deps import code_files
 from usseg.dataset_fingerprint import update_fingerprint
-from usseg.config import SCHEMA_PATH, apply_overlay, check_config, resolve_experiment
+from usseg.config import SCHEMA_PATH, apply_overlay, check_config
 from usseg.errors import ConfigError
+from usseg.experiment import Experiment
 from usseg.resources import gpu_token, train_threads
 
 # config.yaml with the command line's overlay on top (apply_overlay): a
@@ -141,4 +142,11 @@ def train_job_threads(wildcards):
 
 
 def experiment(wildcards):
-    return resolve_experiment(config, wildcards.experiment)
+    """The experiment's resolved settings, a plain mapping: as a param, a changed setting re-runs its jobs."""
+    return Experiment.from_config(config, wildcards.experiment).settings
+
+
+def experiment_gpu(wildcards):
+    """The `gpu` token of the experiment's jobs (usseg.resources.gpu_token)."""
+    exp = Experiment.from_config(config, wildcards.experiment)
+    return gpu_token(exp.device, network=exp.is_network)

@@ -6,6 +6,7 @@
 # subject level. Runs only when gap_study.enabled.
 
 from usseg.config import gap_baseline
+from usseg.contracts import test_set_name
 from usseg.gap import (
     curve_experiment,
     fraction_names,
@@ -17,9 +18,12 @@ GAP = f"{RESULTS}/gap"
 GAP_ENABLED = config["gap_study"]["enabled"]
 # Off: the baseline named may not be an experiment of this run; nothing is asked of it.
 GAP_BASELINE = gap_baseline(config) if GAP_ENABLED else None
+GAP_BASELINE_EXPERIMENT = (
+    Experiment.from_config(config, GAP_BASELINE) if GAP_ENABLED else None
+)
 GAP_REMEDIES = remedy_experiments(config) if GAP_ENABLED else []
 GAP_FRACTIONS = fraction_names(config)
-TARGET_TEST_SET = f"test_{config['dataset']['target_modality'].lower()}"
+TARGET_TEST_SET = test_set_name(config["dataset"]["target_modality"])
 
 
 wildcard_constraints:
@@ -57,9 +61,9 @@ rule gap_curve_split:
         USSEG_ENV
     params:
         fractions=config["gap_study"]["learning_curve_fractions"],
-        modalities=lambda wildcards: curve_experiment(config, wildcards.fraction)[
-            "train_modalities"
-        ],
+        modalities=lambda wildcards: list(
+            curve_experiment(config, wildcards.fraction).train_modalities
+        ),
         seed=config["split"]["seed"],
     script:
         "../scripts/gap_curve_split.py"
@@ -72,6 +76,7 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             f"gap_{_kind}_train"
         input:
             manifest=rules.manifest.output.manifest,
+            root=rules.manifest.output.root,
             splits=gap_split(_kind),
             labels=rules.decode_masks.output.labels,
             code=code_of("../scripts/gap_train.py"),
@@ -88,11 +93,17 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             USSEG_ENV
         threads: train_job_threads
         resources:
-            gpu=lambda wildcards: gpu_token(resolve_experiment(config, GAP_BASELINE)),
+            gpu=(
+                gpu_token(
+                    GAP_BASELINE_EXPERIMENT.device,
+                    network=GAP_BASELINE_EXPERIMENT.is_network,
+                )
+                if GAP_ENABLED
+                else 0
+            ),
         params:
             experiment=gap_variant,
             dataset=config["dataset"],
-            data_root=data_root(),
             out_dir=f"{GAP}/{_kind}/{{{_wc}}}",
             checkpoint_dir=f"{RESULTS}/checkpoints/gap_{_kind}_{{{_wc}}}",
             fov_threshold=config["diagnostics"]["fov_threshold"],
@@ -104,6 +115,7 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             f"gap_{_kind}_evaluate"
         input:
             manifest=rules.manifest.output.manifest,
+            root=rules.manifest.output.root,
             splits=gap_split(_kind),
             labels=rules.decode_masks.output.labels,
             model=f"{GAP}/{_kind}/{{{_wc}}}/model.safetensors",
@@ -124,7 +136,6 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
         params:
             experiment=gap_variant,
             dataset=config["dataset"],
-            data_root=data_root(),
             evaluation=config["evaluation"],
             test_sets=TEST_SETS,
             out_dir=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}",
@@ -136,6 +147,7 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
 rule gap_domain:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         code=code_of("../scripts/gap_domain.py"),
     output:
@@ -147,7 +159,6 @@ rule gap_domain:
     params:
         experiment=experiment,
         dataset=config["dataset"],
-        data_root=data_root(),
         diagnostics=config["diagnostics"],
     script:
         "../scripts/gap_domain.py"

@@ -3,10 +3,10 @@
 
 
 def gap_variant(wildcards):
-    """The baseline's settings for a LOSO fold or a learning-curve share."""
+    """The baseline's settings (a plain mapping, as params) for a LOSO fold or a learning-curve share."""
     if "subject" in wildcards.keys():
-        return loso_experiment(config)
-    return curve_experiment(config, wildcards.fraction)
+        return loso_experiment(config).settings
+    return curve_experiment(config, wildcards.fraction).settings
 
 
 def gap_split(kind):

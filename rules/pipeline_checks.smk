@@ -10,9 +10,7 @@ from usseg.nnunet_reference import reference_runs
 SANITY = f"{RESULTS}/sanity"
 # The training checks run a network's training loop; the forest has none.
 SANITY_EXPERIMENTS = [
-    name
-    for name in EXPERIMENTS
-    if resolve_experiment(config, name)["model"]["name"] != "random_forest"
+    name for name in EXPERIMENTS if Experiment.from_config(config, name).is_network
 ]
 
 
@@ -41,11 +39,12 @@ rule sanity_training:
     # Trains like the train rule, so it is given the same threads and gpu token.
     threads: train_job_threads
     resources:
-        gpu=lambda wildcards: gpu_token(experiment(wildcards)),
+        gpu=experiment_gpu,
     params:
         experiment=experiment,
         dataset=config["dataset"],
         sanity=config["sanity"],
+        fov_threshold=config["diagnostics"]["fov_threshold"],
         # The two training runs go to a temporary folder below this one.
         work_dir=folder_of("json"),
     script:
@@ -127,9 +126,7 @@ rule nnunet_train_predict:
         USSEG_ENV
     threads: train_job_threads
     resources:
-        gpu=gpu_token(
-            {"model": {"name": "nnunet"}, "device": config["nnunet"]["device"]}
-        ),
+        gpu=gpu_token(config["nnunet"]["device"]),
     params:
         nnunet=config["nnunet"],
         test_sets=TEST_SETS,
@@ -142,6 +139,7 @@ rule nnunet_train_predict:
 rule nnunet_evaluate:
     input:
         manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
         predictions=rules.nnunet_train_predict.output.predictions,
@@ -161,10 +159,9 @@ rule nnunet_evaluate:
     # usseg's own evaluation (usseg.evaluate) of nnU-Net's predictions.
     params:
         dataset=config["dataset"],
-        data_root=data_root(),
         evaluation=config["evaluation"],
         test_sets=TEST_SETS,
-        image_size=config["experiment_defaults"]["image_size"],
+        experiment_defaults=config["experiment_defaults"],
         out_dir=f"{NNUNET_EVAL}/{{test_set}}",
     script:
         "../scripts/nnunet_evaluate.py"

@@ -38,7 +38,7 @@ rule train:
         USSEG_ENV
     threads: train_job_threads
     resources:
-        gpu=lambda wildcards: gpu_token(experiment(wildcards)),
+        gpu=experiment_gpu,
     params:
         experiment=experiment,
         dataset=config["dataset"],

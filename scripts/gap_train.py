@@ -1,6 +1,6 @@
 import torch
 
-from usseg.step import snakemake_step
+from usseg.step import experiment, prepared_data, snakemake_step
 from usseg.train import train_experiment
 
 # The threads this job was given (rule threads), not one or every core.
@@ -8,13 +8,8 @@ torch.set_num_threads(snakemake.threads)
 
 with snakemake_step(snakemake):
     train_experiment(
-        snakemake.params.experiment,
-        snakemake.params.dataset,
-        snakemake.params.data_root,
-        snakemake.input.manifest,
-        snakemake.input.splits,
-        snakemake.input.labels,
+        experiment(snakemake),
+        prepared_data(snakemake),
         snakemake.params.out_dir,
         snakemake.params.checkpoint_dir,
-        fov_threshold=snakemake.params.fov_threshold,
     )

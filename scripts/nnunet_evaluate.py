@@ -1,17 +1,13 @@
 from usseg.nnunet_reference import evaluate_predictions
-from usseg.step import snakemake_step
+from usseg.step import prepared_data, snakemake_step
 
 with snakemake_step(snakemake):
     evaluate_predictions(
         snakemake.input.predictions,
         snakemake.wildcards.test_set,
-        snakemake.params.dataset,
-        snakemake.params.data_root,
-        snakemake.input.manifest,
-        snakemake.input.splits,
-        snakemake.input.labels,
+        prepared_data(snakemake),
         snakemake.params.out_dir,
         evaluation=snakemake.params.evaluation,
         test_sets=snakemake.params.test_sets,
-        image_size=snakemake.params.image_size,
+        experiment_defaults=snakemake.params.experiment_defaults,
     )

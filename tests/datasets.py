@@ -198,9 +198,21 @@ class Written:
     splits_csv: Path
 
     def paths(self) -> dict:
-        """The paths train_experiment, evaluate and the sanity checks take."""
+        """The data stages' files (see `prepared`)."""
         return {"data_root": self.root, "manifest_csv": self.manifest_csv, "splits_csv": self.splits_csv,
                 "labels_dir": self.labels_dir}
+
+
+def prepared(config: dict, paths: dict, splits_csv=None, labels_dir=None):
+    """The prepared data (usseg.data.PreparedData) that training, evaluation and the checks read, of a
+    test dataset's `paths` (Written.paths()), optionally under another split or labels folder."""
+    from usseg.data import PreparedData
+
+    return PreparedData(
+        config["dataset"], Path(paths["data_root"]), Path(paths["manifest_csv"]),
+        Path(splits_csv or paths["splits_csv"]), Path(labels_dir or paths["labels_dir"]),
+        int(config["diagnostics"]["fov_threshold"]),
+    )
 
 
 def decode(rgb: np.ndarray, max_distance: float = 60.0) -> tuple[np.ndarray, dict]:
@@ -278,6 +290,16 @@ def write_frames(tmp, frames: list[Frame], issues=(), splits_override: dict | No
     pd.DataFrame(splits, columns=SPLIT_COLUMNS).to_csv(results / "splits.csv", index=False)
     return Written(root, results, results / "manifest.csv", results / "manifest_issues.csv", labels_dir,
                    results / "splits.csv")
+
+
+def eval_summary(per_subject: dict | None = None, classes=(), experiment: str = "e", test_set: str = "test_aus",
+                 **extra) -> dict:
+    """An evaluation's summary.json with every key its readers rely on (usseg.contracts.SUMMARY_KEYS):
+    `per_subject` (subject -> class -> Dice) and `classes` (mean_foreground.classes)."""
+    per_subject = per_subject or {}
+    return {"experiment": experiment, "test_set": test_set, "n_images": 2 * len(per_subject),
+            "n_subjects": len(per_subject), "dice": dict.fromkeys(classes), "dice_mean_foreground": None,
+            "mean_foreground": {"classes": list(classes)}, "per_subject": per_subject, **extra}
 
 
 # ----------------------------------------------------------------------------- in-memory frames

@@ -6,15 +6,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from usseg.config import (
-    check_config,
-    experiment_class_names,
-    include_background,
-    label_lookup,
-    load_config,
-    resolve_experiment,
-)
+from usseg.config import check_config, load_config, resolve_experiment
 from usseg.errors import ConfigError
+from usseg.experiment import Experiment
 
 
 @pytest.fixture()
@@ -137,13 +131,28 @@ def test_experiment_resolution_merges_defaults(cfg):
 
 def test_binary_experiment_maps_other_organs_to_background(cfg):
     check_config(cfg)
-    exp = resolve_experiment(cfg, "liver_unet")
-    assert experiment_class_names(exp, cfg["dataset"]) == ["background", "liver"]
-    lut = label_lookup(exp, cfg["dataset"])
+    exp = Experiment.from_config(cfg, "liver_unet")
+    assert exp.class_names(cfg["dataset"]) == ["background", "liver"]
+    lut = exp.label_lookup(cfg["dataset"])
     assert lut.tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 0]
-    assert include_background(exp, cfg["dataset"]) is False
-    multi = resolve_experiment(cfg, "multiorgan_unet")
-    assert include_background(multi, cfg["dataset"]) is True
+    assert exp.include_background(cfg["dataset"]) is False
+    multi = Experiment.from_config(cfg, "multiorgan_unet")
+    assert multi.include_background(cfg["dataset"]) is True
+
+
+def test_an_experiment_is_a_typed_private_copy_of_its_settings(cfg):
+    check_config(cfg)
+    settings = resolve_experiment(cfg, "multiorgan_unet")
+    exp = Experiment(settings)
+    settings["epochs"] = 999  # the caller's mapping changing later does not change the experiment
+    assert exp.epochs == cfg["experiment_defaults"]["epochs"] and isinstance(exp.image_size, tuple)
+    assert exp.model.name == "unet" and exp.is_network and not exp.is_forest
+    assert exp.remedy.name == "none"
+    short = exp.with_settings(epochs=2, name="short")
+    assert (short.epochs, short.name, exp.epochs, exp.name) == (2, "short", exp.epochs, "multiorgan_unet")
+    # A mapping missing a required key is refused with the key named.
+    with pytest.raises(ConfigError, match="experiments.x: missing .*epochs"):
+        Experiment({k: v for k, v in settings.items() if k != "epochs"} | {"name": "x"})
 
 
 def test_unknown_experiment_name(cfg):
@@ -175,9 +184,9 @@ def test_article_overlay_has_only_the_article_experiments_and_settings():
     # Every remedy of usseg.remedies.spec has its experiment (the augmentation ones have remedy none).
     from usseg.remedies.spec import REMEDIES
 
-    assert {resolve_experiment(cfg, n)["remedy"]["name"] for n in remedies} == set(REMEDIES)
+    assert {Experiment.from_config(cfg, n).remedy.name for n in remedies} == set(REMEDIES)
     # config.yaml's liver_unet post-processes; the article's does not.
-    assert resolve_experiment(cfg, "liver_unet")["postprocess"]["largest_component"] is False
+    assert Experiment.from_config(cfg, "liver_unet").largest_component is False
     tiny = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
     assert "multiorgan_unet" not in tiny["experiments"]
 

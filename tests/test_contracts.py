@@ -65,10 +65,69 @@ def test_read_summary_and_checklist_check_their_keys(tmp_path):
 
 def test_the_stages_use_the_contract_columns():
     from usseg import manifest, masks, splits
-    from usseg.diagnostics import inputs
 
     assert manifest.MANIFEST_COLUMNS is contracts.MANIFEST_COLUMNS
     assert manifest.ISSUE_COLUMNS is contracts.ISSUE_COLUMNS
     assert masks.REPORT_COLUMNS is contracts.DECODE_REPORT_COLUMNS
     assert splits.SPLIT_COLUMNS is contracts.SPLIT_COLUMNS
-    assert inputs.MANIFEST_COLUMNS is contracts.MANIFEST_COLUMNS
+
+
+def test_numeric_contract_files_refuse_text_where_numbers_belong(tmp_path):
+    path = tmp_path / "loso.csv"
+    pd.DataFrame({"held_out_subject": ["007"], "n_images": [3], "dice": ["high"], "surface_dice": [0.5]}).to_csv(
+        path, index=False)
+    with pytest.raises(DataError, match=r"loso\.csv: column\(s\) dice hold text.*gap_summary step"):
+        contracts.read_loso(path)
+    pd.DataFrame({"held_out_subject": ["007"], "n_images": [3], "dice": [""], "surface_dice": [0.5]}).to_csv(
+        path, index=False)
+    loso = contracts.read_loso(path)
+    # Subject ids stay text ("007", not 7); an empty score is a missing number.
+    assert loso.loc[0, "held_out_subject"] == "007" and pd.isna(loso.loc[0, "dice"])
+    with pytest.raises(DataError, match="lacks the column.*ci_lo"):
+        pd.DataFrame({"remedy": ["r"]}).to_csv(tmp_path / "g.csv", index=False)
+        contracts.read_numbers(tmp_path / "g.csv", ["remedy", "ci_lo"], "gap_summary", text=("remedy",))
+
+
+def _manifest_row(**changes) -> dict:
+    row = {c: "" for c in contracts.MANIFEST_COLUMNS}
+    row.update(image_id="a", subject_id="s", modality="AUS", image_path="AUS/a.png", has_mask="True", width="4",
+               height="4")
+    row.update(changes)
+    return row
+
+
+def test_the_manifest_reader_types_and_checks_its_cells(tmp_path):
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame([_manifest_row()]).to_csv(path, index=False)
+    back = contracts.read_manifest(path)
+    assert back["has_mask"].dtype == bool and back.loc[0, "has_mask"]
+    assert back["width"].dtype == "int64" and back.loc[0, "width"] == 4
+    pd.DataFrame([_manifest_row(has_mask="perhaps")]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"manifest\.csv, column has_mask: .*'perhaps'"):
+        contracts.read_manifest(path)
+    pd.DataFrame([_manifest_row(width="wide")]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"manifest\.csv, column width: expected whole numbers"):
+        contracts.read_manifest(path)
+
+
+def test_the_split_table_joins_checked_files_and_names_an_unknown_image(tmp_path):
+    manifest, splits = tmp_path / "manifest.csv", tmp_path / "splits.csv"
+    pd.DataFrame([_manifest_row()]).to_csv(manifest, index=False)
+    rows = [{"image_id": "a", "subject_id": "s", "split": "train", "note": "", "excluded_from": ""}]
+    contracts.write_table(pd.DataFrame(rows), splits, contracts.SPLIT_COLUMNS)
+    table = contracts.read_split_table(manifest, splits)
+    assert table.loc[0, "split"] == "train" and table.loc[0, "modality"] == "AUS"
+    rows.append({**rows[0], "image_id": "ghost"})
+    contracts.write_table(pd.DataFrame(rows), splits, contracts.SPLIT_COLUMNS)
+    with pytest.raises(DataError, match="1 image ids are not in .*manifest.csv.*'ghost'.*manifest and split steps"):
+        contracts.read_split_table(manifest, splits)
+
+
+def test_sanity_and_gap_json_readers_check_their_keys(tmp_path):
+    path = tmp_path / "liver_unet.json"
+    path.write_text(json.dumps({"experiment": "liver_unet", "status": "PASS"}))
+    with pytest.raises(DataError, match="lacks the key.*overfit, shuffled_label.*sanity_training step"):
+        contracts.read_sanity(path)
+    path.write_text(json.dumps({"n_subjects": 4}))
+    with pytest.raises(DataError, match="lacks the key.*gap_summary step"):
+        contracts.read_when_to_stop(path)

@@ -213,7 +213,7 @@ def test_each_next_step_names_its_check_and_side():
 
 def test_missing_or_malformed_inputs_name_the_file(tmp_path, demo):
     fx, _ = demo
-    with pytest.raises(DataError, match="manifest .* does not exist"):
+    with pytest.raises(DataError, match="nope.csv does not exist: run the manifest step first"):
         load_inputs(
             DATASET_CFG,
             DIAG_CFG,

@@ -7,11 +7,12 @@ import pytest
 import torch
 from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 
+from datasets import prepared
 from test_train import run_training, tiny, tiny_config  # noqa: F401  (tiny is a fixture)
 from usseg import evaluate as evaluate_mod
-from usseg.config import resolve_experiment
 from usseg.errors import UssegError
 from usseg.evaluate import evaluate_experiment, largest_component_per_class
+from usseg.experiment import Experiment
 
 torch.set_num_threads(1)
 
@@ -24,9 +25,8 @@ PER_CLASS_KEYS = ["n_images", "n_subjects", "dice", "ci95", "ci_method", "estima
 
 
 def _evaluate(cfg, name, paths, model_path, test_set, out, evaluation=None):
-    return evaluate_experiment(resolve_experiment(cfg, name), cfg["dataset"], paths["data_root"],
-                               paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"], model_path,
-                               test_set, out, evaluation=evaluation)
+    return evaluate_experiment(Experiment.from_config(cfg, name), prepared(cfg, paths), model_path, test_set, out,
+                               evaluation=evaluation)
 
 
 def test_largest_component_keeps_one_blob_per_class():
@@ -55,10 +55,10 @@ class _ConstantPredictor:
 
 
 def _constant_setup(cfg, monkeypatch):
-    exp = resolve_experiment(cfg, "multiorgan_unet")
+    exp = Experiment.from_config(cfg, "multiorgan_unet")
     names = ["background", "liver", "bone", "gallbladder", "kidney", "pancreas", "vessels", "spleen", "adrenal"]
     monkeypatch.setattr(evaluate_mod, "load_predictor",
-                        lambda path, device=None: _ConstantPredictor(names, exp["image_size"]))
+                        lambda path, device=None: _ConstantPredictor(names, exp.image_size))
     return names
 
 

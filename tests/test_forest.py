@@ -5,6 +5,7 @@ import torch
 from safetensors import safe_open
 
 from test_train import run_training, tiny, tiny_config  # noqa: F401  (tiny is a fixture)
+from usseg.experiment import ForestSettings
 from usseg.forest import (
     FEATURE_NAMES,
     ForestPredictor,
@@ -55,7 +56,7 @@ def test_sampling_is_seeded_and_capped():
 def test_array_predictor_matches_scikit_learn():
     imgs, labs = _toy_images()
     x, y = sample_training_pixels(imgs, labs, 120, seed=0)
-    rf = fit_forest(x, y, {"n_estimators": 7, "max_depth": 6}, seed=0, n_jobs=1)
+    rf = fit_forest(x, y, ForestSettings(n_estimators=7, max_depth=6, pixels_per_image=0), seed=0, n_jobs=1)
     # 4 output classes, class 3 never seen: its probability must be 0 everywhere.
     arrays = forest_to_arrays(rf, 4)
     pred = ForestPredictor(arrays, {"class_names": ["bg", "a", "b", "c"], "image_size": [24, 20]})

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from datasets import eval_summary
 from usseg import gap
 from usseg.config import check_config
 from usseg.errors import DataError
@@ -28,7 +29,7 @@ def write_eval(folder, scores: dict, nsd_offset: float = 0.0, classes=("liver", 
         row["dice_adrenal"] = 0.0  # not a shared class: left out of the subject's mean
         rows.append(row)
     pd.DataFrame(rows).to_csv(folder / "per_subject.csv", index=False)
-    (folder / "summary.json").write_text(json.dumps({"mean_foreground": {"classes": list(classes)}}))
+    (folder / "summary.json").write_text(json.dumps(eval_summary(classes=classes)))
     return folder
 
 
@@ -38,7 +39,7 @@ def test_subject_scores_average_the_shared_classes(tmp_path):
     assert list(s["subject_id"]) == ["a", "b"]
     assert s["dice"].tolist() == pytest.approx([0.5, 0.7])
     assert s["surface_dice"].tolist() == pytest.approx([0.6, 0.8])
-    with pytest.raises(DataError, match="run the evaluation first"):
+    with pytest.raises(DataError, match="summary.json does not exist: run the evaluate step first"):
         gap.subject_scores(tmp_path / "missing")
 
 
@@ -103,7 +104,9 @@ def test_remedy_experiments_share_the_baseline_classes():
     # liver_unet predicts other classes and liver_rf is a forest: neither is compared.
     assert gap.remedy_experiments(cfg) == ["multiorgan_unet_weighted", "multiorgan_fov"]
     loso = gap.loso_experiment(cfg)
-    assert loso["train_modalities"] == ["AUS", "RUS"] and loso["name"] == "multiorgan_unet_loso"
+    assert loso.train_modalities == ("AUS", "RUS") and loso.name == "multiorgan_unet_loso"
+    curve = gap.curve_experiment(cfg, "0.5")
+    assert curve.name == "multiorgan_unet_share0.5" and curve.train_modalities == ("AUS",)
     assert gap.fraction_names(cfg) == ["0.25", "0.5", "1"]
 
 

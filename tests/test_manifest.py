@@ -23,15 +23,9 @@ from datasets import (
     write_image,
     write_mask,
 )
+from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS, read_manifest
 from usseg.errors import DataError
-from usseg.manifest import (
-    ISSUE_COLUMNS,
-    MANIFEST_COLUMNS,
-    build_manifest,
-    find_dataset_root,
-    read_manifest,
-    write_manifest,
-)
+from usseg.manifest import build_manifest, find_dataset_root, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMAGES = len(AUS_TRAIN) + len(AUS_TEST) + len(RUS_TRAIN) + len(RUS_TEST)

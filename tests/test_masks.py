@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from datasets import PALETTE, dataset_cfg, label_map, make_dataset, write_mask
+from usseg.contracts import read_decode_report
 from usseg.errors import DataError
 from usseg.manifest import write_manifest
 from usseg.masks import (
@@ -17,7 +18,6 @@ from usseg.masks import (
     decode_mask_with_distance,
     decode_masks,
     load_mask_rgb,
-    read_decode_report,
 )
 
 

@@ -3,9 +3,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from conftest import REPO
 from usseg import checkpoint
 from usseg.errors import ConfigError, UssegError
+from usseg.experiment import Experiment
 from usseg.models import (
     build_network,
     load_predictor,
@@ -21,9 +24,12 @@ UNET = {"name": "unet", "channels": [4, 8, 16], "strides": [2, 2], "num_res_unit
 UNETPP = {"name": "basic_unet_plus_plus", "channels": [4, 8, 16], "strides": [2, 2], "norm": "instance", "dropout": 0.0}
 
 
-def _exp(model, n_classes=2):
+def _exp(model=UNET, n_classes=2, **settings):
+    """Experiment "toy": config.yaml's experiment defaults with `model` at 32x32."""
     classes = ["liver"] if n_classes == 2 else "all"
-    return {"name": "toy", "model": model, "image_size": [32, 32], "classes": classes}
+    defaults = yaml.safe_load((REPO / "config.yaml").read_text())["experiment_defaults"]
+    return Experiment({**defaults, "name": "toy", "model": model, "image_size": [32, 32], "classes": classes,
+                       **settings})
 
 
 @pytest.mark.parametrize("model", [UNET, UNETPP], ids=["unet", "unet++"])
@@ -46,9 +52,9 @@ def test_device_cuda_without_gpu_is_an_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UssegError, match="device: cuda requested for experiment toy but no CUDA GPU is visible; "
                                          "set device: auto or cpu"):
-        resolve_device({"name": "toy", "device": "cuda"})
-    assert resolve_device({"name": "toy", "device": "auto"}).type == "cpu"
-    assert resolve_device({"name": "toy", "device": "cpu"}).type == "cpu"
+        resolve_device(_exp(device="cuda"))
+    assert resolve_device(_exp(device="auto")).type == "cpu"
+    assert resolve_device(_exp(device="cpu")).type == "cpu"
 
 
 @pytest.mark.parametrize("model", [UNET, UNETPP], ids=["unet", "unet++"])

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from datasets import prepared
 from test_train import make_tiny_dataset, tiny_config
-from usseg import data
 from usseg.errors import ConfigError, DataError
 from usseg.nnunet_export import dataset_folder_name, export_nnunet, read_splits_final
 
@@ -19,13 +18,11 @@ NNUNET = {"dataset_id": 501, "dataset_name": "usseg", "train_modalities": ["AUS"
 
 
 @pytest.fixture
-def exported(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "dataset_root", lambda data_root, dataset_cfg: Path(data_root))
+def exported(tmp_path):
     paths = make_tiny_dataset(tmp_path, frames=2)
     cfg = tiny_config()
     out = tmp_path / "nnUNet_raw" / dataset_folder_name(501, "usseg")
-    counts = export_nnunet(cfg["dataset"], NNUNET, ["test_aus", "test_rus"], paths["data_root"],
-                           paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"], out)
+    counts = export_nnunet(prepared(cfg, paths), NNUNET, ["test_aus", "test_rus"], out)
     return out, counts, paths, cfg
 
 
@@ -56,15 +53,13 @@ def test_splits_final_carries_the_subject_split(exported):
     assert not {subject[c] for c in fold["train"]} & {subject[c] for c in fold["val"]}
 
 
-def test_a_subject_on_both_sides_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "dataset_root", lambda data_root, dataset_cfg: Path(data_root))
+def test_a_subject_on_both_sides_is_refused(tmp_path):
     paths = make_tiny_dataset(tmp_path, frames=2)
     splits = pd.read_csv(paths["splits_csv"])
     splits.loc[splits["image_id"] == "AUS_train_ct1-1", "split"] = "val"  # ct1 now on both sides
     splits.to_csv(paths["splits_csv"], index=False)
     with pytest.raises(DataError, match="ct1"):
-        export_nnunet(tiny_config()["dataset"], NNUNET, [], paths["data_root"], paths["manifest_csv"],
-                      paths["splits_csv"], paths["labels_dir"], tmp_path / "out")
+        export_nnunet(prepared(tiny_config(), paths), NNUNET, [], tmp_path / "out")
 
 
 def test_bad_settings_are_named():
@@ -103,9 +98,9 @@ def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
 
     assert "nnUNet_raw" not in os.environ
     # Scored by usseg's own evaluation: the same summary.json contract as a usseg experiment.
-    summary = evaluate_predictions(tmp_path / "pred", "test_rus", cfg["dataset"], paths["data_root"],
-                                   paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"],
-                                   tmp_path / "eval", {}, ["test_aus", "test_rus"], [32, 32])
+    summary = evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths), tmp_path / "eval",
+                                   evaluation={}, test_sets=["test_aus", "test_rus"],
+                                   experiment_defaults=cfg["experiment_defaults"])
     assert summary["model"] == summary["experiment"] == "nnunet"
     assert summary["n_images"] == 4 and summary["n_subjects"] == 2 and summary["unstable"]
     assert set(summary["dice"]) == set(class_names(cfg["dataset"])[1:])
@@ -121,14 +116,14 @@ def test_files_predictor_is_scored_by_usseg_evaluation(exported, tmp_path):
     pred.mkdir(parents=True)
     for label in (out / "labelsTs" / "test_rus").glob("*.png"):
         (pred / label.name).write_bytes(label.read_bytes())
-    summary = evaluate_predictions(tmp_path / "pred", "test_rus", cfg["dataset"], paths["data_root"],
-                                   paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"],
-                                   tmp_path / "eval", {}, ["test_rus"], [32, 32])
+    summary = evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths), tmp_path / "eval",
+                                   evaluation={}, test_sets=["test_rus"],
+                                   experiment_defaults=cfg["experiment_defaults"])
     scored = [v for v in summary["dice"].values() if v is not None]
     assert scored and all(v == pytest.approx(1.0) for v in scored)
     assert summary["model"] == "nnunet" and (tmp_path / "eval" / "overlays.png").is_file()
     next(pred.glob("*.png")).unlink()
     with pytest.raises(DataError, match="no prediction"):
-        evaluate_predictions(tmp_path / "pred", "test_rus", cfg["dataset"], paths["data_root"],
-                             paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"],
-                             tmp_path / "eval2", {}, ["test_rus"], [32, 32])
+        evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths), tmp_path / "eval2",
+                                   evaluation={}, test_sets=["test_rus"],
+                                   experiment_defaults=cfg["experiment_defaults"])

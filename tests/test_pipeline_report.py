@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from datasets import eval_summary
 from test_train import tiny_config
 from usseg import pipeline_report
 from usseg.pipeline_report import (
@@ -26,7 +27,7 @@ def _write(path, obj):
 
 
 def _summary(per_subject: dict[str, dict[str, float]], classes: list[str]) -> dict:
-    return {"per_subject": per_subject, "mean_foreground": {"classes": classes}, "dice": dict.fromkeys(classes)}
+    return eval_summary(per_subject, classes)
 
 
 def _sanity(exp: str, overfit: float = 0.95, shuffled: float = 0.2, chance: float = 0.25) -> dict:

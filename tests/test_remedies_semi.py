@@ -14,12 +14,14 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 import test_train
+from datasets import prepared
 from test_sanity import SANITY
 from test_train import run_training, tiny_config
 from usseg import data, sanity, semi_training
 from usseg.checkpoint import load_tensors
-from usseg.config import check_config, resolve_experiment
+from usseg.config import check_config
 from usseg.errors import ConfigError
+from usseg.experiment import Experiment
 from usseg.models import build_network
 from usseg.remedies import semi, style, wiring
 
@@ -65,8 +67,8 @@ def test_target_frames_leave_out_test_subjects_and_test_images():
 @pytest.mark.parametrize("name", ["pseudo_label", "mean_teacher"])
 def test_training_hash_covers_the_target_frames(tiny, name):
     cfg = _config({"name": name})
-    exp = resolve_experiment(cfg, "e")
-    table = data.read_split_table(tiny["manifest_csv"], tiny["splits_csv"])
+    exp = Experiment.from_config(cfg, "e")
+    table = prepared(cfg, tiny).table
     assert wiring.training_frame_ids(exp, table, cfg["dataset"]) == [f"RUS_train_c{k}" for k in range(4)]
 
 
@@ -154,7 +156,7 @@ def test_pseudo_batches_are_seeded_per_epoch_and_cycle():
 
 
 def test_semi_supervised_settings_are_checked():
-    assert resolve_experiment(_pseudo_config(), "e")["remedy"]["self_training_epochs"] == 1
+    assert Experiment.from_config(_pseudo_config(), "e").remedy.self_training_epochs == 1
     cfg = tiny_config()
     cfg["experiments"] = {"e": {"remedy": {"name": "pseudo_label", "self_training_epochs": 0}}}
     with pytest.raises(ConfigError, match="self_training_epochs"):
@@ -263,7 +265,6 @@ def test_mean_teacher_keeps_the_teacher_and_resumes_to_the_same_model(tiny, tmp_
 @pytest.mark.parametrize("name", ["pseudo_label", "fda"])
 def test_overfit_check_runs_remedies_that_read_target_frames(tiny, tmp_path, name):
     cfg = _pseudo_config() if name == "pseudo_label" else _config({"name": name})
-    result = sanity.overfit_handful(resolve_experiment(cfg, "e"), cfg["dataset"], {**SANITY, "overfit_epochs": 2},
-                                    tiny["data_root"], tiny["manifest_csv"], tiny["splits_csv"], tiny["labels_dir"],
-                                    tmp_path / "work")
+    result = sanity.overfit_handful(Experiment.from_config(cfg, "e"), prepared(cfg, tiny),
+                                    {**SANITY, "overfit_epochs": 2}, tmp_path / "work")
     assert result["status"] in ("PASS", "FAIL")  # it ran; two epochs need not memorise

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from usseg import contracts
 from usseg.errors import DataError
 from usseg.remedies import gap_stats as gs
 
@@ -88,7 +89,7 @@ def test_learning_curve_summary_and_verdict():
         for s, b, g in zip(subjects, base, gains):
             rows.append({"fraction": frac, "subject": s, "value": b + g})
     summary = gs.learning_curve_summary(pd.DataFrame(rows[::-1]))  # any row order
-    assert list(summary.columns) == gs.LEARNING_CURVE_COLUMNS
+    assert list(summary.columns) == contracts.LEARNING_CURVE_COLUMNS
     assert summary["level"].tolist() == [0.25, 0.5, 1.0]
     assert summary["n_subjects"].tolist() == [6, 6, 6]
     assert math.isnan(summary.loc[0, "step_delta"])
@@ -160,7 +161,7 @@ def test_gap_closure_table_contract():
         gs.gap_closure_row("bn_adapt", "test_rus", "dice", d),
     ]
     table = gs.gap_closure_table(rows)
-    assert list(table.columns) == gs.GAP_CLOSURE_COLUMNS
+    assert list(table.columns) == contracts.GAP_CLOSURE_COLUMNS
     assert table["remedy"].tolist() == ["bn_adapt", "fda", "fda"]
     assert table["test_set"].tolist() == ["test_rus", "all", "test_rus"]
     row = table.iloc[2]

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import test_train
+from datasets import prepared
 from test_train import run_training, tiny_config
-from usseg import data
-from usseg.config import resolve_experiment
+from usseg import contracts, data
 from usseg.errors import DataError
 from usseg.evaluate import evaluate_experiment
+from usseg.experiment import Experiment
 from usseg.models import load_predictor
 from usseg.remedies import wiring
 
@@ -21,8 +22,6 @@ torch.set_num_threads(1)
 tiny = test_train.tiny  # the shared fixture
 
 
-def _table(paths):
-    return data.read_split_table(paths["manifest_csv"], paths["splits_csv"])
 
 
 def _exp(remedy=None, **augmentation):
@@ -33,23 +32,24 @@ def _exp(remedy=None, **augmentation):
     if augmentation:
         block["augmentation"] = {**cfg["experiment_defaults"]["augmentation"], **augmentation}
     cfg["experiments"] = {"e": block}
-    return cfg, resolve_experiment(cfg, "e")
+    return cfg, Experiment.from_config(cfg, "e")
 
 
 def test_no_remedy_adds_no_transform(tiny):
     cfg, exp = _exp()
-    assert wiring.training_transforms(exp, _table(tiny), cfg["dataset"], tiny["data_root"], 12) == ([], [])
-    assert wiring.training_frame_ids(exp, _table(tiny), cfg["dataset"]) == []
+    data_ = prepared(cfg, tiny)
+    assert wiring.training_transforms(exp, data_) == ([], [])
+    assert wiring.training_frame_ids(exp, data_.table, cfg["dataset"]) == []
 
 
 def test_fda_reads_the_unlabeled_target_frames_and_keeps_labels(tiny):
     cfg, exp = _exp({"name": "fda", "beta": 0.1})
-    table = _table(tiny)
-    cached, rand = wiring.training_transforms(exp, table, cfg["dataset"], tiny["data_root"], 12)
-    ids = wiring.training_frame_ids(exp, table, cfg["dataset"])
+    data_ = prepared(cfg, tiny)
+    cached, rand = wiring.training_transforms(exp, data_)
+    ids = wiring.training_frame_ids(exp, data_.table, cfg["dataset"])
     assert ids and all(i.startswith("RUS_train_c") for i in ids)  # the unlabeled subject only, no test frame
-    recs = data.split_records(table, "train", ["AUS"], tiny["data_root"], tiny["labels_dir"])[:4]
-    lut = data.experiment_lut(exp, cfg["dataset"])
+    recs = data_.records("train", ["AUS"])[:4]
+    lut = exp.label_lookup(cfg["dataset"])
     plain = data.build_dataset(recs, exp, lut, augment=False)
     styled = data.build_dataset(recs, exp, lut, augment=True, remedy=(cached, rand))
     a, b = plain[0], styled[0]
@@ -59,17 +59,18 @@ def test_fda_reads_the_unlabeled_target_frames_and_keeps_labels(tiny):
     assert float(b[data.IMAGE].min()) >= 0 and float(b[data.IMAGE].max()) <= 1
 
 
-def test_style_remedy_without_unlabeled_frames_names_the_split(tiny):
+def test_style_remedy_without_unlabeled_frames_names_the_split(tiny, tmp_path):
     cfg, exp = _exp({"name": "histogram_matching"})
-    table = _table(tiny)
-    table = table[table["split"] != "unlabeled"]
+    splits = contracts.read_splits(tiny["splits_csv"])
+    labeled_only = tmp_path / "labeled_only.csv"
+    contracts.write_table(splits[splits["split"] != "unlabeled"], labeled_only, contracts.SPLIT_COLUMNS)
     with pytest.raises(DataError, match="unlabeled"):
-        wiring.training_transforms(exp, table, cfg["dataset"], tiny["data_root"], 12)
+        wiring.training_transforms(exp, prepared(cfg, tiny, splits_csv=labeled_only))
 
 
 def test_ultrasound_augmentation_is_appended(tiny):
     cfg, exp = _exp(ultrasound={"speckle_noise": {"prob": 1.0}}, generic={"num_operations": 1})
-    cached, rand = wiring.training_transforms(exp, _table(tiny), cfg["dataset"], tiny["data_root"], 12)
+    cached, rand = wiring.training_transforms(exp, prepared(cfg, tiny))
     names = [type(t).__name__ for t in rand]
     assert cached == [] and len(rand) >= 3 and names[-1] == "DeleteItemsd"
 
@@ -78,15 +79,12 @@ def test_fov_normalise_trains_and_predicts_on_normalised_images(tiny, tmp_path):
     cfg, exp = _exp({"name": "fov_normalise"})
     run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
     predictor = load_predictor(tmp_path / "out" / "model.safetensors", device=torch.device("cpu"))
-    table = _table(tiny)
-    same, prepare = wiring.prediction_remedy(exp, predictor, "test_aus", table, cfg["dataset"], tiny["data_root"],
-                                             lambda: None, 12)
+    same, prepare = wiring.prediction_remedy(exp, predictor, "test_aus", prepared(cfg, tiny), lambda: None)
     assert same is predictor
     images = np.random.default_rng(0).uniform(0.2, 0.4, (2, 32, 32)).astype(np.float32)
     out = prepare(images)
     assert out.max() == pytest.approx(1.0) and out.min() == pytest.approx(0.0)
-    summary = evaluate_experiment(exp, cfg["dataset"], tiny["data_root"], tiny["manifest_csv"], tiny["splits_csv"],
-                                  tiny["labels_dir"], tmp_path / "out" / "model.safetensors", "test_rus",
+    summary = evaluate_experiment(exp, prepared(cfg, tiny), tmp_path / "out" / "model.safetensors", "test_rus",
                                   tmp_path / "eval")
     assert json.loads((tmp_path / "eval" / "summary.json").read_text())["n_subjects"] == summary["n_subjects"] == 2
 
@@ -95,8 +93,7 @@ def test_bn_adapt_adapts_for_the_target_test_set_only(tiny, tmp_path):
     cfg, exp = _exp({"name": "bn_adapt", "batch_size": 2})
     run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
     predictor = load_predictor(tmp_path / "out" / "model.safetensors", device=torch.device("cpu"))
-    table = _table(tiny)
-    args = (table, cfg["dataset"], tiny["data_root"], lambda: None, 12)
+    args = (prepared(cfg, tiny), lambda: None)
     assert wiring.prediction_remedy(exp, predictor, "test_aus", *args)[0] is predictor
     adapted, _ = wiring.prediction_remedy(exp, predictor, "test_rus", *args)
     assert adapted is not predictor

@@ -24,7 +24,8 @@ import yaml
 from PIL import Image, ImageDraw
 
 from test_diagnostics_fixtures import rule_outputs
-from usseg.config import check_config, experiment_class_names, resolve_experiment
+from usseg.config import check_config
+from usseg.experiment import Experiment
 from usseg.pipeline_report import sanity_experiments
 from usseg.provenance import provenance_record, write_provenance
 from usseg.report import ReportInputError, ReportInputs, build_report, drop_sentence
@@ -243,10 +244,10 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
 
     # experiments
     for k, exp in enumerate(config["experiments"]):
-        spec = resolve_experiment(config, exp)
-        fg = experiment_class_names(spec, config["dataset"])[1:]
+        spec = Experiment.from_config(config, exp)
+        fg = spec.class_names(config["dataset"])[1:]
         e = res / "experiments" / exp
-        epochs = spec["epochs"]
+        epochs = spec.epochs
         _csv(e / "history.csv", ["epoch", "train_loss", "val_loss", *[f"val_dice_{c}" for c in fg],
                                  "val_dice_mean", "lr", "seconds"],
              [[i + 1, 1.2 / (i + 1), 1.3 / (i + 1), *[0.1 * i for _ in fg], 0.08 * i + 0.01 * k, 0.002, 3.5]

@@ -21,16 +21,12 @@ def test_available_cpus_counts_this_process_s_cpus():
     assert 1 <= resources.available_cpus() <= (__import__("os").cpu_count() or 1)
 
 
-def unet(device):
-    return {"model": {"name": "unet"}, "device": device}
-
-
 def test_gpu_token_follows_the_device(monkeypatch):
     monkeypatch.setattr(resources, "cuda_visible", lambda: False)
-    assert resources.gpu_token(unet("cpu")) == 0
-    assert resources.gpu_token(unet("cuda")) == 1
-    assert resources.gpu_token(unet("auto")) == 0
-    assert resources.gpu_token({"model": {"name": "random_forest"}, "device": "cuda"}) == 0
+    assert resources.gpu_token("cpu") == 0
+    assert resources.gpu_token("cuda") == 1
+    assert resources.gpu_token("auto") == 0
+    assert resources.gpu_token("cuda", network=False) == 0  # the random forest
     monkeypatch.setattr(resources, "cuda_visible", lambda: True)
-    assert resources.gpu_token(unet("auto")) == 1
-    assert resources.gpu_token(unet("cpu")) == 0
+    assert resources.gpu_token("auto") == 1
+    assert resources.gpu_token("cpu") == 0

@@ -18,10 +18,10 @@ import pytest
 import torch
 from monai.transforms import RandFlipd
 
-from datasets import Frame, colour, write_frames
+from datasets import Frame, colour, prepared, write_frames
 from test_train import tiny_config
 from usseg import data, sanity
-from usseg.config import resolve_experiment
+from usseg.experiment import Experiment
 
 torch.set_num_threads(1)
 
@@ -62,21 +62,19 @@ def make_blob_dataset(tmp_path: Path, frames: int = 3) -> dict:
 
 
 @pytest.fixture
-def blobs(tmp_path, monkeypatch):
+def blobs(tmp_path):
     cfg = tiny_config(
         classes=["liver"], image_size=[32, 32], batch_size=4, scheduler={"name": "none"},
         augmentation={"flip_prob": 0.5, "noise_prob": 0.0, "noise_std": 0.0, "contrast_prob": 0.0,
                       "contrast_gamma": [0.7, 1.5]},
     )
     cfg["experiments"] = {"liver_unet": {"classes": ["liver"]}}
-    monkeypatch.setattr(data, "dataset_root", lambda data_root, dataset_cfg: Path(data_root))
     paths = make_blob_dataset(tmp_path)
-    return cfg, resolve_experiment(cfg, "liver_unet"), paths
+    return cfg, Experiment.from_config(cfg, "liver_unet"), paths
 
 
 def _args(cfg, exp, paths, work):
-    return (exp, cfg["dataset"], SANITY, paths["data_root"], paths["manifest_csv"], paths["splits_csv"],
-            paths["labels_dir"], work)
+    return (exp, prepared(cfg, paths), SANITY, work)
 
 
 # ----------------------------------------------------------------------------- overfit a handful
@@ -110,7 +108,7 @@ def test_overfit_fails_when_training_labels_are_shifted_by_one_class(blobs, tmp_
 def test_overfit_fails_when_augmentation_moves_the_image_but_not_the_mask(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
     # The planted bug: a flip applied to the image key only.
-    monkeypatch.setattr(data, "random_transforms", lambda exp: [RandFlipd(keys=data.IMAGE, prob=1.0, spatial_axis=1)])
+    monkeypatch.setattr(data, "random_transforms", lambda aug: [RandFlipd(keys=data.IMAGE, prob=1.0, spatial_axis=1)])
     result = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL, result["message"]
 
@@ -216,7 +214,7 @@ def test_round_trip_catches_a_label_cache_bug(bug):
 
 def test_label_round_trip_on_files(blobs):
     cfg, _, paths = blobs
-    args = (cfg["dataset"], SANITY, paths["data_root"], paths["manifest_csv"], paths["splits_csv"], paths["labels_dir"])
+    args = (prepared(cfg, paths), SANITY)
     result = sanity.label_round_trip(*args)
     assert result["status"] == sanity.PASS and result["images"] == 18 and result["subjects"] == 6
     bad = paths["labels_dir"] / "AUS_train_ct2-1.npy"

@@ -18,11 +18,12 @@ import torch
 from monai.losses import DiceFocalLoss, DiceLoss
 from safetensors.torch import load_file
 
-from datasets import Frame, colour, write_frames
+from datasets import Frame, colour, prepared, write_frames
 from usseg import data
 from usseg.class_balance import pixel_counts, suggest_class_weights
-from usseg.config import check_config, label_lookup, resolve_experiment
+from usseg.config import check_config
 from usseg.errors import DataError, UssegError
+from usseg.experiment import Experiment
 from usseg.train import build_loss, class_weight_vector, train_experiment
 
 torch.set_num_threads(1)
@@ -96,17 +97,13 @@ def tiny_config(**defaults) -> dict:
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    paths = make_tiny_dataset(tmp_path)
-    # The dataset root search belongs to the manifest stage; here the root is known.
-    monkeypatch.setattr(data, "dataset_root", lambda data_root, dataset_cfg: Path(data_root))
-    return paths
+def tiny(tmp_path):
+    return make_tiny_dataset(tmp_path)
 
 
 def run_training(cfg, name, paths, out, ckpt, **kw):
-    exp = resolve_experiment(cfg, name)
-    train_experiment(exp, cfg["dataset"], paths["data_root"], paths["manifest_csv"], paths["splits_csv"],
-                     paths["labels_dir"], out, ckpt, **kw)
+    exp = Experiment.from_config(cfg, name)
+    train_experiment(exp, prepared(cfg, paths), out, ckpt, **kw)
     return exp
 
 
@@ -121,9 +118,8 @@ def _logits_and_labels(n_classes, seed=0):
 
 
 def _exp(cfg, experiment, **loss):
-    exp = resolve_experiment(cfg, experiment)
-    exp["loss"].update(loss)
-    return exp
+    exp = Experiment.from_config(cfg, experiment)
+    return exp.with_settings(loss={**exp.settings["loss"], **loss})
 
 
 def test_dice_ce_without_background_keeps_full_weights_for_ce():
@@ -170,13 +166,13 @@ def test_dice_ce_with_background_and_binary_task():
 def test_class_weights_none_list_and_auto(tiny):
     cfg = tiny_config()
     ds = cfg["dataset"]
-    assert class_weight_vector(resolve_experiment(cfg, "multiorgan_unet"), ds, []) is None
+    assert class_weight_vector(Experiment.from_config(cfg, "multiorgan_unet"), ds, []) is None
     exp = _exp(cfg, "liver_unet", class_weights=[0.3, 2.0])
     assert class_weight_vector(exp, ds, []).tolist() == pytest.approx([0.3, 2.0])
-    exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
+    exp = Experiment.from_config(cfg, "multiorgan_unet_weighted")
     paths = sorted(Path(tiny["labels_dir"]).glob("AUS_train_ct1-*.npy"))
     w = class_weight_vector(exp, ds, paths)
-    lut = label_lookup(exp, ds)
+    lut = exp.label_lookup(ds)
     expected = suggest_class_weights(pixel_counts([lut[np.load(p)] for p in paths], 9))
     assert w.shape == (9,) and np.allclose(w, expected)
     # Classes that never occur get weight 0; the rare kidney outweighs the background.
@@ -185,8 +181,8 @@ def test_class_weights_none_list_and_auto(tiny):
 
 def test_binary_experiment_maps_other_organs_to_background(tiny):
     cfg = tiny_config()
-    exp = resolve_experiment(cfg, "liver_unet")
-    lut = label_lookup(exp, cfg["dataset"])
+    exp = Experiment.from_config(cfg, "liver_unet")
+    lut = exp.label_lookup(cfg["dataset"])
     path = next(Path(tiny["labels_dir"]).glob("AUS_train_*.npy"))
     raw = np.load(path)
     mapped = data.load_labels(path, lut)
@@ -296,14 +292,14 @@ def test_article_config_loads_with_the_article_settings():
     cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
     # The article's four, plus the gap study's remedy experiments (all multi-organ).
     assert {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"} <= set(cfg["experiments"])
-    exp = resolve_experiment(cfg, "multiorgan_unet_weighted")
-    assert exp["image_size"] == [256, 256] and exp["epochs"] == 50 and exp["batch_size"] == 16
-    assert exp["model"]["channels"] == [16, 32, 64, 128, 256] and exp["model"]["strides"] == [2, 2, 2, 2]
-    assert exp["model"]["num_res_units"] == 2 and exp["model"]["norm"] == "batch"
-    assert exp["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
-    assert exp["scheduler"]["name"] == "cosine" and exp["loss"]["name"] == "dice_ce"
-    assert exp["loss"]["class_weights"] == [0.5, 1.0, 3.0, 2.0, 1.5, 2.5, 2.0, 1.5, 3.0]
-    assert resolve_experiment(cfg, "liver_rf")["model"]["name"] == "random_forest"
+    exp = Experiment.from_config(cfg, "multiorgan_unet_weighted")
+    assert exp.image_size == (256, 256) and exp.epochs == 50 and exp.batch_size == 16
+    assert exp.model.channels == (16, 32, 64, 128, 256) and exp.model.strides == (2, 2, 2, 2)
+    assert exp.model.num_res_units == 2 and exp.model.norm == "batch"
+    assert (exp.optimizer.name, exp.optimizer.lr, exp.optimizer.weight_decay) == ("adam", 1e-4, 0.0)
+    assert exp.scheduler == "cosine" and exp.loss.name == "dice_ce"
+    assert exp.loss.class_weights == [0.5, 1.0, 3.0, 2.0, 1.5, 2.5, 2.0, 1.5, 3.0]
+    assert Experiment.from_config(cfg, "liver_rf").is_forest
     assert cfg["demo"]["size"] == "full"
 
 

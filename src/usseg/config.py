@@ -225,34 +225,6 @@ def resolve_experiment(config: dict, name: str) -> dict:
     return exp
 
 
-def experiment_class_names(exp: dict, dataset_cfg: dict) -> list[str]:
-    """Output classes of an experiment: background first, then the requested organs in palette order."""
-    names = class_names(dataset_cfg)
-    if exp["classes"] == "all":
-        return names
-    wanted = set(exp["classes"])
-    return [names[0]] + [n for n in names[1:] if n in wanted]
-
-
-def label_lookup(exp: dict, dataset_cfg: dict) -> np.ndarray:
-    """Array mapping palette index -> experiment output index (classes left out become background)."""
-    names = class_names(dataset_cfg)
-    out_names = experiment_class_names(exp, dataset_cfg)
-    lut = np.zeros(len(names), dtype=np.uint8)
-    for i, n in enumerate(names):
-        if n in out_names:
-            lut[i] = out_names.index(n)
-    return lut
-
-
-def include_background(exp: dict, dataset_cfg: dict) -> bool:
-    """Whether the Dice term counts background: by default not for a single organ, where it would dominate."""
-    setting = exp["loss"]["include_background"]
-    if setting == "auto":
-        return len(experiment_class_names(exp, dataset_cfg)) > 2
-    return bool(setting)
-
-
 REQUIRED_EXPERIMENT_KEYS = (
     "classes", "train_modalities", "model", "loss", "optimizer", "scheduler", "epochs",
     "batch_size", "image_size", "augmentation", "postprocess", "seed", "device",
@@ -334,35 +306,38 @@ def check_name_lengths(config: dict, source: str, name_max: int | None = None) -
 
 
 def _check_experiment(config: dict, name: str, source: str) -> None:
-    exp = resolve_experiment(config, name)
-    ds = config["dataset"]
+    from usseg.experiment import Experiment  # late: usseg.experiment builds on this module
+
     where = f"{source}: experiments.{name}"
-    missing = [k for k in REQUIRED_EXPERIMENT_KEYS if k not in exp]
+    settings = resolve_experiment(config, name)
+    missing = [k for k in REQUIRED_EXPERIMENT_KEYS if k not in settings]
     if missing:
         raise ConfigError(f"{where}: missing {', '.join(missing)} (set it here or in experiment_defaults).")
+    exp = Experiment(settings)
+    ds = config["dataset"]
     names = class_names(ds)
-    if exp["classes"] != "all":
-        for cls in exp["classes"]:
+    if exp.classes != "all":
+        for cls in exp.classes:
             if cls not in names:
                 raise ConfigError(
                     f"{where}.classes: {cls!r} is not a class of dataset.classes; known classes: {', '.join(names[1:])}."
                 )
             if cls == names[0]:
                 raise ConfigError(f"{where}.classes: {cls!r} is the background; list organs only.")
-    for mod in exp["train_modalities"]:
+    for mod in exp.train_modalities:
         if mod not in ds["modalities"]:
             raise ConfigError(
                 f"{where}.train_modalities: {mod!r} is not a modality of dataset.modalities ({', '.join(ds['modalities'])})."
             )
-    weights = exp["loss"]["class_weights"]
-    n_out = len(experiment_class_names(exp, ds))
-    if isinstance(weights, list) and len(weights) != n_out:
+    weights = exp.loss.class_weights
+    out_names = exp.class_names(ds)
+    if isinstance(weights, list) and len(weights) != len(out_names):
         raise ConfigError(
-            f"{where}.loss.class_weights has {len(weights)} values but the experiment has {n_out} output classes "
-            f"({', '.join(experiment_class_names(exp, ds))}); give one weight per class, background first."
+            f"{where}.loss.class_weights has {len(weights)} values but the experiment has {len(out_names)} output "
+            f"classes ({', '.join(out_names)}); give one weight per class, background first."
         )
-    model = exp["model"]
-    if model["name"] in ("unet", "basic_unet_plus_plus"):
+    model = settings["model"]
+    if exp.is_network:
         for key in ("channels", "strides"):
             if key not in model:
                 raise ConfigError(f"{where}.model.{key} is missing.")
@@ -372,11 +347,11 @@ def _check_experiment(config: dict, name: str, source: str) -> None:
                 f"(got {len(model['channels'])} channels, {len(model['strides'])} strides)."
             )
         factor = int(np.prod(model["strides"]))
-        if any(s % factor for s in exp["image_size"]):
+        if any(s % factor for s in exp.image_size):
             raise ConfigError(
-                f"{where}.image_size {exp['image_size']} must be divisible by the product of the strides ({factor})."
+                f"{where}.image_size {list(exp.image_size)} must be divisible by the product of the strides ({factor})."
             )
-    if model["name"] == "random_forest" and "forest" not in exp:
+    if exp.is_forest and "forest" not in settings:
         raise ConfigError(f"{where}: model random_forest needs a forest: section.")
 
 
@@ -423,16 +398,17 @@ def get(config: dict, dotted: str) -> Any:
 
 def check_gap_study(config: dict, source: str = "config.yaml") -> None:
     """Check every experiment's remedy and augmentation extras, and the gap_study block (docs/remedies.md)."""
+    from usseg.experiment import Experiment
     from usseg.remedies import spec  # late: the remedies import MONAI transforms
 
     for name in config["experiments"]:
-        exp = resolve_experiment(config, name)
+        exp = Experiment.from_config(config, name)
         where = f"{source}: experiments.{name}"
-        remedy = spec.parse_remedy(exp.get("remedy"), f"{where}.remedy")
-        spec.parse_augmentation_extras(exp.get("augmentation"), f"{where}.augmentation")
-        if remedy.name != "none" and exp["model"]["name"] == "random_forest":
+        remedy = spec.parse_remedy(exp.settings.get("remedy"), f"{where}.remedy")
+        spec.parse_augmentation_extras(exp.augmentation, f"{where}.augmentation")
+        if remedy.name != "none" and exp.is_forest:
             raise ConfigError(f"{where}.remedy: the random forest does not run remedies; use a network experiment.")
-        if remedy.name == "bn_adapt" and (exp["model"]["name"] == "random_forest" or exp["model"].get("norm") != "batch"):
+        if remedy.name == "bn_adapt" and (exp.is_forest or exp.model.norm != "batch"):
             raise ConfigError(
                 f"{where}.remedy: bn_adapt re-estimates batch-norm statistics; it needs a network with "
                 "model.norm: batch (this experiment has none)."
@@ -445,7 +421,7 @@ def check_gap_study(config: dict, source: str = "config.yaml") -> None:
                 f"{', '.join(sorted(config['experiments']))}."
             )
         baseline = gap_baseline(config)
-        if resolve_experiment(config, baseline)["model"]["name"] == "random_forest":
+        if Experiment.from_config(config, baseline).is_forest:
             raise ConfigError(f"{source}: gap_study.baseline = {baseline!r} is a random forest; pick a network experiment.")
 
 

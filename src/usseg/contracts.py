@@ -58,9 +58,31 @@ DECODE_REPORT_COLUMNS = [
 ]
 DECODE_REPORT = "decode_report.csv"
 
+# results/labels/decode_report.csv columns that are not text.
+DECODE_REPORT_BOOL_COLUMNS = ("flagged", "usable")
+DECODE_REPORT_FLOAT_COLUMNS = ("off_palette_fraction", "far_fraction", "max_distance", "relabelled_fraction")
+
 # results/splits.csv: one row per manifest image.
 # excluded_from: the test set an image was left out of (its reason in note), else empty.
 SPLIT_COLUMNS = ["image_id", "subject_id", "split", "note", "excluded_from"]
+
+# results/experiments/{experiment}/eval/{test_set}/per_subject.csv (and the gap study's
+# evaluations): one row per test subject; then dice_{class} and surface_dice_{class} per
+# output class (empty where the subject's images never show the class).
+PER_SUBJECT_KEY_COLUMNS = ["subject_id", "n_images"]
+
+# results/experiments/{experiment}/timing.csv: one row per training epoch.
+TIMING_COLUMNS = ["epoch", "seconds"]
+
+# results/gap/loso.csv: one row per held-out labeled real subject.
+LOSO_COLUMNS = ["held_out_subject", "n_images", "dice", "surface_dice"]
+# results/gap/gap_closure.csv: one row per remedy, test set and metric (paired subject-level interval).
+GAP_CLOSURE_COLUMNS = ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo", "ci_hi", "n_subjects"]
+# results/gap/learning_curve.csv: per test set and metric, one row per share of the simulator subjects.
+LEARNING_CURVE_COLUMNS = [
+    "level", "mean", "ci_lo", "ci_hi", "n_subjects", "step_delta", "step_ci_lo", "step_ci_hi", "step_n_subjects",
+]
+CURVE_COLUMNS = ["test_set", "metric", *LEARNING_CURVE_COLUMNS]
 
 # ----------------------------------------------------------------------------- split names
 
@@ -112,6 +134,18 @@ STATUSES = ("PASS", "WARN", "FAIL")
 # results/experiments/{experiment}/eval/{test_set}/summary.json: the keys every
 # reader may rely on (writers may add more; readers ignore what they do not know).
 SUMMARY_KEYS = ("experiment", "test_set", "n_images", "n_subjects", "dice", "dice_mean_foreground")
+# results/sanity/{experiment}.json and results/sanity/label_round_trip.json
+SANITY_KEYS = ("experiment", "status", "overfit", "shuffled_label")
+ROUND_TRIP_KEYS = ("status", "message", "images", "subjects", "worst_mismatch", "max_mismatch", "failures")
+# results/nnunet/reference.json: the keys the report relies on (the reference's schedule and size).
+NNUNET_REFERENCE_KEYS = ("device", "epochs", "iterations_per_epoch", "patch_size", "batch_size", "parameters")
+# results/gap/when_to_stop.json
+WHEN_TO_STOP_KEYS = (
+    "test_set", "metric", "n_subjects", "sd_diff", "alpha", "power", "minimum_detectable_change", "change",
+    "subjects_needed", "sd_source", "text",
+)
+# results/gap/domain/{experiment}.json
+DOMAIN_AUC_KEYS = ("remedy", "harmonises")
 # results/provenance/**.json
 PROVENANCE_KEYS = ("rule", "wildcards", "finished_utc", "inputs", "outputs", "params", "code", "versions")
 
@@ -208,3 +242,139 @@ def read_checklist(path) -> dict:
 def read_summary(path) -> dict:
     """An evaluation summary.json, the keys every reader relies on checked."""
     return read_json(path, SUMMARY_KEYS, "evaluate")
+
+
+def parse_bool(value) -> bool:
+    """A boolean CSV cell ("True", "false", "1", ...) as a bool; DataError for anything else."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "1", "yes"):
+            return True
+        if v in ("false", "0", "no", ""):
+            return False
+        raise DataError(f"expected a boolean (True/False) in a CSV column, got {value!r}.")
+    return bool(value)
+
+
+def _typed(df: pd.DataFrame, path, bools=(), ints=(), floats=()) -> pd.DataFrame:
+    for col in bools:
+        try:
+            df[col] = df[col].map(parse_bool)
+        except DataError as err:
+            raise DataError(f"{path}, column {col}: {err}") from None
+    for col in ints:
+        try:
+            df[col] = df[col].astype("int64")
+        except ValueError:
+            raise DataError(f"{path}, column {col}: expected whole numbers; the file is damaged. "
+                            "Delete it and re-run the step that wrote it.") from None
+    for col in floats:
+        try:
+            df[col] = pd.to_numeric(df[col].replace("", "nan")).astype("float64")
+        except ValueError:
+            raise DataError(f"{path}, column {col}: expected numbers; the file is damaged. "
+                            "Delete it and re-run the step that wrote it.") from None
+    return df
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """results/manifest.csv, its columns checked and typed (has_mask bool, width/height int)."""
+    df = read_table(path, MANIFEST_COLUMNS, "manifest")
+    return _typed(df, path, MANIFEST_BOOL_COLUMNS, MANIFEST_INT_COLUMNS)
+
+
+def read_decode_report(path) -> pd.DataFrame:
+    """results/labels/decode_report.csv, its columns checked and typed (flagged, usable bool; fractions and
+    distances float)."""
+    df = read_table(path, DECODE_REPORT_COLUMNS, "decode_masks")
+    return _typed(df, path, DECODE_REPORT_BOOL_COLUMNS, floats=DECODE_REPORT_FLOAT_COLUMNS)
+
+
+def read_numbers(path, columns, step: str, *, text=()) -> pd.DataFrame:
+    """A CSV contract file of numbers (empty cells are NaN) with `text` columns kept as text."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist: run the {step} step first.")
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty; delete it and re-run the {step} step.") from None
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{path} is not a readable CSV ({err}); delete it and re-run the {step} step.") from None
+    require_columns(df, columns, path, step)
+    for col in text:
+        if col in df.columns:
+            df[col] = df[col].fillna("").astype(str)
+    bad = [c for c in columns if c not in text and not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise DataError(f"{path}: column(s) {', '.join(bad)} hold text where numbers belong; delete the file "
+                        f"and re-run the {step} step.")
+    return df
+
+
+def read_per_subject(path) -> pd.DataFrame:
+    """An evaluation's per_subject.csv: subject_id (text), n_images, then numbers per class."""
+    return read_numbers(path, PER_SUBJECT_KEY_COLUMNS, "evaluate", text=("subject_id",))
+
+
+def read_timing(path) -> pd.DataFrame:
+    """A training's timing.csv."""
+    return read_numbers(path, TIMING_COLUMNS, "train")
+
+
+def read_gap_closure(path) -> pd.DataFrame:
+    """results/gap/gap_closure.csv."""
+    return read_numbers(path, GAP_CLOSURE_COLUMNS, "gap_summary", text=("remedy", "test_set", "metric"))
+
+
+def read_loso(path) -> pd.DataFrame:
+    """results/gap/loso.csv (no rows when gap_study.loso is off)."""
+    return read_numbers(path, LOSO_COLUMNS, "gap_summary", text=("held_out_subject",))
+
+
+def read_learning_curve(path) -> pd.DataFrame:
+    """results/gap/learning_curve.csv (no rows when the learning curve is off)."""
+    return read_numbers(path, CURVE_COLUMNS, "gap_summary", text=("test_set", "metric"))
+
+
+def read_when_to_stop(path) -> dict:
+    """results/gap/when_to_stop.json."""
+    return read_json(path, WHEN_TO_STOP_KEYS, "gap_summary")
+
+
+def read_sanity(path) -> dict:
+    """results/sanity/{experiment}.json (the training checks of one experiment)."""
+    return read_json(path, SANITY_KEYS, "sanity_training")
+
+
+def read_round_trip(path) -> dict:
+    """results/sanity/label_round_trip.json."""
+    return read_json(path, ROUND_TRIP_KEYS, "label_round_trip")
+
+
+def read_nnunet_reference(path) -> dict:
+    """results/nnunet/reference.json."""
+    return read_json(path, NNUNET_REFERENCE_KEYS, "nnunet_train_predict")
+
+
+def read_domain_auc(path) -> dict:
+    """results/gap/domain/{experiment}.json."""
+    return read_json(path, DOMAIN_AUC_KEYS, "gap_domain")
+
+
+def read_split_table(manifest_csv, splits_csv) -> pd.DataFrame:
+    """splits.csv joined with manifest.csv on image_id (one row per split row), both checked.
+
+    subject_id comes from splits.csv (the split step owns it).
+    """
+    manifest = read_manifest(manifest_csv)
+    splits = read_splits(splits_csv)
+    cols = [c for c in manifest.columns if c != "subject_id"]
+    table = splits.merge(manifest[cols], on="image_id", how="left", validate="one_to_one", indicator=True)
+    missing = table.loc[table["_merge"] != "both", "image_id"].tolist()
+    if missing:
+        raise DataError(
+            f"{splits_csv}: {len(missing)} image ids are not in {manifest_csv} (e.g. {missing[0]!r}); "
+            "re-run the manifest and split steps."
+        )
+    return table.drop(columns="_merge")

@@ -3,7 +3,7 @@
 Images are read as grayscale float in [0, 1]; labels come from the cached
 ``results/labels/{image_id}.npy`` arrays (palette indices at the original
 size, never re-decoded from colour masks) and are mapped to an experiment's
-output classes with `usseg.config.label_lookup`.
+output classes with `Experiment.label_lookup` (usseg.experiment).
 
 As in the MONAI tutorials, the deterministic transforms (load, map, resize)
 are kept apart from the random ones (flip, noise, contrast) so that a
@@ -12,8 +12,11 @@ are kept apart from the random ones (flip, noise, contrast) so that a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,22 +32,18 @@ from monai.transforms import (
     Resized,
 )
 
-from usseg.config import label_lookup
+from usseg import contracts
 from usseg.errors import DataError
 from usseg.images import load_gray
+
+if TYPE_CHECKING:
+    from usseg.experiment import Experiment
 
 IMAGE = "image"
 LABEL = "label"
 
 
 # ----------------------------------------------------------------------------- files and tables
-
-
-def dataset_root(data_root, dataset_cfg: dict) -> Path:
-    """The folder holding the modality folders (AUS/, RUS/) below `data_root`."""
-    from usseg.dataset_root import find_dataset_root
-
-    return Path(find_dataset_root(data_root, list(dataset_cfg["modalities"])))
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
@@ -94,26 +93,51 @@ def resize_nearest(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def read_split_table(manifest_csv, splits_csv) -> pd.DataFrame:
-    """splits.csv joined with manifest.csv on image_id (one row per split row)."""
-    manifest = pd.read_csv(manifest_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
-    splits = pd.read_csv(splits_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
-    for col in ("image_id", "split"):
-        if col not in splits.columns:
-            raise DataError(f"{splits_csv}: column {col!r} missing.")
-    for col in ("image_id", "modality", "image_path"):
-        if col not in manifest.columns:
-            raise DataError(f"{manifest_csv}: column {col!r} missing.")
-    # subject_id comes from splits.csv when it has one (the split step owns it).
-    cols = [c for c in manifest.columns if not (c == "subject_id" and "subject_id" in splits.columns)]
-    table = splits.merge(manifest[cols], on="image_id", how="left", validate="one_to_one", indicator=True)
-    missing = table.loc[table["_merge"] != "both", "image_id"].tolist()
-    if missing:
-        raise DataError(
-            f"{splits_csv}: {len(missing)} image ids are not in {manifest_csv} (e.g. {missing[0]!r}); "
-            "re-run the manifest and split steps."
-        )
-    return table.drop(columns="_merge")
+@dataclass(frozen=True)
+class PreparedData:
+    """The prepared dataset that training, evaluation and the checks read (the data stages' outputs).
+
+    dataset: config.yaml's dataset section; root: the dataset root the manifest found and recorded
+    (results/dataset_root.json); manifest_csv, splits_csv, labels_dir: results/manifest.csv, the
+    split (results/splits.csv or a gap-study split), results/labels/; fov_threshold:
+    diagnostics.fov_threshold, the grey level that bounds the fan for the remedies that act inside it.
+    """
+
+    dataset: Mapping
+    root: Path
+    manifest_csv: Path
+    splits_csv: Path
+    labels_dir: Path | None  # None for a stage that reads no label (the domain check)
+    fov_threshold: int | None = None  # None for a stage that runs no remedy
+
+    @classmethod
+    def from_files(cls, dataset: Mapping, root_record, manifest_csv, splits_csv, labels_dir=None,
+                   fov_threshold: int | None = None) -> PreparedData:
+        """From the manifest's record of the dataset root (read_dataset_root) and the data stages' files."""
+        from usseg.dataset_root import read_dataset_root
+
+        return cls(dataset, read_dataset_root(root_record), Path(manifest_csv), Path(splits_csv),
+                   None if labels_dir is None else Path(labels_dir),
+                   None if fov_threshold is None else int(fov_threshold))
+
+    @property
+    def fan_threshold(self) -> int:
+        """diagnostics.fov_threshold, for the remedies that act inside the fan."""
+        if self.fov_threshold is None:
+            raise ValueError("this stage was given no diagnostics.fov_threshold (params fov_threshold), which the "
+                             "experiment's remedy needs")
+        return self.fov_threshold
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        """splits.csv joined with manifest.csv (usseg.contracts.read_split_table), read once."""
+        return contracts.read_split_table(self.manifest_csv, self.splits_csv)
+
+    def records(self, split: str, modalities: Sequence[str] | None = None) -> list[dict]:
+        """Records (dicts for the MONAI transforms) of one split, optionally of some modalities only."""
+        if self.labels_dir is None:
+            raise ValueError("PreparedData without labels_dir has no records to train or score on")
+        return split_records(self.table, split, modalities, self.root, self.labels_dir)
 
 
 def split_records(
@@ -130,7 +154,7 @@ def split_records(
     labels_dir = Path(labels_dir)
     return [
         {
-            IMAGE: str(root / r.image_path),
+            IMAGE: str(Path(root) / r.image_path),
             LABEL: str(labels_dir / f"{r.image_id}.npy"),
             "image_id": r.image_id,
             "subject_id": r.subject_id,
@@ -180,9 +204,9 @@ class LoadLabelsd(MapTransform):
         return d
 
 
-def deterministic_transforms(exp: dict, lut: np.ndarray, with_label: bool = True) -> list:
-    """Load, map labels, resize image (bilinear, anti-aliased) and label (nearest) to exp.image_size."""
-    size = tuple(int(s) for s in exp["image_size"])
+def deterministic_transforms(image_size: Sequence[int], lut: np.ndarray | None, with_label: bool = True) -> list:
+    """Load, map labels, resize image (bilinear, anti-aliased) and label (nearest) to image_size (H, W)."""
+    size = tuple(int(s) for s in image_size)
     tf = [LoadGrayscaled(keys=IMAGE)]
     if with_label:
         tf.append(LoadLabelsd(keys=LABEL, lut=lut))
@@ -192,10 +216,9 @@ def deterministic_transforms(exp: dict, lut: np.ndarray, with_label: bool = True
     return tf
 
 
-def random_transforms(exp: dict) -> list:
-    """Augmentation from exp.augmentation. Flips are left-right only: depth runs down
-    the image and an upside-down ultrasound frame is not a plausible input."""
-    aug = exp["augmentation"]
+def random_transforms(aug: Mapping) -> list:
+    """Augmentation from an experiment's augmentation block. Flips are left-right only: depth runs
+    down the image and an upside-down ultrasound frame is not a plausible input."""
     keys = [IMAGE, LABEL]
     tf = []
     if aug.get("flip_prob", 0) > 0:
@@ -214,7 +237,7 @@ def _to_plain_tensors(keys) -> EnsureTyped:
 
 
 def build_dataset(
-    records: list[dict], exp: dict, lut: np.ndarray, augment: bool, cache_workers: int | None = None,
+    records: list[dict], exp: Experiment, lut: np.ndarray, augment: bool, cache_workers: int | None = None,
     remedy: tuple[list, list] = ([], []),
 ) -> CacheDataset:
     """CacheDataset: deterministic transforms cached once, random ones (if `augment`) per access.
@@ -222,9 +245,9 @@ def build_dataset(
     `remedy`: (cached, random) transforms of the experiment's remedy
     (usseg.remedies.wiring.training_transforms), after the resize and after the augmentation.
     """
-    tf = deterministic_transforms(exp, lut) + list(remedy[0])
+    tf = deterministic_transforms(exp.image_size, lut) + list(remedy[0])
     if augment:
-        tf += random_transforms(exp) + list(remedy[1])
+        tf += random_transforms(exp.augmentation) + list(remedy[1])
     tf.append(_to_plain_tensors([IMAGE, LABEL]))
     return CacheDataset(
         data=records,
@@ -233,7 +256,3 @@ def build_dataset(
         num_workers=cache_workers,  # threads; None = one per CPU
         progress=False,
     )
-
-
-def experiment_lut(exp: dict, dataset_cfg: dict) -> np.ndarray:
-    return label_lookup(exp, dataset_cfg)

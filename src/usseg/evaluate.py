@@ -25,11 +25,12 @@ import pandas as pd
 from monai.transforms import Compose
 from scipy import ndimage
 
-from usseg import data, evaluation_figures, intervals, metrics, splits
+from usseg import contracts, data, evaluation_figures, intervals, metrics, splits
 from usseg.config import class_names as palette_class_names
-from usseg.config import experiment_class_names, label_lookup, palette
+from usseg.config import palette
 from usseg.contracts import is_test_set
 from usseg.errors import DataError, UssegError
+from usseg.experiment import Experiment
 from usseg.models import load_predictor, resolve_device
 from usseg.remedies import wiring
 
@@ -68,21 +69,17 @@ SUBJECT_DEFINITION = ("per class: each subject's mean over its images where the 
 
 
 def evaluate_experiment(
-    exp: dict,
-    dataset_cfg: dict,
-    data_root,
-    manifest_csv,
-    splits_csv,
-    labels_dir,
+    exp: Experiment,
+    prepared: data.PreparedData,
     model_path,
     test_set: str,
     out_dir,
+    *,
     evaluation: dict | None = None,
     test_sets=None,
     predictor=None,
-    fov_threshold: int = 12,
 ) -> dict:
-    """Evaluate `model_path` on the images of split `test_set`; write outputs, return the summary.
+    """Evaluate `model_path` on the prepared data's images of split `test_set`; write outputs, return the summary.
 
     `evaluation`: the config's evaluation section (NSD tolerance, minimum
     reference area). `test_sets`: every test set of the run (default: every
@@ -102,34 +99,35 @@ def evaluate_experiment(
     min_area = int(settings["min_reference_area_px"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    class_names = experiment_class_names(exp, dataset_cfg)
+    dataset_cfg = prepared.dataset
+    class_names = exp.class_names(dataset_cfg)
     predictor = predictor or load_predictor(model_path, device=resolve_device(exp))
     if predictor.class_names != class_names:
         raise UssegError(
-            f"{model_path}: the model predicts {predictor.class_names} but experiment {exp['name']} asks for "
+            f"{model_path}: the model predicts {predictor.class_names} but experiment {exp.name} asks for "
             f"{class_names}; re-run training for this experiment."
         )
-    if list(predictor.image_size) != [int(s) for s in exp["image_size"]]:
+    if tuple(int(s) for s in predictor.image_size) != exp.image_size:
         log.warning("%s: trained at image_size %s, the config now says %s; predicting at the trained size",
-                    model_path, list(predictor.image_size), exp["image_size"])
-    lut = label_lookup(exp, dataset_cfg)
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
-    records = data.split_records(table, test_set, None, root, labels_dir)
+                    model_path, list(predictor.image_size), list(exp.image_size))
+    lut = exp.label_lookup(dataset_cfg)
+    table = prepared.table
+    records = prepared.records(test_set)
     if not records:
-        raise DataError(f"{splits_csv}: no images with split {test_set!r}; nothing to evaluate experiment {exp['name']} on.")
+        raise DataError(f"{prepared.splits_csv}: no images with split {test_set!r}; nothing to evaluate experiment "
+                        f"{exp.name} on.")
 
-    size_exp = dict(exp, image_size=list(predictor.image_size))
-    preprocess = Compose(data.deterministic_transforms(size_exp, lut, with_label=False))
+    size_exp = exp.with_settings(image_size=[int(s) for s in predictor.image_size])
+    preprocess = Compose(data.deterministic_transforms(size_exp.image_size, lut, with_label=False))
     # The experiment's remedy (docs/remedies.md): normalised test images, batch-norm adaptation.
     predictor, prepare = wiring.prediction_remedy(
-        size_exp, predictor, test_set, table, dataset_cfg, root, fov_threshold=fov_threshold,
+        size_exp, predictor, test_set, prepared,
         test_images=lambda: np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0]
                                       for r in records]),
     )
     fg = list(range(1, len(class_names)))
     fg_names = class_names[1:]
-    postprocess = bool(exp.get("postprocess", {}).get("largest_component", False))
+    postprocess = exp.largest_component
     n_cls = len(class_names)
     rows = {"dice": [], "nsd": [], "hd95": [], "ref_px": [], "pred_px": []}
     confusion = np.zeros((n_cls, n_cls), dtype=np.int64)
@@ -158,7 +156,7 @@ def evaluate_experiment(
 
     if test_sets is None:
         test_sets = sorted(s for s in table["split"].unique() if is_test_set(s))
-    shared = _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg, min_area, scored)
+    shared = _classes_scored_on_all(prepared, test_set, test_sets, lut, fg, min_area, scored)
     shared_names = [class_names[c] for c in shared]
     shared_cols = [fg.index(c) for c in shared]
 
@@ -209,8 +207,8 @@ def evaluate_experiment(
         }
     fg_iv = intervals.subject_mean_interval(subj_fg)
     summary = {
-        "experiment": exp["name"],
-        "model": exp["model"]["name"],
+        "experiment": exp.name,
+        "model": exp.model.name,
         "test_set": test_set,
         "aggregation": "subject",
         "aggregation_definition": SUBJECT_DEFINITION,
@@ -238,18 +236,18 @@ def evaluate_experiment(
         "metric_resolution": METRIC_RESOLUTION,
         "nsd_tolerance_px": tolerance,
         "min_reference_area_px": min_area,
-        "excluded": excluded_images(splits_csv, test_set),
+        "excluded": excluded_images(prepared.splits_csv, test_set),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
     write_confusion(confusion, class_names, out_dir / "confusion.csv")
-    evaluation_figures.plot_confusion(confusion, class_names, f"{exp['name']} on {test_set}",
+    evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
                                       out_dir / "confusion.png")
-    plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, exp["name"], test_set,
+    plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, exp.name, test_set,
                   out_dir / "overlays.png", scored)
     log.info(
         "experiment %s on %s: %d images, %d subjects, subject-level mean foreground Dice (%s) %s%s",
-        exp["name"], test_set, len(records), len(subj_ids), ", ".join(shared_names) or "no shared class",
+        exp.name, test_set, len(records), len(subj_ids), ", ".join(shared_names) or "no shared class",
         _fmt(summary["dice_mean_foreground"]),
         f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "",
     )
@@ -294,14 +292,14 @@ class FilesPredictor:
         return maps
 
 
-def _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg, min_area, scored) -> list[int]:
+def _classes_scored_on_all(prepared, test_set, test_sets, lut, fg, min_area, scored) -> list[int]:
     """The classes of `fg` with at least one scorable reference on every test set of `test_sets`."""
     keep = {c for c, any_scored in zip(fg, scored.any(axis=0)) if any_scored}
     for other in test_sets:
         if other == test_set or not keep:
             continue
         seen: set[int] = set()
-        for r in data.split_records(table, other, None, root, labels_dir):
+        for r in prepared.records(other):
             area = metrics.area_per_class(data.load_labels(r[data.LABEL], lut), fg)
             seen |= {c for c, a in zip(fg, area) if a >= max(min_area, 1)}
             if keep <= seen:
@@ -312,7 +310,7 @@ def _classes_scored_on_all(table, test_set, test_sets, root, labels_dir, lut, fg
 
 def excluded_images(splits_csv, test_set: str) -> list[dict]:
     """[{image_id, reason}] of splits.csv rows left out of `test_set` (column excluded_from, reason in note)."""
-    return splits.excluded_images(pd.read_csv(splits_csv, dtype=str, keep_default_na=False), test_set)
+    return splits.excluded_images(contracts.read_splits(splits_csv), test_set)
 
 
 def write_confusion(counts: np.ndarray, class_names: list[str], path) -> None:

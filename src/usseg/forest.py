@@ -18,6 +18,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.ensemble import RandomForestClassifier
 
+from usseg.experiment import ForestSettings
+
 FEATURE_VERSION = 1
 # Smoothing scales in pixels at a 96-pixel-wide image; scaled with the width so
 # the features look at the same anatomy at any image_size.
@@ -73,11 +75,12 @@ def sample_training_pixels(images, labels, pixels_per_image: int, seed: int):
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
-def fit_forest(x: np.ndarray, y: np.ndarray, forest_cfg: dict, seed: int, class_weight=None, n_jobs: int = -1):
-    """Fit scikit-learn's RandomForestClassifier on sampled pixels."""
+def fit_forest(x: np.ndarray, y: np.ndarray, settings: ForestSettings, seed: int, class_weight=None,
+               n_jobs: int = -1):
+    """Fit scikit-learn's RandomForestClassifier on sampled pixels (settings: an experiment's forest block)."""
     rf = RandomForestClassifier(
-        n_estimators=int(forest_cfg["n_estimators"]),
-        max_depth=int(forest_cfg["max_depth"]),
+        n_estimators=settings.n_estimators,
+        max_depth=settings.max_depth,
         class_weight=class_weight,
         random_state=seed,
         n_jobs=n_jobs,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,15 +19,20 @@ from usseg import checkpoint, data, forest, metrics
 from usseg.models import model_metadata
 from usseg.training_log import epoch_line, plot_curves, write_history
 
+if TYPE_CHECKING:
+    from usseg.train import TrainingJob
+
 log = logging.getLogger("usseg.train")
 
 
-def train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir):
+def train_forest(job: TrainingJob) -> None:
+    """Fit the forest of `job` (usseg.train.TrainingJob) and write its model, history and curves."""
     t0 = time.perf_counter()
-    fcfg = exp["forest"]
-    seed = int(exp["seed"])
+    exp, class_names, weights, out_dir = job.exp, job.class_names, job.weights, job.out_dir
+    settings = exp.forest
+    seed = exp.seed
     n = len(class_names)
-    tf = Compose(data.deterministic_transforms(exp, lut))
+    tf = Compose(data.deterministic_transforms(exp.image_size, job.lut))
 
     def arrays(recs):
         items = [tf(dict(r)) for r in recs]
@@ -35,17 +41,17 @@ def train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash,
             [np.asarray(it[data.LABEL])[0].astype(np.int64) for it in items],
         )
 
-    train_imgs, train_labs = arrays(train_recs)
-    x, y = forest.sample_training_pixels(train_imgs, train_labs, int(fcfg["pixels_per_image"]), seed)
+    train_imgs, train_labs = arrays(job.train_recs)
+    x, y = forest.sample_training_pixels(train_imgs, train_labs, settings.pixels_per_image, seed)
     class_weight = None
     if weights is not None:
         class_weight = {int(c): float(weights[c]) for c in np.unique(y)}
     # As many tree-building threads as torch may use: Snakemake sets OMP_NUM_THREADS
     # to the job's threads, and more would oversubscribe the cores.
-    rf = forest.fit_forest(x, y, fcfg, seed, class_weight=class_weight, n_jobs=torch.get_num_threads())
+    rf = forest.fit_forest(x, y, settings, seed, class_weight=class_weight, n_jobs=torch.get_num_threads())
     arrs = forest.forest_to_arrays(rf, n)
     meta = model_metadata(
-        exp, class_names, cfg_hash, epoch=1,
+        exp, class_names, job.cfg_hash, epoch=1,
         forest={
             "feature_version": forest.FEATURE_VERSION,
             "feature_names": list(forest.FEATURE_NAMES),
@@ -57,8 +63,8 @@ def train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash,
     predictor = forest.ForestPredictor(arrs, meta)
     train_loss = _log_loss(predictor.proba_from_features(x), y)
     n_fg = n - 1
-    if val_recs:
-        val_imgs, val_labs = arrays(val_recs)
+    if job.val_recs:
+        val_imgs, val_labs = arrays(job.val_recs)
         proba = predictor.predict_proba(np.stack(val_imgs))
         val_loss = _log_loss(proba.transpose(0, 2, 3, 1).reshape(-1, n), np.concatenate([v.ravel() for v in val_labs]))
         pred = proba.argmax(axis=1)
@@ -81,10 +87,10 @@ def train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash,
         "seconds": time.perf_counter() - t0,
     }
     write_history([row], class_names, out_dir / "history.csv")
-    plot_curves([row], class_names, exp["name"], 1, out_dir / "curves.png")
+    plot_curves([row], class_names, exp.name, 1, out_dir / "curves.png")
     log.info(
         "experiment %s: random forest, %d trees, %d nodes, %d training pixels; %s",
-        exp["name"], len(rf.estimators_), meta["forest"]["n_nodes"], len(y), epoch_line(row, 1, class_names),
+        exp.name, len(rf.estimators_), meta["forest"]["n_nodes"], len(y), epoch_line(row, 1, class_names),
     )
 
 

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from usseg.config import experiment_class_names, gap_baseline, resolve_experiment
-from usseg.contracts import SPLIT_COLUMNS
+from usseg import contracts
+from usseg.config import gap_baseline
+from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
+from usseg.experiment import Experiment
 from usseg.remedies import gap_stats
 
 # usseg.data (MONAI, torch) is imported inside the functions that read tables:
@@ -40,8 +42,6 @@ from usseg.remedies import gap_stats
 # The two per-subject scores of the study: column of gap_closure.csv's `metric`
 # -> the per-class column prefix in per_subject.csv.
 METRICS = {"dice": "dice", "surface_dice": "nsd"}
-LOSO_COLUMNS = ["held_out_subject", "n_images", "dice", "surface_dice"]
-CURVE_COLUMNS = ["test_set", "metric", *gap_stats.LEARNING_CURVE_COLUMNS]
 # The fewest per-subject differences from which the SD of "when to stop" is estimated.
 MIN_SUBJECTS_FOR_SD = 2
 
@@ -53,27 +53,27 @@ def remedy_experiments(config: dict) -> list[str]:
     """The experiments compared with the baseline: every other network experiment with its classes."""
     baseline = gap_baseline(config)
     ds = config["dataset"]
-    classes = experiment_class_names(resolve_experiment(config, baseline), ds)
+    classes = Experiment.from_config(config, baseline).class_names(ds)
     out = []
     for name in config["experiments"]:
-        exp = resolve_experiment(config, name)
-        if name != baseline and exp["model"]["name"] != "random_forest" and experiment_class_names(exp, ds) == classes:
+        exp = Experiment.from_config(config, name)
+        if name != baseline and exp.is_network and exp.class_names(ds) == classes:
             out.append(name)
     return out
 
 
-def loso_experiment(config: dict) -> dict:
+def loso_experiment(config: dict) -> Experiment:
     """The baseline's settings, trained on the simulator and the labeled real subjects of its fold."""
-    exp = resolve_experiment(config, gap_baseline(config))
+    exp = Experiment.from_config(config, gap_baseline(config))
     target = config["dataset"]["target_modality"]
-    mods = list(exp["train_modalities"])
-    return {**exp, "name": f"{exp['name']}_loso", "train_modalities": mods + [target] * (target not in mods)}
+    mods = list(exp.train_modalities)
+    return exp.with_settings(name=f"{exp.name}_loso", train_modalities=mods + [target] * (target not in mods))
 
 
-def curve_experiment(config: dict, fraction: str) -> dict:
+def curve_experiment(config: dict, fraction: str) -> Experiment:
     """The baseline's settings, trained on a share of the simulator's training subjects."""
-    exp = resolve_experiment(config, gap_baseline(config))
-    return {**exp, "name": f"{exp['name']}_share{fraction}"}
+    exp = Experiment.from_config(config, gap_baseline(config))
+    return exp.with_settings(name=f"{exp.name}_share{fraction}")
 
 
 def fraction_names(config: dict) -> list[str]:
@@ -91,16 +91,14 @@ def _split_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_loso_folds(manifest_csv, splits_csv, target_modality: str, out_dir) -> list[str]:
     """One splits.csv per held-out labeled real subject, out_dir/{subject}/splits.csv; the subjects."""
-    from usseg import data
-
-    table = data.read_split_table(manifest_csv, splits_csv)
+    table = contracts.read_split_table(manifest_csv, splits_csv)
     out_dir = Path(out_dir)
     subjects = []
     for fold in gap_stats.loso_folds(table, target_modality):
         if not fold.held_out or "/" in fold.held_out or fold.held_out.startswith("."):
             raise DataError(f"{splits_csv}: subject id {fold.held_out!r} cannot name a folder; rename it.")
         (out_dir / fold.held_out).mkdir(parents=True, exist_ok=True)
-        _split_table(fold.splits).to_csv(out_dir / fold.held_out / "splits.csv", index=False)
+        contracts.write_table(_split_table(fold.splits), out_dir / fold.held_out / "splits.csv", SPLIT_COLUMNS)
         subjects.append(fold.held_out)
     return subjects
 
@@ -108,12 +106,9 @@ def write_loso_folds(manifest_csv, splits_csv, target_modality: str, out_dir) ->
 def write_curve_split(manifest_csv, splits_csv, fraction: str, fractions: Sequence[float],
                       modalities: Sequence[str], seed: int, out_csv) -> None:
     """splits.csv of one learning-curve share (nested shares, usseg.remedies.gap_stats.learning_curve_splits)."""
-    from usseg import data
-
-    table = data.read_split_table(manifest_csv, splits_csv)
+    table = contracts.read_split_table(manifest_csv, splits_csv)
     tables = gap_stats.learning_curve_splits(table, fractions, modalities, seed)
-    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-    _split_table(tables[float(fraction)]).to_csv(out_csv, index=False)
+    contracts.write_table(_split_table(tables[float(fraction)]), out_csv, SPLIT_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- reading the evaluations
@@ -127,12 +122,12 @@ def subject_scores(eval_dir) -> pd.DataFrame:
     """
     eval_dir = Path(eval_dir)
     summary_path, table_path = eval_dir / "summary.json", eval_dir / "per_subject.csv"
-    for p in (summary_path, table_path):
-        if not p.is_file():
-            raise DataError(f"{p}: missing; run the evaluation first.")
-    classes = json.loads(summary_path.read_text())["mean_foreground"]["classes"]
-    table = pd.read_csv(table_path, dtype={"subject_id": str}, keep_default_na=False, na_values=[""])
-    out = table[["subject_id", "n_images"]].copy()
+    summary = contracts.read_summary(summary_path)
+    classes = (summary.get("mean_foreground") or {}).get("classes")
+    if not isinstance(classes, list):
+        raise DataError(f"{summary_path} lacks mean_foreground.classes (docs/contracts.md); re-run the evaluation.")
+    table = contracts.read_per_subject(table_path)
+    out = table[contracts.PER_SUBJECT_KEY_COLUMNS].copy()
     for metric, prefix in METRICS.items():
         cols = [f"{prefix}_{c}" for c in classes]
         missing = [c for c in cols if c not in table.columns]
@@ -208,10 +203,7 @@ def loso_rows(loso: pd.DataFrame, baseline_scores: pd.DataFrame, target_test_set
 
 def training_seconds(timing_csv) -> float:
     """The training's seconds: the sum over its epochs in timing.csv."""
-    timing = pd.read_csv(timing_csv)
-    if "seconds" not in timing.columns:
-        raise DataError(f"{timing_csv}: column 'seconds' missing; re-run the training.")
-    return float(timing["seconds"].sum())
+    return float(contracts.read_timing(timing_csv)["seconds"].sum())
 
 
 def gap_closure(baseline: str, remedies: Sequence[str], eval_dirs: Mapping[tuple[str, str], str | Path],
@@ -273,8 +265,7 @@ def when_to_stop(baseline_eval_dir, eval_dirs: Mapping[tuple[str, str], str | Pa
     return result
 
 
-def domain_auc_of(exp: dict, table: pd.DataFrame, dataset_cfg: dict, root, max_images: int, folds: int,
-                  seed: int, fov_threshold: int) -> dict | None:
+def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: int) -> dict | None:
     """The domain classifier's AUC between the simulator's training images and the target frames, before
     and after the experiment's harmonisation (None when its remedy harmonises nothing).
 
@@ -282,14 +273,15 @@ def domain_auc_of(exp: dict, table: pd.DataFrame, dataset_cfg: dict, root, max_i
     """
     from usseg.remedies import domain_check, spec, style, wiring  # late: MONAI transforms
 
-    remedy = spec.parse_remedy(exp.get("remedy"))
+    remedy = exp.remedy
+    table, root, fov_threshold = prepared.table, prepared.root, prepared.fan_threshold
     bank = None
     if remedy.name in ("histogram_matching", "fda"):
-        bank = wiring.target_bank(exp, remedy, table, dataset_cfg, root, fov_threshold)
+        bank = wiring.target_bank(exp, remedy, prepared)
     fns = spec.harmonisers(remedy, bank, seed, fov_threshold)
     if fns is None:
         return None
-    target = dataset_cfg["target_modality"]
+    target = prepared.dataset["target_modality"]
     rng = np.random.default_rng(seed)
 
     def sample(rows: pd.DataFrame) -> pd.DataFrame:
@@ -299,8 +291,8 @@ def domain_auc_of(exp: dict, table: pd.DataFrame, dataset_cfg: dict, root, max_i
     src_rows = sample(table[(table["modality"] != target) & (table["split"] == "train")])
     tgt_rows = sample(table[table["modality"] == target])
     load = style.TargetBank.from_files
-    src = load([Path(root) / p for p in src_rows["image_path"]], exp["image_size"], fov_threshold).images
-    tgt = load([Path(root) / p for p in tgt_rows["image_path"]], exp["image_size"], fov_threshold).images
+    src = load([Path(root) / p for p in src_rows["image_path"]], exp.image_size, fov_threshold).images
+    tgt = load([Path(root) / p for p in tgt_rows["image_path"]], exp.image_size, fov_threshold).images
     # from_files sorts the paths; keep the subjects in the same order.
     src_subj = src_rows.assign(p=[str(Path(root) / p) for p in src_rows["image_path"]]).sort_values("p")["subject_id"]
     tgt_subj = tgt_rows.assign(p=[str(Path(root) / p) for p in tgt_rows["image_path"]]).sort_values("p")["subject_id"]
@@ -313,19 +305,17 @@ def domain_auc_of(exp: dict, table: pd.DataFrame, dataset_cfg: dict, root, max_i
 # ----------------------------------------------------------------------------- the rules' entry points
 
 
-def write_domain_auc(exp: dict, manifest_csv, splits_csv, dataset_cfg: dict, data_root, diagnostics: dict,
-                     out_json) -> None:
+def write_domain_auc(exp: Experiment, prepared, diagnostics: dict, out_json) -> None:
     """results/gap/domain/{experiment}.json: the domain AUC before and after the remedy's harmonisation
-    ({"remedy": ..., "harmonises": false} when it harmonises nothing)."""
-    from usseg import data
+    ({"remedy": ..., "harmonises": false} when it harmonises nothing). `prepared`: usseg.data.PreparedData;
+    its fan threshold is diagnostics.fov_threshold."""
+    import dataclasses
 
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
-    result = domain_auc_of(exp, table, dataset_cfg, root, int(diagnostics["domain_max_images"]),
-                           int(diagnostics["domain_cv_folds"]), int(diagnostics["seed"]),
-                           int(diagnostics["fov_threshold"]))
+    prepared = dataclasses.replace(prepared, fov_threshold=int(diagnostics["fov_threshold"]))
+    result = domain_auc_of(exp, prepared, int(diagnostics["domain_max_images"]),
+                           int(diagnostics["domain_cv_folds"]), int(diagnostics["seed"]))
     if result is None:
-        result = {"remedy": (exp.get("remedy") or {}).get("name", "none"), "harmonises": False}
+        result = {"remedy": exp.remedy.name, "harmonises": False}
     else:
         result = {**result, "harmonises": True}
         for run in ("before", "after"):
@@ -358,10 +348,10 @@ def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings:
     test_sets = list(config["test_sets"])
     dirs = {(e, t): d for e, t, d in eval_dirs}
     seconds = {e: training_seconds(p) for e, p in timings.items()}
-    domain = {e: json.loads(Path(p).read_text()) for e, p in domain_files.items()}
+    domain = {e: contracts.read_domain_auc(p) for e, p in domain_files.items()}
     closure = gap_closure(baseline, remedies, dirs, test_sets, seconds, domain)
     loso = loso_table(loso_dirs)
-    target = f"test_{str(config['dataset']['target_modality']).lower()}"
+    target = contracts.test_set_name(config["dataset"]["target_modality"])
     if len(loso) and (baseline, target) in dirs:
         closure = gap_stats.gap_closure_table([*closure.to_dict("records"),
                                                *loso_rows(loso, subject_scores(dirs[(baseline, target)]), target)])

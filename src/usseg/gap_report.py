@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from usseg import contracts
 from usseg.remedies import gap_stats
 
 SECTION_ID = "gap"
@@ -204,7 +203,7 @@ def when_to_stop_paragraph(stop: Mapping) -> str:
 def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_set_label: str) -> dict:
     """What the verdict shows when the gap study ran: the ranked remedies, which intervals exclude 0,
     and "when to stop"; every number read from gap_closure.csv and when_to_stop.json."""
-    missing = [c for c in gap_stats.GAP_CLOSURE_COLUMNS if c not in closure.columns]
+    missing = [c for c in contracts.GAP_CLOSURE_COLUMNS if c not in closure.columns]
     if missing:
         raise ValueError(f"gap_closure.csv lacks the column(s) {', '.join(missing)}")
     missing = [k for k in STOP_KEYS if k not in stop]
@@ -300,10 +299,10 @@ def gap_context(config: dict, files: dict) -> dict | None:
     """
     if not config.get("gap_study", {}).get("enabled"):
         return None
-    closure = pd.read_csv(files["gap_closure"])
-    loso = pd.read_csv(files["loso"], dtype={"held_out_subject": str})
-    curve = pd.read_csv(files["learning_curve"])
-    stop = json.loads(Path(files["when_to_stop"]).read_text())
+    closure = contracts.read_gap_closure(files["gap_closure"])
+    loso = contracts.read_loso(files["loso"])
+    curve = contracts.read_learning_curve(files["learning_curve"])
+    stop = contracts.read_when_to_stop(files["when_to_stop"])
     target = target_test_set(config)
     labels = {ts: f"{ts} ({'real' if ts == target else 'simulator'})" for ts in config["test_sets"]}
     spread = gap_stats.loso_spread(pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"])) \
@@ -318,8 +317,8 @@ def gap_context(config: dict, files: dict) -> dict | None:
         "baseline": config["gap_study"].get("baseline") or next(iter(config["experiments"])),
         "demo": config.get("data_root") is None,
         "demo_note": DEMO_NOTE,
-        "columns": list(gap_stats.GAP_CLOSURE_COLUMNS),
-        "rows": table[gap_stats.GAP_CLOSURE_COLUMNS].astype(str).values.tolist(),
+        "columns": list(contracts.GAP_CLOSURE_COLUMNS),
+        "rows": table[contracts.GAP_CLOSURE_COLUMNS].astype(str).values.tolist(),
         "forest_png": forest_figure(closure),
         "loso_png": loso_figure(loso),
         "loso_spread": None if spread is None else {k: _fmt(v) if k != "n_subjects" else v for k, v in spread.items()},

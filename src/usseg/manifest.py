@@ -525,31 +525,3 @@ def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, iss
             + more
             + "\nFix or remove these files, or set strict: false in config.yaml to continue without them."
         )
-
-
-def read_manifest(manifest_csv) -> pd.DataFrame:
-    """Read a manifest CSV back with its intended types (empty paths stay empty strings)."""
-    text_cols = [c for c in MANIFEST_COLUMNS if c not in ("has_mask", "width", "height")]
-    df = pd.read_csv(manifest_csv, dtype={c: str for c in text_cols}, keep_default_na=False)
-    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{manifest_csv} lacks the column(s) {', '.join(missing)}; it was not written by this version of "
-            "usseg. Delete it and re-run the manifest step."
-        )
-    df["has_mask"] = df["has_mask"].map(parse_bool)
-    df["width"] = df["width"].astype("int64")
-    df["height"] = df["height"].astype("int64")
-    return df
-
-
-def parse_bool(value) -> bool:
-    """A boolean CSV cell ("True", "false", "1", ...) as a bool; DataError for anything else."""
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("true", "1", "yes"):
-            return True
-        if v in ("false", "0", "no", ""):
-            return False
-        raise DataError(f"expected a boolean (True/False) in a CSV column, got {value!r}.")
-    return bool(value)

@@ -49,10 +49,10 @@ from PIL import Image
 
 from usseg.config import class_names
 from usseg.config import palette as config_palette
-from usseg.contracts import DECODE_REPORT_COLUMNS
+from usseg.contracts import DECODE_REPORT_COLUMNS, read_manifest
 from usseg.errors import DataError
 from usseg.images import WIDE_MODES, oriented, wide_to_uint8
-from usseg.manifest import find_dataset_root, parse_bool, read_manifest
+from usseg.manifest import find_dataset_root
 
 # decode_mask is imported from here by callers; the aa_aware decode builds on the rest.
 from usseg.palette_decode import (  # noqa: F401
@@ -568,27 +568,3 @@ def decode_masks(
             + " Fix these masks or set strict: false to train without them."
         )
     return report
-
-
-def read_decode_report(report_csv) -> pd.DataFrame:
-    """Read decode_report.csv back with its intended types."""
-    df = pd.read_csv(
-        report_csv,
-        dtype={
-            "image_id": str,
-            "mask_path": str,
-            "classes_present": str,
-            "flag_reason": str,
-            "encoding": str,
-            "decode": str,
-        },
-        keep_default_na=False,
-    )
-    missing = [c for c in REPORT_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{report_csv} lacks the column(s) {', '.join(missing)}; delete it and re-run the decode_masks step."
-        )
-    df["flagged"] = df["flagged"].map(parse_bool)
-    df["usable"] = df["usable"].map(parse_bool)
-    return df

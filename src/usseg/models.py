@@ -9,6 +9,7 @@ rebuilds a predictor from that file alone, without unpickling anything.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +19,23 @@ from torch import nn
 
 from usseg import checkpoint
 from usseg.errors import ConfigError, UssegError
+from usseg.experiment import NETWORK_NAMES, Experiment, ModelSettings
 
 log = logging.getLogger("usseg.train")
 
 MODEL_KIND = "usseg-model"
-NETWORK_NAMES = ("unet", "basic_unet_plus_plus")
 
 
 # ----------------------------------------------------------------------------- device
 
 
-def resolve_device(exp: dict) -> torch.device:
+def resolve_device(exp: Experiment) -> torch.device:
     """exp.device: auto = CUDA when visible, else CPU; cuda without a GPU is an error."""
-    setting = exp.get("device", "auto")
+    setting = exp.device
     if setting == "cuda":
         if not torch.cuda.is_available():
             raise UssegError(
-                f"device: cuda requested for experiment {exp.get('name', '?')} but no CUDA GPU is visible; "
+                f"device: cuda requested for experiment {exp.name} but no CUDA GPU is visible; "
                 "set device: auto or cpu"
             )
         return torch.device("cuda")
@@ -70,19 +71,22 @@ class _FirstOutput(nn.Module):
         return self.net(x)[0]
 
 
-def build_network(model_cfg: dict, n_classes: int, image_size=None, where: str = "model") -> nn.Module:
-    """The network described by exp.model, 1 input channel (grayscale), n_classes outputs."""
-    name = model_cfg["name"]
+def build_network(model: ModelSettings | Mapping, n_classes: int, image_size=None, where: str = "model") -> nn.Module:
+    """The network described by an experiment's model block (typed, or as a model file records it),
+    1 input channel (grayscale), n_classes outputs."""
+    if isinstance(model, Mapping):
+        model = ModelSettings.from_mapping(model)
+    name = model.name
     if name == "unet":
         return UNet(
             spatial_dims=2,
             in_channels=1,
             out_channels=n_classes,
-            channels=tuple(model_cfg["channels"]),
-            strides=tuple(model_cfg["strides"]),
-            num_res_units=int(model_cfg.get("num_res_units", 0)),
-            norm=_norm(model_cfg.get("norm", "batch")),
-            dropout=float(model_cfg.get("dropout", 0.0)),
+            channels=model.channels,
+            strides=model.strides,
+            num_res_units=model.num_res_units,
+            norm=_norm(model.norm),
+            dropout=model.dropout,
         )
     if name == "basic_unet_plus_plus":
         if image_size is not None and any(int(s) % 16 for s in image_size):
@@ -95,10 +99,10 @@ def build_network(model_cfg: dict, n_classes: int, image_size=None, where: str =
                 spatial_dims=2,
                 in_channels=1,
                 out_channels=n_classes,
-                features=unet_plus_plus_features(model_cfg["channels"]),
+                features=unet_plus_plus_features(model.channels),
                 deep_supervision=False,
-                norm=_norm(model_cfg.get("norm", "batch")),
-                dropout=float(model_cfg.get("dropout", 0.0)),
+                norm=_norm(model.norm),
+                dropout=model.dropout,
             )
         )
     raise ConfigError(f"{where}.name = {name!r} is not a network; use one of {', '.join(NETWORK_NAMES)}.")
@@ -107,15 +111,15 @@ def build_network(model_cfg: dict, n_classes: int, image_size=None, where: str =
 # ----------------------------------------------------------------------------- saving and loading
 
 
-def model_metadata(exp: dict, class_names: list[str], cfg_hash: str, **extra) -> dict:
+def model_metadata(exp: Experiment, class_names: list[str], cfg_hash: str, **extra) -> dict:
     return {
         "kind": MODEL_KIND,
         "format_version": checkpoint.FORMAT_VERSION,
-        "experiment": exp["name"],
+        "experiment": exp.name,
         "config_hash": cfg_hash,
         "class_names": list(class_names),
-        "model": exp["model"],
-        "image_size": [int(s) for s in exp["image_size"]],
+        "model": exp.settings["model"],
+        "image_size": list(exp.image_size),
         **extra,
     }
 

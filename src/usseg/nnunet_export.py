@@ -28,13 +28,18 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from usseg.config import class_names
+from usseg.contracts import TRAIN, VAL
 from usseg.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from usseg.data import PreparedData
 
 # usseg.data (MONAI, torch) is imported where the export runs: the workflow
 # imports this module's neighbour usseg.nnunet_reference at every start-up.
@@ -97,24 +102,14 @@ def check_subject_split(train_subjects, val_subjects) -> None:
         )
 
 
-def export_nnunet(
-    dataset_cfg: dict,
-    nnunet_cfg: dict,
-    test_sets,
-    data_root,
-    manifest_csv,
-    splits_csv,
-    labels_dir,
-    out_dir,
-) -> dict:
+def export_nnunet(prepared: PreparedData, nnunet_cfg: dict, test_sets, out_dir) -> dict:
     """Write the nnU-Net raw dataset (layout in the module docstring) to out_dir; return counts."""
     from usseg import data
 
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
+    dataset_cfg, table = prepared.dataset, prepared.table
     modalities = list(nnunet_cfg["train_modalities"])
     unknown = [m for m in modalities if m not in dataset_cfg["modalities"]]
     if unknown:
@@ -122,11 +117,11 @@ def export_nnunet(
             f"nnunet.train_modalities: {', '.join(unknown)} is not a modality of dataset.modalities "
             f"({', '.join(dataset_cfg['modalities'])})."
         )
-    train = data.split_records(table, "train", modalities, root, labels_dir)
-    val = data.split_records(table, "val", modalities, root, labels_dir)
+    train = prepared.records(TRAIN, modalities)
+    val = prepared.records(VAL, modalities)
     if not train:
         raise DataError(
-            f"{splits_csv}: no training images of modalities {modalities} "
+            f"{prepared.splits_csv}: no training images of modalities {modalities} "
             f"({data.describe_split_counts(table, modalities)}); nothing to export for nnU-Net."
         )
     check_subject_split([r["subject_id"] for r in train], [r["subject_id"] for r in val])
@@ -141,7 +136,7 @@ def export_nnunet(
             cases.append([r["image_id"], r["image_id"], r["subject_id"], r["modality"], split, "imagesTr"])
     counts = {"train": len(train), "val": len(val)}
     for test_set in test_sets:
-        records = data.split_records(table, test_set, None, root, labels_dir)
+        records = prepared.records(test_set)
         images_ts, labels_ts = out_dir / "imagesTs" / test_set, out_dir / "labelsTs" / test_set
         for d in (images_ts, labels_ts):
             d.mkdir(parents=True)

@@ -184,19 +184,23 @@ def reference_runs(nnunet_cfg: dict) -> bool:
     return bool(nnunet_cfg.get("enabled", True)) and is_installed()
 
 
-def reference_experiment(image_size) -> dict:
-    """The experiment entry evaluation needs for the nnU-Net reference: every palette class, no post-processing.
+def reference_experiment(experiment_defaults: dict):
+    """The experiment evaluation reads for the nnU-Net reference: experiment_defaults with every palette
+    class, no remedy and no post-processing, named and modelled "nnunet".
 
-    `image_size` only sizes evaluation's preprocessing, which nnU-Net's
+    Its image_size only sizes evaluation's preprocessing, which nnU-Net's
     full-resolution predictions do not go through.
     """
-    return {"name": "nnunet", "model": {"name": "nnunet"}, "classes": "all",
-            "image_size": [int(s) for s in image_size], "postprocess": {"largest_component": False}}
+    from usseg.experiment import Experiment
+
+    return Experiment({**experiment_defaults, "name": "nnunet", "model": {"name": "nnunet"}, "classes": "all",
+                       "remedy": {"name": "none"}, "postprocess": {"largest_component": False}})
 
 
-def evaluate_predictions(predictions_dir, test_set: str, dataset_cfg: dict, data_root, manifest_csv, splits_csv,
-                         labels_dir, out_dir, evaluation: dict, test_sets, image_size) -> dict:
-    """Score nnU-Net's predictions of `test_set` with usseg's own evaluation (usseg.evaluate).
+def evaluate_predictions(predictions_dir, test_set: str, prepared, out_dir, *, evaluation: dict, test_sets,
+                         experiment_defaults: dict) -> dict:
+    """Score nnU-Net's predictions of `test_set` on the prepared data (usseg.data.PreparedData) with usseg's
+    own evaluation (usseg.evaluate).
 
     The same subjects, label maps, metrics, intervals and outputs as a usseg
     experiment's evaluation; summary.json has `experiment` and `model` "nnunet".
@@ -204,7 +208,7 @@ def evaluate_predictions(predictions_dir, test_set: str, dataset_cfg: dict, data
     from usseg.config import class_names
     from usseg.evaluate import FilesPredictor, evaluate_experiment
 
-    exp = reference_experiment(image_size)
-    predictor = FilesPredictor(Path(predictions_dir) / test_set, class_names(dataset_cfg), exp["image_size"])
-    return evaluate_experiment(exp, dataset_cfg, data_root, manifest_csv, splits_csv, labels_dir, None, test_set,
-                               out_dir, evaluation=evaluation, test_sets=test_sets, predictor=predictor)
+    exp = reference_experiment(experiment_defaults)
+    predictor = FilesPredictor(Path(predictions_dir) / test_set, class_names(prepared.dataset), exp.image_size)
+    return evaluate_experiment(exp, prepared, None, test_set, out_dir, evaluation=evaluation, test_sets=test_sets,
+                               predictor=predictor)

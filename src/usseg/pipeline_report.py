@@ -22,14 +22,14 @@ the difference usseg - nnU-Net has a paired t interval over subjects
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from usseg.config import resolve_experiment
+from usseg import contracts
+from usseg.experiment import Experiment
 from usseg.nnunet_reference import NOT_INSTALLED, is_installed
 from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
 
@@ -50,11 +50,12 @@ class PipelineFiles:
 
 def sanity_experiments(config: dict) -> list[str]:
     """The experiments the training checks run for: every network (the random forest has no training loop)."""
-    return [e for e in config["experiments"] if resolve_experiment(config, e)["model"]["name"] != "random_forest"]
+    return [e for e in config["experiments"] if Experiment.from_config(config, e).is_network]
 
 
-def _load(path: Path | None):
-    return json.loads(Path(path).read_text()) if path is not None and Path(path).is_file() else None
+def _load(path: Path | None, reader: Callable[[Path], dict]) -> dict | None:
+    """The file read by its contract reader, or None when it is not there (a check not run)."""
+    return reader(path) if path is not None and Path(path).is_file() else None
 
 
 def _num(v) -> float | None:
@@ -67,7 +68,7 @@ def sanity_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
     for exp in sanity_experiments(config):
         path = files.sanity.get(exp)
         rel = name(path) if path is not None else f"the sanity checks of {exp}"
-        data = _load(path)
+        data = _load(path, contracts.read_sanity)
         if data is None:
             rows.append({"experiment": exp, "status": NOT_RUN, "file": rel})
             continue
@@ -81,7 +82,7 @@ def sanity_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
                          "val_images": s["val_images"], "val_subjects": s["val_subjects"], "epochs": s["epochs"]},
         })
     rel = name(files.round_trip)
-    rt = _load(files.round_trip)
+    rt = _load(files.round_trip, contracts.read_round_trip)
     round_trip = {"status": NOT_RUN, "file": rel} if rt is None else {
         "status": rt["status"], "file": rel, "images": rt["images"], "subjects": rt["subjects"],
         "worst_mismatch": rt["worst_mismatch"], "threshold": rt["max_mismatch"], "failures": len(rt["failures"]),
@@ -93,7 +94,7 @@ def sanity_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
 
 def _modality_domain(config: dict, test_set: str) -> str | None:
     for m, spec in config["dataset"]["modalities"].items():
-        if test_set.lower() == f"test_{m.lower()}":
+        if test_set == contracts.test_set_name(m):
             return spec.get("domain")
     return None
 
@@ -113,7 +114,7 @@ def comparison_rows(config: dict, summaries: dict[tuple[str, str], Path], refere
     rows = []
     for exp in config["experiments"]:
         for ts in config["test_sets"]:
-            ours = _load(summaries.get((exp, ts)))
+            ours = _load(summaries.get((exp, ts)), contracts.read_summary)
             ref = reference.get(ts)
             if ours is None or ref is None:
                 continue
@@ -210,7 +211,7 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
 def nnunet_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] = str) -> dict:
     """The reference's state (ran, switched off, not installed, not run yet), its schedule and summaries."""
     cfg = config.get("nnunet", {})
-    summaries = {ts: _load(files.nnunet.get(ts)) for ts in config["test_sets"]}
+    summaries = {ts: _load(files.nnunet.get(ts), contracts.read_summary) for ts in config["test_sets"]}
     summaries = {ts: s for ts, s in summaries.items() if s is not None}
     if not cfg.get("enabled", True):
         state, note = "disabled", ("nnU-Net reference switched off (nnunet.enabled: false in the config); set it to "
@@ -221,7 +222,7 @@ def nnunet_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
         state, note = "not_run", "nnU-Net reference not run yet: `snakemake nnunet_reference` (or `snakemake report`)."
     else:
         state, note = "ran", ""
-    info = _load(files.nnunet_info) if state == "ran" else None
+    info = _load(files.nnunet_info, contracts.read_nnunet_reference) if state == "ran" else None
     return {"state": state, "note": note, "info": info,
             "files": [name(files.nnunet[ts]) for ts in summaries] if state == "ran" else [],
             "summaries": summaries if state == "ran" else {}}

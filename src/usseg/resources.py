@@ -50,18 +50,15 @@ def cuda_visible() -> bool:
     return torch.cuda.is_available()
 
 
-def gpu_token(experiment: dict) -> int:
-    """1 when this experiment's training will use a GPU, else 0.
+def gpu_token(device: str, *, network: bool = True) -> int:
+    """1 when a job with this `device` setting (an experiment's, or nnunet.device) will use a GPU, else 0.
 
-    `device: cpu` and the random forest never use one; `device: cuda` always
-    does; `device: auto` does when a GPU is visible (the same rule as
-    usseg.models.resolve_device).
+    `device: cpu` and anything that is not a network (the random forest) never
+    use one; `device: cuda` always does; `device: auto` does when a GPU is
+    visible (the same rule as usseg.models.resolve_device).
     """
-    if experiment["model"]["name"] == "random_forest":
+    if not network or device == "cpu":
         return 0
-    setting = experiment.get("device", "auto")
-    if setting == "cpu":
-        return 0
-    if setting == "cuda":
+    if device == "cuda":
         return 1
     return int(cuda_visible())

@@ -34,6 +34,7 @@ measured numbers, the threshold and the counts (images and subjects).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -45,13 +46,14 @@ import pandas as pd
 from monai.transforms import Compose
 from scipy import ndimage
 
-from usseg import data, metrics
-from usseg.config import experiment_class_names, label_lookup
+from usseg import contracts, data, metrics
 from usseg.config import palette as config_palette
 from usseg.contracts import UNLABELED
+from usseg.data import PreparedData
 from usseg.errors import DataError
+from usseg.experiment import NETWORK_NAMES, Experiment
 from usseg.masks import load_mask_rgb
-from usseg.models import NETWORK_NAMES, load_predictor, resolve_device
+from usseg.models import load_predictor, resolve_device
 from usseg.train import train_experiment
 
 log = logging.getLogger("usseg.sanity")
@@ -61,21 +63,18 @@ PASS, FAIL = "PASS", "FAIL"
 UNUSED_SPLIT = "sanity_unused"
 
 
-def is_network_experiment(exp: dict) -> bool:
-    """The training sanity checks apply to networks (the forest has no training loop to check)."""
-    return exp["model"]["name"] in NETWORK_NAMES
-
-
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def _train(exp: dict, dataset_cfg: dict, data_root, manifest_csv, splits_table: pd.DataFrame, labels_dir, work: Path):
-    """Run the experiment's own training on `splits_table`; return the output folder."""
+def _train(exp: Experiment, prepared: PreparedData, splits_table: pd.DataFrame, work: Path,
+           labels_dir: Path | None = None) -> Path:
+    """Run the experiment's own training on `splits_table` (and `labels_dir`); return the output folder."""
     work.mkdir(parents=True, exist_ok=True)
     splits_csv = work / "splits.csv"
-    splits_table.to_csv(splits_csv, index=False)
+    contracts.write_table(splits_table, splits_csv, contracts.SPLIT_COLUMNS)
+    run_data = dataclasses.replace(prepared, splits_csv=splits_csv, labels_dir=Path(labels_dir or prepared.labels_dir))
     out = work / "out"
-    train_experiment(exp, dataset_cfg, data_root, manifest_csv, splits_csv, labels_dir, out, work / "checkpoint")
+    train_experiment(exp, run_data, out, work / "checkpoint")
     return out
 
 
@@ -119,15 +118,12 @@ def pick_handful(records: list[dict], n: int, seed: int) -> list[dict]:
     return picked
 
 
-def overfit_handful(
-    exp: dict, dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir, work_dir
-) -> dict:
+def overfit_handful(exp: Experiment, prepared: PreparedData, sanity_cfg: dict, work_dir) -> dict:
     """Train exp on a few training images for sanity.overfit_epochs; score it on those same images."""
-    class_names = experiment_class_names(exp, dataset_cfg)
-    lut = label_lookup(exp, dataset_cfg)
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
-    train_recs = data.split_records(table, "train", exp["train_modalities"], root, labels_dir)
+    class_names = exp.class_names(prepared.dataset)
+    lut = exp.label_lookup(prepared.dataset)
+    splits_csv = prepared.splits_csv
+    train_recs = prepared.records(contracts.TRAIN, exp.train_modalities)
     n_wanted = int(sanity_cfg["overfit_images"])
     # Only images that show one of the experiment's organs: an empty label map
     # has no Dice to reach.
@@ -135,26 +131,25 @@ def overfit_handful(
     handful = pick_handful(with_organs, n_wanted, int(sanity_cfg["seed"]))
     if not handful:
         raise DataError(
-            f"{splits_csv}: no training image of experiment {exp['name']} shows any of its organs "
+            f"{splits_csv}: no training image of experiment {exp.name} shows any of its organs "
             f"({', '.join(class_names[1:])}); the overfit check needs some."
         )
     ids = {r["image_id"] for r in handful}
-    splits = pd.read_csv(splits_csv, dtype={"image_id": str, "subject_id": str}, keep_default_na=False)
+    splits = contracts.read_splits(splits_csv)
     # Unlabeled frames stay: the remedies that read target frames (usseg.remedies.wiring) need them.
     kept = np.where(splits["split"] == UNLABELED, UNLABELED, UNUSED_SPLIT)
     splits["split"] = np.where(splits["image_id"].isin(ids), "train", kept)
     epochs = int(sanity_cfg["overfit_epochs"])
-    run_exp = dict(exp, epochs=epochs)
-    _train(run_exp, dataset_cfg, data_root, manifest_csv, splits, labels_dir, Path(work_dir) / "overfit")
+    _train(exp.with_settings(epochs=epochs), prepared, splits, Path(work_dir) / "overfit")
 
     # Scored outside the training loop, as evaluation predicts: the deterministic
     # preprocessing of the image alone, against the cached label map resized
     # (nearest) to image_size. At image_size, so that detail lost to the
     # resolution (thin organs) does not count against the pipeline.
     predictor = load_predictor(Path(work_dir) / "overfit" / "out" / "model.safetensors", device=resolve_device(exp))
-    preprocess = Compose(data.deterministic_transforms(exp, lut, with_label=False))
+    preprocess = Compose(data.deterministic_transforms(exp.image_size, lut, with_label=False))
     images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in handful])
-    size = [int(s) for s in exp["image_size"]]
+    size = exp.image_size
     refs = [data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in handful]
     # Pooled over the handful's pixels: an organ that shows as a sliver of a few
     # pixels in one image must not decide the check.
@@ -171,7 +166,7 @@ def overfit_handful(
             "do not match their images, an augmentation applied to the image but not the mask), the loss or the "
             "learning rate before blaming the data."
         )
-    log.info("experiment %s: overfit check %s: %s", exp["name"], status, message)
+    log.info("experiment %s: overfit check %s: %s", exp.name, status, message)
     return {
         "status": status,
         "message": message,
@@ -259,20 +254,16 @@ def chance_dice(prior: np.ndarray, refs: np.ndarray) -> tuple[float, np.ndarray]
     return metrics.nanmean_or_nan(per_class), per_class
 
 
-def shuffled_label_control(
-    exp: dict, dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir, work_dir
-) -> dict:
+def shuffled_label_control(exp: Experiment, prepared: PreparedData, sanity_cfg: dict, work_dir) -> dict:
     """Train exp with every training label map given to another image; compare its validation Dice with chance."""
-    class_names = experiment_class_names(exp, dataset_cfg)
-    lut = label_lookup(exp, dataset_cfg)
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
-    modalities = exp["train_modalities"]
-    train_recs = data.split_records(table, "train", modalities, root, labels_dir)
-    val_recs = data.split_records(table, "val", modalities, root, labels_dir)
+    class_names = exp.class_names(prepared.dataset)
+    lut = exp.label_lookup(prepared.dataset)
+    modalities = exp.train_modalities
+    train_recs = prepared.records(contracts.TRAIN, modalities)
+    val_recs = prepared.records(contracts.VAL, modalities)
     if not val_recs:
         raise DataError(
-            f"{splits_csv}: experiment {exp['name']} has no validation images (split 'val', modalities "
+            f"{prepared.splits_csv}: experiment {exp.name} has no validation images (split 'val', modalities "
             f"{list(modalities)}); the shuffled-label control scores on them. Raise split.val_fraction."
         )
     pairs = shuffled_pairs(train_recs, int(sanity_cfg["seed"]))
@@ -284,23 +275,22 @@ def shuffled_label_control(
     work = Path(work_dir) / "shuffled"
     shuffled_dir = work / "labels"
     shuffled_dir.mkdir(parents=True, exist_ok=True)
-    labels_dir = Path(labels_dir)
+    labels_dir = prepared.labels_dir
     for image_id, donor in pairs.items():
         shutil.copyfile(labels_dir / f"{donor}.npy", shuffled_dir / f"{image_id}.npy")
     for r in val_recs:
         shutil.copyfile(r[data.LABEL], shuffled_dir / f"{r['image_id']}.npy")
 
-    epochs = int(sanity_cfg["shuffled_epochs"] or exp["epochs"])
-    run_exp = dict(exp, epochs=epochs)
-    out = _train(run_exp, dataset_cfg, data_root, manifest_csv, table[["image_id", "subject_id", "split"]],
-                 shuffled_dir, work)
+    epochs = int(sanity_cfg["shuffled_epochs"] or exp.epochs)
+    out = _train(exp.with_settings(epochs=epochs), prepared, prepared.table[contracts.SPLIT_COLUMNS], work,
+                 labels_dir=shuffled_dir)
     history = pd.read_csv(out / "history.csv")
     last = history.iloc[-1]
     dice_last = float(last["val_dice_mean"])
     dice_best = float(history["val_dice_mean"].max())
 
     # Chance on the same terms as the training loop's validation: at image_size.
-    size = [int(s) for s in exp["image_size"]]
+    size = exp.image_size
 
     def maps(recs):
         return np.stack([data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in recs])
@@ -321,7 +311,7 @@ def shuffled_label_control(
             "road (a label channel or file read as the image, validation labels leaking into training, the "
             "evaluation comparing labels with labels). Find the leak before trusting any result."
         )
-    log.info("experiment %s: shuffled-label control %s: %s", exp["name"], status, message)
+    log.info("experiment %s: shuffled-label control %s: %s", exp.name, status, message)
     return {
         "status": status,
         "message": message,
@@ -341,22 +331,22 @@ def shuffled_label_control(
     }
 
 
-def run_training_checks(
-    exp: dict, dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir, work_dir=None
-) -> dict:
-    """Both training checks for one network experiment: {experiment, status, overfit, shuffled_label}."""
-    if not is_network_experiment(exp):
+def run_training_checks(exp: Experiment, prepared: PreparedData, sanity_cfg: dict, work_dir=None) -> dict:
+    """Both training checks for one network experiment: {experiment, status, overfit, shuffled_label}.
+
+    The forest has no training loop to check: only networks are accepted.
+    """
+    if not exp.is_network:
         raise DataError(
-            f"experiment {exp['name']} uses model {exp['model']['name']!r}; the training sanity checks apply to "
+            f"experiment {exp.name} uses model {exp.model.name!r}; the training sanity checks apply to "
             f"networks ({', '.join(NETWORK_NAMES)})."
         )
-    with tempfile.TemporaryDirectory(prefix=f"usseg-sanity-{exp['name']}-", dir=work_dir) as tmp:
-        args = (exp, dataset_cfg, sanity_cfg, data_root, manifest_csv, splits_csv, labels_dir, tmp)
-        overfit = overfit_handful(*args)
-        shuffled = shuffled_label_control(*args)
+    with tempfile.TemporaryDirectory(prefix=f"usseg-sanity-{exp.name}-", dir=work_dir) as tmp:
+        overfit = overfit_handful(exp, prepared, sanity_cfg, tmp)
+        shuffled = shuffled_label_control(exp, prepared, sanity_cfg, tmp)
     statuses = [overfit["status"], shuffled["status"]]
     return {
-        "experiment": exp["name"],
+        "experiment": exp.name,
         "status": FAIL if FAIL in statuses else PASS,
         "overfit": overfit,
         "shuffled_label": shuffled,
@@ -389,9 +379,7 @@ def round_trip_mismatch(labels: np.ndarray, rgb: np.ndarray, palette: np.ndarray
     return float(np.count_nonzero((d2 > tolerance**2) & inside)) / n, n
 
 
-def label_round_trip(
-    dataset_cfg: dict, sanity_cfg: dict, data_root, manifest_csv, splits_csv, labels_dir
-) -> dict:
+def label_round_trip(prepared: PreparedData, sanity_cfg: dict) -> dict:
     """Re-encode every cached label map the splits use with the palette and compare it with its mask file.
 
     A mask fails when more than sanity.round_trip_max_mismatch of its interior
@@ -399,9 +387,8 @@ def label_round_trip(
     farther than dataset.off_palette_distance from the colour of their
     decoded class. The check FAILs when any mask fails.
     """
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
-    labels_dir = Path(labels_dir)
+    table, root, labels_dir = prepared.table, prepared.root, prepared.labels_dir
+    dataset_cfg = prepared.dataset
     pal = config_palette(dataset_cfg)
     tolerance = float(dataset_cfg.get("off_palette_distance", 60))
     border = int(sanity_cfg["round_trip_border_px"])
@@ -422,7 +409,8 @@ def label_round_trip(
         if share > max_mismatch:
             failures.append({"image_id": r.image_id, "mask_path": r.mask_path, "mismatch": round(share, 4)})
     if checked == 0:
-        raise DataError(f"{splits_csv}: no image has both a mask and a cached label in {labels_dir}; nothing to check.")
+        raise DataError(f"{prepared.splits_csv}: no image has both a mask and a cached label in {labels_dir}; "
+                        "nothing to check.")
     status = PASS if not failures else FAIL
     message = (
         f"{checked - len(failures)} of {checked} cached label maps re-encoded with the palette reproduce their mask "

@@ -52,19 +52,17 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import DataLoader
 from monai.utils import set_determinism
 
 from usseg import checkpoint, data, train
 from usseg.errors import DataError, UssegError
 from usseg.models import build_network, load_predictor, model_metadata, save_network
-from usseg.remedies import semi, spec, wiring
+from usseg.remedies import semi, spec
 from usseg.training_log import epoch_line, epoch_log, write_history
 
 log = logging.getLogger("usseg.semi_training")
@@ -158,15 +156,10 @@ def mean_teacher_epoch(student, teacher, loader, frames: Iterator, loss_fn, opti
 
 @dataclass
 class _Run:
-    """What every epoch of a phase needs."""
+    """What every epoch of a phase needs: the job (its fingerprint may be the phase's own) and the
+    phase's datasets, loss, optimizer and schedule."""
 
-    exp: dict
-    class_names: list
-    device: torch.device
-    run_hash: str  # the config hash its checkpoints and model carry
-    checkpoint_dir: Path
-    out_dir: Path
-    on_epoch_end: Callable[[int], None] | None
+    job: train.TrainingJob
     train_ds: object
     val_ds: object
     loss_fn: torch.nn.Module
@@ -178,159 +171,147 @@ def _run_epochs(run: _Run, first: int, last: int, history: list, best: dict, one
                 extra_tensors=lambda: None) -> dict:
     """Epochs first..last: train (one_epoch(epoch, loader) -> loss), validate `selected`, keep its best epoch,
     checkpoint `student` (and extra_tensors()), write the history. Returns the best epoch's record."""
-    exp, seed = run.exp, int(run.exp["seed"])
-    n_fg = len(run.class_names) - 1
+    job = run.job
+    exp = job.exp
+    n_fg = len(job.class_names) - 1
     for epoch in range(first, last + 1):
         t0 = time.perf_counter()
         lr = float(run.optimizer.param_groups[0]["lr"])
-        generator = torch.Generator()
-        generator.manual_seed(train._epoch_seed(seed, epoch))
-        # A new loader per epoch, seeded as usseg.train's: MONAI seeds the random transforms on creation.
-        loader = DataLoader(run.train_ds, batch_size=int(exp["batch_size"]), shuffle=True,
-                            num_workers=int(exp.get("num_workers", 0)), generator=generator,
-                            pin_memory=run.device.type == "cuda")
-        train_loss = one_epoch(epoch, loader)
+        # Seeded as usseg.train's loader.
+        train_loss = one_epoch(epoch, train.epoch_loader(run.train_ds, exp, epoch, job.device))
         if run.val_ds is not None:
-            val_loss, val_dice = train._validate(selected, run.val_ds, run.loss_fn, run.device, n_fg, exp)
+            val_loss, val_dice = train._validate(selected, run.val_ds, run.loss_fn, job.device, n_fg, exp)
         else:
             val_loss, val_dice = float("nan"), np.full(n_fg, np.nan)
         if run.scheduler is not None:
             run.scheduler.step()
-        row, key = train.epoch_record(epoch, train_loss, val_loss, val_dice, run.class_names, lr,
+        row, key = train.epoch_record(epoch, train_loss, val_loss, val_dice, job.class_names, lr,
                                       time.perf_counter() - t0)
         history.append(row)
         if run.val_ds is None or key > best["key"]:
             best = {"epoch": epoch, "key": key}
-            meta = model_metadata(exp, run.class_names, run.run_hash, epoch=epoch, val_dice_mean=row["val_dice_mean"])
-            save_network(run.checkpoint_dir / train.BEST, selected, meta)
-        train._save_last(run.checkpoint_dir, run.run_hash, exp, epoch, history, best, student, run.optimizer,
+            meta = model_metadata(exp, job.class_names, job.cfg_hash, epoch=epoch, val_dice_mean=row["val_dice_mean"])
+            save_network(job.checkpoint_dir / train.BEST, selected, meta)
+        train._save_last(job.checkpoint_dir, job.cfg_hash, exp, epoch, history, best, student, run.optimizer,
                          run.scheduler, None, extra_tensors=extra_tensors())
-        write_history(history, run.class_names, run.out_dir / "history.csv")
-        epoch_log.info(epoch_line(row, last, run.class_names))
-        if run.on_epoch_end is not None:
-            run.on_epoch_end(epoch)
+        write_history(history, job.class_names, job.out_dir / "history.csv")
+        epoch_log.info(epoch_line(row, last, job.class_names))
+        if job.on_epoch_end is not None:
+            job.on_epoch_end(epoch)
     return best
 
 
 def _finish(run: _Run, history: list, best: dict) -> bool:
     """Copy the verified best model to out_dir with the history and curves; False (checkpoints set
     aside) when the best model is missing or not this run's."""
-    best_path = run.checkpoint_dir / train.BEST
+    job = run.job
+    best_path = job.checkpoint_dir / train.BEST
     try:
         if not best_path.is_file():
-            raise DataError(f"{best_path}: the best model of experiment {run.exp['name']} is missing")
-        train.verify_best(best_path, run.run_hash)
+            raise DataError(f"{best_path}: the best model of experiment {job.exp.name} is missing")
+        train.verify_best(best_path, job.cfg_hash)
     except UssegError as exc:
-        train._set_aside_all(run.checkpoint_dir, run.exp["name"], exc)
+        train._set_aside_all(job.checkpoint_dir, job.exp.name, exc)
         return False
-    train.write_outputs(best_path, history, run.class_names, run.exp["name"], best["epoch"], run.out_dir)
+    train.write_outputs(best_path, history, job.class_names, job.exp.name, best["epoch"], job.out_dir)
     return True
 
 
-def _new_run(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, device, run_hash, checkpoint_dir,
-             out_dir, on_epoch_end, remedy, net, epochs: int) -> _Run:
-    n_cache = max(1, torch.get_num_threads())  # caching threads within the job's thread budget
-    val_ds = (data.build_dataset(val_recs, exp, lut, augment=False, cache_workers=n_cache,
-                                 remedy=(wiring.validation_transforms(remedy[0]), []))
-              if val_recs else None)
-    optimizer = train.build_optimizer(exp, net.parameters())
+def _new_run(job: train.TrainingJob, net, epochs: int) -> _Run:
+    """A phase of `epochs` epochs training `net`: the job's datasets and loss, a fresh optimizer and schedule."""
+    train_ds, val_ds = train.training_datasets(job)
+    optimizer = train.build_optimizer(job.exp, net.parameters())
     return _Run(
-        exp=exp, class_names=class_names, device=device, run_hash=run_hash, checkpoint_dir=Path(checkpoint_dir),
-        out_dir=Path(out_dir), on_epoch_end=on_epoch_end,
-        train_ds=data.build_dataset(train_recs, exp, lut, augment=True, cache_workers=n_cache, remedy=remedy),
-        val_ds=val_ds, loss_fn=train.build_loss(exp, dataset_cfg, weights).to(device), optimizer=optimizer,
-        scheduler=train.build_scheduler({**exp, "epochs": epochs}, optimizer),
+        job=job, train_ds=train_ds, val_ds=val_ds,
+        loss_fn=train.build_loss(job.exp, job.dataset, job.weights).to(job.device), optimizer=optimizer,
+        scheduler=train.build_scheduler(job.exp, optimizer, epochs),
     )
 
 
 def _resume(run: _Run, net) -> tuple[int, list, dict] | None:
     """usseg.train's resume of last.safetensors, quiet when there is none yet."""
-    if not (run.checkpoint_dir / train.LAST).is_file():
+    job = run.job
+    if not (job.checkpoint_dir / train.LAST).is_file():
         return None
-    return train._resume(run.checkpoint_dir, run.run_hash, run.exp["name"], net, run.optimizer, run.scheduler, None)
+    return train._resume(job.checkpoint_dir, job.cfg_hash, job.exp.name, net, run.optimizer, run.scheduler, None)
 
 
-def train_semi_supervised(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
-                          out_dir, checkpoint_dir, on_epoch_end, *, remedy, frames: np.ndarray,
-                          retry: bool = True) -> None:
-    """Train `exp` with its pseudo_label or mean_teacher remedy (module docstring); writes out_dir's
-    model.safetensors, history.csv, timing.csv and curves.png.
+def train_semi_supervised(job: train.TrainingJob, *, frames: np.ndarray, retry: bool = True) -> None:
+    """Train the job's experiment with its pseudo_label or mean_teacher remedy (module docstring);
+    writes out_dir's model.safetensors, history.csv, timing.csv and curves.png.
 
     frames: (N, H, W) target frames at image_size (usseg.remedies.wiring.target_bank(...).images).
-    remedy: the (cached, random) transforms of usseg.remedies.wiring.training_transforms.
     """
-    settings = spec.parse_remedy(exp["remedy"], f"experiments.{exp['name']}.remedy")
-    args = (exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir,
-            checkpoint_dir, on_epoch_end)
+    exp = job.exp
+    settings = exp.remedy
     if isinstance(settings, spec.PseudoLabel):
-        done = _train_pseudo_label(*args, settings=settings, remedy=remedy, frames=frames)
+        done = _train_pseudo_label(job, settings=settings, frames=frames)
     elif isinstance(settings, spec.MeanTeacher):
-        done = _train_mean_teacher(*args, settings=settings, remedy=remedy, frames=frames)
+        done = _train_mean_teacher(job, settings=settings, frames=frames)
     else:
-        raise ValueError(f"experiment {exp['name']}: remedy {settings.name} is not semi-supervised.")
+        raise ValueError(f"experiment {exp.name}: remedy {settings.name} is not semi-supervised.")
     if not done:
         if not retry:
-            raise DataError(f"{checkpoint_dir}: the best model of experiment {exp['name']} is not this run's, twice.")
-        train_semi_supervised(*args, remedy=remedy, frames=frames, retry=False)
+            raise DataError(f"{job.checkpoint_dir}: the best model of experiment {exp.name} is not this run's, twice.")
+        train_semi_supervised(job, frames=frames, retry=False)
 
 
-def _network(exp, class_names, device):
-    net = build_network(exp["model"], len(class_names), exp["image_size"], where=f"experiments.{exp['name']}.model")
-    return net.to(device)
+def _network(job: train.TrainingJob):
+    exp = job.exp
+    net = build_network(exp.model, len(job.class_names), exp.image_size, where=f"{exp.where}.model")
+    return net.to(job.device)
 
 
-def _train_pseudo_label(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir,
-                        checkpoint_dir, on_epoch_end, *, settings, remedy, frames) -> bool:
-    teacher_dir = Path(checkpoint_dir) / TEACHER_DIR
-    train._train_network(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
-                         teacher_dir, teacher_dir, on_epoch_end, remedy=remedy)
+def _train_pseudo_label(job: train.TrainingJob, *, settings, frames) -> bool:
+    exp = job.exp
+    teacher_dir = job.checkpoint_dir / TEACHER_DIR
+    train._train_network(job.moved(out_dir=teacher_dir, checkpoint_dir=teacher_dir))
     _, teacher_meta = checkpoint.load_tensors(teacher_dir / train.LAST)
-    teacher = load_predictor(teacher_dir / "model.safetensors", device)
-    labels = teacher_pseudo_labels(teacher, frames, settings.threshold, int(exp["batch_size"]))
+    teacher = load_predictor(teacher_dir / "model.safetensors", job.device)
+    labels = teacher_pseudo_labels(teacher, frames, settings.threshold, exp.batch_size)
     kept = float(np.mean(labels != semi.IGNORE))
     log.info("experiment %s: pseudo-labels of %d target frames, %.1f %% of pixels kept (threshold %g)",
-             exp["name"], len(labels), 100 * kept, settings.threshold)
+             exp.name, len(labels), 100 * kept, settings.threshold)
     if kept == 0:
         log.warning("experiment %s: the teacher is nowhere as sure as remedy.threshold = %g; the student learns "
                     "from the labeled images only (lower the threshold or train the teacher longer)",
-                    exp["name"], settings.threshold)
-    student_hash = checkpoint.config_hash({"experiment": cfg_hash,
+                    exp.name, settings.threshold)
+    student_hash = checkpoint.config_hash({"experiment": job.cfg_hash,
                                            "pseudo_labels": hashlib.sha256(labels.tobytes()).hexdigest()})
-    set_determinism(seed=int(exp["seed"]))
-    net = _network(exp, class_names, device)
+    set_determinism(seed=exp.seed)
+    student = job.moved(cfg_hash=student_hash)
+    net = _network(student)
     net.load_state_dict(teacher.net.state_dict())
-    run = _new_run(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, device, student_hash,
-                   checkpoint_dir, out_dir, on_epoch_end, remedy, net, settings.self_training_epochs)
-    first, last = int(exp["epochs"]) + 1, int(exp["epochs"]) + settings.self_training_epochs
+    run = _new_run(student, net, settings.self_training_epochs)
+    first, last = exp.epochs + 1, exp.epochs + settings.self_training_epochs
     history, best = list(teacher_meta["history"]), {"epoch": 0, "key": [-math.inf, -math.inf]}
     resumed = _resume(run, net)
     if resumed is not None:
         first, history, best = resumed
-    pseudo = TargetFrameBatches(frames, int(exp["batch_size"]), labels)
+    pseudo = TargetFrameBatches(frames, exp.batch_size, labels)
 
     def one_epoch(epoch, loader):
-        return student_epoch(net, loader, pseudo.batches(exp["seed"], epoch), run.loss_fn, run.optimizer,
-                             settings.weight, f"experiment {exp['name']}: student epoch {epoch}/{last}")
+        return student_epoch(net, loader, pseudo.batches(exp.seed, epoch), run.loss_fn, run.optimizer,
+                             settings.weight, f"experiment {exp.name}: student epoch {epoch}/{last}")
 
     best = _run_epochs(run, first, last, history, best, one_epoch, net, net)
     return _finish(run, history, best)
 
 
-def _train_mean_teacher(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir,
-                        checkpoint_dir, on_epoch_end, *, settings, remedy, frames) -> bool:
-    seed, epochs = int(exp["seed"]), int(exp["epochs"])
+def _train_mean_teacher(job: train.TrainingJob, *, settings, frames) -> bool:
+    exp = job.exp
+    seed, epochs = exp.seed, exp.epochs
     set_determinism(seed=seed)
-    student = _network(exp, class_names, device)
+    student = _network(job)
     teacher = semi.make_teacher(student)
-    run = _new_run(exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, device, cfg_hash,
-                   checkpoint_dir, out_dir, on_epoch_end, remedy, student, epochs)
+    run = _new_run(job, student, epochs)
     first, history, best = 1, [], {"epoch": 0, "key": [-math.inf, -math.inf]}
     resumed = _resume(run, student)
     if resumed is not None:
         first, history, best = resumed
-        tensors, _ = checkpoint.load_tensors(run.checkpoint_dir / train.LAST)
+        tensors, _ = checkpoint.load_tensors(job.checkpoint_dir / train.LAST)
         teacher.load_state_dict(checkpoint.split_prefix(tensors, TEACHER_PREFIX), strict=True)
-    unlabeled = TargetFrameBatches(frames, int(exp["batch_size"]))
+    unlabeled = TargetFrameBatches(frames, exp.batch_size)
 
     def one_epoch(epoch, loader):
         noise = torch.Generator()
@@ -338,7 +319,7 @@ def _train_mean_teacher(exp, dataset_cfg, class_names, lut, weights, train_recs,
         weight = settings.consistency_weight * semi.sigmoid_rampup(epoch, settings.rampup_epochs)
         return mean_teacher_epoch(student, teacher, loader, unlabeled.batches(seed, epoch), run.loss_fn,
                                   run.optimizer, weight, settings.ema_decay, noise,
-                                  f"experiment {exp['name']}: epoch {epoch}/{epochs}", (epoch - 1) * len(loader))
+                                  f"experiment {exp.name}: epoch {epoch}/{epochs}", (epoch - 1) * len(loader))
 
     def teacher_tensors():
         return {f"{TEACHER_PREFIX}{k}": v for k, v in teacher.state_dict().items()}

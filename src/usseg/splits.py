@@ -24,10 +24,15 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from usseg.contracts import SPLIT_COLUMNS, UNLABELED, read_issues
+from usseg.contracts import (
+    SPLIT_COLUMNS,
+    UNLABELED,
+    parse_bool,
+    read_decode_report,
+    read_issues,
+    read_manifest,
+)
 from usseg.errors import DataError, LeakageError
-from usseg.manifest import parse_bool, read_manifest
-from usseg.masks import read_decode_report
 
 KEPT_FLAGGED = "mask flagged, kept in the test set (not used for training): "
 

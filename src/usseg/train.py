@@ -27,13 +27,15 @@ reproduces an uninterrupted one on CPU.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +46,12 @@ from monai.losses import DiceCELoss, DiceFocalLoss
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from usseg import checkpoint, data, metrics
+from usseg import checkpoint, contracts, data, metrics
 from usseg.checkpoint import CorruptFileError
 from usseg.class_balance import pixel_counts, suggest_class_weights
 from usseg.code_deps import code_digest, module_code_files
-from usseg.config import experiment_class_names, include_background, label_lookup
 from usseg.errors import ConfigError, DataError, UssegError
+from usseg.experiment import Experiment
 from usseg.forest_train import train_forest
 from usseg.models import build_network, model_metadata, resolve_device, save_network
 from usseg.provenance import library_versions
@@ -78,79 +80,97 @@ class TrainingError(UssegError):
 # ----------------------------------------------------------------------------- public API
 
 
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training, prepared: what the network, forest and semi-supervised trainers read.
+
+    train_experiment builds it once from the experiment and the prepared data.
+    remedy: the (cached, random) transforms of the experiment's remedy
+    (usseg.remedies.wiring.training_transforms).
+    """
+
+    exp: Experiment
+    dataset: Mapping
+    class_names: list[str]
+    lut: np.ndarray
+    weights: np.ndarray | None  # one loss weight per output class, or None
+    train_recs: list[dict]
+    val_recs: list[dict]
+    cfg_hash: str  # the training fingerprint (training_hash) its checkpoints and model carry
+    device: torch.device
+    out_dir: Path
+    checkpoint_dir: Path
+    on_epoch_end: Callable[[int], None] | None = None
+    remedy: tuple[list, list] = ([], [])
+
+    def moved(self, **changes) -> TrainingJob:
+        """The same job with some fields replaced (a teacher's folders, a student's fingerprint)."""
+        return dataclasses.replace(self, **changes)
+
+
 def train_experiment(
-    exp: dict,
-    dataset_cfg: dict,
-    data_root,
-    manifest_csv,
-    splits_csv,
-    labels_dir,
+    exp: Experiment,
+    prepared: data.PreparedData,
     out_dir,
     checkpoint_dir,
     *,
     on_epoch_end: Callable[[int], None] | None = None,
-    fov_threshold: int = 12,
 ) -> None:
-    """Train experiment `exp` (resolved settings) and write its outputs to out_dir.
+    """Train experiment `exp` on the prepared data and write its outputs to out_dir.
 
     on_epoch_end(epoch) is called after each epoch's checkpoint is written
-    (for progress hooks and for tests that interrupt a run). fov_threshold:
-    diagnostics.fov_threshold, the fan of the remedies that act inside it.
+    (for progress hooks and for tests that interrupt a run).
     """
     out_dir = Path(out_dir)
     checkpoint_dir = Path(checkpoint_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(exp)
-    class_names = experiment_class_names(exp, dataset_cfg)
-    lut = label_lookup(exp, dataset_cfg)
-
-    table = data.read_split_table(manifest_csv, splits_csv)
-    root = data.dataset_root(data_root, dataset_cfg)
-    modalities = list(exp["train_modalities"])
-    train_recs = data.split_records(table, "train", modalities, root, labels_dir)
+    dataset = prepared.dataset
+    class_names = exp.class_names(dataset)
+    table = prepared.table
+    modalities = list(exp.train_modalities)
+    train_recs = prepared.records(contracts.TRAIN, modalities)
     if not train_recs:
         raise DataError(
-            f"experiment {exp['name']}: no labeled training images: {splits_csv} has no rows with split 'train' "
-            f"and modality in {modalities} ({data.describe_split_counts(table, modalities)}). "
+            f"experiment {exp.name}: no labeled training images: {prepared.splits_csv} has no rows with split "
+            f"'train' and modality in {modalities} ({data.describe_split_counts(table, modalities)}). "
             "Train on a modality with labeled training images (e.g. train_modalities: [AUS])."
         )
-    val_recs = data.split_records(table, "val", modalities, root, labels_dir)
+    val_recs = prepared.records(contracts.VAL, modalities)
     if not val_recs:
         log.warning(
             "experiment %s: no validation images (split 'val', modalities %s); the last epoch is kept as the model",
-            exp["name"], modalities,
+            exp.name, modalities,
         )
-    remedy = wiring.training_transforms(exp, table, dataset_cfg, root, fov_threshold)
-    target_frames = [{"image_id": i} for i in wiring.training_frame_ids(exp, table, dataset_cfg)]
-    cfg_hash = training_hash(exp, dataset_cfg, table, train_recs, val_recs + target_frames)
+    remedy = wiring.training_transforms(exp, prepared)
+    target_frames = [{"image_id": i} for i in wiring.training_frame_ids(exp, table, dataset)]
+    cfg_hash = training_hash(exp, dataset, table, train_recs, val_recs + target_frames)
     log.info(
         "experiment %s: %d train / %d val images (%s), classes %s, device %s, config hash %s",
-        exp["name"], len(train_recs), len(val_recs), ", ".join(modalities), ", ".join(class_names), device, cfg_hash,
+        exp.name, len(train_recs), len(val_recs), ", ".join(modalities), ", ".join(class_names), device, cfg_hash,
     )
-    weights = class_weight_vector(exp, dataset_cfg, [r[data.LABEL] for r in train_recs])
-    if exp["model"]["name"] == "random_forest":
-        train_forest(exp, class_names, lut, weights, train_recs, val_recs, cfg_hash, out_dir)
-    elif isinstance(settings := spec.parse_remedy(exp.get("remedy")), spec.PseudoLabel | spec.MeanTeacher):
+    job = TrainingJob(
+        exp=exp, dataset=dataset, class_names=class_names, lut=exp.label_lookup(dataset),
+        weights=class_weight_vector(exp, dataset, [r[data.LABEL] for r in train_recs]),
+        train_recs=train_recs, val_recs=val_recs, cfg_hash=cfg_hash, device=device, out_dir=out_dir,
+        checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end, remedy=remedy,
+    )
+    if exp.is_forest:
+        train_forest(job)
+    elif isinstance(settings := exp.remedy, spec.PseudoLabel | spec.MeanTeacher):
         # Late: usseg.semi_training builds on this module's loop.
         from usseg.semi_training import train_semi_supervised
 
-        train_semi_supervised(
-            exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir,
-            checkpoint_dir, on_epoch_end, remedy=remedy,
-            frames=wiring.target_bank(exp, settings, table, dataset_cfg, root, fov_threshold).images,
-        )
+        train_semi_supervised(job, frames=wiring.target_bank(exp, settings, prepared).images)
     else:
-        _train_network(
-            exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
-            out_dir, checkpoint_dir, on_epoch_end, remedy=remedy,
-        )
+        _train_network(job)
 
 
 # ----------------------------------------------------------------------------- settings
 
 
-def training_hash(exp: dict, dataset_cfg: dict, table: pd.DataFrame, train_recs, val_recs) -> str:
+def training_hash(exp: Experiment, dataset: Mapping, table: pd.DataFrame, train_recs, val_recs) -> str:
     """Hash of everything that determines the trained model (see module docstring)."""
     ids = {r["image_id"] for r in train_recs} | {r["image_id"] for r in val_recs}
     rows = table[table["image_id"].isin(ids)].sort_values("image_id")
@@ -158,12 +178,12 @@ def training_hash(exp: dict, dataset_cfg: dict, table: pd.DataFrame, train_recs,
         [r.get("image_id"), r.get("split"), r.get("sha256", ""), r.get("mask_sha256", "")]
         for r in rows.to_dict("records")
     ]
-    settings = {k: v for k, v in exp.items() if k not in HASH_EXCLUDED_KEYS}
+    settings = {k: v for k, v in exp.settings.items() if k not in HASH_EXCLUDED_KEYS}
     return checkpoint.config_hash(
         {
             "experiment": settings,
-            "classes": experiment_class_names(exp, dataset_cfg),
-            "lut": label_lookup(exp, dataset_cfg).tolist(),
+            "classes": exp.class_names(dataset),
+            "lut": exp.label_lookup(dataset).tolist(),
             "data": fingerprint,
             "code": training_code_digest(),
             "versions": training_library_versions(),
@@ -180,38 +200,37 @@ def training_library_versions() -> dict:
     return {k: v for k, v in library_versions().items() if k not in HASH_EXCLUDED_LIBRARIES}
 
 
-def class_weight_vector(exp: dict, dataset_cfg: dict, train_label_paths) -> np.ndarray | None:
+def class_weight_vector(exp: Experiment, dataset: Mapping, train_label_paths) -> np.ndarray | None:
     """exp.loss.class_weights as one weight per output class (background first), or None.
 
     auto: `suggest_class_weights` over the training labels mapped to the
     output classes, the same weights the diagnostics suggest.
     """
-    setting = exp["loss"]["class_weights"]
-    n = len(experiment_class_names(exp, dataset_cfg))
+    setting = exp.loss.class_weights
+    names = exp.class_names(dataset)
     if setting in (None, "none"):
         return None
     if setting == "auto":
-        lut = label_lookup(exp, dataset_cfg)
-        counts = pixel_counts((data.load_labels(p, lut) for p in train_label_paths), n)
+        lut = exp.label_lookup(dataset)
+        counts = pixel_counts((data.load_labels(p, lut) for p in train_label_paths), len(names))
         try:
             w = suggest_class_weights(counts)
         except ValueError:
-            raise DataError(f"experiment {exp['name']}: the training labels hold no pixels; cannot derive class weights.") from None
+            raise DataError(f"experiment {exp.name}: the training labels hold no pixels; cannot derive class weights.") from None
         log.info(
             "experiment %s: class_weights auto from %d training label maps: %s",
-            exp["name"], len(train_label_paths),
-            ", ".join(f"{c} {v:.2f}" for c, v in zip(experiment_class_names(exp, dataset_cfg), w)),
+            exp.name, len(train_label_paths), ", ".join(f"{c} {v:.2f}" for c, v in zip(names, w)),
         )
         return w.astype(np.float32)
     w = np.asarray(setting, dtype=np.float32)
-    if w.shape != (n,):
+    if w.shape != (len(names),):
         raise ConfigError(
-            f"experiments.{exp['name']}.loss.class_weights has {w.size} values; the experiment has {n} output classes."
+            f"{exp.where}.loss.class_weights has {w.size} values; the experiment has {len(names)} output classes."
         )
     return w
 
 
-def build_loss(exp: dict, dataset_cfg: dict, weights: np.ndarray | None) -> torch.nn.Module:
+def build_loss(exp: Experiment, dataset: Mapping, weights: np.ndarray | None) -> torch.nn.Module:
     """DiceCELoss or DiceFocalLoss over softmax outputs and integer labels.
 
     MONAI expects the weight vector in different shapes (checked against 1.6):
@@ -222,8 +241,8 @@ def build_loss(exp: dict, dataset_cfg: dict, weights: np.ndarray | None) -> torc
     background it needs the foreground weights only. Note DiceFocalLoss's focal
     term is MONAI's sigmoid focal loss on each channel.
     """
-    inc_bg = include_background(exp, dataset_cfg)
-    name = exp["loss"]["name"]
+    inc_bg = exp.include_background(dataset)
+    name = exp.loss.name
     w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32))
     if name == "dice_ce":
         return DiceCELoss(include_background=inc_bg, to_onehot_y=True, softmax=True, weight=w)
@@ -231,28 +250,27 @@ def build_loss(exp: dict, dataset_cfg: dict, weights: np.ndarray | None) -> torc
         if w is not None and not inc_bg:
             w = w[1:]
         return DiceFocalLoss(include_background=inc_bg, to_onehot_y=True, softmax=True, weight=w)
-    raise ConfigError(f"experiments.{exp['name']}.loss.name = {name!r}; use dice_ce or dice_focal.")
+    raise ConfigError(f"{exp.where}.loss.name = {name!r}; use dice_ce or dice_focal.")
 
 
-def build_optimizer(exp: dict, params) -> torch.optim.Optimizer:
-    opt = exp["optimizer"]
-    lr, wd = float(opt["lr"]), float(opt.get("weight_decay", 0.0))
-    if opt["name"] == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if opt["name"] == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if opt["name"] == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True)
-    raise ConfigError(f"experiments.{exp['name']}.optimizer.name = {opt['name']!r}; use adam, adamw or sgd.")
+def build_optimizer(exp: Experiment, params) -> torch.optim.Optimizer:
+    opt = exp.optimizer
+    if opt.name == "adam":
+        return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    if opt.name == "adamw":
+        return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, weight_decay=opt.weight_decay, momentum=0.9, nesterov=True)
+    raise ConfigError(f"{exp.where}.optimizer.name = {opt.name!r}; use adam, adamw or sgd.")
 
 
-def build_scheduler(exp: dict, optimizer):
-    name = exp["scheduler"]["name"]
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(exp["epochs"]))
-    if name == "none":
+def build_scheduler(exp: Experiment, optimizer, epochs: int | None = None):
+    """The learning-rate schedule over `epochs` (default: the experiment's epochs)."""
+    if exp.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(epochs or exp.epochs))
+    if exp.scheduler == "none":
         return None
-    raise ConfigError(f"experiments.{exp['name']}.scheduler.name = {name!r}; use cosine or none.")
+    raise ConfigError(f"{exp.where}.scheduler.name = {exp.scheduler!r}; use cosine or none.")
 
 
 # ----------------------------------------------------------------------------- network training
@@ -271,16 +289,13 @@ def _autocast(device: torch.device):
 
 
 
-def _train_network(
-    exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device, out_dir, checkpoint_dir,
-    on_epoch_end, retry=True, remedy=([], []),
-):
-    seed = int(exp["seed"])
-    epochs = int(exp["epochs"])
+def _train_network(job: TrainingJob, retry: bool = True) -> None:
+    exp, device, checkpoint_dir = job.exp, job.device, job.checkpoint_dir
+    seed, epochs = exp.seed, exp.epochs
     set_determinism(seed=seed)
-    net = build_network(exp["model"], len(class_names), exp["image_size"], where=f"experiments.{exp['name']}.model")
+    net = build_network(exp.model, len(job.class_names), exp.image_size, where=f"{exp.where}.model")
     net = net.to(device)
-    loss_fn = build_loss(exp, dataset_cfg, weights).to(device)
+    loss_fn = build_loss(exp, job.dataset, job.weights).to(device)
     optimizer = build_optimizer(exp, net.parameters())
     scheduler = build_scheduler(exp, optimizer)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -288,29 +303,19 @@ def _train_network(
     history: list[dict] = []
     best = {"epoch": 0, "key": [-math.inf, -math.inf]}
     start = 1
-    resumed = _resume(checkpoint_dir, cfg_hash, exp["name"], net, optimizer, scheduler, scaler)
+    resumed = _resume(checkpoint_dir, job.cfg_hash, exp.name, net, optimizer, scheduler, scaler)
     if resumed is not None:
         start, history, best = resumed
 
-    n_cache = max(1, torch.get_num_threads())  # caching threads within the job's thread budget
-    train_ds = data.build_dataset(train_recs, exp, lut, augment=True, cache_workers=n_cache, remedy=remedy)
-    # Validation images get the remedy's cached part only (the normalisation), as test images do.
-    val_ds = (data.build_dataset(val_recs, exp, lut, augment=False, cache_workers=n_cache, remedy=(wiring.validation_transforms(remedy[0]), []))
-              if val_recs else None)
-    n_fg = len(class_names) - 1
+    train_ds, val_ds = training_datasets(job)
+    n_fg = len(job.class_names) - 1
 
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
         lr = float(optimizer.param_groups[0]["lr"])
-        generator = torch.Generator()
-        generator.manual_seed(_epoch_seed(seed, epoch))
-        # A new loader per epoch: MONAI seeds the random transforms from its generator on creation.
-        loader = DataLoader(
-            train_ds, batch_size=int(exp["batch_size"]), shuffle=True, num_workers=int(exp.get("num_workers", 0)),
-            generator=generator, pin_memory=device.type == "cuda",
-        )
+        loader = epoch_loader(train_ds, exp, epoch, device)
         train_loss = _train_one_epoch(
-            net, loader, loss_fn, optimizer, scaler, device, f"experiment {exp['name']}: epoch {epoch}/{epochs}"
+            net, loader, loss_fn, optimizer, scaler, device, f"experiment {exp.name}: epoch {epoch}/{epochs}"
         )
         if val_ds is not None:
             val_loss, val_dice = _validate(net, val_ds, loss_fn, device, n_fg, exp)
@@ -318,35 +323,57 @@ def _train_network(
             val_loss, val_dice = float("nan"), np.full(n_fg, np.nan)
         if scheduler is not None:
             scheduler.step()
-        row, key = epoch_record(epoch, train_loss, val_loss, val_dice, class_names, lr, time.perf_counter() - t0)
+        row, key = epoch_record(epoch, train_loss, val_loss, val_dice, job.class_names, lr, time.perf_counter() - t0)
         history.append(row)
         mean_dice = row["val_dice_mean"]
         if val_ds is None or key > best["key"]:
             best = {"epoch": epoch, "key": key}
-            meta = model_metadata(exp, class_names, cfg_hash, epoch=epoch, val_dice_mean=mean_dice)
+            meta = model_metadata(exp, job.class_names, job.cfg_hash, epoch=epoch, val_dice_mean=mean_dice)
             save_network(checkpoint_dir / BEST, net, meta)
-        _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler)
-        _write_history(history, class_names, out_dir / "history.csv")
-        epoch_log.info(_epoch_line(row, epochs, class_names))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+        _save_last(checkpoint_dir, job.cfg_hash, exp, epoch, history, best, net, optimizer, scheduler, scaler)
+        _write_history(history, job.class_names, job.out_dir / "history.csv")
+        epoch_log.info(_epoch_line(row, epochs, job.class_names))
+        if job.on_epoch_end is not None:
+            job.on_epoch_end(epoch)
 
     if start > epochs:
         log.info("checkpoint already holds all %d epochs; writing the outputs from it", epochs)
     best_path = checkpoint_dir / BEST
     if not best_path.is_file():
-        raise DataError(f"{best_path}: the best model of experiment {exp['name']} is missing; delete {checkpoint_dir} and re-run.")
+        raise DataError(f"{best_path}: the best model of experiment {exp.name} is missing; delete {checkpoint_dir} and re-run.")
     try:
-        verify_best(best_path, cfg_hash)
+        verify_best(best_path, job.cfg_hash)
     except UssegError as exc:
         if not retry:
             raise
-        _set_aside_all(checkpoint_dir, exp["name"], exc)
-        return _train_network(
-            exp, dataset_cfg, class_names, lut, weights, train_recs, val_recs, cfg_hash, device,
-            out_dir, checkpoint_dir, on_epoch_end, retry=False, remedy=remedy,
-        )
-    write_outputs(best_path, history, class_names, exp["name"], best["epoch"], out_dir)
+        _set_aside_all(checkpoint_dir, exp.name, exc)
+        return _train_network(job, retry=False)
+    write_outputs(best_path, history, job.class_names, exp.name, best["epoch"], job.out_dir)
+
+
+def training_datasets(job: TrainingJob):
+    """(train, val) CacheDatasets of a job; val is None without validation images.
+
+    Validation images get the remedy's cached part only (the normalisation), as test images do.
+    """
+    n_cache = max(1, torch.get_num_threads())  # caching threads within the job's thread budget
+    train_ds = data.build_dataset(job.train_recs, job.exp, job.lut, augment=True, cache_workers=n_cache,
+                                  remedy=job.remedy)
+    val_ds = (data.build_dataset(job.val_recs, job.exp, job.lut, augment=False, cache_workers=n_cache,
+                                 remedy=(wiring.validation_transforms(job.remedy[0]), []))
+              if job.val_recs else None)
+    return train_ds, val_ds
+
+
+def epoch_loader(train_ds, exp: Experiment, epoch: int, device: torch.device) -> DataLoader:
+    """Epoch `epoch`'s shuffled loader, seeded from (seed, epoch).
+
+    A new loader per epoch: MONAI seeds the random transforms from its generator on creation.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(_epoch_seed(exp.seed, epoch))
+    return DataLoader(train_ds, batch_size=exp.batch_size, shuffle=True, num_workers=exp.num_workers,
+                      generator=generator, pin_memory=device.type == "cuda")
 
 
 def epoch_record(epoch, train_loss, val_loss, val_dice, class_names, lr, seconds) -> tuple[dict, list]:
@@ -422,7 +449,7 @@ def _train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, desc) -> f
 def _validate(net, val_ds, loss_fn, device, n_fg, exp) -> tuple[float, np.ndarray]:
     """Validation loss and per-class Dice at image_size (mean over images where the class is present)."""
     net.eval()
-    loader = DataLoader(val_ds, batch_size=int(exp["batch_size"]), shuffle=False, num_workers=int(exp.get("num_workers", 0)))
+    loader = DataLoader(val_ds, batch_size=exp.batch_size, shuffle=False, num_workers=exp.num_workers)
     total, count = 0.0, 0
     dices, presents = [], []
     fg = list(range(1, n_fg + 1))
@@ -457,7 +484,7 @@ def _save_last(checkpoint_dir, cfg_hash, exp, epoch, history, best, net, optimiz
     meta = {
         "kind": CHECKPOINT_KIND,
         "format_version": checkpoint.FORMAT_VERSION,
-        "experiment": exp["name"],
+        "experiment": exp.name,
         "config_hash": cfg_hash,
         "epoch": epoch,
         "history": history,

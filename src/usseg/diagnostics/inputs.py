@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from usseg import contracts
 from usseg.config import class_names, palette
 from usseg.contracts import (
     DECODE_REPORT,
     DECODE_REPORT_COLUMNS,
-    ISSUE_COLUMNS,
-    MANIFEST_COLUMNS,
-    SPLIT_COLUMNS,
     TRAIN,
     UNASSIGNED,
     VAL,
@@ -30,29 +28,6 @@ from usseg.images import load_gray
 from usseg.masks import load_mask_rgb
 
 TRAIN_SPLITS = (TRAIN, VAL)
-
-
-def _truthy(series: pd.Series) -> pd.Series:
-    return series.astype(str).str.strip().str.lower().isin({"true", "1", "yes", "1.0"})
-
-
-def _read_csv(path, what: str, required: tuple[str, ...], optional: bool = False) -> pd.DataFrame:
-    path = Path(path) if path is not None else None
-    if path is None or not path.exists():
-        if optional:
-            return pd.DataFrame(columns=list(required))
-        raise DataError(f"{what} {path} does not exist: run the step that writes it first.")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        df = pd.DataFrame(columns=list(required))
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{what} {path} lacks the column(s) {', '.join(missing)}; it does not follow the contract in docs/contracts.md. "
-            "Delete it and re-run the step that writes it."
-        )
-    return df
 
 
 def resolve_dataset_root(data_root, modalities) -> Path:
@@ -140,7 +115,7 @@ def load_inputs(
     dataset_cfg, diag_cfg, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
 ) -> DiagnosticInputs:
     """Read and join the workflow's tables; raise DataError naming the file when one is unusable."""
-    manifest = _read_csv(manifest_csv, "manifest", MANIFEST_COLUMNS)
+    manifest = contracts.read_manifest(manifest_csv)
     if manifest.empty:
         raise DataError(
             f"manifest {manifest_csv} has no images: check data_root and dataset.modalities in config.yaml."
@@ -150,17 +125,15 @@ def load_inputs(
         raise DataError(
             f"manifest {manifest_csv} lists image_id {dup!r} more than once; image ids must be unique."
         )
-    manifest["has_mask"] = _truthy(manifest["has_mask"]) & (manifest["mask_path"].str.len() > 0)
-    for col in ("width", "height"):
-        manifest[col] = pd.to_numeric(manifest[col], errors="coerce").fillna(0).astype(int)
+    manifest["has_mask"] = manifest["has_mask"] & (manifest["mask_path"].str.len() > 0)
 
-    splits = _read_csv(splits_csv, "splits", SPLIT_COLUMNS)
+    splits = contracts.read_splits(splits_csv)
     images = manifest.merge(splits[["image_id", "split"]], on="image_id", how="left")
     images["split"] = images["split"].fillna(UNASSIGNED).replace("", UNASSIGNED)
 
-    decode = _read_csv(
-        Path(labels_dir) / DECODE_REPORT, "decode report", DECODE_REPORT_COLUMNS, optional=True
-    )
+    decode_csv = Path(labels_dir) / DECODE_REPORT
+    decode = (contracts.read_decode_report(decode_csv) if decode_csv.exists()
+              else pd.DataFrame(columns=DECODE_REPORT_COLUMNS))
     decode = decode.drop_duplicates("image_id")
     keep = {
         "off_palette_fraction": "off_palette_fraction",
@@ -171,24 +144,23 @@ def load_inputs(
     }
     decode = decode[["image_id"] + [c for c in keep if c in decode.columns]].rename(columns=keep)
     images = images.merge(decode, on="image_id", how="left")
+    # Images without a decoded mask: nothing off the palette, nothing flagged.
     for col, default in (
-        ("off_palette_fraction", "0"),
-        ("far_fraction", "0"),
-        ("decode_flagged", ""),
+        ("off_palette_fraction", 0.0),
+        ("far_fraction", 0.0),
+        ("decode_flagged", False),
         ("decode_flag_reason", ""),
         ("decode_classes", ""),
     ):
-        if col not in images:
-            images[col] = default
-        images[col] = images[col].fillna(default)
+        images[col] = images[col].astype(object).where(images[col].notna(), default)
     for col in ("off_palette_fraction", "far_fraction"):
-        images[col] = pd.to_numeric(images[col], errors="coerce").fillna(0.0)
-    images["decode_flagged"] = _truthy(images["decode_flagged"])
+        images[col] = images[col].astype(float)
+    images["decode_flagged"] = images["decode_flagged"].map(contracts.parse_bool)
     images = images.sort_values(["modality", "subject_id", "image_id"], kind="stable").reset_index(
         drop=True
     )
 
-    issues = _read_csv(issues_csv, "manifest issues", ISSUE_COLUMNS, optional=True)
+    issues = contracts.read_issues(issues_csv, optional=True)
 
     modalities = list(dataset_cfg["modalities"])
     root = resolve_dataset_root(data_root, modalities)

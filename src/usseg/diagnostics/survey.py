@@ -206,7 +206,7 @@ def model_input_histogram(image_path, fov: np.ndarray, image_size) -> np.ndarray
     )
 
     x = {IMAGE: str(image_path)}
-    for tf in deterministic_transforms({"image_size": image_size}, None, with_label=False):
+    for tf in deterministic_transforms(image_size, None, with_label=False):
         x = tf(x)
     img = np.asarray(x[IMAGE])[0]
     inside = resize_nearest(fov.astype(np.uint8), img.shape).astype(bool)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from usseg.contracts import GAP_CLOSURE_COLUMNS, LEARNING_CURVE_COLUMNS
 from usseg.errors import DataError
 
 # SciPy (and usseg.intervals, which imports it) are imported inside the
@@ -44,7 +45,6 @@ POWER = 0.8
 INTERVAL_METHOD = "paired t-interval over subjects"
 NO_INTERVAL = "none (fewer than 3 subjects)"
 
-GAP_CLOSURE_COLUMNS = ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo", "ci_hi", "n_subjects"]
 LOSO_FIRST_COLUMN = "held_out_subject"
 # gap_closure.csv's remedy name of "adding real labels": each held-out subject's LOSO score
 # against the baseline's score on the same subject.
@@ -252,9 +252,6 @@ def rank_remedies(gap_closure: pd.DataFrame, test_set: str, metric: str = "dice"
 
 # ----------------------------------------------------------------------------- learning curve
 
-LEARNING_CURVE_COLUMNS = [
-    "level", "mean", "ci_lo", "ci_hi", "n_subjects", "step_delta", "step_ci_lo", "step_ci_hi", "step_n_subjects",
-]
 
 
 def learning_curve_summary(scores: pd.DataFrame, level: str = "fraction", subject: str = "subject",
@@ -318,7 +315,7 @@ def learning_curve_splits(table: pd.DataFrame, fractions: Sequence[float], modal
     if missing:
         raise DataError(
             f"learning curve: the split table lacks column(s) {', '.join(missing)}; pass splits.csv joined with "
-            "manifest.csv (usseg.data.read_split_table)."
+            "manifest.csv (usseg.contracts.read_split_table)."
         )
     shares = [float(f) for f in fractions]
     if not shares or any(not 0 < f <= 1 for f in shares):
@@ -358,7 +355,7 @@ def loso_folds(table: pd.DataFrame, target_modality: str) -> Iterator[LosoFold]:
     """Leave-one-subject-out folds over the labeled subjects of `target_modality`.
 
     table: a split table with image_id, subject_id, modality and split (results/splits.csv
-    joined with the manifest, as usseg.data.read_split_table returns it). In each fold the
+    joined with the manifest, as usseg.contracts.read_split_table returns it). In each fold the
     held-out subject's labeled images form the test set test_{modality}; the other labeled
     target subjects' images join train; every other row (the simulator's train, val and
     test sets, unlabeled frames) keeps its split. So an experiment training on
@@ -370,7 +367,7 @@ def loso_folds(table: pd.DataFrame, target_modality: str) -> Iterator[LosoFold]:
     if missing:
         raise DataError(
             f"leave-one-subject-out: the split table lacks column(s) {', '.join(missing)}; pass splits.csv joined "
-            "with manifest.csv (usseg.data.read_split_table)."
+            "with manifest.csv (usseg.contracts.read_split_table)."
         )
     target = table["modality"].astype(str) == str(target_modality)
     labeled = target & (table["split"].astype(str) != UNLABELED)

@@ -12,8 +12,9 @@ model (except `bn_adapt` with `frames: test`, transductive by choice).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,10 @@ from usseg.contracts import UNLABELED, is_test_set, test_set_name
 from usseg.errors import DataError
 from usseg.remedies import spec, style, tta
 from usseg.remedies.us_augment import FOV
+
+if TYPE_CHECKING:
+    from usseg.data import PreparedData
+    from usseg.experiment import Experiment
 
 # Remedies whose training reads the target frames (their ids enter the training hash).
 TRAINING_FRAME_REMEDIES = ("histogram_matching", "fda", "pseudo_label", "mean_teacher")
@@ -57,36 +62,36 @@ def _bank_paths(table, dataset_cfg, root: Path, what: str) -> list[str]:
     return [str(Path(root) / p) for p in rows["image_path"]]
 
 
-def target_bank(exp: dict, remedy, table, dataset_cfg, root, fov_threshold: int) -> style.TargetBank:
+def target_bank(exp: Experiment, remedy, prepared: PreparedData) -> style.TargetBank:
     """The remedy's bank of unlabeled target frames at the experiment's image size (a seeded sample)."""
-    paths = _bank_paths(table, dataset_cfg, root, f"experiment {exp['name']}: remedy {remedy.name}")
-    return style.TargetBank.from_files(paths, exp["image_size"], fov_threshold,
-                                       max_images=remedy.max_target_images, seed=int(exp["seed"]))
+    paths = _bank_paths(prepared.table, prepared.dataset, prepared.root, f"experiment {exp.name}: remedy {remedy.name}")
+    return style.TargetBank.from_files(paths, exp.image_size, prepared.fan_threshold,
+                                       max_images=remedy.max_target_images, seed=exp.seed)
 
 
-def training_frame_ids(exp: dict, table, dataset_cfg) -> list[str]:
+def training_frame_ids(exp: Experiment, table: pd.DataFrame, dataset: Mapping) -> list[str]:
     """image_ids of the target frames the training of `exp` reads (for its training hash)."""
-    remedy = spec.parse_remedy(exp.get("remedy"))
-    if remedy.name not in TRAINING_FRAME_REMEDIES:
+    if exp.remedy.name not in TRAINING_FRAME_REMEDIES:
         return []
-    return target_frame_rows(table, dataset_cfg)["image_id"].tolist()
+    return target_frame_rows(table, dataset)["image_id"].tolist()
 
 
-def training_transforms(exp: dict, table, dataset_cfg: dict, root, fov_threshold: int) -> tuple[list, list]:
+def training_transforms(exp: Experiment, prepared: PreparedData) -> tuple[list, list]:
     """(cached, random) transforms the experiment's remedy and augmentation extras add to training.
 
     The cached ones run once after the resize (the fan mask, the normalisation);
     the random ones run per epoch after usseg.data.random_transforms. The fan
     mask is dropped before batches are formed.
     """
-    remedy = spec.parse_remedy(exp.get("remedy"), f"experiments.{exp['name']}.remedy")
-    extras = spec.parse_augmentation_extras(exp.get("augmentation"), f"experiments.{exp['name']}.augmentation")
+    remedy = exp.remedy
+    extras = spec.parse_augmentation_extras(exp.augmentation, f"{exp.where}.augmentation")
     bank = None
     if remedy.name in ("histogram_matching", "fda"):
-        bank = target_bank(exp, remedy, table, dataset_cfg, root, fov_threshold)
-    sources = [m for m in dataset_cfg["modalities"] if m != dataset_cfg["target_modality"]]
+        bank = target_bank(exp, remedy, prepared)
+    dataset, fov_threshold = prepared.dataset, prepared.fan_threshold
+    sources = [m for m in dataset["modalities"] if m != dataset["target_modality"]]
     cached, rand = spec.train_transforms(remedy, bank, sources, fov_threshold)
-    rand = rand + spec.augmentation_transforms(extras, exp["image_size"], fov_threshold)
+    rand = rand + spec.augmentation_transforms(extras, exp.image_size, fov_threshold)
     if cached or rand:
         rand.append(DeleteItemsd(keys=FOV))
     return cached, rand
@@ -97,8 +102,8 @@ def validation_transforms(cached: list) -> list:
     return [*cached, DeleteItemsd(keys=FOV)] if cached else []
 
 
-def prediction_remedy(exp: dict, predictor, test_set: str, table, dataset_cfg: dict, root,
-                      test_images: Callable[[], np.ndarray], fov_threshold: int):
+def prediction_remedy(exp: Experiment, predictor, test_set: str, prepared: PreparedData,
+                      test_images: Callable[[], np.ndarray]):
     """(predictor, prepare): the predictor to use on `test_set` and the map applied to its
     (N, H, W) images before prediction.
 
@@ -106,16 +111,16 @@ def prediction_remedy(exp: dict, predictor, test_set: str, table, dataset_cfg: d
     bn_adapt adapts the batch-norm statistics on target frames, for the target
     modality's test set only (`test_images()` gives the test images for `frames: test`).
     """
-    remedy = spec.parse_remedy(exp.get("remedy"), f"experiments.{exp['name']}.remedy")
+    remedy = exp.remedy
 
     def prepare(images: np.ndarray) -> np.ndarray:
-        return np.asarray(spec.prepare_test_images(remedy, images, fov_threshold), dtype=np.float32)
+        return np.asarray(spec.prepare_test_images(remedy, images, prepared.fan_threshold), dtype=np.float32)
 
-    if isinstance(remedy, spec.BatchNormAdaptation) and test_set == test_set_name(dataset_cfg["target_modality"]):
+    if isinstance(remedy, spec.BatchNormAdaptation) and test_set == test_set_name(prepared.dataset["target_modality"]):
         if remedy.frames == "test":
             frames = test_images()
         else:
-            frames = target_bank(exp, remedy, table, dataset_cfg, root, fov_threshold).images
+            frames = target_bank(exp, remedy, prepared).images
         predictor = tta.adapt_predictor(predictor, prepare(frames), remedy.batch_size)
     return predictor, prepare
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from usseg import contracts
+from usseg.errors import DataError
 from usseg.report.formatting import slug
 from usseg.report.inputs import ReportInputError, ReportInputs, load_json, read_csv
 from usseg.report.provenance_index import Artifact, ProvenanceIndex
@@ -86,12 +88,11 @@ class ReportContext:
         return key if key is not None else str(path)
 
     def _summary(self, exp: str, ts: str) -> dict:
-        path = self.inputs.summaries[(exp, ts)]
-        data = self.json(path)
-        for key in ("dice", "n_subjects"):
-            if key not in data:
-                raise ReportInputError(f"{path}: no '{key}' key; re-run `snakemake report`.")
-        return data
+        path = self.path(self.inputs.summaries[(exp, ts)])
+        try:
+            return contracts.read_summary(path)
+        except DataError as err:
+            raise ReportInputError(str(err)) from None
 
     def eval_files(self) -> list[Path]:
         return [self.inputs.summaries[(e, t)] for e in self.experiments for t in self.test_sets]

@@ -217,22 +217,19 @@ def experiment_figures(ctx, e: str) -> dict:
 
 
 def experiment_description(config: dict, name: str) -> str:
-    from usseg.config import resolve_experiment  # the merge rule lives with the config
+    from usseg.experiment import Experiment
 
     try:
-        exp = resolve_experiment(config, name)
+        exp = Experiment.from_config(config, name)
     except (UssegError, KeyError):
         return ""
-    model = (exp.get("model") or {}).get("name", "?")
-    classes = exp.get("classes")
-    classes = "all classes" if classes == "all" else ", ".join(map(str, classes or []))
-    text = f"{model} · classes: {classes} · trained on {', '.join(map(str, exp.get('train_modalities') or []))}"
-    if model == "random_forest":
-        forest = exp.get("forest") or {}
-        return text + "".join(f" · {k.replace('_', ' ')} {v}" for k, v in forest.items())
-    loss = exp.get("loss") or {}
-    return (text + f" · loss {loss.get('name', '?')} (class weights {loss.get('class_weights', '?')})"
-            f" · {exp.get('epochs', '?')} epochs")
+    classes = "all classes" if exp.classes == "all" else ", ".join(exp.classes)
+    text = f"{exp.model.name} · classes: {classes} · trained on {', '.join(exp.train_modalities)}"
+    if exp.is_forest:
+        forest = exp.forest
+        return (text + f" · n estimators {forest.n_estimators} · max depth {forest.max_depth}"
+                f" · pixels per image {forest.pixels_per_image}")
+    return text + f" · loss {exp.loss.name} (class weights {exp.loss.class_weights}) · {exp.epochs} epochs"
 
 
 def training_table(ctx) -> dict:

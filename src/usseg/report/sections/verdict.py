@@ -8,11 +8,10 @@ did not, the checklist's steps, said to be unmeasured.
 
 from __future__ import annotations
 
-import pandas as pd
-
-from usseg import gap_report
+from usseg import contracts, gap_report
 from usseg.config import gap_baseline
 from usseg.diagnostics.checklist import MODEL_SIDE
+from usseg.errors import DataError
 from usseg.report.drops import drop_sentences
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError
@@ -82,10 +81,9 @@ def next_steps(ctx, steps: list[dict]) -> dict:
     files = [ctx.inputs.gap["gap_closure"], ctx.inputs.gap["when_to_stop"]]
     closure_path = ctx.path(files[0])
     try:
-        closure = pd.read_csv(closure_path)
-    except (OSError, ValueError) as err:
-        raise ReportInputError(f"{closure_path}: cannot read it as CSV ({err}); re-run `snakemake gap_summary`.") \
-            from None
+        closure = contracts.read_gap_closure(closure_path)
+    except DataError as err:
+        raise ReportInputError(str(err)) from None
     stop = ctx.json(files[1])
     target = gap_report.target_test_set(ctx.config)
     domain = ctx.test_set_domain(target)[1]

@@ -1,0 +1,233 @@
+"""One experiment's resolved settings, typed: what training, evaluation and the checks read.
+
+config.yaml gives each experiment as `experiment_defaults` overridden by its own
+keys (`usseg.config.resolve_experiment`; schema in config.schema.yaml).
+`Experiment` wraps that resolved mapping and is the only way the library reads
+it: `exp.epochs`, `exp.model.name`, `exp.remedy` (parsed, usseg.remedies.spec)
+instead of `exp["model"]["name"]` under a different local name in every module.
+
+The mapping itself stays the single source (`exp.settings`): it is what the
+training fingerprint hashes and what a model file records, so a typed view can
+never disagree with what was hashed. Derived experiments (the gap study's
+LOSO and learning-curve variants, the sanity checks' short runs) are made with
+`with_settings`, which builds a new Experiment from the changed mapping.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from usseg.config import REQUIRED_EXPERIMENT_KEYS, class_names, resolve_experiment
+from usseg.errors import ConfigError
+
+NETWORK_NAMES = ("unet", "basic_unet_plus_plus")
+FOREST = "random_forest"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """experiments.*.model: the network (or the random forest) and its size."""
+
+    name: str
+    channels: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    num_res_units: int = 0
+    norm: str = "batch"
+    dropout: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, model: Mapping) -> ModelSettings:
+        """From a config's or a model file's `model` block (unknown keys are the schema's business)."""
+        return cls(
+            name=str(model["name"]),
+            channels=tuple(int(c) for c in model.get("channels", ())),
+            strides=tuple(int(s) for s in model.get("strides", ())),
+            num_res_units=int(model.get("num_res_units", 0)),
+            norm=str(model.get("norm", "batch")),
+            dropout=float(model.get("dropout", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """experiments.*.loss."""
+
+    name: str
+    class_weights: Any  # "none" | "auto" | list of one weight per output class
+    include_background: Any  # "auto" | bool
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """experiments.*.optimizer."""
+
+    name: str
+    lr: float
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class ForestSettings:
+    """experiments.*.forest (random_forest only)."""
+
+    n_estimators: int
+    max_depth: int
+    pixels_per_image: int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment's resolved settings (see the module docstring)."""
+
+    settings: Mapping = field(repr=False)
+
+    def __post_init__(self):
+        missing = [k for k in ("name", *REQUIRED_EXPERIMENT_KEYS) if k not in self.settings]
+        if missing:
+            name = self.settings.get("name", "?")
+            raise ConfigError(
+                f"experiments.{name}: missing {', '.join(missing)} (set it there or in experiment_defaults)."
+            )
+        # A private deep copy: a caller changing its mapping later cannot change this experiment.
+        object.__setattr__(self, "settings", copy.deepcopy(dict(self.settings)))
+
+    @classmethod
+    def from_config(cls, config: Mapping, name: str) -> Experiment:
+        """Experiment `name` of a checked config (experiment_defaults overridden by its own keys)."""
+        return cls(resolve_experiment(config, name))
+
+    def with_settings(self, **changes) -> Experiment:
+        """A new experiment with top-level settings replaced (e.g. epochs=2, name="x_loso")."""
+        return Experiment({**self.settings, **changes})
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r})"
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def name(self) -> str:
+        return str(self.settings["name"])
+
+    @property
+    def where(self) -> str:
+        """The config key of this experiment, for error messages."""
+        return f"experiments.{self.name}"
+
+    @property
+    def classes(self) -> str | tuple[str, ...]:
+        """"all" or the organs asked for."""
+        value = self.settings["classes"]
+        return "all" if value == "all" else tuple(str(c) for c in value)
+
+    @property
+    def train_modalities(self) -> tuple[str, ...]:
+        return tuple(str(m) for m in self.settings["train_modalities"])
+
+    @property
+    def model(self) -> ModelSettings:
+        return ModelSettings.from_mapping(self.settings["model"])
+
+    @property
+    def is_forest(self) -> bool:
+        return self.model.name == FOREST
+
+    @property
+    def is_network(self) -> bool:
+        return self.model.name in NETWORK_NAMES
+
+    @property
+    def loss(self) -> LossSettings:
+        loss = self.settings["loss"]
+        return LossSettings(str(loss["name"]), loss.get("class_weights", "none"), loss.get("include_background", "auto"))
+
+    @property
+    def optimizer(self) -> OptimizerSettings:
+        opt = self.settings["optimizer"]
+        return OptimizerSettings(str(opt["name"]), float(opt["lr"]), float(opt.get("weight_decay", 0.0)))
+
+    @property
+    def scheduler(self) -> str:
+        return str(self.settings["scheduler"]["name"])
+
+    @property
+    def epochs(self) -> int:
+        return int(self.settings["epochs"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.settings["batch_size"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) the images are resized to."""
+        h, w = self.settings["image_size"]
+        return int(h), int(w)
+
+    @property
+    def augmentation(self) -> dict:
+        """The augmentation block (flip/noise/contrast plus the remedies' ultrasound/generic extras)."""
+        return copy.deepcopy(dict(self.settings["augmentation"] or {}))
+
+    @property
+    def remedy(self):
+        """The remedy block, parsed (usseg.remedies.spec; NoRemedy when absent)."""
+        from usseg.remedies import spec
+
+        return spec.parse_remedy(self.settings.get("remedy"), f"{self.where}.remedy")
+
+    @property
+    def largest_component(self) -> bool:
+        """postprocess.largest_component: keep each class's largest connected region only."""
+        return bool((self.settings.get("postprocess") or {}).get("largest_component", False))
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings["seed"])
+
+    @property
+    def device(self) -> str:
+        return str(self.settings.get("device", "auto"))
+
+    @property
+    def num_workers(self) -> int:
+        return int(self.settings.get("num_workers", 0))
+
+    @property
+    def forest(self) -> ForestSettings:
+        if "forest" not in self.settings:
+            raise ConfigError(f"{self.where}: model random_forest needs a forest: section.")
+        f = self.settings["forest"]
+        return ForestSettings(int(f["n_estimators"]), int(f["max_depth"]), int(f["pixels_per_image"]))
+
+    # ------------------------------------------------------------------ classes
+
+    def class_names(self, dataset: Mapping) -> list[str]:
+        """Output classes: background first, then the requested organs in palette order."""
+        names = class_names(dataset)
+        if self.classes == "all":
+            return names
+        wanted = set(self.classes)
+        return [names[0]] + [n for n in names[1:] if n in wanted]
+
+    def label_lookup(self, dataset: Mapping) -> np.ndarray:
+        """Array mapping palette index -> output index (classes left out become background)."""
+        names = class_names(dataset)
+        out_names = self.class_names(dataset)
+        lut = np.zeros(len(names), dtype=np.uint8)
+        for i, n in enumerate(names):
+            if n in out_names:
+                lut[i] = out_names.index(n)
+        return lut
+
+    def include_background(self, dataset: Mapping) -> bool:
+        """Whether the Dice term counts background: by default not for a single organ, where it would dominate."""
+        setting = self.loss.include_background
+        if setting == "auto":
+            return len(self.class_names(dataset)) > 2
+        return bool(setting)
