@@ -155,6 +155,15 @@ def test_an_experiment_is_a_typed_private_copy_of_its_settings(cfg):
         Experiment({k: v for k, v in settings.items() if k != "epochs"} | {"name": "x"})
 
 
+def test_test_sets_follow_the_dataset_s_modalities(cfg):
+    # Another dataset's modality names its test set; no code or schema change is needed.
+    cfg["dataset"]["modalities"]["CT"] = dict(cfg["dataset"]["modalities"]["AUS"])
+    cfg["test_sets"] = ["test_aus", "test_rus", "test_ct"]
+    assert check_config(copy.deepcopy(cfg))["test_sets"][-1] == "test_ct"
+    cfg["test_sets"] = ["test_aus", "test_mri"]
+    expect_error(cfg, "test_sets", "'test_mri' names no modality", "test_aus, test_rus, test_ct")
+
+
 def test_unknown_experiment_name(cfg):
     check_config(cfg)
     with pytest.raises(ConfigError, match="no experiment named"):

@@ -22,6 +22,7 @@ import jsonschema
 import numpy as np
 import yaml
 
+from usseg.contracts import test_set_name
 from usseg.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -269,6 +270,13 @@ def check_config(config: dict, source: str = "config.yaml") -> dict:
     auc = diag.get("domain_auc")
     if auc and auc["fail_above"] < auc["warn_above"]:
         raise ConfigError(f"{source}: diagnostics.domain_auc: fail_above must not be below warn_above.")
+    known = {test_set_name(m): m for m in config["dataset"]["modalities"]}
+    for test_set in config["test_sets"]:
+        if test_set not in known:
+            raise ConfigError(
+                f"{source}: test_sets: {test_set!r} names no modality of dataset.modalities; a test set is "
+                f"test_<modality in lower case>: {', '.join(known)}."
+            )
     check_name_lengths(config, source)
     for name in config["experiments"]:
         _check_experiment(config, name, source)
