@@ -1,10 +1,12 @@
+from usseg.data import PreparedData
 from usseg.evaluate import evaluate_experiment
-from usseg.step import experiment, prepared_data, snakemake_step
+from usseg.experiment import Experiment
+from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
     evaluate_experiment(
-        experiment(snakemake),
-        prepared_data(snakemake),
+        Experiment(snakemake.params.experiment),
+        PreparedData.from_rule(snakemake.input, snakemake.params),
         snakemake.input.model,
         snakemake.wildcards.test_set,
         snakemake.params.out_dir,

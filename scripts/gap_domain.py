@@ -1,10 +1,12 @@
+from usseg.data import PreparedData
+from usseg.experiment import Experiment
 from usseg.gap import write_domain_auc
-from usseg.step import experiment, prepared_data, snakemake_step
+from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
     write_domain_auc(
-        experiment(snakemake),
-        prepared_data(snakemake),
+        Experiment(snakemake.params.experiment),
+        PreparedData.from_rule(snakemake.input, snakemake.params),
         snakemake.params.diagnostics,
         snakemake.output.auc,
     )

@@ -1,6 +1,8 @@
 import torch
 
-from usseg.step import experiment, prepared_data, snakemake_step
+from usseg.data import PreparedData
+from usseg.experiment import Experiment
+from usseg.step import snakemake_step
 from usseg.train import train_experiment
 
 # The threads this job was given (rule threads), not one or every core.
@@ -8,8 +10,8 @@ torch.set_num_threads(snakemake.threads)
 
 with snakemake_step(snakemake):
     train_experiment(
-        experiment(snakemake),
-        prepared_data(snakemake),
+        Experiment(snakemake.params.experiment),
+        PreparedData.from_rule(snakemake.input, snakemake.params),
         snakemake.params.out_dir,
         snakemake.params.checkpoint_dir,
     )

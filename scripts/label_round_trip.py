@@ -1,6 +1,7 @@
+from usseg.data import PreparedData
 from usseg.sanity import label_round_trip, write_result
-from usseg.step import prepared_data, snakemake_step
+from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
-    result = label_round_trip(prepared_data(snakemake), snakemake.params.sanity)
+    result = label_round_trip(PreparedData.from_rule(snakemake.input, snakemake.params), snakemake.params.sanity)
     write_result(snakemake.output.json, result)

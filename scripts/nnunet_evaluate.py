@@ -1,11 +1,12 @@
+from usseg.data import PreparedData
 from usseg.nnunet_reference import evaluate_predictions
-from usseg.step import prepared_data, snakemake_step
+from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
     evaluate_predictions(
         snakemake.input.predictions,
         snakemake.wildcards.test_set,
-        prepared_data(snakemake),
+        PreparedData.from_rule(snakemake.input, snakemake.params),
         snakemake.params.out_dir,
         evaluation=snakemake.params.evaluation,
         test_sets=snakemake.params.test_sets,

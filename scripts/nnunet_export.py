@@ -1,12 +1,13 @@
 from pathlib import Path
 
+from usseg.data import PreparedData
 from usseg.nnunet_export import dataset_folder_name, export_nnunet
-from usseg.step import prepared_data, snakemake_step
+from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
     nnunet = snakemake.params.nnunet
     export_nnunet(
-        prepared_data(snakemake),
+        PreparedData.from_rule(snakemake.input, snakemake.params),
         nnunet,
         snakemake.params.test_sets,
         Path(snakemake.output.raw) / dataset_folder_name(nnunet["dataset_id"], nnunet["dataset_name"]),

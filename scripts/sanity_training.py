@@ -1,10 +1,12 @@
+from usseg.data import PreparedData
+from usseg.experiment import Experiment
 from usseg.sanity import run_training_checks, write_result
-from usseg.step import experiment, prepared_data, snakemake_step
+from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
     result = run_training_checks(
-        experiment(snakemake),
-        prepared_data(snakemake),
+        Experiment(snakemake.params.experiment),
+        PreparedData.from_rule(snakemake.input, snakemake.params),
         snakemake.params.sanity,
         work_dir=snakemake.params.work_dir,
     )

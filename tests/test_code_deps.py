@@ -75,8 +75,17 @@ def test_computed_code_matches_what_python_imports(script):
 def test_report_code_includes_its_templates_and_config_code_its_schema():
     names = {p.name for p in code_files(REPO / "scripts" / "report.py", SRC / "usseg")}
     assert {"report.css", "report.js"} <= names
-    names = {p.name for p in code_files(REPO / "scripts" / "split.py", SRC / "usseg")}
-    assert "config.schema.yaml" in names
+    names = {p.name for p in code_files(REPO / "scripts" / "decode_masks.py", SRC / "usseg")}
+    assert {"config.py", "config.schema.yaml"} <= names
+
+
+def test_the_bridge_every_script_imports_brings_no_stage_s_code():
+    # usseg.step is every script's code: what it imports would make a change anywhere there
+    # re-run every rule (the manifest and the demo data on a change to the experiment settings).
+    names = {p.name for p in code_files(SRC / "usseg" / "step.py", SRC / "usseg")}
+    assert names == {"__init__.py", "step.py", "errors.py", "provenance.py", "training_log.py"}
+    manifest = {p.name for p in code_files(REPO / "scripts" / "manifest.py", SRC / "usseg")}
+    assert not manifest & {"config.py", "experiment.py", "data.py", "train.py"}
 
 
 def _rule_blocks():

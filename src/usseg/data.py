@@ -120,6 +120,14 @@ class PreparedData:
                    None if labels_dir is None else Path(labels_dir),
                    None if fov_threshold is None else int(fov_threshold))
 
+    @classmethod
+    def from_rule(cls, inputs, params) -> PreparedData:
+        """From a rule's named inputs root, manifest, splits and (when it reads labels) labels, and its params
+        dataset and (when it runs remedies) fov_threshold: `PreparedData.from_rule(snakemake.input,
+        snakemake.params)`."""
+        return cls.from_files(params.dataset, inputs.root, inputs.manifest, inputs.splits,
+                              getattr(inputs, "labels", None), getattr(params, "fov_threshold", None))
+
     @property
     def fan_threshold(self) -> int:
         """diagnostics.fov_threshold, for the remedies that act inside the fan."""

@@ -49,24 +49,6 @@ def configure_logging(log_path: str | None) -> None:
         root.addHandler(handler)
 
 
-def experiment(smk):
-    """The rule's experiment (params.experiment, its resolved settings) as a usseg.experiment.Experiment."""
-    from usseg.experiment import Experiment
-
-    return Experiment(smk.params.experiment)
-
-
-def prepared_data(smk):
-    """The prepared data (usseg.data.PreparedData) of a rule with inputs root, manifest, splits and, when
-    it reads labels, labels; params dataset and, for the remedies, fov_threshold."""
-    from usseg.data import PreparedData
-
-    return PreparedData.from_files(
-        smk.params.dataset, smk.input.root, smk.input.manifest, smk.input.splits,
-        getattr(smk.input, "labels", None), getattr(smk.params, "fov_threshold", None),
-    )
-
-
 def named_paths(io) -> dict[str, list[str]]:
     """Snakemake's named input/output lists as {name: [paths]}; unnamed items under '_'."""
     named: dict[str, list[str]] = {}
