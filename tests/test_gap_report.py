@@ -62,6 +62,26 @@ def test_conclusion_claims_only_what_the_interval_supports():
     assert "by +0.100 (from 0.400 to 0.500, 4 subjects" in up
 
 
+def test_learning_curve_conclusion_follows_its_last_step_interval():
+    def curve(values_full):
+        c = gap_stats.learning_curve_summary(pd.DataFrame({
+            "fraction": [0.5] * 4 + [1.0] * 4, "subject": ["s1", "s2", "s3", "s4"] * 2,
+            "value": [0.3, 0.4, 0.5, 0.6, *values_full]}))
+        c.insert(0, "metric", "dice")
+        c.insert(0, "test_set", "test_rus")
+        return c
+
+    labels = {"test_rus": "test_rus (real)"}
+    up = gap_report.conclusion_sentences(_closure(0.0, -0.1, 0.1).iloc[0:0], curve([0.35, 0.46, 0.54, 0.66]),
+                                         "test_rus", labels)
+    assert len(up) == 1 and "from 50 % to 100 %" in up[0] and "changed Dice by +0.05" in up[0]
+    # An interval above 0 from one training per share: said to help these subjects, with what it leaves out.
+    assert "helped on these test subjects" in up[0] and "variation between trainings" in up[0]
+    flat = gap_report.conclusion_sentences(_closure(0.0, -0.1, 0.1).iloc[0:0], curve([0.4, 0.35, 0.55, 0.6]),
+                                           "test_rus", labels)
+    assert "no detectable change" in flat[0] and "helped" not in flat[0]
+
+
 def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     results = _results(tmp_path, _closure(-0.08, -0.15, -0.01))
     html = gap_report.render_gap_section(_config(), results)

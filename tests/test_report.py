@@ -549,12 +549,19 @@ def test_drop_sentence_is_computed_from_the_summaries(fake, fresh):
 
 
 def test_drop_sentence_for_several_classes_and_a_gain():
-    syn = {"dice": {"liver": 0.8, "kidney": 0.6, "bone": 0.9}, "n_subjects": 4, "unstable": False}
-    real = {"dice": {"liver": 0.4, "kidney": 0.7, "bone": None}, "n_subjects": 4, "unstable": True}
+    # Subject s2 shows no kidney: its mean is its liver Dice. The headline is the mean over subjects of
+    # each subject's mean (0.80 and 0.40), not the mean of the class means (0.725 and 0.55).
+    syn = {"dice": {"liver": 0.85, "kidney": 0.6, "bone": 0.9}, "n_subjects": 2, "unstable": False,
+           "per_subject": {"s1": {"liver": 0.8, "kidney": 0.6, "bone": 0.9}, "s2": {"liver": 0.9, "kidney": None}}}
+    real = {"dice": {"liver": 0.3, "kidney": 0.8, "bone": None}, "n_subjects": 2, "unstable": True,
+            "per_subject": {"s1": {"liver": 0.4, "kidney": 0.8}, "s2": {"liver": 0.2, "kidney": None}}}
     text = drop_sentence("m", "test_aus", "test_rus", syn, real, ["liver", "bone", "kidney"])
-    assert text.startswith("m: mean Dice over the 2 classes scored on both (liver, kidney) 0.70 on test_aus, "
-                           "0.55 on test_rus: a drop of 0.15 (21 %)")
-    assert "liver 0.80 → 0.40, kidney 0.60 → 0.70" in text
+    assert text.startswith("m: subject-level mean Dice over the 2 classes scored on both (liver, kidney) 0.80 on "
+                           "test_aus, 0.40 on test_rus: a drop of 0.40 (50 %)")
+    assert "liver 0.85 → 0.30, kidney 0.60 → 0.80" in text
+    no_subjects = drop_sentence("m", "a", "b", {k: v for k, v in syn.items() if k != "per_subject"}, real,
+                                ["liver", "kidney"])
+    assert "no per-subject Dice over liver, kidney, so no drop can be stated" in no_subjects
     gain = drop_sentence("g", "test_aus", "test_rus", {"dice": {"liver": 0.5}}, {"dice": {"liver": 0.6},
                          "n_subjects": 9}, ["liver"])
     assert "a gain of 0.10 (20 %)" in gain and "unstable" not in gain

@@ -96,7 +96,9 @@ def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str
         last = group.iloc[-1]
         share = f"{_fmt(group.iloc[-2]['level'] * 100, '.0f')} % to {_fmt(last['level'] * 100, '.0f')} %"
         meaning = {
-            "improving": "more simulator subjects still help",
+            # One training per share: the interval covers the test subjects, not training-to-training variation.
+            "improving": ("more simulator subjects helped on these test subjects (one training per share, so the "
+                          "interval leaves out the variation between trainings)"),
             "worse": "the last step made things worse",
             "no detectable change": "no detectable change, which is not the same as no effect",
             "undetermined": "too few subjects for an interval",

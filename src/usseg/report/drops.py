@@ -48,9 +48,16 @@ def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: di
         a, b = scored(syn, c), scored(real, c)
         what = f"{c} Dice"
     else:
-        a = sum(scored(syn, c) for c in shared) / len(shared)
-        b = sum(scored(real, c) for c in shared) / len(shared)
-        what = f"mean Dice over the {len(shared)} classes scored on both ({', '.join(shared)})"
+        # Each subject's mean over the shared classes, then the mean over subjects: the definition of the
+        # evaluation's mean foreground Dice, the Dice table, the gap study and the run's closing summary,
+        # so one model on one test set has one number in the whole report.
+        syn_subjects, real_subjects = subject_values(syn, shared), subject_values(real, shared)
+        if not syn_subjects or not real_subjects:
+            return (f"{exp}: the summaries hold no per-subject Dice over {', '.join(shared)}, so no drop can be "
+                    f"stated; {stability}.", "")
+        a = sum(syn_subjects) / len(syn_subjects)
+        b = sum(real_subjects) / len(real_subjects)
+        what = f"subject-level mean Dice over the {len(shared)} classes scored on both ({', '.join(shared)})"
     change = a - b
     if round(abs(change), 2) == 0:
         how = "no change"
