@@ -168,6 +168,18 @@ def test_the_real_image_gap_is_judged_by_the_paired_interval_not_by_the_drops():
     assert st["verdict"] == "data" and "bottleneck is the data" in st["text"] and "falls by 0.38" in st["text"]
 
 
+def test_an_interval_from_inside_to_above_the_margin_is_not_undecided():
+    # +0.04 to +0.11 on simulator images: usseg is not worse than nnU-Net there, whatever the width.
+    rows = _real_rows(0.04, [-0.01, 0.10])
+    rows[0].update(delta=0.08, ci=[0.04, 0.11])
+    (st,) = statements(rows, 0.05)
+    assert st["text"].startswith("e is level with or above nnU-Net on simulator images")
+    assert st["verdict"] == "data"
+    rows[0].update(delta=-0.02, ci=[-0.09, 0.05])
+    (st,) = statements(rows, 0.05)
+    assert st["verdict"] == "undecided" and "reaches below -0.05" in st["text"]
+
+
 def test_far_above_the_reference_is_not_within_it():
     rows = [{"experiment": "e", "test_set": "test_aus", "domain": "synthetic", "delta": 0.59, "ci": [0.5, 0.68],
              "n_subjects": 4, "usseg": 0.8, "nnunet": 0.21},

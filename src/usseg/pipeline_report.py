@@ -182,7 +182,9 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
 
     "Within `within` of nnU-Net on simulator images" needs the difference's
     interval inside +-within, "above" and "below" the whole interval beyond
-    it (with no interval, below 3 subjects, no conclusion). Then the real
+    it, "level with or above" an interval from inside to above; one that
+    reaches below -within is undecided (with no interval, below 3 subjects, no
+    conclusion). Then the real
     images (_real_image_statement): nnU-Net better there (the whole interval
     below -within) makes the gap partly usseg's; usseg not below it by more
     than `within` (the whole interval above -within) makes it the data's when
@@ -210,13 +212,19 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
                     text = (f"{exp} is below nnU-Net on simulator images {where}: on the same data and split "
                             "nnU-Net does better, so the pipeline leaves Dice on the table; fix it before blaming "
                             "the data.")
-                elif bound[0] < -within or (bound[1] > within and bound[0] <= within):
+                elif bound[0] < -within:
                     verdict = "undecided"
-                    text = (f"{exp} against nnU-Net on simulator images {where}: the interval is too wide to "
-                            f"tell whether it is within {within:.2f}: more test subjects are needed.")
+                    text = (f"{exp} against nnU-Net on simulator images {where}: the interval reaches below "
+                            f"-{within:.2f}, so it cannot tell whether nnU-Net does better: more test subjects "
+                            "are needed.")
                 else:
-                    head = (f"{exp} is within {within:.2f} Dice of nnU-Net on simulator images {where}"
-                            if bound[1] <= within else f"{exp} is above nnU-Net on simulator images {where}")
+                    # Not below nnU-Net by more than `within`: what the question "is it the pipeline?" needs.
+                    if bound[1] <= within:
+                        head = f"{exp} is within {within:.2f} Dice of nnU-Net on simulator images {where}"
+                    elif bound[0] > within:
+                        head = f"{exp} is above nnU-Net on simulator images {where}"
+                    else:
+                        head = f"{exp} is level with or above nnU-Net on simulator images {where}"
                     verdict, text = _real_image_statement(exp, head, real, ours_drop, ref_drop, within)
                 if short_schedule and verdict in ("data", "neither"):
                     text = text[:-1] + SHORT_CAVEAT + "."
