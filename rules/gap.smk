@@ -160,6 +160,7 @@ rule gap_domain:
         experiment=experiment,
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],
+        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/gap_domain.py"
 

@@ -318,10 +318,10 @@ def _check_experiment(config: dict, name: str, source: str) -> None:
 
     where = f"{source}: experiments.{name}"
     settings = resolve_experiment(config, name)
-    missing = [k for k in REQUIRED_EXPERIMENT_KEYS if k not in settings]
-    if missing:
-        raise ConfigError(f"{where}: missing {', '.join(missing)} (set it here or in experiment_defaults).")
-    exp = Experiment(settings)
+    try:
+        exp = Experiment(settings)  # checks the required keys
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
     ds = config["dataset"]
     names = class_names(ds)
     if exp.classes != "all":

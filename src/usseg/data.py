@@ -111,22 +111,16 @@ class PreparedData:
     fov_threshold: int | None = None  # None for a stage that runs no remedy
 
     @classmethod
-    def from_files(cls, dataset: Mapping, root_record, manifest_csv, splits_csv, labels_dir=None,
-                   fov_threshold: int | None = None) -> PreparedData:
-        """From the manifest's record of the dataset root (read_dataset_root) and the data stages' files."""
+    def from_rule(cls, inputs, params) -> PreparedData:
+        """From a rule's named inputs root (the manifest's record of the dataset root), manifest, splits and,
+        when it reads labels, labels; and its params dataset and, when it runs remedies, fov_threshold:
+        `PreparedData.from_rule(snakemake.input, snakemake.params)`."""
         from usseg.dataset_root import read_dataset_root
 
-        return cls(dataset, read_dataset_root(root_record), Path(manifest_csv), Path(splits_csv),
-                   None if labels_dir is None else Path(labels_dir),
-                   None if fov_threshold is None else int(fov_threshold))
-
-    @classmethod
-    def from_rule(cls, inputs, params) -> PreparedData:
-        """From a rule's named inputs root, manifest, splits and (when it reads labels) labels, and its params
-        dataset and (when it runs remedies) fov_threshold: `PreparedData.from_rule(snakemake.input,
-        snakemake.params)`."""
-        return cls.from_files(params.dataset, inputs.root, inputs.manifest, inputs.splits,
-                              getattr(inputs, "labels", None), getattr(params, "fov_threshold", None))
+        labels = getattr(inputs, "labels", None)
+        fov_threshold = getattr(params, "fov_threshold", None)
+        return cls(params.dataset, read_dataset_root(inputs.root), Path(inputs.manifest), Path(inputs.splits),
+                   None if labels is None else Path(labels), None if fov_threshold is None else int(fov_threshold))
 
     @property
     def fan_threshold(self) -> int:

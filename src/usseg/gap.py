@@ -307,11 +307,7 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
 
 def write_domain_auc(exp: Experiment, prepared, diagnostics: dict, out_json) -> None:
     """results/gap/domain/{experiment}.json: the domain AUC before and after the remedy's harmonisation
-    ({"remedy": ..., "harmonises": false} when it harmonises nothing). `prepared`: usseg.data.PreparedData;
-    its fan threshold is diagnostics.fov_threshold."""
-    import dataclasses
-
-    prepared = dataclasses.replace(prepared, fov_threshold=int(diagnostics["fov_threshold"]))
+    ({"remedy": ..., "harmonises": false} when it harmonises nothing). `prepared`: usseg.data.PreparedData."""
     result = domain_auc_of(exp, prepared, int(diagnostics["domain_max_images"]),
                            int(diagnostics["domain_cv_folds"]), int(diagnostics["seed"]))
     if result is None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from usseg import checkpoint
 from usseg.errors import ConfigError, UssegError
-from usseg.experiment import NETWORK_NAMES, Experiment, ModelSettings
+from usseg.experiment import FOREST, NETWORK_NAMES, Experiment, ModelSettings
 
 log = logging.getLogger("usseg.train")
 
@@ -157,7 +157,7 @@ def load_predictor(path, device: torch.device | None = None):
     if meta.get("kind") != MODEL_KIND:
         raise UssegError(f"{path}: not a usseg model file (kind {meta.get('kind')!r}); it may be a training checkpoint.")
     name = meta["model"]["name"]
-    if name == "random_forest":
+    if name == FOREST:
         from usseg.forest import ForestPredictor
 
         return ForestPredictor.from_tensors(tensors, meta)
