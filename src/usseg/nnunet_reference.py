@@ -62,18 +62,6 @@ def environment(**values):
                 os.environ[k] = v
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global RNGs (what nnU-Net's sampling, augmentation and
-    initialisation draw from when its augmentation runs in this process)."""
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def short_trainer(epochs: int, iterations: int, val_iterations: int):
     """A subclass of nnU-Net's default trainer with the given schedule (everything else unchanged)."""
     import torch
@@ -95,6 +83,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
     """Plan, preprocess, train fold 0 and predict every test set; return timings and the plan's network size."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
+    from monai.utils import set_determinism
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprints,
         plan_experiments,
@@ -104,6 +93,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     work_dir, predictions_dir = Path(work_dir), Path(predictions_dir)
+    seed = int(nnunet_cfg.get("seed", 0))  # a schedule given without one (tests) runs with nnunet.seed's default
     raw_dataset = Path(raw_root) / dataset_folder
     if not (raw_dataset / "splits_final.json").is_file():
         raise FileNotFoundError(f"{raw_dataset}/splits_final.json missing; run the nnunet_export step first.")
@@ -141,7 +131,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         # every RNG it and the network's initialisation draw from seeded: nnU-Net seeds nothing itself, so
         # without this two runs of the same data give different references (measured: liver Dice 0.48 and
         # 0.82 on the demo's simulator test set with the 10-iteration schedule).
-        seed_everything(int(nnunet_cfg.get("seed", 0)))
+        set_determinism(seed=seed)  # MONAI's: Python's, NumPy's and torch's RNGs, and cuDNN's deterministic mode
         with environment(nnUNet_n_proc_DA="0"):
             trainer = trainer_class(plans, CONFIGURATION, FOLD, dataset_json, device=dev)
             trainer.run_training()
@@ -173,7 +163,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
     n_params = sum(p.numel() for p in trainer.network.parameters())
     info = {
         "device": str(dev),
-        "seed": int(nnunet_cfg.get("seed", 0)),
+        "seed": seed,
         "epochs": int(nnunet_cfg["epochs"]),
         "iterations_per_epoch": int(nnunet_cfg["iterations_per_epoch"]),
         "test_time_mirroring": bool(nnunet_cfg.get("test_time_mirroring", True)),

@@ -61,7 +61,7 @@ from monai.utils import set_determinism
 
 from usseg import checkpoint, data, train
 from usseg.errors import DataError, UssegError
-from usseg.models import build_network, load_predictor, model_metadata, save_network
+from usseg.models import load_predictor, model_metadata, save_network
 from usseg.remedies import semi, spec
 from usseg.training_log import epoch_line, epoch_log, write_history
 
@@ -256,12 +256,6 @@ def train_semi_supervised(job: train.TrainingJob, *, frames: np.ndarray, retry: 
         train_semi_supervised(job, frames=frames, retry=False)
 
 
-def _network(job: train.TrainingJob):
-    exp = job.exp
-    net = build_network(exp.model, len(job.class_names), exp.image_size, where=f"{exp.where}.model")
-    return net.to(job.device)
-
-
 def _train_pseudo_label(job: train.TrainingJob, *, settings, frames) -> bool:
     exp = job.exp
     teacher_dir = job.checkpoint_dir / TEACHER_DIR
@@ -280,7 +274,7 @@ def _train_pseudo_label(job: train.TrainingJob, *, settings, frames) -> bool:
                                            "pseudo_labels": hashlib.sha256(labels.tobytes()).hexdigest()})
     set_determinism(seed=exp.seed)
     student = job.moved(cfg_hash=student_hash)
-    net = _network(student)
+    net = train.job_network(student)
     net.load_state_dict(teacher.net.state_dict())
     run = _new_run(student, net, settings.self_training_epochs)
     first, last = exp.epochs + 1, exp.epochs + settings.self_training_epochs
@@ -302,7 +296,7 @@ def _train_mean_teacher(job: train.TrainingJob, *, settings, frames) -> bool:
     exp = job.exp
     seed, epochs = exp.seed, exp.epochs
     set_determinism(seed=seed)
-    student = _network(job)
+    student = train.job_network(job)
     teacher = semi.make_teacher(student)
     run = _new_run(job, student, epochs)
     first, history, best = 1, [], {"epoch": 0, "key": [-math.inf, -math.inf]}

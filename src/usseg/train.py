@@ -293,8 +293,7 @@ def _train_network(job: TrainingJob, retry: bool = True) -> None:
     exp, device, checkpoint_dir = job.exp, job.device, job.checkpoint_dir
     seed, epochs = exp.seed, exp.epochs
     set_determinism(seed=seed)
-    net = build_network(exp.model, len(job.class_names), exp.image_size, where=f"{exp.where}.model")
-    net = net.to(device)
+    net = job_network(job)
     loss_fn = build_loss(exp, job.dataset, job.weights).to(device)
     optimizer = build_optimizer(exp, net.parameters())
     scheduler = build_scheduler(exp, optimizer)
@@ -349,6 +348,12 @@ def _train_network(job: TrainingJob, retry: bool = True) -> None:
         _set_aside_all(checkpoint_dir, exp.name, exc)
         return _train_network(job, retry=False)
     write_outputs(best_path, history, job.class_names, exp.name, best["epoch"], job.out_dir)
+
+
+def job_network(job: TrainingJob) -> torch.nn.Module:
+    """The job's network, freshly initialised from the global RNGs, on its device."""
+    exp = job.exp
+    return build_network(exp.model, len(job.class_names), exp.image_size, where=f"{exp.where}.model").to(job.device)
 
 
 def training_datasets(job: TrainingJob):
