@@ -96,7 +96,7 @@ def throughput(setting: str, device: torch.device, num_workers: int | None, n_im
     n_classes = len(exp.class_names(cfg["dataset"]))
     records = _synthetic_records(work / f"{setting}_{h}x{w}", n_images, h, w)
     t = time.perf_counter()
-    ds = data.build_dataset(records, exp, lut, augment=True)
+    ds = data.build_dataset(records, exp.image_size, exp.augmentation, lut, augment=True)
     cache_s = time.perf_counter() - t
     net = build_network(exp.model, n_classes, exp.image_size).to(device).train()
     loss_fn = build_loss(exp, cfg["dataset"], None).to(device)

@@ -5,7 +5,7 @@
 # training subjects (learning curve), and the results are compared at the
 # subject level. Runs only when gap_study.enabled.
 
-from usseg.config import gap_baseline
+from usseg.remedies.spec import gap_baseline
 from usseg.contracts import test_set_name
 from usseg.gap import (
     curve_experiment,

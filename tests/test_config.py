@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from usseg.config import check_config, load_config, resolve_experiment
+from usseg.config import check_config, load_config
 from usseg.errors import ConfigError
-from usseg.experiment import Experiment
+from usseg.experiment import Experiment, resolve_experiment
 
 
 @pytest.fixture()

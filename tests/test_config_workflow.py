@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO, run_snakemake, tiny_config
 from dry_run import QUIET_KEEPS_JOBS, parse_dry_run
-from usseg.config import resolve_experiment
+from usseg.experiment import resolve_experiment
 
 pytestmark = pytest.mark.e2e
 

@@ -20,6 +20,7 @@ from test_diagnostics_fixtures import (
     subject_anatomy,
     write_dataset,
 )
+from usseg.dataset_spec import DatasetSpec
 from usseg.diagnostics.domain_shift import (
     auc_interval,
     check_domain_shift,
@@ -27,9 +28,9 @@ from usseg.diagnostics.domain_shift import (
     comparison_names,
     distribution_distances,
 )
-from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.inputs import load_inputs
 from usseg.diagnostics.survey import image_features, percentiles_from_hist, survey_images
+from usseg.fov import field_of_view
 
 
 def test_field_of_view_is_the_fan_with_its_dark_organs_but_not_border_or_padding():
@@ -197,7 +198,7 @@ def test_two_scanners_of_one_domain_are_named_by_modality(demo_inputs):
         **DATASET_CFG,
         "modalities": {m: {**v, "domain": "real"} for m, v in DATASET_CFG["modalities"].items()},
     }
-    names = comparison_names(type(inputs)(**{**inputs.__dict__, "dataset_cfg": cfg}), ["AUS"])
+    names = comparison_names(type(inputs)(**{**inputs.__dict__, "dataset": DatasetSpec(cfg)}), ["AUS"])
     assert names["source_short"] == "AUS" and names["target_short"] == "RUS"
 
 

@@ -6,10 +6,10 @@ import pytest
 from scipy import ndimage as ndi
 
 from test_diagnostics_fixtures import CLEAN, DATASET_CFG, DIAG_CFG, make_frames, write_dataset
-from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.image_quality import DEFAULTS, check_image_quality, quality_scores
 from usseg.diagnostics.inputs import load_inputs
 from usseg.diagnostics.survey import survey_images
+from usseg.fov import field_of_view
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def test_export_passes_nnunets_integrity_check(exported):
 @pytest.mark.nnunet
 def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
     pytest.importorskip("nnunetv2")
-    from usseg.config import class_names
+    from usseg.dataset_spec import DatasetSpec
     from usseg.nnunet_reference import evaluate_predictions, run_reference
 
     out, counts, paths, cfg = exported
@@ -109,7 +109,7 @@ def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
                                    experiment_defaults=cfg["experiment_defaults"])
     assert summary["model"] == summary["experiment"] == "nnunet"
     assert summary["n_images"] == 4 and summary["n_subjects"] == 2 and summary["unstable"]
-    assert set(summary["dice"]) == set(class_names(cfg["dataset"])[1:])
+    assert set(summary["dice"]) == set(DatasetSpec(cfg["dataset"]).class_names[1:])
     assert (tmp_path / "eval" / "per_subject.csv").is_file() and "per_subject" in summary
 
 

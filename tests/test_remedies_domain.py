@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from datasets import fan_frame
-from usseg.remedies import domain_check, spec, style
+from usseg.remedies import domain_check, spec, style, transforms
 
 
 def _domain(scale, offset, first_seed, n_subjects=6, per_subject=2):
@@ -27,7 +27,7 @@ def domains():
 
 def test_domains_apart_before_and_closer_after_normalisation(domains):
     (src, src_subj), (tgt, tgt_subj) = domains
-    norm = spec.harmonisers(spec.FovNormalisation())
+    norm = transforms.harmonisers(spec.FovNormalisation())
     out = domain_check.domain_auc(src, src_subj, tgt, tgt_subj, *norm, folds=3)
     assert out["before"]["possible"] and out["before"]["auc"] > 0.95
     lo, hi = out["before"]["ci95"]
@@ -40,14 +40,14 @@ def test_domains_apart_before_and_closer_after_normalisation(domains):
 def test_histogram_matching_harmoniser_restyles_the_source_only(domains):
     (src, src_subj), (tgt, tgt_subj) = domains
     bank = style.TargetBank.from_images(tgt)
-    source_fn, target_fn = spec.harmonisers(spec.HistogramMatching(reference="pooled"), bank, seed=0)
+    source_fn, target_fn = transforms.harmonisers(spec.HistogramMatching(reference="pooled"), bank, seed=0)
     assert target_fn is None
     restyled = source_fn(src)
     assert restyled.shape == src.shape and restyled.min() >= 0 and restyled.max() <= 1
     np.testing.assert_array_equal(source_fn(src), restyled)  # seeded
     out = domain_check.domain_auc(src, src_subj, tgt, tgt_subj, source_fn, None, folds=3)
     assert out["after"]["auc"] < out["before"]["auc"] - 0.2
-    assert spec.harmonisers(spec.BatchNormAdaptation()) is None
+    assert transforms.harmonisers(spec.BatchNormAdaptation()) is None
 
 
 def test_domain_auc_checks_its_inputs(domains):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 import test_train
-from datasets import prepared
+from datasets import dataset_cfg, prepared
 from test_sanity import SANITY
 from test_train import run_training, tiny_config
 from usseg import data, sanity, semi_training
@@ -57,11 +57,11 @@ def test_target_frames_leave_out_test_subjects_and_test_images():
         ],
         columns=["image_id", "subject_id", "modality", "split", "orig_split", "excluded_from"],
     )
-    rows = wiring.target_frame_rows(table, {"target_modality": "RUS"})
+    rows = wiring.target_frame_rows(table, dataset_cfg(target_modality="RUS"))
     assert rows["image_id"].tolist() == ["RUS_train_c0", "RUS_train_c1"]
     # A subject in any test set (here the simulator's) is left out too.
     table.loc[table["image_id"] == "AUS_test_ct5-0", ["subject_id"]] = "c"
-    assert wiring.target_frame_rows(table, {"target_modality": "RUS"}).empty
+    assert wiring.target_frame_rows(table, dataset_cfg(target_modality="RUS")).empty
 
 
 @pytest.mark.parametrize("name", ["pseudo_label", "mean_teacher"])

@@ -12,7 +12,7 @@ from monai.transforms import Compose
 
 from datasets import fan_frame
 from usseg.errors import ConfigError
-from usseg.remedies import spec, style
+from usseg.remedies import spec, style, transforms
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "remedies.md"
 
@@ -66,7 +66,7 @@ def test_parse_augmentation_extras():
     assert extras.ultrasound == {"haze": {"prob": 0.3}, "depth_attenuation": {"rate": [0, 2]}}
     assert extras.generic == spec.GenericAugmentation()
     assert spec.parse_augmentation_extras(None) == spec.AugmentationExtras()
-    tfs = spec.augmentation_transforms(extras, (64, 64))
+    tfs = transforms.augmentation_transforms(extras, (64, 64))
     assert [type(t).__name__ for t in tfs][:2] == ["RandDepthAttenuationd", "RandHazed"] and len(tfs) == 5
     assert "rate" in spec.transform_settings("depth_attenuation")
     with pytest.raises(ConfigError, match="ultrasound.shadow is not a transform"):
@@ -98,18 +98,18 @@ def test_parse_gap_study():
 
 def test_train_transforms_and_test_images():
     image, label = fan_frame(64, seed=1, gain=0.35)
-    det, rnd = spec.train_transforms(spec.FovNormalisation())
+    det, rnd = transforms.train_transforms(spec.FovNormalisation())
     out = Compose(det + rnd)({"image": image, "label": label})
     assert out["image"].max() == pytest.approx(1.0) and np.array_equal(out["label"], label)
-    np.testing.assert_allclose(spec.prepare_test_images(spec.FovNormalisation(), image)[0], out["image"][0], atol=1e-6)
-    assert spec.prepare_test_images(spec.NoRemedy(), image) is image
+    np.testing.assert_allclose(transforms.prepare_test_images(spec.FovNormalisation(), image)[0], out["image"][0], atol=1e-6)
+    assert transforms.prepare_test_images(spec.NoRemedy(), image) is image
     bank = style.TargetBank.from_images(fan_frame(64, seed=5, gain=0.75)[0])
-    det, rnd = spec.train_transforms(spec.FourierDomainAdaptation(beta=0.05), bank, ["AUS"])
+    det, rnd = transforms.train_transforms(spec.FourierDomainAdaptation(beta=0.05), bank, ["AUS"])
     styled = Compose(det + rnd)({"image": image, "label": label, "modality": "AUS"})
     assert styled["image"].mean() > image.mean() + 0.05
     with pytest.raises(ConfigError, match="needs target frames"):
-        spec.train_transforms(spec.HistogramMatching())
-    assert spec.train_transforms(spec.BatchNormAdaptation()) == ([], [])
+        transforms.train_transforms(spec.HistogramMatching())
+    assert transforms.train_transforms(spec.BatchNormAdaptation()) == ([], [])
 
 
 def test_the_config_blocks_in_the_docs_parse():

@@ -50,8 +50,8 @@ def test_fda_reads_the_unlabeled_target_frames_and_keeps_labels(tiny):
     assert ids and all(i.startswith("RUS_train_c") for i in ids)  # the unlabeled subject only, no test frame
     recs = data_.records("train", ["AUS"])[:4]
     lut = exp.label_lookup(cfg["dataset"])
-    plain = data.build_dataset(recs, exp, lut, augment=False)
-    styled = data.build_dataset(recs, exp, lut, augment=True, remedy=(cached, rand))
+    plain = data.build_dataset(recs, exp.image_size, exp.augmentation, lut, augment=False)
+    styled = data.build_dataset(recs, exp.image_size, exp.augmentation, lut, augment=True, remedy=(cached, rand))
     a, b = plain[0], styled[0]
     assert "fov" not in b  # dropped before batches are formed
     assert torch.equal(torch.as_tensor(b[data.LABEL]).round(), torch.as_tensor(b[data.LABEL]))

@@ -191,7 +191,7 @@ def test_binary_experiment_maps_other_organs_to_background(tiny):
     item = data.build_dataset(
         [{"image": str(tiny["data_root"] / "AUS/images/train/ct1-0.png"), "label": str(path),
           "image_id": "x", "subject_id": "ct1", "modality": "AUS"}],
-        exp, lut, augment=False, cache_workers=1,
+        exp.image_size, exp.augmentation, lut, augment=False, cache_workers=1,
     )[0]
     assert item["image"].shape == (1, 32, 32) and item["label"].shape == (1, 32, 32)
     assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
@@ -317,7 +317,7 @@ def test_training_fingerprint_covers_the_code_training_imports_and_library_versi
     from usseg.train import training_library_versions
 
     files = {p.name for p in module_code_files("usseg.train")}
-    assert {"train.py", "data.py", "config.py", "models.py", "checkpoint.py", "forest.py"} <= files
+    assert {"train.py", "data.py", "experiment.py", "models.py", "checkpoint.py", "forest.py"} <= files
     versions = training_library_versions()
     assert versions["torch"] == torch.__version__.split("+")[0] or versions["torch"].startswith(torch.__version__[:4])
     assert "monai" in versions and "snakemake" not in versions

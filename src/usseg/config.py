@@ -23,9 +23,10 @@ import numpy as np
 import yaml
 
 from usseg.contracts import test_set_name
+from usseg.dataset_spec import SCHEMA_PATH, DatasetSpec
 from usseg.errors import ConfigError
-
-SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+from usseg.experiment import Experiment, merge_settings, resolve_experiment
+from usseg.remedies import spec
 
 
 def load_schema() -> dict:
@@ -83,16 +84,6 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
     if errors:
         raise ConfigError(_schema_error_message(errors[0], source))
     return config
-
-
-def _deep_merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 # ----------------------------------------------------------------------------- command line and overlays
@@ -193,43 +184,11 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
     REPLACED_BY_OVERLAY are replaced whole, so a variant that lists
     experiments runs exactly those (none of config.yaml's creep in).
     """
-    merged = _deep_merge(base, overlay)
+    merged = merge_settings(base, overlay)
     for key in REPLACED_BY_OVERLAY:
         if key in overlay:
             merged[key] = copy.deepcopy(overlay[key])
     return merged
-
-
-# ----------------------------------------------------------------------------- palette
-
-
-def class_names(dataset_cfg: dict) -> list[str]:
-    """Class names in class-index order (index 0 is background)."""
-    return [c["name"] for c in dataset_cfg["classes"]]
-
-
-def palette(dataset_cfg: dict) -> np.ndarray:
-    """Palette as a (n_classes, 3) uint8 array, row i = colour of class i."""
-    return np.array([c["rgb"] for c in dataset_cfg["classes"]], dtype=np.uint8)
-
-
-# ----------------------------------------------------------------------------- experiments
-
-
-def resolve_experiment(config: dict, name: str) -> dict:
-    """The full settings of experiment `name`: experiment_defaults overridden by its own keys."""
-    if name not in config["experiments"]:
-        known = ", ".join(sorted(config["experiments"]))
-        raise ConfigError(f"config.yaml: no experiment named {name!r}; experiments are: {known}.")
-    exp = _deep_merge(config.get("experiment_defaults", {}), config["experiments"][name] or {})
-    exp["name"] = name
-    return exp
-
-
-REQUIRED_EXPERIMENT_KEYS = (
-    "classes", "train_modalities", "model", "loss", "optimizer", "scheduler", "epochs",
-    "batch_size", "image_size", "augmentation", "postprocess", "seed", "device",
-)
 
 
 # ----------------------------------------------------------------------------- semantic checks
@@ -239,7 +198,7 @@ def check_config(config: dict, source: str = "config.yaml") -> dict:
     """Validate schema and meaning; return the config with defaults filled. Raises ConfigError."""
     validate_schema(config, source)
     ds = config["dataset"]
-    names = class_names(ds)
+    names = DatasetSpec(ds).class_names
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: dataset.classes has a repeated class name; each name must be unique.")
     colours = [tuple(c["rgb"]) for c in ds["classes"]]
@@ -249,10 +208,10 @@ def check_config(config: dict, source: str = "config.yaml") -> dict:
                 f"{source}: dataset.classes: {names[i]!r} and {names[colours.index(col)]!r} share the colour {list(col)}; "
                 "every class needs its own colour."
             )
-    for mod, spec in ds["modalities"].items():
+    for mod, settings in ds["modalities"].items():
         key = f"dataset.modalities.{mod}.subject_pattern"
         try:
-            pattern = re.compile(spec["subject_pattern"])
+            pattern = re.compile(settings["subject_pattern"])
         except re.error as exc:
             raise ConfigError(f"{source}: {key} is not a valid regular expression: {exc}.") from None
         if pattern.groups < 1:
@@ -314,8 +273,6 @@ def check_name_lengths(config: dict, source: str, name_max: int | None = None) -
 
 
 def _check_experiment(config: dict, name: str, source: str) -> None:
-    from usseg.experiment import Experiment  # late: usseg.experiment builds on this module
-
     where = f"{source}: experiments.{name}"
     settings = resolve_experiment(config, name)
     try:
@@ -323,7 +280,7 @@ def _check_experiment(config: dict, name: str, source: str) -> None:
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     ds = config["dataset"]
-    names = class_names(ds)
+    names = DatasetSpec(ds).class_names
     if exp.classes != "all":
         for cls in exp.classes:
             if cls not in names:
@@ -406,9 +363,6 @@ def get(config: dict, dotted: str) -> Any:
 
 def check_gap_study(config: dict, source: str = "config.yaml") -> None:
     """Check every experiment's remedy and augmentation extras, and the gap_study block (docs/remedies.md)."""
-    from usseg.experiment import Experiment
-    from usseg.remedies import spec  # late: the remedies import MONAI transforms
-
     for name in config["experiments"]:
         exp = Experiment.from_config(config, name)
         where = f"{source}: experiments.{name}"
@@ -428,12 +382,6 @@ def check_gap_study(config: dict, source: str = "config.yaml") -> None:
                 f"{source}: gap_study.baseline = {study.baseline!r} is not an experiment; experiments are: "
                 f"{', '.join(sorted(config['experiments']))}."
             )
-        baseline = gap_baseline(config)
+        baseline = spec.gap_baseline(config)
         if Experiment.from_config(config, baseline).is_forest:
             raise ConfigError(f"{source}: gap_study.baseline = {baseline!r} is a random forest; pick a network experiment.")
-
-
-def gap_baseline(config: dict) -> str:
-    """The gap study's baseline experiment (gap_study.baseline, or the first experiment)."""
-    name = (config.get("gap_study") or {}).get("baseline") or ""
-    return name or next(iter(config["experiments"]))

@@ -16,7 +16,6 @@ import functools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,23 +32,15 @@ from monai.transforms import (
 )
 
 from usseg import contracts
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.images import load_gray
-
-if TYPE_CHECKING:
-    from usseg.experiment import Experiment
+from usseg.images import load_grayscale
 
 IMAGE = "image"
 LABEL = "label"
 
 
 # ----------------------------------------------------------------------------- files and tables
-
-
-def load_grayscale(path: str | Path) -> np.ndarray:
-    """An image as float32 (H, W) in [0, 1], whatever its mode (RGB, RGBA, L, 16-bit, JPG),
-    turned by its EXIF orientation (usseg.images)."""
-    return load_gray(path).astype(np.float32) / 255.0
 
 
 def load_labels(path: str | Path, lut: np.ndarray, shape: Sequence[int] | None = None) -> np.ndarray:
@@ -97,18 +88,22 @@ def resize_nearest(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 class PreparedData:
     """The prepared dataset that training, evaluation and the checks read (the data stages' outputs).
 
-    dataset: config.yaml's dataset section; root: the dataset root the manifest found and recorded
+    dataset: config.yaml's dataset section (typed); root: the dataset root the manifest found and recorded
     (results/dataset_root.json); manifest_csv, splits_csv, labels_dir: results/manifest.csv, the
     split (results/splits.csv or a gap-study split), results/labels/; fov_threshold:
     diagnostics.fov_threshold, the grey level that bounds the fan for the remedies that act inside it.
     """
 
-    dataset: Mapping
+    dataset: DatasetSpec
     root: Path
     manifest_csv: Path
     splits_csv: Path
     labels_dir: Path | None  # None for a stage that reads no label (the domain check)
     fov_threshold: int | None = None  # None for a stage that runs no remedy
+
+    def __post_init__(self):
+        # The raw section (a rule's `dataset` param, a test's dict) is read through its typed view.
+        object.__setattr__(self, "dataset", DatasetSpec.of(self.dataset))
 
     @classmethod
     def from_rule(cls, inputs, params) -> PreparedData:
@@ -239,17 +234,19 @@ def _to_plain_tensors(keys) -> EnsureTyped:
 
 
 def build_dataset(
-    records: list[dict], exp: Experiment, lut: np.ndarray, augment: bool, cache_workers: int | None = None,
-    remedy: tuple[list, list] = ([], []),
+    records: list[dict], image_size: Sequence[int], augmentation: Mapping, lut: np.ndarray, augment: bool,
+    cache_workers: int | None = None, remedy: tuple[list, list] = ([], []),
 ) -> CacheDataset:
     """CacheDataset: deterministic transforms cached once, random ones (if `augment`) per access.
+
+    image_size, augmentation: the experiment's (Experiment.image_size, .augmentation).
 
     `remedy`: (cached, random) transforms of the experiment's remedy
     (usseg.remedies.wiring.training_transforms), after the resize and after the augmentation.
     """
-    tf = deterministic_transforms(exp.image_size, lut) + list(remedy[0])
+    tf = deterministic_transforms(image_size, lut) + list(remedy[0])
     if augment:
-        tf += random_transforms(exp.augmentation) + list(remedy[1])
+        tf += random_transforms(augmentation) + list(remedy[1])
     tf.append(_to_plain_tensors([IMAGE, LABEL]))
     return CacheDataset(
         data=records,

@@ -26,9 +26,8 @@ from monai.transforms import Compose
 from scipy import ndimage
 
 from usseg import contracts, data, evaluation_figures, intervals, metrics, splits
-from usseg.config import class_names as palette_class_names
-from usseg.config import palette
 from usseg.contracts import is_test_set
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
 from usseg.models import load_predictor, resolve_device
@@ -99,8 +98,8 @@ def evaluate_experiment(
     min_area = int(settings["min_reference_area_px"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset_cfg = prepared.dataset
-    class_names = exp.class_names(dataset_cfg)
+    dataset = prepared.dataset
+    class_names = exp.class_names(dataset)
     predictor = predictor or load_predictor(model_path, device=resolve_device(exp))
     if predictor.class_names != class_names:
         raise UssegError(
@@ -110,7 +109,7 @@ def evaluate_experiment(
     if tuple(int(s) for s in predictor.image_size) != exp.image_size:
         log.warning("%s: trained at image_size %s, the config now says %s; predicting at the trained size",
                     model_path, list(predictor.image_size), list(exp.image_size))
-    lut = exp.label_lookup(dataset_cfg)
+    lut = exp.label_lookup(dataset)
     table = prepared.table
     records = prepared.records(test_set)
     if not records:
@@ -243,7 +242,7 @@ def evaluate_experiment(
     write_confusion(confusion, class_names, out_dir / "confusion.csv")
     evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
                                       out_dir / "confusion.png")
-    plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, exp.name, test_set,
+    plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
                   out_dir / "overlays.png", scored)
     log.info(
         "experiment %s on %s: %d images, %d subjects, subject-level mean foreground Dice (%s) %s%s",
@@ -335,10 +334,9 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def output_colours(class_names: list[str], dataset_cfg: dict) -> np.ndarray:
+def output_colours(class_names: list[str], dataset: DatasetSpec) -> np.ndarray:
     """(n_out, 3) uint8: each output class's palette colour."""
-    names = palette_class_names(dataset_cfg)
-    pal = palette(dataset_cfg)
+    names, pal = dataset.class_names, dataset.palette
     return np.stack([pal[names.index(c)] for c in class_names])
 
 
@@ -362,7 +360,7 @@ def _overlay(gray: np.ndarray, labels: np.ndarray, colours: np.ndarray) -> np.nd
     return np.clip(rgb, 0.0, 1.0)
 
 
-def plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg, name, test_set, path,
+def plot_overlays(records, per_image, preds_small, lut, class_names, dataset, name, test_set, path,
                   scored=None) -> None:
     """Best and worst image, among those where an organ is scored: image | reference | prediction outlines.
 
@@ -384,7 +382,7 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset_cfg
         picks = [("best", int(finite[np.argmax(scores[finite])])), ("worst", int(finite[np.argmin(scores[finite])]))]
     else:
         picks = [("no organ scored in any reference", 0)]
-    colours = output_colours(class_names, dataset_cfg)
+    colours = output_colours(class_names, dataset)
     fig, axes = plt.subplots(len(picks), 3, figsize=(11, 3.6 * len(picks) + 1.0), squeeze=False, layout="constrained")
     shown = set()
     for row, (label, i) in enumerate(picks):

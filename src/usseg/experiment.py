@@ -1,7 +1,7 @@
 """One experiment's resolved settings, typed: what training, evaluation and the checks read.
 
 config.yaml gives each experiment as `experiment_defaults` overridden by its own
-keys (`usseg.config.resolve_experiment`; schema in config.schema.yaml).
+keys (`resolve_experiment`; schema in config.schema.yaml).
 `Experiment` wraps that resolved mapping and is the only way the library reads
 it: `exp.epochs`, `exp.model.name`, `exp.remedy` (parsed, usseg.remedies.spec)
 instead of `exp["model"]["name"]` under a different local name in every module.
@@ -22,11 +22,39 @@ from typing import Any
 
 import numpy as np
 
-from usseg.config import REQUIRED_EXPERIMENT_KEYS, class_names, resolve_experiment
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import ConfigError
+from usseg.remedies import spec
 
 NETWORK_NAMES = ("unet", "basic_unet_plus_plus")
 FOREST = "random_forest"
+
+
+REQUIRED_EXPERIMENT_KEYS = (
+    "classes", "train_modalities", "model", "loss", "optimizer", "scheduler", "epochs",
+    "batch_size", "image_size", "augmentation", "postprocess", "seed", "device",
+)
+
+
+def merge_settings(base: Mapping, override: Mapping) -> dict:
+    """`base` with `override` on top: mappings merge key by key, any other value replaces (both copied)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_experiment(config: Mapping, name: str) -> dict:
+    """The full settings of experiment `name`: experiment_defaults overridden by its own keys."""
+    if name not in config["experiments"]:
+        known = ", ".join(sorted(config["experiments"]))
+        raise ConfigError(f"config.yaml: no experiment named {name!r}; experiments are: {known}.")
+    exp = merge_settings(config.get("experiment_defaults", {}), config["experiments"][name] or {})
+    exp["name"] = name
+    return exp
 
 
 @dataclass(frozen=True)
@@ -175,10 +203,8 @@ class Experiment:
         return copy.deepcopy(dict(self.settings["augmentation"] or {}))
 
     @property
-    def remedy(self):
+    def remedy(self) -> spec.RemedySpec:
         """The remedy block, parsed (usseg.remedies.spec; NoRemedy when absent)."""
-        from usseg.remedies import spec
-
         return spec.parse_remedy(self.settings.get("remedy"), f"{self.where}.remedy")
 
     @property
@@ -207,17 +233,17 @@ class Experiment:
 
     # ------------------------------------------------------------------ classes
 
-    def class_names(self, dataset: Mapping) -> list[str]:
+    def class_names(self, dataset: DatasetSpec | Mapping) -> list[str]:
         """Output classes: background first, then the requested organs in palette order."""
-        names = class_names(dataset)
+        names = DatasetSpec.of(dataset).class_names
         if self.classes == "all":
             return names
         wanted = set(self.classes)
         return [names[0]] + [n for n in names[1:] if n in wanted]
 
-    def label_lookup(self, dataset: Mapping) -> np.ndarray:
+    def label_lookup(self, dataset: DatasetSpec | Mapping) -> np.ndarray:
         """Array mapping palette index -> output index (classes left out become background)."""
-        names = class_names(dataset)
+        names = DatasetSpec.of(dataset).class_names
         out_names = self.class_names(dataset)
         lut = np.zeros(len(names), dtype=np.uint8)
         for i, n in enumerate(names):
@@ -225,7 +251,7 @@ class Experiment:
                 lut[i] = out_names.index(n)
         return lut
 
-    def include_background(self, dataset: Mapping) -> bool:
+    def include_background(self, dataset: DatasetSpec | Mapping) -> bool:
         """Whether the Dice term counts background: by default not for a single organ, where it would dominate."""
         setting = self.loss.include_background
         if setting == "auto":

@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from usseg import contracts
-from usseg.config import gap_baseline
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.experiment import Experiment
 from usseg.remedies import gap_stats
+from usseg.remedies.spec import gap_baseline
 
 # usseg.data (MONAI, torch) is imported inside the functions that read tables:
 # the rules import this module at every Snakemake start-up.
@@ -271,17 +271,22 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
 
     Images at the experiment's image_size; at most `max_images` per domain (a seeded sample).
     """
-    from usseg.remedies import domain_check, spec, style, wiring  # late: MONAI transforms
+    from usseg.remedies import (  # late: MONAI transforms
+        domain_check,
+        style,
+        transforms,
+        wiring,
+    )
 
     remedy = exp.remedy
     table, root, fov_threshold = prepared.table, prepared.root, prepared.fan_threshold
     bank = None
     if remedy.name in ("histogram_matching", "fda"):
         bank = wiring.target_bank(exp, remedy, prepared)
-    fns = spec.harmonisers(remedy, bank, seed, fov_threshold)
+    fns = transforms.harmonisers(remedy, bank, seed, fov_threshold)
     if fns is None:
         return None
-    target = prepared.dataset["target_modality"]
+    target = prepared.dataset.target_modality
     rng = np.random.default_rng(seed)
 
     def sample(rows: pd.DataFrame) -> pd.DataFrame:

@@ -84,3 +84,9 @@ def load_gray(path: str | Path) -> np.ndarray:
     """An image file as (H, W) uint8 grey levels, whatever its mode (RGB, RGBA, L, 16-bit, JPG)."""
     with Image.open(path) as im:
         return gray_uint8(im, path)
+
+
+def load_grayscale(path: str | Path) -> np.ndarray:
+    """An image as float32 (H, W) in [0, 1], whatever its mode (RGB, RGBA, L, 16-bit, JPG),
+    turned by its EXIF orientation: what training, evaluation and the remedies read."""
+    return load_gray(path).astype(np.float32) / 255.0

@@ -27,6 +27,7 @@ import io
 import os
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 
 from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
 from usseg.dataset_root import find_dataset_root, write_dataset_root
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.images import oriented_size
 
@@ -124,18 +126,15 @@ def _within(path: str, root: str) -> bool:
 class _Scan:
     """One pass over the dataset root; collects manifest rows and issue rows."""
 
-    def __init__(self, root: Path, cfg: dict):
+    def __init__(self, root: Path, dataset: DatasetSpec):
         self.root = Path(root)
         self.real_root = os.path.realpath(self.root)
-        self.cfg = cfg
-        self.modalities = cfg["modalities"]
-        self.images_dir = cfg.get("images_dir", "images")
-        self.annotations_dir = cfg.get("annotations_dir", "annotations")
-        self.splits = list(cfg.get("orig_splits", ["train", "test"]))
-        self.mask_exts = {e.lower() for e in cfg.get("mask_extensions", [".png"])}
-        self.patterns = {
-            m: re.compile(spec["subject_pattern"]) for m, spec in self.modalities.items()
-        }
+        self.modalities = dataset.modalities
+        self.images_dir = dataset.images_dir
+        self.annotations_dir = dataset.annotations_dir
+        self.splits = dataset.orig_splits
+        self.mask_exts = {e.lower() for e in dataset.mask_extensions}
+        self.patterns = {m: re.compile(spec.subject_pattern) for m, spec in self.modalities.items()}
         self.issues: list[dict] = []
         # (modality, split) -> stem -> list of (rel, path) candidates
         self.images: dict[tuple[str, str], dict[str, list[tuple[str, Path]]]] = defaultdict(
@@ -268,7 +267,7 @@ class _Scan:
         suffix = path.suffix.lower()
         stem = path.name[: len(path.name) - len(path.suffix)]
         if kind == self.images_dir:
-            allowed = [e.lower() for e in self.modalities[modality]["image_extensions"]]
+            allowed = [e.lower() for e in self.modalities[modality].image_extensions]
             if suffix not in allowed:
                 self.issue(
                     rel,
@@ -354,7 +353,7 @@ class _Scan:
                 "image_id": f"{modality}_{split}_{stem}",
                 "subject_id": self.patterns[modality].match(stem).group(1),
                 "modality": modality,
-                "domain": self.modalities[modality]["domain"],
+                "domain": self.modalities[modality].domain,
                 "orig_split": split,
                 "image_path": rel,
                 "mask_path": "",
@@ -456,7 +455,7 @@ class _Scan:
             if (manifest["modality"] == modality).any():
                 continue
             folder = self.root / modality / self.images_dir
-            exts = ", ".join(self.modalities[modality]["image_extensions"])
+            exts = ", ".join(self.modalities[modality].image_extensions)
             n_set_aside = sum(
                 1 for i in self.issues if i["path"].startswith(f"{modality}/{self.images_dir}/")
             )
@@ -478,31 +477,32 @@ class _Scan:
 # ----------------------------------------------------------------------------- public API
 
 
-def _scan(data_root, dataset_cfg) -> _Scan:
-    root = find_dataset_root(data_root, dataset_cfg["modalities"])
-    return _Scan(root, dataset_cfg)
+def _scan(data_root, dataset: DatasetSpec | Mapping) -> _Scan:
+    dataset = DatasetSpec.of(dataset)
+    root = find_dataset_root(data_root, dataset.modality_names)
+    return _Scan(root, dataset)
 
 
-def build_manifest(data_root, dataset_cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_manifest(data_root, dataset: DatasetSpec | Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(manifest, issues) for the dataset found at or below `data_root`.
 
     Raises DataError when the dataset root cannot be found or a configured
     modality has no usable image.
     """
-    scan = _scan(data_root, dataset_cfg)
+    scan = _scan(data_root, dataset)
     manifest, issues = scan.build()
     scan.check_modalities(manifest, "see the issues table")
     return manifest, issues
 
 
-def write_manifest(data_root, dataset_cfg: dict, strict: bool, manifest_csv, issues_csv, root_json=None) -> None:
+def write_manifest(data_root, dataset: DatasetSpec | Mapping, strict: bool, manifest_csv, issues_csv, root_json=None) -> None:
     """Build the manifest and write both CSVs; under `strict`, any issue raises DataError.
 
     The issues CSV is written before any error so the user can read it.
     `root_json`, when given, records the dataset root found below data_root
     for the later stages (usseg.dataset_root.read_dataset_root).
     """
-    scan = _scan(data_root, dataset_cfg)
+    scan = _scan(data_root, dataset)
     if root_json is not None:
         write_dataset_root(data_root, scan.root, root_json)
     manifest, issues = scan.build()

@@ -40,6 +40,7 @@ colour and the choice once per distinct (colour, classes around) case.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +48,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from usseg.config import class_names
-from usseg.config import palette as config_palette
 from usseg.contracts import DECODE_REPORT_COLUMNS, read_manifest
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.images import WIDE_MODES, oriented, wide_to_uint8
 from usseg.manifest import find_dataset_root
@@ -409,9 +409,10 @@ class MaskReading:
     stats: dict
 
 
-def _palette_reading(rgb, pal, names, cfg) -> MaskReading:
-    limit = float(cfg.get("off_palette_distance", 60))
-    decode = cfg.get("decode", "aa_aware")
+def _palette_reading(rgb, dataset: DatasetSpec) -> MaskReading:
+    pal, names = dataset.palette, dataset.class_names
+    limit = dataset.off_palette_distance
+    decode = dataset.decode
     if decode not in DECODES:
         raise DataError(f"dataset.decode = {decode!r}; use one of {', '.join(DECODES)}.")
     if decode == "nearest":
@@ -424,8 +425,8 @@ def _palette_reading(rgb, pal, names, cfg) -> MaskReading:
     res = decode_mask_aa(
         rgb,
         pal,
-        window=int(cfg.get("blend_window", 7)),
-        tolerance=float(cfg.get("palette_tolerance", 20)),
+        window=dataset.blend_window,
+        tolerance=dataset.palette_tolerance,
         max_distance=limit,
     )
     stats = _mask_stats(res.labels, res.suspicious, names)
@@ -437,14 +438,16 @@ def _palette_reading(rgb, pal, names, cfg) -> MaskReading:
     return MaskReading(res.labels, "palette", True, "", stats)
 
 
-def read_labels(arr: np.ndarray, pal: np.ndarray, names: list[str], cfg: dict, where: str) -> MaskReading:
+def read_labels(arr: np.ndarray, dataset: DatasetSpec | Mapping, where: str) -> MaskReading:
     """Labels of a mask array from `read_mask`, by dataset.mask_encoding (auto | palette | index).
 
     auto: a single-channel mask whose values are all class indices (0 .. n_classes - 1) is read
     as indices; everything else by colour. A mask that fits no allowed reading comes back
     with usable False and a problem that names `where` (the file).
     """
-    encoding = cfg.get("mask_encoding", "auto")
+    dataset = DatasetSpec.of(dataset)
+    pal, names = dataset.palette, dataset.class_names
+    encoding = dataset.mask_encoding
     if encoding not in ENCODINGS:
         raise DataError(f"dataset.mask_encoding = {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     k = len(pal)
@@ -465,7 +468,7 @@ def read_labels(arr: np.ndarray, pal: np.ndarray, names: list[str], cfg: dict, w
         stats.update(off_palette_fraction=1.0, max_distance=0.0, relabelled_fraction=0.0)
         return MaskReading(labels, "none", False, problem, stats)
     rgb = np.repeat(arr[..., None], 3, axis=2).astype(np.uint8) if single else arr
-    reading = _palette_reading(rgb, pal, names, cfg)
+    reading = _palette_reading(rgb, dataset)
     if encoding == "index":
         values = f"values up to {top}" if single else "three colour channels"
         reading.usable, reading.encoding = False, "none"
@@ -486,7 +489,7 @@ def _mask_stats(labels: np.ndarray, suspicious: np.ndarray, names: list[str]) ->
 
 
 def decode_masks(
-    manifest_csv, dataset_root, dataset_cfg: dict, out_dir, strict: bool = False
+    manifest_csv, dataset_root, dataset: DatasetSpec | Mapping, out_dir, strict: bool = False
 ) -> pd.DataFrame:
     """Write out_dir/{image_id}.npy for every manifest row with a mask, and out_dir/decode_report.csv.
 
@@ -497,13 +500,12 @@ def decode_masks(
     flagged mask raises DataError after the report is written.
     """
     manifest = read_manifest(manifest_csv)
-    root = find_dataset_root(dataset_root, dataset_cfg["modalities"])
-    pal = config_palette(dataset_cfg)
-    names = class_names(dataset_cfg)
-    limit_distance = float(dataset_cfg.get("off_palette_distance", 60))
-    limit_fraction = float(dataset_cfg.get("max_off_palette_fraction", 0.01))
-    decode = dataset_cfg.get("decode", "aa_aware")
-    tolerance = float(dataset_cfg.get("palette_tolerance", 20))
+    dataset = DatasetSpec.of(dataset)
+    root = find_dataset_root(dataset_root, dataset.modality_names)
+    limit_distance = dataset.off_palette_distance
+    limit_fraction = dataset.max_off_palette_fraction
+    decode = dataset.decode
+    tolerance = dataset.palette_tolerance
     if decode == "aa_aware" and tolerance > limit_distance:
         raise DataError(
             f"dataset.palette_tolerance ({tolerance:g}) is larger than dataset.off_palette_distance "
@@ -528,7 +530,7 @@ def decode_masks(
                 f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but {manifest_csv} says its image is "
                 f"{row.width}x{row.height}; the file changed after the manifest was built. Re-run the manifest step."
             )
-        reading = read_labels(arr, pal, names, dataset_cfg, row.mask_path)
+        reading = read_labels(arr, dataset, row.mask_path)
         np.save(out_dir / f"{row.image_id}.npy", reading.labels)
         stats = reading.stats
         flagged = not reading.usable or stats["far_fraction"] > limit_fraction

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,8 +35,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from usseg.config import class_names
 from usseg.contracts import TRAIN, VAL
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -58,9 +59,9 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
-def dataset_json(dataset_cfg: dict, num_training: int) -> dict:
+def dataset_json(dataset: DatasetSpec | Mapping, num_training: int) -> dict:
     """nnU-Net's dataset.json: one grayscale channel, every palette class by its index."""
-    names = class_names(dataset_cfg)
+    names = DatasetSpec.of(dataset).class_names
     # nnU-Net requires the label 0 to be called "background", whatever the palette calls it.
     labels = {"background": 0, **{n: i for i, n in enumerate(names) if i > 0}}
     return {
@@ -109,13 +110,13 @@ def export_nnunet(prepared: PreparedData, nnunet_cfg: dict, test_sets, out_dir) 
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    dataset_cfg, table = prepared.dataset, prepared.table
+    dataset, table = prepared.dataset, prepared.table
     modalities = list(nnunet_cfg["train_modalities"])
-    unknown = [m for m in modalities if m not in dataset_cfg["modalities"]]
+    unknown = [m for m in modalities if m not in dataset.modality_names]
     if unknown:
         raise ConfigError(
             f"nnunet.train_modalities: {', '.join(unknown)} is not a modality of dataset.modalities "
-            f"({', '.join(dataset_cfg['modalities'])})."
+            f"({', '.join(dataset.modality_names)})."
         )
     train = prepared.records(TRAIN, modalities)
     val = prepared.records(VAL, modalities)
@@ -146,7 +147,7 @@ def export_nnunet(prepared: PreparedData, nnunet_cfg: dict, test_sets, out_dir) 
                           f"imagesTs/{test_set}"])
         counts[test_set] = len(records)
 
-    (out_dir / "dataset.json").write_text(json.dumps(dataset_json(dataset_cfg, len(train) + len(val)), indent=2))
+    (out_dir / "dataset.json").write_text(json.dumps(dataset_json(dataset, len(train) + len(val)), indent=2))
     splits_final = [{"train": sorted(r["image_id"] for r in train), "val": sorted(r["image_id"] for r in val)}]
     (out_dir / "splits_final.json").write_text(json.dumps(splits_final, indent=2))
     pd.DataFrame(cases, columns=CASES_COLUMNS).to_csv(out_dir / "cases.csv", index=False)

@@ -212,10 +212,9 @@ def evaluate_predictions(predictions_dir, test_set: str, prepared, out_dir, *, e
     The same subjects, label maps, metrics, intervals and outputs as a usseg
     experiment's evaluation; summary.json has `experiment` and `model` "nnunet".
     """
-    from usseg.config import class_names
     from usseg.evaluate import FilesPredictor, evaluate_experiment
 
     exp = reference_experiment(experiment_defaults)
-    predictor = FilesPredictor(Path(predictions_dir) / test_set, class_names(prepared.dataset), exp.image_size)
+    predictor = FilesPredictor(Path(predictions_dir) / test_set, prepared.dataset.class_names, exp.image_size)
     return evaluate_experiment(exp, prepared, None, test_set, out_dir, evaluation=evaluation, test_sets=test_sets,
                                predictor=predictor)

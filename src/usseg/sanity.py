@@ -47,7 +47,6 @@ from monai.transforms import Compose
 from scipy import ndimage
 
 from usseg import contracts, data, metrics
-from usseg.config import palette as config_palette
 from usseg.contracts import UNLABELED
 from usseg.data import PreparedData
 from usseg.errors import DataError
@@ -388,9 +387,8 @@ def label_round_trip(prepared: PreparedData, sanity_cfg: dict) -> dict:
     decoded class. The check FAILs when any mask fails.
     """
     table, root, labels_dir = prepared.table, prepared.root, prepared.labels_dir
-    dataset_cfg = prepared.dataset
-    pal = config_palette(dataset_cfg)
-    tolerance = float(dataset_cfg.get("off_palette_distance", 60))
+    pal = prepared.dataset.palette
+    tolerance = prepared.dataset.off_palette_distance
     border = int(sanity_cfg["round_trip_border_px"])
     max_mismatch = float(sanity_cfg["round_trip_max_mismatch"])
     rows = table[table["mask_path"].astype(str) != ""] if "mask_path" in table else table.iloc[0:0]

@@ -362,9 +362,9 @@ def training_datasets(job: TrainingJob):
     Validation images get the remedy's cached part only (the normalisation), as test images do.
     """
     n_cache = max(1, torch.get_num_threads())  # caching threads within the job's thread budget
-    train_ds = data.build_dataset(job.train_recs, job.exp, job.lut, augment=True, cache_workers=n_cache,
+    train_ds = data.build_dataset(job.train_recs, job.exp.image_size, job.exp.augmentation, job.lut, augment=True, cache_workers=n_cache,
                                   remedy=job.remedy)
-    val_ds = (data.build_dataset(job.val_recs, job.exp, job.lut, augment=False, cache_workers=n_cache,
+    val_ds = (data.build_dataset(job.val_recs, job.exp.image_size, job.exp.augmentation, job.lut, augment=False, cache_workers=n_cache,
                                  remedy=(wiring.validation_transforms(job.remedy[0]), []))
               if job.val_recs else None)
     return train_ds, val_ds

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from usseg.dataset_spec import DatasetSpec
 from usseg.diagnostics.baselines import check_baselines
 from usseg.diagnostics.checklist import CHECK_ORDER, write_checklist
 from usseg.diagnostics.class_balance_check import check_class_balance
@@ -44,7 +46,7 @@ def _timed(name, fn, *args, **kwargs):
 
 
 def run_diagnostics(
-    dataset_cfg: dict,
+    dataset: DatasetSpec | Mapping,
     diag_cfg: dict,
     data_root,
     manifest_csv,
@@ -64,7 +66,7 @@ def run_diagnostics(
     for folder in {Path(p).parent for p in outputs.files()}:
         folder.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(
-        dataset_cfg, diag_cfg or {}, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
+        dataset, diag_cfg or {}, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
     )
     log.info(
         "%d images (%d labeled) below %s", len(inputs.images), len(inputs.labeled), inputs.root

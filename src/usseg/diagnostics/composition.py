@@ -24,7 +24,7 @@ def composition_table(inputs: DiagnosticInputs) -> pd.DataFrame:
     rows = []
     splits = list(
         dict.fromkeys(
-            list(inputs.dataset_cfg.get("orig_splits", [])) + sorted(df["orig_split"].unique())
+            inputs.dataset.orig_splits + sorted(df["orig_split"].unique())
         )
     )
     for m in inputs.modalities:

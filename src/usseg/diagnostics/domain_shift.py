@@ -31,7 +31,6 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
 from usseg.diagnostics import figures
-from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.outputs import DiagnosticsOutputs, write_json
 from usseg.diagnostics.status import FAIL, PASS, WARN, CheckResult, status_above, worst
@@ -44,6 +43,7 @@ from usseg.diagnostics.two_sample import (  # noqa: F401 (tests and remedies imp
     subject_folds,
     widen_by_null_spread,
 )
+from usseg.fov import field_of_view
 
 DEFAULT_AUC = {"warn_above": 0.75, "fail_above": 0.9}
 DEFAULT_HARMONISE = {"grid": 128, "jpeg_quality": 75}

@@ -8,6 +8,7 @@ table (`DiagnosticInputs.images`) and never re-parse CSV files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from usseg import contracts
-from usseg.config import class_names, palette
 from usseg.contracts import (
     DECODE_REPORT,
     DECODE_REPORT_COLUMNS,
@@ -23,6 +23,7 @@ from usseg.contracts import (
     UNASSIGNED,
     VAL,
 )
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.images import load_gray
 from usseg.masks import load_mask_rgb
@@ -42,7 +43,7 @@ def resolve_dataset_root(data_root, modalities) -> Path:
 
 @dataclass
 class DiagnosticInputs:
-    dataset_cfg: dict
+    dataset: DatasetSpec
     diag_cfg: dict
     root: Path
     labels_dir: Path
@@ -52,27 +53,27 @@ class DiagnosticInputs:
     # ------------------------------------------------------------------ config views
     @property
     def class_names(self) -> list[str]:
-        return class_names(self.dataset_cfg)
+        return self.dataset.class_names
 
     @property
     def palette(self) -> np.ndarray:
-        return palette(self.dataset_cfg)
+        return self.dataset.palette
 
     @property
     def modalities(self) -> list[str]:
         """Configured modalities first (config order), then any others the manifest holds."""
-        configured = list(self.dataset_cfg["modalities"])
+        configured = self.dataset.modality_names
         extra = sorted(set(self.images["modality"]) - set(configured))
         return configured + extra
 
     @property
     def target_modality(self) -> str:
-        return self.dataset_cfg["target_modality"]
+        return self.dataset.target_modality
 
     def domain_of(self, modality: str) -> str:
-        spec = self.dataset_cfg["modalities"].get(modality)
-        if spec is not None:
-            return spec["domain"]
+        domain = self.dataset.domain(modality)
+        if domain is not None:
+            return domain
         rows = self.images.loc[self.images["modality"] == modality, "domain"]
         return rows.iloc[0] if len(rows) else "unknown"
 
@@ -112,7 +113,7 @@ class DiagnosticInputs:
 
 
 def load_inputs(
-    dataset_cfg, diag_cfg, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
+    dataset: DatasetSpec | Mapping, diag_cfg, data_root, manifest_csv, issues_csv, labels_dir, splits_csv
 ) -> DiagnosticInputs:
     """Read and join the workflow's tables; raise DataError naming the file when one is unusable."""
     manifest = contracts.read_manifest(manifest_csv)
@@ -162,10 +163,10 @@ def load_inputs(
 
     issues = contracts.read_issues(issues_csv, optional=True)
 
-    modalities = list(dataset_cfg["modalities"])
-    root = resolve_dataset_root(data_root, modalities)
+    dataset = DatasetSpec.of(dataset)
+    root = resolve_dataset_root(data_root, dataset.modality_names)
     return DiagnosticInputs(
-        dataset_cfg=dataset_cfg,
+        dataset=dataset,
         diag_cfg=diag_cfg or {},
         root=root,
         labels_dir=Path(labels_dir),

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 from PIL import Image
 
+from usseg.dataset_spec import DatasetSpec
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.label_stats import LabelStats
@@ -142,21 +143,21 @@ def colour_swap_evidence(
 
 
 def far_pixels(
-    mask_rgb: np.ndarray, pal: np.ndarray, max_distance: float, dataset_cfg: dict | None = None
+    mask_rgb: np.ndarray, pal: np.ndarray, max_distance: float, dataset: DatasetSpec | None = None
 ) -> np.ndarray:
     """Boolean (H, W): the off-palette pixels decode_masks counted in far_fraction.
 
-    With dataset_cfg (and dataset.decode aa_aware): farther than max_distance
+    With the dataset spec (and dataset.decode aa_aware): farther than max_distance
     from every palette colour and every blend of the palette colours around
     them, as usseg.masks decides; without it, or with decode nearest: farther
     than max_distance (Euclidean RGB) from every palette colour.
     """
-    if dataset_cfg is not None and dataset_cfg.get("decode", "aa_aware") == "aa_aware":
+    if dataset is not None and dataset.decode == "aa_aware":
         return decode_mask_aa(
             mask_rgb,
             pal,
-            window=int(dataset_cfg.get("blend_window", 7)),
-            tolerance=float(dataset_cfg.get("palette_tolerance", 20)),
+            window=dataset.blend_window,
+            tolerance=dataset.palette_tolerance,
             max_distance=max_distance,
         ).suspicious
     flat = mask_rgb.reshape(-1, 3).astype(np.int32)
@@ -179,8 +180,8 @@ def dominant_far_colour(mask_rgb: np.ndarray, far: np.ndarray):
 
 def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
     names, pal = inputs.class_names, inputs.palette
-    max_dist = float(inputs.dataset_cfg.get("off_palette_distance", 60))
-    max_far = float(inputs.dataset_cfg.get("max_off_palette_fraction", 0.01))
+    max_dist = inputs.dataset.off_palette_distance
+    max_far = inputs.dataset.max_off_palette_fraction
     implausible_share = float(inputs.opt("implausible_class_share", 0.02))
     images = inputs.images.set_index("image_id")
     flags: list[dict] = []
@@ -221,7 +222,7 @@ def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
         swap = []
         try:
             rgb = inputs.read_mask_rgb(row)
-            dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist, inputs.dataset_cfg))
+            dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist, inputs.dataset))
         except OSError as exc:
             dom, detail = None, f"{detail}; mask unreadable: {exc}"
         if dom is not None:
@@ -354,7 +355,7 @@ def plot_gallery(
     inputs: DiagnosticInputs, modality: str, ids: list[str], flags: pd.DataFrame, path
 ) -> None:
     names, pal = inputs.class_names, inputs.palette
-    max_dist = float(inputs.dataset_cfg.get("off_palette_distance", 60))
+    max_dist = inputs.dataset.off_palette_distance
     images = inputs.images.set_index("image_id")
     domain = inputs.domain_of(modality)
     if not ids:
@@ -381,7 +382,7 @@ def plot_gallery(
                 labels = np.zeros_like(gray)
             far = None
             if row["far_fraction"] > 0:
-                far = far_pixels(inputs.read_mask_rgb(row), pal, max_dist, inputs.dataset_cfg)
+                far = far_pixels(inputs.read_mask_rgb(row), pal, max_dist, inputs.dataset)
                 far = far if far.shape == gray.shape else None
                 any_far |= far is not None and bool(far.any())
             tile = overlay(gray, labels, pal, far)
@@ -471,7 +472,7 @@ def check_labels(inputs: DiagnosticInputs, stats: LabelStats, outputs: Diagnosti
     seed = int(inputs.opt("seed", 0))
     available = set(stats.image_ids)
     galleries = {}
-    for m in inputs.dataset_cfg["modalities"]:
+    for m in inputs.dataset.modality_names:
         ids = choose_gallery(inputs, m, flags, n, seed, available)
         galleries[m] = ids
         plot_gallery(inputs, m, ids, flags, outputs.galleries[m])
@@ -483,7 +484,7 @@ def check_labels(inputs: DiagnosticInputs, stats: LabelStats, outputs: Diagnosti
     mask_issues = (
         inputs.issues[
             inputs.issues["path"].str.contains(
-                inputs.dataset_cfg.get("annotations_dir", "annotations"), regex=False
+                inputs.dataset.annotations_dir, regex=False
             )
         ]
         if len(inputs.issues)

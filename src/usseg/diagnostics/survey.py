@@ -26,9 +26,9 @@ from PIL import Image
 from scipy import ndimage as ndi
 from scipy.fft import dctn
 
-from usseg.diagnostics.fov import field_of_view
 from usseg.diagnostics.image_quality import quality_scores
 from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.fov import field_of_view
 
 HASH_SIZE = 8  # 8 x 8 = 64-bit perceptual hash
 THUMB_SIZE = 64  # thumbnails that confirm hash matches

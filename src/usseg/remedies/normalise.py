@@ -15,7 +15,7 @@ applied to every pixel so the image stays one continuous picture):
   expects, and the border (darker than the fan's low percentile) stays 0.
 - ``zscore``: the fan has mean 0 and standard deviation 1 (unbounded output).
 
-Images are float arrays in [0, 1] as `usseg.data.load_grayscale` reads them,
+Images are float arrays in [0, 1] as `usseg.images.load_grayscale` reads them,
 shaped (H, W) or channel-first (1, H, W) inside MONAI pipelines.
 """
 
@@ -27,8 +27,8 @@ import numpy as np
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
-from usseg.diagnostics.fov import field_of_view
 from usseg.errors import ConfigError
+from usseg.fov import field_of_view
 
 METHODS = ("percentile", "zscore")
 # Fewer fan pixels than this and the statistics are the whole image's: a blank

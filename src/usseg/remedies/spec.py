@@ -20,18 +20,14 @@ import dataclasses
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from usseg.errors import ConfigError
 
-if TYPE_CHECKING:
-    from usseg.remedies import style
-
-# The remedy modules import MONAI and torch (seconds): they are imported inside
-# the functions that build transforms, so that checking a config, which every
-# Snakemake start-up and every SLURM job step does, stays fast.
+# Parsing only: the transforms these settings describe are built by
+# usseg.remedies.transforms. The remedy modules import MONAI and torch
+# (seconds): the few checks that ask them (allowed values, a transform's
+# settings) import them inside the function, so that checking a config, which
+# every Snakemake start-up and every SLURM job step does, stays fast.
 
 
 @dataclass(frozen=True)
@@ -204,73 +200,6 @@ def parse_remedy(block: Mapping | None, where: str = "remedy") -> RemedySpec:
     return spec
 
 
-def train_transforms(spec: RemedySpec, bank: style.TargetBank | None = None, source_modalities=None,
-                     fov_threshold: int = 12) -> tuple[list, list]:
-    """(deterministic, random) MONAI transforms a remedy adds to training, after the resize.
-
-    The deterministic ones go into the cached part of the pipeline (the fan mask,
-    the normalisation), the random ones run per epoch (restyling towards a random
-    target frame of `bank`, applied only to records of `source_modalities`).
-    Remedies that act in the training loop or at prediction add none.
-    """
-    from usseg.remedies import normalise, style, us_augment
-
-    fov = normalise.FieldOfViewd(keys=us_augment.IMAGE, threshold=fov_threshold)
-    if isinstance(spec, FovNormalisation):
-        norm = normalise.NormaliseInFOVd(keys=us_augment.IMAGE, method=spec.method, low=spec.low, high=spec.high,
-                                         threshold=fov_threshold)
-        return [fov, norm], []
-    if isinstance(spec, HistogramMatching | FourierDomainAdaptation):
-        if bank is None:
-            raise ConfigError(f"remedy {spec.name} needs target frames (a TargetBank); none were given.")
-        if isinstance(spec, HistogramMatching):
-            tf = style.RandHistogramMatchd(keys=us_augment.IMAGE, bank=bank, prob=spec.prob,
-                                           reference=spec.reference, modalities=source_modalities,
-                                           fov_threshold=fov_threshold)
-        else:
-            tf = style.RandFourierDomainAdaptd(keys=us_augment.IMAGE, bank=bank, beta=spec.beta, prob=spec.prob,
-                                               modalities=source_modalities, fov_threshold=fov_threshold)
-        return [fov], [tf]
-    return [], []
-
-
-def prepare_test_images(spec: RemedySpec, images, fov_threshold: int = 12):
-    """(N, H, W) test images as the remedy's model expects them (normalised for fov_normalise, else as they are)."""
-    from usseg.remedies import normalise
-
-    if isinstance(spec, FovNormalisation):
-        return normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
-    return images
-
-
-def harmonisers(spec: RemedySpec, bank: style.TargetBank | None = None, seed: int = 0, fov_threshold: int = 12):
-    """(source_fn, target_fn) mapping (N, H, W) images in [0, 1] as the remedy harmonises them, for
-    usseg.remedies.domain_check.domain_auc; None where the remedy has no harmonisation.
-
-    fov_normalise changes both domains (z-scores shown as (z + 3) / 6, clipped to [0, 1], so
-    they have grey levels to compare); histogram matching and FDA restyle the source only,
-    each image towards a random target frame drawn with `seed`.
-    """
-    from usseg.remedies import normalise, us_augment
-
-    if isinstance(spec, FovNormalisation):
-        def norm(images):
-            out = normalise.normalise_batch(images, spec.method, spec.low, spec.high, fov_threshold)
-            return out if spec.method == "percentile" else np.clip((out + 3.0) / 6.0, 0.0, 1.0)
-
-        return norm, norm
-    if isinstance(spec, HistogramMatching | FourierDomainAdaptation):
-        _, (tf,) = train_transforms(spec, bank, None, fov_threshold)
-        tf.prob = 1.0  # every source image, as the AUC asks what the restyled images look like
-
-        def restyle(images):
-            tf.set_random_state(seed)
-            return np.stack([tf({us_augment.IMAGE: im[None]})[us_augment.IMAGE][0] for im in images])
-
-        return restyle, None
-    return None
-
-
 # ----------------------------------------------------------------------------- augmentation
 
 
@@ -341,20 +270,6 @@ def parse_augmentation_extras(block: Mapping | None, where: str = "augmentation"
     return AugmentationExtras(ultrasound=checked, generic=generic_spec)
 
 
-def augmentation_transforms(extras: AugmentationExtras, image_size: Sequence[int], fov_threshold: int = 12) -> list:
-    """The random transforms of the extras, to append after usseg.data.random_transforms.
-
-    The ultrasound transforms read the fan from d["fov"] when a FieldOfViewd ran in the
-    deterministic (cached) part, and compute it otherwise.
-    """
-    from usseg.remedies import us_augment
-
-    out = us_augment.ultrasound_transforms(extras.ultrasound, fov_threshold=fov_threshold)
-    if extras.generic is not None:
-        out += us_augment.generic_strong_transforms(image_size, extras.generic.num_operations, extras.generic.magnitude)
-    return out
-
-
 # ----------------------------------------------------------------------------- the study
 
 
@@ -403,3 +318,9 @@ def parse_gap_study(block: Mapping | None, where: str = "gap_study") -> GapStudy
                 raise ConfigError(f"{where}.{key} = {v} must lie strictly between 0 and 1.")
             values[key] = v
     return GapStudy(**values)
+
+
+def gap_baseline(config: Mapping) -> str:
+    """The gap study's baseline experiment (gap_study.baseline, or the first experiment)."""
+    name = (config.get("gap_study") or {}).get("baseline") or ""
+    return name or next(iter(config["experiments"]))

@@ -33,6 +33,7 @@ from monai.transforms import MapTransform, RandomizableTransform, Resize
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
 from usseg.errors import ConfigError, DataError
+from usseg.images import load_grayscale
 from usseg.remedies.normalise import fov_mask
 
 REFERENCES = ("random_frame", "pooled")
@@ -68,14 +69,10 @@ class TargetBank:
     @classmethod
     def from_files(cls, paths: Sequence, image_size: Sequence[int], fov_threshold: int = 12,
                    max_images: int | None = None, seed: int = 0) -> TargetBank:
-        """Frames read with usseg.data.load_grayscale and resized like the training images.
+        """Frames read as training reads them (grey in [0, 1], usseg.images) and resized like the training images.
 
         max_images: a deterministic random sample (seeded) of that many paths; None keeps all.
         """
-        from usseg.data import (
-            load_grayscale,  # late: data imports MONAI datasets, heavy for the pure parts
-        )
-
         paths = sorted(str(p) for p in paths)
         if max_images is not None and len(paths) > int(max_images):
             rng = np.random.default_rng(seed)

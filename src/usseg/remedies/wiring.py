@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from monai.transforms import DeleteItemsd
 
-from usseg.contracts import UNLABELED, is_test_set, test_set_name
+from usseg.contracts import UNLABELED, is_test_set
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.remedies import spec, style, tta
+from usseg.remedies import spec, style, transforms, tta
 from usseg.remedies.us_augment import FOV
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 TRAINING_FRAME_REMEDIES = ("histogram_matching", "fda", "pseudo_label", "mean_teacher")
 
 
-def target_frame_rows(table: pd.DataFrame, dataset_cfg: dict) -> pd.DataFrame:
+def target_frame_rows(table: pd.DataFrame, dataset: DatasetSpec | Mapping) -> pd.DataFrame:
     """The unlabeled frames of the target modality a remedy may read, sorted by image_id.
 
     Rows of split `unlabeled` of the target modality, less (a) every frame of a
@@ -42,7 +43,7 @@ def target_frame_rows(table: pd.DataFrame, dataset_cfg: dict) -> pd.DataFrame:
     that patient's anatomy; (b) original test images (orig_split `test`, or
     named in `excluded_from`), e.g. a test image whose mask was set aside.
     """
-    target = dataset_cfg["target_modality"]
+    target = DatasetSpec.of(dataset).target_modality
     test_subjects = set(table.loc[table["split"].map(is_test_set), "subject_id"])
     keep = (table["modality"] == target) & (table["split"] == UNLABELED) & ~table["subject_id"].isin(test_subjects)
     for column, bad in (("orig_split", lambda v: v == "test"), ("excluded_from", lambda v: v != "")):
@@ -51,11 +52,11 @@ def target_frame_rows(table: pd.DataFrame, dataset_cfg: dict) -> pd.DataFrame:
     return table[keep].sort_values("image_id", kind="stable")
 
 
-def _bank_paths(table, dataset_cfg, root: Path, what: str) -> list[str]:
-    rows = target_frame_rows(table, dataset_cfg)
+def _bank_paths(table, dataset: DatasetSpec, root: Path, what: str) -> list[str]:
+    rows = target_frame_rows(table, dataset)
     if rows.empty:
         raise DataError(
-            f"{what} needs unlabeled frames of the target modality {dataset_cfg['target_modality']} "
+            f"{what} needs unlabeled frames of the target modality {dataset.target_modality} "
             "(split 'unlabeled' in splits.csv, from subjects in no test set, not original test images) and there "
             "are none; remove this remedy or add unlabeled target images of subjects outside the test sets."
         )
@@ -69,7 +70,7 @@ def target_bank(exp: Experiment, remedy, prepared: PreparedData) -> style.Target
                                        max_images=remedy.max_target_images, seed=exp.seed)
 
 
-def training_frame_ids(exp: Experiment, table: pd.DataFrame, dataset: Mapping) -> list[str]:
+def training_frame_ids(exp: Experiment, table: pd.DataFrame, dataset: DatasetSpec) -> list[str]:
     """image_ids of the target frames the training of `exp` reads (for its training hash)."""
     if exp.remedy.name not in TRAINING_FRAME_REMEDIES:
         return []
@@ -89,9 +90,9 @@ def training_transforms(exp: Experiment, prepared: PreparedData) -> tuple[list, 
     if remedy.name in ("histogram_matching", "fda"):
         bank = target_bank(exp, remedy, prepared)
     dataset, fov_threshold = prepared.dataset, prepared.fan_threshold
-    sources = [m for m in dataset["modalities"] if m != dataset["target_modality"]]
-    cached, rand = spec.train_transforms(remedy, bank, sources, fov_threshold)
-    rand = rand + spec.augmentation_transforms(extras, exp.image_size, fov_threshold)
+    sources = dataset.source_modalities
+    cached, rand = transforms.train_transforms(remedy, bank, sources, fov_threshold)
+    rand = rand + transforms.augmentation_transforms(extras, exp.image_size, fov_threshold)
     if cached or rand:
         rand.append(DeleteItemsd(keys=FOV))
     return cached, rand
@@ -114,9 +115,9 @@ def prediction_remedy(exp: Experiment, predictor, test_set: str, prepared: Prepa
     remedy = exp.remedy
 
     def prepare(images: np.ndarray) -> np.ndarray:
-        return np.asarray(spec.prepare_test_images(remedy, images, prepared.fan_threshold), dtype=np.float32)
+        return np.asarray(transforms.prepare_test_images(remedy, images, prepared.fan_threshold), dtype=np.float32)
 
-    if isinstance(remedy, spec.BatchNormAdaptation) and test_set == test_set_name(prepared.dataset["target_modality"]):
+    if isinstance(remedy, spec.BatchNormAdaptation) and test_set == prepared.dataset.target_test_set:
         if remedy.frames == "test":
             frames = test_images()
         else:

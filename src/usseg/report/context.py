@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from usseg import contracts
+from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.report.formatting import slug
 from usseg.report.inputs import ReportInputError, ReportInputs, load_json, read_csv
@@ -60,9 +61,9 @@ class ReportContext:
                                                    "test_set": list(config["test_sets"])})
         self.artifacts: list[Artifact] = []
         self.ids: set[str] = set()
-        ds = config["dataset"]
-        self.classes = [c["name"] for c in ds["classes"]]
-        self.modalities = list(ds["modalities"])
+        self.dataset = DatasetSpec.from_config(config)
+        self.classes = self.dataset.class_names
+        self.modalities = self.dataset.modality_names
         self.experiments = list(config["experiments"])
         self.test_sets = list(config["test_sets"])
         self.summaries = {(e, t): self._summary(e, t) for e in self.experiments for t in self.test_sets}

@@ -101,7 +101,7 @@ def header(ctx: ReportContext) -> dict:
     from usseg.report.provenance_index import stale_outputs
 
     config = ctx.config
-    ds = config["dataset"]
+    dataset = ctx.dataset
     commits = {(r.data.get("code") or {}).get("git_commit") for r in ctx.prov.records}
     data_root = config.get("data_root")
     checked = sum(len(paths or {}) for rec in ctx.prov.records
@@ -109,8 +109,8 @@ def header(ctx: ReportContext) -> dict:
     return {
         "title": config.get("report", {}).get("title", "usseg report"),
         "data_root": data_root if data_root is not None else "generated demo dataset",
-        "domains": ", ".join(f"{m} ({spec.get('domain', '?')})" for m, spec in ds["modalities"].items()),
-        "target": ds.get("target_modality"), "n_experiments": len(ctx.experiments),
+        "domains": ", ".join(f"{m.name} ({m.domain})" for m in dataset.modalities.values()),
+        "target": dataset.target_modality, "n_experiments": len(ctx.experiments),
         "test_sets": ", ".join(ctx.test_sets),
         "commit": next(iter(commits)) if len(commits) == 1 and None not in commits else None,
         "dirty": any((r.data.get("code") or {}).get("dirty") for r in ctx.prov.records),

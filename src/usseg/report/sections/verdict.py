@@ -9,9 +9,9 @@ did not, the checklist's steps, said to be unmeasured.
 from __future__ import annotations
 
 from usseg import contracts, gap_report
-from usseg.config import gap_baseline
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
+from usseg.remedies.spec import gap_baseline
 from usseg.report.drops import drop_sentences
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError

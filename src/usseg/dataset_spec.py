@@ -1,0 +1,174 @@
+"""The dataset description (config.yaml's `dataset:` section), typed.
+
+Every stage that needs the palette, the class names, the modalities or the
+folder layout reads them here instead of indexing the raw mapping under a
+local name of its own (nnU-Net's `dataset.json` plays this part there). The
+mapping stays the single source (`spec.section`): rules pass it as a param, so
+a change to it re-runs exactly the stages that read it.
+
+Defaults come from the config schema (config.schema.yaml), the same place the
+workflow fills them from, so a test or tool that builds a partial section gets
+the values a run would.
+
+This module sits at the bottom of the import graph (it imports only the
+errors and the contracts' naming), so any module may use it without pulling
+the rest of the library in.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from usseg.contracts import test_set_name
+from usseg.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+SYNTHETIC = "synthetic"
+REAL = "real"
+
+
+@functools.cache
+def _section_defaults() -> dict:
+    """The schema's defaults of the dataset section's keys (images_dir, decode, ...)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    props = schema["properties"]["dataset"]["properties"]
+    return {key: sub["default"] for key, sub in props.items() if "default" in sub}
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One entry of dataset.modalities: a folder of images of one kind."""
+
+    name: str
+    domain: str  # synthetic | real
+    image_extensions: tuple[str, ...]
+    subject_pattern: str
+
+    @property
+    def test_set(self) -> str:
+        return test_set_name(self.name)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """config.yaml's `dataset:` section with the schema's defaults, read through typed properties."""
+
+    section: Mapping = field(repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.section, Mapping):
+            raise ConfigError(f"dataset: expected a mapping (config.yaml's dataset section), got {self.section!r}.")
+        missing = [k for k in ("classes", "modalities", "target_modality") if k not in self.section]
+        if missing:
+            raise ConfigError(f"dataset: missing {', '.join(missing)} (see config.yaml's dataset section).")
+        # A private deep copy with the defaults filled: a caller changing its mapping later changes nothing here.
+        object.__setattr__(self, "section", {**copy.deepcopy(_section_defaults()), **copy.deepcopy(dict(self.section))})
+
+    @classmethod
+    def of(cls, dataset: DatasetSpec | Mapping) -> DatasetSpec:
+        """A DatasetSpec from a spec (returned as is) or from the raw section (a rule's `dataset` param)."""
+        return dataset if isinstance(dataset, DatasetSpec) else cls(dataset)
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> DatasetSpec:
+        return cls(config["dataset"])
+
+    # ------------------------------------------------------------------ classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in class-index order (index 0 is background)."""
+        return [str(c["name"]) for c in self.section["classes"]]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.section["classes"])
+
+    @property
+    def palette(self) -> np.ndarray:
+        """(n_classes, 3) uint8 array, row i = colour of class i."""
+        return np.array([c["rgb"] for c in self.section["classes"]], dtype=np.uint8)
+
+    # ------------------------------------------------------------------ modalities
+
+    @property
+    def modalities(self) -> dict[str, Modality]:
+        """Modality name -> its settings, in config order."""
+        return {
+            str(name): Modality(str(name), str(m["domain"]), tuple(str(e) for e in m["image_extensions"]),
+                                str(m["subject_pattern"]))
+            for name, m in self.section["modalities"].items()
+        }
+
+    @property
+    def modality_names(self) -> list[str]:
+        return [str(m) for m in self.section["modalities"]]
+
+    @property
+    def target_modality(self) -> str:
+        """The modality a model is meant to work on (the real scanner images)."""
+        return str(self.section["target_modality"])
+
+    @property
+    def source_modalities(self) -> list[str]:
+        """Every modality but the target, in config order."""
+        return [m for m in self.modality_names if m != self.target_modality]
+
+    @property
+    def target_test_set(self) -> str:
+        return test_set_name(self.target_modality)
+
+    def domain(self, modality: str) -> str | None:
+        m = self.section["modalities"].get(modality)
+        return None if m is None else str(m["domain"])
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def images_dir(self) -> str:
+        return str(self.section["images_dir"])
+
+    @property
+    def annotations_dir(self) -> str:
+        return str(self.section["annotations_dir"])
+
+    @property
+    def orig_splits(self) -> list[str]:
+        return [str(s) for s in self.section["orig_splits"]]
+
+    @property
+    def mask_extensions(self) -> list[str]:
+        return [str(e) for e in self.section["mask_extensions"]]
+
+    # ------------------------------------------------------------------ decoding
+
+    @property
+    def decode(self) -> str:
+        return str(self.section["decode"])
+
+    @property
+    def mask_encoding(self) -> str:
+        return str(self.section["mask_encoding"])
+
+    @property
+    def blend_window(self) -> int:
+        return int(self.section["blend_window"])
+
+    @property
+    def palette_tolerance(self) -> float:
+        return float(self.section["palette_tolerance"])
+
+    @property
+    def off_palette_distance(self) -> float:
+        return float(self.section["off_palette_distance"])
+
+    @property
+    def max_off_palette_fraction(self) -> float:
+        return float(self.section["max_off_palette_fraction"])
