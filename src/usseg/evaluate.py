@@ -77,6 +77,7 @@ def evaluate_experiment(
     evaluation: dict | None = None,
     test_sets=None,
     predictor=None,
+    tables_only: bool = False,
 ) -> dict:
     """Evaluate `model_path` on the prepared data's images of split `test_set`; write outputs, return the summary.
 
@@ -87,7 +88,9 @@ def evaluate_experiment(
     with like across test sets. `predictor`: where the label maps come from
     (default: the usseg model at `model_path`); any object with `class_names`,
     `image_size` and either `predict(images)` or `predict_records(records)`,
-    such as a FilesPredictor reading another tool's predictions.
+    such as a FilesPredictor reading another tool's predictions. `tables_only`: write
+    per_image.csv, per_subject.csv and summary.json only (no confusion table, no figures),
+    as the gap study's many seeds need.
     """
     if not is_test_set(test_set):
         raise UssegError(
@@ -239,11 +242,12 @@ def evaluate_experiment(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
-    write_confusion(confusion, class_names, out_dir / "confusion.csv")
-    evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
-                                      out_dir / "confusion.png")
-    plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
-                  out_dir / "overlays.png", scored)
+    if not tables_only:
+        write_confusion(confusion, class_names, out_dir / "confusion.csv")
+        evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
+                                          out_dir / "confusion.png")
+        plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
+                      out_dir / "overlays.png", scored)
     log.info(
         "experiment %s on %s: %d images, %d subjects, subject-level mean foreground Dice (%s) %s%s",
         exp.name, test_set, len(records), len(subj_ids), ", ".join(shared_names) or "no shared class",

@@ -133,6 +133,11 @@ class Experiment:
         """A new experiment with top-level settings replaced (e.g. epochs=2, name="x_loso")."""
         return Experiment({**self.settings, **changes})
 
+    def overlaid(self, overlay: Mapping, name: str) -> Experiment:
+        """A new experiment named `name`: these settings with `overlay` merged on top (mappings key by key,
+        as an experiment overrides experiment_defaults): a gap-study remedy's arm."""
+        return Experiment({**merge_settings(self.settings, overlay), "name": name})
+
     def __repr__(self) -> str:
         return f"Experiment({self.name!r})"
 

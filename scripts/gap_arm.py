@@ -2,16 +2,21 @@ import torch
 
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
+from usseg.gap_arms import run_arm
 from usseg.step import snakemake_step
-from usseg.train import train_experiment
 
 # The threads this job was given (rule threads), not one or every core.
 torch.set_num_threads(snakemake.threads)
 
 with snakemake_step(snakemake):
-    train_experiment(
+    run_arm(
         Experiment(snakemake.params.experiment),
         PreparedData.from_rule(snakemake.input, snakemake.params),
-        snakemake.params.out_dir,
-        snakemake.params.checkpoint_dir,
+        snakemake.params.seed_folders,
+        snakemake.params.checkpoint_dirs,
+        snakemake.params.test_sets,
+        snakemake.params.evaluation,
+        snakemake.params.all_test_sets,
+        trained_in=snakemake.params.trained_in,
+        evaluated_in=snakemake.params.evaluated_in,
     )

@@ -1,0 +1,97 @@
+"""One gap-study arm, every seed, in one process: train, then evaluate each seed (rules/gap.smk `gap_arm`).
+
+The start-up (MONAI, torch, the data tables) is paid once per arm instead of
+once per training and evaluation. Per seed offset k, `run_arm` writes the
+files of usseg.gap.seed_files under the arm's seed folders: the training's
+model.safetensors, history.csv and timing.csv, and per test set the
+evaluation's tables (per_subject.csv, per_image.csv, summary.json; no figures:
+the report shows the study's tables, not each seed's overlays).
+
+Two kinds of seed are not trained here, because the same training exists:
+
+- `trained_in`: seed offset -> a folder whose training files are copied (the
+  baseline experiment for the baseline arm's seed 0; the baseline arm's seeds
+  for a prediction-only remedy such as bn_adapt, usseg.gap.trains_like_baseline);
+- `evaluated_in`: seed offset -> a folder whose eval/{test_set}/ tables are
+  copied (the baseline experiment's, whose evaluation is the same settings on
+  the same model).
+
+`train_seeds` is the one place that trains: it is what changes when the
+training engine trains several (experiment, seed) pairs in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from usseg.data import PreparedData
+from usseg.experiment import Experiment
+from usseg.gap import EVAL_FILES, TRAINING_FILES, eval_dir, seed_experiment
+
+log = logging.getLogger("usseg.gap_arms")
+
+
+@dataclass(frozen=True)
+class SeedTraining:
+    """One training of an arm: the seed's experiment, where its outputs and its resumable state go."""
+
+    exp: Experiment
+    out_dir: Path
+    checkpoint_dir: Path
+
+
+def train_seeds(trainings: Sequence[SeedTraining], prepared: PreparedData) -> None:
+    """Train every (experiment, seed) of `trainings` on the prepared data (today: one after the other)."""
+    from usseg.train import train_experiment  # late: torch and MONAI
+
+    for t in trainings:
+        train_experiment(t.exp, prepared, t.out_dir, t.checkpoint_dir)
+
+
+def evaluate_seed(exp: Experiment, prepared: PreparedData, seed_folder, test_sets: Sequence[str],
+                  evaluation: Mapping, all_test_sets: Sequence[str]) -> None:
+    """The seed's model scored on each of `test_sets`: the evaluation tables only."""
+    from usseg.evaluate import evaluate_experiment  # late: torch and MONAI
+
+    for test_set in test_sets:
+        evaluate_experiment(exp, prepared, Path(seed_folder) / "model.safetensors", test_set,
+                            eval_dir(seed_folder, test_set), evaluation=dict(evaluation),
+                            test_sets=list(all_test_sets), tables_only=True)
+
+
+def _copy(files: Sequence[str], source, target) -> None:
+    Path(target).mkdir(parents=True, exist_ok=True)
+    for name in files:
+        if not (Path(source) / name).exists():
+            raise FileNotFoundError(f"{Path(source) / name} is missing: the gap study reuses it; re-run its step.")
+        shutil.copyfile(Path(source) / name, Path(target) / name)
+
+
+def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str], checkpoint_dirs: Sequence[str],
+            test_sets: Sequence[str], evaluation: Mapping, all_test_sets: Sequence[str], *,
+            trained_in: Mapping[int, str] | None = None, evaluated_in: Mapping[int, str] | None = None) -> None:
+    """Every seed of one arm: seed_folders[k] gets seed offset k's training and evaluation tables.
+
+    exp: the arm's settings at the experiment's own seed (usseg.gap.arm_experiment); offset k trains
+    usseg.gap.seed_experiment(exp, k). test_sets: the arm's test sets; all_test_sets: every test set
+    of the run (the foreground mean's classes are those scored on all of them).
+    """
+    trained_in, evaluated_in = dict(trained_in or {}), dict(evaluated_in or {})
+    offsets = range(len(seed_folders))
+    for k, source in trained_in.items():
+        _copy(TRAINING_FILES, source, seed_folders[k])
+        log.info("%s seed offset %d: the same training as %s, copied", exp.name, k, source)
+    train_seeds([SeedTraining(seed_experiment(exp, k), Path(seed_folders[k]), Path(checkpoint_dirs[k]))
+                 for k in offsets if k not in trained_in], prepared)
+    for k in offsets:
+        if k in evaluated_in:
+            for test_set in test_sets:
+                _copy(EVAL_FILES, eval_dir(evaluated_in[k], test_set), eval_dir(seed_folders[k], test_set))
+            log.info("%s seed offset %d: the evaluation of %s (same model and settings), copied",
+                     exp.name, k, evaluated_in[k])
+        else:
+            evaluate_seed(seed_experiment(exp, k), prepared, seed_folders[k], test_sets, evaluation, all_test_sets)
