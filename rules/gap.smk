@@ -10,7 +10,6 @@
 
 from usseg.contracts import test_set_name
 from usseg.gap import (
-    TRAINING_FILES,
     arm_experiment,
     arm_kind,
     curve_arm,
@@ -20,10 +19,9 @@ from usseg.gap import (
     remedy_arm,
     reuse_plan,
     reused_files,
-    seed_dir,
-    seed_files,
     seed_offsets,
 )
+from usseg.gap_files import TRAINING_FILES, seed_dir, seed_files
 from usseg.remedies.spec import gap_baseline
 
 GAP = f"{RESULTS}/gap"

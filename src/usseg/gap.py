@@ -15,9 +15,9 @@ The study trains ARMS, each with `gap_study.seeds` seeds (the experiment's seed
   subjects (the whole share is the baseline arm).
 
 Per arm and seed offset k the files are `results/gap/arms/{arm}/seed{k}/`
-(`seed_files`): model.safetensors, history.csv, timing.csv and
-eval/{test_set}/{per_subject.csv, per_image.csv, summary.json}; the rules and
-usseg.gap_arms build every path with the helpers here. The result tables
+(usseg.gap_files, the one owner of that layout): model.safetensors, history.csv,
+timing.csv and eval/{test_set}/{per_subject.csv, per_image.csv, summary.json};
+usseg.gap_arms trains and evaluates an arm's seeds. The result tables
 (`write_gap_results`): gap_closure.csv (paired deltas with seeds included,
 usseg.remedies.gap_stats.seeded_delta), seed_effects.csv, loso.csv,
 learning_curve.csv, when_to_stop.json (one entry per kind of change), and for
@@ -38,6 +38,7 @@ from usseg import contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.experiment import Experiment
+from usseg.gap_files import EVAL_FILES, TRAINING_FILES, eval_dir, seed_dir
 from usseg.remedies import gap_stats, spec
 from usseg.remedies.spec import LOSO_REMEDY, gap_baseline
 
@@ -50,9 +51,6 @@ METRICS = {"dice": "dice", "surface_dice": "nsd"}
 
 BASELINE_ARM = "baseline"
 ARM_KINDS = ("baseline", "remedy", "loso", "curve")
-# An arm's files, per seed offset (seed_files): the training's, then each test set's evaluation tables.
-TRAINING_FILES = ("model.safetensors", "history.csv", "timing.csv")
-EVAL_FILES = ("per_subject.csv", "per_image.csv", "summary.json")
 
 
 # ----------------------------------------------------------------------------- the arms
@@ -128,11 +126,6 @@ def arm_experiment(config: Mapping, arm: str) -> Experiment:
     return base.with_settings(name=arm)
 
 
-def seed_experiment(exp: Experiment, offset: int) -> Experiment:
-    """The arm's training with seed offset k: the experiment's seed + k."""
-    return exp.with_settings(seed=exp.seed + int(offset), name=f"{exp.name}_seed{int(offset)}")
-
-
 def trains_like_baseline(config: Mapping, arm: str) -> bool:
     """Whether the arm's trainings are the baseline arm's: a remedy that differs from the baseline only by a
     prediction-only remedy (spec.PREDICTION_ONLY) trains exactly the same models, so it is evaluated on them."""
@@ -191,25 +184,7 @@ def remedy_titles(config: Mapping) -> dict[str, str]:
     return spec.gap_remedy_titles(config)
 
 
-# ----------------------------------------------------------------------------- the arms' files
-
-
-def seed_dir(arm_dir, offset: int) -> str:
-    return f"{arm_dir}/seed{int(offset)}"
-
-
-def eval_dir(seed_folder, test_set: str) -> str:
-    return f"{seed_folder}/eval/{test_set}"
-
-
-def seed_files(arm_dir, offsets: Sequence[int], test_sets: Sequence[str]) -> list[str]:
-    """Every file an arm's job writes: per seed offset the training's files and each test set's tables."""
-    out = []
-    for k in offsets:
-        folder = seed_dir(arm_dir, k)
-        out += [f"{folder}/{name}" for name in TRAINING_FILES]
-        out += [f"{eval_dir(folder, t)}/{name}" for t in test_sets for name in EVAL_FILES]
-    return out
+# ----------------------------------------------------------------------------- split tables
 
 
 def _split_table(table: pd.DataFrame) -> pd.DataFrame:

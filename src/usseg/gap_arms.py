@@ -2,7 +2,7 @@
 
 The start-up (MONAI, torch, the data tables) is paid once per arm instead of
 once per training and evaluation. Per seed offset k, `run_arm` writes the
-files of usseg.gap.seed_files under the arm's seed folders: the training's
+files of usseg.gap_files.seed_files under the arm's seed folders: the training's
 model.safetensors, history.csv and timing.csv, and per test set the
 evaluation's tables (per_subject.csv, per_image.csv, summary.json; no figures:
 the report shows the study's tables, not each seed's overlays).
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
-from usseg.gap import EVAL_FILES, TRAINING_FILES, eval_dir, seed_experiment
+from usseg.gap_files import EVAL_FILES, TRAINING_FILES, eval_dir
 
 log = logging.getLogger("usseg.gap_arms")
 
@@ -42,6 +42,11 @@ class SeedTraining:
     exp: Experiment
     out_dir: Path
     checkpoint_dir: Path
+
+
+def seed_experiment(exp: Experiment, offset: int) -> Experiment:
+    """The arm's training with seed offset k: the experiment's seed + k."""
+    return exp.with_settings(seed=exp.seed + int(offset), name=f"{exp.name}_seed{int(offset)}")
 
 
 def train_seeds(trainings: Sequence[SeedTraining], prepared: PreparedData) -> None:
@@ -77,7 +82,7 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
     """Every seed of one arm: seed_folders[k] gets seed offset k's training and evaluation tables.
 
     exp: the arm's settings at the experiment's own seed (usseg.gap.arm_experiment); offset k trains
-    usseg.gap.seed_experiment(exp, k). test_sets: the arm's test sets; all_test_sets: every test set
+    seed_experiment(exp, k). test_sets: the arm's test sets; all_test_sets: every test set
     of the run (the foreground mean's classes are those scored on all of them).
     """
     trained_in, evaluated_in = dict(trained_in or {}), dict(evaluated_in or {})
