@@ -326,13 +326,17 @@ def minimum_detectable_change(n_subjects: int, sd: float, alpha: float = ALPHA, 
 
 def subjects_needed(change: float, sd: float, alpha: float = ALPHA, power: float = POWER,
                     max_subjects: int = 100_000, sd_seed: float = 0.0, n_seeds: int = 1) -> int | None:
-    """The fewest paired subjects (>= 2) with which a mean change `change` is detected with `power`.
+    """The fewest paired subjects (>= 2) from which on a mean change `change` is detected with `power`.
 
-    None when the SD is unknown, the change is 0, or no count up to max_subjects reaches `power`
-    (with seeds, their spread may keep the power below it however many subjects: `seed_floor`).
-    The counts are scanned in order (the power with a seed term is not monotone in n).
+    None when the SD is unknown, the change is 0, no count up to max_subjects reaches `power`, or the
+    seeds' spread keeps the power below it with unlimited subjects (`seed_floor`). With a seed term
+    the power is not monotone in n: as subjects are added the seed term's share grows and the
+    Welch-Satterthwaite df falls towards n_seeds - 1, so the power can peak above its limit. A count
+    that only reaches `power` on such a peak (adding subjects would lose it) is no plan: then None.
     """
     if not np.isfinite(sd) or sd < 0 or change == 0:
+        return None
+    if seeded_power(change, 0.0, 2, sd_seed, n_seeds, alpha) < power:  # the limit of unlimited subjects
         return None
     start = 2
     for stop in (1_000, 10_000, max_subjects + 1):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from usseg import contracts, gap_report
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
-from usseg.remedies.spec import gap_baseline
+from usseg.remedies.spec import gap_baseline, gap_remedy_titles
 from usseg.report.drops import drop_sentences
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError
@@ -89,13 +89,14 @@ def next_steps(ctx, steps: list[dict]) -> dict:
     domain = ctx.test_set_domain(target)[1]
     try:
         ranking = gap_report.verdict_ranking(closure, stop if isinstance(stop, dict) else {}, target,
-                                             f"{target} ({domain})" if domain else target)
+                                             f"{target} ({domain})" if domain else target,
+                                             gap_remedy_titles(ctx.config))
     except ValueError as err:
         raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `snakemake gap_summary`.") from None
     ranking.update(baseline=gap_baseline(ctx.config), section_id=gap_report.SECTION_ID,
                    art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
                                     files, derived=True))
-    # Model-side steps are what remedy experiments measure; the data-side ones no training measures,
+    # Model-side steps are what the study's remedies measure; the data-side ones no training measures,
     # so they follow the ranking as they are. A checklist.md without sides keeps every step, unsorted.
     return {"ranking": ranking, "steps": [s["text"] for s in steps if s["side"] != MODEL_SIDE],
             "model_steps": [s["text"] for s in steps if s["side"] == MODEL_SIDE],
