@@ -192,6 +192,8 @@ def test_when_to_stop_text_and_the_numbers_the_docs_quote():
     text = gs.when_to_stop_text(stop)
     assert "4 labeled real subjects" in text and "is 0.21" in text and "34 labeled real subjects" in text
     assert "at least 2 subjects" in gs.when_to_stop_text(gs.when_to_stop(1, math.nan))
+    # ... and the range over the SD's interval.
+    assert gs.when_to_stop_kind(4, 0.1, 3, math.nan, 1)["subjects_needed_range"] == [13, 439]
 
 
 def test_rank_remedies_by_measured_effect():
