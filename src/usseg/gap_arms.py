@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +88,16 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
     """
     trained_in, evaluated_in = dict(trained_in or {}), dict(evaluated_in or {})
     offsets = range(len(seed_folders))
+    # CPU seconds (every thread of this process) before any work: the job's start-up (imports, tables).
+    start_cpu = time.process_time()
     for k, source in trained_in.items():
         _copy(TRAINING_FILES, source, seed_folders[k])
         log.info("%s seed offset %d: the same training as %s, copied", exp.name, k, source)
-    train_seeds([SeedTraining(seed_experiment(exp, k), Path(seed_folders[k]), Path(checkpoint_dirs[k]))
-                 for k in offsets if k not in trained_in], prepared)
+    trainings = [SeedTraining(seed_experiment(exp, k), Path(seed_folders[k]), Path(checkpoint_dirs[k]))
+                 for k in offsets if k not in trained_in]
+    train_seeds(trainings, prepared)
+    train_cpu = time.process_time()
+    evaluated = 0
     for k in offsets:
         if k in evaluated_in:
             for test_set in test_sets:
@@ -100,3 +106,7 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
                      exp.name, k, evaluated_in[k])
         else:
             evaluate_seed(seed_experiment(exp, k), prepared, seed_folders[k], test_sets, evaluation, all_test_sets)
+            evaluated += len(test_sets)
+    # What the arm cost, for sizing the study (benchmarks/gap_arm_costs.py reads this line).
+    log.info("arm cost: %s, %d training(s) %.1f CPU s, %d evaluation(s) %.1f CPU s, start-up %.1f CPU s",
+             exp.name, len(trainings), train_cpu - start_cpu, evaluated, time.process_time() - train_cpu, start_cpu)
