@@ -39,7 +39,6 @@ GAP_ARMS = fixed_arms(config) if GAP_ENABLED else []
 TARGET_TEST_SET = test_set_name(config["dataset"]["target_modality"])
 GAP_ARM_DIR = f"{GAP}/arms/{{arm}}"
 GAP_MODEL_FILE = TRAINING_FILES[0]
-GAP_LOSO_ARM_DIR = f"{GAP}/arms/{loso_arm('{subject}')}"
 
 
 wildcard_constraints:
@@ -90,9 +89,9 @@ rule gap_curve_split:
 
 # gap_arm: the baseline, the remedies and the learning-curve shares, scored on
 # every test set; gap_loso_arm: one per held-out subject, scored on it only.
-for _rule, _wc, _arm_dir, _test_sets in (
-    ("gap_arm", "arm", GAP_ARM_DIR, TEST_SETS),
-    ("gap_loso_arm", "subject", GAP_LOSO_ARM_DIR, [TARGET_TEST_SET]),
+for _rule, _wc, _arm, _test_sets in (
+    ("gap_arm", "arm", "{arm}", TEST_SETS),
+    ("gap_loso_arm", "subject", loso_arm("{subject}"), [TARGET_TEST_SET]),
 ):
 
     rule:
@@ -107,9 +106,9 @@ for _rule, _wc, _arm_dir, _test_sets in (
             reused=gap_arm_reused_files,
             code=code_of("../scripts/gap_arm.py"),
         output:
-            seed_files(_arm_dir, GAP_SEEDS, _test_sets),
+            seed_files(f"{GAP}/arms/{_arm}", GAP_SEEDS, _test_sets),
         log:
-            f"{LOGS}/gap/arm_{{{_wc}}}.log",
+            f"{LOGS}/gap/arm_{_arm}.log",
         benchmark:
             f"{BENCH}/gap/{_rule}/{{{_wc}}}.tsv"
         conda:
