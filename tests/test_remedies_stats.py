@@ -349,3 +349,9 @@ def test_when_to_stop_kind_gives_ranges_and_refuses_fewer_than_three_subjects():
     seeded = gs.when_to_stop_kind(6, 0.05, 5, 0.1, 3, change=0.05)
     assert seeded["subjects_needed"] is None and seeded["seed_floor"] > 0.05
     assert "train more seeds" in gs.when_to_stop_kind_text("remedy", seeded)
+    # Where the power at these few subjects peaks above its limit (2 seeds: the df fall to 1 as subjects are
+    # added), the detectable change reported is the floor, not the peak: the words cannot contradict.
+    peak = gs.when_to_stop_kind(4, 0.019, 3, 0.009, 2, change=0.05)
+    assert gs.minimum_detectable_change(4, 0.019, sd_seed=0.009, n_seeds=2) < 0.05 < peak["seed_floor"]
+    assert peak["minimum_detectable_change"] == pytest.approx(peak["seed_floor"])
+    assert peak["subjects_needed"] is None

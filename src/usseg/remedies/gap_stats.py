@@ -415,8 +415,9 @@ def when_to_stop_kind(n_subjects: int, sd_subject: float, df_subject: float, sd_
     sd_subject: that kind's SD of the per-subject differences (df_subject degrees of freedom);
     sd_seed: its SD of the per-seed effect over n_seeds seeds. The minimum detectable change
     now and the subjects a change of `change` needs, each at the SD's point estimate and at
-    the ends of its chi-square interval (`*_range`: [with the low SD, with the high SD]; a
-    null upper end: not reachable, see `seed_floor`). Not estimable with fewer than 3 subjects.
+    the ends of its chi-square interval (`*_range`: the lowest and highest over that interval; a
+    null upper end: not reachable, see `seed_floor`). The minimum detectable change is never
+    below `seed_floor`. Not estimable with fewer than 3 subjects.
     """
     out = {"n_subjects": int(n_subjects), "n_seeds": int(n_seeds), "sd_subject": float(sd_subject),
            "df_subject": float(df_subject), "sd_seed": float(sd_seed), "sd_subject_ci95": [math.nan, math.nan],
@@ -434,7 +435,11 @@ def when_to_stop_kind(n_subjects: int, sd_subject: float, df_subject: float, sd_
     lo, hi = sd_interval(sd_subject, df_subject, confidence)
     args = {"alpha": alpha, "power": power, "sd_seed": sd_seed, "n_seeds": n_seeds}
     sds = (lo, sd_subject, hi)
-    mdc = [minimum_detectable_change(n_subjects, sd, **args) for sd in sds]
+    # Never below the seed floor: with a seed term the power at n subjects can exceed its limit (the
+    # Welch-Satterthwaite df fall as subjects are added), and a change that more subjects would hide
+    # again is not one the study can count on detecting.
+    floor = out["seed_floor"] if np.isfinite(out["seed_floor"]) else 0.0
+    mdc = [max(minimum_detectable_change(n_subjects, sd, **args), floor) for sd in sds]
     needed = [subjects_needed(change, sd, **args) for sd in sds]
     reached = [n for n in needed if n is not None]
     out.update(
