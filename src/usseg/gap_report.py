@@ -124,10 +124,11 @@ def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str
         last = group.iloc[-1]
         share = f"{_fmt(group.iloc[-2]['level'] * 100, '.0f')} % to {_fmt(last['level'] * 100, '.0f')} %"
         seeds = _count(last.get("n_seeds", 1))
+        ci = ("no interval" if verdict == "undetermined" else
+              f"95% CI with seeds {_signed(last['step_ci_lo'])} to {_signed(last['step_ci_hi'])}")
         out.append(f"More simulator data, {labels.get(test_set, test_set)}: going from {share} of the simulator "
                    f"training subjects changed Dice by {_signed(last['step_delta'])} "
-                   f"(95% CI with seeds {_signed(last['step_ci_lo'])} to {_signed(last['step_ci_hi'])}, "
-                   f"{int(last['step_n_subjects'])} subjects x {seeds} seed{'s' if seeds != 1 else ''}, "
+                   f"({ci}, {int(last['step_n_subjects'])} subjects x {seeds} seed{'s' if seeds != 1 else ''}, "
                    f"between-seed SD {_fmt(last.get('step_seed_sd', math.nan), '.3f')}): {CURVE_MEANING[verdict]}.")
     return out
 

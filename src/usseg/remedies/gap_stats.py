@@ -476,10 +476,12 @@ def when_to_stop_kind_text(kind: str, r: Mapping) -> str:
     seeded = r["n_seeds"] >= MIN_SEEDS_FOR_INTERVAL and np.isfinite(r["sd_seed"])
     seeds = (f" and {r['n_seeds']} seeds per arm (between-seed SD of the effect {r['sd_seed']:.3f})" if seeded
              else " (one seed per arm: training noise is not included)")
+    span = (f" (from {mlo:.3f} to {mhi:.3f} over that interval)" if f"{mlo:.3f}" != f"{mhi:.3f}" else
+            " (the seeds' spread sets it, whatever the subjects' SD)")
     text = (f"For {title}: with {r['n_subjects']} labeled real subjects{seeds}, the SD of the per-subject "
             f"differences is {r['sd_subject']:.3f} (95% CI {r['sd_subject_ci95'][0]:.3f} to "
             f"{r['sd_subject_ci95'][1]:.3f}), so the smallest detectable change in real-image Dice is "
-            f"{r['minimum_detectable_change']:.3f} (from {mlo:.3f} to {mhi:.3f} over that interval). ")
+            f"{r['minimum_detectable_change']:.3f}{span}. ")
     if needed is None and nlo is None:
         floor = (f" (with unlimited subjects the seeds' spread alone leaves {r['seed_floor']:.3f}: train more "
                  "seeds)" if seeded and np.isfinite(r["seed_floor"]) else "")
