@@ -476,7 +476,8 @@ def when_to_stop_kind_text(kind: str, r: Mapping) -> str:
     seeded = r["n_seeds"] >= MIN_SEEDS_FOR_INTERVAL and np.isfinite(r["sd_seed"])
     seeds = (f" and {r['n_seeds']} seeds per arm (between-seed SD of the effect {r['sd_seed']:.3f})" if seeded
              else " (one seed per arm: training noise is not included)")
-    span = (f" (from {mlo:.3f} to {mhi:.3f} over that interval)" if f"{mlo:.3f}" != f"{mhi:.3f}" else
+    top = f"{mhi:.3f}" if mhi <= 1 else "beyond the Dice range"
+    span = (f" (from {mlo:.3f} to {top} over that interval)" if f"{mlo:.3f}" != f"{mhi:.3f}" else
             " (the seeds' spread sets it, whatever the subjects' SD)")
     text = (f"For {title}: with {r['n_subjects']} labeled real subjects{seeds}, the SD of the per-subject "
             f"differences is {r['sd_subject']:.3f} (95% CI {r['sd_subject_ci95'][0]:.3f} to "
