@@ -106,7 +106,7 @@ for _rule, _wc, _arm, _test_sets in (
             reused=gap_arm_reused_files,
             code=code_of("../scripts/gap_arm.py"),
         output:
-            seed_files(f"{GAP}/arms/{_arm}", GAP_SEEDS, _test_sets),
+            seed_files(GAP_ARM_DIR.format(arm=_arm), GAP_SEEDS, _test_sets),
         log:
             f"{LOGS}/gap/arm_{_arm}.log",
         benchmark:
@@ -175,7 +175,7 @@ rule gap_summary:
         arms=[
             f
             for arm in GAP_ARMS
-            for f in seed_files(f"{GAP}/arms/{arm}", GAP_SEEDS, TEST_SETS)
+            for f in seed_files(GAP_ARM_DIR.format(arm=arm), GAP_SEEDS, TEST_SETS)
         ],
         loso=gap_loso_arm_files,
         domain=expand(rules.gap_domain.output.auc, remedy=GAP_REMEDIES),

@@ -1,6 +1,6 @@
 # Input functions of the gap study's rules (rules/gap.smk); kept apart from the
-# rules, as snakemake --lint asks. Every path of an arm's files comes from
-# usseg.gap (seed_dir, seed_files), the one owner of that layout.
+# rules, as snakemake --lint asks. An arm's folder is GAP_ARM_DIR; the files in
+# it come from usseg.gap_files (seed_dir, seed_files), the one owner of that layout.
 
 
 def gap_arm_name(wildcards):
@@ -61,7 +61,7 @@ def gap_loso_arms():
 
 def gap_arm_dirs(wildcards):
     """Arm -> its folder: the arms known before the split, then one per LOSO fold."""
-    return {arm: f"{GAP}/arms/{arm}" for arm in [*GAP_ARMS, *gap_loso_arms()]}
+    return {arm: GAP_ARM_DIR.format(arm=arm) for arm in [*GAP_ARMS, *gap_loso_arms()]}
 
 
 def gap_loso_arm_files(wildcards):
@@ -69,7 +69,7 @@ def gap_loso_arm_files(wildcards):
     return [
         f
         for arm in gap_loso_arms()
-        for f in seed_files(f"{GAP}/arms/{arm}", GAP_SEEDS, [TARGET_TEST_SET])
+        for f in seed_files(GAP_ARM_DIR.format(arm=arm), GAP_SEEDS, [TARGET_TEST_SET])
     ]
 
 
