@@ -11,25 +11,14 @@ import jinja2
 from markupsafe import Markup
 
 from usseg.report.context import ReportContext
+from usseg.report.sections import checks, experiments, gap, pipeline, provenance, verdict
 from usseg.report.sections import config as config_section
-from usseg.report.sections import (
-    dataset,
-    domain_shift,
-    experiments,
-    gap,
-    labels,
-    pipeline,
-    provenance,
-    verdict,
-)
 
 # The page's sections, in page order; numbered ones are numbered in this order.
 SECTIONS: tuple[ModuleType, ...] = (
     verdict,
+    checks,
     pipeline,
-    dataset,
-    domain_shift,
-    labels,
     experiments,
     gap,
     provenance,
