@@ -75,15 +75,19 @@ def render(ctx: ReportContext, sections=SECTIONS) -> str:
     # Sections that list what the others showed (provenance) are built after them.
     order = sorted(sections, key=lambda s: getattr(s, "NEEDS_ALL_ARTIFACTS", False))
     contexts = {s.ID: s.build(ctx) for s in order}
-    rendered = [
-        RenderedSection(s.ID, s.TITLE, s.HEADING, nums.get(s.ID),
-                        Markup(env.get_template(s.TEMPLATE).render(numbers=nums, **contexts[s.ID])))
-        for s in sections
-    ]
+    rendered = [RenderedSection(s.ID, s.TITLE, s.HEADING, nums.get(s.ID), body(s, contexts[s.ID], nums, env))
+                for s in sections]
     assets = resources.files("usseg").joinpath("templates")
     return env.get_template(PAGE_TEMPLATE).render(
         csp=Markup(CSP), css=Markup(assets.joinpath("report.css").read_text()),
         js=Markup(assets.joinpath("report.js").read_text()), sections=rendered, **header(ctx))
+
+
+def body(section: ModuleType, values: dict, nums: dict[str, int] | None = None,
+         env: jinja2.Environment | None = None) -> Markup:
+    """One section's HTML: its template rendered with the values its build(ctx) returned."""
+    env = env or environment()
+    return Markup(env.get_template(section.TEMPLATE).render(numbers=nums or numbers(), **values))
 
 
 def header(ctx: ReportContext) -> dict:
