@@ -29,6 +29,13 @@ SECTIONS: tuple[ModuleType, ...] = (
 # usseg.code_deps counts them as code of this module).
 PAGE_TEMPLATE, SHARED_TEMPLATES = "page.html", ("header.html", "macros.html")
 
+# The reader's screen the page is made for, and how many of them it may take with every <details> closed:
+# the whole argument (verdict, failing checks with their evidence, pipeline, Dice table, what would help)
+# in at most 12 screens of a 1366 x 900 laptop window. The default run's page takes 11 (docs/report.md);
+# tests/test_report_browser.py measures the tests' run in Chromium against it.
+SCREEN = (1366, 900)
+SCREEN_BUDGET = 12
+
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
     "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
