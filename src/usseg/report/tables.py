@@ -36,7 +36,8 @@ def numeric_columns(columns: list[str], rows: list[dict]) -> set[int]:
 
 def is_share(column: str) -> bool:
     """A column that holds a share of 1 (shown as a percentage)."""
-    return str(column).endswith(("_share", "_fraction")) or str(column).startswith("share")
+    name = str(column)
+    return name.endswith(("_share", "_fraction")) or name.startswith("share") or "_share_" in name
 
 
 def cell(column: str, value: Any) -> str:
