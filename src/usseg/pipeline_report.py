@@ -268,13 +268,13 @@ def pipeline_context(config: dict, files: PipelineFiles, name: Callable[[Path], 
     elif sanity["status"] == NOT_RUN:
         answer, status = "Not yet: some sanity checks have not run (`snakemake sanity_checks`).", NOT_RUN
     elif "pipeline" in verdicts:
-        answer, status = "No: the sanity checks PASS, but nnU-Net does better on the same subjects (below).", "FAIL"
+        answer, status = "No: the sanity checks PASS, but nnU-Net does better on the same subjects.", "FAIL"
     elif said and verdicts <= {"data", "neither"} and not is_short_schedule(nnunet["info"]):
         answer, status = "Yes: the sanity checks PASS and usseg is within reach of nnU-Net on the same subjects.", "PASS"
     elif said and verdicts <= {"data", "neither"}:
         answer, status = ("As far as a short nnU-Net run can tell: the sanity checks PASS and usseg is within reach "
                           "of the short reference; run nnU-Net's full schedule to rule the pipeline out."), "WARN"
     else:
-        answer, status = "Partly: the sanity checks PASS; the nnU-Net comparison below does not settle it.", "WARN"
+        answer, status = "Partly: the sanity checks PASS; the comparison with nnU-Net does not settle it.", "WARN"
     return {"answer": answer, "answer_status": status, "sanity": sanity, "nnunet": nnunet, "comparison": rows,
             "statements": said, "within_dice": within, "min_subjects_for_interval": MIN_SUBJECTS_FOR_INTERVAL}

@@ -273,22 +273,24 @@ def confusion_sentence(ctx, ts: str, errors: list[tuple[str, str, float]]) -> st
     for pred, refs in by_pred.items():
         items = [f"{share:.0%} of {ctx.names.class_(ref)}" for ref, share in refs]
         listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-        parts.append(f"{listed} pixels {'is' if len(items) == 1 else 'are'} predicted as {ctx.names.class_(pred)}")
+        parts.append(f"{listed} pixels are predicted as {ctx.names.class_(pred)}")
     return f"{where}, " + "; ".join(parts) + "."
 
 
 def confusion_summary(ctx) -> dict:
-    """The dominant confusion errors of every experiment and test set that has one, in words."""
+    """The dominant confusion errors on the real test sets (on every test set when none is real), in words;
+    the others are said beside each confusion figure."""
+    real = [t for t in ctx.test_sets if ctx.test_set_domain(t)[1] == "real"] or list(ctx.test_sets)
     art = ctx.artifact("text-confusion", "table", "What the confusion matrices show",
-                       [ctx.inputs.confusion_csv[(e, t)] for e in ctx.experiments for t in ctx.test_sets],
-                       derived=True)
+                       [ctx.inputs.confusion_csv[(e, t)] for e in ctx.experiments for t in real], derived=True)
     items = []
     for e in ctx.experiments:
-        for ts in ctx.test_sets:
+        for ts in real:
             errors = confusion_errors(ctx, e, ts)
             if errors:
                 items.append({"name": ctx.names.experiment(e), "text": confusion_sentence(ctx, ts, errors)})
-    return {"art": art, "lines": items, "share": f"{DOMINANT_ERROR_SHARE:.0%}"}
+    return {"art": art, "lines": items, "share": f"{DOMINANT_ERROR_SHARE:.0%}",
+            "where": ", ".join(ctx.names.test_set(t).text for t in real)}
 
 
 def experiment_description(config: dict, name: str) -> str:

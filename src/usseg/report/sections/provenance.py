@@ -20,7 +20,7 @@ from pathlib import Path
 
 from usseg.provenance import code_version, library_versions, sha256_file
 from usseg.report.formatting import as_yaml, size_text
-from usseg.report.provenance_index import Artifact, Record
+from usseg.report.provenance_index import Artifact, Record, stale_outputs
 
 ID, TITLE, HEADING, TEMPLATE = "provenance", "Provenance", "Provenance", "provenance.html"
 
@@ -46,15 +46,17 @@ def build(ctx) -> dict:
         art.anchor = rec.id  # every figure and table links to its job's row
     shared_versions = most_common_versions(ctx.prov.records)
     shared_params = shared_parameters(ctx.prov.records)
-    entries = [record_entry(ctx, rec, by_record.get(rec.id, []), shared_versions, shared_params)
+    # The run state's own check (the header's): a folder or a file outside results/ that changed shows too.
+    stale = dict(stale_outputs(ctx.prov, ctx.results))
+    entries = [record_entry(ctx, rec, by_record.get(rec.id, []), shared_versions, shared_params, stale)
                for rec in ctx.prov.records]
     checked = [o for e in entries for o in e["outputs"] if o["check"] in ("unchanged", "changed")]
     return {
         "report": report_entry(ctx, derived, shared_versions),
         "entries": entries,
         "versions": versions_text(*shared_versions) if shared_versions else None,
-        "shared_params": [{"name": name, "anchor": f"param-{name}", "yaml": text, "rules": n}
-                          for (name, text), n in shared_params.items()],
+        "shared_params": [{"name": name, "anchor": anchor, "yaml": text, "rules": n, "label": label}
+                          for (name, text), (n, anchor, label) in shared_params.items()],
         "n_unchanged": sum(o["check"] == "unchanged" for o in checked),
         "n_changed": sum(o["check"] == "changed" for o in checked),
         "n_checked": len(checked),
@@ -79,11 +81,24 @@ def most_common_versions(records: list[Record]) -> tuple[dict, dict] | None:
     return {"git_commit": commit, "dirty": dirty, "note": note}, dict(versions)
 
 
-def shared_parameters(records: list[Record]) -> dict[tuple[str, str], int]:
-    """(parameter name, its value as YAML) used by two jobs or more, with how many: shown once."""
-    seen = Counter((name, as_yaml(value)) for r in records for name, value in (r.data.get("params") or {}).items()
-                   if isinstance(value, (dict, list)) and value)
-    return {k: n for k, n in seen.items() if n >= 2}
+def shared_parameters(records: list[Record]) -> dict[tuple[str, str], tuple[int, str, str]]:
+    """(parameter name, its value as YAML) used by two jobs or more: (how many, its anchor, what it is
+    about, e.g. the experiment's name): shown once."""
+    seen: Counter = Counter()
+    about: dict[tuple[str, str], str] = {}
+    for r in records:
+        for name, value in (r.data.get("params") or {}).items():
+            if isinstance(value, (dict, list)) and value:
+                key = (name, as_yaml(value))
+                seen[key] += 1
+                about[key] = str(value.get("name", "")) if isinstance(value, dict) else ""
+    shared = [k for k, n in seen.items() if n >= 2]
+    out, used = {}, Counter()
+    for key in shared:
+        used[key[0]] += 1
+        anchor = f"param-{key[0]}" + (f"-{used[key[0]]}" if used[key[0]] > 1 else "")
+        out[key] = (seen[key], anchor, about[key])
+    return out
 
 
 def versions_text(code: dict, versions: dict) -> dict:
@@ -136,7 +151,7 @@ def written(ctx, rec: Record) -> str:
 
 def output_row(ctx, name: str, path: str, desc: dict, key: str | None) -> dict:
     recorded = desc.get("sha256")
-    row = {"name": name, "path": path, "recorded": recorded, "current": None}
+    row = {"name": name, "path": path, "recorded": recorded, "current": None, "why": ""}
     if "files" in desc:
         row.update(check="folder", files=desc["files"])
         return row
@@ -151,12 +166,16 @@ def output_row(ctx, name: str, path: str, desc: dict, key: str | None) -> dict:
     return row
 
 
-def record_entry(ctx, rec: Record, shown: list[Artifact], shared_versions, shared_params) -> dict:
+def record_entry(ctx, rec: Record, shown: list[Artifact], shared_versions, shared_params,
+                 stale: dict[str, str] | None = None) -> dict:
     data = rec.data
     outputs = []
     for name, paths in (data.get("outputs") or {}).items():
         for p, desc in (paths or {}).items():
-            outputs.append(output_row(ctx, name, p, desc or {}, ctx.prov.key(p)))
+            row = output_row(ctx, name, p, desc or {}, ctx.prov.key(p))
+            if p in (stale or {}) and row["check"] != "changed":
+                row.update(check="changed", why=stale[p])
+            outputs.append(row)
     inputs, code_files, made_by = [], 0, {}
     for name, paths in (data.get("inputs") or {}).items():
         for p, desc in (paths or {}).items():
@@ -172,7 +191,8 @@ def record_entry(ctx, rec: Record, shown: list[Artifact], shared_versions, share
                            "made": made if made and made is not rec else None,
                            "not_made": "source code" if name == "code" else "not made by a rule"})
     params = data.get("params") or {}
-    shared = [{"name": k, "anchor": f"param-{k}"} for k, v in params.items() if (k, as_yaml(v)) in shared_params]
+    shared = [{"name": k, "anchor": shared_params[(k, as_yaml(v))][1]} for k, v in params.items()
+              if (k, as_yaml(v)) in shared_params]
     own = {k: v for k, v in params.items() if (k, as_yaml(v)) not in shared_params}
     checks = Counter(o["check"] for o in outputs)
     return {"id": rec.id, "rule": rec.rule, "wildcards": list((data.get("wildcards") or {}).items()),
