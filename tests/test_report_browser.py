@@ -76,7 +76,8 @@ def console_messages(stderr: str) -> list[str]:
 
 
 def body_attrs(dom: str) -> dict[str, str]:
-    match = re.search(r"<body\b([^>]*)>", dom)
+    # After </head>: the inline script's and style's text may mention the tag.
+    match = re.search(r"<body\b([^>]*)>", dom[dom.find("</head>"):])
     assert match, "no <body> in the dumped DOM"
     return dict(re.findall(r'([\w-]+)="([^"]*)"', match.group(1)))
 

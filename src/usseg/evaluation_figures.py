@@ -47,7 +47,7 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], title: str, p
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(max(4.6, 2.6 + 0.62 * n), max(3.2, 1.9 + 0.5 * n)), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(5.2, 2.6 + 0.62 * n), max(3.2, 1.9 + 0.5 * n)), layout="constrained")
     ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     for i in range(n):
         for j in range(n):
@@ -59,10 +59,11 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], title: str, p
                   fontsize=9)
     ax.set_yticks(range(n), [f"{c} ({_count(rows[i, 0])} px)" for i, c in enumerate(class_names)], fontsize=9)
     ax.set_xlabel("predicted class", fontsize=10)
-    ax.set_ylabel("reference class (pixels)", fontsize=10)
+    ax.set_ylabel("reference class", fontsize=10)
     ax.set_title(f"{textwrap.fill(title, 44)}\nshare of each reference row", fontsize=10)
     ax.grid(False)
-    save_png(fig, path)
+    # Tight: the square cells leave the constrained layout room that long class names may still overrun.
+    save_png(fig, path, bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)
 
 

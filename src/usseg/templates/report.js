@@ -1,6 +1,6 @@
 // The page's only script. (1) A link to an id inside closed <details> opens them, so every
 // "provenance" link and every link to a check lands on something visible. (2) "open every
-// detail" (and printing) opens them all. (3) On load it records on <body> whether every figure
+// detail" (and printing) opens them all. (3) On load it records on the body element whether every figure
 // decoded and how wide the page is, so a headless browser (and a curious reader) can check
 // that the self-contained page is complete and fits the window.
 function usegOpenTo(id) {
