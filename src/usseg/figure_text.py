@@ -29,23 +29,27 @@ FONT_KEY = "usseg:min-font-px"
 
 
 def min_font_px(fig, dpi: float = DPI) -> float | None:
-    """The smallest font size, in pixels at `dpi`, of the figure's visible, non-empty text (None: no text)."""
+    """The smallest font size, in pixels at `dpi`, of the figure's visible, non-empty text (None: no text).
+
+    A tick label of a tick outside its axis's limits is not drawn, so it does not count.
+    """
     from matplotlib.text import Text
 
+    undrawn = _undrawn_tick_labels(fig)
     sizes = [t.get_fontsize() for t in fig.findobj(match=Text)
-             if t.get_visible() and t.get_text().strip() and _shown(t)]
+             if t.get_visible() and t.get_text().strip() and id(t) not in undrawn]
     return min(sizes) * dpi / 72 if sizes else None
 
 
-def _shown(text) -> bool:
-    """Whether a text is drawn: a tick label of a tick outside the axis limits is not."""
-    axes = text.axes
-    if axes is None or text not in axes.get_xticklabels() + axes.get_yticklabels():
-        return True
-    x, y = text.get_position()
-    in_x = min(axes.get_xlim()) <= x <= max(axes.get_xlim())
-    in_y = min(axes.get_ylim()) <= y <= max(axes.get_ylim())
-    return in_x if text in axes.get_xticklabels() else in_y
+def _undrawn_tick_labels(fig) -> set[int]:
+    """ids of the tick labels whose tick lies outside its axis's view limits."""
+    out = set()
+    for ax in fig.axes:
+        for labels, limits, coord in ((ax.get_xticklabels(), ax.get_xlim(), 0),
+                                      (ax.get_yticklabels(), ax.get_ylim(), 1)):
+            low, high = min(limits), max(limits)
+            out |= {id(t) for t in labels if not low <= t.get_position()[coord] <= high}
+    return out
 
 
 def save_png(fig, target, dpi: float = DPI, **savefig_kwargs) -> bytes:
