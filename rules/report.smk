@@ -34,6 +34,11 @@ rule report:
             experiment=EXPERIMENTS,
             test_set=TEST_SETS,
         ),
+        confusion_csv=expand(
+            rules.evaluate.output.confusion,
+            experiment=EXPERIMENTS,
+            test_set=TEST_SETS,
+        ),
         # The pipeline checks ("Pipeline ruled out?" in the verdict); the
         # nnU-Net reference only when it runs (nnunet.enabled, nnunetv2 installed).
         sanity=expand(rules.sanity_training.output.json, experiment=SANITY_EXPERIMENTS),

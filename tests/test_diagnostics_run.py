@@ -13,6 +13,7 @@ from test_diagnostics_fixtures import CLEAN, DEMO_LIKE, DIAG_CFG, NAMES, build
 from usseg.class_balance import pixel_counts, suggest_class_weights
 from usseg.diagnostics import CHECK_ORDER, run_diagnostics
 from usseg.diagnostics.status import worst
+from usseg.figure_text import MAX_WIDTH_PX, MIN_FONT_PX, png_min_font_px
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,10 @@ def test_writes_every_declared_file_and_figures_are_real_images(demo):
                 # not blank: a figure has dark (text) and light pixels
                 grey = np.asarray(im.convert("L"))
                 assert grey.min() < 80 and grey.max() > 200, name
+            # made for the report's column: never wider, its smallest text recorded and large enough there
+            data = (fx.out_dir / name).read_bytes()
+            assert im.width <= MAX_WIDTH_PX, name
+            assert png_min_font_px(data) is not None and png_min_font_px(data) >= MIN_FONT_PX, name
 
 
 def test_checklist_follows_the_contract(demo):

@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
 from datasets import eval_summary
 from test_train import tiny_config
 from usseg import pipeline_report
+from usseg.names import Names
 from usseg.pipeline_report import (
     PipelineFiles,
     pipeline_context,
-    render_html,
     statements,
     subject_scores,
 )
+from usseg.report import page
+from usseg.report.provenance_index import Artifact
+from usseg.report.sections import pipeline as pipeline_section
+
+
+class _Context:
+    """What the report's section reads of usseg.report.context.ReportContext, for these files."""
+
+    def __init__(self, cfg, files):
+        self.config, self.names = cfg, Names(cfg)
+        self.pipeline = pipeline_context(cfg, files, str, lambda e: self.names.experiment(e).text)
+        self.inputs = SimpleNamespace(pipeline_files=lambda: files)
+
+    def rel(self, path):
+        return str(path)
+
+    def artifact(self, base_id, kind, title, files, derived=False):
+        return Artifact(base_id, kind, title, [str(f) for f in files], derived)
+
+
+def render_html(cfg, files) -> str:
+    """The report's "Pipeline ruled out?" section as the page renders it."""
+    return str(page.body(pipeline_section, pipeline_section.build(_Context(cfg, files))))
 
 SUBJECTS = ["s1", "s2", "s3", "s4"]
 

@@ -30,6 +30,7 @@ from usseg.contracts import is_test_set
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
+from usseg.figure_text import MAX_WIDTH_IN, save_png
 from usseg.models import load_predictor, resolve_device
 from usseg.remedies import wiring
 
@@ -383,7 +384,8 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset, na
     else:
         picks = [("no organ scored in any reference", 0)]
     colours = output_colours(class_names, dataset)
-    fig, axes = plt.subplots(len(picks), 3, figsize=(11, 3.6 * len(picks) + 1.0), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(len(picks), 3, figsize=(MAX_WIDTH_IN, 3.25 * len(picks) + 0.9), squeeze=False,
+                             layout="constrained")
     shown = set()
     for row, (label, i) in enumerate(picks):
         rec = records[i]
@@ -407,7 +409,7 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset, na
                for c in sorted(shown) if c > 0]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False)
-    fig.suptitle(f"{name} on {test_set}: best and worst image where an organ is scored "
-                 "(mean Dice over the organs in its reference)")
-    fig.savefig(path, dpi=100)
+    fig.suptitle(f"{name} on {test_set}: best and worst image where an organ is scored\n"
+                 "(mean Dice over the organs in its reference)", fontsize=11)
+    save_png(fig, path)
     plt.close(fig)

@@ -1,8 +1,8 @@
 """The report's "Pipeline ruled out?" part: the sanity checks and usseg's models beside the nnU-Net reference.
 
 `pipeline_context` reads the files of a `PipelineFiles` (named by the report
-rule) and returns a plain dict; `render_html` renders it with
-templates/pipeline_checks.html.j2. Nothing here is typed in: every status,
+rule) and returns a plain dict, which the report's section
+(usseg.report.sections.pipeline) renders. Nothing here is typed in: every status,
 difference and sentence is computed from these files.
 
 - `sanity`: results/sanity/{experiment}.json for every network experiment and
@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from usseg import contracts
@@ -33,7 +32,6 @@ from usseg.experiment import Experiment
 from usseg.nnunet_reference import NOT_INSTALLED, is_installed
 from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
 
-TEMPLATE = "templates/pipeline_checks.html.j2"
 NOT_RUN = "NOT RUN"
 
 
@@ -177,14 +175,15 @@ def _real_image_statement(exp: str, head: str, real: dict, ours_drop: float, ref
                        f"{exp} falls by {ours_drop:.2f} from simulator to real images, nnU-Net by {ref_drop:.2f}.")
 
 
-def statements(rows: list[dict], within: float, short_schedule: bool = False) -> list[dict]:
+def statements(rows: list[dict], within: float, short_schedule: bool = False,
+               label: Callable[[str], str] = str) -> list[dict]:
     """What follows, per experiment with a synthetic and a real test set: pipeline or data?
 
     "Within `within` of nnU-Net on simulator images" needs the difference's
     interval inside +-within, "above" and "below" the whole interval beyond
     it, "level with or above" an interval from inside to above; one that
     reaches below -within is undecided (with no interval, below 3 subjects, no
-    conclusion). Then the real
+    conclusion); `label(experiment)` is how an experiment is named. Then the real
     images (_real_image_statement): nnU-Net better there (the whole interval
     below -within) makes the gap partly usseg's; usseg not below it by more
     than `within` (the whole interval above -within) makes it the data's when
@@ -194,7 +193,8 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
     by_exp: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
         by_exp.setdefault(r["experiment"], {}).setdefault(r["domain"], []).append(r)
-    for exp, domains in by_exp.items():
+    for key, domains in by_exp.items():
+        exp = label(key)
         for sim in domains.get("synthetic", []):
             for real in domains.get("real", []):
                 if None in (sim["delta"], real["usseg"], real["nnunet"], sim["usseg"], sim["nnunet"]):
@@ -228,7 +228,7 @@ def statements(rows: list[dict], within: float, short_schedule: bool = False) ->
                     verdict, text = _real_image_statement(exp, head, real, ours_drop, ref_drop, within)
                 if short_schedule and verdict in ("data", "neither"):
                     text = text[:-1] + SHORT_CAVEAT + "."
-                out.append({"experiment": exp, "verdict": verdict, "text": text})
+                out.append({"experiment": key, "verdict": verdict, "text": text})
     return out
 
 
@@ -252,43 +252,29 @@ def nnunet_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
             "summaries": summaries if state == "ran" else {}}
 
 
-def pipeline_context(config: dict, files: PipelineFiles, name: Callable[[Path], str] = str) -> dict:
-    """Everything the "Pipeline ruled out?" part shows, computed from `files`; `name(path)` is how a file is shown."""
+def pipeline_context(config: dict, files: PipelineFiles, name: Callable[[Path], str] = str,
+                     label: Callable[[str], str] = str) -> dict:
+    """Everything the "Pipeline ruled out?" part shows, computed from `files`; `name(path)` is how a file is
+    shown, `label(experiment)` how an experiment is named (usseg.names)."""
     within = float(config.get("nnunet", {}).get("within_dice", 0.05))
     sanity = sanity_part(config, files, name)
     nnunet = nnunet_part(config, files, name)
     rows = comparison_rows(config, files.summaries, nnunet["summaries"])
-    said = statements(rows, within, short_schedule=is_short_schedule(nnunet["info"]))
+    said = statements(rows, within, short_schedule=is_short_schedule(nnunet["info"]), label=label)
     verdicts = {s["verdict"] for s in said}
     if sanity["status"] == "FAIL":
-        answer = "No: a sanity check FAILs, so the pipeline is not ruled out; fix it before reading the data's numbers."
+        answer, status = ("No: a sanity check FAILs, so the pipeline is not ruled out; fix it before reading the "
+                          "data's numbers."), "FAIL"
     elif sanity["status"] == NOT_RUN:
-        answer = "Not yet: some sanity checks have not run (`snakemake sanity_checks`)."
+        answer, status = "Not yet: some sanity checks have not run (`snakemake sanity_checks`).", NOT_RUN
     elif "pipeline" in verdicts:
-        answer = "No: the sanity checks PASS, but nnU-Net does better on the same subjects (below)."
+        answer, status = "No: the sanity checks PASS, but nnU-Net does better on the same subjects.", "FAIL"
     elif said and verdicts <= {"data", "neither"} and not is_short_schedule(nnunet["info"]):
-        answer = "Yes: the sanity checks PASS and usseg is within reach of nnU-Net on the same subjects."
+        answer, status = "Yes: the sanity checks PASS and usseg is within reach of nnU-Net on the same subjects.", "PASS"
     elif said and verdicts <= {"data", "neither"}:
-        answer = ("As far as a short nnU-Net run can tell: the sanity checks PASS and usseg is within reach of "
-                  "the short reference; run nnU-Net's full schedule to rule the pipeline out.")
+        answer, status = ("As far as a short nnU-Net run can tell: the sanity checks PASS and usseg is within reach "
+                          "of the short reference; run nnU-Net's full schedule to rule the pipeline out."), "WARN"
     else:
-        answer = "Partly: the sanity checks PASS; the nnU-Net comparison below does not settle it."
-    return {"answer": answer, "sanity": sanity, "nnunet": nnunet, "comparison": rows, "statements": said,
-            "within_dice": within, "min_subjects_for_interval": MIN_SUBJECTS_FOR_INTERVAL}
-
-
-def render_html(config: dict, files: PipelineFiles, link: Callable[[str, str, str], str] | None = None,
-                name: Callable[[Path], str] = str) -> str:
-    """The part as HTML. `link(base_id, title, shown_path)` returns the markup of a provenance link (optional);
-    `name(path)` is how a file is shown (and passed to `link`)."""
-    import jinja2
-    from markupsafe import Markup
-
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
-    template = env.from_string(resources.files("usseg").joinpath(TEMPLATE).read_text())
-
-    def prov(base_id: str, title: str, rel: str) -> Markup:
-        return Markup(link(base_id, title, rel)) if link is not None else Markup("")
-
-    return template.render(ctx=pipeline_context(config, files, name), prov=prov)
+        answer, status = "Partly: the sanity checks PASS; the comparison with nnU-Net does not settle it.", "WARN"
+    return {"answer": answer, "answer_status": status, "sanity": sanity, "nnunet": nnunet, "comparison": rows,
+            "statements": said, "within_dice": within, "min_subjects_for_interval": MIN_SUBJECTS_FOR_INTERVAL}

@@ -78,7 +78,7 @@ def sentence(summary: dict, target: str, domain: str) -> str:
 def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> None:
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
     with figures.style():
-        fig = figures.new_figure(10, 5.2)
+        fig = figures.new_figure(10.4, 4.6)
         gs = fig.add_gridspec(1, 2, width_ratios=[3, 1.1])
         ax = fig.add_subplot(gs[0])
         x = range(len(table))
@@ -122,7 +122,8 @@ def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> 
                 facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="unlabeled"
             ),
         ]
-        ax.legend(handles=handles, loc="upper right")
+        # Outside the axes: a legend never hides a bar.
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
 
         # Where the labels are: one 100 % bar of labeled images by modality.
         ax2 = fig.add_subplot(gs[1])

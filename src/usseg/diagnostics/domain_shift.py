@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from scipy.spatial.distance import jensenshannon
 
 from usseg.diagnostics import figures
@@ -113,38 +114,33 @@ def _example(inputs: DiagnosticInputs, survey: Survey, modality: str, threshold:
 
 
 def _histogram_panel(ax, hists: dict, colours, inputs, bins, scale, xlabel, title):
-    """Histograms of 256-bin counts drawn on `bins` bins over [0, scale]."""
+    """Histograms of 256-bin counts drawn on `bins` bins over [0, scale]; the means go in the title."""
     edges = np.linspace(0, 256, bins + 1).astype(int)
+    means = []
     for m, hist in hists.items():
         mean = hist_mean_std(hist)[0] * scale / 255
         h = np.add.reduceat(hist, edges[:-1]).astype(float)
         dens = h / h.sum() / np.diff(edges) * 255 / scale
         x = edges * scale / 255
-        ax.stairs(
-            dens,
-            x,
-            color=colours[m],
-            linewidth=1.8,
-            fill=False,
-            label=f"{m} ({inputs.domain_of(m)}): mean {mean:.{2 if scale == 1 else 0}f}",
-        )
+        ax.stairs(dens, x, color=colours[m], linewidth=1.8, fill=False)
         ax.stairs(dens, x, color=colours[m], alpha=0.18, fill=True)
         ax.axvline(mean, color=colours[m], linestyle="--", linewidth=1)
+        means.append(f"{m} {mean:.{2 if scale == 1 else 0}f}")
     ax.set_xlim(0, scale)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.set_title(title, fontsize=11)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"{title}\nmean (dashed): {', '.join(means)}", fontsize=11)
 
 
 def plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, auc_thresholds, names,
          model_note, path) -> None:
+    """Example images and the classifier's ROC on top, the two histograms below; legends outside the data."""
     mods = [m for m in inputs.modalities if m in mod_hists]
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
     with figures.style():
-        fig = figures.new_figure(13, 9)
-        gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
-        top = gs[0, :].subgridspec(1, max(min(len(mods), 4), 1))
+        fig = figures.new_figure(10.4, 7.4)
+        gs = fig.add_gridspec(2, 2, height_ratios=[1.05, 1])
+        top = gs[0, 0].subgridspec(1, max(min(len(mods), 4), 1))
         for k, m in enumerate(mods[:4]):
             ax = fig.add_subplot(top[0, k])
             ex = _example(inputs, survey, m, threshold)
@@ -156,49 +152,55 @@ def plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, auc
             iid, gray, fov = ex
             ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
             ax.contour(fov, levels=[0.5], colors=[colours[m]], linewidths=1.5)
-            ax.set_title(f"{m} ({inputs.domain_of(m)}): {iid}\nfield of view outlined", fontsize=10)
+            ax.set_title(f"{m} ({inputs.domain_of(m)})\n{iid}", fontsize=10)
+        _roc_panel(fig.add_subplot(gs[0, 1]), test, fmt, auc_thresholds, names)
         _histogram_panel(fig.add_subplot(gs[1, 0]), mod_hists, colours, inputs, bins, 255,
                          "grey level inside the field of view", "Raw grey levels")
         ax = fig.add_subplot(gs[1, 1])
         if model_hists:
             _histogram_panel(ax, model_hists, colours, inputs, bins, 1,
-                             "model input (grey / 255 at the experiments' image size)",
-                             "What a model sees\n(usseg.data's only normalisation)")
+                             "model input (grey / 255 at the experiments' image size)", "What a model sees")
         else:
             ax.axis("off")
             ax.text(0.5, 0.5, model_note, ha="center", va="center", wrap=True, transform=ax.transAxes)
-        ax = fig.add_subplot(gs[1, 2])
-        ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", label="indistinguishable (AUC 0.5)")
+        handles = [Line2D([], [], color=colours[m], linewidth=1.8, label=f"{m} ({inputs.domain_of(m)})")
+                   for m in mods]
+        fig.legend(handles=handles, loc="outside lower center", ncol=max(len(handles), 1), frameon=False)
+        head = f"Domain shift: {names['source']} vs {names['target']}; field of view outlined"
         if test.get("possible"):
-            fpr, tpr = test["roc"]
-            ax.plot(fpr, tpr, color="black", linewidth=2,
-                    label=f"harmonised images: AUC {test['auc']:.2f} [{test['ci95'][0]:.2f}, {test['ci95'][1]:.2f}]")
-            if fmt.get("possible"):
-                ffpr, ftpr = fmt["roc"]
-                ax.plot(ffpr, ftpr, color="0.45", linewidth=1.5, linestyle="--",
-                        label=f"file properties only: AUC {fmt['auc']:.2f}")
-            p = test.get("permutation_p")
-            ax.set_title(
-                f"Domain classifier, {test['folds']}-fold by subject\n"
-                + (f"permutation p = {p:.2g}; " if p is not None else "")
-                + f"WARN > {auc_thresholds['warn_above']}, FAIL > {auc_thresholds['fail_above']}",
-                fontsize=10,
-            )
-        else:
-            ax.set_title("Domain classifier: not possible")
-            ax.text(0.5, 0.5, test.get("why", ""), ha="center", va="center", wrap=True, transform=ax.transAxes)
-        ax.set_xlim(-0.02, 1.02)  # keep a perfect curve off the frame
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        src, tgt = names["source_short"], names["target_short"]
-        ax.set_xlabel(f"false positive rate ({src} called {tgt})")
-        ax.set_ylabel(f"true positive rate ({tgt} called {tgt})")
-        ax.legend(loc="lower right", fontsize=8)
-        head = f"Domain shift: {names['source']} vs {names['target']}"
-        if test.get("possible"):
-            head += f" (domain classifier AUC {test['auc']:.2f}; 0.5 = indistinguishable)"
+            head += f"\ndomain classifier AUC {test['auc']:.2f} (0.5 = indistinguishable)"
         fig.suptitle(head)
         figures.save(fig, path)
+
+
+def _roc_panel(ax, test, fmt, auc_thresholds, names) -> None:
+    """The domain classifier's ROC (and the format control's), its legend beside the axes, off the curves."""
+    ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", label="indistinguishable\n(AUC 0.5)")
+    if test.get("possible"):
+        fpr, tpr = test["roc"]
+        ax.plot(fpr, tpr, color="black", linewidth=2,
+                label=f"harmonised images:\nAUC {test['auc']:.2f} [{test['ci95'][0]:.2f}, {test['ci95'][1]:.2f}]")
+        if fmt.get("possible"):
+            ffpr, ftpr = fmt["roc"]
+            ax.plot(ffpr, ftpr, color="0.45", linewidth=1.5, linestyle="--",
+                    label=f"file properties only:\nAUC {fmt['auc']:.2f}")
+        p = test.get("permutation_p")
+        ax.set_title(
+            f"Domain classifier, {test['folds']}-fold by subject\n"
+            + (f"permutation p = {p:.2g}; " if p is not None else "")
+            + f"WARN > {auc_thresholds['warn_above']}, FAIL > {auc_thresholds['fail_above']}",
+            fontsize=10,
+        )
+    else:
+        ax.set_title("Domain classifier: not possible")
+        ax.text(0.5, 0.5, test.get("why", ""), ha="center", va="center", wrap=True, transform=ax.transAxes)
+    ax.set_xlim(-0.02, 1.02)  # keep a perfect curve off the frame
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    src, tgt = names["source_short"], names["target_short"]
+    ax.set_xlabel(f"false positive rate\n({src} called {tgt})")
+    ax.set_ylabel(f"true positive rate\n({tgt} called {tgt})")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
 
 
 # ----------------------------------------------------------------------------- check

@@ -8,6 +8,8 @@ file (or, for values the report computes itself, the files it computed them from
 from __future__ import annotations
 
 import base64
+import functools
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from typing import Any
 from usseg import contracts
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
+from usseg.figure_text import png_min_font_px
+from usseg.names import Names
 from usseg.report.formatting import slug
 from usseg.report.inputs import ReportInputError, ReportInputs, load_json, read_csv
 from usseg.report.provenance_index import Artifact, ProvenanceIndex
@@ -32,7 +36,22 @@ class Figure:
     mime: str
     data: str  # base64
     caption: str = ""
-    narrow: bool = False
+    width: int | None = None  # natural size in pixels: the page never shows a figure larger
+    height: int | None = None
+    min_font_px: float | None = None  # its smallest text, as usseg.figure_text recorded it (None: not recorded)
+    kind: str = "figure"
+
+
+def image_facts(data: bytes) -> tuple[int | None, int | None, float | None]:
+    """(width, height, smallest text in pixels) of an image file's bytes (None where unknown)."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Exception:  # an image Pillow cannot read is still embedded; the browser says whether it shows
+        width = height = None
+    return width, height, png_min_font_px(data)
 
 
 @dataclass
@@ -43,6 +62,7 @@ class TableBlock:
     caption: str
     table: Table | None
     empty: str = "none"
+    kind: str = "table"
 
 
 class ReportContext:
@@ -67,6 +87,7 @@ class ReportContext:
         self.experiments = list(config["experiments"])
         self.test_sets = list(config["test_sets"])
         self.summaries = {(e, t): self._summary(e, t) for e in self.experiments for t in self.test_sets}
+        self.names = Names(config)
 
     # -- inputs
 
@@ -121,17 +142,17 @@ class ReportContext:
         self.artifacts.append(art)
         return art
 
-    def figure(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "",
-               narrow: bool = False) -> Figure:
+    def figure(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "") -> Figure:
         art = self.artifact(base_id, "figure", title, [file])
         path = self.path(file)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return Figure(art, MIME.get(path.suffix.lower(), "image/png"), data, caption, narrow)
+        raw = path.read_bytes()
+        return Figure(art, MIME.get(path.suffix.lower(), "image/png"), base64.b64encode(raw).decode("ascii"),
+                      caption, *image_facts(raw))
 
-    def derived_figure(self, base_id: str, title: str, png: bytes, caption: str) -> Figure:
-        """A figure drawn here from the evaluation summaries (its provenance lists them)."""
-        art = self.artifact(base_id, "figure", title, self.eval_files(), derived=True)
-        return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption)
+    def derived_figure(self, base_id: str, title: str, png: bytes, caption: str, files: list | None = None) -> Figure:
+        """A figure drawn here from `files` (default: the evaluation summaries); its provenance lists them."""
+        art = self.artifact(base_id, "figure", title, self.eval_files() if files is None else files, derived=True)
+        return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption, *image_facts(png))
 
     def csv_table(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "", empty: str = "none",
                   rows_filter: Callable[[dict], bool] | None = None,
@@ -144,10 +165,11 @@ class ReportContext:
         return TableBlock(art, caption, records_table(cols, rows, art.id) if rows else None, empty)
 
     def json_table(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "",
-                   obj: Any = None) -> TableBlock:
+                   obj: Any = None, empty: str = "none") -> TableBlock:
+        """A table of the JSON `file`, or of `obj`, a value read from it (its provenance is the file's)."""
         art = self.artifact(base_id, "table", title, [file])
         data = self.json(file) if obj is None else obj
-        return TableBlock(art, caption, json_table(data, art.id))
+        return TableBlock(art, caption, json_table(data, art.id) if data not in ({}, []) else None, empty)
 
     # -- facts several sections use
 
@@ -163,6 +185,14 @@ class ReportContext:
             if ts.lower() in (f"test_{m.lower()}", m.lower()) or ts.lower().endswith(f"_{m.lower()}"):
                 return m, spec.get("domain")
         return None, None
+
+    @functools.cached_property
+    def pipeline(self) -> dict:
+        """The "Pipeline ruled out?" part (usseg.pipeline_report), read once for the verdict and its section."""
+        from usseg import pipeline_report
+
+        return pipeline_report.pipeline_context(self.config, self.inputs.pipeline_files(), self.rel,
+                                                lambda e: self.names.experiment(e).text)
 
     def domain_pairs(self) -> list[tuple[str, str]]:
         """(synthetic test set, real test set) pairs, for the simulator-to-real drop."""

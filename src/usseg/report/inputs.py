@@ -90,6 +90,7 @@ class ReportInputs:
     summaries: dict[tuple[str, str], Path] = _field("evaluate")
     overlays: dict[tuple[str, str], Path] = _field("evaluate")
     confusion: dict[tuple[str, str], Path] = _field("evaluate")
+    confusion_csv: dict[tuple[str, str], Path] = _field("evaluate")  # its counts: the dominant error in words
     # The pipeline checks; "NOT RUN" or "not run yet" on the page when absent.
     sanity: dict[str, Path] = _field("sanity_training", optional=True)  # network experiments only
     round_trip: Path = _field("label_round_trip", optional=True)
@@ -178,6 +179,7 @@ class ReportInputs:
             summaries=by("summaries", pairs, "experiments x test sets"),
             overlays=by("overlays", pairs, "experiments x test sets"),
             confusion=by("confusion", pairs, "experiments x test sets"),
+            confusion_csv=by("confusion_csv", pairs, "experiments x test sets"),
             sanity=by("sanity", sanity_experiments(config), "network experiments"),
             round_trip=one("round_trip"),
             nnunet=by("nnunet", test_sets, "test sets") if nnunet else {},
