@@ -118,3 +118,15 @@ def paired_terms(base: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.Series, pd
     shared = [s for s in a.index if s in b.index and np.isfinite(a.loc[s].to_numpy(float)).any()
               and np.isfinite(b.loc[s].to_numpy(float)).any()]
     return subject_terms(a.loc[shared]), subject_terms(b.loc[shared])
+
+
+def summary_values(summary: dict, classes: Sequence[str]) -> pd.DataFrame:
+    """The per-subject class values of an evaluation summary.json (`per_subject`), restricted to
+    `classes`: rows subjects (in the summary's order), NaN where a class is not scored."""
+    per_subject = summary.get("per_subject") or {}
+    rows = {s: [_number((v or {}).get(c)) for c in classes] for s, v in per_subject.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(classes), dtype=np.float64)
+
+
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
