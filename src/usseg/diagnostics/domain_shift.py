@@ -454,10 +454,16 @@ def check_domain_shift(
             f"Wasserstein-1 {model_distances['wasserstein1']:.3f}"
         )
     p_text = f", subject permutation p = {p:.3g}" if p is not None else ""
+    if high - low > 0:
+        ci_text = f"95% CI {low:.3f}-{high:.3f}"
+    else:  # every subject separated: the cluster-robust variance is zero, and a zero-width interval claims too much
+        ci_text = "no interval: every subject is separated, so the cluster-robust variance is zero"
+    if test.get("at_permutation_floor"):
+        p_text += ", no relabelling of the subjects came near"
     head = (
         f"a linear classifier on intensity/texture features of harmonised images, asked to tell "
         f"{names['target']} from {names['source']} images, reaches out-of-fold AUC {auc:.3f} "
-        f"[95% CI {low:.3f}-{high:.3f}{p_text}] ({test['folds']}-fold CV grouped by subject, "
+        f"[{ci_text}{p_text}] ({test['folds']}-fold CV grouped by subject, "
         f"{n_src}+{n_tgt} images)"
     )
     if image_status == PASS:
@@ -487,7 +493,7 @@ def check_domain_shift(
             )
         else:
             reason += "."
-    if image_status != PASS and low <= thresholds["warn_above"] < auc:
+    if image_status != PASS and low <= thresholds["warn_above"] < auc and not test.get("at_permutation_floor"):
         reason += " The interval reaches below the WARN threshold: few subjects make the estimate uncertain."
     reason += shift_text
     details = report

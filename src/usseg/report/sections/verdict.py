@@ -28,7 +28,9 @@ VERDICT_ANSWER = {
 
 
 def build(ctx) -> dict:
-    rel = ctx.inputs.diagnostics.checklist
+    # The final checklist (results/verdict/checklist.json: the domain shift decided on measured harm, and
+    # the pipeline check) when the report rule names it; the diagnostics' own otherwise.
+    rel = ctx.inputs.verdict or ctx.inputs.diagnostics.checklist
     data = ctx.json(rel)
     if not isinstance(data, dict) or "overall" not in data or not isinstance(data.get("checks"), list):
         raise ReportInputError(f"{rel}: expected {{'overall', 'checks': [...]}}.")
