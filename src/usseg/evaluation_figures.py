@@ -122,7 +122,7 @@ def forest_png(summaries: dict, experiments: Sequence[str], test_sets: Sequence[
                 s = summaries[(exp, ts)]
                 if cls == "mean foreground":
                     e = s.get("mean_foreground") or {"dice": s.get("dice_mean_foreground"), "ci95": None}
-                    label = f"{exp} · {ts} · mean ({', '.join(e.get('classes') or []) or '?'})"
+                    label = f"{exp} · {ts} · class-macro mean ({', '.join(e.get('classes') or []) or '?'})"
                 elif cls in (s.get("dice") or {}):
                     e = class_entry(s, cls)
                     label = f"{exp} · {ts} · {cls}"

@@ -13,10 +13,15 @@ from usseg.report.tables import Table, records_table
 
 ID, TITLE, HEADING, TEMPLATE = "experiments", "Experiments", "Experiments", "experiments.html"
 
-DICE_CAPTION = ("Dice per class, subject first: each subject's mean over its images where the class is in the "
-                "reference, then the mean over subjects, with the 95 % t interval on the subject means below it "
-                "(no interval from fewer than 3 subjects or when every subject scores the same). Mean foreground: "
-                "over the classes scored on every test set, named in each summary.")
+DICE_CAPTION = ("Dice per class on every frame, subject first: each subject's mean over its images where the class "
+                "is in the reference or predicted (a false positive on an image without the organ scores 0; small "
+                "regions are scored), then the mean over subjects, with the 95 % t interval on the subject means "
+                "(no interval from fewer than 3 subjects or when every subject scores the same); from fewer than "
+                "10 subjects also the lowest and highest subject, and any subject far from the others by name. "
+                "Below it, the secondary view that scores only reference regions of at least "
+                "evaluation.min_reference_area_px pixels (\"too small (k images)\" when none is that large). "
+                "Class-macro mean: the mean over the classes in the reference of at least 3 subjects of every "
+                "test set (named), with its interval.")
 OVERLAY_CAPTION = ("Best and worst image among those where an organ of the experiment is in the reference, ranked "
                    "by the mean Dice over those organs: the image, the reference outlines and the predicted "
                    "outlines, each in its class colour.")
@@ -24,10 +29,12 @@ CONFUSION_CAPTION = ("Pixels of each reference class (row) by predicted class (c
                      "resolution; the share of the row and the count.")
 ERRORS_CAPTION = (
     "Subject-level normalised surface Dice (NSD, tolerance {tolerance} px) and HD95 (pixels, over images where the "
-    "organ is both in the reference and predicted), at the reference masks' original resolution; false positives: "
+    "organ is both in the reference and predicted) with, beside it, HD95 with misses at the worst value (over images "
+    "where the organ is in the reference or predicted, an image where only one side has it counting as the image "
+    "diagonal: predicting nothing is not rewarded), at the reference masks' original resolution; false positives: "
     "images without the organ in the reference where it is predicted; missed: images with the organ where nothing "
-    "is predicted; too small: reference regions below evaluation.min_reference_area_px, counted and never "
-    "averaged. The pooled-image Dice is secondary: it weighs each frame, not each subject.")
+    "is predicted; too small: reference regions below evaluation.min_reference_area_px (scored in the headline, "
+    "left out of the secondary view). The pooled-image Dice is secondary: it weighs each frame, not each subject.")
 
 
 def build(ctx) -> dict:
@@ -72,17 +79,18 @@ def dice_table(ctx) -> dict:
                                    [ctx.inputs.summaries[(e, ts)]])
             cells = []
             for j, v in enumerate(values[e]):
+                cls = classes[j] if j < len(classes) else None
                 if v is None:
                     cells.append({"kind": "not_scored"})
                 elif v[0] is None:
                     cells.append({"kind": "absent"})
                 else:
-                    cls = classes[j] if j < len(classes) else None
                     names = (s.get("mean_foreground") or {}).get("classes") if j == len(classes) else None
                     cells.append({"kind": "value", "value": dice_text(v[0]),
                                   "best": best[j] is not None and round(v[0], 2) == best[j],
                                   "ci": f"{v[1][0]:.2f}, {v[1][1]:.2f}" if v[1] else "",
-                                  "note": no_interval_note(s, cls), "over": ", ".join(names) if names else ""})
+                                  "note": no_interval_note(s, cls), "over": ", ".join(names) if names else "",
+                                  "spread": spread_text(s, cls), "secondary": area_rule_text(s, cls)})
             rows.append({"art": row_art, "experiment": e, "n_images": fmt_value(s.get("n_images")),
                          "n_subjects": fmt_value(s.get("n_subjects")), "unstable": bool(s.get("unstable")),
                          "cells": cells})
@@ -99,11 +107,11 @@ def dice_table(ctx) -> dict:
         groups.append({"label": f"{ts}" + (f": {mod} ({domain})" if mod else ""), "rows": rows,
                        "baselines": rows_b})
     return {"art": art, "caption": DICE_CAPTION, "columns": ["experiment", "images", "subjects", *classes,
-                                                              "mean foreground"], "groups": groups}
+                                                              "class-macro mean"], "groups": groups}
 
 
 def row_values(s: dict, classes: list[str]) -> list:
-    """Per column (classes + mean foreground): None (not scored), (None, None) absent, (value, ci)."""
+    """Per column (classes + the class-macro mean): None (not scored), (None, None) absent, (value, ci)."""
     dice, ci95 = s.get("dice") or {}, s.get("ci95") or {}
     out = []
     for c in classes:
@@ -118,6 +126,39 @@ def row_values(s: dict, classes: list[str]) -> list:
          if interval(ci95.get(k))), None)
     out.append((float(m), mci) if is_number(m) and not math.isnan(m) else (None, None))
     return out
+
+
+def _entry(summary: dict, cls: str | None) -> dict:
+    """The summary's per-class entry, or its class-macro mean's (cls None)."""
+    entry = summary.get("mean_foreground") if cls is None else (summary.get("per_class") or {}).get(cls)
+    return entry if isinstance(entry, dict) else {}
+
+
+def spread_text(summary: dict, cls: str | None) -> str:
+    """From fewer than 10 subjects, the lowest and highest subject; any subject far from the others, named."""
+    from usseg.intervals import RANGE_BELOW_SUBJECTS, far_text, range_text
+
+    entry = _entry(summary, cls)
+    n = entry.get("n_subjects") or 0
+    parts = [range_text(entry.get("range")) if 1 < n < RANGE_BELOW_SUBJECTS else "",
+             far_text(entry.get("far_subjects") or [])]
+    return "; ".join(p for p in parts if p)
+
+
+def area_rule_text(summary: dict, cls: str | None) -> str:
+    """The secondary view (only reference regions of at least min_reference_area_px), for a class cell:
+    its Dice, or "too small (k images)" when the class is present but every region is below the rule."""
+    if cls is None:
+        return ""
+    entry = _entry(summary, cls)
+    area = entry.get("area_rule")
+    if not isinstance(area, dict):
+        return ""
+    rule = f"≥ {fmt_value(summary.get('min_reference_area_px'))} px"
+    if is_number(area.get("dice")):
+        return f"{rule}: {area['dice']:.2f} ({area.get('n_subjects', 0)} subj.)"
+    small = entry.get("too_small_images") or 0
+    return f"{rule}: too small ({small} images)" if small else ""
 
 
 def no_interval_note(summary: dict, cls: str | None) -> str:
@@ -173,15 +214,15 @@ def errors_table(ctx) -> TableBlock:
                     note = (f"predicted in {c['predicted_images']} images but never annotated (or only too "
                             "small) here: cannot be scored")
                 rows.append([e, ts, cls, f"{scored} ({c.get('n_subjects', 0)})",
-                             fmt_value(c.get("nsd")), fmt_value(c.get("hd95")),
+                             fmt_value(c.get("nsd")), fmt_value(c.get("hd95")), fmt_value(c.get("hd95_worst")),
                              f"{c.get('false_positive_images', 0)} / {c.get('absent_images', 0)}",
                              f"{c.get('missed_images', 0)} / {scored}", c.get("too_small_images", 0),
                              fmt_value(c.get("pooled_image_dice")), note])
     columns = ["experiment", "test set", "class", "scored images (subjects)", "NSD", "HD95 (px)",
-               "false positives / images without it", "missed / scored images", "too small",
-               "pooled-image Dice (secondary)", "note"]
+               "HD95, misses at worst (px)", "false positives / images without it", "missed / scored images",
+               "too small", "pooled-image Dice (secondary)", "note"]
     return TableBlock(art, ERRORS_CAPTION.format(tolerance=fmt_value(tolerance)),
-                      Table(columns, rows, art.id, {4, 5, 8, 9}, tall=len(rows) > 14))
+                      Table(columns, rows, art.id, {4, 5, 6, 9, 10}, tall=len(rows) > 14))
 
 
 def evaluation_figures(ctx) -> dict:
@@ -192,13 +233,14 @@ def evaluation_figures(ctx) -> dict:
         "forest": ctx.derived_figure(
             "fig-forest", "Every experiment with its interval",
             figs.forest_png(ctx.summaries, ctx.experiments, ctx.test_sets, classes),
-            "Subject-level Dice per experiment, test set and class, and the foreground mean over the classes "
-            "scored on both test sets (named), with the 95 % t interval; a hollow point has no interval (fewer "
+            "Subject-level Dice per experiment, test set and class, and the class-macro mean over the classes "
+            "in the reference of at least 3 subjects of every test set (named), with the 95 % t interval; a hollow point has no interval (fewer "
             "than 3 subjects, or every subject equal)."),
         "per_subject": ctx.derived_figure(
             "fig-per-subject", "Dice of each subject",
             figs.per_subject_png(ctx.summaries, ctx.experiments, ctx.test_sets, classes),
-            "Each point is one subject's mean Dice over its images where the class is scored; the bar is the "
+            "Each point is one subject's mean Dice over its images where the class is in the reference or "
+            "predicted; the bar is the "
             "mean over subjects, the value in the Dice table."),
     }
 
