@@ -191,25 +191,31 @@ def far_text(far: list[dict], digits: int = 2) -> str:
                      f"{_num(f['others_median'], digits)})" for f in far)
 
 
+def describe_parts(iv: dict, digits: int = 2) -> tuple[str, str]:
+    """('estimate [low, high]', 'n subjects; range; far subjects') of an interval result (see describe)."""
+    est = iv.get("estimate")
+    n = int(iv.get("n_subjects") or 0)
+    if est is None:
+        return "n/a", iv.get("note") or no_interval_note(n)
+    ci = iv.get("ci95")
+    head = _num(est, digits)
+    head += (f" [{_num(ci[0], digits)}, {_num(ci[1], digits)}]" if ci else f" ({iv.get('note') or 'no interval'})")
+    parts = [f"{n} subject{'' if n == 1 else 's'}"]
+    if 1 < n < RANGE_BELOW_SUBJECTS and iv.get("range"):
+        parts.append(range_text(iv["range"], digits))
+    if iv.get("far_subjects"):
+        parts.append(far_text(iv["far_subjects"], digits))
+    return head, "; ".join(parts)
+
+
 def describe(iv: dict, digits: int = 2) -> str:
     """An interval result as words: 'estimate [low, high], n subjects', with the range below
     RANGE_BELOW_SUBJECTS subjects and any subject far from the others named.
 
     Accepts a subject_mean_interval result (or any dict with its keys).
     """
-    est = iv.get("estimate")
-    if est is None:
-        return f"n/a ({iv.get('note') or no_interval_note(int(iv.get('n_subjects') or 0))})"
-    n = int(iv.get("n_subjects") or 0)
-    ci = iv.get("ci95")
-    text = _num(est, digits)
-    text += (f" [{_num(ci[0], digits)}, {_num(ci[1], digits)}]" if ci else f" ({iv.get('note') or 'no interval'})")
-    parts = [f"{n} subject{'' if n == 1 else 's'}"]
-    if 1 < n < RANGE_BELOW_SUBJECTS and iv.get("range"):
-        parts.append(range_text(iv["range"], digits))
-    if iv.get("far_subjects"):
-        parts.append(far_text(iv["far_subjects"], digits))
-    return f"{text}, " + "; ".join(parts)
+    head, tail = describe_parts(iv, digits)
+    return f"{head}, {tail}" if iv.get("estimate") is not None else f"{head} ({tail})"
 
 
 # ----------------------------------------------------------------------------- coverage by simulation

@@ -56,7 +56,7 @@ def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: di
     Welch interval: the same class-macro mean (usseg.composite) as the Dice table and the closing summary.
     """
     from usseg import composite
-    from usseg.intervals import describe, difference_interval
+    from usseg.intervals import describe_parts, difference_interval
 
     shared = _compared_classes(syn, real, classes)
     n_real = real.get("n_subjects")
@@ -74,13 +74,14 @@ def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: di
                 f"stated; {stability}.", "")
     if iv_a is not None and iv_b is not None:
         a, b = iv_a["estimate"], iv_b["estimate"]
-        side_a, side_b = describe(iv_a), describe(iv_b)
+        (value_a, about_a), (value_b, about_b) = describe_parts(iv_a), describe_parts(iv_b)
+        side_a, side_b = f"{value_a} on {syn_ts} ({about_a})", f"{value_b} on {real_ts} ({about_b})"
         d = difference_interval(subject_values(syn, shared), subject_values(real, shared))
         drop_ci = (f" (Welch 95 % interval {d['ci95'][0]:.2f} to {d['ci95'][1]:.2f})" if d["ci95"]
                    else f" ({d['note']})")
     else:  # a summary without per-subject values: the class Dice alone, no interval to give
         a, b = scored(syn, shared[0]), scored(real, shared[0])
-        side_a, side_b, drop_ci = f"{a:.2f}", f"{b:.2f}", ""
+        side_a, side_b, drop_ci = f"{a:.2f} on {syn_ts}", f"{b:.2f} on {real_ts}", ""
     change = a - b
     if round(abs(change), 2) == 0:
         how = "no change"
@@ -89,7 +90,7 @@ def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: di
         # nothing) is a huge, meaningless percentage: state the absolute one only.
         pct = f" ({abs(change) / a * 100:.0f} %)" if a >= MIN_DICE_FOR_RELATIVE_CHANGE else ""
         how = f"{'a drop' if change > 0 else 'a gain'} of {abs(change):.2f}{pct}"
-    text = (f"{exp}: {what} {side_a} on {syn_ts}, {side_b} on {real_ts}: {how} "
+    text = (f"{exp}: {what} {side_a}, {side_b}: {how} "
             f"from simulator to real images{drop_ci}; {stability}.")
     detail = ""
     if len(shared) > 1:
