@@ -527,37 +527,43 @@ def test_published_baselines_sit_beside_matching_rows(fake):
 
 
 def test_drop_sentence_is_computed_from_the_summaries(fake, fresh):
-    html = fake[3]
-    expected = (f"liver_unet: liver Dice {LIVER_AUS:.2f} on test_aus, {LIVER_RUS:.2f} on test_rus: "
-                f"a drop of {LIVER_AUS - LIVER_RUS:.2f} ({(LIVER_AUS - LIVER_RUS) / LIVER_AUS * 100:.0f} %) "
-                "from simulator to real images; the real-image estimate rests on 4 subjects and is unstable.")
-    assert expected == ("liver_unet: liver Dice 0.82 on test_aus, 0.41 on test_rus: a drop of 0.41 (50 %) "
-                        "from simulator to real images; the real-image estimate rests on 4 subjects and is unstable.")
-    assert expected in html
-    # Change the summary: the sentence follows.
+    html = " ".join(fake[3].split())
+    # Each side with its interval, subjects and range, the drop with its Welch interval (usseg.report.drops).
+    head = (f"liver_unet: liver Dice {LIVER_AUS:.2f} [")
+    assert head == "liver_unet: liver Dice 0.82 ["
+    start = html.index(head)
+    sentence = html[start:html.index("unstable.", start)]
+    assert " on test_aus (4 subjects; subjects " in sentence and f" {LIVER_RUS:.2f} [" in sentence
+    assert (f"a drop of {LIVER_AUS - LIVER_RUS:.2f} ({(LIVER_AUS - LIVER_RUS) / LIVER_AUS * 100:.0f} %) from "
+            "simulator to real images (Welch 95 % interval ") in sentence
+    assert sentence.endswith("the real-image estimate rests on 4 subjects and is ")
+    # Change the summary's subjects: the sentence follows.
     config, workdir, results = fresh
     path = results / "experiments/liver_unet/eval/test_rus/summary.json"
     s = json.loads(path.read_text())
-    s.update(dice={"liver": 0.3}, n_subjects=7, unstable=False)
+    for subject, v in zip(s["per_subject"], (0.25, 0.35, 0.3, 0.3)):
+        s["per_subject"][subject]["liver"] = v
+    s.update(dice={**s["dice"], "liver": 0.3}, n_subjects=7, unstable=False)
     path.write_text(json.dumps(s))
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
-    text = out.read_text()
-    assert ("liver_unet: liver Dice 0.82 on test_aus, 0.30 on test_rus: a drop of 0.52 (63 %) from simulator "
-            "to real images; the real-image estimate rests on 7 subjects.") in text
-    assert "0.41 on test_rus" not in text
+    text = " ".join(out.read_text().split())
+    assert "0.30 [0.24, 0.36] on test_rus (4 subjects; subjects 0.25 (a) to 0.35 (b))" in text
+    assert "a drop of 0.52 (63 %) from simulator to real images (Welch 95 % interval" in text
+    assert "the real-image estimate rests on 7 subjects." in text and "0.41 [" not in text
 
 
 def test_drop_sentence_for_several_classes_and_a_gain():
-    # Subject s2 shows no kidney: its mean is its liver Dice. The headline is the mean over subjects of
-    # each subject's mean (0.80 and 0.40), not the mean of the class means (0.725 and 0.55).
+    # Subject s2 shows no kidney. The headline is the class-macro mean (liver 0.85 and kidney 0.6: 0.725; 0.3 and
+    # 0.8: 0.55), the same as the Dice table's, not the mean of each subject's own mean (0.80 and 0.40).
     syn = {"dice": {"liver": 0.85, "kidney": 0.6, "bone": 0.9}, "n_subjects": 2, "unstable": False,
            "per_subject": {"s1": {"liver": 0.8, "kidney": 0.6, "bone": 0.9}, "s2": {"liver": 0.9, "kidney": None}}}
     real = {"dice": {"liver": 0.3, "kidney": 0.8, "bone": None}, "n_subjects": 2, "unstable": True,
             "per_subject": {"s1": {"liver": 0.4, "kidney": 0.8}, "s2": {"liver": 0.2, "kidney": None}}}
     text = drop_sentence("m", "test_aus", "test_rus", syn, real, ["liver", "bone", "kidney"])
-    assert text.startswith("m: subject-level mean Dice over the 2 classes scored on both (liver, kidney) 0.80 on "
-                           "test_aus, 0.40 on test_rus: a drop of 0.40 (50 %)")
+    assert text.startswith("m: class-macro mean Dice over liver, kidney 0.73 (n = 2 subjects: no interval) on "
+                           "test_aus (2 subjects; subjects ")
+    assert "0.55 (n = 2 subjects: no interval) on test_rus" in text and "a drop of 0.18 (24 %)" in text
     assert "liver 0.85 → 0.30, kidney 0.60 → 0.80" in text
     no_subjects = drop_sentence("m", "a", "b", {k: v for k, v in syn.items() if k != "per_subject"}, real,
                                 ["liver", "kidney"])
@@ -799,10 +805,10 @@ def test_class_in_one_subject_shows_no_interval(fake):
     assert "[" not in cell
 
 
-def test_mean_foreground_names_its_classes(fake):
+def test_the_class_macro_mean_names_its_classes(fake):
     _config, _workdir, results, html = fake
     rows = _rows(_Page(html), "tab-dice")
-    j = _header_index(rows, "mean foreground")
+    j = _header_index(rows, "class-macro mean")
     s = json.loads((results / "experiments/multiorgan_unet/eval/test_aus/summary.json").read_text())
     row = _group(rows, "test_aus")[1]
     assert f"over {', '.join(s['mean_foreground']['classes'])}" in row[j]["text"]
@@ -848,8 +854,11 @@ def test_drop_has_its_own_unpaired_interval(fake):
     iv = difference_interval([v["liver"] for v in aus["per_subject"].values()],
                              [v["liver"] for v in rus["per_subject"].values()])
     assert iv["ci95"] is not None
+    # With each side's per-subject range (fewer than 10 subjects).
     assert (f"liver_unet: drop in subject-level liver Dice from test_aus to test_rus: {iv['estimate']:.2f} "
-            f"(95 % interval {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f}; 4 and 4 subjects)") in html
+            f"(95 % interval {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f}; 4 and 4 subjects; test_aus: subjects "
+            f"{iv['range_a']['min']:.2f} (ct11) to {iv['range_a']['max']:.2f} (ct14); test_rus: subjects "
+            f"{iv['range_b']['min']:.2f} (a) to {iv['range_b']['max']:.2f} (h))") in " ".join(html.split())
     assert "Welch" in html
 
 

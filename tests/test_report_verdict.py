@@ -134,3 +134,21 @@ def test_page_verdict_with_and_without_the_study(run, tmp_path):
     off = _verdict_html(config, results, tmp_path / "off.html")
     assert "not ranked by measurement" in off and "<code>gap_study.enabled: true</code>" in off
     assert "ranked by measured effect" not in off and "change of 0.05" in off
+
+
+def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, tmp_path):
+    config, results = run
+    final = json.loads((results / "diagnostics/checklist.json").read_text())
+    final["checks"].append({"id": "pipeline", "title": "Pipeline ruled out?", "status": "WARN",
+                            "value": "No defect found", "threshold": "t",
+                            "reason": "Not ruled out: no defect detected against a short reference."})
+    path = results / "verdict/checklist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(final))
+    named = {**rule_inputs(config, results), "verdict": [str(path)]}
+    ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
+    (pipeline,) = [c for c in ctx["checks"] if c["id"] == "pipeline"]
+    assert pipeline["status"] == "WARN" and "no defect detected against a short reference" in pipeline["reason"]
+    assert any(c["title"] == "Pipeline ruled out?" for c in ctx["concerns"])
+    # Without the rule's final checklist, the diagnostics' own (no pipeline check).
+    assert not [c for c in _verdict(config, results)["checks"] if c["id"] == "pipeline"]
