@@ -136,7 +136,10 @@ def test_page_verdict_with_and_without_the_study(run, tmp_path):
     assert "ranked by measured effect" not in off and "change of 0.05" in off
 
 
-def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, tmp_path):
+def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, monkeypatch):
+    from test_report import REPO
+    from usseg.provenance import provenance_record, write_provenance
+
     config, results = run
     final = json.loads((results / "diagnostics/checklist.json").read_text())
     final["checks"].append({"id": "pipeline", "title": "Pipeline ruled out?", "status": "WARN",
@@ -145,6 +148,11 @@ def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, tmp_
     path = results / "verdict/checklist.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(final))
+    monkeypatch.chdir(results.parent)  # provenance records name files relative to the run's folder
+    rel = Path(results.name) / "verdict/checklist.json"
+    write_provenance(results / "provenance/verdict.json", provenance_record(
+        "verdict", {"checklist": [str(Path(results.name) / "diagnostics/checklist.json")]},
+        {"checklist": [str(rel)]}, {}, None, REPO))
     named = {**rule_inputs(config, results), "verdict": [str(path)]}
     ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
     (pipeline,) = [c for c in ctx["checks"] if c["id"] == "pipeline"]
