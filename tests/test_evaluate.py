@@ -21,9 +21,9 @@ SUMMARY_KEYS = ["experiment", "model", "test_set", "aggregation", "aggregation_d
                 "area_rule", "pooled_image", "hd95_worst_definition", "metric_resolution", "nsd_tolerance_px",
                 "min_reference_area_px", "excluded"]
 INTERVAL_KEYS = ["n_subjects", "ci95", "ci_method", "estimable", "interval_note", "range", "far_subjects"]
-PER_CLASS_KEYS = ["n_images", "dice", *INTERVAL_KEYS, "nsd", "hd95", "hd95_n_images", "hd95_worst",
-                  "hd95_worst_n_images", "false_positive_images", "absent_images", "missed_images", "too_small_images",
-                  "predicted_images", "pooled_image_dice", "area_rule"]
+PER_CLASS_KEYS = ["n_images", "dice", *INTERVAL_KEYS, "nsd", "nsd_ci95", "hd95", "hd95_n_images", "hd95_worst",
+                  "hd95_worst_ci95", "hd95_worst_n_images", "false_positive_images", "absent_images", "missed_images",
+                  "too_small_images", "predicted_images", "pooled_image_dice", "area_rule"]
 
 
 def _evaluate(cfg, name, paths, model_path, test_set, out, evaluation=None):

@@ -265,16 +265,18 @@ def class_summaries(arr: dict, scores: dict, fg_names, min_area: int) -> dict:
     for j, c in enumerate(fg_names):
         iv = intervals.subject_mean_interval(scores["dice"][:, j], subjects=ids)
         area = intervals.subject_mean_interval(scores["dice_area_rule"][:, j], subjects=ids)
-        hd_bounds = (0.0, math.inf)
+        nsd = intervals.subject_mean_interval(scores["nsd"][:, j])
+        worst = intervals.subject_mean_interval(scores["hd95_worst"][:, j], bounds=(0.0, math.inf))
         out[c] = {
             "n_images": int(counted[:, j].sum()),
             "dice": _json_number(iv["estimate"]),
             **_interval_keys(iv),
-            "nsd": _json_number(metrics.nanmean_or_nan(scores["nsd"][:, j])),
+            "nsd": _json_number(nsd["estimate"]),
+            "nsd_ci95": _json_interval(nsd["ci95"]),
             "hd95": _json_number(metrics.nanmean_or_nan(scores["hd95"][:, j])),
             "hd95_n_images": int((present[:, j] & predicted[:, j]).sum()),
-            "hd95_worst": _json_number(intervals.subject_mean_interval(scores["hd95_worst"][:, j],
-                                                                       bounds=hd_bounds)["estimate"]),
+            "hd95_worst": _json_number(worst["estimate"]),
+            "hd95_worst_ci95": _json_interval(worst["ci95"]),
             "hd95_worst_n_images": int(counted[:, j].sum()),
             "false_positive_images": int((~present[:, j] & predicted[:, j]).sum()),
             "absent_images": int((~present[:, j]).sum()),

@@ -28,7 +28,8 @@ OVERLAY_CAPTION = ("Best and worst image among those where an organ of the exper
 CONFUSION_CAPTION = ("Pixels of each reference class (row) by predicted class (column), at the masks' original "
                      "resolution; the share of the row and the count.")
 ERRORS_CAPTION = (
-    "Subject-level normalised surface Dice (NSD, tolerance {tolerance} px) and HD95 (pixels, over images where the "
+    "Subject-level normalised surface Dice (NSD, tolerance {tolerance} px, with its 95 % t interval over subjects) "
+    "and HD95 (pixels, over images where the "
     "organ is both in the reference and predicted) with, beside it, HD95 with misses at the worst value (over images "
     "where the organ is in the reference or predicted, an image where only one side has it counting as the image "
     "diagonal: predicting nothing is not rewarded), at the reference masks' original resolution; false positives: "
@@ -214,7 +215,8 @@ def errors_table(ctx) -> TableBlock:
                     note = (f"predicted in {c['predicted_images']} images but never annotated (or only too "
                             "small) here: cannot be scored")
                 rows.append([e, ts, cls, f"{scored} ({c.get('n_subjects', 0)})",
-                             fmt_value(c.get("nsd")), fmt_value(c.get("hd95")), fmt_value(c.get("hd95_worst")),
+                             with_interval(c.get("nsd"), c.get("nsd_ci95")), fmt_value(c.get("hd95")),
+                             with_interval(c.get("hd95_worst"), c.get("hd95_worst_ci95")),
                              f"{c.get('false_positive_images', 0)} / {c.get('absent_images', 0)}",
                              f"{c.get('missed_images', 0)} / {scored}", c.get("too_small_images", 0),
                              fmt_value(c.get("pooled_image_dice")), note])
@@ -223,6 +225,12 @@ def errors_table(ctx) -> TableBlock:
                "too small", "pooled-image Dice (secondary)", "note"]
     return TableBlock(art, ERRORS_CAPTION.format(tolerance=fmt_value(tolerance)),
                       Table(columns, rows, art.id, {4, 5, 6, 9, 10}, tall=len(rows) > 14))
+
+
+def with_interval(value, ci) -> str:
+    """A number with its 95 % interval when the summary gives one ("0.87 [0.80, 0.93]")."""
+    iv = interval(ci)
+    return fmt_value(value) + (f" [{fmt_value(iv[0])}, {fmt_value(iv[1])}]" if iv and value is not None else "")
 
 
 def evaluation_figures(ctx) -> dict:
