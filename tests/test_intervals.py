@@ -101,6 +101,7 @@ def test_one_failing_subject_among_tight_ones_is_named_and_shown():
     assert far_from_others([0.6, 0.7, 0.8, 0.9]) == [] and far_from_others([0.1, 0.5, 0.9]) == []
     assert "subjects 0.10" not in describe(subject_mean_interval(np.linspace(0.1, 0.9, 10)))
     assert describe(subject_mean_interval([0.5])) == "0.50 (n = 1 subject: no interval), 1 subject"
+    assert describe(subject_mean_interval([0.0, 0.0, 0.0])).endswith("3 subjects; every subject 0.00")
     d = difference_interval([0.95, 0.96, 0.94, 0.0], values, subjects_a=["ct10", "ct11", "ct13", "ct12"],
                             subjects_b=names)
     assert d["far_a"][0]["subject"] == "ct12" and d["range_b"]["min_subject"] == "g"

@@ -181,6 +181,8 @@ def range_text(rng: dict | None, digits: int = 2) -> str:
     """'subjects 0.00 (ct12) to 0.96 (ct10)': the per-subject minimum and maximum with their names."""
     if not rng:
         return ""
+    if rng["min"] == rng["max"]:
+        return f"every subject {_num(rng['min'], digits)}"
     return (f"subjects {_num(rng['min'], digits)} ({rng['min_subject']}) to "
             f"{_num(rng['max'], digits)} ({rng['max_subject']})")
 
