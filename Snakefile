@@ -30,6 +30,7 @@ include: "rules/data.smk"
 include: "rules/diagnostics.smk"
 include: "rules/train.smk"
 include: "rules/pipeline_checks.smk"
+include: "rules/verdict.smk"
 include: "rules/gap_common.smk"
 include: "rules/gap.smk"
 include: "rules/report.smk"
@@ -38,6 +39,7 @@ include: "rules/config.smk"
 
 localrules:
     all,
+    verdict,
     manifest,
     split,
     report,

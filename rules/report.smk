@@ -43,6 +43,8 @@ rule report:
         # nnU-Net reference only when it runs (nnunet.enabled, nnunetv2 installed).
         sanity=expand(rules.sanity_training.output.json, experiment=SANITY_EXPERIMENTS),
         round_trip=rules.label_round_trip.output.json,
+        # The final checklist (the verdict's box): the diagnostics' with the pipeline check.
+        verdict=rules.verdict.output.checklist,
         nnunet=NNUNET_SUMMARIES,
         nnunet_info=[rules.nnunet_train_predict.output.info] if NNUNET_SUMMARIES else [],
         provenance=[

@@ -37,7 +37,7 @@ def test_summary_has_verdict_dice_table_and_report(tmp_path, monkeypatch):
     lines = text.splitlines()
     assert lines[0].startswith("Dataset readiness: FAIL (domain_shift FAIL). Details: ")
     assert lines[0].endswith("checklist.md")
-    assert "0.812 (4 subj.)" in text and "0.500 (4 subj.)" in text and "n/a (4 subj.)" in text
+    assert "0.812 (4 subj.)" in text and "0.500 (4 subj.)" in text and "  n/a  " in text
     assert "test_aus" in lines[2] and "test_rus" in lines[2]
     assert lines[-1] == f"Report: {report}"
     assert max(len(line) for line in lines) < 120, text
@@ -52,3 +52,15 @@ def test_partial_run_prints_only_what_exists(tmp_path):
 def test_headline_dice_falls_back_to_the_class_mean():
     assert headline_dice({"dice": {"a": 0.5, "b": None, "c": 1.0}}) == 0.75
     assert headline_dice({"dice_mean_foreground": None, "dice": {"a": None}}) is None
+
+
+def test_a_cell_carries_the_interval_and_the_subjects_of_the_estimate():
+    from usseg.console import headline_cell
+
+    # A test set of 4 subjects whose estimate rests on 3 (one subject without the organ): the cell says 3.
+    summary = {"n_subjects": 4, "dice_mean_foreground": 0.951,
+               "mean_foreground": {"dice": 0.951, "ci95": [0.935, 0.968], "n_subjects": 3}}
+    assert headline_cell(summary) == "0.951 [0.94, 0.97] (3 subj.)"
+    summary["mean_foreground"].update(ci95=None, n_subjects=2)
+    assert headline_cell(summary) == "0.951 (no interval) (2 subj.)"
+    assert headline_cell({"dice_mean_foreground": None, "dice": {}}) == "n/a"

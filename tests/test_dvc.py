@@ -467,7 +467,7 @@ def test_dvc_repro_after_a_config_change_redoes_only_the_stale_jobs(dvc_project)
     changed = [e for entries in status.values() for e in entries if isinstance(e, dict)]
     assert any("config.yaml" in e.get("changed deps", {}) for e in changed), status
     jobs, _ = pending_rules(clone)
-    assert jobs == {"diagnostics", "report"}, jobs
+    assert jobs == {"diagnostics", "verdict", "report"}, jobs
 
     stages = resolved_stages(clone)
     outs = [o for st in stages.values() for o in st["outs"] + st["metrics"] if not is_log_or_benchmark(o)]
@@ -480,7 +480,7 @@ def test_dvc_repro_after_a_config_change_redoes_only_the_stale_jobs(dvc_project)
     text = proc.stdout + proc.stderr
     assert "Running stage 'workflow'" in text, text[-3000:]
     finished = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text))
-    assert finished == {"diagnostics", "report"}, text[-3000:]
+    assert finished == {"diagnostics", "verdict", "report"}, text[-3000:]
     sync_tool(clone, "commit")
     after = {o: (clone / o).stat().st_mtime_ns for o in outs}
     assert {o for o in outs if after[o] != before[o]} == redone

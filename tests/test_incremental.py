@@ -118,7 +118,7 @@ def test_diagnostics_threshold_reruns_only_diagnostics_and_report(
         cfg["diagnostics"]["domain_auc"] = {"warn_above": 0.7, "fail_above": 0.85}
 
     jobs, text = dry_run(run, modified_config(tmp_path, stricter))
-    assert jobs == {"diagnostics", "report"}, text[-4000:]
+    assert jobs == {"diagnostics", "verdict", "report"}, text[-4000:]
 
 
 def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
@@ -168,7 +168,8 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
     jobs, text = dry_run(run, snakefile=snakefile)
     config = tiny_config()
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
-    # The report also shows the pipeline checks, which read the split too.
+    # The report also shows the pipeline checks, which read the split too, and the final verdict
+    # (rule verdict) reads the evaluations.
     from usseg.nnunet_reference import is_installed
     from usseg.pipeline_report import sanity_experiments
 
@@ -177,7 +178,7 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
         if config["nnunet"]["enabled"] and is_installed() else set()
     )
     downstream_of_split = (
-        {"split", "diagnostics", "report", "label_round_trip"}
+        {"split", "diagnostics", "report", "label_round_trip", "verdict"}
         | {f"train@{e}" for e in experiments}
         | {f"evaluate@{e}-{t}" for e in experiments for t in test_sets}
         | {f"sanity_training@{e}" for e in sanity_experiments(config)}

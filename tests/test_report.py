@@ -579,38 +579,42 @@ def test_published_baselines_sit_beside_matching_rows(fake):
 
 
 def test_drop_sentence_is_computed_from_the_summaries(fake, fresh):
-    html = fake[3]
+    html = " ".join(fake[3].split())
     verdict = html[html.index('<section id="verdict"'):html.index('<section id="checks"')]
-    # What every experiment shares is said once, then each experiment's own numbers with the interval.
+    # What every experiment shares is said once, then each experiment's own numbers with their intervals.
     assert verdict.count("rests on 4 test subjects") == 1 and "unstable (fewer than 5)" in verdict
-    expected = (f"liver Dice {LIVER_AUS:.2f} on simulator images, {LIVER_RUS:.2f} on real images: "
-                f"a drop of {LIVER_AUS - LIVER_RUS:.2f} (95 % interval of the drop ")
-    assert expected in verdict
-    # Change the summary: the sentence follows.
+    start = verdict.index(f"liver Dice {LIVER_AUS:.2f} [")
+    sentence = verdict[start:verdict.index(".", verdict.index("interval of the drop", start))]
+    assert f" on simulator images, {LIVER_RUS:.2f} [" in sentence and " on real images: " in sentence
+    assert f"a drop of {LIVER_AUS - LIVER_RUS:.2f} (95 % interval of the drop " in sentence
+    # Change the summary's subjects: the sentence follows.
     config, workdir, results = fresh
     path = results / "experiments/liver_unet/eval/test_rus/summary.json"
     s = json.loads(path.read_text())
+    for subject, v in zip(s["per_subject"], (0.25, 0.35, 0.3, 0.3)):
+        s["per_subject"][subject]["liver"] = v
     s.update(dice={**s["dice"], "liver": 0.3}, n_subjects=7, unstable=False)
     path.write_text(json.dumps(s))
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
-    text = out.read_text()
-    assert "liver Dice 0.82 on simulator images, 0.30 on real images: a drop of 0.52" in text
+    text = " ".join(out.read_text().split())
+    assert "liver Dice 0.82 [" in text and "0.30 [0.24, 0.36] on real images: a drop of 0.52" in text
     # its real-image subjects now differ from the others': said on its own line
     assert "(7 real test subjects)" in text
-    assert "0.41 on real images" not in text
+    assert "0.41 [" not in text
 
 
 def test_drop_sentence_for_several_classes_and_a_gain():
-    # Subject s2 shows no kidney: its mean is its liver Dice. The headline is the mean over subjects of
-    # each subject's mean (0.80 and 0.40), not the mean of the class means (0.725 and 0.55).
+    # Subject s2 shows no kidney. The headline is the class-macro mean (liver 0.85 and kidney 0.6: 0.725; 0.3 and
+    # 0.8: 0.55), the same as the Dice table's, not the mean of each subject's own mean (0.80 and 0.40).
     syn = {"dice": {"liver": 0.85, "kidney": 0.6, "bone": 0.9}, "n_subjects": 2, "unstable": False,
            "per_subject": {"s1": {"liver": 0.8, "kidney": 0.6, "bone": 0.9}, "s2": {"liver": 0.9, "kidney": None}}}
     real = {"dice": {"liver": 0.3, "kidney": 0.8, "bone": None}, "n_subjects": 2, "unstable": True,
             "per_subject": {"s1": {"liver": 0.4, "kidney": 0.8}, "s2": {"liver": 0.2, "kidney": None}}}
     text = drop_sentence("m", "test_aus", "test_rus", syn, real, ["liver", "bone", "kidney"])
-    assert text.startswith("m: subject-level mean Dice over the 2 classes scored on both (liver, kidney) 0.80 on "
-                           "test_aus, 0.40 on test_rus: a drop of 0.40 (50 %)")
+    assert text.startswith("m: class-macro mean Dice over liver, kidney 0.73 (n = 2 subjects: no interval) on "
+                           "test_aus (2 subjects; subjects ")
+    assert "0.55 (n = 2 subjects: no interval) on test_rus" in text and "a drop of 0.18 (24 %)" in text
     assert "liver 0.85 → 0.30, kidney 0.60 → 0.80" in text
     no_subjects = drop_sentence("m", "a", "b", {k: v for k, v in syn.items() if k != "per_subject"}, real,
                                 ["liver", "kidney"])
@@ -883,10 +887,10 @@ def test_class_in_one_subject_shows_no_interval(fake):
     assert 'title="n = 1 subject: no interval"' in html  # the whole note on hover
 
 
-def test_mean_foreground_names_its_classes(fake):
+def test_the_class_macro_mean_names_its_classes(fake):
     _config, _workdir, results, html = fake
     rows = _rows(_Page(html), "tab-dice")
-    j = _header_index(rows, "mean of its classes")
+    j = _header_index(rows, "class-macro mean")
     s = json.loads((results / "experiments/multiorgan_unet/eval/test_aus/summary.json").read_text())
     row = _group(rows, "test_aus")[1]
     assert f"over {len(s['mean_foreground']['classes'])} classes" in row[j]["text"]

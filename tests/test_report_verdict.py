@@ -136,3 +136,28 @@ def test_page_verdict_with_and_without_the_study(run, tmp_path):
     off = _verdict_html(config, results, tmp_path / "off.html")
     assert "not ranked by measurement" in off and "<code>gap_study.enabled: true</code>" in off
     assert "ranked by measured effect" not in off and "change of 0.05" in off
+
+
+def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, monkeypatch):
+    from test_report import REPO
+    from usseg.provenance import provenance_record, write_provenance
+
+    config, results = run
+    final = json.loads((results / "diagnostics/checklist.json").read_text())
+    final["checks"].append({"id": "pipeline", "title": "Pipeline ruled out?", "status": "WARN",
+                            "value": "No defect found", "threshold": "t",
+                            "reason": "Not ruled out: no defect detected against a short reference."})
+    path = results / "verdict/checklist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(final))
+    monkeypatch.chdir(results.parent)  # provenance records name files relative to the run's folder
+    rel = Path(results.name) / "verdict/checklist.json"
+    write_provenance(results / "provenance/verdict.json", provenance_record(
+        "verdict", {"checklist": [str(Path(results.name) / "diagnostics/checklist.json")]},
+        {"checklist": [str(rel)]}, {}, None, REPO))
+    named = {**rule_inputs(config, results), "verdict": [str(path)]}
+    ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
+    (pipeline,) = [c for c in ctx["concerns"] if c["title"] == "Pipeline ruled out?"]
+    assert pipeline["status"] == "WARN" and pipeline["value"] == "No defect found"
+    # Without the rule's final checklist, the diagnostics' own (no pipeline check).
+    assert not [c for c in _verdict(config, results)["concerns"] if c["title"] == "Pipeline ruled out?"]

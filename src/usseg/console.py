@@ -40,6 +40,24 @@ def headline_dice(summary: dict) -> float | None:
     return None
 
 
+def headline_cell(summary: dict) -> str:
+    """'0.714 [0.00, 1.00] (4 subj.)': the headline with its interval and the subjects the estimate rests on
+    (summary.json mean_foreground's n_subjects, not the test set's), '(no interval)' where none is given."""
+    dice = headline_dice(summary)
+    if dice is None:
+        return "n/a"
+    fg = summary.get("mean_foreground") if isinstance(summary.get("mean_foreground"), dict) else {}
+    ci, n = fg.get("ci95"), fg.get("n_subjects", summary.get("n_subjects"))
+    cell = f"{dice:.3f}"
+    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        cell += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    elif fg:
+        cell += " (no interval)"
+    if isinstance(n, int):
+        cell += f" ({n} subj.)"
+    return cell
+
+
 def run_summary(checklist, summaries, report) -> str:
     """The closing lines of a run, from the paths the rules declare ("" when none exists yet)."""
     lines = []
@@ -61,18 +79,14 @@ def run_summary(checklist, summaries, report) -> str:
             continue
         experiment = str(summary.get("experiment", Path(path).parents[2].name))
         test_set = str(summary.get("test_set", Path(path).parent.name))
-        dice = headline_dice(summary)
-        n = summary.get("n_subjects")
-        cell = "n/a" if dice is None else f"{dice:.3f}"
-        if isinstance(n, int):
-            cell += f" ({n} subj.)"
+        cell = headline_cell(summary)
         table.setdefault(experiment, {})[test_set] = cell
         if test_set not in test_sets:
             test_sets.append(test_set)
     if table:
         width = min(NAME_WIDTH, max(len(e) for e in table))
         cols = [max(len(t), *(len(row.get(t, "-")) for row in table.values())) for t in test_sets]
-        lines.append("Mean foreground Dice per experiment and test set:")
+        lines.append("Class-macro mean Dice [95 % interval] (subjects it rests on) per experiment and test set:")
         lines.append("  " + "experiment".ljust(width) + "".join(f"  {t:>{w}}" for t, w in zip(test_sets, cols)))
         for experiment, row in table.items():
             name = experiment if len(experiment) <= width else experiment[: width - 1] + "~"

@@ -139,7 +139,8 @@ def _labeller(labels: Mapping[str, str] | None):
     return lambda key: str((labels or {}).get(key, key))
 
 
-MEAN_ROW = "mean over the experiment's classes"
+# The class-macro mean (usseg.composite): the same classes on every test set.
+MEAN_ROW = "class-macro mean Dice"
 
 
 def forest_rows(summaries: dict, experiments: Sequence[str], test_set: str, classes: Sequence[str]) -> list:

@@ -97,6 +97,9 @@ class ReportInputs:
     nnunet: dict[str, Path] = _field("nnunet_evaluate", optional=True)  # test set -> summary.json, when it runs
     nnunet_info: Path | None = _field("nnunet_train_predict", optional=True)  # reference.json, when it runs
     gap: dict[str, Path] = _field("gap_summary")  # gap_summary's output name -> file; empty when the study is off
+    # The final checklist (usseg.verdict: the diagnostics' with the pipeline check); the verdict reads the
+    # diagnostics' checklist when the rule names none.
+    verdict: Path | None = _field("verdict", optional=True)
 
     @property
     def decode_report(self) -> Path:
@@ -107,7 +110,7 @@ class ReportInputs:
         from usseg.pipeline_report import PipelineFiles
 
         return PipelineFiles(sanity=self.sanity, round_trip=self.round_trip, nnunet=self.nnunet,
-                             nnunet_info=self.nnunet_info, summaries=self.summaries)
+                             nnunet_info=self.nnunet_info, summaries=self.summaries, histories=self.history)
 
     def required(self) -> list[tuple[Path, str]]:
         """(file, rule that makes it) of every file the report cannot do without."""
@@ -185,4 +188,5 @@ class ReportInputs:
             nnunet=by("nnunet", test_sets, "test sets") if nnunet else {},
             nnunet_info=one("nnunet_info") if info else None,
             gap={k: Path(v[0]) for k, v in prefixed("gap_").items()},
+            verdict=one("verdict") if named.get("verdict") else None,
         )

@@ -12,21 +12,29 @@ from usseg.report.tables import Table
 
 ID, TITLE, HEADING, TEMPLATE = "experiments", "Experiments", "Experiments", "experiments.html"
 
-DICE_CAPTION = ("Dice per class, subject first: each subject's mean over its images where the class is in the "
-                "reference, then the mean over subjects, with the 95 % t interval on the subject means below it "
-                "(no interval from fewer than 3 subjects or when every subject scores the same). The last column: "
-                "the mean over the experiment's classes scored on every test set (hover for their names).")
+DICE_CAPTION = ("Dice per class on every frame, subject first: each subject's mean over its images where the class "
+                "is in the reference or predicted (a false positive on an image without the organ scores 0; small "
+                "regions are scored), then the mean over subjects, with the 95 % t interval on the subject means "
+                "(no interval from fewer than 3 subjects or when every subject scores the same); from fewer than "
+                "10 subjects also the lowest and highest subject, and any subject far from the others by name. "
+                "Below it, the secondary view that scores only reference regions of at least "
+                "evaluation.min_reference_area_px pixels (\"too small (k images)\" when none is that large). "
+                "Class-macro mean: the mean over the classes in the reference of at least 3 subjects of every "
+                "test set (named), with its interval.")
 OVERLAY_CAPTION = ("Best and worst image among those where an organ of the experiment is in the reference, ranked "
                    "by the mean Dice over those organs: the image, the reference outlines and the predicted "
                    "outlines, each in its class colour.")
 CONFUSION_CAPTION = ("Pixels of each reference class (row) by predicted class (column), at the masks' original "
                      "resolution; the share of the row and the count.")
 ERRORS_CAPTION = (
-    "Subject-level normalised surface Dice (NSD, tolerance {tolerance} px) and HD95 (pixels, over images where the "
-    "organ is both in the reference and predicted), at the reference masks' original resolution; false positives: "
+    "Subject-level normalised surface Dice (NSD, tolerance {tolerance} px, with its 95 % t interval over subjects) "
+    "and HD95 (pixels, over images where the "
+    "organ is both in the reference and predicted) with, beside it, HD95 with misses at the worst value (over images "
+    "where the organ is in the reference or predicted, an image where only one side has it counting as the image "
+    "diagonal: predicting nothing is not rewarded), at the reference masks' original resolution; false positives: "
     "images without the organ in the reference where it is predicted; missed: images with the organ where nothing "
-    "is predicted; too small: reference regions below evaluation.min_reference_area_px, counted and never "
-    "averaged. The pooled-image Dice is secondary: it weighs each frame, not each subject.")
+    "is predicted; too small: reference regions below evaluation.min_reference_area_px (scored in the headline, "
+    "left out of the secondary view). The pooled-image Dice is secondary: it weighs each frame, not each subject.")
 
 
 def build(ctx) -> dict:
@@ -69,12 +77,12 @@ def dice_table(ctx) -> dict:
                                    [ctx.inputs.summaries[(e, ts)]])
             cells = []
             for j, v in enumerate(values[e]):
+                cls = classes[j] if j < len(classes) else None
                 if v is None:
                     cells.append({"kind": "not_scored"})
                 elif v[0] is None:
                     cells.append({"kind": "absent"})
                 else:
-                    cls = classes[j] if j < len(classes) else None
                     names = (s.get("mean_foreground") or {}).get("classes") if j == len(classes) else None
                     note = no_interval_note(s, cls)
                     cells.append({"kind": "value", "value": dice_text(v[0]),
@@ -83,7 +91,9 @@ def dice_table(ctx) -> dict:
                                   "note": note, "short_note": short_note(note),
                                   "over": ", ".join(names) if names else "",
                                   "over_short": (names[0] if len(names) == 1 else f"{len(names)} classes")
-                                  if names else ""})
+                                  if names else "",
+                                  "spread": spread_text(s, cls), "spread_short": spread_short(s, cls),
+                                  "secondary": area_rule_text(s, cls)})
             rows.append({"art": row_art, "experiment": e, "name": ctx.names.experiment(e),
                          "n_images": fmt_value(s.get("n_images")), "n_subjects": fmt_value(s.get("n_subjects")),
                          "unstable": bool(s.get("unstable")), "cells": cells})
@@ -112,7 +122,7 @@ def dice_table(ctx) -> dict:
 
 
 def row_values(s: dict, classes: list[str]) -> list:
-    """Per column (classes + mean foreground): None (not scored), (None, None) absent, (value, ci)."""
+    """Per column (classes + the class-macro mean): None (not scored), (None, None) absent, (value, ci)."""
     dice, ci95 = s.get("dice") or {}, s.get("ci95") or {}
     out = []
     for c in classes:
@@ -138,6 +148,54 @@ def short_note(note: str) -> str:
     if "same value" in note:
         return "no interval (no spread)"
     return "no interval"
+
+
+def _entry(summary: dict, cls: str | None) -> dict:
+    """The summary's per-class entry, or its class-macro mean's (cls None)."""
+    entry = summary.get("mean_foreground") if cls is None else (summary.get("per_class") or {}).get(cls)
+    return entry if isinstance(entry, dict) else {}
+
+
+def spread_text(summary: dict, cls: str | None) -> str:
+    """From fewer than 10 subjects, the lowest and highest subject; any subject far from the others, named."""
+    from usseg.intervals import RANGE_BELOW_SUBJECTS, far_text, range_text
+
+    entry = _entry(summary, cls)
+    n = entry.get("n_subjects") or 0
+    parts = [range_text(entry.get("range")) if 1 < n < RANGE_BELOW_SUBJECTS else "",
+             far_text(entry.get("far_subjects") or [])]
+    return "; ".join(p for p in parts if p)
+
+
+def spread_short(summary: dict, cls: str | None) -> str:
+    """spread_text in a few words for a table cell ("subjects 0.00-0.96; far: ct12"); the whole text is its tooltip."""
+    from usseg.intervals import RANGE_BELOW_SUBJECTS
+
+    entry = _entry(summary, cls)
+    n, rng = entry.get("n_subjects") or 0, entry.get("range")
+    parts = []
+    if 1 < n < RANGE_BELOW_SUBJECTS and rng:
+        parts.append(f"subjects {fmt_value(rng['min'])}–{fmt_value(rng['max'])}")
+    far = [str(f["subject"]) for f in entry.get("far_subjects") or []]
+    if far:
+        parts.append("far: " + ", ".join(far))
+    return "; ".join(parts)
+
+
+def area_rule_text(summary: dict, cls: str | None) -> str:
+    """The secondary view (only reference regions of at least min_reference_area_px), for a class cell:
+    its Dice, or "too small (k images)" when the class is present but every region is below the rule."""
+    if cls is None:
+        return ""
+    entry = _entry(summary, cls)
+    area = entry.get("area_rule")
+    if not isinstance(area, dict):
+        return ""
+    rule = f"≥ {fmt_value(summary.get('min_reference_area_px'))} px"
+    if is_number(area.get("dice")):
+        return f"{rule}: {area['dice']:.2f} ({area.get('n_subjects', 0)} subj.)"
+    small = entry.get("too_small_images") or 0
+    return f"{rule}: too small ({small} images)" if small else ""
 
 
 def no_interval_note(summary: dict, cls: str | None) -> str:
@@ -180,15 +238,22 @@ def errors_table(ctx) -> TableBlock:
                             "small) here: cannot be scored")
                 rows.append([ctx.names.experiment(e).text, ctx.names.test_set(ts).text, ctx.names.class_(cls).text,
                              f"{scored} ({c.get('n_subjects', 0)})",
-                             fmt_value(c.get("nsd")), fmt_value(c.get("hd95")),
+                             with_interval(c.get("nsd"), c.get("nsd_ci95")), fmt_value(c.get("hd95")),
+                             with_interval(c.get("hd95_worst"), c.get("hd95_worst_ci95")),
                              f"{c.get('false_positive_images', 0)} / {c.get('absent_images', 0)}",
                              f"{c.get('missed_images', 0)} / {scored}", c.get("too_small_images", 0),
                              fmt_value(c.get("pooled_image_dice")), note])
     columns = ["experiment", "test set", "class", "scored images (subjects)", "NSD", "HD95 (px)",
-               "false positives / images without it", "missed / scored images", "too small",
-               "pooled-image Dice (secondary)", "note"]
+               "HD95, misses at worst (px)", "false positives / images without it", "missed / scored images",
+               "too small", "pooled-image Dice (secondary)", "note"]
     return TableBlock(art, ERRORS_CAPTION.format(tolerance=fmt_value(tolerance)),
-                      Table(columns, rows, art.id, {4, 5, 8, 9}))
+                      Table(columns, rows, art.id, {4, 5, 6, 9, 10}))
+
+
+def with_interval(value, ci) -> str:
+    """A number with its 95 % interval when the summary gives one ("0.87 [0.80, 0.93]")."""
+    iv = interval(ci)
+    return fmt_value(value) + (f" [{fmt_value(iv[0])}, {fmt_value(iv[1])}]" if iv and value is not None else "")
 
 
 def evaluation_figures(ctx) -> dict:
@@ -201,13 +266,15 @@ def evaluation_figures(ctx) -> dict:
         "forest": ctx.derived_figure(
             "fig-forest", "Every experiment with its interval",
             figs.forest_png(ctx.summaries, ctx.experiments, ctx.test_sets, classes, labels),
-            "Subject-level Dice per experiment, test set and class, grouped by class, and the mean over each "
-            "experiment's classes scored on every test set, with the 95 % t interval; a hollow point has no interval "
-            "(fewer than 3 subjects, or every subject equal); absent: the class is in no reference mask there."),
+            "Subject-level Dice per experiment, test set and class, grouped by class, and the class-macro mean over "
+            "the classes in the reference of at least 3 subjects of every test set, with the 95 % t interval; a hollow "
+            "point has no interval (fewer than 3 subjects, or every subject equal); absent: the class is neither in a "
+            "reference mask nor predicted there."),
         "per_subject": ctx.derived_figure(
             "fig-per-subject", "Dice of each subject",
             figs.per_subject_png(ctx.summaries, ctx.experiments, ctx.test_sets, classes, labels),
-            "Each point is one subject's mean Dice over its images where the class is scored; the bar is the "
+            "Each point is one subject's mean Dice over its images where the class is in the reference or "
+            "predicted; the bar is the "
             "mean over subjects, the value in the Dice table."),
     }
 

@@ -31,7 +31,8 @@ def build(ctx) -> dict:
     nnunet_arts = [art(f"nnunet-{i}", f"nnU-Net evaluation {f}", f) for i, f in enumerate(nnunet["files"], 1)]
     comparison = [{**r, "name": ctx.names.experiment(r["experiment"]), "test_set_name": ctx.names.test_set(r["test_set"])}
                   for r in part["comparison"]]
-    return {"answer": part["answer"], "answer_status": part["answer_status"], "statements": part["statements"],
+    return {"answer": part["answer"], "answer_status": part["status"], "badge": part["badge"],
+            "short_schedule": part["short_schedule"], "statements": part["statements"],
             "sanity_status": sanity["status"], "rows": rows, "round_trip": round_trip, "nnunet": nnunet,
             "nnunet_arts": nnunet_arts, "comparison": comparison, "within_dice": part["within_dice"],
             "min_subjects_for_interval": part["min_subjects_for_interval"]}

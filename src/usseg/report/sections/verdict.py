@@ -29,7 +29,9 @@ VERDICT_ANSWER = {
 
 
 def build(ctx) -> dict:
-    rel = ctx.inputs.diagnostics.checklist
+    # The final checklist (results/verdict/checklist.json: the domain shift decided on measured harm, and
+    # the pipeline check) when the report rule names it; the diagnostics' own otherwise.
+    rel = ctx.inputs.verdict or ctx.inputs.diagnostics.checklist
     data = ctx.json(rel)
     if not isinstance(data, dict) or "overall" not in data or not isinstance(data.get("checks"), list):
         raise ReportInputError(f"{rel}: expected {{'overall', 'checks': [...]}}.")
@@ -49,7 +51,7 @@ def build(ctx) -> dict:
         "answer": VERDICT_ANSWER.get(overall, "Unknown verdict."),
         "count_text": ", ".join(f"{n} {s}" for s, n in counts.items() if n), "n_checks": len(data["checks"]),
         "demo": ctx.config.get("data_root") is None, "concerns": concerns,
-        "pipeline": {"answer": pipeline["answer"], "status": pipeline["answer_status"]},
+        "pipeline": {"answer": pipeline["answer"], "status": pipeline["status"], "badge": pipeline["badge"]},
         "models": models,
         "models_art": ctx.artifact("text-drops", "table", "What the models say", ctx.eval_files(), derived=True)
         if models["lines"] else None,
