@@ -103,7 +103,7 @@ def test_one_experiment_parameter_reruns_only_that_experiment(tiny_run, tmp_path
 
     jobs, text = dry_run(run, modified_config(tmp_path, more_epochs))
     # Its sanity checks train the same experiment, so they re-run too.
-    expected = {f"train@{experiment}", f"sanity_training@{experiment}", "report"} | {
+    expected = {f"train@{experiment}", f"sanity_training@{experiment}", "verdict", "report"} | {
         f"evaluate@{experiment}-{test_set}" for test_set in config["test_sets"]
     }
     assert jobs == expected, text[-4000:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from usseg import contracts, gap_report
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
+from usseg.pipeline_report import PIPELINE_CHECK_ID
 from usseg.remedies.spec import gap_baseline
 from usseg.report.drops import drops_summary
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
@@ -39,10 +40,12 @@ def build(ctx) -> dict:
     counts = {s: sum(1 for c in data["checks"] if c.get("status") == s) for s in ("FAIL", "WARN", "PASS")}
     # The box names each concern with its value, in words and with its unit, against its threshold;
     # the checks section (its anchor) gives the evidence.
+    # The pipeline check has its own line below the concerns (its answer, not its threshold).
     concerns = [{"status": c["status"], "anchor": f"check-{slug(c.get('id', ''))}",
                  "title": c.get("title", c.get("id", "")), "value": checks.value_words(ctx, c),
-                 "threshold": fmt_value(c.get("threshold"))}
-                for s in ("FAIL", "WARN") for c in data["checks"] if c.get("status") == s]
+                 "threshold": fmt_value(c.get("threshold")), "threshold_short": short_threshold(c.get("threshold"))}
+                for s in ("FAIL", "WARN") for c in data["checks"]
+                if c.get("status") == s and c.get("id") != PIPELINE_CHECK_ID]
     steps = checklist_steps(ctx, data)
     pipeline = ctx.pipeline
     models = drops_summary(ctx)
@@ -102,3 +105,11 @@ def next_steps(ctx, steps: list[dict]) -> dict:
             "model_steps": [s["text"] for s in steps if s["side"] == MODEL_SIDE],
             "sides_known": all(s["side"] is not None for s in steps),
             "change_to_detect": study.get("change_to_detect")}
+
+
+def short_threshold(threshold) -> str:
+    """A check's threshold as the first screen shows it: its first clause (the whole is the tooltip and is in
+    the check's card), so a long rule does not push the verdict below the first screen."""
+    text = fmt_value(threshold)
+    head = text.split("; ")[0]
+    return head if len(head) <= 90 else head[:87].rsplit(" ", 1)[0] + " …"
