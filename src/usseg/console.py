@@ -18,11 +18,14 @@ from pathlib import Path
 
 from usseg.contracts import read_checklist, read_summary
 from usseg.errors import DataError
+from usseg.rerun import command as rerun_command
 
 # A name column wider than this is cut, so no line grows with long experiment names.
 NAME_WIDTH = 28
 # The check of the verdict's "Pipeline ruled out?" part, when the checklist has it.
 PIPELINE_CHECK = "pipeline"
+FIRST_LOOK = ("First look: the verdict and the data checks, no training; `snakemake report` trains and "
+              "evaluates the experiments.")
 DEMO_CAVEAT = ("These numbers come from the generated demo dataset, not from real ultrasound images; "
                "set data_root to your dataset for a verdict on it.")
 
@@ -175,7 +178,29 @@ def report_built(report, time_at_start: int | None) -> bool:
     return now is not None and now != time_at_start
 
 
-def print_run_summary(checklist, summaries, report, **details) -> None:
-    text = run_summary(checklist, summaries, report, **details)
+def closing_summary(config: dict, report, with_training: bool, checklist, manifest_csv, splits_csv,
+                    summaries: dict[str, list]) -> str:
+    """The closing lines after a run that wrote `report` (with_training false: diagnostics_report).
+
+    `summaries` maps every experiment to its evaluation summaries; only those
+    of experiments this data could train are read (usseg.trainability).
+    """
+    from usseg.trainability import plan_of_run
+
+    try:
+        plan = plan_of_run(config, manifest_csv, splits_csv)
+    except (DataError, OSError):
+        plan = None
+    untrained = plan.untrained if plan is not None else {}
+    trained = [e for e in summaries if e not in untrained] if with_training else []
+    return run_summary(
+        checklist, [p for e in trained for p in summaries[e]], report,
+        data_is_demo=config.get("data_root") is None, untrained=untrained,
+        note="" if with_training else FIRST_LOOK.replace("`snakemake report`", f"`{rerun_command('report')}`"),
+    )
+
+
+def print_closing_summary(*args, **kwargs) -> None:
+    text = closing_summary(*args, **kwargs)
     if text:
         print(text, flush=True)

@@ -63,7 +63,11 @@ class ReportContext:
         ds = config["dataset"]
         self.classes = [c["name"] for c in ds["classes"]]
         self.modalities = list(ds["modalities"])
-        self.experiments = list(config["experiments"])
+        # The experiments this page shows: those trained (ReportInputs.experiments), by default all.
+        self.experiments = list(config["experiments"] if inputs.experiments is None else inputs.experiments)
+        # Whether the gap study's results are on this page: on, and able to run on this data.
+        self.gap_ran = (bool((config.get("gap_study") or {}).get("enabled", False)) and inputs.with_training
+                        and inputs.plan.gap is None)
         self.test_sets = list(config["test_sets"])
         self.summaries = {(e, t): self._summary(e, t) for e in self.experiments for t in self.test_sets}
 

@@ -71,7 +71,7 @@ def checklist_steps(ctx, data: dict) -> list[dict]:
 def next_steps(ctx, steps: list[dict]) -> dict:
     """The verdict's "what to try next": measured and ranked when the gap study ran, else the checklist's."""
     study = ctx.config.get("gap_study") or {}
-    if not study.get("enabled"):
+    if not ctx.gap_ran:
         return {"ranking": None, "steps": [s["text"] for s in steps], "model_steps": [], "sides_known": False,
                 "change_to_detect": study.get("change_to_detect")}
     missing = [k for k in ("gap_closure", "when_to_stop") if k not in ctx.inputs.gap]
