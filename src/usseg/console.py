@@ -24,8 +24,6 @@ from usseg.rerun import command as rerun_command
 NAME_WIDTH = 28
 # The check of the verdict's "Pipeline ruled out?" part, when the checklist has it.
 PIPELINE_CHECK = "pipeline"
-FIRST_LOOK = ("First look: the verdict and the data checks, no training; `snakemake report` trains and "
-              "evaluates the experiments.")
 DEMO_CAVEAT = ("These numbers come from the generated demo dataset, not from real ultrasound images; "
                "set data_root to your dataset for a verdict on it.")
 
@@ -178,6 +176,12 @@ def report_built(report, time_at_start: int | None) -> bool:
     return now is not None and now != time_at_start
 
 
+def first_look() -> str:
+    """The note after diagnostics_report: no training, and the command that trains (with the run's options)."""
+    return f"First look: the verdict and the data checks, no training; `{rerun_command('report')}` trains and " \
+           "evaluates the experiments."
+
+
 def closing_summary(config: dict, report, with_training: bool, checklist, manifest_csv, splits_csv,
                     summaries: dict[str, list]) -> str:
     """The closing lines after a run that wrote `report` (with_training false: diagnostics_report).
@@ -196,7 +200,7 @@ def closing_summary(config: dict, report, with_training: bool, checklist, manife
     return run_summary(
         checklist, [p for e in trained for p in summaries[e]], report,
         data_is_demo=config.get("data_root") is None, untrained=untrained,
-        note="" if with_training else FIRST_LOOK.replace("`snakemake report`", f"`{rerun_command('report')}`"),
+        note="" if with_training else first_look(),
     )
 
 

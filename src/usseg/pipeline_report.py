@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from usseg import contracts
+from usseg import contracts, rerun
 from usseg.experiment import Experiment
-from usseg.nnunet_reference import NOT_INSTALLED, is_installed
+from usseg.nnunet_reference import is_installed, not_installed_note
 from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
 
 TEMPLATE = "templates/pipeline_checks.html.j2"
@@ -241,9 +241,10 @@ def nnunet_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
         state, note = "disabled", ("nnU-Net reference switched off (nnunet.enabled: false in the config); set it to "
                                    "true to compare usseg with nnU-Net on the same subjects.")
     elif not is_installed():
-        state, note = "not_installed", NOT_INSTALLED
+        state, note = "not_installed", not_installed_note()
     elif len(summaries) < len(config["test_sets"]):
-        state, note = "not_run", "nnU-Net reference not run yet: `snakemake nnunet_reference` (or `snakemake report`)."
+        state, note = "not_run", (f"nnU-Net reference not run yet: `{rerun.command('nnunet_reference')}` "
+                                  f"(or `{rerun.command('report')}`).")
     else:
         state, note = "ran", ""
     info = _load(files.nnunet_info, contracts.read_nnunet_reference) if state == "ran" else None
@@ -263,7 +264,7 @@ def pipeline_context(config: dict, files: PipelineFiles, name: Callable[[Path], 
     if sanity["status"] == "FAIL":
         answer = "No: a sanity check FAILs, so the pipeline is not ruled out; fix it before reading the data's numbers."
     elif sanity["status"] == NOT_RUN:
-        answer = "Not yet: some sanity checks have not run (`snakemake sanity_checks`)."
+        answer = f"Not yet: some sanity checks have not run (`{rerun.command('sanity_checks')}`)."
     elif "pipeline" in verdicts:
         answer = "No: the sanity checks PASS, but nnU-Net does better on the same subjects (below)."
     elif said and verdicts <= {"data", "neither"} and not is_short_schedule(nnunet["info"]):
@@ -291,4 +292,5 @@ def render_html(config: dict, files: PipelineFiles, link: Callable[[str, str, st
     def prov(base_id: str, title: str, rel: str) -> Markup:
         return Markup(link(base_id, title, rel)) if link is not None else Markup("")
 
-    return template.render(ctx=pipeline_context(config, files, name), prov=prov)
+    return template.render(ctx=pipeline_context(config, files, name), prov=prov,
+                           sanity_command=rerun.command("sanity_checks"))

@@ -157,7 +157,7 @@ def no_space_message(err: OSError) -> str:
     return (
         f"no space left on the disk while writing {target} ({os.strerror(err.errno or errno.ENOSPC)}). "
         f"Free space on the file system that holds {folder} (see `df -h {folder}`), or point the "
-        "results elsewhere (snakemake --directory), then re-run the same command: Snakemake removes "
+        "results elsewhere (Snakemake's --directory option), then re-run the same command: Snakemake removes "
         "this job's partial outputs and runs it again."
     )
 

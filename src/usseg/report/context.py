@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from usseg import contracts
+from usseg import contracts, rerun
 from usseg.errors import DataError
 from usseg.report.formatting import slug
 from usseg.report.inputs import ReportInputError, ReportInputs, load_json, read_csv
@@ -77,7 +77,7 @@ class ReportContext:
         """`path` (a file of `inputs`), checked to be there."""
         p = Path(path)
         if not p.is_file():
-            raise ReportInputError(f"the report needs {p}, which is missing; run `snakemake report`.")
+            raise ReportInputError(f"the report needs {p}, which is missing; run `{rerun.command('report')}`.")
         return p
 
     def json(self, path: str | os.PathLike) -> Any:
@@ -119,7 +119,7 @@ class ReportContext:
                 if self.prov.producer(rel) is None:
                     raise ReportInputError(
                         f"no provenance record under {self.results / 'provenance'} lists {path} "
-                        "as an output, so the report cannot say what made it; re-run `snakemake report`."
+                        f"as an output, so the report cannot say what made it; re-run `{rerun.command('report')}`."
                     )
         self.artifacts.append(art)
         return art

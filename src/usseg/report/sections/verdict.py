@@ -8,7 +8,7 @@ did not, the checklist's steps, said to be unmeasured.
 
 from __future__ import annotations
 
-from usseg import contracts, gap_report
+from usseg import contracts, gap_report, rerun
 from usseg.config import gap_baseline
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
@@ -91,7 +91,7 @@ def next_steps(ctx, steps: list[dict]) -> dict:
         ranking = gap_report.verdict_ranking(closure, stop if isinstance(stop, dict) else {}, target,
                                              f"{target} ({domain})" if domain else target)
     except ValueError as err:
-        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `snakemake gap_summary`.") from None
+        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `{rerun.command('gap_summary')}`.") from None
     ranking.update(baseline=gap_baseline(ctx.config), section_id=gap_report.SECTION_ID,
                    art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
                                     files, derived=True))
