@@ -147,7 +147,9 @@ class ReportInputs:
         from usseg.pipeline_report import sanity_experiments
         from usseg.trainability import plan_of_run
 
-        plan = plan_of_run(config, one_of(named, "manifest"), one_of(named, "splits"))
+        # Inputs named without the manifest and split (a hand-made set, as in tests) show every experiment.
+        plan = (plan_of_run(config, one_of(named, "manifest"), one_of(named, "splits"))
+                if "manifest" in named and "splits" in named else TrainingPlan())
         experiments = plan.trained(config["experiments"]) if with_training else []
         sanity = plan.sanity(sanity_experiments(config)) if with_training else []
         test_sets = list(config["test_sets"])

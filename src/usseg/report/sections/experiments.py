@@ -30,6 +30,11 @@ ERRORS_CAPTION = (
     "averaged. The pooled-image Dice is secondary: it weighs each frame, not each subject.")
 
 
+def enabled(ctx) -> bool:
+    """Left out when no experiment was trained (the page's header says why: usseg.report.notices)."""
+    return bool(ctx.experiments)
+
+
 def build(ctx) -> dict:
     # Artifacts are made in the order the provenance section lists them.
     out: dict[str, Any] = {"dice": dice_table(ctx), "drops_art": None, "drop_intervals_art": None}
