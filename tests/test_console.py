@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import os
 
 from usseg.console import DEMO_CAVEAT, headline, headline_dice, report_built, run_summary
