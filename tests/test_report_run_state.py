@@ -16,7 +16,7 @@ from usseg.trainability import TrainingPlan
 
 @pytest.fixture
 def options(monkeypatch):
-    monkeypatch.setenv(rerun.RERUN_ENV, "snakemake --configfile configs/tiny.yaml")
+    monkeypatch.setenv(rerun.RERUN_ENV, "--configfile configs/tiny.yaml")
 
 
 def _build(config, workdir, inputs) -> str:
@@ -38,7 +38,7 @@ def test_a_changed_output_makes_the_run_not_current_with_a_command_that_rebuilds
     text = _build(config, workdir, run_inputs(config, results))
     assert "Run state: <span class=\"bad\">not current</span>" in text
     assert "label_flags.csv</code>: changed since rule diagnostics recorded it" in text
-    assert "snakemake --configfile configs/tiny.yaml --forcerun diagnostics report" in text
+    assert "snakemake report --configfile configs/tiny.yaml --forcerun diagnostics" in text
 
 
 def test_experiments_that_cannot_train_are_left_out_and_the_page_says_why(fresh, options):  # noqa: F811
@@ -60,6 +60,6 @@ def test_the_first_look_has_the_data_checks_and_no_training(fresh, options):  # 
     inputs = dataclasses.replace(run_inputs(config, results), experiments=[], with_training=False, history={},
                                  curves={}, timing={}, summaries={}, overlays={}, confusion={}, sanity={}, gap={})
     text = _build(config, workdir, inputs)
-    assert "First look" in text and "snakemake --configfile configs/tiny.yaml report" in text
+    assert "First look" in text and "snakemake report --configfile configs/tiny.yaml" in text
     assert 'id="verdict"' in text and 'id="dataset"' in text
     assert os.path.getsize(workdir / "r.html") > 0

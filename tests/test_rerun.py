@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def run_env(monkeypatch):
     """A clean environment: no prefix inherited from a run (and none leaked to later tests)."""
-    monkeypatch.delenv(rerun.RERUN_ENV, raising=False)
+    monkeypatch.setenv(rerun.RERUN_ENV, "")  # recorded, so that the end of the test restores the variable's absence
+    monkeypatch.delenv(rerun.RERUN_ENV)
     return monkeypatch
 
 
@@ -40,15 +41,21 @@ def test_the_options_that_decide_the_run_are_carried(argv, carried):
     assert rerun.command_line_options(argv) == carried
 
 
-def test_a_command_carries_the_prefix_the_run_remembered(run_env):
+def test_a_command_carries_the_options_the_run_remembered(run_env):
     assert not rerun.is_job()
-    prefix = rerun.remember(["--cores", "2", "report", "--configfile", "configs/tiny.yaml"])
-    assert prefix == "snakemake --configfile configs/tiny.yaml" and rerun.is_job()
+    options = rerun.remember(["--cores", "2", "report", "--configfile", "configs/tiny.yaml"])
+    assert options == "--configfile configs/tiny.yaml" and rerun.is_job()
     path = "results/experiments/liver unet/model.safetensors"
-    cmd = rerun.command("--forcerun", path, "report")
-    assert shlex.split(cmd) == ["snakemake", "--configfile", "configs/tiny.yaml", "--forcerun", path, "report"]
-    # A job re-reading the Snakefile with its own command line keeps the run's prefix.
-    assert rerun.remember(["--target-jobs", "train:experiment=x", "--cores", "1"]) == prefix
+    cmd = shlex.split(rerun.command("report", "--forcerun", path))
+    # The target before the run's options: after --configfile's values it would be read as one more file.
+    assert cmd == ["snakemake", "report", "--configfile", "configs/tiny.yaml", "--forcerun", path]
+    # A job re-reading the Snakefile with its own command line keeps the run's options.
+    assert rerun.remember(["--target-jobs", "train:experiment=x", "--cores", "1"]) == options
+
+
+def test_a_run_without_options_still_tells_its_jobs_apart(run_env):
+    assert rerun.remember(["--cores", "1", "report"]) == "" and rerun.is_job()
+    assert rerun.command("report") == "snakemake report"
 
 
 def test_without_a_run_the_command_is_plain_snakemake(run_env):
@@ -58,7 +65,7 @@ def test_without_a_run_the_command_is_plain_snakemake(run_env):
 def test_the_damaged_model_advice_carries_the_run_options(run_env, tmp_path):
     from usseg.models import load_predictor
 
-    run_env.setenv(rerun.RERUN_ENV, "snakemake --configfile configs/tiny.yaml")
+    run_env.setenv(rerun.RERUN_ENV, "--configfile configs/tiny.yaml")
     model = tmp_path / "model.safetensors"
     checkpoint.save_tensors(model, {"w": torch.ones(3)}, {"kind": "model"})
     raw = bytearray(model.read_bytes())
@@ -66,7 +73,7 @@ def test_the_damaged_model_advice_carries_the_run_options(run_env, tmp_path):
     model.write_bytes(bytes(raw))
     with pytest.raises(checkpoint.CorruptFileError) as err:
         load_predictor(model)
-    assert f"Re-create it: snakemake --configfile configs/tiny.yaml --forcerun {model} report" in str(err.value)
+    assert f"Re-create it: snakemake report --configfile configs/tiny.yaml --forcerun {model}" in str(err.value)
 
 
 def test_a_damaged_training_checkpoint_names_no_command(run_env, tmp_path):
@@ -105,3 +112,10 @@ def test_no_message_in_the_library_suggests_a_bare_snakemake_command():
         offenders += [f"{path.relative_to(REPO)}:{n}: {text.strip()[:120]}" for n, text in texts
                       if suggested.search(text)]
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_tests_leave_no_run_options_behind():
+    """A leaked variable would make every later workflow run in this process's tests look like a job."""
+    import os
+
+    assert rerun.RERUN_ENV not in os.environ

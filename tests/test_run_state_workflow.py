@@ -82,14 +82,18 @@ def test_a_failed_step_leaves_a_report_that_says_it_is_out_of_date(tiny_run, tmp
     assert "Out of date." in top and "A step of the last run failed" in top
     assert f"--configfile {TINY_CONFIG}" in top
     assert (run / REPORT).stat().st_mtime < model.stat().st_mtime  # the next run rebuilds it
+    # The banner's command, copied, is a valid run of this configuration.
+    start = top.index("<code>") + len("<code>")
+    rebuild = shlex.split(unescape(top[start:top.index("</code>", start)]))
+    assert rebuild[:2] == ["snakemake", "report"] and str(TINY_CONFIG) in rebuild
+    assert _run_copied(rebuild, run, "--dry-run").returncode == 0
 
     # The damaged-model advice, copied as printed, plans this experiment's jobs in this run's
     # configuration (not config.yaml's default run with its demo and 34 jobs).
     advice = next(line for line in text.splitlines() if "Re-create it: " in line)
     command = shlex.split(advice.split("Re-create it: ", 1)[1].split(" (log:")[0])
-    assert command[0] == "snakemake" and "--configfile" in command and str(TINY_CONFIG) in command
-    proc = subprocess.run([sys.executable, "-m", *command, "--dry-run", *QUIET_KEEPS_JOBS], cwd=run,
-                          capture_output=True, text=True, env=_env(), timeout=600)
+    assert command[:2] == ["snakemake", "report"] and "--configfile" in command and str(TINY_CONFIG) in command
+    proc = _run_copied(command, run, "--dry-run", *QUIET_KEEPS_JOBS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = {job_name(j["rule"], j["wildcards"]) for j in parse_dry_run(proc.stdout + proc.stderr)}
     assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "report"}
@@ -105,11 +109,17 @@ def test_an_edited_output_shows_and_the_advised_command_makes_the_run_current(ti
     assert "label_flags.csv</code>: changed since rule diagnostics recorded it" in html
     start = html.index("To make the run current again: <code>") + len("To make the run current again: <code>")
     command = shlex.split(unescape(html[start:html.index("</code>", start)]))
-    assert command[:1] == ["snakemake"] and "--forcerun" in command and "diagnostics" in command
-    proc = subprocess.run([sys.executable, "-m", *command, "--cores", "1"], cwd=run, capture_output=True,
-                          text=True, env=_env(), timeout=900)
+    assert command[:2] == ["snakemake", "report"] and command[-2:] == ["--forcerun", "diagnostics"]
+    proc = _run_copied(command, run, "--cores", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert CURRENT in (run / REPORT).read_text()
+
+
+def _run_copied(command: list[str], cwd: Path, *more: str) -> subprocess.CompletedProcess:
+    """Run a command as a user would paste it (`snakemake ...`), with this interpreter's Snakemake."""
+    assert command[0] == "snakemake"
+    return subprocess.run([sys.executable, "-m", *command, *more], cwd=cwd, capture_output=True, text=True,
+                          env=_env(), timeout=900)
 
 
 def _env() -> dict:

@@ -154,7 +154,7 @@ class NetworkPredictor:
 def load_predictor(path, device: torch.device | None = None):
     """A predictor (NetworkPredictor or forest.ForestPredictor) from a model.safetensors file."""
     # A rule's output: forcing its rule makes it again (training never copies a damaged checkpoint).
-    remedy = f"Re-create it: {rerun.command('--forcerun', str(path), 'report')}"
+    remedy = f"Re-create it: {rerun.command('report', '--forcerun', str(path))}"
     tensors, meta = checkpoint.load_tensors(path, remedy=remedy)
     if meta.get("kind") != MODEL_KIND:
         raise UssegError(f"{path}: not a usseg model file (kind {meta.get('kind')!r}); it may be a training checkpoint.")

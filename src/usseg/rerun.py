@@ -5,9 +5,9 @@ the same run as the one that printed it: with its --configfile, --config,
 --directory, --snakefile and profile, not config.yaml's default run (after a
 run on configs/tiny.yaml the bare command plans the demo's 34 default jobs).
 The Snakefile reads those options from its own command line once, at
-start-up (`command_line_options`), and puts the rendered prefix in the
-environment (`RERUN_ENV`), which every job inherits; messages anywhere in the
-library build their command with `command(...)`.
+start-up (`command_line_options`), and puts them in the environment
+(`RERUN_ENV`), which every job inherits; messages anywhere in the library
+build their command with `command(...)`.
 
 Nothing here imports more than the standard library: it runs in the Snakefile.
 """
@@ -58,33 +58,34 @@ def command_line_options(argv: list[str]) -> list[str]:
     return out
 
 
-def render(options: list[str]) -> str:
-    """`snakemake` followed by the options, quoted for a POSIX shell."""
-    return shlex.join([PROGRAM, *options])
+def prefix() -> list[str]:
+    """This run's options (from the environment; none outside a run)."""
+    return shlex.split(os.environ.get(RERUN_ENV, ""))
 
 
-def prefix() -> str:
-    """The start of every re-run command: `snakemake` and this run's options (from the environment)."""
-    return os.environ.get(RERUN_ENV) or PROGRAM
+def command(*words: str) -> str:
+    """A command to copy, for this run: `snakemake`, the targets among `words` (the leading words that are
+    not options), this run's options, then the rest of `words` (e.g. "report", "--forcerun", path).
 
-
-def command(*args: str) -> str:
-    """A command to copy: this run's prefix, then `args` (e.g. "--forcerun", path, "report")."""
-    return " ".join([prefix(), *(shlex.quote(str(a)) for a in args)])
+    Targets come first: Snakemake reads every word after --configfile or --config up to the next option
+    as one more value, so a target after them would be taken for a config file.
+    """
+    n = next((i for i, w in enumerate(words) if str(w).startswith("-")), len(words))
+    return shlex.join([PROGRAM, *map(str, words[:n]), *prefix(), *map(str, words[n:])])
 
 
 def remember(argv: list[str]) -> str:
-    """Called once by the Snakefile: store this run's prefix for its jobs, unless a parent run did.
+    """Called once by the Snakefile: store this run's options for its jobs, unless a parent run did.
 
     A job (a script, or a cluster job that reads the Snakefile again with its
-    own command line) finds the prefix of the run that started it in its
-    environment and keeps it. Returns the prefix in force.
+    own command line) finds the options of the run that started it in its
+    environment and keeps them. Returns the options in force, as one string.
     """
-    if not os.environ.get(RERUN_ENV):
-        os.environ[RERUN_ENV] = render(command_line_options(argv))
+    if RERUN_ENV not in os.environ:
+        os.environ[RERUN_ENV] = shlex.join(command_line_options(argv))
     return os.environ[RERUN_ENV]
 
 
 def is_job() -> bool:
     """Whether this process runs inside a job of a usseg run (the variable was inherited), not the run itself."""
-    return bool(os.environ.get(RERUN_ENV))
+    return RERUN_ENV in os.environ

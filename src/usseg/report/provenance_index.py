@@ -169,4 +169,4 @@ def rebuild_command(problems: list[tuple[str, str, str]]) -> str:
     from usseg.rerun import command
 
     rules = sorted({rule for _, _, rule in problems})
-    return command("--forcerun", *rules, "report") if rules else command("report")
+    return command("report", "--forcerun", *rules) if rules else command("report")
