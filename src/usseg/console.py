@@ -11,13 +11,12 @@ summary.json may carry more keys than the ones read here.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from usseg.contracts import read_checklist, read_summary
 from usseg.errors import DataError
+from usseg.headline import Headline, headline, headline_dice  # noqa: F401 (the console's reading of a summary)
 from usseg.rerun import command as rerun_command
 
 # A name column wider than this is cut, so no line grows with long experiment names.
@@ -34,62 +33,6 @@ def _read(reader, path) -> dict | None:
         return reader(path)
     except (DataError, OSError):
         return None
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def headline_dice(summary: dict) -> float | None:
-    """Mean foreground Dice of an evaluation summary: its `dice_mean_foreground`, else the
-    mean of the per-class `dice` values that are numbers."""
-    value = _number(summary.get("dice_mean_foreground"))
-    if value is not None:
-        return value
-    per_class = summary.get("dice")
-    if isinstance(per_class, dict):
-        values = [v for v in map(_number, per_class.values()) if v is not None]
-        if values:
-            return sum(values) / len(values)
-    return None
-
-
-@dataclass(frozen=True)
-class Headline:
-    """The one number per experiment and test set, with its 95 % interval and its subjects."""
-
-    dice: float | None
-    ci95: tuple[float, float] | None
-    n_subjects: int | None
-
-    def cell(self) -> str:
-        if self.dice is None:
-            text = "n/a"
-        else:
-            text = f"{self.dice:.3f}"
-            if self.ci95 is not None:
-                text += f" [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}]"
-        if self.n_subjects is not None:
-            text += f" {self.n_subjects} subj."
-        return text
-
-
-def headline(summary: dict) -> Headline:
-    """The headline of one evaluation summary: the one place that decides which number it is.
-
-    summary.json's `mean_foreground` block (its Dice, `ci95` and the subjects
-    it is over) when there is one; else `headline_dice` with the summary's
-    subject count and no interval.
-    """
-    block = summary.get("mean_foreground")
-    if isinstance(block, dict) and _number(block.get("dice")) is not None:
-        ci = block.get("ci95")
-        interval = (tuple(float(v) for v in ci) if isinstance(ci, (list, tuple)) and len(ci) == 2
-                    and all(_number(v) is not None for v in ci) else None)
-        n = block.get("n_subjects")
-        return Headline(float(block["dice"]), interval, n if isinstance(n, int) else None)
-    n = summary.get("n_subjects")
-    return Headline(headline_dice(summary), None, n if isinstance(n, int) else None)
 
 
 def _verdict_lines(checklist) -> list[str]:
