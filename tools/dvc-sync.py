@@ -120,9 +120,23 @@ def plot_columns(plot: dict, config: dict) -> list[str]:
     return list(config.get("test_sets") or []) if plot["y"] == "test_sets" else list(plot["y"])
 
 
-def build(repo: Path) -> dict:
+def run_outputs(repo: Path, config: dict) -> list[dict]:
+    """`snakemake --summary` rows of every output of the default run.
+
+    On data other than the generated demo, rule split is a checkpoint (which
+    experiments can train is known after it ran, docs/incremental.md): a
+    listing that plans to run it again (--forceall) stops there, so the
+    listing of the finished run is added.
+    """
     rows = summary(repo, "--forceall")
+    if config.get("data_root") is not None:
+        rows += summary(repo)
+    return rows
+
+
+def build(repo: Path) -> dict:
     config = yaml.safe_load((repo / PARAMS_FILE).read_text()) or {}
+    rows = run_outputs(repo, config)
     outputs = sorted({(r["rule"], r["output_file"]) for r in rows}, key=lambda ro: ro[1])
     metrics = [f for rule, f in outputs if (rule, Path(f).name) in METRICS]
 
