@@ -23,7 +23,7 @@ from usseg.rerun import command as rerun_command
 NAME_WIDTH = 28
 # The check of the verdict's "Pipeline ruled out?" part, when the checklist has it.
 PIPELINE_CHECK = "pipeline"
-DEMO_CAVEAT = ("These numbers come from the generated demo dataset, not from real ultrasound images; "
+DEMO_CAVEAT = ("These results come from the generated demo dataset, not from real ultrasound images; "
                "set data_root to your dataset for a verdict on it.")
 
 
