@@ -110,5 +110,5 @@ onsuccess:
 
 # A failed step leaves no report that looks current (usseg.run_state).
 onerror:
-    for _line in check_after_failure(REPORTS):
+    for _line in check_after_failure(PROV, REPORTS):
         print(f"usseg: {_line}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from html import unescape
 
@@ -75,11 +76,11 @@ def test_a_folder_that_lost_a_file_is_set_back_so_its_rule_runs_again(tmp_path, 
 
 def test_after_a_failure_a_report_with_gone_or_newer_inputs_is_marked(tmp_path, monkeypatch):
     prov, html, reports = _run(tmp_path, monkeypatch)
-    assert check_after_failure(reports) == []  # a failure elsewhere: the page still matches its files
+    assert check_after_failure(prov, reports) == []  # a failure elsewhere: the page still matches its files
     splits = tmp_path / "results" / "splits.csv"
     later = html.stat().st_mtime + 10
     os.utime(splits, (later, later))
-    lines = check_after_failure(reports)
+    lines = check_after_failure(prov, reports)
     assert lines and "out of date (a step failed)" in lines[0]
     assert "A step of the last run failed" in html.read_text()
 
@@ -87,8 +88,18 @@ def test_after_a_failure_a_report_with_gone_or_newer_inputs_is_marked(tmp_path, 
 def test_a_report_without_its_record_is_marked_after_a_failure(tmp_path, monkeypatch):
     prov, html, reports = _run(tmp_path, monkeypatch)
     (prov / "report.json").unlink()
-    assert check_after_failure(reports)
+    assert check_after_failure(prov, reports)
     assert is_marked(html)
+
+
+def test_only_files_of_the_run_count(tmp_path, monkeypatch):
+    """The workflow's code is an input of the report too; in a copied or moved run it may lie elsewhere,
+    which is Snakemake's to judge (its input trigger), not a damaged result."""
+    prov, html, reports = _run(tmp_path, monkeypatch)
+    record = json.loads((prov / "report.json").read_text())
+    record["inputs"]["code"] = {"../elsewhere/src/usseg/report/page.py": {"sha256": "0"}}
+    (prov / "report.json").write_text(json.dumps(record))
+    assert check_at_start(prov, reports) == [] and check_after_failure(prov, reports) == []
 
 
 def test_a_page_that_is_not_a_report_is_not_touched(tmp_path):

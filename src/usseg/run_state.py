@@ -76,14 +76,17 @@ def folder_problem(path: str, desc: dict, rule: str) -> Problem | None:
     return Problem(path, f"holds {found} files, {expected} when rule {rule} wrote it")
 
 
-def missing_inputs(record: dict) -> list[Problem]:
-    """The inputs of a (report's) record that are gone now."""
-    out = []
-    for paths in (record.get("inputs") or {}).values():
-        for p in paths or {}:
-            if not os.path.exists(p):
-                out.append(Problem(p, "is missing"))
-    return out
+def _run_files(record: dict, results) -> list[str]:
+    """The inputs of a record that are files of the run (below `results`): the workflow's own code, which a
+    copied or moved run may find elsewhere, is Snakemake's to judge."""
+    base = os.path.abspath(results)
+    return [p for paths in (record.get("inputs") or {}).values() for p in paths or {}
+            if os.path.commonpath([os.path.abspath(p), base]) == base]
+
+
+def missing_inputs(record: dict, results) -> list[Problem]:
+    """The inputs of a (report's) record below `results` that are gone now."""
+    return [Problem(p, "is missing") for p in _run_files(record, results) if not os.path.exists(p)]
 
 
 def _mtime(path: str) -> float | None:
@@ -97,14 +100,13 @@ def _mtime(path: str) -> float | None:
     return None
 
 
-def newer_inputs(record: dict, than: float) -> list[Problem]:
-    """The inputs of a record written again after time `than` (a later job replaced them)."""
+def newer_inputs(record: dict, than: float, results) -> list[Problem]:
+    """The inputs of a record below `results` written again after time `than` (a later job replaced them)."""
     out = []
-    for paths in (record.get("inputs") or {}).values():
-        for p in paths or {}:
-            t = _mtime(p)
-            if t is not None and t > than:
-                out.append(Problem(p, "was written again after the report was made"))
+    for p in _run_files(record, results):
+        t = _mtime(p)
+        if t is not None and t > than:
+            out.append(Problem(p, "was written again after the report was made"))
     return out
 
 
@@ -187,7 +189,7 @@ def check_at_start(prov_dir, reports: dict[str, tuple[str, str]]) -> list[str]:
         if record is None or not os.path.isfile(html):
             continue
         recorded = {p for paths in (record.get("inputs") or {}).values() for p in paths or {}}
-        problems = missing_inputs(record) + [f for f in folders if f.path in recorded]
+        problems = missing_inputs(record, Path(prov_dir).parent) + [f for f in folders if f.path in recorded]
         if not problems:
             continue
         mark_report_out_of_date(html, "Files this page shows have gone or changed since it was made.",
@@ -198,7 +200,7 @@ def check_at_start(prov_dir, reports: dict[str, tuple[str, str]]) -> list[str]:
     return lines
 
 
-def check_after_failure(reports: dict[str, tuple[str, str]]) -> list[str]:
+def check_after_failure(prov_dir, reports: dict[str, tuple[str, str]]) -> list[str]:
     """After a failed run: mark each report whose inputs are gone or newer than it; return what to tell the user.
 
     A report without its record (made before records were written) is marked
@@ -212,7 +214,8 @@ def check_after_failure(reports: dict[str, tuple[str, str]]) -> list[str]:
         if record is None:
             problems = [Problem(record_path, "is missing, so nothing shows that the page matches the files")]
         else:
-            problems = missing_inputs(record) + newer_inputs(record, os.stat(html).st_mtime)
+            results = Path(prov_dir).parent
+            problems = missing_inputs(record, results) + newer_inputs(record, os.stat(html).st_mtime, results)
         if not problems:
             continue
         mark_report_out_of_date(html, "A step of the last run failed: this page shows the results from before "
