@@ -1,7 +1,7 @@
 # Input functions of the report rules (rules/report.smk); kept apart from the
 # rules, as snakemake --lint asks.
 
-from functools import partial
+from functools import lru_cache, partial
 
 from usseg.trainability import TrainingPlan, plan_of_run
 
@@ -18,8 +18,14 @@ def run_plan() -> TrainingPlan:
     """
     if config["data_root"] is None:
         return TrainingPlan()
-    split = checkpoints.split.get()
-    return plan_of_run(config, rules.manifest.output.manifest, split.output.splits)
+    splits = checkpoints.split.get().output.splits
+    return _plan_of(splits, os.stat(splits).st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _plan_of(splits, modified_ns):
+    """The plan of one version of splits.csv: read once, not once per input function that asks."""
+    return plan_of_run(config, rules.manifest.output.manifest, splits)
 
 
 def trained_files(patterns, per_test_set=False, sanity=False):
