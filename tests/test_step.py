@@ -168,3 +168,22 @@ def test_third_party_output_goes_to_the_log_file_only(tmp_path, capfd):
     # Afterwards the process writes where it did before.
     print("after the step")
     assert "after the step" in capfd.readouterr().out
+
+
+def test_no_script_prints_while_it_imports():
+    """A script's imports run before snakemake_step sends third-party output to the log: none of them may
+    print (a library that prints at import would reach the console)."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    lines = set()
+    for script in sorted((repo / "scripts").glob("*.py")):
+        tree = ast.parse(script.read_text())
+        lines |= {ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
+    code = "\n".join(sorted(lines, key=lambda line: (not line.startswith("from __future__"), line)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == "" and proc.stderr == "", proc.stdout[-2000:] + proc.stderr[-2000:]
