@@ -11,14 +11,16 @@ rule verdict:
     input:
         checklist=rules.diagnostics.output.checklist,
         domain_shift=rules.diagnostics.output.domain_shift_json,
-        summaries=expand(
-            rules.evaluate.output.summary, experiment=EXPERIMENTS, test_set=TEST_SETS
-        ),
-        histories=expand(rules.train.output.history, experiment=EXPERIMENTS),
-        sanity=expand(rules.sanity_training.output.json, experiment=SANITY_EXPERIMENTS),
+        # What this run trains (rules/report_common.smk: the plan read from the split).
+        summaries=trained_files(rules.evaluate.output.summary, per_test_set=True),
+        histories=trained_files(rules.train.output.history),
+        sanity=trained_files(rules.sanity_training.output.json, sanity=True),
         round_trip=rules.label_round_trip.output.json,
-        nnunet=NNUNET_SUMMARIES,
-        nnunet_info=[rules.nnunet_train_predict.output.info] if NNUNET_SUMMARIES else [],
+        nnunet=planned(NNUNET_SUMMARIES, "nnunet"),
+        nnunet_info=planned(
+            [rules.nnunet_train_predict.output.info] if NNUNET_SUMMARIES else [],
+            "nnunet",
+        ),
         code=code_of("../scripts/verdict.py"),
     output:
         checklist=f"{VERDICT}/checklist.json",

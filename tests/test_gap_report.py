@@ -123,7 +123,9 @@ def test_section_renders_with_id_figures_and_demo_note(tmp_path):
 
 def test_section_is_left_out_when_the_study_is_off():
     assert gap_report.gap_context(_config(enabled=False), {}) is None
-    assert not gap_section.enabled(SimpleNamespace(config=_config(enabled=False)))
+    # The section shows only what ran: the report context says so (on, with training, and able to run).
+    assert gap_section.enabled(SimpleNamespace(gap_ran=True))
+    assert not gap_section.enabled(SimpleNamespace(gap_ran=False))
 
 
 def test_remedies_are_named_as_the_config_names_them():

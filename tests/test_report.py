@@ -863,13 +863,18 @@ def test_inputs_listed_wrongly_are_named():
 
 
 def test_the_rule_names_every_input():
-    """rules/report.smk passes every field of ReportInputs by name (diagnostics and gap by prefix)."""
-    text = (REPO / "rules/report.smk").read_text()
-    block = text[text.index("    input:"):text.index("    output:")]
-    names = set(re.findall(r"^        (\w+)=", block, re.MULTILINE))
-    assert '**named_inputs("diagnostics", rules.diagnostics.output)' in block and "**gap_inputs()" in block
-    fields = {f.name for f in dataclasses.fields(ReportInputs)} - {"results", "diagnostics", "gap"}
+    """The report rules (rules/report.smk) take their inputs from report_inputs (rules/report_common.smk),
+    which names every file field of ReportInputs (diagnostics and gap by prefix)."""
+    rules = (REPO / "rules/report.smk").read_text()
+    assert rules.count("**report_inputs(with_training=") == 2
+    text = (REPO / "rules/report_common.smk").read_text()
+    block = text[text.index("def report_inputs"):]
+    block = block[block.index("    return {"):]
+    names = set(re.findall(r'^        "(\w+)": ', block, re.MULTILINE))
+    assert '**named_inputs("diagnostics", rules.diagnostics.output)' in block and "**gap," in block
+    fields = {f.name for f in dataclasses.fields(ReportInputs) if "made_by" in f.metadata} - {"diagnostics", "gap"}
     assert fields <= names, fields - names
+    assert {"manifest", "splits"} <= names  # what usseg.trainability decides from
 
 
 # ----------------------------------------------------------------------------- subject-level evaluation

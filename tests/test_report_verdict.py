@@ -157,7 +157,9 @@ def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, monk
         {"checklist": [str(rel)]}, {}, None, REPO))
     named = {**rule_inputs(config, results), "verdict": [str(path)]}
     ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
-    (pipeline,) = [c for c in ctx["concerns"] if c["title"] == "Pipeline ruled out?"]
-    assert pipeline["status"] == "WARN" and pipeline["value"] == "No defect found"
-    # Without the rule's final checklist, the diagnostics' own (no pipeline check).
-    assert not [c for c in _verdict(config, results)["concerns"] if c["title"] == "Pipeline ruled out?"]
+    # The final checklist is the one counted; its pipeline check has its own line, not a concern's.
+    assert ctx["n_checks"] == len(final["checks"])
+    assert not [c for c in ctx["concerns"] if c["title"] == "Pipeline ruled out?"]
+    assert set(ctx["pipeline"]) == {"answer", "status", "badge"}
+    # Without the rule's final checklist, the diagnostics' own (one check fewer: no pipeline check).
+    assert _verdict(config, results)["n_checks"] == len(final["checks"]) - 1

@@ -47,9 +47,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from usseg import composite, contracts
+from usseg import composite, contracts, rerun
 from usseg.experiment import Experiment
-from usseg.nnunet_reference import NOT_INSTALLED, is_installed
+from usseg.nnunet_reference import is_installed, not_installed_note
 from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
 
 NOT_RUN = "NOT RUN"
@@ -337,9 +337,10 @@ def nnunet_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
         state, note = "disabled", ("nnU-Net reference switched off (nnunet.enabled: false in the config); set it to "
                                    "true to compare usseg with nnU-Net on the same subjects.")
     elif not is_installed():
-        state, note = "not_installed", NOT_INSTALLED
+        state, note = "not_installed", not_installed_note()
     elif len(summaries) < len(config["test_sets"]):
-        state, note = "not_run", "nnU-Net reference not run yet: `snakemake nnunet_reference` (or `snakemake report`)."
+        state, note = "not_run", (f"nnU-Net reference not run yet: `{rerun.command('nnunet_reference')}` "
+                                  f"(or `{rerun.command('report')}`).")
     else:
         state, note = "ran", ""
     info = _load(files.nnunet_info, contracts.read_nnunet_reference) if state == "ran" else None
@@ -367,7 +368,7 @@ def _answer(sanity: dict, nnunet: dict, said: list[dict], failing: list[dict]) -
         return "FAIL", "No", ("No: a sanity check FAILs, so the pipeline is not ruled out; fix it before reading the "
                               "data's numbers.")
     if sanity["status"] == NOT_RUN:
-        return "WARN", "Not yet", "Not yet: some sanity checks have not run (`snakemake sanity_checks`)."
+        return "WARN", "Not yet", f"Not yet: some sanity checks have not run (`{rerun.command('sanity_checks')}`)."
     if "pipeline" in verdicts:
         return "FAIL", "No", "No: the sanity checks PASS, but nnU-Net does better on the same subjects (below)."
     if said and verdicts <= {"data", "neither"} and not short and not uninformative:

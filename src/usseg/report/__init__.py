@@ -50,6 +50,7 @@ import logging
 import os
 from pathlib import Path
 
+from usseg import rerun
 from usseg.report.context import ReportContext
 from usseg.report.drops import drop_sentence, drop_sentence_parts
 from usseg.report.formatting import fmt_number, fmt_value, next_steps_from_markdown
@@ -76,7 +77,7 @@ def build_report(config: dict, inputs: ReportInputs, out_html: str | os.PathLike
     if missing:
         raise ReportInputError(
             "the report cannot be built; these inputs are missing:\n  " + "\n  ".join(missing)
-            + "\nRun `snakemake report` so that the rules named above make them."
+            + f"\nRun `{rerun.command('report')}` so that the rules named above make them."
         )
     page = render(ReportContext(config, inputs))
     write_atomically(Path(out_html), page)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from usseg import contracts
+from usseg import contracts, rerun
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.figure_text import png_min_font_px
@@ -84,7 +84,11 @@ class ReportContext:
         self.dataset = DatasetSpec.from_config(config)
         self.classes = self.dataset.class_names
         self.modalities = self.dataset.modality_names
-        self.experiments = list(config["experiments"])
+        # The experiments this page shows: those trained (ReportInputs.experiments), by default all.
+        self.experiments = list(config["experiments"] if inputs.experiments is None else inputs.experiments)
+        # Whether the gap study's results are on this page: on, and able to run on this data.
+        self.gap_ran = (bool((config.get("gap_study") or {}).get("enabled", False)) and inputs.with_training
+                        and inputs.plan.gap is None)
         self.test_sets = list(config["test_sets"])
         self.summaries = {(e, t): self._summary(e, t) for e in self.experiments for t in self.test_sets}
         self.names = Names(config)
@@ -95,7 +99,7 @@ class ReportContext:
         """`path` (a file of `inputs`), checked to be there."""
         p = Path(path)
         if not p.is_file():
-            raise ReportInputError(f"the report needs {p}, which is missing; run `snakemake report`.")
+            raise ReportInputError(f"the report needs {p}, which is missing; run `{rerun.command('report')}`.")
         return p
 
     def json(self, path: str | os.PathLike) -> Any:
@@ -137,7 +141,7 @@ class ReportContext:
                 if self.prov.producer(rel) is None:
                     raise ReportInputError(
                         f"no provenance record under {self.results / 'provenance'} lists {path} "
-                        "as an output, so the report cannot say what made it; re-run `snakemake report`."
+                        f"as an output, so the report cannot say what made it; re-run `{rerun.command('report')}`."
                     )
         self.artifacts.append(art)
         return art

@@ -98,14 +98,16 @@ def body(section: ModuleType, values: dict, nums: dict[str, int] | None = None,
 
 
 def header(ctx: ReportContext) -> dict:
-    from usseg.report.provenance_index import stale_outputs
+    from usseg.report.notices import training_notices
+    from usseg.report.provenance_index import REPORT_RULES, rebuild_command, stale_records
 
     config = ctx.config
     dataset = ctx.dataset
     commits = {(r.data.get("code") or {}).get("git_commit") for r in ctx.prov.records}
     data_root = config.get("data_root")
-    checked = sum(len(paths or {}) for rec in ctx.prov.records
+    checked = sum(len(paths or {}) for rec in ctx.prov.records if rec.rule not in REPORT_RULES
                   for paths in (rec.data.get("outputs") or {}).values())
+    problems = stale_records(ctx.prov, ctx.results)
     return {
         "title": config.get("report", {}).get("title", "usseg report"),
         "data_root": data_root if data_root is not None else "generated demo dataset",
@@ -116,5 +118,8 @@ def header(ctx: ReportContext) -> dict:
         "dirty": any((r.data.get("code") or {}).get("dirty") for r in ctx.prov.records),
         # Whether every recorded output is still the file its rule wrote: a job that failed or was
         # re-run after its record, or a file edited by hand, shows here rather than passing for current.
-        "problems": stale_outputs(ctx.prov, ctx.results), "checked": checked, "n_records": len(ctx.prov.records),
+        "problems": [(p, why) for p, why, _ in problems], "rebuild": rebuild_command(problems),
+        "checked": checked, "n_records": len([r for r in ctx.prov.records if r.rule not in REPORT_RULES]),
+        # What of the run this page could not show (nothing to train on, a first look): usseg.report.notices.
+        "notices": training_notices(ctx),
     }

@@ -38,6 +38,11 @@ ERRORS_CAPTION = (
     "each subject, is in each evaluation's summary.json.")
 
 
+def enabled(ctx) -> bool:
+    """Left out when no experiment was trained (the page's header says why: usseg.report.notices)."""
+    return bool(ctx.experiments)
+
+
 def build(ctx) -> dict:
     # Artifacts are made in the order the provenance section lists them.
     out: dict[str, Any] = {"dice": dice_table(ctx)}

@@ -14,7 +14,7 @@ ID, TITLE, HEADING, TEMPLATE = gap_report.SECTION_ID, "What would help", "What w
 
 
 def enabled(ctx) -> bool:
-    return bool(ctx.config.get("gap_study", {}).get("enabled", False))
+    return ctx.gap_ran  # on, and able to run on this data (the page says why not otherwise)
 
 
 def build(ctx) -> dict:

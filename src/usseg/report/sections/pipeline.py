@@ -6,6 +6,8 @@ files; this section shows them (the verdict shows the answer).
 
 from __future__ import annotations
 
+from usseg import rerun
+
 ID, TITLE, HEADING, TEMPLATE = "pipeline-checks", "Pipeline ruled out?", "Pipeline ruled out?", "pipeline.html"
 
 
@@ -35,4 +37,5 @@ def build(ctx) -> dict:
             "short_schedule": part["short_schedule"], "statements": part["statements"],
             "sanity_status": sanity["status"], "rows": rows, "round_trip": round_trip, "nnunet": nnunet,
             "nnunet_arts": nnunet_arts, "comparison": comparison, "within_dice": part["within_dice"],
-            "min_subjects_for_interval": part["min_subjects_for_interval"]}
+            "min_subjects_for_interval": part["min_subjects_for_interval"],
+            "sanity_command": rerun.command("sanity_checks")}

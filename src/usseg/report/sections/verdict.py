@@ -8,7 +8,7 @@ did not, the checklist's steps, said to be unmeasured.
 
 from __future__ import annotations
 
-from usseg import contracts, gap_report
+from usseg import contracts, gap_report, rerun
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
 from usseg.pipeline_report import PIPELINE_CHECK_ID
@@ -76,7 +76,7 @@ def checklist_steps(ctx, data: dict) -> list[dict]:
 def next_steps(ctx, steps: list[dict]) -> dict:
     """The verdict's "what to try next": measured and ranked when the gap study ran, else the checklist's."""
     study = ctx.config.get("gap_study") or {}
-    if not study.get("enabled"):
+    if not ctx.gap_ran:
         return {"ranking": None, "steps": [s["text"] for s in steps], "model_steps": [], "sides_known": False,
                 "change_to_detect": study.get("change_to_detect")}
     missing = [k for k in ("gap_closure", "when_to_stop") if k not in ctx.inputs.gap]
@@ -95,7 +95,7 @@ def next_steps(ctx, steps: list[dict]) -> dict:
         ranking = gap_report.verdict_ranking(closure, stop if isinstance(stop, dict) else {}, target,
                                              ctx.names.test_set(target).text, ctx.names)
     except ValueError as err:
-        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `snakemake gap_summary`.") from None
+        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `{rerun.command('gap_summary')}`.") from None
     ranking.update(baseline=ctx.names.experiment(gap_baseline(ctx.config)), section_id=gap_report.SECTION_ID,
                    art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
                                     files, derived=True))
