@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.transforms import RandFlipd
 
 from datasets import Frame, colour, prepared, write_frames
 from test_train import tiny_config
-from usseg import data, sanity
+from usseg import sanity
 from usseg.experiment import Experiment
+from usseg.training import batches
 
 torch.set_num_threads(1)
 
@@ -90,15 +90,14 @@ def test_overfit_passes_on_the_correct_pipeline(blobs, tmp_path):
 
 def test_overfit_fails_when_training_labels_are_shifted_by_one_class(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
-    original = data.LoadLabelsd.__call__
+    original = batches.training_set
 
-    def shifted(self, d):  # the planted bug: palette index k read as k + 1
-        out = original(self, d)
-        raw = np.load(d[data.LABEL])
-        out[data.LABEL] = self.lut[(raw + 1) % len(self.lut)][None].astype(np.float32)
+    def shifted(arrays, records, lut, cached=()):  # the planted bug: class k read as k + 1
+        out = original(arrays, records, lut, cached)
+        out.labels = (out.labels + 1) % (int(lut.max()) + 1)
         return out
 
-    monkeypatch.setattr(data.LoadLabelsd, "__call__", shifted)
+    monkeypatch.setattr(batches, "training_set", shifted)
     result = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL
     assert result["dice_mean"] < 0.3
@@ -107,8 +106,14 @@ def test_overfit_fails_when_training_labels_are_shifted_by_one_class(blobs, tmp_
 
 def test_overfit_fails_when_augmentation_moves_the_image_but_not_the_mask(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
-    # The planted bug: a flip applied to the image key only.
-    monkeypatch.setattr(data, "random_transforms", lambda aug: [RandFlipd(keys=data.IMAGE, prob=1.0, spatial_axis=1)])
+    # The planted bug: a flip applied to the image only.
+    original = batches.augment_batch
+
+    def flip_image_only(x, y, fov, aug, generator):
+        x, y, fov = original(x, y, fov, aug, generator)
+        return x.flip(-1), y, fov
+
+    monkeypatch.setattr(batches, "augment_batch", flip_image_only)
     result = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL, result["message"]
 
@@ -170,12 +175,14 @@ def test_shuffled_control_passes_on_the_correct_pipeline(blobs, tmp_path):
 def test_shuffled_control_fails_when_the_image_carries_its_label(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
 
-    def leaky(self, d):  # the planted bug: the input is read from the label file
-        d = dict(d)
-        d[data.IMAGE] = np.load(d[data.LABEL]).astype(np.float32)[None]
-        return d
+    original = batches.training_set
 
-    monkeypatch.setattr(data.LoadGrayscaled, "__call__", leaky)
+    def leaky(arrays, records, lut, cached=()):  # the planted bug: the input is the label map
+        out = original(arrays, records, lut, cached)
+        out.images = out.labels.clone()
+        return out
+
+    monkeypatch.setattr(batches, "training_set", leaky)
     result = sanity.shuffled_label_control(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL, result["message"]
     assert result["dice_above_chance"] > SANITY["shuffled_max_dice_above_chance"]

@@ -99,6 +99,8 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         raise FileNotFoundError(f"{raw_dataset}/splits_final.json missing; run the nnunet_export step first.")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    # nnunet.threads, not the job's share of the cores: the thread count changes a CPU's numbers.
+    torch.set_num_threads(int(nnunet_cfg.get("threads", 1)))
     timings = {}
     folders = {
         "nnUNet_raw": str(Path(raw_root).resolve()),

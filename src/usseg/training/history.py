@@ -1,6 +1,7 @@
 """What a training run writes besides its model: history.csv, timing.csv, the curves and the epoch line.
 
-Shared by the network's trainer (usseg.train) and the random forest's (usseg.forest_train).
+Shared by the network's trainer (usseg.training.loop), the semi-supervised ones (usseg.training.semi)
+and the random forest's (usseg.training.forest).
 """
 
 from __future__ import annotations
