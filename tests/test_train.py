@@ -376,3 +376,21 @@ def test_a_non_finite_loss_stops_training_with_a_message(tiny, tmp_path, monkeyp
     with pytest.raises(train_module.TrainingError, match=r"liver_unet: epoch 1/2, batch 1: the training loss is nan"):
         run_training(tiny_config(), "liver_unet", tiny, tmp_path / "out", tmp_path / "ckpt")
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_several_trainings_in_one_process_give_each_one_s_model_alone(tiny, tmp_path):
+    # usseg.train.train_many (the gap study's seeds and folds in one job): each training seeds every
+    # global RNG itself and uses its experiment's threads, so what ran before it changes nothing.
+    from usseg.train import TrainingRun, train_many
+
+    cfg = tiny_config()
+    weighted = Experiment.from_config(cfg, "multiorgan_unet_weighted").with_settings(seed=3)
+    data_ = prepared(cfg, tiny)
+    train_experiment(weighted, data_, tmp_path / "alone", tmp_path / "ckpt_alone")
+    other = Experiment.from_config(cfg, "liver_unet").with_settings(threads=2, model={
+        **cfg["experiment_defaults"]["model"], "dropout": 0.2})
+    train_many([TrainingRun(other, data_, tmp_path / "first", tmp_path / "ckpt_first"),
+                TrainingRun(weighted, data_, tmp_path / "many", None)])
+    assert torch.get_num_threads() == 1  # the weighted experiment's, set again after the other's 2
+    assert _same_weights(_weights(tmp_path / "alone"), _weights(tmp_path / "many"))
+    assert (tmp_path / "alone" / "history.csv").read_bytes() == (tmp_path / "many" / "history.csv").read_bytes()

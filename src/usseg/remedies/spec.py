@@ -121,7 +121,7 @@ class BatchNormAdaptation:
 
 @dataclass(frozen=True)
 class PseudoLabel:
-    """Self-training (usseg.semi_training): the trained model (teacher) labels unlabeled target frames where
+    """Self-training (usseg.training.semi): the trained model (teacher) labels unlabeled target frames where
     it is confident; training then continues on the labeled images plus those frames."""
 
     name: str = "pseudo_label"
@@ -133,7 +133,7 @@ class PseudoLabel:
 
 @dataclass(frozen=True)
 class MeanTeacher:
-    """Mean teacher (usseg.semi_training): EMA teacher, consistency loss on unlabeled target frames."""
+    """Mean teacher (usseg.training.semi): EMA teacher, consistency loss on unlabeled target frames."""
 
     name: str = "mean_teacher"
     ema_decay: float = 0.99

@@ -66,7 +66,7 @@ from usseg.training import loop
 from usseg.training.batches import epoch_batches
 from usseg.training.job import TrainingJob
 
-log = logging.getLogger("usseg.semi_training")
+log = logging.getLogger("usseg.train")
 
 TEACHER_DIR = "teacher"  # pseudo_label: the teacher's checkpoints and outputs, below the experiment's checkpoint folder
 TEACHER_PREFIX = "teacher."  # mean_teacher: the teacher's weights in last.safetensors
