@@ -49,14 +49,17 @@ def _frame(rng, size=32):
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), lab
 
 
-def make_blob_dataset(tmp_path: Path, frames: int = 3) -> dict:
-    """AUS train (4 subjects) and val (2 subjects) frames with masks (colour PNGs) and cached labels."""
+def make_blob_dataset(tmp_path: Path, frames: int = 3, narrow: int = 0) -> dict:
+    """AUS train (4 subjects) and val (2 subjects) frames with masks (colour PNGs) and cached labels;
+    the first `narrow` training frames are 32x24 (height x width) instead of 32x32."""
     rng = np.random.default_rng(1)
     drawn = []
     for split, subjects in (("train", ["ct1", "ct2", "ct3", "ct4"]), ("val", ["ct5", "ct6"])):
         for s in subjects:
             for k in range(frames):
                 img, lab = _frame(rng)
+                if split == "train" and len(drawn) < narrow:
+                    img, lab = img[:, 4:28], lab[:, 4:28]
                 drawn.append(Frame("AUS", "train", s, k, img, colour(lab), split=split))
     return write_frames(tmp_path, drawn).paths()
 
@@ -186,6 +189,17 @@ def test_shuffled_control_fails_when_the_image_carries_its_label(blobs, tmp_path
     result = sanity.shuffled_label_control(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL, result["message"]
     assert result["dice_above_chance"] > SANITY["shuffled_max_dice_above_chance"]
+
+
+def test_both_checks_accept_images_of_different_sizes(blobs, tmp_path):
+    # Two 32x24 frames among 32x32 ones (issue 25: the shuffled-label check stopped with "a bug in
+    # usseg"): the image size is applied to each image before anything is stacked or swapped.
+    cfg, exp, _ = blobs
+    paths = make_blob_dataset(tmp_path / "narrow", narrow=2)
+    shuffled = sanity.shuffled_label_control(*_args(cfg, exp, paths, tmp_path / "work"))
+    assert shuffled["train_images"] == 12 and shuffled["status"] in (sanity.PASS, sanity.FAIL)
+    overfit = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work2"))
+    assert overfit["status"] in (sanity.PASS, sanity.FAIL) and overfit["epochs_trained"] >= 1
 
 
 # ----------------------------------------------------------------------------- label round trip
