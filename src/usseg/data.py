@@ -11,6 +11,7 @@ and labels at an image size come from the prepared arrays
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from usseg.prepared_arrays import (
     read_label_array,
     resize_nearest,
 )
+
+log = logging.getLogger("usseg.data")
 
 # load_grayscale and resize_nearest are read as usseg.data's by the evaluation.
 __all__ = ["IMAGE", "LABEL", "PreparedData", "load_grayscale", "load_labels", "resize_nearest", "split_records"]
@@ -107,6 +110,8 @@ class PreparedData:
             arrays = read_arrays(self.arrays_file)
             if arrays.size == size:
                 return arrays
+            log.info("%s holds the images at %dx%d, not %dx%d: reading them from the files", self.arrays_file,
+                     *arrays.size, *size)
         return built_arrays(self.root, self.manifest_csv, self.labels_dir, size, len(self.dataset.class_names))
 
     def records(self, split: str, modalities: Sequence[str] | None = None) -> list[dict]:
