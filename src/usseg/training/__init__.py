@@ -9,7 +9,7 @@
 - `semi`: the pseudo_label and mean_teacher trainers, built on `loop`.
 - `forest`: the random-forest trainer.
 - `remedy`: an experiment's remedy in training and at prediction.
-- `history`: history.csv, timing.csv, the curves and the epoch line.
+- `history`: history.csv, timing.csv and the epoch line; `curves`: curves.png.
 
 Nothing is imported here: a job's code is the modules it really runs (usseg.code_deps).
 """

@@ -16,7 +16,8 @@ import numpy as np
 
 from usseg import checkpoint, forest, metrics
 from usseg.models import model_metadata
-from usseg.training.history import epoch_line, plot_curves, write_history
+from usseg.training.curves import plot_curves
+from usseg.training.history import epoch_line, write_history
 
 if TYPE_CHECKING:
     from usseg.training.batches import TrainingSet

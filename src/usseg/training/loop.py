@@ -52,7 +52,8 @@ from usseg.errors import ConfigError, DataError, UssegError
 from usseg.experiment import Experiment
 from usseg.models import build_network, model_metadata, save_network
 from usseg.training.batches import TrainingSet, epoch_batches
-from usseg.training.history import epoch_line, epoch_log, fmt, plot_curves, write_history
+from usseg.training.curves import plot_curves
+from usseg.training.history import epoch_line, epoch_log, fmt, write_history
 from usseg.training.job import TrainingJob
 
 log = logging.getLogger("usseg.train")
