@@ -94,10 +94,13 @@ def rule_costs(workdir: Path) -> dict[str, list[float]]:
     return costs
 
 
-def import_cpu(script: Path) -> float:
-    """CPU seconds a fresh interpreter spends on the script's import lines alone (its start-up)."""
+def import_cpu(script: Path, extra: str = "") -> float:
+    """CPU seconds a fresh interpreter spends on the script's import lines alone (its start-up), and on
+    importing `extra` (a module the script's jobs load later, e.g. a network trainer's MONAI)."""
     tree = ast.parse(script.read_text())
     imports = "\n".join(ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom))
+    if extra:
+        imports += f"\nimport {extra}"
     probe = ("import resource, time\n" + imports + "\nr = resource.getrusage(resource.RUSAGE_SELF)\n"
              "print(r.ru_utime + r.ru_stime)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
@@ -109,6 +112,12 @@ RULE_SCRIPTS = {  # rules whose benchmark file name is not their script's
     "sanity": "sanity_training", "gap_loso_train": "gap_train", "gap_curve_train": "gap_train",
     "gap_loso_evaluate": "gap_evaluate", "gap_curve_evaluate": "gap_evaluate",
 }
+# What the jobs of a rule load after their imports: a network's trainer and MONAI (counted for every job
+# of the rule, the forest's too, which loads neither: an upper bound).
+LATE_IMPORTS = {"train": "usseg.training.loop", "sanity": "usseg.training.loop", "evaluate": "monai.networks.nets",
+                "gap_loso_train": "usseg.training.loop", "gap_curve_train": "usseg.training.loop",
+                "gap_loso_evaluate": "monai.networks.nets", "gap_curve_evaluate": "monai.networks.nets",
+                "nnunet_train_predict": "nnunetv2.training.nnUNetTrainer.nnUNetTrainer"}
 
 
 def print_breakdown(r: dict) -> None:
@@ -121,13 +130,15 @@ def print_breakdown(r: dict) -> None:
     startup_total = 0.0
     for rule, values in sorted(costs.items(), key=lambda kv: -sum(kv[1])):
         script = REPO / "scripts" / f"{RULE_SCRIPTS.get(rule, rule)}.py"
-        per_job = import_cpu(script) if script.is_file() else float("nan")
+        per_job = import_cpu(script, LATE_IMPORTS.get(rule, "")) if script.is_file() else float("nan")
         startup_cpu[rule] = per_job
         if per_job == per_job:
             startup_total += per_job * len(values)
         print(f"| {rule} | {len(values)} | {sum(values):.1f} | {sum(values) / total:.0%} | {per_job:.1f} |")
-    print(f"\nJobs' CPU {total:.1f} s, of which start-up about {startup_total:.1f} s ({startup_total / total:.0%}); "
-          f"the rest of the run's {r['cpu']:.1f} CPU s is Snakemake itself.")
+    print(f"\nJobs' CPU {total:.1f} s, of which start-up about {startup_total:.1f} s ({startup_total / total:.0%}). "
+          f"The rest of the run's {r['cpu']:.1f} CPU s: Snakemake itself (its start-up, the DAG, each job's "
+          "launch) and the jobs without a benchmark file (manifest, split, label_round_trip, report, "
+          "resolved_config and the gap study's small steps).")
 
 
 def main() -> None:
