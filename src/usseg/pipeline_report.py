@@ -125,7 +125,8 @@ def sanity_part(config: dict, files: PipelineFiles, name: Callable[[Path], str] 
         rows.append({
             "experiment": exp, "status": data["status"], "file": rel,
             "overfit": {"status": o["status"], "dice": o["dice_mean"], "threshold": o["min_dice"],
-                        "images": o["images"], "subjects": o["subjects"], "epochs": o["epochs"]},
+                        "images": o["images"], "subjects": o["subjects"], "epochs": o["epochs"],
+                        "epochs_trained": o["epochs_trained"]},
             "shuffled": {"status": reading["status"], "dice": s["dice_mean_last_epoch"],
                          "chance": s["chance_dice_mean"], "above": s["dice_above_chance"],
                          "threshold": s["max_dice_above_chance"], "real_val_dice": reading["real_val_dice"],

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
 
 from usseg.contracts import (
     SPLIT_COLUMNS,
@@ -165,6 +164,10 @@ def subject_grouped_split(
         return out.sort_values("image_id", kind="stable").reset_index(drop=True)[SPLIT_COLUMNS]
     # At least one subject on each side: sklearn would otherwise fail or leave val empty.
     n_val = min(max(math.ceil(val_fraction * len(subjects)), 1), len(subjects) - 1)
+    # Late: scikit-learn costs most of a second to import, and only the split step needs it here
+    # (the evaluations read splits' helpers too).
+    from sklearn.model_selection import GroupShuffleSplit
+
     splitter = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
     # Sort first, so the result does not depend on the manifest's row order.
     train = train.sort_values("image_id", kind="stable")
