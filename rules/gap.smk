@@ -60,6 +60,7 @@ checkpoint gap_loso_folds:
         f"{LOGS}/gap/loso_folds.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         target_modality=config["dataset"]["target_modality"],
     script:
@@ -77,6 +78,7 @@ rule gap_curve_split:
         f"{LOGS}/gap/curve_split_{{fraction}}.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         fractions=config["gap_study"]["learning_curve_fractions"],
         modalities=lambda wildcards: list(
@@ -102,9 +104,10 @@ for _rule, _wc, _arm, _test_sets in (
             root=rules.manifest.output.root,
             splits=gap_arm_splits,
             labels=rules.decode_masks.output.labels,
+            arrays=prepared_arrays(gap_arm_settings),
             # The trainings and evaluations an arm copies instead of repeating.
             reused=gap_arm_reused_files,
-            code=code_of("../scripts/gap_arm.py"),
+            code=experiment_code_of("../scripts/gap_arm.py", gap_arm_settings),
         output:
             seed_files(GAP_ARM_DIR.format(arm=_arm), GAP_SEEDS, _test_sets),
         log:
@@ -113,7 +116,7 @@ for _rule, _wc, _arm, _test_sets in (
             f"{BENCH}/gap/{_rule}/{{{_wc}}}.tsv"
         conda:
             USSEG_ENV
-        threads: train_job_threads
+        threads: experiment_cpu_share(gap_arm_settings)
         resources:
             gpu=(
                 gpu_token(
@@ -124,9 +127,7 @@ for _rule, _wc, _arm, _test_sets in (
                 else 0
             ),
         params:
-            experiment=lambda wildcards: arm_experiment(
-                config, gap_arm_name(wildcards)
-            ).settings,
+            experiment=gap_arm_settings,
             dataset=config["dataset"],
             seed_folders=gap_seed_folders,
             # Outside the outputs: Snakemake deletes a failed job's outputs, and a
@@ -151,17 +152,19 @@ rule gap_domain:
         manifest=rules.manifest.output.manifest,
         root=rules.manifest.output.root,
         splits=rules.split.output.splits,
-        code=code_of("../scripts/gap_domain.py"),
+        arrays=prepared_arrays(gap_remedy_settings),
+        code=experiment_code_of(
+            "../scripts/gap_domain.py", gap_remedy_settings, trainer=False
+        ),
     output:
         auc=f"{GAP}/domain/{{remedy}}.json",
     log:
         f"{LOGS}/gap/domain_{{remedy}}.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
-        experiment=lambda wildcards: arm_experiment(
-            config, remedy_arm(wildcards.remedy)
-        ).settings,
+        experiment=gap_remedy_settings,
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],
         fov_threshold=config["diagnostics"]["fov_threshold"],
@@ -193,6 +196,7 @@ rule gap_summary:
         f"{LOGS}/gap/summary.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         study=config["gap_study"],
         test_sets=TEST_SETS,

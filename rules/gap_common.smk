@@ -10,6 +10,18 @@ def gap_arm_name(wildcards):
     return wildcards.arm
 
 
+def gap_arm_settings(wildcards):
+    """The arm's resolved settings at the experiment's own seed (usseg.gap.arm_experiment), a plain
+    mapping: as a param, a changed setting re-runs the arm; also its image size and code inputs.
+    """
+    return arm_experiment(config, gap_arm_name(wildcards)).settings
+
+
+def gap_remedy_settings(wildcards):
+    """A remedy arm's settings, for the gap_domain job of its {remedy}."""
+    return arm_experiment(config, remedy_arm(wildcards.remedy)).settings
+
+
 def gap_arm_splits(wildcards):
     """The arm's split table: its LOSO fold's, its learning-curve share's, or the run's."""
     if "subject" in wildcards.keys():

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from usseg import rerun
 from usseg.errors import DataError
 
 # Folders made by macOS zip tools that mirror the dataset with AppleDouble files.
@@ -118,12 +119,13 @@ def read_dataset_root(path) -> Path:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read the recorded dataset root ({err}); re-run the manifest rule "
-                        "(`snakemake --forcerun manifest`).") from None
+                        f"(`{rerun.command('report', '--forcerun', 'manifest')}`).") from None
     if not isinstance(record, dict) or not isinstance(record.get("dataset_root"), str):
         raise DataError(f"{path}: expected {{'data_root', 'dataset_root'}}; re-run the manifest rule "
-                        "(`snakemake --forcerun manifest`).")
+                        f"(`{rerun.command('report', '--forcerun', 'manifest')}`).")
     root = Path(record["dataset_root"])
     if not root.is_dir():
         raise DataError(f"{path}: the recorded dataset root {root} is no longer a folder (moved or deleted); "
-                        "re-run the manifest rule (`snakemake --forcerun manifest`) to find it again.")
+                        f"re-run the manifest rule (`{rerun.command('report', '--forcerun', 'manifest')}`) to find "
+                        "it again.")
     return root

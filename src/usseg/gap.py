@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from usseg import contracts
+from usseg import composite, contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.experiment import Experiment
@@ -223,8 +223,9 @@ def write_curve_split(manifest_csv, splits_csv, fraction: str, fractions: Sequen
 def subject_scores(eval_folder) -> pd.DataFrame:
     """One row per test subject of one evaluation: subject_id, n_images, dice, surface_dice.
 
-    Each is the subject's mean over the classes of the evaluation's foreground mean
-    (summary.json mean_foreground.classes, the classes scored on every test set).
+    Each is the subject's term of the class-macro mean over the classes of the evaluation's composite
+    (summary.json mean_foreground.classes; usseg.composite.subject_terms): their mean over subjects is the
+    evaluation's class-macro mean, so a paired change here is a change in the composite the report shows.
     """
     eval_folder = Path(eval_folder)
     summary_path, table_path = eval_folder / "summary.json", eval_folder / "per_subject.csv"
@@ -240,10 +241,7 @@ def subject_scores(eval_folder) -> pd.DataFrame:
         missing = [c for c in cols if c not in table.columns]
         if missing:
             raise DataError(f"{table_path}: column(s) {', '.join(missing)} missing; re-run the evaluation.")
-        with np.errstate(all="ignore"):
-            values = table[cols].to_numpy(float)
-            counts = np.isfinite(values).sum(axis=1)
-            out[metric] = np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+        out[metric] = composite.subject_terms(table[cols].astype(float)).to_numpy()
     return out
 
 
@@ -410,15 +408,12 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
 
     Images at the experiment's image_size; at most `max_images` per domain (a seeded sample).
     """
-    from usseg.remedies import (  # late: MONAI transforms
-        domain_check,
-        style,
-        transforms,
-        wiring,
-    )
+    # Late: MONAI transforms.
+    from usseg.remedies import domain_check, transforms
+    from usseg.training import remedy as wiring
 
     remedy = exp.remedy
-    table, root, fov_threshold = prepared.table, prepared.root, prepared.fan_threshold
+    table, fov_threshold = prepared.table, prepared.fan_threshold
     bank = None
     if remedy.name in ("histogram_matching", "fda"):
         bank = wiring.target_bank(exp, remedy, prepared)
@@ -432,15 +427,14 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
         rows = rows.sort_values("image_id", kind="stable")
         return rows.iloc[np.sort(rng.choice(len(rows), max_images, replace=False))] if len(rows) > max_images else rows
 
-    src_rows = sample(table[(table["modality"] != target) & (table["split"] == "train")])
-    tgt_rows = sample(table[table["modality"] == target])
-    load = style.TargetBank.from_files
-    src = load([Path(root) / p for p in src_rows["image_path"]], exp.image_size, fov_threshold).images
-    tgt = load([Path(root) / p for p in tgt_rows["image_path"]], exp.image_size, fov_threshold).images
-    # from_files sorts the paths; keep the subjects in the same order.
-    src_subj = src_rows.assign(p=[str(Path(root) / p) for p in src_rows["image_path"]]).sort_values("p")["subject_id"]
-    tgt_subj = tgt_rows.assign(p=[str(Path(root) / p) for p in tgt_rows["image_path"]]).sort_values("p")["subject_id"]
-    out = domain_check.domain_auc(src, list(src_subj.astype(str)), tgt, list(tgt_subj.astype(str)), *fns,
+    # In image-path order (the order the earlier file-reading version used), from the prepared arrays.
+    src_rows = sample(table[(table["modality"] != target) & (table["split"] == "train")]).sort_values("image_path")
+    tgt_rows = sample(table[table["modality"] == target]).sort_values("image_path")
+    arrays = prepared.arrays(exp.image_size)
+    src = arrays.take(list(src_rows["image_id"])).images
+    tgt = arrays.take(list(tgt_rows["image_id"])).images
+    out = domain_check.domain_auc(src, list(src_rows["subject_id"].astype(str)), tgt,
+                                  list(tgt_rows["subject_id"].astype(str)), *fns,
                                   folds=folds, seed=seed, fov_threshold=fov_threshold)
     out["remedy"] = remedy.name
     return out

@@ -5,7 +5,10 @@ once per training and evaluation. Per seed offset k, `run_arm` writes the
 files of usseg.gap_files.seed_files under the arm's seed folders: the training's
 model.safetensors, history.csv and timing.csv, and per test set the
 evaluation's tables (per_subject.csv, per_image.csv, summary.json; no figures:
-the report shows the study's tables, not each seed's overlays).
+the report shows the study's tables, not each seed's overlays). The trainings
+run through the training engine's `usseg.train.train_many` on the prepared
+arrays of the arm's image size (read once for all seeds); each is the model the
+same training gives alone, with its experiment's `threads`.
 
 Two kinds of seed are not trained here, because the same training exists:
 
@@ -16,8 +19,6 @@ Two kinds of seed are not trained here, because the same training exists:
   copied (the baseline experiment's, whose evaluation is the same settings on
   the same model).
 
-`train_seeds` is the one place that trains: it is what changes when the
-training engine trains several (experiment, seed) pairs in one call.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from usseg.data import PreparedData
@@ -36,26 +36,9 @@ from usseg.gap_files import EVAL_FILES, TRAINING_FILES, eval_dir
 log = logging.getLogger("usseg.gap_arms")
 
 
-@dataclass(frozen=True)
-class SeedTraining:
-    """One training of an arm: the seed's experiment, where its outputs and its resumable state go."""
-
-    exp: Experiment
-    out_dir: Path
-    checkpoint_dir: Path
-
-
 def seed_experiment(exp: Experiment, offset: int) -> Experiment:
     """The arm's training with seed offset k: the experiment's seed + k."""
     return exp.with_settings(seed=exp.seed + int(offset), name=f"{exp.name}_seed{int(offset)}")
-
-
-def train_seeds(trainings: Sequence[SeedTraining], prepared: PreparedData) -> None:
-    """Train every (experiment, seed) of `trainings` on the prepared data (today: one after the other)."""
-    from usseg.train import train_experiment  # late: torch and MONAI
-
-    for t in trainings:
-        train_experiment(t.exp, prepared, t.out_dir, t.checkpoint_dir)
 
 
 def evaluate_seed(exp: Experiment, prepared: PreparedData, seed_folder, test_sets: Sequence[str],
@@ -66,7 +49,7 @@ def evaluate_seed(exp: Experiment, prepared: PreparedData, seed_folder, test_set
     for test_set in test_sets:
         evaluate_experiment(exp, prepared, Path(seed_folder) / "model.safetensors", test_set,
                             eval_dir(seed_folder, test_set), evaluation=dict(evaluation),
-                            test_sets=list(all_test_sets), tables_only=True)
+                            test_sets=list(all_test_sets), figures=False)
 
 
 def _copy(files: Sequence[str], source, target) -> None:
@@ -86,6 +69,8 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
     seed_experiment(exp, k). test_sets: the arm's test sets; all_test_sets: every test set
     of the run (the foreground mean's classes are those scored on all of them).
     """
+    from usseg.train import TrainingRun, train_many  # late: torch and MONAI
+
     trained_in, evaluated_in = dict(trained_in or {}), dict(evaluated_in or {})
     offsets = range(len(seed_folders))
     # CPU seconds (every thread of this process) before any work: the job's start-up (imports, tables).
@@ -93,9 +78,9 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
     for k, source in trained_in.items():
         _copy(TRAINING_FILES, source, seed_folders[k])
         log.info("%s seed offset %d: the same training as %s, copied", exp.name, k, source)
-    trainings = [SeedTraining(seed_experiment(exp, k), Path(seed_folders[k]), Path(checkpoint_dirs[k]))
+    trainings = [TrainingRun(seed_experiment(exp, k), prepared, Path(seed_folders[k]), Path(checkpoint_dirs[k]))
                  for k in offsets if k not in trained_in]
-    train_seeds(trainings, prepared)
+    train_many(trainings)
     train_cpu = time.process_time()
     evaluated = 0
     for k in offsets:

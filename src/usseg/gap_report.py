@@ -1,31 +1,32 @@
 """The report's "What would help" section (HTML id `gap`) from results/gap/ (docs/remedies.md).
 
-`gap_context` reads the study's outputs and returns what the template
-templates/gap.html.j2 shows: the remedies as a forest plot of their paired
-deltas (each seed's effect beside the interval with seeds included), the LOSO
-score per held-out subject with its spread between seeds, the learning curve,
-"when to stop" per kind of change, and a plain-language conclusion in which
-every claim follows from an interval that includes training noise
-(`conclusion_sentences`). `rank_next_steps` orders the remedies by their
-measured effect, and `verdict_ranking` words it, with "when to stop", for the
-verdict's "what to try next" (usseg.report.sections.verdict). Each remedy is
-named by its title (gap_study.remedies.<key>.title), its key beside it.
+`gap_context` reads the study's outputs and returns what the report's
+section (usseg.report.sections.gap) shows: the remedies as a forest plot of
+their paired deltas (each seed's effect beside the interval with seeds
+included), the LOSO score per held-out subject with its spread between seeds,
+the learning curve, "when to stop" per kind of change, and a plain-language
+conclusion in which every claim follows from an interval that includes
+training noise (`conclusion_sentences`). `rank_next_steps` orders the remedies
+by their measured effect, and `verdict_ranking` words it, with "when to stop",
+for the verdict's "what to try next" (usseg.report.sections.verdict). Each
+remedy is named by usseg.names (its gap_study.remedies.<key>.title), its key
+beside it.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from usseg import contracts
+from usseg.figure_text import MAX_WIDTH_IN, save_png
+from usseg.names import Names
 from usseg.remedies import gap_stats
-from usseg.remedies.spec import gap_baseline, gap_remedy_titles
+from usseg.remedies.spec import gap_baseline
 
 SECTION_ID = "gap"
 FILES = ("gap_closure.csv", "seed_effects.csv", "loso.csv", "learning_curve.csv", "when_to_stop.json")
@@ -34,13 +35,21 @@ DEMO_NOTE = ("On the generated demo dataset these effects illustrate the method;
 METRIC_NAMES = {"dice": "Dice", "surface_dice": "surface Dice"}
 
 
-def _png(fig) -> str:
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return plt
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes, its smallest text recorded (usseg.figure_text)."""
+    plt = _pyplot()
+    data = save_png(fig, None)
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data
 
 
 def _fmt(x, spec: str = ".2f") -> str:
@@ -63,13 +72,18 @@ def _count(value) -> int:
     return int(value) if value is not None and math.isfinite(float(value)) else 0
 
 
-def effect_text(row, test_set_label: str) -> str:
-    """One remedy's measured effect in words, without its name; the claim is what its interval, seeds
-    included, supports, nothing more."""
+def effect_sentence(name: str, row, test_set_label: str) -> str:
+    """One remedy's measured effect in words, starting with its name (`effect_clause`)."""
+    return f"{name} {effect_clause(row, test_set_label)}"
+
+
+def effect_clause(row, test_set_label: str) -> str:
+    """effect_sentence without the remedy's name ("changed Dice on ... by ..."), for a page that shows the
+    name with its config key; the claim is what its interval, seeds included, supports, nothing more."""
     metric = METRIC_NAMES.get(row["metric"], row["metric"])
     n, seeds = _count(row["n_subjects"]), _count(row.get("n_seeds", 1))
     spread = (f", between-seed SD of the change {_fmt(row['seed_sd'], '.3f')}" if seeds >= 2 else "")
-    measured = (f"changed {test_set_label} {metric} by {_signed(row['delta'])} "
+    measured = (f"changed {metric} on the {test_set_label} by {_signed(row['delta'])} "
                 f"(from {_fmt(row['baseline'], '.3f')} to {_fmt(row['value'], '.3f')}, {n} subjects x {seeds} "
                 f"seed{'s' if seeds != 1 else ''}{spread}")
     word = interval_word(row["ci_lo"], row["ci_hi"])
@@ -83,11 +97,6 @@ def effect_text(row, test_set_label: str) -> str:
     if word == "below 0":
         return f"{measured}, {ci}): it made things worse."
     return f"{measured}, {ci}): no detectable change, which is not the same as no effect."
-
-
-def effect_sentence(name: str, row, test_set_label: str) -> str:
-    """One remedy's measured effect in words, starting with its name (`effect_text`)."""
-    return f"{name} {effect_text(row, test_set_label)}"
 
 
 def rank_next_steps(closure: pd.DataFrame, test_set: str, metric: str = "dice") -> list[dict]:
@@ -112,9 +121,11 @@ CURVE_MEANING = {
 
 
 def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str, labels: dict,
-                         titles: Mapping[str, str] | None = None) -> list[str]:
-    """The plain-language conclusion: every remedy's effect on real-image Dice, then the learning curve."""
-    out = [effect_sentence(remedy_label(r["remedy"], titles), r, labels.get(target, target))
+                         names: Names | None = None) -> list[str]:
+    """The plain-language conclusion: every remedy's effect on real-image Dice (each remedy by its name,
+    `names`), then the learning curve."""
+    names = names or Names({})
+    out = [effect_sentence(names.remedy(r["remedy"]).text, r, labels.get(target, target))
            for r in rank_next_steps(closure, target)]
     for test_set, group in curve[curve["metric"] == "dice"].groupby("test_set", sort=True) if len(curve) else []:
         group = group.sort_values("level")
@@ -145,22 +156,17 @@ def target_test_set(config: dict) -> str:
     return f"test_{str(config['dataset']['target_modality']).lower()}"
 
 
-def remedy_label(remedy: str, titles: Mapping[str, str] | None = None) -> str:
-    """A gap_closure.csv remedy's human name: its title (gap_study.remedies.<key>.title, or LOSO's), else the key."""
-    return {**gap_remedy_titles({}), **(titles or {})}.get(remedy, remedy)
-
-
-def ranked_steps(closure: pd.DataFrame, test_set: str, test_set_label: str,
-                 titles: Mapping[str, str] | None = None) -> list[dict]:
-    """The remedies on `test_set` Dice, best measured change first, each with its name (`label`), the words
-    of what its interval supports (`effect`, and `sentence` = name + effect) and whether the interval
-    excludes 0."""
+def ranked_steps(closure: pd.DataFrame, test_set: str, test_set_label: str, names: Names | None = None) -> list[dict]:
+    """The remedies on `test_set` Dice, best measured change first, each with its name (`names`: usseg.names,
+    a remedy's title), the sentence of what its interval supports (`effect_sentence`, and `clause` without
+    the name) and whether the interval excludes 0."""
+    names = names or Names({})
     out = []
     for r in rank_next_steps(closure, test_set):
-        label = remedy_label(r["remedy"], titles)
-        effect = effect_text(r, test_set_label)
-        out.append({**r, "label": label, "excludes_zero": r["interval"] in ("above 0", "below 0"),
-                    "effect": effect, "sentence": f"{label} {effect}"})
+        name = names.remedy(r["remedy"])
+        out.append({**r, "name": name, "label": name.text, "excludes_zero": r["interval"] in ("above 0", "below 0"),
+                    "sentence": effect_sentence(name.text, r, test_set_label),
+                    "clause": effect_clause(r, test_set_label)})
     return out
 
 
@@ -213,7 +219,7 @@ def when_to_stop_paragraph(stop: Mapping) -> str:
 
 
 def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_set_label: str,
-                    titles: Mapping[str, str] | None = None) -> dict:
+                    names: Names | None = None) -> dict:
     """What the verdict shows when the gap study ran: the ranked remedies, which intervals exclude 0,
     and "when to stop"; every number read from gap_closure.csv and when_to_stop.json."""
     missing = [c for c in contracts.GAP_CLOSURE_COLUMNS if c not in closure.columns]
@@ -226,7 +232,7 @@ def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_se
         missing = [k for k in contracts.WHEN_TO_STOP_KIND_KEYS if k not in entry]
         if missing:
             raise ValueError(f"when_to_stop.json kinds.{kind} lacks the key(s) {', '.join(missing)}")
-    steps = ranked_steps(closure, test_set, test_set_label, titles)
+    steps = ranked_steps(closure, test_set, test_set_label, names)
     return {"test_set": test_set_label, "steps": steps, "summary": ranking_summary(steps, test_set_label),
             "when_to_stop": when_to_stop_paragraph(stop)}
 
@@ -235,99 +241,124 @@ def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_se
 
 
 def forest_figure(closure: pd.DataFrame, effects: pd.DataFrame | None = None,
-                  titles: Mapping[str, str] | None = None) -> str | None:
-    """The remedies' paired deltas (Dice and surface Dice, every test set): the interval with seeds included
-    (line), the mean change (dot) and each seed's change (small grey marks, from seed_effects.csv)."""
-    import matplotlib
+                  names: Names | None = None) -> bytes | None:
+    """The remedies' paired deltas: a panel per metric, rows grouped by test set; the interval with seeds
+    included (line), the mean change (dot; hollow without an interval) and each seed's change (small grey
+    marks, from seed_effects.csv).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Each remedy by its name (`names`, wrapped to fit), so a row can be read at the report's width.
+    """
+    plt = _pyplot()
     rows = closure[closure["metric"].isin(list(METRIC_NAMES))].reset_index(drop=True)
     if rows.empty:
         return None
-    panels = sorted(rows.groupby(["test_set", "metric"]).groups)
+    names = names or Names({})
+    metrics = [m for m in METRIC_NAMES if m in set(rows["metric"])]
+    test_sets = sorted(rows["test_set"].unique())
     remedies = sorted(rows["remedy"].unique())
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.5 * len(remedies) + 1.4),
-                             sharey=True, squeeze=False)
-    for ax, (test_set, metric) in zip(axes[0], panels):
-        sub = rows[(rows["test_set"] == test_set) & (rows["metric"] == metric)].set_index("remedy")
-        for y, remedy in enumerate(remedies):
-            if remedy not in sub.index:
+    layout, y = [], 0  # (y, test set, remedy or None for the test set's heading)
+    for ts in test_sets:
+        layout.append((y, ts, None))
+        y += 1
+        for remedy in remedies:
+            layout.append((y, ts, remedy))
+            y += 1
+    fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH_IN, 0.34 * y + 1.2), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, metric in zip(axes[0], metrics):
+        sub = rows[rows["metric"] == metric].set_index(["test_set", "remedy"])
+        for row, ts, remedy in layout:
+            if remedy is None:
+                ax.axhspan(row - 0.5, row + 0.5, color="0.93", zorder=0)
                 continue
-            r = sub.loc[remedy]
+            if (ts, remedy) not in sub.index:
+                continue
+            r = sub.loc[(ts, remedy)]
             if math.isfinite(r["ci_lo"]) and math.isfinite(r["ci_hi"]):
-                ax.plot([r["ci_lo"], r["ci_hi"]], [y, y], color="0.3")
+                ax.plot([r["ci_lo"], r["ci_hi"]], [row, row], color="0.3", lw=1.8)
             if effects is not None and len(effects):
-                mine = effects[(effects["remedy"] == remedy) & (effects["test_set"] == test_set)
+                mine = effects[(effects["remedy"] == remedy) & (effects["test_set"] == ts)
                                & (effects["metric"] == metric)]
-                ax.plot(mine["delta"], [y + 0.18] * len(mine), "|", color="0.55", ms=6)
-            ax.plot(r["delta"], y, "o", color="tab:blue")
-        ax.axvline(0, color="tab:red", lw=0.8)
-        ax.set_title(f"{test_set}, {METRIC_NAMES[metric]}", fontsize=9)
-        ax.set_xlabel("change vs baseline")
-    axes[0][0].set_yticks(range(len(remedies)), [remedy_label(r, titles) for r in remedies])
-    axes[0][0].invert_yaxis()
+                ax.plot(mine["delta"], [row + 0.22] * len(mine), "|", color="0.55", ms=6)
+            if math.isfinite(r["ci_lo"]) and math.isfinite(r["ci_hi"]):
+                ax.plot(r["delta"], row, "o", color="tab:blue", ms=6)
+            else:
+                ax.plot(r["delta"], row, "o", mfc="white", color="tab:blue", ms=6)
+        ax.axvline(0, color="tab:red", lw=0.9)
+        ax.set_title(f"change in {METRIC_NAMES[metric]} against the baseline", fontsize=10)
+        ax.set_xlabel("paired change, 95 % interval over subjects and seeds")
+        ax.grid(axis="x", alpha=0.3)
+    labels = [names.test_set(ts).text if remedy is None else textwrap.fill(names.remedy(remedy).text, 34)
+              for _row, ts, remedy in layout]
+    axes[0][0].set_yticks([row for row, _t, _r in layout], labels, fontsize=9)
+    for tick, (_row, _ts, remedy) in zip(axes[0][0].get_yticklabels(), layout):
+        if remedy is None:
+            tick.set_fontweight("bold")
+    axes[0][0].set_ylim(y - 0.5, -0.5)
     return _png(fig)
 
 
-def loso_figure(loso: pd.DataFrame) -> str | None:
+def loso_figure(loso: pd.DataFrame) -> bytes | None:
     """Each held-out subject's Dice and surface Dice (mean over seeds), with the SD between seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     if loso.empty:
         return None
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.5 * len(loso) + 1.5), 2.6))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(4.6, 0.55 * len(loso) + 2.0)), 3.0),
+                           layout="constrained")
     x = np.arange(len(loso))
     for shift, metric, label in ((-0.2, "dice", "Dice"), (0.2, "surface_dice", "surface Dice")):
         sd = loso[f"{metric}_seed_sd"].astype(float).fillna(0.0) if f"{metric}_seed_sd" in loso else None
         ax.bar(x + shift, loso[metric], 0.4, yerr=sd, capsize=2, label=label)
-    ax.set_xticks(x, loso["held_out_subject"].astype(str), rotation=45, ha="right")
+    ax.set_xticks(x, loso["held_out_subject"].astype(str), rotation=45 if len(loso) > 8 else 0,
+                  ha="right" if len(loso) > 8 else "center")
     ax.set_ylim(0, 1)
     ax.set_xlabel("held-out real subject")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("score on the held-out subject")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     return _png(fig)
 
 
-def curve_figure(curve: pd.DataFrame) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def curve_figure(curve: pd.DataFrame, names: Names | None = None) -> bytes | None:
+    plt = _pyplot()
     rows = curve[curve["metric"] == "dice"]
     if rows.empty:
         return None
-    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    names = names or Names({})
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), layout="constrained")
     for test_set, group in rows.groupby("test_set", sort=True):
         group = group.sort_values("level")
         # No interval (one seed, or fewer than 3 subjects): the point alone.
         low = (group["mean"] - group["ci_lo"]).fillna(0.0)
         high = (group["ci_hi"] - group["mean"]).fillna(0.0)
-        ax.errorbar(group["level"] * 100, group["mean"], yerr=[low, high], marker="o", capsize=3, label=test_set)
+        ax.errorbar(group["level"] * 100, group["mean"], yerr=[low, high], marker="o", capsize=3,
+                    label=names.test_set(test_set).text)
     ax.set_xlabel("% of simulator training subjects")
-    ax.set_ylabel("subject-level Dice (95% CI, seeds incl.)")
+    ax.set_ylabel("subject-level Dice\n(95 % interval, seeds incl.)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     return _png(fig)
 
 
-# ----------------------------------------------------------------------------- the section
+# ----------------------------------------------------------------------------- the section's data
 
 TABLE_FORMATS = {"baseline": ".3f", "value": ".3f", "delta": "+.3f", "ci_lo": "+.3f", "ci_hi": "+.3f",
                  "seed_sd": ".3f"}
+# The matrix's column headers, in the order of contracts.GAP_CLOSURE_COLUMNS (each file column in words).
+CLOSURE_HEADERS = {"remedy": "remedy", "test_set": "test set", "metric": "metric", "baseline": "baseline",
+                   "value": "remedy's value", "delta": "change", "ci_lo": "95 % interval, low",
+                   "ci_hi": "95 % interval, high", "n_subjects": "subjects", "n_seeds": "seeds",
+                   "seed_sd": "between-seed SD of the change"}
 
 
-def closure_rows(closure: pd.DataFrame, titles: Mapping[str, str] | None = None) -> list[dict]:
-    """gap_closure.csv's rows as the template shows them: the remedy's title and key, then each column
-    formatted (counts as whole numbers, empty where there is none)."""
+def closure_rows(closure: pd.DataFrame, names: Names | None = None) -> list[list[str]]:
+    """gap_closure.csv's rows as the matrix shows them (columns contracts.GAP_CLOSURE_COLUMNS): the remedy,
+    test set and metric by name, numbers formatted (counts as whole numbers, empty where there is none)."""
+    names = names or Names({})
     out = []
     for row in closure.to_dict("records"):
-        cells = []
-        for col in contracts.GAP_CLOSURE_COLUMNS[1:]:
+        cells = [names.remedy(row["remedy"]).text, names.test_set(row["test_set"]).text,
+                 METRIC_NAMES.get(row["metric"], str(row["metric"]).replace("_", " "))]
+        for col in contracts.GAP_CLOSURE_COLUMNS[3:]:
             value = row[col]
             if col in TABLE_FORMATS:
                 cells.append(_fmt(value, TABLE_FORMATS[col]))
@@ -335,51 +366,44 @@ def closure_rows(closure: pd.DataFrame, titles: Mapping[str, str] | None = None)
                 cells.append(str(int(value)) if value is not None and math.isfinite(float(value)) else "")
             else:
                 cells.append(str(value))
-        out.append({"remedy": row["remedy"], "title": remedy_label(row["remedy"], titles), "cells": cells})
+        out.append(cells)
     return out
 
 
-def gap_context(config: dict, files: dict) -> dict | None:
-    """What templates/gap.html.j2 renders; None when the study is off.
+def gap_context(config: dict, files: dict, names: Names | None = None) -> dict | None:
+    """What the report's "What would help" section shows (usseg.report.sections.gap); None when the study
+    is off. Figures are PNG bytes.
 
     `files`: the gap_summary rule's outputs by name (gap_closure, seed_effects, loso, learning_curve,
     when_to_stop).
     """
     if not config.get("gap_study", {}).get("enabled"):
         return None
+    names = names or Names(config)
     closure = contracts.read_gap_closure(files["gap_closure"])
     effects = contracts.read_seed_effects(files["seed_effects"]) if "seed_effects" in files else None
     loso = contracts.read_loso(files["loso"])
     curve = contracts.read_learning_curve(files["learning_curve"])
     stop = contracts.read_when_to_stop(files["when_to_stop"])
     target = target_test_set(config)
-    titles = gap_remedy_titles(config)
-    labels = {ts: f"{ts} ({'real' if ts == target else 'simulator'})" for ts in config["test_sets"]}
+    labels = {ts: names.test_set(ts).text for ts in config["test_sets"]}
     spread = gap_stats.loso_spread(pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"])) \
         if len(loso) else None
     return {
         "section_id": SECTION_ID,
-        "baseline": gap_baseline(config),
+        "baseline": names.experiment(gap_baseline(config)),
         "seeds": int(config["gap_study"].get("seeds", 1)),
         "demo": config.get("data_root") is None,
         "demo_note": DEMO_NOTE,
         "columns": list(contracts.GAP_CLOSURE_COLUMNS),
-        "rows": closure_rows(closure, titles),
-        "forest_png": forest_figure(closure, effects, titles),
+        "rows": closure_rows(closure, names),
+        "forest_png": forest_figure(closure, effects, names),
         "loso_png": loso_figure(loso),
         "loso_spread": None if spread is None else {k: _fmt(v) if k != "n_subjects" else v for k, v in spread.items()},
-        "curve_png": curve_figure(curve),
-        "conclusion": conclusion_sentences(closure, curve, target, labels, titles),
+        "curve_png": curve_figure(curve, names),
+        "conclusion": conclusion_sentences(closure, curve, target, labels, names),
+        "curve_sentences": conclusion_sentences(closure.iloc[0:0], curve, target, labels, names),
         "when_to_stop": when_to_stop_paragraph(stop),
-        "next_steps": ranked_steps(closure, target, labels.get(target, target), titles),
+        "next_steps": ranked_steps(closure, target, labels.get(target, target), names),
         "target": labels.get(target, target),
     }
-
-
-def render_gap_section(config: dict, files: dict) -> str:
-    """The section's HTML ('' when the study is off), from templates/gap.html.j2 (`files`: as for gap_context)."""
-    context = gap_context(config, files)
-    if context is None:
-        return ""
-    env = Environment(loader=PackageLoader("usseg", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    return env.get_template("gap.html.j2").render(**context)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.networks.nets import BasicUNetPlusPlus, UNet
 from torch import nn
 
-from usseg import checkpoint
+from usseg import checkpoint, rerun
 from usseg.errors import ConfigError, UssegError
 from usseg.experiment import FOREST, NETWORK_NAMES, Experiment, ModelSettings
 
@@ -74,6 +73,9 @@ class _FirstOutput(nn.Module):
 def build_network(model: ModelSettings | Mapping, n_classes: int, image_size=None, where: str = "model") -> nn.Module:
     """The network described by an experiment's model block (typed, or as a model file records it),
     1 input channel (grayscale), n_classes outputs."""
+    # Late: MONAI takes seconds to import, and a job that reads a forest needs none of it.
+    from monai.networks.nets import BasicUNetPlusPlus, UNet
+
     if isinstance(model, Mapping):
         model = ModelSettings.from_mapping(model)
     name = model.name
@@ -153,7 +155,9 @@ class NetworkPredictor:
 
 def load_predictor(path, device: torch.device | None = None):
     """A predictor (NetworkPredictor or forest.ForestPredictor) from a model.safetensors file."""
-    tensors, meta = checkpoint.load_tensors(path)
+    # A rule's output: forcing its rule makes it again (training never copies a damaged checkpoint).
+    remedy = f"Re-create it: {rerun.command('report', '--forcerun', str(path))}"
+    tensors, meta = checkpoint.load_tensors(path, remedy=remedy)
     if meta.get("kind") != MODEL_KIND:
         raise UssegError(f"{path}: not a usseg model file (kind {meta.get('kind')!r}); it may be a training checkpoint.")
     name = meta["model"]["name"]

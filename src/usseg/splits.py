@@ -17,15 +17,16 @@ that test set's name in `excluded_from` and the reason in `note`;
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
 
 from usseg.contracts import (
     SPLIT_COLUMNS,
+    TRAIN,
     UNLABELED,
     parse_bool,
     read_decode_report,
@@ -34,7 +35,12 @@ from usseg.contracts import (
 )
 from usseg.errors import DataError, LeakageError
 
+log = logging.getLogger(__name__)
+
 KEPT_FLAGGED = "mask flagged, kept in the test set (not used for training): "
+# The note of a labeled training image when fewer than 2 subjects have one (no train/val split).
+NO_TRAIN_SPLIT = ("labeled training image, not used: a subject-grouped train/val split needs labeled "
+                  "training images of at least 2 subjects")
 
 
 def _flag_reasons(decode_report: pd.DataFrame | None) -> dict[str, tuple[str, bool]]:
@@ -152,13 +158,16 @@ def subject_grouped_split(
     train = out[train_rows]
     subjects = sorted(train["subject_id"].unique())
     if len(subjects) < 2:
-        raise DataError(
-            f"only {len(subjects)} subject(s) ({', '.join(subjects) or 'none'}) have labeled images in the original "
-            "train split; a subject-grouped train/val split needs at least 2. Add annotated training images "
-            "(check manifest_issues.csv and decode_report.csv for set-aside or flagged masks)."
-        )
+        # No subject-grouped train/val split, so nothing trains (usseg.trainability says which
+        # experiments and why); the data checks and the report still run on the test sets.
+        out.loc[train.index, "note"] = NO_TRAIN_SPLIT
+        return out.sort_values("image_id", kind="stable").reset_index(drop=True)[SPLIT_COLUMNS]
     # At least one subject on each side: sklearn would otherwise fail or leave val empty.
     n_val = min(max(math.ceil(val_fraction * len(subjects)), 1), len(subjects) - 1)
+    # Late: scikit-learn costs most of a second to import, and only the split step needs it here
+    # (the evaluations read splits' helpers too).
+    from sklearn.model_selection import GroupShuffleSplit
+
     splitter = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
     # Sort first, so the result does not depend on the manifest's row order.
     train = train.sort_values("image_id", kind="stable")
@@ -226,6 +235,14 @@ def write_splits(
         issues = read_issues(issues_csv)
     splits = subject_grouped_split(manifest, report, val_fraction, seed, strict=strict, issues=issues)
     check_no_leakage(splits, manifest)
+    if not (splits["split"] == TRAIN).any():
+        subjects = sorted(set(splits.loc[splits["note"] == NO_TRAIN_SPLIT, "subject_id"]))
+        log.warning(
+            "no train/val split: %s labeled images in the original train split (a subject-grouped split "
+            "needs 2 subjects), so no experiment can be trained; the data checks still run and the report "
+            "says what could not", f"{len(subjects)} subject(s) ({', '.join(subjects)}) have" if subjects
+            else "no subject has",
+        )
     splits_csv = Path(splits_csv)
     splits_csv.parent.mkdir(parents=True, exist_ok=True)
     splits.to_csv(splits_csv, index=False)
