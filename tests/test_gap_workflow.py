@@ -65,9 +65,11 @@ def test_gap_outputs_follow_the_contract(gap_run):
     assert list(wide.columns) == ["level", "test_aus", "test_rus"] and list(wide["level"]) == [0.5, 1.0]
     html = (gap_run / "results" / "report" / "report.html").read_text()
     assert '<section id="gap">' in html and "illustrate the method" in html
-    assert "Field-of-view normalisation</b> <small><code>fov_normalise</code></small>" in html
+    # Each remedy by its title, its key beside it (usseg.names).
+    assert '<b>Field-of-view normalisation <code class="key">fov_normalise</code></b>' in html
     # The verdict ranks by measurement and says when to stop, per kind of change.
-    verdict = html[html.index('<section id="verdict"'):html.index('<section id="gap"')]
+    start = html.index('<section id="verdict"')
+    verdict = html[start:html.index("<section id=", start + 1)]
     assert "What to try next, ranked by measured effect" in verdict and "not ranked by measurement" not in verdict
     assert f"On test_rus ({stop['n_subjects']} labeled real subjects" in verdict
 
@@ -83,7 +85,7 @@ def test_each_arm_holds_every_seed_and_shared_trainings_are_not_repeated(gap_run
             seed = arms / arm / f"seed{k}"
             assert (seed / "model.safetensors").exists() and (seed / "timing.csv").exists()
             assert {p.name for p in (seed / "eval" / "test_rus").iterdir()} == {
-                "per_subject.csv", "per_image.csv", "summary.json"}  # the tables only, no figures
+                "per_subject.csv", "per_image.csv", "summary.json", "confusion.csv"}  # the numbers, no figures
     # The baseline arm's seed 0 is the baseline experiment, copied; bn_adapt is scored on the baseline arm's models.
     experiment = results / "experiments" / "multiorgan_unet_weighted"
     assert (arms / "baseline/seed0/model.safetensors").read_bytes() == (experiment / "model.safetensors").read_bytes()

@@ -4,8 +4,9 @@ The start-up (MONAI, torch, the data tables) is paid once per arm instead of
 once per training and evaluation. Per seed offset k, `run_arm` writes the
 files of usseg.gap_files.seed_files under the arm's seed folders: the training's
 model.safetensors, history.csv and timing.csv, and per test set the
-evaluation's tables (per_subject.csv, per_image.csv, summary.json; no figures:
-the report shows the study's tables, not each seed's overlays). The trainings
+evaluation's numbers (per_subject.csv, per_image.csv, summary.json,
+confusion.csv; no figures: the report shows the study's tables, not each
+seed's overlays). The trainings
 run through the training engine's `usseg.train.train_many` on the prepared
 arrays of the arm's image size (read once for all seeds); each is the model the
 same training gives alone, with its experiment's `threads`.
@@ -43,7 +44,7 @@ def seed_experiment(exp: Experiment, offset: int) -> Experiment:
 
 def evaluate_seed(exp: Experiment, prepared: PreparedData, seed_folder, test_sets: Sequence[str],
                   evaluation: Mapping, all_test_sets: Sequence[str]) -> None:
-    """The seed's model scored on each of `test_sets`: the evaluation tables only."""
+    """The seed's model scored on each of `test_sets`: the evaluation's numbers, no figures."""
     from usseg.evaluate import evaluate_experiment  # late: torch and MONAI
 
     for test_set in test_sets:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 TRAINING_FILES = ("model.safetensors", "history.csv", "timing.csv")
-EVAL_FILES = ("per_subject.csv", "per_image.csv", "summary.json")
+# The evaluation's numbers (usseg.evaluate with figures=False): its tables and the confusion counts.
+EVAL_FILES = ("per_subject.csv", "per_image.csv", "summary.json", "confusion.csv")
 
 
 def seed_dir(arm_dir, offset: int) -> str:
