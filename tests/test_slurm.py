@@ -314,6 +314,9 @@ def test_profile_submits_training_with_its_gpu_cpu_memory_time_partition_account
         "results/labels/", "results/provenance/decode_masks.json",
         "results/splits.csv", "results/provenance/split.json",
     ]
+    # The prepared arrays at the tiny config's image size (rule prepare_arrays).
+    size = "x".join(str(int(v)) for v in tiny_config()["experiment_defaults"]["image_size"])
+    upstream += [f"results/prepared/{size}.safetensors", f"results/provenance/prepare_arrays/{size}.json"]
     now = time.time()
     for rel in upstream:
         path = workdir / rel
