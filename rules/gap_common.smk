@@ -17,6 +17,12 @@ def gap_arm_settings(wildcards):
     return arm_experiment(config, gap_arm_name(wildcards)).settings
 
 
+def gap_arm_gpu(wildcards):
+    """The `gpu` token of the arm's job (usseg.resources.gpu_token), from its own settings."""
+    exp = arm_experiment(config, gap_arm_name(wildcards))
+    return gpu_token(exp.device, network=exp.is_network)
+
+
 def gap_remedy_settings(wildcards):
     """A remedy arm's settings, for the gap_domain job of its {remedy}."""
     return arm_experiment(config, remedy_arm(wildcards.remedy)).settings
