@@ -219,23 +219,6 @@ def when_to_stop_paragraph(stop: Mapping) -> str:
     return " ".join([head, *parts]) + tail
 
 
-# The verdict shows the remedies whose interval excludes 0 (or, when none does, the first FIRST_STEPS by
-# measured change); the others are one click away, so the first screens carry what the evidence supports.
-FIRST_STEPS = 3
-
-
-def when_to_stop_summary(stop: Mapping) -> str:
-    """"When to stop" in one sentence, for the verdict's first look (`when_to_stop_paragraph` in full beside it):
-    the smallest change in real-image Dice a remedy must make to be told from no change, or why there is none."""
-    remedy = (stop.get("kinds") or {}).get("remedy") or {}
-    n, seeds = int(stop["n_subjects"]), int(stop.get("n_seeds") or 1)
-    if remedy.get("estimable") and remedy.get("minimum_detectable_change") is not None:
-        return (f"With {n} labeled real subject{'s' if n != 1 else ''} and {seeds} seed{'s' if seeds != 1 else ''} "
-                f"per arm, a remedy must change real-image Dice by about "
-                f"{float(remedy['minimum_detectable_change']):.3f} to be told from no change.")
-    return f"How large a change {n} labeled real subject{'s' if n != 1 else ''} can detect cannot be estimated yet."
-
-
 def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_set_label: str,
                     names: Names | None = None) -> dict:
     """What the verdict shows when the gap study ran: the ranked remedies, which intervals exclude 0,
@@ -251,10 +234,8 @@ def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_se
         if missing:
             raise ValueError(f"when_to_stop.json kinds.{kind} lacks the key(s) {', '.join(missing)}")
     steps = ranked_steps(closure, test_set, test_set_label, names)
-    shown = [s for s in steps if s["excludes_zero"]] or steps[:FIRST_STEPS]
-    return {"test_set": test_set_label, "steps": steps, "shown": shown,
-            "folded": [s for s in steps if s not in shown], "summary": ranking_summary(steps, test_set_label),
-            "when_to_stop": when_to_stop_paragraph(stop), "when_to_stop_summary": when_to_stop_summary(stop)}
+    return {"test_set": test_set_label, "steps": steps, "summary": ranking_summary(steps, test_set_label),
+            "when_to_stop": when_to_stop_paragraph(stop)}
 
 
 # ----------------------------------------------------------------------------- figures
@@ -275,15 +256,15 @@ def forest_figure(closure: pd.DataFrame, effects: pd.DataFrame | None = None,
     names = names or Names({})
     metrics = [m for m in METRIC_NAMES if m in set(rows["metric"])]
     test_sets = sorted(rows["test_set"].unique())
+    remedies = sorted(rows["remedy"].unique())
     layout, y = [], 0  # (y, test set, remedy or None for the test set's heading)
     for ts in test_sets:
         layout.append((y, ts, None))
         y += 1
-        # Only the remedies measured on this test set (LOSO is scored on the real one only).
-        for remedy in sorted(rows.loc[rows["test_set"] == ts, "remedy"].unique()):
+        for remedy in remedies:
             layout.append((y, ts, remedy))
             y += 1
-    fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH_IN, 0.31 * y + 1.2), sharey=True,
+    fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH_IN, 0.34 * y + 1.2), sharey=True,
                              squeeze=False, layout="constrained")
     for ax, metric in zip(axes[0], metrics):
         sub = rows[rows["metric"] == metric].set_index(["test_set", "remedy"])
