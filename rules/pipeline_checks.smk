@@ -5,7 +5,7 @@
 #   snakemake --cores 8 nnunet_export
 #   snakemake --cores 8 nnunet_reference
 
-from usseg.nnunet_reference import reference_runs
+from usseg.checks.nnunet_reference import reference_runs
 
 SANITY = f"{RESULTS}/sanity"
 # The training checks run a network's training loop; the forest has none.

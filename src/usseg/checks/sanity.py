@@ -55,7 +55,7 @@ from usseg.errors import DataError
 from usseg.experiment import NETWORK_NAMES, Experiment
 from usseg.masks import load_mask_rgb
 
-log = logging.getLogger("usseg.sanity")
+log = logging.getLogger("usseg.checks.sanity")
 
 PASS, FAIL = "PASS", "FAIL"
 # Split name given to the rows a check leaves out of its training run.

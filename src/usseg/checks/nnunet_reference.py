@@ -1,4 +1,4 @@
-"""An nnU-Net v2 reference run on an export of `usseg.nnunet_export`, through nnU-Net's Python API.
+"""An nnU-Net v2 reference run on an export of `usseg.checks.nnunet_export`, through nnU-Net's Python API.
 
 `run_reference` plans and preprocesses the exported dataset (2D configuration,
 with nnU-Net's own integrity check), trains fold 0 (usseg's train/val split,
@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from usseg.nnunet_export import CHANNEL_SUFFIX, FILE_ENDING
+from usseg.checks.nnunet_export import CHANNEL_SUFFIX, FILE_ENDING
 
-log = logging.getLogger("usseg.nnunet_reference")
+log = logging.getLogger("usseg.checks.nnunet_reference")
 
 CONFIGURATION = "2d"
 FOLD = 0
