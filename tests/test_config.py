@@ -233,6 +233,53 @@ def test_text_that_names_something_is_never_reinterpreted(cfg):
 
 
 @pytest.mark.parametrize(
+    ("path", "text", "value"),
+    [
+        (("experiment_defaults", "optimizer", "lr"), "1e-3", 0.001),
+        (("experiment_defaults", "optimizer", "weight_decay"), "5E-4", 0.0005),
+        (("experiment_defaults", "epochs"), "2e1", 20),  # an integer key takes a whole number
+    ],
+)
+def test_exponent_numbers_without_a_dot_are_read_with_a_note(cfg, capsys, path, text, value):
+    # `lr: 1e-3` in a YAML file: YAML 1.1 (PyYAML) reads it as the text '1e-3'.
+    layer = yaml.safe_load("lr: " + text)
+    assert layer["lr"] == text
+    node = cfg
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = text
+    check_config(cfg)
+    assert node[path[-1]] == value and type(node[path[-1]]) is type(value)
+    note = capsys.readouterr().err
+    assert ".".join(path) in note and repr(text) in note and ".0e" in note.lower()
+
+
+def test_exponent_text_is_not_a_number_where_the_schema_wants_a_name(cfg, capsys):
+    cfg["report"] = {"title": "1e-3"}
+    cfg["experiment_defaults"]["epochs"] = "1.5e0"  # not whole: stays text and is refused
+    expect_error(cfg, "experiment_defaults.epochs")
+    cfg["experiment_defaults"]["epochs"] = 2
+    check_config(cfg)
+    assert cfg["report"]["title"] == "1e-3"
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\t"])
+def test_an_empty_or_blank_data_root_is_an_error_not_the_demo(cfg, value):
+    cfg["data_root"] = value
+    expect_error(cfg, "data_root", "is empty", "null")
+
+
+def test_an_empty_data_root_on_the_command_line_is_an_error():
+    from usseg.config import check_data_root_arguments
+
+    check_data_root_arguments(["data_root=null", "data_root=/data", "split={seed: 4}"])
+    check_data_root_arguments(None)
+    for args in (["data_root="], ["strict=true", "data_root=  "]):
+        with pytest.raises(ConfigError, match="data_root= gives data_root no value"):
+            check_data_root_arguments(args)
+
+
+@pytest.mark.parametrize(
     ("path", "value", "fragment"),
     [
         (("split", "seed"), -1, "split.seed: -1 is less than the minimum of 0"),

@@ -71,6 +71,14 @@ def test_bad_numbers_stop_the_run_at_start_up(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
+def test_an_empty_data_root_stops_the_run_instead_of_running_the_demo(tmp_path):
+    # `--config data_root=$DATA` with DATA unset: Snakemake hands the workflow null.
+    proc = run_snakemake(tmp_path, "--dry-run", "report", "--config", "data_root=", check=False)
+    assert proc.returncode != 0
+    assert "data_root= gives data_root no value" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
 def test_the_same_settings_resolve_the_same_whatever_the_overlay_holds(tmp_path):
     # Params are compared by their text, key order included: the tiny overlay and
     # the whole tiny configuration written out must give the same params.

@@ -15,6 +15,7 @@ import copy
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,10 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: the config must be a mapping of keys to values, got {type(config).__name__}.")
     schema = load_schema()
-    coerce_text_values(config, schema)
+    notes: list[str] = []
+    coerce_text_values(config, schema, notes=notes)
+    for note in notes:
+        print(f"usseg: note: {source}: {note}", file=sys.stderr)
     reject_non_finite(config, source)
     validator = _validator_filling_defaults()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -120,14 +124,35 @@ def _fits(value: Any, types: set[str]) -> bool:
     )
 
 
-def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> Any:
+# A number in exponent notation without a dot (1e-3, 5E4): YAML 1.1, which PyYAML
+# reads, takes it for text; YAML 1.2 and every other reader for a number.
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _exponent_number(text: str, types: set[str]) -> float | int | None:
+    """The number a YAML 1.1 exponent text such as '1e-3' means, when the schema wants one here."""
+    if not _EXPONENT_NUMBER.match(text.strip()):
+        return None
+    value = float(text)
+    if "number" in types:
+        return value
+    if "integer" in types and value.is_integer():
+        return int(value)
+    return None
+
+
+def coerce_text_values(
+    config: Any, schema: dict, _root: dict | None = None, notes: list[str] | None = None, _path: tuple = ()
+) -> Any:
     """Read text where the schema wants a number, a boolean or null as YAML, in place.
 
     Snakemake passes a nested `--config` value ("split={seed: 4}") and a bare
     word ("data_root=null") as text, so without this "4" is "not of type
     integer" and null is a folder named "null". Only text that is not allowed
     where it stands (or a YAML null word where null is allowed) is converted,
-    so a name or a pattern is never reinterpreted.
+    so a name or a pattern is never reinterpreted. A number in exponent
+    notation without a dot (`lr: 1e-3`, text to YAML 1.1) is read as the
+    number, and a sentence saying so is appended to `notes` (when given).
     """
     root = schema if _root is None else _root
     schema = _subschema(schema, root)
@@ -137,7 +162,7 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
         for key, value in config.items():
             sub = props.get(key, extra if isinstance(extra, dict) else None)
             if sub is not None:
-                config[key] = coerce_text_values(value, sub, root)
+                config[key] = coerce_text_values(value, sub, root, notes, (*_path, key))
         return config
     if isinstance(config, list):
         items = schema.get("items")
@@ -146,7 +171,7 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
             if items is None and option.get("type") == "array":
                 items = option.get("items")
         if isinstance(items, dict):
-            config[:] = [coerce_text_values(v, items, root) for v in config]
+            config[:] = [coerce_text_values(v, items, root, notes, (*_path, i)) for i, v in enumerate(config)]
         return config
     if isinstance(config, str):
         types = _types(schema)
@@ -158,8 +183,27 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
             value = yaml.safe_load(config)
         except yaml.YAMLError:
             return config
-        return value if _fits(value, types) else config
+        if _fits(value, types):
+            return value
+        number = _exponent_number(config, types)
+        if number is not None:
+            if notes is not None:
+                notes.append(
+                    f"{_dotted(_path)} = {config!r} was read as the number {number!r}. YAML 1.1 (which "
+                    f"config files are read with) takes a number in exponent notation without a dot for "
+                    f"text; write {_yaml11_number(config)} to say it unambiguously."
+                )
+            return number
+        return config
     return config
+
+
+def _yaml11_number(text: str) -> str:
+    """'1e-3' -> '1.0e-3': the spelling YAML 1.1 reads as a number."""
+    mantissa, _, exponent = text.strip().lower().partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}e{exponent}"
 
 
 def reject_non_finite(config: Any, source: str, path: tuple = ()) -> None:
@@ -194,9 +238,38 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
 # ----------------------------------------------------------------------------- semantic checks
 
 
+def check_data_root_arguments(config_args) -> None:
+    """ConfigError for `--config data_root=` with nothing after the `=`.
+
+    Snakemake turns an empty `--config` value into null before the workflow
+    sees it, and null means "generate the demo": an unset shell variable
+    (`--config data_root=$DATA`) would quietly run the demo. `config_args`
+    are the raw `--config` arguments (Snakemake's config_settings.config_args).
+    """
+    for arg in config_args or ():
+        key, sep, value = str(arg).partition("=")
+        if key.strip() == "data_root" and sep and not value.strip():
+            raise ConfigError(
+                "--config data_root= gives data_root no value (an unset or empty shell variable?). Give the "
+                "folder that holds your dataset (--config data_root=/path/to/data), or data_root=null for the "
+                "generated demo dataset."
+            )
+
+
+def check_data_root(config: dict, source: str) -> None:
+    """ConfigError for a data_root that is empty or only blanks: only null means the demo."""
+    value = config.get("data_root")
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(
+            f"{source}: data_root = {value!r} is empty. Set it to the folder that holds your dataset, or to "
+            "null for the generated demo dataset."
+        )
+
+
 def check_config(config: dict, source: str = "config.yaml") -> dict:
     """Validate schema and meaning; return the config with defaults filled. Raises ConfigError."""
     validate_schema(config, source)
+    check_data_root(config, source)
     ds = config["dataset"]
     names = DatasetSpec(ds).class_names
     if len(set(names)) != len(names):
