@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from usseg.errors import DataError
@@ -127,3 +128,35 @@ def read_dataset_root(path) -> Path:
         raise DataError(f"{path}: the recorded dataset root {root} is no longer a folder (moved or deleted); "
                         "re-run the manifest rule (`snakemake --forcerun manifest`) to find it again.")
     return root
+
+
+# ----------------------------------------------------------------------------- file names as text
+
+# The \xNN escape that `shown_path` writes for a byte that is not UTF-8 (always 0x80 or above).
+_ESCAPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+
+
+def shown_path(rel: str) -> str:
+    """A relative path as text every table can hold: bytes that are not UTF-8 shown as \\xNN.
+
+    Linux allows any bytes in a file name; Python gives the ones that are not
+    UTF-8 (Latin-1 names from an old archive) as lone surrogates, which no
+    UTF-8 file can hold. The manifest lists such a file under this text and
+    `dataset_file` finds the file again from it.
+    """
+    return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+
+
+def dataset_file(root, rel: str) -> Path:
+    """The file a manifest path (`shown_path` text, relative to the dataset root) names.
+
+    A path with no escape is the file itself; otherwise the file whose name
+    holds the bytes the \\xNN escapes stand for, unless a file is literally
+    named with the escape (backslash, x, two digits), which the manifest
+    would have listed under the same text and set aside as ambiguous.
+    """
+    path = Path(root) / rel
+    if "\\x" not in rel or os.path.lexists(path):
+        return path
+    raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), rel)
+    return Path(root) / os.fsdecode(raw.encode("utf-8", errors="surrogateescape"))

@@ -31,6 +31,7 @@ import pandas as pd
 
 from usseg import contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
+from usseg.dataset_root import dataset_file
 from usseg.errors import DataError
 from usseg.experiment import Experiment
 from usseg.remedies import gap_stats
@@ -296,11 +297,11 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
     src_rows = sample(table[(table["modality"] != target) & (table["split"] == "train")])
     tgt_rows = sample(table[table["modality"] == target])
     load = style.TargetBank.from_files
-    src = load([Path(root) / p for p in src_rows["image_path"]], exp.image_size, fov_threshold).images
-    tgt = load([Path(root) / p for p in tgt_rows["image_path"]], exp.image_size, fov_threshold).images
+    src = load([dataset_file(root, p) for p in src_rows["image_path"]], exp.image_size, fov_threshold).images
+    tgt = load([dataset_file(root, p) for p in tgt_rows["image_path"]], exp.image_size, fov_threshold).images
     # from_files sorts the paths; keep the subjects in the same order.
-    src_subj = src_rows.assign(p=[str(Path(root) / p) for p in src_rows["image_path"]]).sort_values("p")["subject_id"]
-    tgt_subj = tgt_rows.assign(p=[str(Path(root) / p) for p in tgt_rows["image_path"]]).sort_values("p")["subject_id"]
+    src_subj = src_rows.assign(p=[str(dataset_file(root, p)) for p in src_rows["image_path"]]).sort_values("p")["subject_id"]
+    tgt_subj = tgt_rows.assign(p=[str(dataset_file(root, p)) for p in tgt_rows["image_path"]]).sort_values("p")["subject_id"]
     out = domain_check.domain_auc(src, list(src_subj.astype(str)), tgt, list(tgt_subj.astype(str)), *fns,
                                   folds=folds, seed=seed, fov_threshold=fov_threshold)
     out["remedy"] = remedy.name

@@ -17,7 +17,14 @@ Reason codes of the issues table:
     not_an_image, unreadable_image, name_mismatch, duplicate_stem,
     orphan_annotation, mask_of_quarantined_image, unreadable_mask,
     mask_size_mismatch, symlink_outside_root, broken_symlink,
-    symlinked_directory, not_a_regular_file, name_not_utf8
+    symlinked_directory, not_a_regular_file
+
+Every name the file system allows is listed: bytes that are not UTF-8 (a
+Latin-1 name from an old archive) are shown as \\xNN in every table
+(usseg.dataset_root.shown_path) and read back through
+usseg.dataset_root.dataset_file. An image id too long to be part of a file
+name (results/labels/{image_id}.npy, nnU-Net's {image_id}_0000.png) is
+shortened to a stable id that keeps its start and adds a hash (`image_id_of`).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
-from usseg.dataset_root import find_dataset_root, write_dataset_root
+from usseg.dataset_root import find_dataset_root, shown_path, write_dataset_root
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.images import oriented_size
@@ -48,6 +55,28 @@ WORKFLOW_FILE_NAMES = {".snakemake_timestamp"}
 # Pillow modes a mask may come in: colour modes convert losslessly to RGB; the
 # 16-bit greyscale ones may hold class indices (dataset.mask_encoding).
 MASK_MODES = {"RGB", "RGBA", "P", "PA", "L", "LA", "1", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+# The longest image id, in bytes: it becomes part of file names with a suffix of up to
+# 9 bytes (nnU-Net's {case}_0000.png), and some file systems (eCryptfs) allow 143.
+MAX_IMAGE_ID_BYTES = 120
+_ID_HASH_CHARS = 12
+
+
+def image_id_of(modality: str, orig_split: str, stem: str) -> str:
+    """The image id of a file: {modality}_{orig_split}_{stem} ({modality}_{stem} without an original split).
+
+    An id longer than MAX_IMAGE_ID_BYTES keeps its start and ends in "~" and
+    12 hex digits of the sha256 of the whole id: short enough for any derived
+    file name, the same in every run, and distinct for distinct names.
+    """
+    full = f"{modality}_{orig_split}_{stem}" if orig_split else f"{modality}_{stem}"
+    encoded = full.encode("utf-8", errors="surrogateescape")
+    if len(encoded) <= MAX_IMAGE_ID_BYTES:
+        return full
+    digest = hashlib.sha256(encoded).hexdigest()[:_ID_HASH_CHARS]
+    keep = encoded[: MAX_IMAGE_ID_BYTES - _ID_HASH_CHARS - 1].decode("utf-8", errors="ignore")
+    return f"{keep}~{digest}"
 
 
 # ----------------------------------------------------------------------------- file inspection
@@ -110,15 +139,6 @@ def _is_system_file(name: str) -> bool:
     return name.lower() in SYSTEM_FILE_NAMES or name.startswith("._")
 
 
-def _not_utf8(text: str) -> bool:
-    """True for a path that held bytes that are not UTF-8 (os gives them as lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -168,46 +188,37 @@ class _Scan:
                 self._classify(here / name)
 
     def rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        """The path below the root as text: bytes that are not UTF-8 shown as \\xNN (shown_path)."""
+        return shown_path(path.relative_to(self.root).as_posix())
 
     def _symlinked_dir(self, p: Path) -> None:
         rel = self.rel(p)
         target = os.path.realpath(p)
+        shown, root = shown_path(target), shown_path(str(self.root))
         if not os.path.exists(target):
             self.issue(
                 rel,
                 "broken_symlink",
-                f"{rel}/ is a symbolic link to {os.readlink(p)}, which does not exist; remove the link.",
+                f"{rel}/ is a symbolic link to {shown_path(os.readlink(p))}, which does not exist; remove the link.",
             )
         elif not _within(target, self.real_root):
             self.issue(
                 rel,
                 "symlink_outside_root",
-                f"{rel}/ is a symbolic link to the folder {target}, outside the dataset folder {self.root}; "
+                f"{rel}/ is a symbolic link to the folder {shown}, outside the dataset folder {root}; "
                 "it is not followed. Copy that folder into the dataset instead of linking it.",
             )
         else:
             self.issue(
                 rel,
                 "symlinked_directory",
-                f"{rel}/ is a symbolic link to {target}, a folder inside the dataset; it is not followed, so "
+                f"{rel}/ is a symbolic link to {shown}, a folder inside the dataset; it is not followed, so "
                 "its files are counted once at their real location. Remove the link if it is not needed.",
             )
 
     def _classify(self, path: Path) -> None:
         rel = self.rel(path)
-        name = path.name
-        if _not_utf8(rel):
-            # Paths travel on as text (CSV files, the report): one that cannot be
-            # written as UTF-8 is set aside here, shown with its odd bytes as \xNN.
-            shown = os.fsencode(rel).decode("utf-8", errors="backslashreplace")
-            self.issue(
-                shown,
-                "name_not_utf8",
-                f"{shown}: its name is not valid UTF-8 (the bytes shown as \\xNN), so it cannot be listed; "
-                "it is set aside. Rename the file (or its folder) to a UTF-8 name to use it.",
-            )
-            return
+        name = rel.rsplit("/", 1)[-1]
         if name in WORKFLOW_FILE_NAMES:
             self.issue(
                 rel,
@@ -228,7 +239,7 @@ class _Scan:
                 self.issue(
                     rel,
                     "broken_symlink",
-                    f"{rel} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                    f"{rel} is a symbolic link to {shown_path(os.readlink(path))}, which does not exist; "
                     "replace it with the real file or remove it.",
                 )
                 return
@@ -236,8 +247,9 @@ class _Scan:
                 self.issue(
                     rel,
                     "symlink_outside_root",
-                    f"{rel} is a symbolic link to {target}, outside the dataset folder {self.root}; it is not "
-                    "followed. Copy the file into the dataset instead of linking it.",
+                    f"{rel} is a symbolic link to {shown_path(target)}, outside the dataset folder "
+                    f"{shown_path(str(self.root))}; it is not followed. Copy the file into the dataset instead of "
+                    "linking it.",
                 )
                 return
         if not path.is_file():  # a FIFO or device would block or mislead the reader
@@ -264,15 +276,16 @@ class _Scan:
             )
             return
         modality, kind, split, _ = parts
-        suffix = path.suffix.lower()
-        stem = path.name[: len(path.name) - len(path.suffix)]
+        suffix = os.path.splitext(name)[1]
+        stem = name[: len(name) - len(suffix)]
+        suffix = suffix.lower()
         if kind == self.images_dir:
             allowed = [e.lower() for e in self.modalities[modality].image_extensions]
             if suffix not in allowed:
                 self.issue(
                     rel,
                     "unexpected_extension",
-                    f"{rel}: extension '{path.suffix}' is not an image extension of {modality} "
+                    f"{rel}: extension '{suffix}' is not an image extension of {modality} "
                     f"({', '.join(allowed)}); it is ignored. Move it out of the dataset or add the extension "
                     f"to dataset.modalities.{modality}.image_extensions.",
                 )
@@ -283,7 +296,7 @@ class _Scan:
                 self.issue(
                     rel,
                     "unexpected_extension",
-                    f"{rel}: extension '{path.suffix}' is not a mask extension ({', '.join(sorted(self.mask_exts))}); "
+                    f"{rel}: extension '{suffix}' is not a mask extension ({', '.join(sorted(self.mask_exts))}); "
                     "it is ignored. Move it out of the dataset or add the extension to dataset.mask_extensions.",
                 )
                 return
@@ -350,7 +363,7 @@ class _Scan:
                 set_aside[key] = (rel, reason)
                 continue
             usable[key] = {
-                "image_id": f"{modality}_{split}_{stem}",
+                "image_id": image_id_of(modality, split, stem),
                 "subject_id": self.patterns[modality].match(stem).group(1),
                 "modality": modality,
                 "domain": self.modalities[modality].domain,
@@ -454,12 +467,12 @@ class _Scan:
         for modality in self.modalities:
             if (manifest["modality"] == modality).any():
                 continue
-            folder = self.root / modality / self.images_dir
+            folder = shown_path(str(self.root / modality / self.images_dir))
             exts = ", ".join(self.modalities[modality].image_extensions)
             n_set_aside = sum(
                 1 for i in self.issues if i["path"].startswith(f"{modality}/{self.images_dir}/")
             )
-            if not folder.is_dir():
+            if not (self.root / modality / self.images_dir).is_dir():
                 found = "that folder does not exist"
             elif n_set_aside:
                 found = f"{n_set_aside} file(s) there were all set aside ({issues_hint})"

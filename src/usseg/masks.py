@@ -49,6 +49,7 @@ import pandas as pd
 from PIL import Image
 
 from usseg.contracts import DECODE_REPORT_COLUMNS, read_manifest
+from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.images import WIDE_MODES, oriented, wide_to_uint8
@@ -517,7 +518,7 @@ def decode_masks(
 
     rows = []
     for row in manifest[manifest["has_mask"]].sort_values("image_id").itertuples(index=False):
-        path = root / row.mask_path
+        path = dataset_file(root, row.mask_path)
         try:
             arr = read_mask(path)
         except (OSError, ValueError) as exc:

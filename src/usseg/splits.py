@@ -33,6 +33,7 @@ from usseg.contracts import (
     read_manifest,
 )
 from usseg.errors import DataError, LeakageError
+from usseg.manifest import image_id_of
 
 KEPT_FLAGGED = "mask flagged, kept in the test set (not used for training): "
 
@@ -66,7 +67,7 @@ def _set_aside_masks(manifest: pd.DataFrame, issues: pd.DataFrame | None) -> dic
         parts = str(path).split("/")
         if len(parts) != 4:
             continue
-        image_id = f"{parts[0]}_{parts[2]}_{Path(parts[3]).stem}"
+        image_id = image_id_of(parts[0], parts[2], Path(parts[3]).stem)
         image_path = image_paths.get(image_id)
         if image_path is not None and image_path.split("/")[1] != parts[1]:
             out.setdefault(image_id, f"mask set aside by the manifest ({reason}): {detail}")

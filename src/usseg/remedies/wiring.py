@@ -21,6 +21,7 @@ import pandas as pd
 from monai.transforms import DeleteItemsd
 
 from usseg.contracts import UNLABELED, is_test_set
+from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.remedies import spec, style, transforms, tta
@@ -60,7 +61,7 @@ def _bank_paths(table, dataset: DatasetSpec, root: Path, what: str) -> list[str]
             "(split 'unlabeled' in splits.csv, from subjects in no test set, not original test images) and there "
             "are none; remove this remedy or add unlabeled target images of subjects outside the test sets."
         )
-    return [str(Path(root) / p) for p in rows["image_path"]]
+    return [str(dataset_file(root, p)) for p in rows["image_path"]]
 
 
 def target_bank(exp: Experiment, remedy, prepared: PreparedData) -> style.TargetBank:
