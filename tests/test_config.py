@@ -33,7 +33,7 @@ def test_defaults_are_filled(cfg):
     del cfg["split"]
     del cfg["strict"]
     check_config(cfg)
-    assert cfg["split"] == {"val_fraction": 0.2, "seed": 42}
+    assert cfg["split"] == {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 42}
     assert cfg["strict"] is False
 
 
@@ -181,6 +181,87 @@ def test_an_overlay_replaces_the_experiments_and_merges_the_rest():
     assert merged["split"] == {"seed": 2, "val_fraction": 0.2}
     assert merged["experiments"] == {"c": {}}
     assert apply_overlay(base, {"strict": True})["experiments"] == base["experiments"]
+
+
+OWN_DATASET = {
+    "classes": [{"name": "background", "rgb": [0, 0, 0]}, {"name": "liver", "rgb": [255, 0, 0]}],
+    "modalities": {
+        "sim": {"domain": "synthetic", "image_extensions": [".png"], "subject_pattern": r"^(s\d+)_\d+$"},
+        "clinic": {"domain": "real", "image_extensions": [".jpg"], "subject_pattern": r"^(p\d+)_\d+$"},
+    },
+    "target_modality": "clinic",
+}
+
+
+def test_a_dataset_overlay_replaces_the_whole_section_and_the_derived_keys_follow(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(yaml.safe_dump({"dataset": OWN_DATASET, "data_root": "/data/mine"}, sort_keys=False))
+    cfg = load_config(REPO / "config.yaml", overlay)
+    assert list(cfg["dataset"]["modalities"]) == ["sim", "clinic"]  # no AUS/RUS merged in
+    assert [c["name"] for c in cfg["dataset"]["classes"]] == ["background", "liver"]
+    assert cfg["test_sets"] == ["test_sim", "test_clinic"]
+    assert {tuple(resolve_experiment(cfg, e)["train_modalities"]) for e in cfg["experiments"]} == {("sim",)}
+    assert cfg["nnunet"]["train_modalities"] == ["sim"]
+    assert cfg["dataset"]["layout"] == "split_folders"
+
+
+def test_config_yaml_s_organ_experiments_on_another_palette_say_what_to_do(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    dataset = copy.deepcopy(OWN_DATASET)
+    dataset["classes"][1]["name"] = "cyst"
+    overlay.write_text(yaml.safe_dump({"dataset": dataset}, sort_keys=False))
+    with pytest.raises(ConfigError, match="experiments: section of your own"):
+        load_config(REPO / "config.yaml", overlay)
+
+
+def test_derived_keys_keep_what_is_given_explicitly(cfg):
+    from usseg.config import trained_modalities
+
+    cfg["dataset"] = copy.deepcopy(OWN_DATASET)
+    cfg["experiments"] = {"a": {}, "b": {"train_modalities": ["sim", "clinic"]}}
+    cfg["gap_study"]["baseline"] = "a"
+    cfg["test_sets"] = ["test_clinic"]
+    cfg["nnunet"] = {"enabled": False}
+    check_config(cfg)
+    assert cfg["test_sets"] == ["test_clinic"]
+    assert resolve_experiment(cfg, "a")["train_modalities"] == ["sim"]
+    assert resolve_experiment(cfg, "b")["train_modalities"] == ["sim", "clinic"]
+    assert trained_modalities(cfg) == ["sim", "clinic"]
+
+
+def test_a_single_modality_trains_on_itself(cfg):
+    cfg["dataset"] = copy.deepcopy(OWN_DATASET)
+    del cfg["dataset"]["modalities"]["sim"]
+    cfg["experiments"] = {"a": {}}
+    cfg["gap_study"]["baseline"] = "a"
+    check_config(cfg)
+    assert cfg["test_sets"] == ["test_clinic"] and cfg["nnunet"]["train_modalities"] == ["clinic"]
+    assert resolve_experiment(cfg, "a")["train_modalities"] == ["clinic"]
+
+
+def test_a_partial_dataset_overlay_says_it_replaces_the_whole_section(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(yaml.safe_dump({"dataset": {"decode": "nearest"}}))
+    with pytest.raises(ConfigError, match="replaces config.yaml's whole dataset section"):
+        load_config(REPO / "config.yaml", overlay)
+
+
+def test_guesses_to_confirm_stop_the_run(cfg):
+    cfg["dataset"]["guesses_to_confirm"] = ["target_modality: RUS"]
+    expect_error(cfg, "guesses_to_confirm", "target_modality: RUS", "nothing runs on a guess")
+    cfg["dataset"]["guesses_to_confirm"] = []
+    check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("folders", "fragment"),
+    [({"AUS": "data", "RUS": "data"}, "both use the folder"), ({"AUS": "images"}, "names the images or masks"),
+     ({"RUS": "../x"}, "leaves the")],
+)
+def test_modality_folders_must_be_distinct_and_inside_the_root(cfg, folders, fragment):
+    for mod, folder in folders.items():
+        cfg["dataset"]["modalities"][mod]["folder"] = folder
+    expect_error(cfg, "dataset.modalities.", fragment)
 
 
 def test_article_overlay_has_only_the_article_experiments_and_settings():

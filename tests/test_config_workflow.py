@@ -53,7 +53,7 @@ def test_nested_and_null_command_line_values_work(tmp_path):
     assert config["experiment_defaults"]["epochs"] == 4
     assert config["experiment_defaults"]["image_size"] == [64, 64]
     assert config["experiment_defaults"]["model"]["channels"] == [4, 8, 16]  # merged, not replaced
-    assert config["split"] == {"val_fraction": 0.25, "seed": 7}
+    assert config["split"] == {"val_fraction": 0.25, "test_fraction": 0.2, "seed": 7}
     assert config["data_root"] is None
 
 

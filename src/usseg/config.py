@@ -93,8 +93,12 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
 # ----------------------------------------------------------------------------- command line and overlays
 
 # Top-level keys whose value an overlay (--configfile, --config) replaces
-# instead of merging into: a variant's experiments are exactly the ones it lists.
-REPLACED_BY_OVERLAY = ("experiments",)
+# instead of merging into: a variant's experiments are exactly the ones it lists,
+# and a dataset description is the user's whole dataset (none of config.yaml's
+# AUS/RUS modalities or palette creep in). The keys derived from the dataset
+# (test_sets, train_modalities) follow it by default (derive_dataset_defaults).
+REPLACED_BY_OVERLAY = ("experiments", "dataset")
+AUTO = "auto"
 _YAML_NULL_WORDS = {"null", "Null", "NULL", "~"}
 
 
@@ -235,6 +239,43 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
     return merged
 
 
+def default_train_modalities(dataset: DatasetSpec) -> list[str]:
+    """train_modalities: auto: every modality but the target (the target itself when it is the only one)."""
+    return dataset.source_modalities or [dataset.target_modality]
+
+
+def derive_dataset_defaults(config: dict) -> dict:
+    """Replace `auto` in the keys that follow the dataset description, in place.
+
+    test_sets: auto -> one test set per modality, test_<modality in lower case>
+    (the split step stops, naming the key, when one of them gets no image);
+    experiment_defaults.train_modalities, experiments.*.train_modalities and
+    nnunet.train_modalities: auto -> every modality but the target. A list
+    given explicitly is kept as it is.
+    """
+    dataset = DatasetSpec.from_config(config)
+    if config.get("test_sets", AUTO) == AUTO:
+        config["test_sets"] = [test_set_name(m) for m in dataset.modality_names]
+    train = default_train_modalities(dataset)
+    for block in (config.get("experiment_defaults"), *(config.get("experiments") or {}).values(), config.get("nnunet")):
+        if isinstance(block, dict) and block.get("train_modalities", None) == AUTO:
+            block["train_modalities"] = list(train)
+    defaults = config.setdefault("experiment_defaults", {})
+    defaults.setdefault("train_modalities", list(train))
+    return config
+
+
+def trained_modalities(config: dict) -> list[str]:
+    """Every modality some experiment (or the nnU-Net reference, when on) trains on, in dataset order."""
+    used: set[str] = set()
+    for name in config["experiments"]:
+        used.update(resolve_experiment(config, name)["train_modalities"])
+    nnunet = config.get("nnunet") or {}
+    if nnunet.get("enabled", False):
+        used.update(nnunet.get("train_modalities") or [])
+    return [m for m in DatasetSpec.from_config(config).modality_names if m in used]
+
+
 # ----------------------------------------------------------------------------- semantic checks
 
 
@@ -256,6 +297,53 @@ def check_data_root_arguments(config_args) -> None:
             )
 
 
+def _check_dataset_present(config: dict, source: str) -> None:
+    """ConfigError for a dataset section without its required keys, saying that an overlay replaces it whole."""
+    ds = config.get("dataset") if isinstance(config, dict) else None
+    if not isinstance(ds, dict):
+        return  # the schema names it
+    missing = [k for k in ("classes", "modalities", "target_modality") if k not in ds]
+    if missing:
+        raise ConfigError(
+            f"{source}: dataset lacks {', '.join(missing)}. A dataset section in an overlay (--configfile) "
+            "replaces config.yaml's whole dataset section, so it must describe the whole dataset: classes, "
+            "modalities and target_modality (copy config.yaml's section and change it, or write one with "
+            "`python -m usseg.describe FOLDER`; docs/own-data.md)."
+        )
+
+
+def check_dataset_layout(config: dict, source: str) -> None:
+    """ConfigError for modality folders that overlap or collide with the images or masks folder names."""
+    spec = DatasetSpec.from_config(config)
+    seen: dict[str, str] = {}
+    for mod in spec.modalities.values():
+        folder = mod.folder_path or "."
+        key = f"dataset.modalities.{mod.name}.folder"
+        if folder in seen:
+            raise ConfigError(
+                f"{source}: {key}: modalities {seen[folder]} and {mod.name} both use the folder {folder!r}; each "
+                "modality needs its own folder."
+            )
+        if folder.split("/")[0] in (spec.images_dir, spec.annotations_dir) or ".." in folder.split("/"):
+            raise ConfigError(
+                f"{source}: {key} = {folder!r} cannot be used: it names the images or masks folder, or leaves the "
+                "dataset root. Give the modality's folder below the dataset root, or '.' for the root itself."
+            )
+        seen[folder] = mod.name
+    if spec.images_dir == spec.annotations_dir:
+        raise ConfigError(
+            f"{source}: dataset.images_dir and dataset.annotations_dir are both {spec.images_dir!r}; images and "
+            "masks need folders of their own."
+        )
+    guesses = config["dataset"].get("guesses_to_confirm")
+    if guesses:
+        raise ConfigError(
+            f"{source}: dataset.guesses_to_confirm lists what `usseg.describe` guessed ({'; '.join(map(str, guesses))}). "
+            "Check each value marked GUESS in your dataset description, correct it if needed, then delete "
+            "guesses_to_confirm: nothing runs on a guess."
+        )
+
+
 def check_data_root(config: dict, source: str) -> None:
     """ConfigError for a data_root that is empty or only blanks: only null means the demo."""
     value = config.get("data_root")
@@ -268,8 +356,11 @@ def check_data_root(config: dict, source: str) -> None:
 
 def check_config(config: dict, source: str = "config.yaml") -> dict:
     """Validate schema and meaning; return the config with defaults filled. Raises ConfigError."""
+    _check_dataset_present(config, source)
     validate_schema(config, source)
     check_data_root(config, source)
+    check_dataset_layout(config, source)
+    derive_dataset_defaults(config)
     ds = config["dataset"]
     names = DatasetSpec(ds).class_names
     if len(set(names)) != len(names):
@@ -358,7 +449,10 @@ def _check_experiment(config: dict, name: str, source: str) -> None:
         for cls in exp.classes:
             if cls not in names:
                 raise ConfigError(
-                    f"{where}.classes: {cls!r} is not a class of dataset.classes; known classes: {', '.join(names[1:])}."
+                    f"{where}.classes: {cls!r} is not a class of dataset.classes; known classes: {', '.join(names[1:])}. "
+                    "An experiment of config.yaml that names the reference's organs does not fit another "
+                    "palette: give an experiments: section of your own in your overlay (it replaces config.yaml's; "
+                    "`python -m usseg.describe` writes one), or use configs/quick.yaml."
                 )
             if cls == names[0]:
                 raise ConfigError(f"{where}.classes: {cls!r} is the background; list organs only.")

@@ -26,6 +26,9 @@ def _modality_names(modalities) -> list[str]:
 def find_dataset_root(data_root, modalities) -> Path:
     """The folder at or below `data_root` that holds every modality folder (e.g. AUS/ and RUS/).
 
+    `modalities`: the folders it must hold (DatasetSpec.root_entries: each
+    modality's folder, or the images folder of a modality that is the root itself).
+
     The Kaggle download nests it as abdominal_US/abdominal_US/. The shallowest
     match wins, ties broken by sorted path, so the answer never depends on the
     order the file system lists folders in.
@@ -35,7 +38,7 @@ def find_dataset_root(data_root, modalities) -> Path:
     expected = ", ".join(f"{n}/" for n in names)
     if not data_root.exists():
         raise DataError(
-            f"data_root {data_root} does not exist. Set data_root in config.yaml to the folder that holds "
+            f"data_root {data_root} does not exist. Set data_root to the folder that holds "
             f"{expected} (for example the unzipped abdominal_US/), or set it to null to use the demo dataset."
         )
     if not data_root.is_dir():
@@ -88,7 +91,8 @@ def find_dataset_root(data_root, modalities) -> Path:
     raise DataError(
         f"data_root {data_root} holds no folder with all of {expected} (searched {_MAX_ROOT_SEARCH_DEPTH} levels "
         f"deep; found: {found}). Point data_root at the unzipped dataset (the folder that contains {expected}), "
-        f"or change dataset.modalities in config.yaml to the folder names your dataset uses."
+        f"or describe the folders your dataset uses (dataset.modalities and their folder, in an overlay: "
+        f"docs/own-data.md; `python -m usseg.describe FOLDER` writes one)."
     )
 
 

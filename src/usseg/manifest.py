@@ -6,10 +6,19 @@ with a reason code and a sentence that names the file and says what to do.
 Nothing disappears silently, so a broken download shows up here rather than
 as a strange training curve.
 
-Expected layout below the dataset root (names come from config.yaml):
+Expected layout below the dataset root (names come from the dataset description,
+config.yaml's `dataset:` or an overlay's):
 
-    {modality}/{images_dir}/{orig_split}/{stem}{image_ext}
-    {modality}/{annotations_dir}/{orig_split}/{stem}{mask_ext}
+    split_folders (the reference):
+    {modality folder}/{images_dir}/{orig_split}/{stem}{image_ext}
+    {modality folder}/{annotations_dir}/{orig_split}/{stem}{mask_ext}
+
+    flat (no original split; the split step draws test subjects):
+    {modality folder}/{images_dir}/{stem}{image_ext}
+    {modality folder}/{annotations_dir}/{stem}{mask_ext}
+
+A modality's folder is its name unless `folder` says otherwise ("." for the
+dataset root itself: images/ and masks/ directly in it).
 
 Reason codes of the issues table:
 
@@ -149,6 +158,7 @@ class _Scan:
     def __init__(self, root: Path, dataset: DatasetSpec):
         self.root = Path(root)
         self.real_root = os.path.realpath(self.root)
+        self.spec = dataset
         self.modalities = dataset.modalities
         self.images_dir = dataset.images_dir
         self.annotations_dir = dataset.annotations_dir
@@ -168,10 +178,7 @@ class _Scan:
         self.issues.append({"path": rel, "reason": reason, "detail": detail})
 
     def layout_hint(self) -> str:
-        return (
-            f"{{modality}}/{self.images_dir}/{{split}}/FILE or {{modality}}/{self.annotations_dir}/{{split}}/FILE "
-            f"(modalities: {', '.join(self.modalities)}; splits: {', '.join(self.splits)})"
-        )
+        return self.spec.layout_hint()
 
     # -- walking
 
@@ -260,22 +267,18 @@ class _Scan:
                 "dataset folder.",
             )
             return
-        parts = rel.split("/")
-        if (
-            len(parts) != 4
-            or parts[0] not in self.modalities
-            or parts[1] not in (self.images_dir, self.annotations_dir)
-            or parts[2] not in self.splits
-        ):
+        place = self.spec.locate(rel)
+        if place is None:
             self.issue(
                 rel,
                 "unexpected_location",
                 f"{rel} is not where the dataset layout expects files ({self.layout_hint()}); it is ignored. "
-                "Move it into place, move it out of the dataset folder, or extend the layout in config.yaml "
-                "(dataset.modalities, dataset.orig_splits).",
+                "Move it into place, move it out of the dataset folder, or describe the layout in your "
+                "dataset description (dataset.layout, dataset.modalities and their folder, dataset.orig_splits; "
+                "docs/own-data.md).",
             )
             return
-        modality, kind, split, _ = parts
+        modality, kind, split, _ = place
         suffix = os.path.splitext(name)[1]
         stem = name[: len(name) - len(suffix)]
         suffix = suffix.lower()
@@ -348,7 +351,7 @@ class _Scan:
                         f"{rel}: the name stem '{stem}' does not match "
                         f"dataset.modalities.{modality}.subject_pattern '{pattern.pattern}', so its subject is "
                         "unknown and it is set aside. Rename the file to the dataset's naming scheme or fix "
-                        "the pattern in config.yaml.",
+                        "the pattern in your dataset description.",
                     )
                     continue
                 image_jobs.append((modality, split, stem, rel, path))
@@ -399,8 +402,8 @@ class _Scan:
                         rel,
                         "orphan_annotation",
                         f"{rel} has no image named '{stem}' with an image extension in "
-                        f"{modality}/{self.images_dir}/{split}/, so it cannot be paired and is set aside. "
-                        "Add the missing image, fix the mask's name, or delete the mask.",
+                        f"{self.spec.folder_of(modality, self.images_dir, split)}/, so it cannot be paired and is "
+                        "set aside. Add the missing image, fix the mask's name, or delete the mask.",
                     )
         mask_info = _inspect_all([job[2] for job in mask_jobs])
         for (key, rel, _path), info in zip(mask_jobs, mask_info):
@@ -467,21 +470,21 @@ class _Scan:
         for modality in self.modalities:
             if (manifest["modality"] == modality).any():
                 continue
-            folder = shown_path(str(self.root / modality / self.images_dir))
+            images = "/".join(p for p in (self.modalities[modality].folder_path, self.images_dir) if p)
+            folder = shown_path(str(self.root / images))
             exts = ", ".join(self.modalities[modality].image_extensions)
-            n_set_aside = sum(
-                1 for i in self.issues if i["path"].startswith(f"{modality}/{self.images_dir}/")
-            )
-            if not (self.root / modality / self.images_dir).is_dir():
+            n_set_aside = sum(1 for i in self.issues if i["path"].startswith(f"{images}/"))
+            if not (self.root / images).is_dir():
                 found = "that folder does not exist"
             elif n_set_aside:
                 found = f"{n_set_aside} file(s) there were all set aside ({issues_hint})"
             else:
                 found = "it holds no image files"
+            where = f"{images}/<name>" if self.spec.is_flat else f"{images}/{{{','.join(self.splits)}}}/<name>"
             problems.append(
                 f"modality {modality} has no usable images in {folder} ({found}). Expected "
-                f"{modality}/{self.images_dir}/{{{','.join(self.splits)}}}/<name>{{{exts}}}. Put the images there, "
-                f"or remove {modality} from dataset.modalities in config.yaml."
+                f"{where}{{{exts}}}. Put the images there, or remove {modality} from dataset.modalities in "
+                "your dataset description."
             )
         if problems:
             raise DataError(" ".join(problems))
@@ -492,7 +495,7 @@ class _Scan:
 
 def _scan(data_root, dataset: DatasetSpec | Mapping) -> _Scan:
     dataset = DatasetSpec.of(dataset)
-    root = find_dataset_root(data_root, dataset.modality_names)
+    root = find_dataset_root(data_root, dataset.root_entries)
     return _Scan(root, dataset)
 
 

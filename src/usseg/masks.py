@@ -502,7 +502,7 @@ def decode_masks(
     """
     manifest = read_manifest(manifest_csv)
     dataset = DatasetSpec.of(dataset)
-    root = find_dataset_root(dataset_root, dataset.modality_names)
+    root = find_dataset_root(dataset_root, dataset.root_entries)
     limit_distance = dataset.off_palette_distance
     limit_fraction = dataset.max_off_palette_fraction
     decode = dataset.decode

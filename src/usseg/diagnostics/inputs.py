@@ -165,7 +165,7 @@ def load_inputs(
     issues = contracts.read_issues(issues_csv, optional=True)
 
     dataset = DatasetSpec.of(dataset)
-    root = resolve_dataset_root(data_root, dataset.modality_names)
+    root = resolve_dataset_root(data_root, dataset.root_entries)
     return DiagnosticInputs(
         dataset=dataset,
         diag_cfg=diag_cfg or {},
