@@ -16,6 +16,7 @@ from usseg.config import (
     apply_overlay,
     check_config,
     check_data_root_arguments,
+    flat_split_settings,
 )
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment

@@ -265,6 +265,15 @@ def derive_dataset_defaults(config: dict) -> dict:
     return config
 
 
+def flat_split_settings(config: dict) -> dict:
+    """What the split step needs to draw test subjects in a flat layout ({} for split folders, so that a
+    change of experiments re-runs no split of the reference layout): split.test_fraction and the
+    modalities some experiment trains on (draw_test_subjects)."""
+    if not DatasetSpec.from_config(config).is_flat:
+        return {}
+    return {"test_fraction": config["split"]["test_fraction"], "trained_modalities": trained_modalities(config)}
+
+
 def trained_modalities(config: dict) -> list[str]:
     """Every modality some experiment (or the nnU-Net reference, when on) trains on, in dataset order."""
     used: set[str] = set()
