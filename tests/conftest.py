@@ -66,6 +66,17 @@ def run_snakemake(
     return proc
 
 
+@pytest.fixture(autouse=True)
+def _no_reading_rule_left_behind():
+    """Every test starts and ends with no dataset reading rule installed (usseg.images: read_dataset_root
+    installs one process-wide)."""
+    from usseg.images import ReadingRule, use_reading_rule
+
+    use_reading_rule(ReadingRule())
+    yield
+    use_reading_rule(ReadingRule())
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A complete `snakemake report` run on configs/tiny.yaml, shared by the end-to-end tests.

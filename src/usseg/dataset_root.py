@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from usseg.errors import DataError
+from usseg.images import ReadingRule, use_reading_rule
 
 # Folders made by macOS zip tools that mirror the dataset with AppleDouble files.
 SKIPPED_ROOT_SEARCH_DIRS = {"__MACOSX"}
@@ -101,8 +102,9 @@ def find_dataset_root(data_root, modalities) -> Path:
 ROOT_KEYS = ("data_root", "dataset_root")
 
 
-def write_dataset_root(data_root, dataset_root, path) -> None:
-    """Record the root the manifest found (results/dataset_root.json), so later stages read it, not search."""
+def write_dataset_root(data_root, dataset_root, path, reading: ReadingRule | None = None) -> None:
+    """Record the root the manifest found (results/dataset_root.json), so later stages read it, not search;
+    and the dataset's reading rule (usseg.images: bit depth, size limit), which they install."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     root = Path(dataset_root).resolve()
@@ -110,14 +112,20 @@ def write_dataset_root(data_root, dataset_root, path) -> None:
     # record, and every provenance record that hashes it, is the same in any run folder.
     cwd = Path.cwd().resolve()
     shown = root.relative_to(cwd) if root.is_relative_to(cwd) else root
-    record = {"data_root": str(data_root), "dataset_root": str(shown)}
+    record = {"data_root": shown_path(str(data_root)), "dataset_root": shown_path(str(shown))}
+    if reading is not None:
+        record["reading"] = reading.to_json()
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
 
 
 def read_dataset_root(path) -> Path:
-    """The dataset root recorded by the manifest stage; an error names the file and what to do."""
+    """The dataset root recorded by the manifest stage; an error names the file and what to do.
+
+    Installs the dataset's reading rule recorded beside it (usseg.images.use_reading_rule), so every
+    pixel this process reads afterwards is read as the manifest decided.
+    """
     path = Path(path)
     try:
         record = json.loads(path.read_text())
@@ -127,7 +135,10 @@ def read_dataset_root(path) -> Path:
     if not isinstance(record, dict) or not isinstance(record.get("dataset_root"), str):
         raise DataError(f"{path}: expected {{'data_root', 'dataset_root'}}; re-run the manifest rule "
                         "(`snakemake --forcerun manifest`).")
-    root = Path(record["dataset_root"])
+    root = dataset_file("/", record["dataset_root"]) if Path(record["dataset_root"]).is_absolute() \
+        else dataset_file(".", record["dataset_root"])
+    reading = record.get("reading")
+    use_reading_rule(ReadingRule.from_json(reading) if isinstance(reading, dict) else ReadingRule())
     if not root.is_dir():
         raise DataError(f"{path}: the recorded dataset root {root} is no longer a folder (moved or deleted); "
                         "re-run the manifest rule (`snakemake --forcerun manifest`) to find it again.")

@@ -221,6 +221,21 @@ class DatasetSpec:
     def mask_extensions(self) -> list[str]:
         return [str(e) for e in self.section["mask_extensions"]]
 
+    # ------------------------------------------------------------------ reading pixels
+
+    @property
+    def bit_depth(self) -> str | int:
+        """dataset.bit_depth: "auto" (inferred from the whole dataset by the manifest) or the declared depth
+        of images stored with more than 8 bits per pixel (usseg.images.ReadingRule)."""
+        value = self.section.get("bit_depth", "auto")
+        return "auto" if value in (None, "auto") else int(value)
+
+    @property
+    def max_image_side(self) -> int | None:
+        """dataset.max_image_side: images with a longer side are read down-sampled; None = no limit."""
+        value = self.section.get("max_image_side")
+        return None if value is None else int(value)
+
     # ------------------------------------------------------------------ decoding
 
     @property

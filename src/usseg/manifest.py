@@ -26,7 +26,7 @@ Reason codes of the issues table:
     not_an_image, unreadable_image, name_mismatch, duplicate_stem,
     orphan_annotation, mask_of_quarantined_image, unreadable_mask,
     mask_size_mismatch, symlink_outside_root, broken_symlink,
-    symlinked_directory, not_a_regular_file
+    symlinked_directory, not_a_regular_file, unsupported_pixels
 
 Every name the file system allows is listed: bytes that are not UTF-8 (a
 Latin-1 name from an old archive) are shown as \\xNN in every table
@@ -38,8 +38,10 @@ shortened to a stable id that keeps its start and adds a hash (`image_id_of`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import logging
 import os
 import re
 from collections import defaultdict
@@ -48,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
@@ -55,7 +58,9 @@ from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
 from usseg.dataset_root import find_dataset_root, shown_path, write_dataset_root
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.images import oriented_size
+from usseg.images import WIDE_MODES, ReadingRule, bit_depth_for, oriented_size
+
+log = logging.getLogger("usseg.manifest")
 
 # Metadata that file managers and archivers drop next to data; never data itself.
 SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"}
@@ -100,6 +105,7 @@ class _Inspected:
     height: int = 0
     mode: str = ""
     sha256: str = ""
+    value_range: tuple[float, float] | None = None  # (smallest, largest) pixel value beyond 8 bits (modes I, F)
 
 
 def _inspect(path: Path) -> _Inspected:
@@ -127,9 +133,10 @@ def _inspect(path: Path) -> _Inspected:
             im.load()
             width, height = oriented_size(im)  # as displayed: a rotated photo's EXIF tag applied
             mode = im.mode
+            value_range = im.getextrema() if mode in (*WIDE_MODES, "F") else None
     except Exception as exc:  # noqa: BLE001 -- and as many for malformed pixel data
         return _Inspected(False, "unreadable", f"{type(exc).__name__}: {exc}", sha256=digest)
-    return _Inspected(True, width=width, height=height, mode=mode, sha256=digest)
+    return _Inspected(True, width=width, height=height, mode=mode, sha256=digest, value_range=value_range)
 
 
 def _inspect_all(paths: list[Path]) -> list[_Inspected]:
@@ -139,6 +146,21 @@ def _inspect_all(paths: list[Path]) -> list[_Inspected]:
         return [_inspect(p) for p in paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(_inspect, paths))
+
+
+def _pixel_problem(rel: str, info: _Inspected) -> tuple[str, str] | None:
+    """(reason, detail) for an image whose pixels have no known grey scale: floating point or negative."""
+    if info.mode == "F":
+        return "unsupported_pixels", (
+            f"{rel} stores floating-point pixels (Pillow mode F), whose intended range is unknown; it is set "
+            "aside. Re-export it as an 8- or 16-bit greyscale PNG."
+        )
+    if info.value_range is not None and info.value_range[0] < 0:
+        return "unsupported_pixels", (
+            f"{rel} holds negative pixel values (smallest {info.value_range[0]:g}); it is set aside. Re-export it "
+            "as an 8- or 16-bit unsigned greyscale PNG."
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------- scanning
@@ -358,13 +380,16 @@ class _Scan:
         inspected = _inspect_all([job[4] for job in image_jobs])
 
         usable: dict[tuple[str, str, str], dict] = {}
+        wide: dict[str, int] = {}  # image path -> its largest pixel value, for images beyond 8 bits
         for (modality, split, stem, rel, _path), info in zip(image_jobs, inspected):
             key = (modality, split, stem)
-            if not info.ok:
-                reason, detail = self._image_problem(rel, info)
-                self.issue(rel, reason, detail)
-                set_aside[key] = (rel, reason)
+            problem = self._image_problem(rel, info) if not info.ok else _pixel_problem(rel, info)
+            if problem is not None:
+                self.issue(rel, *problem)
+                set_aside[key] = (rel, problem[0])
                 continue
+            if info.value_range is not None:
+                wide[rel] = int(info.value_range[1])
             usable[key] = {
                 "image_id": image_id_of(modality, split, stem),
                 "subject_id": self.patterns[modality].match(stem).group(1),
@@ -441,7 +466,15 @@ class _Scan:
                 continue
             row.update(mask_path=rel, has_mask=True, mask_sha256=info.sha256)
 
+        self.reading = self.decide_reading(wide)
         rows = sorted(usable.values(), key=lambda r: r["image_id"])
+        self.large = []  # (path, width, height) of images read down-sampled
+        for row in rows:  # the sizes as every later stage reads them
+            size = self.reading.size(row["width"], row["height"])
+            if size != (row["width"], row["height"]):
+                self.large.append((row["image_path"], row["width"], row["height"]))
+            row["width"], row["height"] = size
+        self.reading = dataclasses.replace(self.reading, downsampled=len(self.large))
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         manifest["has_mask"] = manifest["has_mask"].astype(bool)
         manifest["width"] = manifest["width"].astype("int64")
@@ -449,6 +482,51 @@ class _Scan:
         issues = pd.DataFrame(self.issues, columns=ISSUE_COLUMNS)
         issues = issues.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
         return manifest, issues
+
+    def decide_reading(self, wide: dict[str, int]) -> ReadingRule:
+        """The dataset's reading rule (usseg.images): the declared bit depth, or the one the largest value of
+        any image beyond 8 bits needs; the size limit. DataError when an image exceeds a declared depth."""
+        declared = self.spec.bit_depth
+        max_side = self.spec.max_image_side
+        if not wide:
+            return ReadingRule(8 if declared == "auto" else int(declared), max_side,
+                               "no image stores more than 8 bits per pixel: read as stored")
+        top_path, top = max(wide.items(), key=lambda kv: (kv[1], kv[0]))
+        if declared == "auto":
+            bits = bit_depth_for(top)
+            return ReadingRule(bits, max_side, (
+                f"{len(wide)} image(s) store more than 8 bits per pixel; the largest value of any of them is "
+                f"{top} ({top_path}), so all are read as {bits}-bit: value v becomes round(v x 255 / "
+                f"{2**bits - 1}), the same in every frame (inferred from the whole dataset; dataset.bit_depth "
+                "declares it)"))
+        bits = int(declared)
+        beyond = sorted(p for p, v in wide.items() if v > 2**bits - 1)
+        if beyond:
+            raise DataError(
+                f"dataset.bit_depth is {bits}, but {len(beyond)} image(s) hold larger values (e.g. {beyond[0]}: "
+                f"{wide[beyond[0]]} > {2**bits - 1}). Declare the bit depth the scanner really uses, or set "
+                "dataset.bit_depth: auto to infer it from the whole dataset."
+            )
+        return ReadingRule(bits, max_side, (
+            f"{len(wide)} image(s) store more than 8 bits per pixel; all are read as {bits}-bit, as "
+            f"dataset.bit_depth declares: value v becomes round(v x 255 / {2**bits - 1})"))
+
+    def warn_large(self, manifest: pd.DataFrame) -> None:
+        """Log the images read down-sampled, with their size and what reading them whole would cost."""
+        if not self.large:
+            return
+        median = float(np.median(manifest["width"].to_numpy() * manifest["height"].to_numpy()))
+        path, width, height = max(self.large, key=lambda x: x[1] * x[2])
+        w, h = self.reading.size(width, height)
+        log.warning(
+            "%d image(s) are larger than dataset.max_image_side = %d px and are read down-sampled by a whole "
+            "factor (the largest, %s, is %dx%d = %.1f Mpx, read as %dx%d). Read whole, that one image would "
+            "cost as much memory and time as %.0f images of the dataset's median size (%.2f Mpx as read): "
+            "about %.0f MB per float copy in every stage. Raise or remove the limit (dataset.max_image_side: "
+            "null) to read them whole.",
+            len(self.large), self.reading.max_side, path, width, height, width * height / 1e6, w, h,
+            width * height / max(median, 1.0), median / 1e6, width * height * 4 / 1e6,
+        )
 
     def _image_problem(self, rel: str, info: _Inspected) -> tuple[str, str]:
         if info.reason == "empty_file":
@@ -519,9 +597,10 @@ def write_manifest(data_root, dataset: DatasetSpec | Mapping, strict: bool, mani
     for the later stages (usseg.dataset_root.read_dataset_root).
     """
     scan = _scan(data_root, dataset)
-    if root_json is not None:
-        write_dataset_root(data_root, scan.root, root_json)
     manifest, issues = scan.build()
+    scan.warn_large(manifest)
+    if root_json is not None:
+        write_dataset_root(data_root, scan.root, root_json, scan.reading)
     issues_csv = Path(issues_csv)
     issues_csv.parent.mkdir(parents=True, exist_ok=True)
     issues.to_csv(issues_csv, index=False)

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from usseg import checkpoint, contracts, data, metrics
 from usseg.checkpoint import CorruptFileError
-from usseg.class_balance import pixel_counts, suggest_class_weights
+from usseg.class_balance import class_totals, suggest_class_weights
 from usseg.code_deps import code_digest, module_code_files
 from usseg.errors import ConfigError, DataError, UssegError
 from usseg.experiment import Experiment
@@ -212,7 +212,7 @@ def class_weight_vector(exp: Experiment, dataset: Mapping, train_label_paths) ->
         return None
     if setting == "auto":
         lut = exp.label_lookup(dataset)
-        counts = pixel_counts((data.load_labels(p, lut) for p in train_label_paths), len(names))
+        counts = class_totals((data.load_labels(p, lut) for p in train_label_paths), len(names))
         try:
             w = suggest_class_weights(counts)
         except ValueError:
