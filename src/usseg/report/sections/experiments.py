@@ -137,7 +137,8 @@ def other_baselines(ctx) -> TableBlock | None:
     columns += [c for c in ("measured_on", "comparable", "note") if any(c in b for b in rows)]
     art = ctx.artifact("tab-other-baselines", "table", "Published results without a matching row above",
                        [ctx.inputs.diagnostics.baselines])
-    return TableBlock(art, "comparable = measured on this data (measured_on = dataset_id).",
+    return TableBlock(art, "comparable = shown to be measured on this data (its fingerprint, or the facts of a "
+                           "reference dataset usseg records, checked against the manifest).",
                       records_table(columns, rows, art.id))
 
 
