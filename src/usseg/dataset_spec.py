@@ -38,7 +38,7 @@ FLAT = "flat"
 LAYOUTS = (SPLIT_FOLDERS, FLAT)
 # The original split of every image of a flat layout (manifest column orig_split).
 FLAT_SPLIT = "all"
-# The original split whose labeled images form a modality's test set (split_folders layout).
+# The original split whose labeled images form a modality's test set (dataset.test_split's default).
 ORIG_TEST = "test"
 # dataset.modalities.*.folder that means the dataset root itself (a single modality: images/ + masks/).
 ROOT_FOLDER = "."
@@ -171,6 +171,12 @@ class DatasetSpec:
         if self.is_flat:
             return [FLAT_SPLIT]
         return [str(s) for s in self.section["orig_splits"]]
+
+    @property
+    def test_split(self) -> str:
+        """The original split whose labeled images form each modality's test set (dataset.test_split); every
+        other original split's labeled images are split by subject into train and val."""
+        return str(self.section.get("test_split") or ORIG_TEST)
 
     @property
     def root_entries(self) -> list[str]:

@@ -7,7 +7,9 @@ images form one test set per modality; everything without a usable mask is
 `unlabeled`, with a note saying why.
 
 Where the test sets come from depends on the layout (dataset.layout):
-`split_folders` (the reference) keeps each modality's original test folder;
+`split_folders` (the reference) keeps each modality's original test folder
+(dataset.test_split; the labeled images of every other original split are the
+train/val pool);
 `flat` has none, so each modality's labeled subjects are drawn here, seeded
 (split.test_fraction of them, all of a modality that no experiment trains
 on). Every configured test set must end up with images: an empty one stops
@@ -49,13 +51,15 @@ from usseg.contracts import (
     read_manifest,
     test_set_name,
 )
-from usseg.dataset_spec import FLAT_SPLIT, ORIG_TEST, DatasetSpec
+from usseg.dataset_spec import ORIG_TEST, DatasetSpec
 from usseg.errors import DataError, LeakageError
 from usseg.manifest import image_id_of
 
 log = logging.getLogger("usseg.splits")
 
 KEPT_FLAGGED = "mask flagged, kept in the test set (not used for training): "
+# Where an image's original split (or, in a flat layout, its subject) puts it.
+TEST_ROLE, TRAIN_ROLE = "test", "train"
 # Issue reasons of an image file the manifest set aside (its mask then gets mask_of_quarantined_image).
 _IMAGE_SET_ASIDE = "mask_of_quarantined_image"
 
@@ -192,17 +196,17 @@ def draw_test_subjects(
     return out
 
 
-def _original_splits(manifest: pd.DataFrame, test_subjects: dict[str, set[str]] | None) -> np.ndarray:
-    """Each row's original split; in a flat layout "test" for a drawn test subject, else "train"."""
-    orig = manifest["orig_split"].astype(str).to_numpy(dtype=object).copy()
-    if test_subjects is None:
-        return orig
-    flat = orig == FLAT_SPLIT
-    in_test = np.array([s in test_subjects.get(m, ()) for m, s in
-                        zip(manifest["modality"].astype(str), manifest["subject_id"].astype(str))], dtype=bool)
-    orig[flat & in_test] = ORIG_TEST
-    orig[flat & ~in_test] = "train"
-    return orig
+def _original_splits(manifest: pd.DataFrame, test_subjects: dict[str, set[str]] | None,
+                     test_split: str) -> np.ndarray:
+    """Each row's role: TEST_ROLE (its modality's test set) or TRAIN_ROLE (the train/val pool), by its original
+    split (`test_split` is the test one) or, in a flat layout, by its subject (drawn test subjects)."""
+    orig = manifest["orig_split"].astype(str).to_numpy(dtype=object)
+    if test_subjects is not None:
+        in_test = np.array([s in test_subjects.get(m, ()) for m, s in
+                            zip(manifest["modality"].astype(str), manifest["subject_id"].astype(str))], dtype=bool)
+    else:
+        in_test = orig == test_split
+    return np.where(in_test, TEST_ROLE, TRAIN_ROLE).astype(object)
 
 
 def subject_grouped_split(
@@ -246,7 +250,8 @@ def subject_grouped_split(
     set_aside = _set_aside_masks(manifest, issues, spec)
     has_mask = manifest["has_mask"].map(parse_bool)
     image_ids = manifest["image_id"].astype(str)
-    orig = _original_splits(manifest, test_subjects)
+    test_split = spec.test_split if spec is not None else ORIG_TEST
+    orig = _original_splits(manifest, test_subjects, test_split)
     test_names = np.array([test_set_name(m) for m in manifest["modality"].values], dtype=object)
 
     out = pd.DataFrame(
@@ -261,7 +266,7 @@ def subject_grouped_split(
     out.loc[~has_mask.values, "note"] = [set_aside.get(i, "no annotation") for i in image_ids[~has_mask]]
     is_flagged = (image_ids.isin(list(flagged)) & has_mask).values
     usable = np.array([flagged.get(i, ("", True))[1] for i in image_ids], dtype=bool)
-    kept_in_test = is_flagged & usable & (orig == ORIG_TEST) & (not strict)
+    kept_in_test = is_flagged & usable & (orig == TEST_ROLE) & (not strict)
     out.loc[is_flagged, "note"] = [
         (f"mask flagged: {flagged[i][0]}" if flagged[i][1] else f"mask unusable: {flagged[i][0]}")
         for i in image_ids[is_flagged]
@@ -273,24 +278,21 @@ def subject_grouped_split(
     out.loc[kept_in_test, "note"] = [KEPT_FLAGGED + flagged[i][0] for i in image_ids[kept_in_test]]
     labeled = (has_mask.values & ~is_flagged) | kept_in_test
 
-    is_test = labeled & (orig == ORIG_TEST)
+    is_test = labeled & (orig == TEST_ROLE)
     out.loc[is_test, "split"] = test_names[is_test]
     # Original test images that would have been labeled but were left out, and why (in note).
-    left_out = (orig == ORIG_TEST) & ~is_test & (is_flagged | np.isin(image_ids, list(set_aside)))
+    left_out = (orig == TEST_ROLE) & ~is_test & (is_flagged | np.isin(image_ids, list(set_aside)))
     out.loc[left_out, "excluded_from"] = test_names[left_out]
-    other = labeled & (orig != ORIG_TEST) & (orig != "train")
-    out.loc[other, "note"] = [
-        f"original split {o!r} is neither train nor test" for o in orig[other]
-    ]
-    out = pd.concat([out, _set_aside_rows(issues, spec, test_subjects, set(image_ids))], ignore_index=True)
+    out = pd.concat([out, _set_aside_rows(issues, spec, test_subjects, set(image_ids), test_split)],
+                    ignore_index=True)
 
-    train_rows = (labeled & (orig == "train"))
+    train_rows = (labeled & (orig == TRAIN_ROLE))
     train = out.iloc[: len(manifest)][train_rows]
     subjects = sorted(train["subject_id"].unique())
     if len(subjects) < 2:
         raise DataError(
-            f"only {len(subjects)} subject(s) ({', '.join(subjects) or 'none'}) have labeled images in the original "
-            "train split; a subject-grouped train/val split needs at least 2. Add annotated training images "
+            f"only {len(subjects)} subject(s) ({', '.join(subjects) or 'none'}) have labeled images outside the "
+            "test sets (the original train split); a subject-grouped train/val split needs at least 2. Add annotated training images "
             "(check manifest_issues.csv and decode_report.csv for set-aside or flagged masks)."
         )
     # At least one subject on each side: sklearn would otherwise fail or leave val empty.
@@ -307,13 +309,14 @@ def subject_grouped_split(
     return out.sort_values("image_id", kind="stable").reset_index(drop=True)[SPLIT_COLUMNS]
 
 
-def _set_aside_rows(issues, spec: DatasetSpec | None, test_subjects, manifest_ids: set[str]) -> pd.DataFrame:
+def _set_aside_rows(issues, spec: DatasetSpec | None, test_subjects, manifest_ids: set[str],
+                    test_split: str) -> pd.DataFrame:
     """Rows (split set_aside) for the image files the manifest set aside that would have been in a test set."""
     rows = []
     for rec in _set_aside_images(issues, spec):
         modality, subject = rec["modality"], rec["subject_id"]
         if test_subjects is None:
-            in_test = rec["orig_split"] == ORIG_TEST
+            in_test = rec["orig_split"] == test_split
         else:
             in_test = subject in test_subjects.get(modality, ())
         image_id = image_id_of(modality, rec["orig_split"], rec["stem"])
@@ -355,8 +358,9 @@ def check_test_sets(splits: pd.DataFrame, manifest: pd.DataFrame, test_sets: Seq
             why = (f"{labeled} labeled image(s) of {rows['subject_id'].nunique()} subject(s); a test set needs "
                    "a labeled subject the split can hold out (split.test_fraction)")
         else:
-            n_test = int((rows["orig_split"] == ORIG_TEST).sum())
-            labeled_test = int(((rows["orig_split"] == ORIG_TEST) & rows["has_mask"].map(parse_bool)).sum())
+            test_split = dataset.test_split if dataset is not None else ORIG_TEST
+            n_test = int((rows["orig_split"] == test_split).sum())
+            labeled_test = int(((rows["orig_split"] == test_split) & rows["has_mask"].map(parse_bool)).sum())
             why = f"{n_test} image(s) in its original test folder, {labeled_test} with a usable mask"
         details.append(f"{test_set} ({why})")
     fix = f"test_sets: [{', '.join(having)}]" if having else "labeled test images"
