@@ -3,6 +3,8 @@
 Every stage that needs the palette, the class names, the modalities or the
 folder layout reads them here instead of indexing the raw mapping under a
 local name of its own (nnU-Net's `dataset.json` plays this part there). The
+layout (`split_folders` or `flat`, each modality's `folder`, the images and
+masks folders, the test split) has one reader of paths: `locate`. The
 mapping stays the single source (`spec.section`): rules pass it as a param, so
 a change to it re-runs exactly the stages that read it.
 
