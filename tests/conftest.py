@@ -19,7 +19,8 @@ WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "src", "envs",
 
 
 def tiny_config() -> dict:
-    """configs/tiny.yaml applied over config.yaml as the workflow does (before schema defaults).
+    """configs/tiny.yaml applied over config.yaml as the workflow does (before schema defaults), with
+    the keys that follow the dataset (test_sets, train_modalities: auto) resolved as the workflow does.
 
     configs/tiny.yaml is an overlay holding only what differs from config.yaml;
     this is the whole configuration of the tests' run, e.g. to write as a
@@ -27,11 +28,11 @@ def tiny_config() -> dict:
     """
     import yaml
 
-    from usseg.config import apply_overlay
+    from usseg.config import apply_overlay, derive_dataset_defaults
 
-    return apply_overlay(
+    return derive_dataset_defaults(apply_overlay(
         yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(TINY_CONFIG.read_text())
-    )
+    ))
 
 
 def in_ci() -> bool:

@@ -239,11 +239,6 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
     return merged
 
 
-def default_train_modalities(dataset: DatasetSpec) -> list[str]:
-    """train_modalities: auto: every modality but the target (the target itself when it is the only one)."""
-    return dataset.source_modalities or [dataset.target_modality]
-
-
 def derive_dataset_defaults(config: dict) -> dict:
     """Replace `auto` in the keys that follow the dataset description, in place.
 
@@ -256,7 +251,7 @@ def derive_dataset_defaults(config: dict) -> dict:
     dataset = DatasetSpec.from_config(config)
     if config.get("test_sets", AUTO) == AUTO:
         config["test_sets"] = [test_set_name(m) for m in dataset.modality_names]
-    train = default_train_modalities(dataset)
+    train = dataset.default_train_modalities
     for block in (config.get("experiment_defaults"), *(config.get("experiments") or {}).values(), config.get("nnunet")):
         if isinstance(block, dict) and block.get("train_modalities", None) == AUTO:
             block["train_modalities"] = list(train)

@@ -141,6 +141,11 @@ class DatasetSpec:
         return [m for m in self.modality_names if m != self.target_modality]
 
     @property
+    def default_train_modalities(self) -> list[str]:
+        """train_modalities: auto: every modality but the target (the target itself when it is the only one)."""
+        return self.source_modalities or [self.target_modality]
+
+    @property
     def target_test_set(self) -> str:
         return test_set_name(self.target_modality)
 
