@@ -447,6 +447,9 @@ def _modality_lines(name: str, m: ModalityFound, root: Path, flat: bool, test_sp
         out.append("      # GUESS: every image is its own subject here: frames of one patient would then be split "
                    "between train and test. Write the pattern of your file names (first group = subject).")
         guesses.append(f"subject_pattern of {name} (every image its own subject)")
+    if not m.n_masks:
+        out.append("      # no mask found here: its images can be diagnosed (domain shift, quality) but not trained on "
+                   "or scored; keep it out of train_modalities and test_sets")
     if m.other_files:
         out.append(f"      # {m.other_files} file(s) in its folders are not images by their extension: the "
                    "manifest will list them as set aside")
