@@ -286,14 +286,22 @@ def subject_grouped_split(
     out = pd.concat([out, _set_aside_rows(issues, spec, test_subjects, set(image_ids), test_split)],
                     ignore_index=True)
 
-    train_rows = (labeled & (orig == TRAIN_ROLE))
-    train = out.iloc[: len(manifest)][train_rows]
+    _divide_train_val(out, np.flatnonzero(labeled & (orig == TRAIN_ROLE)), val_fraction, seed)
+    _name_lost_subjects(out)
+    if test_sets is not None:
+        check_test_sets(out, manifest, test_sets, spec)
+    return out.sort_values("image_id", kind="stable").reset_index(drop=True)[SPLIT_COLUMNS]
+
+
+def _divide_train_val(out: pd.DataFrame, pool: np.ndarray, val_fraction: float, seed: int) -> None:
+    """Put the rows `pool` (labeled, outside the test sets) in train or val, grouped by subject, in place."""
+    train = out.iloc[pool]
     subjects = sorted(train["subject_id"].unique())
     if len(subjects) < 2:
         raise DataError(
             f"only {len(subjects)} subject(s) ({', '.join(subjects) or 'none'}) have labeled images outside the "
-            "test sets (the original train split); a subject-grouped train/val split needs at least 2. Add annotated training images "
-            "(check manifest_issues.csv and decode_report.csv for set-aside or flagged masks)."
+            "test sets (the original train split); a subject-grouped train/val split needs at least 2. Add annotated "
+            "training images (check manifest_issues.csv and decode_report.csv for set-aside or flagged masks)."
         )
     # At least one subject on each side: sklearn would otherwise fail or leave val empty.
     n_val = min(max(math.ceil(val_fraction * len(subjects)), 1), len(subjects) - 1)
@@ -303,10 +311,6 @@ def subject_grouped_split(
     train_idx, val_idx = next(splitter.split(train, groups=train["subject_id"]))
     out.loc[train.index[train_idx], "split"] = "train"
     out.loc[train.index[val_idx], "split"] = "val"
-    _name_lost_subjects(out)
-    if test_sets is not None:
-        check_test_sets(out, manifest, test_sets, spec)
-    return out.sort_values("image_id", kind="stable").reset_index(drop=True)[SPLIT_COLUMNS]
 
 
 def _set_aside_rows(issues, spec: DatasetSpec | None, test_subjects, manifest_ids: set[str],
