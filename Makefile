@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml tools/pip-install.sh tools/install-nnunet.py
 	# The nnunet extra (the report's nnU-Net reference) without torchvision,
 	# which would not load beside a CPU build of torch (docs/pipeline-checks.md).
 	$(BIN)/python tools/install-nnunet.py $(BIN)/python
+	# The page `dvc plots show` fills, with Vega inline: it draws offline (docs/dvc.md).
+	$(BIN)/python tools/dvc-sync.py plots-page
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -66,7 +66,7 @@ rule decode_masks:
         "../scripts/decode_masks.py"
 
 
-rule split:
+checkpoint split:
     input:
         manifest=rules.manifest.output.manifest,
         issues=rules.manifest.output.issues,

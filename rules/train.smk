@@ -64,6 +64,8 @@ rule evaluate:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
         per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
         summary=f"{EXP}/eval/{{test_set}}/summary.json",
+        # The headline alone (usseg.headline), for a short `dvc metrics show` (docs/dvc.md).
+        headline=f"{EXP}/eval/{{test_set}}/headline.json",
         overlays=report(
             f"{EXP}/eval/{{test_set}}/overlays.png",
             caption="../docs/captions/overlays.rst",

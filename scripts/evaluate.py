@@ -1,6 +1,7 @@
 from usseg.data import PreparedData
 from usseg.evaluate import evaluate_experiment
 from usseg.experiment import Experiment
+from usseg.headline import write_headline
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):
@@ -13,3 +14,4 @@ with snakemake_step(snakemake):
         evaluation=snakemake.params.evaluation,
         test_sets=snakemake.params.test_sets,
     )
+    write_headline(snakemake.output.summary, snakemake.output.headline)

@@ -8,6 +8,7 @@ with snakemake_step(snakemake):
             named_paths(snakemake.input),
             snakemake.params.config,
             snakemake.params.results_dir,
+            with_training=snakemake.params.with_training,
         ),
         snakemake.output.html,
     )

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 # What a copy of the workflow needs besides the data: the Snakefile and
 # everything its rules name (scripts, code inputs, the conda env file, profiles).
+# tiny_run's console output, beside its results.
+CONSOLE = "console"
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "src", "envs", "configs", "docs", "profiles", "tools"]
 
 
@@ -85,7 +87,11 @@ def tiny_run(tmp_path_factory) -> Path:
     Tests must not modify it; copy it (copy_run) to change anything.
     """
     workdir = tmp_path_factory.mktemp("tiny_run")
-    run_snakemake(workdir, "--cores", "2", "report")
+    proc = run_snakemake(workdir, "--cores", "2", "report")
+    # What the run printed, for the tests of its console (tests/test_console_workflow.py).
+    (workdir / CONSOLE).mkdir()
+    (workdir / CONSOLE / "stdout.txt").write_text(proc.stdout)
+    (workdir / CONSOLE / "stderr.txt").write_text(proc.stderr)
     return workdir
 
 

@@ -121,17 +121,21 @@ def write_mask(
     return path
 
 
-def make_dataset(base, nested: bool = True, size=SIZE) -> Path:
+def make_dataset(base, nested: bool = True, size=SIZE, modalities=("AUS", "RUS")) -> Path:
     """Write the tiny dataset below `base`; return the dataset root (the folder holding AUS/ and RUS/).
 
     nested=True mimics the Kaggle download: base/abdominal_US/abdominal_US/{AUS,RUS}.
+    modalities=("RUS",) writes the real images only, the reference dataset's real part: every
+    label is in the test split, so nothing can be trained on it.
     """
     base = Path(base)
     root = base / "abdominal_US" / "abdominal_US" if nested else base
-    for split, stems in (("train", AUS_TRAIN), ("test", AUS_TEST)):
+    for split, stems in (("train", AUS_TRAIN), ("test", AUS_TEST)) if "AUS" in modalities else ():
         for stem in stems:
             write_image(root / "AUS" / "images" / split / f"{stem}.png", size=size)
             write_mask(root / "AUS" / "annotations" / split / f"{stem}.png", size=size)
+    if "RUS" not in modalities:
+        return root
     for stem in RUS_TRAIN:
         write_image(root / "RUS" / "images" / "train" / f"{stem}.jpg", size=size)
     for stem in RUS_TEST:

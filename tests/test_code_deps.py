@@ -94,7 +94,7 @@ def test_the_bridge_every_script_imports_brings_no_stage_s_code():
 
 def _rule_blocks():
     for smk in sorted((REPO / "rules").glob("*.smk")):
-        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
+        for block in re.split(r"(?m)^(?:rule|checkpoint) ", smk.read_text())[1:]:
             yield smk.name, block.split(":", 1)[0], block
 
 

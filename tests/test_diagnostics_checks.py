@@ -1,5 +1,6 @@
 """Composition, subjects, class balance, baselines and the checklist: numbers, thresholds and wording."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -72,12 +73,21 @@ def test_composition_counts_and_share(demo):
     rus_test = table[(table["modality"] == "RUS") & (table["orig_split"] == "test")].iloc[0]
     assert (rus_test["labeled"], rus_test["unlabeled"]) == (15, 8)
     assert table["total"].sum() == len(inputs.images)
-    assert result.value == pytest.approx(15 / 81, abs=1e-4)
-    assert result.status == WARN  # 0.1 <= 0.185 < 0.3
+    # Judged on the training labels: every real label sits in the test set, none in train/val.
+    training = inputs.images[inputs.images["has_mask"] & inputs.images["split"].isin(["train", "val"])]
+    assert len(training) and result.value == 0.0 and result.status == FAIL
     assert result.reason.startswith(
-        "15 of 81 labeled images (18.5%) come from the target modality RUS (real)"
+        f"0 of {len(training)} training labels (train and val splits) come from the target modality RUS (real); "
+        "overall 15 of 81 labeled images (18.5%) are RUS (real), all of them outside the training splits"
     )
-    strict = with_cfg(inputs, min_target_label_share={"warn_below": 0.5, "fail_below": 0.2})
+    # Real labels moved into training: the share and the status follow them.
+    moved = dataclasses.replace(inputs, images=inputs.images.copy())
+    real = moved.images.index[(moved.images["modality"] == "RUS") & moved.images["has_mask"]][:8]
+    moved.images.loc[real, "split"] = "train"
+    share = 8 / (len(training) + 8)
+    result = check_composition(moved, fx.outputs)
+    assert result.value == pytest.approx(share, abs=1e-4) and result.status == WARN  # 0.1 <= share < 0.3
+    strict = with_cfg(moved, min_target_label_share={"warn_below": 0.5, "fail_below": 0.2})
     assert check_composition(strict, fx.outputs).status == FAIL
 
 

@@ -4,8 +4,12 @@
 - its one stage runs `snakemake report`; its outs are every output of the
   default run (as `snakemake --summary` and the tiny run's recorded jobs list
   them), its deps cover every input that no job makes;
-- round trip on the tiny run: dvc commit -> dvc push -> git clone -> pull ->
-  every result is back, byte for byte, and `snakemake -n` has nothing to do;
+- round trip on the tiny run, with the README's commands as written (the
+  default remote lies outside every checkout): dvc commit -> dvc push ->
+  git clone -> pull -> every result is back, byte for byte, and
+  `snakemake -n` has nothing to do;
+- `dvc metrics show` is a short table (one row of a few columns per
+  evaluation), and `dvc plots show` writes a page that draws without the internet;
 - after a config change, `dvc repro` lets Snakemake redo only the stale jobs.
 """
 
@@ -35,8 +39,9 @@ from conftest import (
 )
 
 DVC_FILES = [".dvc/config", ".dvc/.gitignore"]
-# The gap study's outputs DVC shows when gap_study.enabled (docs/dvc.md).
-GAP_METRICS = {"results/gap/gap_closure.json", "results/gap/when_to_stop.json"}
+# The gap study's outputs DVC shows when gap_study.enabled (docs/dvc.md); gap_closure.json on request.
+GAP_METRICS = {"results/gap/when_to_stop.json"}
+HEADLINE = "headline.json"
 GAP_PLOTS = {"results/gap/loso.csv", "results/gap/learning_curve_dice.csv"}
 # a DVC project needs git's and DVC's ignore files and DVC's config too
 PROJECT_FILES = [*WORKFLOW_FILES, ".gitignore", ".dvcignore", *DVC_FILES]
@@ -144,7 +149,9 @@ def default_remote(repo: Path) -> str:
 # ----------------------------------------------------------------------------- the repository's DVC setup
 
 
-def test_repository_is_a_dvc_project_with_an_offline_default_remote():
+def test_repository_is_a_dvc_project_with_an_offline_default_remote_outside_the_checkout():
+    """The default remote is a folder of the user's, outside every checkout: a second clone on the same
+    machine pulls what the first pushed, with the README's commands as written."""
     for rel in [*DVC_FILES, ".dvcignore", "dvc.yaml"]:
         assert (REPO / rel).is_file(), f"{rel} is missing"
         tracked = subprocess.run(
@@ -158,13 +165,8 @@ def test_repository_is_a_dvc_project_with_an_offline_default_remote():
     remote = config[sections["core"]]["remote"]
     url = config[sections[f'remote "{remote}"']]["url"]
     assert "://" not in url, f"the default remote must be a local folder, not {url}"
-    folder = (REPO / ".dvc" / url).resolve()
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", str(folder / "files")], cwd=REPO, check=False
-    )
-    assert folder.is_relative_to(REPO) and ignored.returncode == 0, (
-        f"the default remote {folder} should be a git-ignored folder of the checkout"
-    )
+    assert url.startswith("~/"), f"the default remote {url} should be the user's folder, outside the checkout"
+    assert config[sections["plots"]]["html_template"] == Path(_sync_module().PLOTS_PAGE).name
 
 
 def test_dvc_yaml_is_up_to_date():
@@ -196,10 +198,10 @@ def test_dvc_yaml_stage_runs_snakemake_and_outputs_every_result():
     )
     assert {"results/logs", "results/benchmarks"} <= set(stage["outs"])
     assert stage["params"] == {"config.yaml": []}, stage["params"]
-    # The evaluations, and the gap study's summaries when config.yaml turns it on.
+    # The evaluations' headlines, and the gap study's when to stop when config.yaml turns it on.
     assert set(stage["metrics"]) == {
         o for o, rule in snakemake_outputs.items()
-        if (rule == "evaluate" and o.endswith("/summary.json")) or (rule == "gap_summary" and o in GAP_METRICS)
+        if (rule == "evaluate" and o.endswith(f"/{HEADLINE}")) or (rule == "gap_summary" and o in GAP_METRICS)
     }
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert all(next(iter(o.values())) == {"persist": True} for o in doc["stages"][name]["outs"]), (
@@ -247,7 +249,7 @@ def _gap_run(repo: Path) -> list[dict]:
                           "metric": ["dice", "dice", "dice", "dice", "surface_dice"], "level": [0.5, 1.0, 0.5, 1.0, 1.0],
                           "mean": [0.6, 0.7, 0.2, 0.3, 0.9]})
     gap_stats.learning_curve_by_test_set(curve).to_csv(gap / "learning_curve_dice.csv", index=False)
-    rows = [("train", "results/experiments/e/history.csv"), ("evaluate", "results/experiments/e/eval/test_rus/summary.json"),
+    rows = [("train", "results/experiments/e/history.csv"), ("evaluate", "results/experiments/e/eval/test_rus/headline.json"),
             *[("gap_summary", f"results/gap/{n}") for n in ("gap_closure.csv", "gap_closure.json", "when_to_stop.json",
                                                             "loso.csv", "learning_curve.csv", "learning_curve_dice.csv")]]
     return [{"rule": rule, "output_file": f, "plan": "no update"} for rule, f in rows]
@@ -264,12 +266,14 @@ def test_gap_results_are_dvc_metrics_and_plots(tmp_path, monkeypatch):
     monkeypatch.setattr(tool, "summary", lambda repo, *args: rows)
     doc = tool.build(tmp_path)
     metrics = [next(iter(m)) for m in doc["stages"][tool.STAGE]["metrics"]]
-    assert set(metrics) == GAP_METRICS | {"results/experiments/e/eval/test_rus/summary.json"}
+    assert set(metrics) == GAP_METRICS | {"results/experiments/e/eval/test_rus/headline.json"}
     (tmp_path / "dvc.yaml").write_text(tool.render(doc))
     sh(tmp_path, "git", "-c", "init.defaultBranch=main", "init", "-q")
     dvc(tmp_path, "init", "-q")
     shown = dvc_json(tmp_path, "metrics", "show")[""]["data"]
-    closure = shown["results/gap/gap_closure.json"]["data"]
+    assert "results/gap/gap_closure.json" not in shown  # too wide for the table: shown on request
+    closure = dvc_json(tmp_path, "metrics", "show", "results/gap/gap_closure.json")[""]["data"][
+        "results/gap/gap_closure.json"]["data"]
     assert closure["hm"]["test_rus"]["dice"] == pytest.approx(
         {"baseline": 0.4, "value": 0.48, "delta": 0.08, "ci_lo": 0.02, "ci_hi": 0.14, "n_subjects": 5})
     assert "ci_lo" not in closure["fda"]["test_rus"]["dice"]  # no interval: null, which DVC leaves out
@@ -302,11 +306,15 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
 
     dvc.yaml is generated there, `dvc-sync.py commit` records tiny_run's data
     and results in dvc.lock (they were made by this workflow and config, so no
-    stage has to run again), and `dvc push` sends them to a local remote.
+    stage has to run again), and `dvc push` sends them to the default remote,
+    as the README says. The remote (a folder below the user's home) lands in a
+    home folder of the test's: HOME is pointed there for the module's commands.
     """
     base = tmp_path_factory.mktemp("dvc")
-    repo, remote = base / "origin", base / "remote"
+    repo = base / "origin"
     repo.mkdir()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HOME", str(base / "home"))
     copy_workflow_files(repo, PROJECT_FILES)
     (repo / "config.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
     sh(repo, "git", "-c", "init.defaultBranch=main", "init", "-q")
@@ -314,8 +322,6 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
     copy_run(tiny_run / "data", repo / "data")
     copy_run(tiny_run / "results", repo / "results")
     name = default_remote(repo)
-    # The documented way to use another remote without editing the committed .dvc/config.
-    dvc(repo, "remote", "modify", "--local", name, "url", str(remote))
     sync_tool(repo, "commit")  # dvc commit, once Snakemake confirms nothing is left to run
     assert dvc_json(repo, "status") == {}
     sh(repo, "git", "add", "-A")
@@ -323,14 +329,17 @@ def dvc_project(tiny_run, tmp_path_factory) -> dict:
     untracked = sh(repo, "git", "status", "--porcelain").stdout
     assert untracked == "", f"dvc left files for git to track:\n{untracked}"
     dvc(repo, "push")
-    return {"repo": repo, "remote": remote, "remote_name": name, "base": base}
+    remote = Path(dvc(repo, "remote", "list").stdout.split()[1].replace("~", str(base / "home"), 1))
+    assert remote.is_dir() and not remote.is_relative_to(repo), remote
+    yield {"repo": repo, "remote": remote, "remote_name": name, "base": base}
+    patch.undo()
 
 
 def clone_and_pull(project: dict, name: str) -> Path:
+    """The README's steps, as written: clone, then `make dvc-pull` (here the tool it runs)."""
     clone = project["base"] / name
     sh(project["base"], "git", "clone", "-q", str(project["repo"]), str(clone))
     assert not (clone / "results").exists() and not (clone / "data").exists()
-    dvc(clone, "remote", "modify", "--local", project["remote_name"], "url", str(project["remote"]))
     sync_tool(clone, "pull")
     return clone
 
@@ -364,18 +373,20 @@ def _parents(rel: Path) -> list[str]:
 
 
 def test_metrics_and_plots_show_every_experiment(dvc_project):
-    """`dvc metrics show` lists each experiment x test set summary; `dvc plots show` each training curve."""
+    """`dvc metrics show` lists each experiment x test set headline; `dvc plots show` each training curve."""
+    from usseg.headline import headline_metrics
+
     repo = dvc_project["repo"]
     config = tiny_config()
     metrics = dvc_json(repo, "metrics", "show")[""]["data"]
     for experiment in config["experiments"]:
         for test_set in config["test_sets"]:
-            path = f"results/experiments/{experiment}/eval/{test_set}/summary.json"
+            path = f"results/experiments/{experiment}/eval/{test_set}/{HEADLINE}"
             assert path in metrics, f"dvc metrics show misses {path}: {sorted(metrics)}"
-            summary = json.loads((repo / path).read_text())
-            # DVC leaves out null values (classes never present in the reference).
-            scored = {c: v for c, v in summary["dice"].items() if v is not None}
-            assert metrics[path]["data"]["dice"] == scored
+            summary = json.loads((repo / path).with_name("summary.json").read_text())
+            # DVC leaves out null values (no interval from fewer than 3 subjects).
+            expected = {k: v for k, v in headline_metrics(summary).items() if v is not None}
+            assert metrics[path]["data"] == pytest.approx(expected)
     plots = dvc_json(repo, "plots", "show")["data"]
     assert set(plots) == {"training_loss", "validation_dice"}
     # DVC names each line file::field when a plot has several fields, by file otherwise.
@@ -390,6 +401,45 @@ def test_metrics_and_plots_show_every_experiment(dvc_project):
         drawn = {row[key] for row in rows}
         assert drawn == expected, f"{name}: {sorted(drawn)} != {sorted(expected)}"
         assert all(row["epoch"] for row in rows)
+
+
+def test_metrics_show_is_a_short_table(dvc_project):
+    """One row per evaluation and a few columns (it was 221 columns with every summary.json key); the full
+    summary on request."""
+    repo = dvc_project["repo"]
+    lines = [line for line in dvc(repo, "metrics", "show").stdout.splitlines() if line.strip()]
+    header = lines[0].split()
+    assert header == ["Path", "ci95_hi", "ci95_lo", "dice", "n_subjects"], header
+    config = tiny_config()
+    assert len(lines) == 1 + len(config["experiments"]) * len(config["test_sets"])
+    path = "results/experiments/liver_rf/eval/test_rus/summary.json"
+    full = dvc_json(repo, "metrics", "show", path)[""]["data"][path]["data"]
+    assert "per_class" in full and "dice_mean_foreground" in full
+
+
+def test_plots_show_draws_without_the_internet(dvc_project, tmp_path):
+    """The page `dvc plots show` writes carries Vega itself (no script from a CDN) and draws every plot
+    in a browser with no network."""
+    import re
+
+    repo = dvc_project["repo"]
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert not re.search(r"<script[^>]+src=", page), "the page loads a script from elsewhere"
+    assert "vegaEmbed" in page and len(page) > 1_000_000  # the libraries inline
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make system-deps)")
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+         "--proxy-server=127.0.0.1:9", "--dump-dom", (tmp_path / "plots" / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout
+    body = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.DOTALL)
+    drawn = re.findall(r'<div id="([^"]+)" class="vega-embed[^"]*">.*?<(?:canvas|svg)[^>]*class="marks"', body,
+                       flags=re.DOTALL)
+    plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    assert len(drawn) == len(plots), f"{len(drawn)} of {len(plots)} plots drawn: {drawn}"
 
 
 def test_round_trip_push_clone_pull_needs_no_recomputation(dvc_project):
@@ -415,12 +465,12 @@ def test_round_trip_push_clone_pull_needs_no_recomputation(dvc_project):
 
     metrics = dvc_json(clone, "metrics", "show")
     shown = {path for rev in metrics.values() for path in rev["data"]}
-    # The metrics are the experiments' evaluations (the nnU-Net reference's summaries are outs, not metrics).
-    summaries = {o for o in lock_outs(origin) if o.endswith("/summary.json") and o.startswith("results/experiments/")}
-    assert summaries and shown == summaries
+    # The metrics are the experiments' evaluation headlines (the nnU-Net reference's summaries are outs).
+    headlines = {o for o in lock_outs(origin) if o.endswith(f"/{HEADLINE}") and o.startswith("results/experiments/")}
+    assert headlines and shown == headlines
     for rev in metrics.values():
         for path, entry in rev["data"].items():
-            assert "dice_mean_foreground" in entry["data"], path
+            assert "dice" in entry["data"], path
     plots = dvc_json(clone, "plots", "show")["data"]
     histories = [o for o in lock_outs(origin) if o.endswith("/history.csv")]
     assert histories
@@ -467,12 +517,13 @@ def test_dvc_repro_after_a_config_change_redoes_only_the_stale_jobs(dvc_project)
     changed = [e for entries in status.values() for e in entries if isinstance(e, dict)]
     assert any("config.yaml" in e.get("changed deps", {}) for e in changed), status
     jobs, _ = pending_rules(clone)
-    assert jobs == {"diagnostics", "report"}, jobs
+    assert jobs == {"diagnostics", "verdict", "report"}, jobs
 
     stages = resolved_stages(clone)
     outs = [o for st in stages.values() for o in st["outs"] + st["metrics"] if not is_log_or_benchmark(o)]
-    redone = {o for o in outs if o.startswith(("results/diagnostics/", "results/report/"))}
-    redone |= {"results/provenance/diagnostics.json"}
+    redone = {o for o in outs if o.startswith(("results/diagnostics/", "results/verdict/", "results/report/"))}
+    redone |= {"results/provenance/diagnostics.json", "results/provenance/verdict.json",
+               "results/provenance/report.json"}
     before = {o: (clone / o).stat().st_mtime_ns for o in outs}
     # The documented way: DVC decides and runs Snakemake; the tool records the
     # results without rewriting them (a plain `dvc repro` relinks every out).
@@ -480,7 +531,7 @@ def test_dvc_repro_after_a_config_change_redoes_only_the_stale_jobs(dvc_project)
     text = proc.stdout + proc.stderr
     assert "Running stage 'workflow'" in text, text[-3000:]
     finished = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text))
-    assert finished == {"diagnostics", "report"}, text[-3000:]
+    assert finished == {"diagnostics", "verdict", "report"}, text[-3000:]
     sync_tool(clone, "commit")
     after = {o: (clone / o).stat().st_mtime_ns for o in outs}
     assert {o for o in outs if after[o] != before[o]} == redone

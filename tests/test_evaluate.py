@@ -18,11 +18,12 @@ torch.set_num_threads(1)
 
 SUMMARY_KEYS = ["experiment", "model", "test_set", "aggregation", "aggregation_definition", "n_images", "n_subjects",
                 "dice", "dice_mean_foreground", "mean_foreground", "ci95", "per_subject", "unstable", "per_class",
-                "pooled_image", "metric_resolution", "nsd_tolerance_px", "min_reference_area_px", "excluded",
-                "excluded_subjects"]
-PER_CLASS_KEYS = ["n_images", "n_subjects", "dice", "ci95", "ci_method", "estimable", "interval_note", "nsd", "hd95",
-                  "hd95_n_images", "false_positive_images", "absent_images", "missed_images", "too_small_images",
-                  "predicted_images", "pooled_image_dice"]
+                "area_rule", "pooled_image", "hd95_worst_definition", "metric_resolution", "nsd_tolerance_px",
+                "min_reference_area_px", "excluded", "excluded_subjects"]
+INTERVAL_KEYS = ["n_subjects", "ci95", "ci_method", "estimable", "interval_note", "range", "far_subjects"]
+PER_CLASS_KEYS = ["n_images", "dice", *INTERVAL_KEYS, "nsd", "nsd_ci95", "hd95", "hd95_n_images", "hd95_worst",
+                  "hd95_worst_ci95", "hd95_worst_n_images", "false_positive_images", "absent_images", "missed_images",
+                  "too_small_images", "predicted_images", "pooled_image_dice", "area_rule"]
 
 
 def _evaluate(cfg, name, paths, model_path, test_set, out, evaluation=None):
@@ -102,31 +103,50 @@ def test_evaluation_is_subject_level_at_full_resolution(tiny, tmp_path, monkeypa
     assert list(liver_cls) == PER_CLASS_KEYS
     assert liver_cls["nsd"] == pytest.approx(per_image.groupby("subject_id")["nsd_liver"].mean().mean())
     assert liver_cls["hd95"] == pytest.approx(per_image.groupby("subject_id")["hd95_liver"].mean().mean())
-    # Two subjects: no interval, said in words.
+    # Two subjects: no interval, said in words; the range names both.
     assert liver_cls["n_subjects"] == 2 and liver_cls["estimable"] is False and liver_cls["ci95"] is None
     assert liver_cls["interval_note"] == "n = 2 subjects: no interval" and summary["ci95"]["liver"] is None
+    assert liver_cls["range"]["min_subject"] == by_subject.idxmin() and liver_cls["far_subjects"] == []
+    assert (liver_cls["range"]["min"], liver_cls["range"]["max"]) == pytest.approx((by_subject.min(), by_subject.max()))
     kidney = summary["per_class"]["kidney"]
     assert kidney["dice"] == 0.0 and kidney["missed_images"] == kidney["n_images"] > 0
     assert kidney["false_positive_images"] == 0 and kidney["predicted_images"] == 0
+    # Kidney is never predicted: HD95 has no distance, HD95 with misses puts each miss at the image diagonal.
+    assert kidney["hd95"] is None and kidney["hd95_worst"] == pytest.approx(math.hypot(40, 48))
+    assert (per_image.loc[per_image["ref_px_kidney"] > 0, "hd95_worst_kidney"] == math.hypot(40, 48)).all()
+    np.testing.assert_allclose(per_image["hd95_worst_liver"], hd95)  # liver is on both sides everywhere
     pancreas = summary["per_class"]["pancreas"]
     assert pancreas["dice"] is None and pancreas["n_images"] == 0 and pancreas["absent_images"] == 8
     assert summary["dice"]["pancreas"] is None and summary["ci95"]["pancreas"] is None
-    # The mean over the classes scored on both test sets, named.
-    aus_scored = {c for c, v in summary["per_class"].items() if v["n_images"]}
-    rus_labels = [np.load(tiny["labels_dir"] / f"{i}.npy") for i in
-                  pd.read_csv(tiny["splits_csv"]).query("split == 'test_rus'")["image_id"]]
-    names = summary["per_class"]
-    rus_scored = {c for k, c in enumerate(names, start=1) if any((lab == k).any() for lab in rus_labels)}
-    shared = [c for c in names if c in aus_scored & rus_scored]
+    # The composite: the class-macro mean over the classes in the reference of at least 3 subjects of every test
+    # set (every subject of one with fewer: test_aus has 2), named, with each subject's term in per_subject.csv.
+    split = pd.read_csv(tiny["splits_csv"])
+    names = list(summary["per_class"])
+
+    def subjects_with(ts):
+        rows = split.query("split == @ts")
+        out = {c: set() for c in names}
+        for image_id, subject in zip(rows["image_id"], rows["subject_id"]):
+            lab = np.load(tiny["labels_dir"] / f"{image_id}.npy")
+            for k, c in enumerate(names, start=1):
+                if (lab == k).any():
+                    out[c].add(subject)
+        return out, rows["subject_id"].nunique()
+
+    (aus, n_aus), (rus, n_rus) = subjects_with("test_aus"), subjects_with("test_rus")
+    shared = [c for c in names if len(aus[c]) >= min(3, n_aus) and len(rus[c]) >= min(3, n_rus)]
     assert summary["mean_foreground"]["classes"] == shared and shared
-    subj_fg = [np.mean([summary["per_subject"][s][c] for c in shared]) for s in ("ct5", "ct6")]
-    assert summary["dice_mean_foreground"] == pytest.approx(np.mean(subj_fg))
+    assert summary["mean_foreground"]["name"] == "class-macro mean Dice"
+    assert summary["dice_mean_foreground"] == pytest.approx(np.mean([summary["dice"][c] for c in shared]))
+    assert list(summary["mean_foreground"])[-len(INTERVAL_KEYS):] == INTERVAL_KEYS
     assert summary["n_images"] == 8 and summary["n_subjects"] == 2 and summary["unstable"] is True
     assert summary["excluded"] == [] and summary["nsd_tolerance_px"] == 2.0
     on_disk = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert on_disk == summary
     per_subject = pd.read_csv(tmp_path / "eval" / "per_subject.csv")
     assert per_subject["subject_id"].tolist() == ["ct5", "ct6"] and "nsd_liver" in per_subject
+    assert {"hd95_worst_liver", "dice_area_rule_liver"} <= set(per_subject.columns)
+    assert per_subject["dice_composite_term"].mean() == pytest.approx(summary["dice_mean_foreground"])
     confusion = pd.read_csv(tmp_path / "eval" / "confusion.csv")
     assert confusion["reference"].tolist() == names_with_background(summary)
     assert int(confusion.drop(columns="reference").to_numpy().sum()) == 8 * 40 * 48
@@ -145,12 +165,15 @@ def test_false_positives_small_references_and_exclusions_are_counted(tiny, tmp_p
     first_rus = splits.index[splits["split"] == "test_rus"][0]
     splits.loc[first_rus, ["excluded_from", "note"]] = ["test_rus", "near-duplicate of a training image"]
     splits.to_csv(tiny["splits_csv"], index=False)
-    # Every reference smaller than the whole image is "too small to score": counted, never averaged.
+    # Every reference smaller than the whole image is "too small" for the area rule: the secondary view leaves it
+    # out; the headline scores every frame where liver is in the reference or predicted, small or not.
     summary = _evaluate(cfg, "multiorgan_unet", tiny, "unused", "test_rus", tmp_path / "eval",
                         evaluation={"nsd_tolerance_px": 2, "min_reference_area_px": 40 * 48})
     liver = summary["per_class"]["liver"]
-    assert liver["dice"] is None and liver["n_images"] == 0 and liver["too_small_images"] > 0
-    assert summary["mean_foreground"]["classes"] == [] and summary["dice_mean_foreground"] is None
+    assert liver["area_rule"]["dice"] is None and liver["area_rule"]["n_images"] == 0
+    assert liver["too_small_images"] > 0 and summary["area_rule"]["dice"]["liver"] is None
+    assert liver["dice"] is not None and liver["n_images"] == summary["n_images"]  # predicted on every image
+    assert summary["mean_foreground"]["classes"] and summary["dice_mean_foreground"] is not None
     assert summary["excluded"] == [{"image_id": splits.loc[first_rus, "image_id"],
                                     "subject_id": splits.loc[first_rus, "subject_id"],
                                     "reason": "near-duplicate of a training image"}]
@@ -180,6 +203,7 @@ def test_train_then_evaluate_end_to_end(tiny, tmp_path):  # noqa: F811
         results[test_set] = _evaluate(cfg, "liver_unet", tiny, model, test_set, out)
         per_image = pd.read_csv(out / "per_image.csv")
         assert list(per_image.columns) == ["image_id", "subject_id", "dice_liver", "nsd_liver", "hd95_liver",
+                                           "hd95_worst_liver",
                                            "ref_px_liver", "pred_px_liver", "dice_mean_scored"]
         assert len(per_image) == 8 and per_image["dice_liver"].between(0, 1).all()
         per_subject = pd.read_csv(out / "per_subject.csv")
@@ -199,3 +223,49 @@ def test_train_then_evaluate_end_to_end(tiny, tmp_path):  # noqa: F811
         _evaluate(cfg, "multiorgan_unet", tiny, model, "test_aus", tmp_path / "wrong")
     with pytest.raises(UssegError, match="test set 'val'"):
         _evaluate(cfg, "liver_unet", tiny, model, "val", tmp_path / "wrong")
+
+
+def _demo_like_arrays():
+    """Per-image arrays of the demo's case: three subjects with large, well-segmented livers, and ct12 whose every
+    frame holds 0-37 px of liver (below the 64-px rule) while the model predicts 1,192-2,963 px there."""
+    subjects, rows = [], {"dice": [], "nsd": [], "hd95": [], "ref_px": [], "pred_px": []}
+    rng = np.random.default_rng(0)
+    for subject, n in (("ct10", 10), ("ct11", 10), ("ct12", 9), ("ct13", 11)):
+        for k in range(n):
+            if subject == "ct12":  # its first frame has no liver at all: a false positive, scored 0
+                ref, pred = int(rng.integers(1, 38)) if k else 0, int(rng.integers(1192, 2964))
+                inter = ref // 2
+            else:
+                ref = int(rng.integers(3000, 6000))
+                pred, inter = ref, int(ref * rng.uniform(0.93, 0.97))
+            dice = np.nan if ref == pred == 0 else 2 * inter / (ref + pred)
+            subjects.append(subject)
+            for key, v in (("dice", dice), ("nsd", dice), ("hd95", 5.0 if ref and pred else np.nan),
+                           ("ref_px", ref), ("pred_px", pred)):
+                rows[key].append([v])
+    arr = {k: np.array(v, dtype=np.float64) for k, v in rows.items()}
+    arr["hd95_worst"] = np.where(np.isfinite(arr["hd95"]), arr["hd95"], 600.0)
+    return arr, subjects
+
+
+def test_a_subject_below_the_area_rule_but_predicted_large_is_in_the_headline():
+    arr, subjects = _demo_like_arrays()
+    scores = evaluate_mod.score_subjects(arr, subjects, ["liver"], 64)
+    liver = evaluate_mod.class_summaries(arr, scores, ["liver"], 64)["liver"]
+    by_subject = pd.Series(arr["dice"][:, 0], index=subjects).groupby(level=0).mean()
+    # The headline: every frame where liver is in the reference or predicted, by subject: 4 subjects, ct12 at ~0.
+    assert liver["n_subjects"] == 4 and liver["dice"] == pytest.approx(by_subject.mean())
+    assert by_subject["ct12"] < 0.05 and 0.70 < liver["dice"] < 0.73
+    assert liver["range"]["min_subject"] == "ct12" and [f["subject"] for f in liver["far_subjects"]] == ["ct12"]
+    assert liver["ci95"][0] < 0.3  # the failing subject widens the interval: it is not hidden
+    # The 64-px rule stays as a labelled secondary view: 3 subjects, ct12's frames counted as too small.
+    area = liver["area_rule"]
+    assert area["n_subjects"] == 3 and area["dice"] > 0.9 and liver["too_small_images"] >= 8
+    assert area["dice"] == pytest.approx(by_subject.drop("ct12").mean())
+    # A false positive (or a miss) counts at the worst value beside the plain HD95, which leaves it out.
+    assert liver["false_positive_images"] == 1 and liver["hd95"] == pytest.approx(5.0)
+    assert liver["hd95_worst"] == pytest.approx(np.mean([5.0, 5.0, (8 * 5.0 + 600.0) / 9, 5.0]))
+    from usseg.intervals import describe
+
+    text = describe({**liver, "estimate": liver["dice"], "note": liver["interval_note"]})
+    assert "4 subjects" in text and "ct12" in text and "far from the others" in text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,8 +14,13 @@ import yaml
 
 from conftest import REPO
 from usseg import gap_report
+from usseg.figure_text import MAX_WIDTH_PX, MIN_FONT_PX
+from usseg.names import Names
 from usseg.remedies import gap_stats
 from usseg.report import page
+from usseg.report.context import Figure, image_facts
+from usseg.report.provenance_index import Artifact
+from usseg.report.sections import gap as gap_section
 
 
 def _closure(delta_rus, lo, hi):
@@ -82,20 +89,54 @@ def test_learning_curve_conclusion_follows_its_last_step_interval():
     assert "no detectable change" in flat[0] and "helped" not in flat[0]
 
 
+class _Context:
+    """What the report's gap section reads of usseg.report.context.ReportContext, for these files."""
+
+    def __init__(self, cfg, files):
+        self.config, self.names, self.inputs = cfg, Names(cfg), SimpleNamespace(gap=files)
+
+    def artifact(self, base_id, kind, title, files, derived=False):
+        return Artifact(base_id, kind, title, [str(f) for f in files], derived)
+
+    def derived_figure(self, base_id, title, png, caption, files=None):
+        art = self.artifact(base_id, "figure", title, files or [], derived=True)
+        return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption, *image_facts(png))
+
+
 def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     results = _results(tmp_path, _closure(-0.08, -0.15, -0.01))
-    html = gap_report.render_gap_section(_config(), results)
+    cfg = _config()
+    html = str(page.body(gap_section, gap_section.build(_Context(cfg, results))))
     gap_sections = [s for s in page.SECTIONS if s.ID == gap_report.SECTION_ID]
     # The page wraps the body in <section id="gap"><h2>What would help</h2> (usseg.report.sections.gap).
     assert gap_sections[0].ID == "gap" and gap_sections[0].HEADING == "What would help"
     assert html.count("data:image/png;base64,") == 3
-    assert gap_report.DEMO_NOTE in html
-    assert "made things worse" in html and "More simulator data" in html
-    assert "With 4 labeled real subjects on test_rus" in html and f"would need {gap_stats.subjects_needed(0.05, 0.08)} labeled real subjects" in html
+    assert gap_report.DEMO_NOTE in html and "More simulator data" in html
+    # The remedies' own sentences and when to stop are the verdict's (tests/test_report_verdict.py), not repeated.
+    assert "With 4 labeled real subjects" not in html
+    # Every figure made for the page: its smallest text recorded, at least the minimum, and at most the column wide.
+    for key in ("forest_png", "loso_png", "curve_png"):
+        png = gap_report.gap_context(cfg, results)[key]
+        width, _height, font = image_facts(png)
+        assert font is not None and font >= MIN_FONT_PX and width <= MAX_WIDTH_PX, (key, width, font)
 
 
-def test_section_is_empty_when_the_study_is_off(tmp_path):
-    assert gap_report.render_gap_section(_config(enabled=False), {}) == ""
+def test_section_is_left_out_when_the_study_is_off():
+    assert gap_report.gap_context(_config(enabled=False), {}) is None
+    # The section shows only what ran: the report context says so (on, with training, and able to run).
+    assert gap_section.enabled(SimpleNamespace(gap_ran=True))
+    assert not gap_section.enabled(SimpleNamespace(gap_ran=False))
+
+
+def test_remedies_are_named_as_the_config_names_them():
+    cfg = _config()
+    cfg["report"] = {"names": {"experiments": {"fda": "Fourier domain adaptation"}}}
+    steps = gap_report.ranked_steps(_closure(0.1, 0.02, 0.18), "test_rus", "RUS test set (real)", Names(cfg))
+    assert steps[0]["name"].text == "Fourier domain adaptation" and steps[0]["name"].key == "fda"
+    assert steps[0]["sentence"].startswith("Fourier domain adaptation changed Dice on the RUS test set (real)")
+    loso = gap_report.ranked_steps(_closure(0.1, 0.02, 0.18).assign(remedy=gap_stats.LOSO_REMEDY), "test_rus",
+                                   "real", Names(cfg))
+    assert loso[0]["name"].text == "adding labeled real subjects (leave one subject out)"
 
 
 def test_next_steps_are_ranked_by_measured_delta():
@@ -141,7 +182,7 @@ def test_verdict_ranks_real_image_dice_by_measured_change_with_intervals():
     assert [s["remedy"] for s in steps] == [gap_stats.LOSO_REMEDY, "hm", "fda", "aug"]
     assert [s["excludes_zero"] for s in steps] == [False, True, False, True]
     by = {s["remedy"]: s["sentence"] for s in steps}
-    assert by["hm"].startswith("hm changed test_rus (real) Dice by +0.08") and "95% CI +0.020 to +0.140" in by["hm"]
+    assert by["hm"].startswith("hm changed Dice on the test_rus (real) by +0.08") and "95% CI +0.020 to +0.140" in by["hm"]
     assert "improvement" in by["hm"] and "made things worse" in by["aug"]
     assert "no detectable change" in by["fda"] and "no claim" in by[gap_stats.LOSO_REMEDY]
     assert by[gap_stats.LOSO_REMEDY].startswith("adding labeled real subjects")

@@ -103,7 +103,7 @@ def test_one_experiment_parameter_reruns_only_that_experiment(tiny_run, tmp_path
 
     jobs, text = dry_run(run, modified_config(tmp_path, more_epochs))
     # Its sanity checks train the same experiment, so they re-run too.
-    expected = {f"train@{experiment}", f"sanity_training@{experiment}", "report"} | {
+    expected = {f"train@{experiment}", f"sanity_training@{experiment}", "verdict", "report"} | {
         f"evaluate@{experiment}-{test_set}" for test_set in config["test_sets"]
     }
     assert jobs == expected, text[-4000:]
@@ -118,7 +118,7 @@ def test_diagnostics_threshold_reruns_only_diagnostics_and_report(
         cfg["diagnostics"]["domain_auc"] = {"warn_above": 0.7, "fail_above": 0.85}
 
     jobs, text = dry_run(run, modified_config(tmp_path, stricter))
-    assert jobs == {"diagnostics", "report"}, text[-4000:]
+    assert jobs == {"diagnostics", "verdict", "report"}, text[-4000:]
 
 
 def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
@@ -142,10 +142,11 @@ def _private_workflow(tiny_run: Path, base: Path) -> tuple[Path, Path]:
 
 
 # (module edited, the jobs it must re-run besides everything downstream of them)
-ALL_BUT_DATA_INTAKE = "every job but demo_data and manifest"
 LIBRARY_CHANGES = {
     "splits.py": "split and what follows",
-    "config.py": ALL_BUT_DATA_INTAKE,  # imported by decode_masks' script and every later one
+    # Config loading and checking run in Snakemake itself; values reach the jobs as params, so
+    # editing the module re-runs no job (its code is no rule's input).
+    "config.py": "no job",
     "templates/report.css": "report only",  # package data the report module names
 }
 
@@ -167,7 +168,8 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
     jobs, text = dry_run(run, snakefile=snakefile)
     config = tiny_config()
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
-    # The report also shows the pipeline checks, which read the split too.
+    # The report also shows the pipeline checks, which read the split too, and the final verdict
+    # (rule verdict) reads the evaluations.
     from usseg.nnunet_reference import is_installed
     from usseg.pipeline_report import sanity_experiments
 
@@ -176,7 +178,7 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
         if config["nnunet"]["enabled"] and is_installed() else set()
     )
     downstream_of_split = (
-        {"split", "diagnostics", "report", "label_round_trip"}
+        {"split", "diagnostics", "report", "label_round_trip", "verdict"}
         | {f"train@{e}" for e in experiments}
         | {f"evaluate@{e}-{t}" for e in experiments for t in test_sets}
         | {f"sanity_training@{e}" for e in sanity_experiments(config)}
@@ -184,7 +186,7 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
     )
     expected = {
         "splits.py": downstream_of_split,
-        "config.py": downstream_of_split | {"decode_masks"},
+        "config.py": set(),
         "templates/report.css": {"report"},
     }[module]
     assert jobs == expected, text[-4000:]

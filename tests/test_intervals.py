@@ -7,11 +7,18 @@ from scipy import stats
 from usseg.intervals import (
     COVERAGE_SUBJECTS,
     DISTRIBUTIONS,
+    HARD_DISTRIBUTIONS,
     MIN_SUBJECTS_FOR_INTERVAL,
+    WELCH_SETTINGS,
     coverage,
+    coverage_table,
+    describe,
     difference_interval,
+    far_from_others,
     no_interval_note,
     subject_mean_interval,
+    welch_setting_coverage,
+    worst_cell,
 )
 
 # 4000 simulated test sets: the Monte Carlo standard error of a 95 % coverage is 0.35 %.
@@ -19,7 +26,7 @@ N_SIMS = 4000
 
 
 @pytest.mark.parametrize("name", list(DISTRIBUTIONS))
-def test_t_interval_covers_at_least_90_percent_down_to_4_subjects(name):
+def test_t_interval_covers_at_least_90_percent_down_to_3_subjects(name):
     sampler, mean = DISTRIBUTIONS[name]
     for n in COVERAGE_SUBJECTS:
         cov = coverage("t", sampler, mean, n, N_SIMS, seed=n)
@@ -79,3 +86,39 @@ def test_difference_interval_is_welch():
     assert out["estimate"] == pytest.approx(d) and out["ci95"] == pytest.approx([d - half, d + half])
     assert out["n_a"] == 4 and out["n_b"] == 3 and out["estimable"]
     assert difference_interval(a, [0.4, 0.5])["ci95"] is None
+
+
+def test_one_failing_subject_among_tight_ones_is_named_and_shown():
+    # Three subjects near 0.65 and one at 0.02: the interval is wide, and the text says why.
+    values, names = [0.64, 0.66, 0.65, 0.02], ["a", "b", "h", "g"]
+    iv = subject_mean_interval(values, subjects=names)
+    assert iv["range"] == {"min": 0.02, "max": 0.66, "min_subject": "g", "max_subject": "b"}
+    assert [f["subject"] for f in iv["far_subjects"]] == ["g"] and iv["far_subjects"][0]["others_median"] == 0.65
+    text = describe(iv)
+    assert text.startswith(f"0.49 [{iv['ci95'][0]:.2f}, {iv['ci95'][1]:.2f}], 4 subjects")
+    assert "subjects 0.02 (g) to 0.66 (b)" in text and "g (0.02) is far from the others (median 0.65)" in text
+    # Single-peaked spreads flag nobody; 10 subjects and more show no range in words.
+    assert far_from_others([0.6, 0.7, 0.8, 0.9]) == [] and far_from_others([0.1, 0.5, 0.9]) == []
+    assert "subjects 0.10" not in describe(subject_mean_interval(np.linspace(0.1, 0.9, 10)))
+    assert describe(subject_mean_interval([0.5])) == "0.50 (n = 1 subject: no interval), 1 subject"
+    assert describe(subject_mean_interval([0.0, 0.0, 0.0])).endswith("3 subjects; every subject 0.00")
+    d = difference_interval([0.95, 0.96, 0.94, 0.0], values, subjects_a=["ct10", "ct11", "ct13", "ct12"],
+                            subjects_b=names)
+    assert d["far_a"][0]["subject"] == "ct12" and d["range_b"]["min_subject"] == "g"
+
+
+def test_the_coverage_table_reports_the_hard_cases_it_does_not_promise():
+    # The demo's own pattern (one subject in four fails outright) and asymmetric Welch settings are in the table,
+    # and the simulation sees that no interval from 4 subjects covers that pattern well.
+    assert "demo pattern: 75 % near 0.65, 25 % fail near 0.02" in HARD_DISTRIBUTIONS
+    assert COVERAGE_SUBJECTS[0] == 3 and len(WELCH_SETTINGS) >= 3
+    sampler, mean = HARD_DISTRIBUTIONS["demo pattern: 75 % near 0.65, 25 % fail near 0.02"]
+    assert mean == pytest.approx(0.75 * 0.65 + 0.25 * 0.02, abs=1e-3)
+    assert coverage("t", sampler, mean, 4, N_SIMS, seed=1) < 0.80
+    # Unequal numbers of subjects and spreads: Welch keeps its level for single-peaked sides.
+    assert welch_setting_coverage("a: Beta(8, 2), 12 subjects; b: Beta(2, 5), n", 3, N_SIMS) >= 0.88
+    rows = coverage_table(methods=("t",), subjects=(3, 4), n_sims=500,
+                          welch_settings=["demo drop: a: 75 % near 0.95, 25 % fail, n; b: demo pattern, n"])
+    assert {r["hard"] for r in rows} == {True, False}
+    worst = worst_cell(rows, subjects=(3, 4))
+    assert worst["coverage"] == min(r[n] for r in rows for n in (3, 4)) and worst["coverage"] < 0.8

@@ -418,6 +418,17 @@ def test_strict_raises_after_writing(root, tmp_path):
     assert str(out / "i.csv") in msg and (out / "i.csv").exists()
 
 
+def test_a_failed_manifest_points_to_issues_that_outlive_the_job(root, tmp_path):
+    """Snakemake deletes a failed job's outputs (manifest_issues.csv): strict mode names the copy beside the log."""
+    (root / "AUS/images/train/ct1-3.png").write_bytes(b"")
+    out, kept = tmp_path / "out", tmp_path / "logs" / "manifest_issues.csv"
+    with pytest.raises(DataError) as err:
+        write_manifest(root, dataset_cfg(), True, out / "m.csv", out / "i.csv", kept_issues_csv=kept)
+    (out / "i.csv").unlink()  # as Snakemake does
+    assert f"details in {kept}" in str(err.value)
+    assert "AUS/images/train/ct1-3.png" in set(pd.read_csv(kept)["path"])
+
+
 def test_strict_passes_on_clean_data(root, tmp_path):
     write_manifest(root, dataset_cfg(), True, tmp_path / "m.csv", tmp_path / "i.csv")
     assert len(read_manifest(tmp_path / "m.csv")) == N_IMAGES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -26,9 +27,22 @@ def nnunet_installed() -> bool:
 def checked(tiny_run, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory, "checks")
     # The tiny config leaves the reference out of the report; here the report runs it.
-    run_snakemake(run, "--cores", "2", "sanity_checks", "nnunet_export", "report",
-                  "--config", "nnunet={enabled: true}")
+    proc = run_snakemake(run, "--cores", "2", "sanity_checks", "nnunet_export", "report",
+                         "--config", "nnunet={enabled: true}")
+    (run / "console-stderr.txt").write_text(proc.stderr)
     return run
+
+
+def test_nnunet_s_own_output_stays_in_its_log(checked):
+    """nnU-Net prints its progress ("Yayy! New best EMA pseudo Dice", file copies, its plans): all of it
+    goes to the job's log, none to the console (tests/console_lines.py)."""
+    from console_lines import foreign_lines
+
+    foreign = foreign_lines((checked / "console-stderr.txt").read_text())
+    assert not foreign, "\n".join(foreign[:40])
+    if nnunet_installed():
+        log = (checked / "results" / "logs" / "nnunet_train_predict.log").read_text()
+        assert "usseg.rule.nnunet_train_predict" in log and len(log.splitlines()) > 5
 
 
 def test_sanity_json_per_network_experiment(checked):
@@ -74,5 +88,7 @@ def test_report_sets_usseg_beside_the_nnunet_reference(checked):
         pytest.skip("nnunetv2 is not installed (the nnunet extra)")
     html = (checked / "results" / "report" / "report.html").read_text()
     assert 'id="pipeline-comparison"' in html
-    for experiment in NETWORK_EXPERIMENTS:
-        assert f"<tr><td>{experiment}</td>" in html
+    table = html[html.index('id="pipeline-comparison"'):]
+    table = table[:table.index("</table>")]
+    for experiment in NETWORK_EXPERIMENTS:  # each named, its config key beside the name when they differ
+        assert re.search(rf"<tr><td>[^<]*(<code class=\"key\">)?{experiment}\b", table), experiment

@@ -4,19 +4,44 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from datasets import eval_summary
 from test_train import tiny_config
-from usseg import pipeline_report
+from usseg import composite, pipeline_report
+from usseg.names import Names
 from usseg.pipeline_report import (
     PipelineFiles,
     pipeline_context,
-    render_html,
     statements,
     subject_scores,
 )
+from usseg.report import page
+from usseg.report.provenance_index import Artifact
+from usseg.report.sections import pipeline as pipeline_section
+
+
+class _Context:
+    """What the report's section reads of usseg.report.context.ReportContext, for these files."""
+
+    def __init__(self, cfg, files):
+        self.config, self.names = cfg, Names(cfg)
+        self.pipeline = pipeline_context(cfg, files, str, lambda e: self.names.experiment(e).text)
+        self.inputs = SimpleNamespace(pipeline_files=lambda: files)
+
+    def rel(self, path):
+        return str(path)
+
+    def artifact(self, base_id, kind, title, files, derived=False):
+        return Artifact(base_id, kind, title, [str(f) for f in files], derived)
+
+
+def render_html(cfg, files) -> str:
+    """The report's "Pipeline ruled out?" section as the page renders it."""
+    return str(page.body(pipeline_section, pipeline_section.build(_Context(cfg, files))))
 
 SUBJECTS = ["s1", "s2", "s3", "s4"]
 
@@ -27,7 +52,12 @@ def _write(path, obj):
 
 
 def _summary(per_subject: dict[str, dict[str, float]], classes: list[str]) -> dict:
-    return eval_summary(per_subject, classes)
+    """A summary.json whose class-macro mean (dice, interval, subjects) is computed as usseg.evaluate does."""
+    s = eval_summary(per_subject, classes)
+    fg = composite.composite(composite.summary_values(s, classes))
+    s["mean_foreground"].update(dice=fg["estimate"], ci95=fg["ci95"], n_subjects=fg["n_subjects"])
+    s["dice_mean_foreground"] = fg["estimate"]
+    return s
 
 
 def _sanity(exp: str, overfit: float = 0.95, shuffled: float = 0.2, chance: float = 0.25) -> dict:
@@ -41,7 +71,7 @@ def _sanity(exp: str, overfit: float = 0.95, shuffled: float = 0.2, chance: floa
 
 
 def _run(tmp_path, ours: dict[str, float], ref: dict[str, float], *, overfit=0.95, installed=True,
-         monkeypatch=None, enabled=True):
+         monkeypatch=None, enabled=True, real_val=0.6, schedule=None):
     """A results tree: the sanity JSONs, one experiment (liver) and nnU-Net, per test set subject -> Dice."""
     cfg = tiny_config()
     cfg["experiments"] = {"liver_unet": {"classes": ["liver"]}}
@@ -58,6 +88,15 @@ def _run(tmp_path, ours: dict[str, float], ref: dict[str, float], *, overfit=0.9
                _summary({s: {"liver": ours[s] - shift} for s in SUBJECTS}, ["liver"]))
         _write(res / f"nnunet/eval/{ts}/summary.json",
                _summary({s: {"liver": ref[s] - shift, "bone": 0.1} for s in SUBJECTS}, ["liver", "bone"]))
+    # The real model's training: its validation Dice at the last epoch (the shuffled control's guess is 0.25).
+    (res / "experiments/liver_unet").mkdir(parents=True, exist_ok=True)
+    (res / "experiments/liver_unet/history.csv").write_text(
+        f"epoch,train_loss,val_loss,val_dice_liver,val_dice_mean,lr\n1,1.0,1.0,0.3,0.3,0.01\n"
+        f"2,0.5,0.6,{real_val},{real_val},0.01\n")
+    if schedule is not None:
+        _write(res / "nnunet/reference.json", {"epochs": schedule[0], "iterations_per_epoch": schedule[1],
+                                               "parameters": 2e7, "patch_size": [160, 160], "batch_size": 7,
+                                               "device": "cuda"})
     if monkeypatch is not None:
         monkeypatch.setattr(pipeline_report, "is_installed", lambda: installed)
     return cfg, res
@@ -71,20 +110,24 @@ def _files(cfg, res) -> PipelineFiles:
         nnunet={ts: res / f"nnunet/eval/{ts}/summary.json" for ts in cfg["test_sets"]},
         nnunet_info=res / "nnunet/reference.json",
         summaries={(e, ts): res / f"experiments/{e}/eval/{ts}/summary.json"
-                   for e in cfg["experiments"] for ts in cfg["test_sets"]})
+                   for e in cfg["experiments"] for ts in cfg["test_sets"]},
+        histories={e: res / f"experiments/{e}/history.csv" for e in cfg["experiments"]})
 
 
-def test_subject_scores_average_the_experiments_classes():
+def test_subject_scores_are_terms_of_the_class_macro_mean():
     s = _summary({"a": {"liver": 0.8, "bone": 0.2}, "b": {"liver": None, "bone": 0.4}, "c": {"liver": None}},
                  ["liver", "bone"])
     scores = subject_scores(s, ["liver", "bone"])
-    assert scores["a"] == pytest.approx(0.5) and scores["b"] == pytest.approx(0.4) and math.isnan(scores["c"])
+    # Class means: liver 0.8 (a), bone 0.3 (a, b); class-macro mean 0.55. b lacks liver, so its term is not its
+    # own mean (0.4) but 0.55 + (0.4 - 0.3) / 2 = 0.6; a's is 0.55 + (0 + (0.2 - 0.3)) / 2 = 0.5.
+    assert scores["a"] == pytest.approx(0.5) and scores["b"] == pytest.approx(0.6) and math.isnan(scores["c"])
+    assert (scores["a"] + scores["b"]) / 2 == pytest.approx((0.8 + 0.3) / 2)
 
 
 def test_close_to_nnunet_and_both_fall_says_the_data(tmp_path, monkeypatch):
     ours = {"s1": 0.80, "s2": 0.82, "s3": 0.79, "s4": 0.81}
     ref = {"s1": 0.81, "s2": 0.81, "s3": 0.80, "s4": 0.80}
-    cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch)
+    cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch, schedule=(1000, 250))
     ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["sanity"]["status"] == "PASS" and ctx["nnunet"]["state"] == "ran"
     sim = next(r for r in ctx["comparison"] if r["test_set"] == "test_aus")
@@ -92,14 +135,63 @@ def test_close_to_nnunet_and_both_fall_says_the_data(tmp_path, monkeypatch):
     assert sim["delta"] == pytest.approx(0.0) and sim["n_subjects"] == 4 and sim["ci"] is not None
     assert sim["classes"] == ["liver"]  # nnU-Net's bone does not enter the liver experiment's comparison
     (st,) = ctx["statements"]
+    # Against nnU-Net's full schedule, with an informative shuffled control (real model 0.35 above the guess).
     assert st["verdict"] == "data" and "bottleneck is the data" in st["text"] and "0.30" in st["text"]
-    # No reference.json here: the schedule is unknown, so the statement carries the short-run caveat.
-    assert "short nnU-Net schedule" in st["text"] and ctx["answer"].startswith("As far as a short")
-    _write(res / "nnunet/reference.json", {"epochs": 1000, "iterations_per_epoch": 250, "parameters": 2e7,
-                                           "patch_size": [160, 160], "batch_size": 7, "device": "cuda"})
-    ctx = pipeline_context(cfg, _files(cfg, res))
-    assert ctx["answer"].startswith("Yes") and "short" not in ctx["statements"][0]["text"]
+    assert ctx["answer"].startswith("Yes") and (ctx["status"], ctx["badge"]) == ("PASS", "Yes")
     assert "1000 epoch(s) of 250 iterations on cuda" in " ".join(render_html(cfg, _files(cfg, res)).split())
+    check = pipeline_report.pipeline_check(cfg, _files(cfg, res))
+    assert set(check) == {"id", "title", "status", "value", "threshold", "reason"}
+    assert (check["id"], check["status"], check["value"]) == ("pipeline", "PASS", "Yes")
+
+
+def test_a_10_iteration_reference_can_only_rule_the_pipeline_in(tmp_path, monkeypatch):
+    ours = {"s1": 0.80, "s2": 0.82, "s3": 0.79, "s4": 0.81}
+    ref = {"s1": 0.81, "s2": 0.81, "s3": 0.80, "s4": 0.80}
+    cfg, res = _run(tmp_path, ours, ref, monkeypatch=monkeypatch, schedule=(1, 10))
+    ctx = pipeline_context(cfg, _files(cfg, res))
+    (st,) = ctx["statements"]
+    assert st["verdict"] == "no_defect"
+    assert "no defect detected against a short reference (10 of nnU-Net's 250,000 training iterations" in st["text"]
+    every_word = " ".join([ctx["answer"], st["text"]])
+    assert "the data, not the pipeline" not in every_word and "bottleneck is the data" not in every_word
+    # The badge shows the answer, not the sanity checks' PASS.
+    assert (ctx["status"], ctx["badge"]) == ("WARN", "No defect found") and ctx["answer"].startswith("Not ruled out")
+    assert ctx["sanity"]["status"] == "PASS"
+    # Unknown schedule (no reference.json) counts as short.
+    (res / "nnunet/reference.json").unlink()
+    assert pipeline_context(cfg, _files(cfg, res))["statements"][0]["verdict"] == "no_defect"
+    # A short reference that does better still rules the pipeline in.
+    cfg, res = _run(tmp_path / "worse", dict.fromkeys(SUBJECTS, 0.5), ref, monkeypatch=monkeypatch, schedule=(1, 10))
+    ctx = pipeline_context(cfg, _files(cfg, res))
+    assert ctx["statements"][0]["verdict"] == "pipeline" and (ctx["status"], ctx["badge"]) == ("FAIL", "No")
+
+
+def test_the_shuffled_control_is_not_informative_when_the_real_model_does_not_beat_the_guess(tmp_path, monkeypatch):
+    same = {"s1": 0.80, "s2": 0.82, "s3": 0.79, "s4": 0.81}
+    # The demo's case: the real model's validation Dice is 0.04 above the image-blind guess, under the 0.10 margin.
+    cfg, res = _run(tmp_path, same, same, monkeypatch=monkeypatch, real_val=0.29, schedule=(1000, 250))
+    ctx = pipeline_context(cfg, _files(cfg, res))
+    row = ctx["sanity"]["experiments"][0]["shuffled"]
+    assert row["status"] == "not informative" and row["informative"] is False
+    assert row["real_above"] == pytest.approx(0.04)
+    assert ctx["status"] == "WARN" and "not informative for liver_unet" in ctx["answer"]
+    assert not ctx["answer"].startswith("Yes")
+    assert "not informative" in render_html(cfg, _files(cfg, res))
+
+
+def test_a_model_that_learns_nothing_is_said_first_and_no_gap_is_read(tmp_path, monkeypatch):
+    # Dice 0.003-0.017 on its own (simulator) test set: a gain "from simulator to real images" means nothing.
+    nothing = {"s1": 0.003, "s2": 0.017, "s3": 0.01, "s4": 0.005}
+    cfg, res = _run(tmp_path, nothing, dict.fromkeys(SUBJECTS, 0.8), monkeypatch=monkeypatch)
+    # On real images it "gains" (0.13 above its simulator Dice).
+    _write(res / "experiments/liver_unet/eval/test_rus/summary.json",
+           _summary({k: {"liver": v + 0.13} for k, v in nothing.items()}, ["liver"]))
+    ctx = pipeline_context(cfg, _files(cfg, res))
+    assert ctx["answer"].startswith("No: liver_unet fails in its own domain: class-macro mean Dice 0.01")
+    assert "below 0.30 (verdict.in_domain_min_dice)" in ctx["answer"] and "no simulator-to-real gap" in ctx["answer"]
+    assert ctx["statements"] == [] and (ctx["status"], ctx["badge"]) == ("FAIL", "No")
+    (failure,) = ctx["in_domain_failures"]
+    assert failure["test_set"] == "test_aus" and failure["dice"] == pytest.approx(np.mean(list(nothing.values())))
 
 
 def test_clearly_below_nnunet_says_the_pipeline(tmp_path, monkeypatch):

@@ -22,3 +22,19 @@ def test_file_digest_is_sha256(tmp_path):
 
 def test_code_version_outside_git(tmp_path):
     assert code_version(tmp_path)["git_commit"] is None
+
+
+def test_folder_digest_ignores_snakemakes_timestamp_marker(tmp_path):
+    """Snakemake adds .snakemake_timestamp to a directory() output after its rule recorded it:
+    the folder must still match its record (else every run reads "not current")."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.npy").write_bytes(b"1")
+    recorded = describe_path(tmp_path / "d")
+    (tmp_path / "d" / ".snakemake_timestamp").write_bytes(b"")
+    assert describe_path(tmp_path / "d") == recorded
+    (tmp_path / "d" / "sub").mkdir()
+    (tmp_path / "d" / "sub" / ".snakemake_timestamp").write_bytes(b"")
+    assert describe_path(tmp_path / "d") == recorded
+    # A real file of the same name pattern elsewhere still counts.
+    (tmp_path / "d" / "b.npy").write_bytes(b"")
+    assert describe_path(tmp_path / "d")["files"] == 2

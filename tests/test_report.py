@@ -12,6 +12,7 @@ import copy
 import csv
 import dataclasses
 import hashlib
+import html as html_lib
 import io
 import json
 import re
@@ -26,6 +27,8 @@ from PIL import Image, ImageDraw
 from test_diagnostics_fixtures import rule_outputs
 from usseg.config import check_config
 from usseg.experiment import Experiment
+from usseg.figure_text import MAX_WIDTH_PX, MIN_FONT_PX
+from usseg.names import Names
 from usseg.pipeline_report import sanity_experiments
 from usseg.provenance import provenance_record, write_provenance
 from usseg.report import ReportInputError, ReportInputs, build_report, drop_sentence
@@ -268,11 +271,19 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
             _csv(ev / "per_image.csv", ["image_id", *fg], [])
             _png(ev / "overlays.png", (1000, 260), 40 + k)
             _png(ev / "confusion.png", (500, 450), 60 + k)
+            names = ["background", *fg]
+            counts = np.diag(np.full(len(names), 1000))
+            if ts == "test_rus" and len(names) > 2:  # on real images the organs go to the last class
+                counts[1:, :] = 0
+                counts[1:, 1] = 100
+                counts[1:, -1] += 900
+            _csv(ev / "confusion.csv", ["reference", *[f"predicted_{c}" for c in names]],
+                 [[c, *row] for c, row in zip(names, counts.tolist())])
             record(f"evaluate/{exp}/{ts}.json", "evaluate",
                    {"model": [e / "model.safetensors"], "splits": [res / "splits.csv"]},
                    {"per_image": [ev / "per_image.csv"], "per_subject": [ev / "per_subject.csv"],
                     "summary": [ev / "summary.json"], "overlays": [ev / "overlays.png"],
-                    "confusion_png": [ev / "confusion.png"]},
+                    "confusion": [ev / "confusion.csv"], "confusion_png": [ev / "confusion.png"]},
                    {"experiment": spec, "out_dir": str(ev)}, {"experiment": exp, "test_set": ts})
     return workdir / res
 
@@ -294,6 +305,7 @@ def rule_inputs(config: dict, results: Path) -> dict[str, list[str]]:
             "history": per_experiment("history.csv"), "curves": per_experiment("curves.png"),
             "timing": per_experiment("timing.csv"), "summaries": per_evaluation("summary.json"),
             "overlays": per_evaluation("overlays.png"), "confusion": per_evaluation("confusion.png"),
+            "confusion_csv": per_evaluation("confusion.csv"),
             "sanity": [str(results / "sanity" / f"{e}.json") for e in sanity_experiments(config)],
             "round_trip": [str(results / "sanity" / "label_round_trip.json")],
             "nnunet": [str(results / "nnunet" / "eval" / t / "summary.json") for t in test_sets],
@@ -409,7 +421,7 @@ def _group(rows: list[list[dict]], ts: str) -> list[list[dict]]:
     out, inside = [], False
     for row in rows[1:]:
         if len(row) == 1 and row[0]["tag"] == "th":
-            inside = row[0]["text"].startswith(ts)
+            inside = re.search(rf"\b{re.escape(ts)}\b", row[0]["text"]) is not None  # the heading names its key
             continue
         if inside:
             out.append(row)
@@ -421,7 +433,7 @@ def _group(rows: list[list[dict]], ts: str) -> list[list[dict]]:
 
 def test_sections_in_order(fake):
     html = fake[3]
-    order = ["verdict", "dataset", "domain-shift", "labels", "experiments", "provenance", "config"]
+    order = ["verdict", "checks", "pipeline-checks", "experiments", "provenance", "config"]
     positions = [html.index(f'<section id="{s}"') for s in order]
     assert positions == sorted(positions)
     page = _Page(html)
@@ -429,19 +441,39 @@ def test_sections_in_order(fake):
         assert f"#{s}" in page.hrefs
 
 
-def test_verdict_first_and_checklist_rows(fake):
+def test_verdict_first_then_every_check_failures_first(fake):
     _config, _workdir, results, html = fake
     page = _Page(html)
     checklist = json.loads((results / "diagnostics/checklist.json").read_text())
     verdict = html.index('class="verdict FAIL"')
-    assert verdict < html.index('<section id="dataset"')
+    assert verdict < html.index('<section id="checks"')
     assert re.search(r'<span class="big">FAIL</span>', html)
-    rows = _rows(page, "tab-checklist")[1:]
-    assert len(rows) == len(checklist["checks"])
-    for row, check in zip(rows, checklist["checks"]):
-        assert check["id"] in row[0]["text"]
-        assert row[1]["text"] == check["status"]
-        assert check["reason"] in row[4]["text"]
+    box = html[verdict:html.index("</div>", verdict)]
+    checks = html[html.index('<section id="checks"'):html.index('<section id="pipeline-checks"')]
+    order = {"FAIL": 0, "WARN": 1, "PASS": 2}
+    positions = []
+    for check in checklist["checks"]:
+        anchor = f"check-{check['id']}"
+        assert anchor in page.ids, anchor
+        # a failing or warning check is named in the verdict box and is a card of its own, open;
+        # a passing one is a closed line that opens on its reason
+        if check["status"] in ("FAIL", "WARN"):
+            assert f'href="#{anchor}"' in box
+            assert page.ids[anchor]["tag"] == "article"
+        else:
+            assert f'href="#{anchor}"' not in box and page.ids[anchor]["tag"] == "details"
+        assert html_lib.escape(str(check["reason"])) in checks
+        positions.append((order[check["status"]], checks.index(f'id="{anchor}"')))
+    assert [p for _, p in sorted(positions)] == sorted(p for _, p in positions)
+
+
+def test_each_failing_check_has_its_unit_meaning_and_threshold_in_the_verdict(fake):
+    html = fake[3]
+    box = html[html.index('class="verdict FAIL"'):html.index("</div>", html.index('class="verdict FAIL"'))]
+    assert "domain classifier AUC 0.97 (0.5 = indistinguishable" in box  # not a bare "0.97"
+    assert "4 labeled RUS (real) subjects" in box and "3.9 % of the labeled images are RUS (real)" in box
+    assert "(threshold: " in box
+    assert "Pipeline ruled out?" in box  # the pipeline's answer is on the first screen too
 
 
 def test_images_are_embedded_data_uris_without_network_references(fake):
@@ -467,30 +499,38 @@ def test_images_are_embedded_data_uris_without_network_references(fake):
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
 
 
+def _experiment_cell(config, exp) -> str:
+    """How the Dice table names an experiment: its name, then its config key (usseg.names)."""
+    name = Names(config).experiment(exp)
+    return f"{name.text} {name.key}" if name.differs else name.key
+
+
 def test_dice_table_marks_best_per_class_within_each_test_set(fake):
     config, _workdir, results, html = fake
     rows = _rows(_Page(html), "tab-dice")
     classes = [c["name"] for c in config["dataset"]["classes"][1:]]
+    header = [c["text"].strip() for c in rows[0]]
     n_best_checked = 0
     for ts in config["test_sets"]:
-        group = [r for r in _group(rows, ts) if "baseline" not in r[0]["class"] and not r[0]["text"].startswith("published")]
-        assert [r[0]["text"] for r in group] == list(config["experiments"])
-        for cls in classes:
+        group = [r for r in _group(rows, ts) if not r[0]["text"].startswith("published")]
+        assert [r[0]["text"].strip() for r in group] == [_experiment_cell(config, e) for e in config["experiments"]]
+        for cls in [c for c in classes if c in header]:
             j = _header_index(rows, cls)
             values = {}
             for r, exp in zip(group, config["experiments"]):
-                dice = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())["dice"]
-                if dice.get(cls) is not None:
-                    values[exp] = dice[cls]
-                    s = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())
+                s = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())
+                if s["dice"].get(cls) is not None:
+                    values[exp] = s["dice"][cls]
                     if s["ci95"][cls] is None:  # too few subjects: said in words, no interval
-                        assert r[j]["text"].strip() == f"{dice[cls]:.2f} {s['per_class'][cls]['interval_note']}"
+                        assert r[j]["text"].strip().startswith(f"{s['dice'][cls]:.2f} n = ")
+                        assert "no interval" in r[j]["text"]
                         continue
                     low, high = s["ci95"][cls]
-                    assert r[j]["text"].strip() == f"{dice[cls]:.2f} [{low:.2f}, {high:.2f}]"
-            if len(values) < 2:
+                    assert r[j]["text"].strip() == f"{s['dice'][cls]:.2f} [{low:.2f}, {high:.2f}]"
+            rounded = {round(v, 2) for v in values.values()}
+            if len(values) < 2 or len(rounded) < 2 or max(rounded) == 0:
                 continue
-            best = max(round(v, 2) for v in values.values())
+            best = max(rounded)
             for r, exp in zip(group, config["experiments"]):
                 should = exp in values and round(values[exp], 2) == best
                 assert r[j]["bold"] == should, (ts, cls, exp)
@@ -499,18 +539,30 @@ def test_dice_table_marks_best_per_class_within_each_test_set(fake):
     assert n_best_checked >= 2
 
 
+def test_no_best_is_marked_among_zeros(fresh):
+    config, workdir, results = fresh
+    for exp in ("multiorgan_unet", "multiorgan_unet_weighted"):
+        path = results / f"experiments/{exp}/eval/test_rus/summary.json"
+        s = json.loads(path.read_text())
+        s["dice"]["kidney"] = 0.0
+        path.write_text(json.dumps(s))
+    out = workdir / "r.html"
+    build_report(config, run_inputs(config, results), out)
+    rows = _rows(_Page(out.read_text()), "tab-dice")
+    j = _header_index(rows, "kidney")
+    assert not any(r[j]["bold"] for r in _group(rows, "test_rus") if len(r) > j)
+
+
 def test_unstable_estimates_are_flagged(fake):
     config, _workdir, results, html = fake
     rows = _rows(_Page(html), "tab-dice")
-    j = _header_index(rows, "subjects")
-    for ts in config["test_sets"]:
-        group = [r for r in _group(rows, ts) if not r[0]["text"].startswith("published")]
-        for r, exp in zip(group, config["experiments"]):
-            s = json.loads((results / f"experiments/{exp}/eval/{ts}/summary.json").read_text())
-            if s["unstable"]:
-                assert r[j]["text"] == f"⚠ unstable: {s['n_subjects']} subjects"
-            else:
-                assert r[j]["text"] == str(s["n_subjects"])
+    headings = [r[0]["text"] for r in rows[1:] if len(r) == 1 and r[0]["tag"] == "th"]
+    for ts, heading in zip(config["test_sets"], headings):
+        s = json.loads((results / f"experiments/{next(iter(config['experiments']))}/eval/{ts}/summary.json")
+                       .read_text())
+        # one test set, one size: said once in its heading
+        assert f"{s['n_images']} images of {s['n_subjects']} subjects" in heading
+        assert ("⚠ unstable" in heading) == bool(s["unstable"])
     assert "⚠ unstable" in html
 
 
@@ -519,47 +571,52 @@ def test_published_baselines_sit_beside_matching_rows(fake):
     rows = _rows(_Page(html), "tab-dice")
     for b in config["diagnostics"]["published_baselines"]:
         if b["metric"] != "dice" or b["test_set"] not in config["test_sets"]:
-            continue  # listed below the table (e.g. MedSegBench's F1 on its own split)
+            continue  # in the published-baselines check's table (e.g. MedSegBench's F1 on its own split)
         group = _group(rows, b["test_set"])
         published = [r for r in group if r[0]["text"].startswith("published")]
         assert len(published) == 1
-        # the baseline row spans experiment/images/subjects, so its class columns sit 2 cells to the left
-        j = _header_index(rows, b["class"]) - 2
+        j = _header_index(rows, b["class"])
         assert published[0][j]["text"] == f"{b['value']:.2f}"
+        assert b["source"] in html  # named in the note under the table
 
 
 def test_drop_sentence_is_computed_from_the_summaries(fake, fresh):
-    html = fake[3]
-    expected = (f"liver_unet: liver Dice {LIVER_AUS:.2f} on test_aus, {LIVER_RUS:.2f} on test_rus: "
-                f"a drop of {LIVER_AUS - LIVER_RUS:.2f} ({(LIVER_AUS - LIVER_RUS) / LIVER_AUS * 100:.0f} %) "
-                "from simulator to real images; the real-image estimate rests on 4 subjects and is unstable.")
-    assert expected == ("liver_unet: liver Dice 0.82 on test_aus, 0.41 on test_rus: a drop of 0.41 (50 %) "
-                        "from simulator to real images; the real-image estimate rests on 4 subjects and is unstable.")
-    assert expected in html
-    # Change the summary: the sentence follows.
+    html = " ".join(fake[3].split())
+    verdict = html[html.index('<section id="verdict"'):html.index('<section id="checks"')]
+    # What every experiment shares is said once, then each experiment's own numbers with their intervals.
+    assert verdict.count("rests on 4 test subjects") == 1 and "unstable (fewer than 5)" in verdict
+    start = verdict.index(f"liver Dice {LIVER_AUS:.2f} [")
+    sentence = verdict[start:verdict.index(".", verdict.index("interval of the drop", start))]
+    assert f" on simulator images, {LIVER_RUS:.2f} [" in sentence and " on real images: " in sentence
+    assert f"a drop of {LIVER_AUS - LIVER_RUS:.2f} (95 % interval of the drop " in sentence
+    # Change the summary's subjects: the sentence follows.
     config, workdir, results = fresh
     path = results / "experiments/liver_unet/eval/test_rus/summary.json"
     s = json.loads(path.read_text())
-    s.update(dice={"liver": 0.3}, n_subjects=7, unstable=False)
+    for subject, v in zip(s["per_subject"], (0.25, 0.35, 0.3, 0.3)):
+        s["per_subject"][subject]["liver"] = v
+    s.update(dice={**s["dice"], "liver": 0.3}, n_subjects=7, unstable=False)
     path.write_text(json.dumps(s))
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
-    text = out.read_text()
-    assert ("liver_unet: liver Dice 0.82 on test_aus, 0.30 on test_rus: a drop of 0.52 (63 %) from simulator "
-            "to real images; the real-image estimate rests on 7 subjects.") in text
-    assert "0.41 on test_rus" not in text
+    text = " ".join(out.read_text().split())
+    assert "liver Dice 0.82 [" in text and "0.30 [0.24, 0.36] on real images: a drop of 0.52" in text
+    # its real-image subjects now differ from the others': said on its own line
+    assert "(7 real test subjects)" in text
+    assert "0.41 [" not in text
 
 
 def test_drop_sentence_for_several_classes_and_a_gain():
-    # Subject s2 shows no kidney: its mean is its liver Dice. The headline is the mean over subjects of
-    # each subject's mean (0.80 and 0.40), not the mean of the class means (0.725 and 0.55).
+    # Subject s2 shows no kidney. The headline is the class-macro mean (liver 0.85 and kidney 0.6: 0.725; 0.3 and
+    # 0.8: 0.55), the same as the Dice table's, not the mean of each subject's own mean (0.80 and 0.40).
     syn = {"dice": {"liver": 0.85, "kidney": 0.6, "bone": 0.9}, "n_subjects": 2, "unstable": False,
            "per_subject": {"s1": {"liver": 0.8, "kidney": 0.6, "bone": 0.9}, "s2": {"liver": 0.9, "kidney": None}}}
     real = {"dice": {"liver": 0.3, "kidney": 0.8, "bone": None}, "n_subjects": 2, "unstable": True,
             "per_subject": {"s1": {"liver": 0.4, "kidney": 0.8}, "s2": {"liver": 0.2, "kidney": None}}}
     text = drop_sentence("m", "test_aus", "test_rus", syn, real, ["liver", "bone", "kidney"])
-    assert text.startswith("m: subject-level mean Dice over the 2 classes scored on both (liver, kidney) 0.80 on "
-                           "test_aus, 0.40 on test_rus: a drop of 0.40 (50 %)")
+    assert text.startswith("m: class-macro mean Dice over liver, kidney 0.73 (n = 2 subjects: no interval) on "
+                           "test_aus (2 subjects; subjects ")
+    assert "0.55 (n = 2 subjects: no interval) on test_rus" in text and "a drop of 0.18 (24 %)" in text
     assert "liver 0.85 → 0.30, kidney 0.60 → 0.80" in text
     no_subjects = drop_sentence("m", "a", "b", {k: v for k, v in syn.items() if k != "per_subject"}, real,
                                 ["liver", "kidney"])
@@ -578,6 +635,10 @@ def test_drop_sentence_for_several_classes_and_a_gain():
 
 def test_dirty_code_is_shown(fresh):
     config, workdir, results = fresh
+    for path in (results / "provenance").rglob("*.json"):  # most jobs: one clean commit
+        rec = json.loads(path.read_text())
+        rec["code"] = {"git_commit": "a" * 40, "dirty": False}
+        path.write_text(json.dumps(rec))
     for exp, dirty in (("liver_unet", True), ("liver_rf", False)):
         path = results / f"provenance/train/{exp}.json"
         rec = json.loads(path.read_text())
@@ -585,16 +646,34 @@ def test_dirty_code_is_shown(fresh):
         path.write_text(json.dumps(rec))
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
-    entry = _entry(out.read_text(), "prov-fig-curves-liver_unet")
-    assert f'title="{"f" * 40}">{"f" * 12}<' in entry and "uncommitted changes (dirty)" in entry
-    assert "uncommitted changes (dirty)" not in _entry(out.read_text(), "prov-fig-curves-liver_rf")
+    html = out.read_text()
+    # A row names what differs from the shared code and versions.
+    assert "git commit ffffffffff, uncommitted changes (dirty)" in _row(html, "rec-train-liver_unet")
+    assert "uncommitted changes (dirty)" not in _row(html, "rec-train-liver_rf")
+    assert "git commit ffffffffff" in _row(html, "rec-train-liver_rf")
 
 
-def _entry(html: str, anchor: str) -> str:
-    """The provenance <article> holding the element with id `anchor`."""
-    pos = html.index(f'id="{anchor}"')
-    start = html.rindex('<article class="prov"', 0, pos)
-    return html[start:html.index("</article>", pos)]
+def _row(html: str, record_id: str) -> str:
+    """A job's row of the provenance table with its detail row (the files and their hashes)."""
+    start = html.index(f'<tr id="{record_id}"')
+    detail = html.index('<tr class="prov-more"', start)
+    return html[start:html.index("</details></td></tr>", detail)]
+
+
+def _provenance_of(html: str, ident: str) -> str:
+    """Where the provenance link of the figure, table, row or sentence `ident` leads: the link inside it
+    (a figure's caption, a row, a sentence), else the one in the heading just before it (a table)."""
+    pos = html.index(f'id="{ident}"')
+    tag = html[html.rindex("<", 0, pos) + 1:pos].split()[0]
+    end = html.index(f"</{tag}>", pos)
+    found = re.findall(r'class="prov-link" href="#([^"]+)"', html[pos:end])
+    if found and tag != "table":
+        return found[0]
+    return re.findall(r'class="prov-link" href="#([^"]+)"', html[:pos])[-1]
+
+
+def _entry(html: str, record_id: str) -> str:
+    return _row(html, record_id)
 
 
 def test_every_figure_and_table_links_to_its_provenance(fake):
@@ -604,37 +683,43 @@ def test_every_figure_and_table_links_to_its_provenance(fake):
              if i.startswith(("fig-", "tab-", "row-")) and v["tag"] in ("figure", "table", "tr", "p")]
     figures = [i for i in shown if i.startswith("fig-")]
     assert len(figures) == len(page.imgs)
-    assert {"tab-checklist", "tab-composition", "tab-manifest-issues", "tab-flagged-masks", "tab-dice",
+    assert {"tab-composition", "tab-manifest-issues", "tab-flagged-masks", "tab-dice",
             "tab-domain-shift", "tab-label-flags"} <= set(shown)
+    rows = {i for i in page.ids if i.startswith("rec-")}
     for ident in shown:
-        assert f"#prov-{ident}" in page.hrefs, f"{ident} has no provenance link"
-        assert f"prov-{ident}" in page.ids, f"{ident} has no provenance entry"
-        entry = _entry(html, f"prov-{ident}")
-        assert f'href="#{ident}"' in entry  # and back
-        assert "git commit" in entry
-        for version in ("python", "torch", "monai", "snakemake"):
-            assert f"<b>{version}</b>" in entry
+        if ident == "tab-provenance":
+            continue
+        target = _provenance_of(html, ident)
+        assert target in rows, f"{ident}'s provenance link leads to {target}, not a job's row"
+        # the row leads back to what it shows (the page's own row lists what it computed)
+        assert f'href="#{ident}"' in _row(html, target)
+    # what most jobs share is shown once, not in every row
+    prov = html[html.index('<section id="provenance"'):html.index('<section id="config"')]
+    assert prov.count("<b>monai</b>") == 2  # the shared versions and this page's own
+    assert prov.count("palette:") <= 1
 
 
-def test_provenance_entry_names_rule_hashes_params_and_code(fake):
+def test_provenance_row_names_rule_hashes_params_and_code(fake):
     config, _workdir, results, html = fake
-    entry = _entry(html, "prov-fig-composition")
-    record = json.loads((results / "provenance/diagnostics.json").read_text())
-    assert "rule <code>diagnostics</code>" in entry
+    row = _row(html, _provenance_of(html, "fig-composition"))
+    assert "<b>diagnostics</b>" in row
     manifest_sha = hashlib.sha256((results / "manifest.csv").read_bytes()).hexdigest()
-    assert f'title="{manifest_sha}">{manifest_sha[:12]}<' in entry  # short hash, full on hover
-    assert 'href="#rec-manifest"' in entry  # the input's own record
-    assert record["code"]["git_commit"][:12] in entry
-    assert f"<b>monai</b> {record['versions']['monai']}<" in entry
-    assert "min_labeled_target_subjects" in entry and "domain_auc" in entry  # params as YAML
-    assert "✓ unchanged" in entry
+    assert f'title="{manifest_sha}">{manifest_sha[:12]}<' in row  # short hash, full on hover
+    assert 'href="#rec-manifest"' in row  # the input's own record
+    assert "min_labeled_target_subjects" in row and "domain_auc" in row  # its own params as YAML
+    assert 'href="#param-dataset"' in row  # a shared parameter block, shown once
+    assert "✓ unchanged" in row and "shared" in row
+    record = json.loads((results / "provenance/diagnostics.json").read_text())
+    prov = html[html.index('<section id="provenance"'):]
+    assert record["code"]["git_commit"][:12] in prov and f"<b>monai</b> {record['versions']['monai']}<" in prov
     # evaluation figures trace to their own evaluate record
-    overlay = _entry(html, "prov-fig-overlays-liver_unet-test_rus")
-    assert "rule <code>evaluate</code> · experiment=liver_unet · test_set=test_rus" in overlay
+    overlay = _row(html, _provenance_of(html, "fig-overlays-liver_unet-test_rus"))
+    assert "<b>evaluate</b>" in overlay and "experiment=liver_unet" in overlay and "test_set=test_rus" in overlay
     # a file inside a folder output (decode_report.csv in labels/) traces to that folder's rule
-    assert "rule <code>decode_masks</code>" in _entry(html, "prov-tab-flagged-masks")
-    # the Dice table is computed here: its entry lists every summary it used
-    derived = _entry(html, "prov-tab-dice")
+    assert "<b>decode_masks</b>" in _row(html, _provenance_of(html, "tab-flagged-masks"))
+    # the Dice table is computed here: the page's own row lists every summary it used
+    assert _provenance_of(html, "tab-dice") == "rec-report"
+    derived = _row(html, "rec-report")
     for exp in config["experiments"]:
         for ts in config["test_sets"]:
             assert f"experiments/{exp}/eval/{ts}/summary.json" in derived
@@ -664,7 +749,7 @@ def test_quarantined_inputs_and_flagged_masks_shown(fake):
     _config, _workdir, _results, html = fake
     page = _Page(html)
     issues = _rows(page, "tab-manifest-issues")
-    assert [c["text"] for c in issues[0]] == ["path", "reason", "detail"]
+    assert [c["text"] for c in issues[0]] == ["file", "reason", "detail"]  # headers in words
     assert len(issues) == 3 and issues[1][1]["text"] == "orphan_annotation"
     flagged = _rows(page, "tab-flagged-masks")
     assert len(flagged) == 2 and flagged[1][0]["text"] == "RUS_test_a3"  # only the flagged row
@@ -683,13 +768,14 @@ def test_empty_quarantine_says_none(fresh):
 
 def test_domain_auc_with_interval(fake):
     html = fake[3]
-    assert re.search(r"AUC <b>0\.97</b> \(95 % interval 0\.94 to 0\.99\)", html)
+    assert "tells the domains apart with AUC 0.97 (95 % interval 0.94 to 0.99)" in html
     rows = _rows(_Page(html), "tab-domain-shift")
     table = {r[0]["text"]: r[1]["text"] for r in rows[1:]}
-    assert table == {"ks_statistic": "0.412", "wasserstein1_grey_levels": "18.3", "js_divergence_bits": "0.221"}
+    assert table == {"Kolmogorov-Smirnov statistic": "0.412", "Wasserstein-1 distance (grey levels)": "18.3",
+                     "Jensen-Shannon divergence (bits)": "0.221"}
     assert "Images (subjects) per domain: real 60 (4), synthetic 120 (13)." in html
     stats = _rows(_Page(html), "tab-intensity-stats")
-    assert [c["text"] for c in stats[0]] == ["", "n_pixels", "mean", "std"]
+    assert [c["text"] for c in stats[0]] == ["", "pixels", "mean", "standard deviation"]
 
 
 def test_domain_test_that_could_not_run_says_why(fresh):
@@ -706,7 +792,7 @@ def test_domain_test_that_could_not_run_says_why(fresh):
 
 def test_next_steps_from_the_diagnostics(fake):
     html = fake[3]
-    verdict = html[html.index('<section id="verdict"'):html.index('<section id="dataset"')]
+    verdict = html[html.index('<section id="verdict"'):html.index('<section id="checks"')]
     assert "<li>Collect and label RUS images from more distinct subjects.</li>" in verdict
     assert "Use the 557 unlabeled RUS images &lt;script&gt;" in verdict
 
@@ -741,8 +827,8 @@ def test_changed_file_is_marked_in_provenance(fresh):
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
     html = out.read_text()
-    row = html[html.rindex("<tr", 0, html.index('id="prov-fig-composition"')):]
-    assert "changed since the rule ran" in row[:row.index("</tr>")]
+    row = _row(html, "rec-diagnostics")
+    assert "✗ 1 changed" in row and "changed since the rule ran" in row
 
 
 def test_written_atomically_and_from_another_directory(fresh, tmp_path_factory, monkeypatch):
@@ -752,7 +838,7 @@ def test_written_atomically_and_from_another_directory(fresh, tmp_path_factory, 
     out = elsewhere / "deep" / "report.html"
     build_report(config, run_inputs(config, results), out)
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
-    assert 'id="prov-fig-composition"' in out.read_text()
+    assert _provenance_of(out.read_text(), "fig-composition") == "rec-diagnostics"
 
 
 def test_inputs_follow_the_rule_and_the_config():
@@ -779,13 +865,18 @@ def test_inputs_listed_wrongly_are_named():
 
 
 def test_the_rule_names_every_input():
-    """rules/report.smk passes every field of ReportInputs by name (diagnostics and gap by prefix)."""
-    text = (REPO / "rules/report.smk").read_text()
-    block = text[text.index("    input:"):text.index("    output:")]
-    names = set(re.findall(r"^        (\w+)=", block, re.MULTILINE))
-    assert '**named_inputs("diagnostics", rules.diagnostics.output)' in block and "**gap_inputs()" in block
-    fields = {f.name for f in dataclasses.fields(ReportInputs)} - {"results", "diagnostics", "gap"}
+    """The report rules (rules/report.smk) take their inputs from report_inputs (rules/report_common.smk),
+    which names every file field of ReportInputs (diagnostics and gap by prefix)."""
+    rules = (REPO / "rules/report.smk").read_text()
+    assert rules.count("**report_inputs(with_training=") == 2
+    text = (REPO / "rules/report_common.smk").read_text()
+    block = text[text.index("def report_inputs"):]
+    block = block[block.index("    return {"):]
+    names = set(re.findall(r'^        "(\w+)": ', block, re.MULTILINE))
+    assert '**named_inputs("diagnostics", rules.diagnostics.output)' in block and "**gap," in block
+    fields = {f.name for f in dataclasses.fields(ReportInputs) if "made_by" in f.metadata} - {"diagnostics", "gap"}
     assert fields <= names, fields - names
+    assert {"manifest", "splits"} <= names  # what usseg.trainability decides from
 
 
 # ----------------------------------------------------------------------------- subject-level evaluation
@@ -793,43 +884,47 @@ def test_the_rule_names_every_input():
 
 def test_class_in_one_subject_shows_no_interval(fake):
     _config, _workdir, results, html = fake
-    rows = _rows(_Page(html), "tab-dice")
+    page = _Page(html)
+    rows = _rows(page, "tab-dice")
     j = _header_index(rows, ONE_SUBJECT_CLASS)
     cell = _group(rows, "test_rus")[1][j]["text"]
     s = json.loads((results / "experiments/multiorgan_unet/eval/test_rus/summary.json").read_text())
-    assert cell.strip() == f"{s['dice'][ONE_SUBJECT_CLASS]:.2f} n = 1 subject: no interval"
+    assert cell.strip() == f"{s['dice'][ONE_SUBJECT_CLASS]:.2f} n = 1, no interval"
     assert "[" not in cell
+    assert 'title="n = 1 subject: no interval"' in html  # the whole note on hover
 
 
-def test_mean_foreground_names_its_classes(fake):
+def test_the_class_macro_mean_names_its_classes(fake):
     _config, _workdir, results, html = fake
     rows = _rows(_Page(html), "tab-dice")
-    j = _header_index(rows, "mean foreground")
+    j = _header_index(rows, "class-macro mean")
     s = json.loads((results / "experiments/multiorgan_unet/eval/test_aus/summary.json").read_text())
     row = _group(rows, "test_aus")[1]
-    assert f"over {', '.join(s['mean_foreground']['classes'])}" in row[j]["text"]
+    assert f"over {len(s['mean_foreground']['classes'])} classes" in row[j]["text"]
+    assert f'title="over {", ".join(s["mean_foreground"]["classes"])}"' in html
     assert "no interval" in row[j]["text"]
 
 
 def test_excluded_images_counted_with_reasons(fake):
     rows = _rows(_Page(fake[3]), "tab-excluded")
     by_ts = {r[0]["text"]: [c["text"] for c in r] for r in rows[1:]}
-    assert by_ts["test_aus"] == ["test_aus", "0", "none", "none"]
-    assert by_ts["test_rus"] == ["test_rus", "2", "none", "near-duplicate of a training image (2)"]
+    assert by_ts["AUS test set (simulator)"] == ["AUS test set (simulator)", "0", "none", "none"]
+    assert by_ts["RUS test set (real)"] == ["RUS test set (real)", "2", "none", "near-duplicate of a training image (2)"]
 
 
 def test_errors_table_counts_false_positives_and_unscorable_classes(fake):
-    _config, _workdir, results, html = fake
+    config, _workdir, results, html = fake
     rows = _rows(_Page(html), "tab-errors")
     header = [c["text"] for c in rows[0]]
     s = json.loads((results / "experiments/multiorgan_unet/eval/test_rus/summary.json").read_text())
     found = {(r[0]["text"], r[1]["text"], r[2]["text"]): [c["text"] for c in r] for r in rows[1:]}
-    liver = found[("multiorgan_unet", "test_rus", "liver")]
+    name = Names(config).experiment("multiorgan_unet").text
+    liver = found[(name, "RUS test set (real)", "liver")]
     c = s["per_class"]["liver"]
     assert liver[header.index("false positives / images without it")] == (
         f"{c['false_positive_images']} / {c['absent_images']}")
     assert liver[header.index("too small")] == str(c["too_small_images"])
-    bone = found[("multiorgan_unet", "test_rus", "bone")]
+    bone = found[(name, "RUS test set (real)", "bone")]
     assert "never annotated" in bone[-1] and "cannot be scored" in bone[-1]
     assert "tolerance 3 px" in html
 
@@ -838,7 +933,19 @@ def test_forest_and_per_subject_figures_are_drawn(fake):
     page = _Page(fake[3])
     for fig in ("fig-forest", "fig-per-subject"):
         assert page.ids[fig]["tag"] == "figure"
-        assert f"#prov-{fig}" in page.hrefs
+        assert _provenance_of(fake[3], fig) == "rec-report"
+        img = next(i for i in page.imgs if i["id"] == f"img-{fig}")
+        # made for the page: at most the column wide, its smallest text recorded and large enough
+        assert int(img["width"]) <= MAX_WIDTH_PX and float(img["data-min-font-px"]) >= MIN_FONT_PX
+
+
+def test_dominant_confusion_error_is_said_in_words(fake):
+    config, _workdir, _results, html = fake
+    section = html[html.index('<section id="experiments"'):html.index('<section id="provenance"')]
+    # the fake's multi-organ models send 90 % of every organ's real pixels to the last class, adrenal
+    assert "On the RUS test set (real), 90% of liver" in section and "are predicted as adrenal" in section
+    assert "On the AUS test set (simulator)" not in section.split("What the confusion matrices show")[1].split(
+        "</ul>")[0]
 
 
 def test_drop_has_its_own_unpaired_interval(fake):
@@ -850,14 +957,13 @@ def test_drop_has_its_own_unpaired_interval(fake):
     iv = difference_interval([v["liver"] for v in aus["per_subject"].values()],
                              [v["liver"] for v in rus["per_subject"].values()])
     assert iv["ci95"] is not None
-    assert (f"liver_unet: drop in subject-level liver Dice from test_aus to test_rus: {iv['estimate']:.2f} "
-            f"(95 % interval {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f}; 4 and 4 subjects)") in html
+    assert f"(95 % interval of the drop {iv['ci95'][0]:.2f} to {iv['ci95'][1]:.2f})" in html
     assert "Welch" in html
 
 
 def test_verdict_says_when_the_data_are_the_demo(fake, fresh):
     html = fake[3]
-    verdict = html[html.index('class="verdict'):html.index('<section id="dataset"')]
+    verdict = html[html.index('class="verdict'):html.index('<section id="checks"')]
     assert "generated demo dataset" in verdict and "not from real ultrasound data" in verdict
     config, workdir, results = fresh
     config = copy.deepcopy(config)

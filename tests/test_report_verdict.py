@@ -82,7 +82,7 @@ def test_with_the_study_the_remedies_are_ranked_and_data_steps_follow(run):
     ctx = _verdict(_with_gap(config), results)
     ranking = ctx["ranking"]
     assert [s["remedy"] for s in ranking["steps"]] == ["loso_real_labels", "hm", "fda", "aug"]
-    assert ranking["test_set"] == "test_rus (real)"
+    assert ranking["test_set"] == "RUS test set (real)"  # as usseg.names names it, everywhere
     stop = json.loads((results / "gap/when_to_stop.json").read_text())
     assert ranking["when_to_stop"] == gap_report.when_to_stop_paragraph(stop)
     assert f"is {stop['minimum_detectable_change']:.3f}" in ranking["when_to_stop"]
@@ -118,7 +118,7 @@ def test_missing_gap_results_name_the_file(run, tmp_path, monkeypatch):
 def _verdict_html(config, results, out: Path) -> str:
     build_report(config, _inputs(config, results), out)
     html = out.read_text()
-    return html[html.index('<section id="verdict"'):html.index('<section id="dataset"')]
+    return html[html.index('<section id="verdict"'):html.index('<section id="checks"')]
 
 
 def test_page_verdict_with_and_without_the_study(run, tmp_path):
@@ -126,11 +126,40 @@ def test_page_verdict_with_and_without_the_study(run, tmp_path):
     on = _verdict_html(_with_gap(config), results, tmp_path / "on.html")
     ranked, stop = on.index("What to try next, ranked by measured effect"), on.index("When to stop.")
     data = on.index("Also from the diagnostics")
-    assert ranked < on.index("hm changed test_rus (real) Dice by +0.08") < stop < data
+    # Each remedy by its name (its config key beside it in small type when the name differs).
+    assert ranked < on.index("<b>hm</b> changed Dice on the RUS test set (real) by +0.08") < stop < data
     assert on.index("Collect and label RUS images") > data and on.index("Fix the split.") > data
     assert on.index("semi-supervised") > on.index("add one to <code>experiments:</code>")
     assert '<a href="#gap">' in on and "not ranked by measurement" not in on
-    assert "against the baseline <b>multiorgan_unet</b>" in on and "on the data, which no training measures" in on
+    assert ("against the baseline <b>Multi-organ U-Net <code class=\"key\">multiorgan_unet</code></b>" in on
+            and "on the data, which no training measures" in on)
     off = _verdict_html(config, results, tmp_path / "off.html")
     assert "not ranked by measurement" in off and "<code>gap_study.enabled: true</code>" in off
     assert "ranked by measured effect" not in off and "change of 0.05" in off
+
+
+def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, monkeypatch):
+    from test_report import REPO
+    from usseg.provenance import provenance_record, write_provenance
+
+    config, results = run
+    final = json.loads((results / "diagnostics/checklist.json").read_text())
+    final["checks"].append({"id": "pipeline", "title": "Pipeline ruled out?", "status": "WARN",
+                            "value": "No defect found", "threshold": "t",
+                            "reason": "Not ruled out: no defect detected against a short reference."})
+    path = results / "verdict/checklist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(final))
+    monkeypatch.chdir(results.parent)  # provenance records name files relative to the run's folder
+    rel = Path(results.name) / "verdict/checklist.json"
+    write_provenance(results / "provenance/verdict.json", provenance_record(
+        "verdict", {"checklist": [str(Path(results.name) / "diagnostics/checklist.json")]},
+        {"checklist": [str(rel)]}, {}, None, REPO))
+    named = {**rule_inputs(config, results), "verdict": [str(path)]}
+    ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
+    # The final checklist is the one counted; its pipeline check has its own line, not a concern's.
+    assert ctx["n_checks"] == len(final["checks"])
+    assert not [c for c in ctx["concerns"] if c["title"] == "Pipeline ruled out?"]
+    assert set(ctx["pipeline"]) == {"answer", "status", "badge"}
+    # Without the rule's final checklist, the diagnostics' own (one check fewer: no pipeline check).
+    assert _verdict(config, results)["n_checks"] == len(final["checks"]) - 1

@@ -226,11 +226,22 @@ def test_flag_column_read_as_text_is_understood():
     )
 
 
-def test_fewer_than_two_labeled_train_subjects():
+@pytest.mark.parametrize("labeled_subjects", [["ct1"], []])
+def test_fewer_than_two_labeled_train_subjects_leave_no_training_but_keep_the_test_sets(labeled_subjects):
+    """No train/val split is possible: nothing trains (usseg.trainability), the test sets are unchanged,
+    and each labeled training image says why it is not used."""
     manifest = make_manifest()
-    manifest.loc[manifest["subject_id"].isin([f"ct{s}" for s in range(2, 9)]), "has_mask"] = False
-    with pytest.raises(DataError, match=r"only 1 subject\(s\) \(ct1\)"):
-        subject_grouped_split(manifest, None, 0.2, seed=0)
+    full = subject_grouped_split(manifest, None, 0.2, seed=0).set_index("image_id")
+    unlabeled = manifest["orig_split"].eq("train") & ~manifest["subject_id"].isin(labeled_subjects)
+    manifest.loc[unlabeled, "has_mask"] = False
+    splits = subject_grouped_split(manifest, None, 0.2, seed=0).set_index("image_id")
+    assert not splits["split"].isin(["train", "val"]).any()
+    tests = full["split"].str.startswith("test_")
+    assert splits.loc[tests, "split"].equals(full.loc[tests, "split"])
+    kept = manifest.loc[manifest["subject_id"].isin(labeled_subjects) & manifest["orig_split"].eq("train"), "image_id"]
+    assert len(kept) == 3 * len(labeled_subjects)
+    assert (splits.loc[kept, "split"] == "unlabeled").all()
+    assert splits.loc[kept, "note"].str.contains("at least 2 subjects").all()
 
 
 def test_two_subjects_and_a_large_fraction_still_leave_one_each():

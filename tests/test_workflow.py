@@ -135,8 +135,8 @@ def test_evaluation_summary_contract(tiny_run, experiment, test_set):
 def test_report_and_provenance(tiny_run):
     html = (tiny_run / "results/report/report.html").read_text()
     assert "<img" in html and 'src="http' not in html
-    # The default report runs the pipeline checks and shows the verdict's second part.
-    assert 'id="pipeline-checks"' in html and "pipeline ruled out?" in html
+    # The default report runs the pipeline checks: the verdict gives the answer, its section the evidence.
+    assert 'id="pipeline-checks"' in html and "Pipeline ruled out?" in html
     assert (tiny_run / "results/sanity/label_round_trip.json").is_file() and 'id="pipeline-sanity"' in html
     prov = json.loads((tiny_run / "results/provenance/split.json").read_text())
     assert prov["rule"] == "split"

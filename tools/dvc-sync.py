@@ -6,6 +6,7 @@
     python tools/dvc-sync.py commit        # after `snakemake report` or `dvc repro --no-commit`: record the results in dvc.lock
     python tools/dvc-sync.py pull [ARGS]   # dvc pull ARGS, then mark the results up to date for Snakemake
     python tools/dvc-sync.py touch         # the same after a `dvc checkout` you ran yourself
+    python tools/dvc-sync.py plots-page    # write the page template that lets `dvc plots show` draw offline
 
 Snakemake owns the DAG and decides what is stale; DVC versions what it made.
 dvc.yaml is therefore one stage, `workflow`, that runs `snakemake report`:
@@ -13,9 +14,12 @@ dvc.yaml is therefore one stage, `workflow`, that runs `snakemake report`:
 - outs: every output of the default run, read from `snakemake --summary`
   (a public, tab-separated listing), plus the log and benchmark folders; all
   `persist`, so DVC never deletes results before Snakemake decides what to redo;
-- metrics: the evaluation summaries (and the gap study's gap_closure.json and
-  when_to_stop.json when it runs); plots: the training histories (and the gap
-  study's LOSO and learning curve);
+- metrics: each evaluation's headline.json (the headline Dice, its interval
+  and subjects: a short row per evaluation in `dvc metrics show`; the full
+  summary.json and the gap study's gap_closure.json stay outs, shown on
+  request with `dvc metrics show <file>`) and, when the gap study runs, its
+  when_to_stop.json; plots: the training histories (and the gap study's LOSO
+  and learning curve), drawn offline (`plots_page`);
 - deps: see `stage_deps`, the one place that says what the run depends on;
 - params: all of config.yaml.
 
@@ -48,10 +52,21 @@ HEADER = """\
 RUN_RECORDS = ["results/logs", "results/benchmarks"]
 # The workflow's definition and code: a change to any of them may change results.
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src/usseg"]
-# Outputs shown by `dvc metrics show`: (rule, file name). The gap study's
-# remedies (their paired changes, as JSON) and when to stop are there when
-# gap_study.enabled (docs/remedies.md).
-METRICS = {("evaluate", "summary.json"), ("gap_summary", "gap_closure.json"), ("gap_summary", "when_to_stop.json")}
+# Outputs shown by `dvc metrics show`: (rule, file name). DVC prints one table
+# with a column per key of every metrics file, so only small, flat files are
+# metrics: each evaluation's headline (usseg.headline) and, when
+# gap_study.enabled, when to stop (docs/remedies.md). summary.json (over 200
+# keys) and gap_closure.json stay outs: `dvc metrics show <file>` shows them.
+METRICS = {("evaluate", "headline.json"), ("gap_summary", "when_to_stop.json")}
+# `dvc plots show` writes a page that loads Vega from a CDN, blank without the
+# internet (hospital networks). .dvc/config names this page template instead
+# (plots.html_template, relative to .dvc/): the same page with Vega, Vega-Lite
+# and Vega-Embed inline, taken from the copies the installed Snakemake ships
+# for its own reports (the versions DVC's page asks for: Vega 5, Vega-Lite 5,
+# Vega-Embed 6). Generated (git-ignored, 2 MB) by `plots-page`, which
+# `make install` and the pull and commit commands run.
+PLOTS_PAGE = ".dvc/offline_plots.html"
+VEGA_SCRIPTS = ("vega/vega.js", "vega-lite/vega-lite.js", "vega-embed/vega-embed.js")
 # `dvc plots show`: the training histories of rule train, x against y columns.
 HISTORY = ("train", "history.csv")
 PLOTS = [
@@ -110,9 +125,23 @@ def plot_columns(plot: dict, config: dict) -> list[str]:
     return list(derive_dataset_defaults(dict(config)).get("test_sets") or [])
 
 
-def build(repo: Path) -> dict:
+def run_outputs(repo: Path, config: dict) -> list[dict]:
+    """`snakemake --summary` rows of every output of the default run.
+
+    On data other than the generated demo, rule split is a checkpoint (which
+    experiments can train is known after it ran, docs/incremental.md): a
+    listing that plans to run it again (--forceall) stops there, so the
+    listing of the finished run is added.
+    """
     rows = summary(repo, "--forceall")
+    if config.get("data_root") is not None:
+        rows += summary(repo)
+    return rows
+
+
+def build(repo: Path) -> dict:
     config = yaml.safe_load((repo / PARAMS_FILE).read_text()) or {}
+    rows = run_outputs(repo, config)
     outputs = sorted({(r["rule"], r["output_file"]) for r in rows}, key=lambda ro: ro[1])
     metrics = [f for rule, f in outputs if (rule, Path(f).name) in METRICS]
 
@@ -152,6 +181,51 @@ def check(repo: Path) -> str | None:
     return "".join(
         difflib.unified_diff(current.splitlines(True), text.splitlines(True), "dvc.yaml (committed)", "dvc.yaml (generated)")
     )
+
+
+def plots_page(repo: Path) -> Path:
+    """Write PLOTS_PAGE: DVC's plots page with the Vega libraries inline, so it draws with no network."""
+    from importlib import resources
+
+    assets = resources.files("snakemake").joinpath("assets", "data")
+    scripts = []
+    for name in VEGA_SCRIPTS:
+        try:
+            code = assets.joinpath(name).read_text(encoding="utf-8")
+        except (FileNotFoundError, OSError) as err:
+            raise SyncError(
+                f"the installed Snakemake has no {name} ({err}); the offline plots page needs it. Reinstall "
+                "(make install), or use `dvc plots show --html-template` with a page of your own."
+            ) from None
+        # A script's text may not close its own element early.
+        scripts.append("<script>\n" + code.replace("</script", "<\\/script") + "\n</script>")
+    page = PLOTS_PAGE_HTML.replace("{inline_scripts}", "\n".join(scripts))
+    path = repo / PLOTS_PAGE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != page:
+        path.write_text(page, encoding="utf-8")
+    return path
+
+
+# DVC's page (dvc_render.html.PAGE_HTML) with the libraries inline instead of its {scripts} placeholder.
+PLOTS_PAGE_HTML = """<!DOCTYPE html>
+<html>
+<head>
+    {refresh_tag}
+    <meta charset="utf-8">
+    <title>DVC Plot</title>
+    {inline_scripts}
+    <style>
+        table {
+            border-spacing: 15px;
+        }
+    </style>
+</head>
+<body>
+    {plot_divs}
+</body>
+</html>
+"""
 
 
 def dvc(repo: Path, *args: str) -> str:
@@ -202,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="workflow root (default: the current folder)")
     parser.add_argument("--check", action="store_true", help="only compare dvc.yaml with the generated one")
-    parser.add_argument("command", nargs="?", choices=["generate", "commit", "pull", "touch"], default="generate")
+    parser.add_argument("command", nargs="?", choices=["generate", "commit", "pull", "touch", "plots-page"],
+                        default="generate")
     parser.add_argument("dvc_args", nargs=argparse.REMAINDER, help="extra arguments for `dvc pull`")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
@@ -219,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "generate":
             (repo / DVC_YAML).write_text(render(build(repo)))
             print(f"wrote {repo / DVC_YAML}")
+        elif args.command == "plots-page":
+            print(f"wrote {plots_page(repo)}: `dvc plots show` now draws without the internet")
         elif args.command == "commit":
+            plots_page(repo)
             commit(repo)
             print("results recorded in dvc.lock: `git add dvc.lock`, commit, then `dvc push`")
         else:
@@ -228,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 pulled = subprocess.run([sys.executable, "-m", "dvc", "pull", *args.dvc_args], cwd=repo, check=False)
                 if pulled.returncode != 0:
                     return pulled.returncode
+            plots_page(repo)
             touch(repo)
             print("results match dvc.lock; their file times are now in Snakemake's DAG order")
     except SyncError as err:

@@ -95,33 +95,34 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def verify_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> None:
+def verify_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict, remedy: str = "") -> None:
     """Raise CorruptFileError unless the tensors match the digest stored when the file was
-    written (names, dtypes, shapes and bytes) and every floating-point value is finite."""
-    # Training checks its own checkpoints and never copies a damaged one, so
-    # re-running the rule that wrote a damaged output repairs it.
-    remedy = f"Re-create it: snakemake --forcerun {path}"
+    written (names, dtypes, shapes and bytes) and every floating-point value is finite.
+    `remedy` ends each message: what to do (see load_tensors)."""
     stored = header.get(DIGEST_KEY)
     if stored is None:
         raise CorruptFileError(
-            f"{path}: has no stored digest (written by an older usseg), so it cannot be verified. {remedy}"
+            f"{path}: has no stored digest (written by an older usseg), so it cannot be verified. {remedy}".rstrip()
         )
     if tensor_digest(tensors) != stored:
         raise CorruptFileError(
             f"{path}: its tensors do not match the digest stored when it was written "
-            f"(the file is damaged: a partial copy, a disk error or an edit). {remedy}"
+            f"(the file is damaged: a partial copy, a disk error or an edit). {remedy}".rstrip()
         )
     for name, t in tensors.items():
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-            raise CorruptFileError(f"{path}: tensor {name!r} holds NaN or infinite values. {remedy}")
+            raise CorruptFileError(f"{path}: tensor {name!r} holds NaN or infinite values. {remedy}".rstrip())
 
 
-def load_tensors(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+def load_tensors(path: str | Path, verify: bool = True, remedy: str = "") -> tuple[dict[str, torch.Tensor], dict]:
     """Read a file written by `save_tensors`: (tensors on CPU, metadata).
 
     Raises UssegError naming the file when it is missing, is not a safetensors
     file (e.g. an old pickled checkpoint) or was not written by usseg, and
     CorruptFileError when `verify` finds it damaged (verify_tensors).
+    `remedy` ends those messages: for a rule's output (a model), the command
+    that makes it again; none for a training checkpoint, which training sets
+    aside and replaces itself (a command naming it would name a file no rule makes).
     """
     path = Path(path)
     if not path.is_file():
@@ -133,19 +134,20 @@ def load_tensors(path: str | Path, verify: bool = True) -> tuple[dict[str, torch
     except (SafetensorError, OSError) as exc:
         raise CorruptFileError(
             f"{path}: not a readable safetensors file ({exc}). usseg only loads safetensors "
-            "(never pickle); delete the file and re-run training to recreate it."
+            f"(never pickle). {remedy}".rstrip()
         ) from None
     if METADATA_KEY not in header:
         raise UssegError(
-            f"{path}: a safetensors file without usseg metadata; it was not written by usseg train. "
-            "Re-run training to recreate it."
+            f"{path}: a safetensors file without usseg metadata; it was not written by usseg train. {remedy}".rstrip()
         )
     try:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"{path}: the usseg metadata in the header is not valid JSON ({exc}).") from None
+        raise CorruptFileError(
+            f"{path}: the usseg metadata in the header is not valid JSON ({exc}). {remedy}".rstrip()
+        ) from None
     if verify:
-        verify_tensors(path, tensors, header)
+        verify_tensors(path, tensors, header, remedy)
     return tensors, metadata
 
 

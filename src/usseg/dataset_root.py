@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from usseg import rerun
 from usseg.errors import DataError
 from usseg.images import ReadingRule, use_reading_rule
 
@@ -131,17 +132,18 @@ def read_dataset_root(path) -> Path:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read the recorded dataset root ({err}); re-run the manifest rule "
-                        "(`snakemake --forcerun manifest`).") from None
+                        f"(`{rerun.command('report', '--forcerun', 'manifest')}`).") from None
     if not isinstance(record, dict) or not isinstance(record.get("dataset_root"), str):
         raise DataError(f"{path}: expected {{'data_root', 'dataset_root'}}; re-run the manifest rule "
-                        "(`snakemake --forcerun manifest`).")
+                        f"(`{rerun.command('report', '--forcerun', 'manifest')}`).")
     root = dataset_file("/", record["dataset_root"]) if Path(record["dataset_root"]).is_absolute() \
         else dataset_file(".", record["dataset_root"])
     reading = record.get("reading")
     use_reading_rule(ReadingRule.from_json(reading) if isinstance(reading, dict) else ReadingRule())
     if not root.is_dir():
         raise DataError(f"{path}: the recorded dataset root {root} is no longer a folder (moved or deleted); "
-                        "re-run the manifest rule (`snakemake --forcerun manifest`) to find it again.")
+                        f"re-run the manifest rule (`{rerun.command('report', '--forcerun', 'manifest')}`) to find "
+                        "it again.")
     return root
 
 

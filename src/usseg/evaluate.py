@@ -6,6 +6,13 @@ connected component per organ, resized back to the original label size
 (nearest) and compared with the cached label mapped to the experiment's output
 classes. Metric conventions are in usseg.metrics.
 
+The headline is every frame, by subject: per class, each subject's mean Dice
+over its frames where the class is in the reference or predicted (a false
+positive on an organ-free frame scores 0, a small region is scored), then the
+mean over subjects with its interval. The `min_reference_area_px` rule is kept
+as a labelled secondary view (`area_rule`). The one composite is
+usseg.composite's class-macro mean.
+
 Outputs in out_dir: per_image.csv, per_subject.csv, summary.json (subject-level
 numbers first; the contract in docs/contracts.md, every key described in
 docs/experiments.md), confusion.csv and
@@ -25,11 +32,12 @@ import pandas as pd
 from monai.transforms import Compose
 from scipy import ndimage
 
-from usseg import contracts, data, evaluation_figures, intervals, metrics, splits
+from usseg import composite, contracts, data, evaluation_figures, intervals, metrics, splits
 from usseg.contracts import is_test_set
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
+from usseg.figure_text import MAX_WIDTH_IN, save_png
 from usseg.models import load_predictor, resolve_device
 from usseg.remedies import wiring
 
@@ -61,10 +69,17 @@ DEFAULT_EVALUATION = {"nsd_tolerance_px": 3, "min_reference_area_px": 64}
 
 METRIC_RESOLUTION = ("the reference mask's original pixel grid: the prediction is resized to it (nearest "
                      "neighbour); NSD tolerance and HD95 are in its pixels")
-POOLED_DEFINITION = ("secondary: mean over images where the class is scored, pooling every frame of every "
-                     "subject (frames of one subject are not independent; the subject-level value is the main one)")
-SUBJECT_DEFINITION = ("per class: each subject's mean over its images where the class is in the reference (at "
-                      "least min_reference_area_px pixels), then the mean over subjects")
+POOLED_DEFINITION = ("secondary: mean over the images where the class is in the reference or predicted, pooling "
+                     "every frame of every subject (frames of one subject are not independent; the subject-level "
+                     "value is the main one)")
+SUBJECT_DEFINITION = ("per class: each subject's mean over its images where the class is in the reference or "
+                      "predicted (a false positive on an image without the organ scores 0; regions of any size are "
+                      "scored), then the mean over subjects")
+AREA_RULE_DEFINITION = ("secondary view: per class, each subject's mean over its images where the class covers at least "
+                        "min_reference_area_px pixels of the reference, then the mean over subjects; smaller regions "
+                        "and images without the organ are left out (counted in too_small_images)")
+HD95_WORST_DEFINITION = ("HD95 with misses at the worst value: over the images where the class is in the reference "
+                         "or predicted, an image where only one side has it counts as the image diagonal (pixels)")
 
 
 def evaluate_experiment(
@@ -130,7 +145,7 @@ def evaluate_experiment(
     n_cls = len(class_names)
     rows = {"dice": [], "nsd": [], "hd95": [], "ref_px": [], "pred_px": []}
     confusion = np.zeros((n_cls, n_cls), dtype=np.int64)
-    preds_small = []
+    preds_small, diagonals = [], []
     for start in range(0, len(records), PREDICT_BATCH):
         chunk = records[start:start + PREDICT_BATCH]
         preds = _predict(predictor, chunk, preprocess, prepare)
@@ -145,66 +160,43 @@ def evaluate_experiment(
             rows["hd95"].append(hd95)
             rows["ref_px"].append(metrics.area_per_class(ref, fg))
             rows["pred_px"].append(metrics.area_per_class(full, fg))
+            diagonals.append(math.hypot(*ref.shape))
             confusion += metrics.confusion_counts(full, ref, n_cls)
             preds_small.append(pred)
     arr = {k: np.array(v, dtype=np.float64).reshape(len(records), len(fg)) for k, v in rows.items()}
+    arr["hd95_worst"] = metrics.hd95_with_misses(arr["hd95"], arr["ref_px"] > 0, arr["pred_px"] > 0,
+                                                 np.asarray(diagonals))
     subjects = [r["subject_id"] for r in records]
-    present = arr["ref_px"] > 0
-    scored = arr["ref_px"] >= max(min_area, 1)
-    predicted = arr["pred_px"] > 0
-
     if test_sets is None:
         test_sets = sorted(s for s in table["split"].unique() if is_test_set(s))
-    shared = _classes_scored_on_all(prepared, test_set, test_sets, lut, fg, min_area, scored)
-    shared_names = [class_names[c] for c in shared]
-    shared_cols = [fg.index(c) for c in shared]
+    shared_names = _composite_classes(prepared, test_set, test_sets, lut, fg, class_names, arr["ref_px"], subjects)
 
     per_image = pd.DataFrame({"image_id": [r["image_id"] for r in records], "subject_id": subjects})
-    for metric in ("dice", "nsd", "hd95"):
+    for metric in ("dice", "nsd", "hd95", "hd95_worst"):
         for j, c in enumerate(fg_names):
             per_image[f"{metric}_{c}"] = arr[metric][:, j]
     for j, c in enumerate(fg_names):
         per_image[f"ref_px_{c}"] = arr["ref_px"][:, j].astype(np.int64)
         per_image[f"pred_px_{c}"] = arr["pred_px"][:, j].astype(np.int64)
+    scored = arr["ref_px"] >= max(min_area, 1)
     # Per image: mean Dice over the classes scored in that image (false positives are counted per class instead).
     per_image["dice_mean_scored"] = [metrics.nanmean_or_nan(d[s]) for d, s in zip(arr["dice"], scored)]
     per_image.to_csv(out_dir / "per_image.csv", index=False)
 
-    subj_ids, subj_dice = metrics.subject_means(arr["dice"], scored, subjects)
-    _, subj_nsd = metrics.subject_means(arr["nsd"], scored, subjects)
-    _, subj_hd = metrics.subject_means(arr["hd95"], scored & predicted, subjects)
-    with np.errstate(all="ignore"):
-        subj_fg = np.array([metrics.nanmean_or_nan(row[shared_cols]) for row in subj_dice])
+    scores = score_subjects(arr, subjects, fg_names, min_area)
+    subj_ids, subj_dice = scores["subjects"], scores["dice"]
+    fg_values = pd.DataFrame(subj_dice, index=subj_ids, columns=fg_names)[shared_names]
+    fg_terms = composite.subject_terms(fg_values)
     subj_arr = np.asarray(subjects)
     subj_table = pd.DataFrame({"subject_id": subj_ids, "n_images": [int((subj_arr == s).sum()) for s in subj_ids]})
-    for metric, values in (("dice", subj_dice), ("nsd", subj_nsd), ("hd95", subj_hd)):
+    for metric in ("dice", "nsd", "hd95", "hd95_worst", "dice_area_rule"):
         for j, c in enumerate(fg_names):
-            subj_table[f"{metric}_{c}"] = values[:, j]
-    subj_table["dice_mean_foreground"] = subj_fg
+            subj_table[f"{metric}_{c}"] = scores[metric][:, j]
+    subj_table["dice_composite_term"] = fg_terms.to_numpy()
     subj_table.to_csv(out_dir / "per_subject.csv", index=False)
 
-    per_class = {}
-    for j, c in enumerate(fg_names):
-        iv = intervals.subject_mean_interval(subj_dice[:, j])
-        per_class[c] = {
-            "n_images": int(scored[:, j].sum()),
-            "n_subjects": iv["n_subjects"],
-            "dice": _json_number(iv["estimate"]),
-            "ci95": _json_interval(iv["ci95"]),
-            "ci_method": iv["ci_method"],
-            "estimable": iv["estimable"],
-            "interval_note": iv["note"],
-            "nsd": _json_number(metrics.nanmean_or_nan(subj_nsd[:, j])),
-            "hd95": _json_number(metrics.nanmean_or_nan(subj_hd[:, j])),
-            "hd95_n_images": int((scored[:, j] & predicted[:, j]).sum()),
-            "false_positive_images": int((~present[:, j] & predicted[:, j]).sum()),
-            "absent_images": int((~present[:, j]).sum()),
-            "missed_images": int((scored[:, j] & ~predicted[:, j]).sum()),
-            "too_small_images": int((present[:, j] & ~scored[:, j]).sum()),
-            "predicted_images": int(predicted[:, j].sum()),
-            "pooled_image_dice": _json_number(metrics.mean_where_present(arr["dice"][:, [j]], scored[:, [j]])[0]),
-        }
-    fg_iv = intervals.subject_mean_interval(subj_fg)
+    per_class = class_summaries(arr, scores, fg_names, min_area)
+    fg_iv = composite.composite(fg_values)
     summary = {
         "experiment": exp.name,
         "model": exp.model.name,
@@ -216,22 +208,21 @@ def evaluate_experiment(
         "dice": {c: per_class[c]["dice"] for c in fg_names},
         "dice_mean_foreground": _json_number(fg_iv["estimate"]),
         "mean_foreground": {
+            "name": composite.NAME,
             "classes": shared_names,
-            "definition": ("per subject, the mean Dice over these classes (the classes scored on every test set: "
-                           + ", ".join(test_sets) + "), then the mean over subjects"),
+            "definition": composite.definition(shared_names, test_sets),
             "dice": _json_number(fg_iv["estimate"]),
-            "n_subjects": fg_iv["n_subjects"],
-            "ci95": _json_interval(fg_iv["ci95"]),
-            "ci_method": fg_iv["ci_method"],
-            "estimable": fg_iv["estimable"],
-            "interval_note": fg_iv["note"],
+            **_interval_keys(fg_iv),
         },
         "ci95": {c: per_class[c]["ci95"] for c in fg_names},
         "per_subject": {s: {c: _json_number(v) for c, v in zip(fg_names, row)} for s, row in zip(subj_ids, subj_dice)},
         "unstable": metrics.is_unstable(len(subj_ids)),
         "per_class": per_class,
+        "area_rule": {"definition": AREA_RULE_DEFINITION,
+                      "dice": {c: per_class[c]["area_rule"]["dice"] for c in fg_names}},
         "pooled_image": {"definition": POOLED_DEFINITION,
                          "dice": {c: per_class[c]["pooled_image_dice"] for c in fg_names}},
+        "hd95_worst_definition": HD95_WORST_DEFINITION,
         "metric_resolution": METRIC_RESOLUTION,
         "nsd_tolerance_px": tolerance,
         "min_reference_area_px": min_area,
@@ -245,13 +236,76 @@ def evaluate_experiment(
                                       out_dir / "confusion.png")
     plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
                   out_dir / "overlays.png", scored)
-    log.info(
-        "experiment %s on %s: %d images, %d subjects, subject-level mean foreground Dice (%s) %s%s",
-        exp.name, test_set, len(records), len(subj_ids), ", ".join(shared_names) or "no shared class",
-        _fmt(summary["dice_mean_foreground"]),
-        f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "",
-    )
+    log.info("experiment %s on %s: %d images, %s over %s: %s%s", exp.name, test_set, len(records), composite.NAME,
+             ", ".join(shared_names) or "no class", intervals.describe(fg_iv),
+             f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "")
     return summary
+
+
+def score_subjects(arr: dict, subjects, fg_names, min_area: int) -> dict:
+    """Per subject and class (rows: sorted subject ids): the headline Dice and NSD (frames where the class
+    is in the reference or predicted), HD95 (frames where both have it), HD95 with misses at the worst
+    value, and the area rule's Dice (frames with at least min_area reference pixels)."""
+    present, predicted = arr["ref_px"] > 0, arr["pred_px"] > 0
+    counted = present | predicted
+    ids, dice = metrics.subject_means(arr["dice"], counted, subjects)
+    return {"subjects": ids, "dice": dice,
+            "nsd": metrics.subject_means(arr["nsd"], counted, subjects)[1],
+            "hd95": metrics.subject_means(arr["hd95"], present & predicted, subjects)[1],
+            "hd95_worst": metrics.subject_means(arr["hd95_worst"], counted, subjects)[1],
+            "dice_area_rule": metrics.subject_means(arr["dice"], arr["ref_px"] >= max(min_area, 1), subjects)[1]}
+
+
+def class_summaries(arr: dict, scores: dict, fg_names, min_area: int) -> dict:
+    """summary.json's per_class: the headline with its interval, range and far subjects; the boundary
+    metrics; the error counts; the area rule's secondary view."""
+    present, predicted = arr["ref_px"] > 0, arr["pred_px"] > 0
+    counted = present | predicted
+    scored = arr["ref_px"] >= max(min_area, 1)
+    ids = [str(s) for s in scores["subjects"]]
+    out = {}
+    for j, c in enumerate(fg_names):
+        iv = intervals.subject_mean_interval(scores["dice"][:, j], subjects=ids)
+        area = intervals.subject_mean_interval(scores["dice_area_rule"][:, j], subjects=ids)
+        nsd = intervals.subject_mean_interval(scores["nsd"][:, j])
+        worst = intervals.subject_mean_interval(scores["hd95_worst"][:, j], bounds=(0.0, math.inf))
+        out[c] = {
+            "n_images": int(counted[:, j].sum()),
+            "dice": _json_number(iv["estimate"]),
+            **_interval_keys(iv),
+            "nsd": _json_number(nsd["estimate"]),
+            "nsd_ci95": _json_interval(nsd["ci95"]),
+            "hd95": _json_number(metrics.nanmean_or_nan(scores["hd95"][:, j])),
+            "hd95_n_images": int((present[:, j] & predicted[:, j]).sum()),
+            "hd95_worst": _json_number(worst["estimate"]),
+            "hd95_worst_ci95": _json_interval(worst["ci95"]),
+            "hd95_worst_n_images": int(counted[:, j].sum()),
+            "false_positive_images": int((~present[:, j] & predicted[:, j]).sum()),
+            "absent_images": int((~present[:, j]).sum()),
+            "missed_images": int((present[:, j] & ~predicted[:, j]).sum()),
+            "too_small_images": int((present[:, j] & ~scored[:, j]).sum()),
+            "predicted_images": int(predicted[:, j].sum()),
+            "pooled_image_dice": _json_number(metrics.mean_where_present(arr["dice"][:, [j]], counted[:, [j]])[0]),
+            "area_rule": {"n_images": int(scored[:, j].sum()), "dice": _json_number(area["estimate"]),
+                          **_interval_keys(area)},
+        }
+    return out
+
+
+def _interval_keys(iv: dict) -> dict:
+    """The keys every interval carries in summary.json: n_subjects, ci95, ci_method, estimable,
+    interval_note, range (per-subject minimum and maximum, named) and far_subjects."""
+    rng = iv.get("range")
+    return {
+        "n_subjects": iv["n_subjects"],
+        "ci95": _json_interval(iv["ci95"]),
+        "ci_method": iv["ci_method"],
+        "estimable": iv["estimable"],
+        "interval_note": iv["note"],
+        "range": None if rng is None else {**rng, "min": _json_number(rng["min"]), "max": _json_number(rng["max"])},
+        "far_subjects": [{**f, "value": _json_number(f["value"]), "others_median": _json_number(f["others_median"])}
+                         for f in iv.get("far_subjects") or []],
+    }
 
 
 def _predict(predictor, records, preprocess, prepare) -> list[np.ndarray]:
@@ -292,20 +346,26 @@ class FilesPredictor:
         return maps
 
 
-def _classes_scored_on_all(prepared, test_set, test_sets, lut, fg, min_area, scored) -> list[int]:
-    """The classes of `fg` with at least one scorable reference on every test set of `test_sets`."""
-    keep = {c for c, any_scored in zip(fg, scored.any(axis=0)) if any_scored}
+def _composite_classes(prepared, test_set, test_sets, lut, fg, class_names, ref_px, subjects) -> list[str]:
+    """usseg.composite.composite_classes for this run: subjects with each class in the reference, counted
+    on this test set from `ref_px` and on the others from their cached labels."""
+    def count(areas: np.ndarray, subj) -> tuple[dict, int]:
+        ids = np.asarray(subj)
+        uniq = np.unique(ids)
+        has = {c: int(sum(bool((areas[ids == s, j] > 0).any()) for s in uniq)) for j, c in enumerate(fg_names)}
+        return has, len(uniq)
+
+    fg_names = [class_names[c] for c in fg]
+    counts, sizes = {}, {}
+    counts[test_set], sizes[test_set] = count(np.asarray(ref_px), subjects)
     for other in test_sets:
-        if other == test_set or not keep:
+        if other == test_set:
             continue
-        seen: set[int] = set()
-        for r in prepared.records(other):
-            area = metrics.area_per_class(data.load_labels(r[data.LABEL], lut), fg)
-            seen |= {c for c, a in zip(fg, area) if a >= max(min_area, 1)}
-            if keep <= seen:
-                break
-        keep &= seen
-    return [c for c in fg if c in keep]
+        recs = prepared.records(other)
+        areas = np.array([metrics.area_per_class(data.load_labels(r[data.LABEL], lut), fg) for r in recs],
+                         dtype=np.int64).reshape(len(recs), len(fg))
+        counts[other], sizes[other] = count(areas, [r["subject_id"] for r in recs])
+    return composite.composite_classes(counts, sizes, fg_names)
 
 
 def excluded_images(splits_csv, test_set: str) -> list[dict]:
@@ -384,7 +444,8 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset, na
     else:
         picks = [("no organ scored in any reference", 0)]
     colours = output_colours(class_names, dataset)
-    fig, axes = plt.subplots(len(picks), 3, figsize=(11, 3.6 * len(picks) + 1.0), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(len(picks), 3, figsize=(MAX_WIDTH_IN, 3.25 * len(picks) + 0.9), squeeze=False,
+                             layout="constrained")
     shown = set()
     for row, (label, i) in enumerate(picks):
         rec = records[i]
@@ -408,7 +469,7 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset, na
                for c in sorted(shown) if c > 0]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False)
-    fig.suptitle(f"{name} on {test_set}: best and worst image where an organ is scored "
-                 "(mean Dice over the organs in its reference)")
-    fig.savefig(path, dpi=100)
+    fig.suptitle(f"{name} on {test_set}: best and worst image where an organ is scored\n"
+                 "(mean Dice over the organs in its reference)", fontsize=11)
+    save_png(fig, path)
     plt.close(fig)

@@ -17,7 +17,8 @@ from monai.transforms import Compose
 
 from usseg import checkpoint, data, forest, metrics
 from usseg.models import model_metadata
-from usseg.training_log import epoch_line, plot_curves, write_history
+from usseg.training_curves import plot_curves
+from usseg.training_log import epoch_line, write_history
 
 if TYPE_CHECKING:
     from usseg.train import TrainingJob

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from usseg import contracts
+from usseg import composite, contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.dataset_root import dataset_file
 from usseg.errors import DataError
@@ -118,8 +118,9 @@ def write_curve_split(manifest_csv, splits_csv, fraction: str, fractions: Sequen
 def subject_scores(eval_dir) -> pd.DataFrame:
     """One row per test subject of one evaluation: subject_id, n_images, dice, surface_dice.
 
-    Each is the subject's mean over the classes of the evaluation's foreground mean
-    (summary.json mean_foreground.classes, the classes scored on every test set).
+    Each is the subject's term of the class-macro mean over the classes of the evaluation's composite
+    (summary.json mean_foreground.classes; usseg.composite.subject_terms): their mean over subjects is the
+    evaluation's class-macro mean, so a paired change here is a change in the composite the report shows.
     """
     eval_dir = Path(eval_dir)
     summary_path, table_path = eval_dir / "summary.json", eval_dir / "per_subject.csv"
@@ -134,10 +135,7 @@ def subject_scores(eval_dir) -> pd.DataFrame:
         missing = [c for c in cols if c not in table.columns]
         if missing:
             raise DataError(f"{table_path}: column(s) {', '.join(missing)} missing; re-run the evaluation.")
-        with np.errstate(all="ignore"):
-            values = table[cols].to_numpy(float)
-            counts = np.isfinite(values).sum(axis=1)
-            out[metric] = np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+        out[metric] = composite.subject_terms(table[cols].astype(float)).to_numpy()
     return out
 
 

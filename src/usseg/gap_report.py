@@ -1,7 +1,7 @@
 """The report's "What would help" section (HTML id `gap`) from results/gap/ (docs/remedies.md).
 
-`gap_context` reads the study's outputs and returns what the template
-templates/gap.html.j2 shows: the remedies as a forest plot of their paired
+`gap_context` reads the study's outputs and returns what the report's
+section (usseg.report.sections.gap) shows: the remedies as a forest plot of their paired
 deltas, the LOSO score per held-out subject, the learning curve, "when to
 stop", and a plain-language conclusion in which every claim follows from an
 interval (`conclusion_sentences`). `rank_next_steps` orders the remedies by
@@ -11,16 +11,16 @@ for the verdict's "what to try next" (usseg.report.sections.verdict).
 
 from __future__ import annotations
 
-import base64
-import io
 import math
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from usseg import contracts
+from usseg.figure_text import MAX_WIDTH_IN, save_png
+from usseg.names import Names
 from usseg.remedies import gap_stats
 
 SECTION_ID = "gap"
@@ -30,13 +30,21 @@ DEMO_NOTE = ("On the generated demo dataset these effects illustrate the method;
 METRIC_NAMES = {"dice": "Dice", "surface_dice": "surface Dice"}
 
 
-def _png(fig) -> str:
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return plt
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes, its smallest text recorded (usseg.figure_text)."""
+    plt = _pyplot()
+    data = save_png(fig, None)
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data
 
 
 def _fmt(x, spec: str = ".2f") -> str:
@@ -57,9 +65,15 @@ def interval_word(lo, hi) -> str:
 
 def effect_sentence(name: str, row, test_set_label: str) -> str:
     """One remedy's measured effect in words; the claim is what its interval supports, nothing more."""
+    return f"{name} {effect_clause(row, test_set_label)}"
+
+
+def effect_clause(row, test_set_label: str) -> str:
+    """effect_sentence without the remedy's name ("changed Dice on ... by ..."), for a page that shows the
+    name with its config key."""
     metric = METRIC_NAMES.get(row["metric"], row["metric"])
     n = int(row["n_subjects"]) if math.isfinite(float(row["n_subjects"])) else 0
-    measured = (f"{name} changed {test_set_label} {metric} by {_signed(row['delta'])} "
+    measured = (f"changed {metric} on the {test_set_label} by {_signed(row['delta'])} "
                 f"(from {_fmt(row['baseline'], '.3f')} to {_fmt(row['value'], '.3f')}, {n} subjects")
     word = interval_word(row["ci_lo"], row["ci_hi"])
     ci = f"95% CI {_signed(row['ci_lo'])} to {_signed(row['ci_hi'])}"
@@ -84,9 +98,11 @@ def rank_next_steps(closure: pd.DataFrame, test_set: str, metric: str = "dice") 
             for r in ranked.to_dict("records")]
 
 
-def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str, labels: dict) -> list[str]:
-    """The plain-language conclusion: every remedy's effect on real-image Dice, then the learning curve."""
-    out = [effect_sentence(r["remedy"], r, labels.get(target, target))
+def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str, labels: dict,
+                         names: Names | None = None) -> list[str]:
+    """The plain-language conclusion: every remedy's effect on real-image Dice (each remedy by its name,
+    `names`), then the learning curve."""
+    out = [effect_sentence(str(names.remedy(r["remedy"])) if names else r["remedy"], r, labels.get(target, target))
            for r in rank_next_steps(closure, target)]
     for test_set, group in curve[curve["metric"] == "dice"].groupby("test_set", sort=True) if len(curve) else []:
         group = group.sort_values("level")
@@ -112,8 +128,6 @@ def conclusion_sentences(closure: pd.DataFrame, curve: pd.DataFrame, target: str
 
 # ----------------------------------------------------------------------------- the verdict's "what to try next"
 
-# How the verdict names a gap_closure.csv remedy that is not an experiment of config.yaml.
-REMEDY_LABELS = {gap_stats.LOSO_REMEDY: "adding labeled real subjects (leave one subject out)"}
 # The columns of gap_closure.csv and the keys of when_to_stop.json the verdict reads.
 STOP_KEYS = ("n_subjects", "sd_diff", "alpha", "power", "minimum_detectable_change", "change", "subjects_needed",
              "test_set", "sd_source")
@@ -124,18 +138,17 @@ def target_test_set(config: dict) -> str:
     return f"test_{str(config['dataset']['target_modality']).lower()}"
 
 
-def remedy_label(remedy: str) -> str:
-    return REMEDY_LABELS.get(remedy, remedy)
-
-
-def ranked_steps(closure: pd.DataFrame, test_set: str, test_set_label: str) -> list[dict]:
-    """The remedies on `test_set` Dice, best measured change first, each with the sentence of what its
-    interval supports (`effect_sentence`) and whether the interval excludes 0."""
+def ranked_steps(closure: pd.DataFrame, test_set: str, test_set_label: str, names: Names | None = None) -> list[dict]:
+    """The remedies on `test_set` Dice, best measured change first, each with its name (`names`: usseg.names;
+    a remedy that is no experiment has a built-in one), the sentence of what its interval supports
+    (`effect_sentence`, and `clause` without the name) and whether the interval excludes 0."""
+    names = names or Names({})
     out = []
     for r in rank_next_steps(closure, test_set):
-        label = remedy_label(r["remedy"])
-        out.append({**r, "label": label, "excludes_zero": r["interval"] in ("above 0", "below 0"),
-                    "sentence": effect_sentence(label, r, test_set_label)})
+        name = names.remedy(r["remedy"])
+        out.append({**r, "name": name, "label": name.text, "excludes_zero": r["interval"] in ("above 0", "below 0"),
+                    "sentence": effect_sentence(name.text, r, test_set_label),
+                    "clause": effect_clause(r, test_set_label)})
     return out
 
 
@@ -202,7 +215,8 @@ def when_to_stop_paragraph(stop: Mapping) -> str:
                    "labeling more real subjects is the step that makes smaller changes visible.")
 
 
-def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_set_label: str) -> dict:
+def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_set_label: str,
+                    names: Names | None = None) -> dict:
     """What the verdict shows when the gap study ran: the ranked remedies, which intervals exclude 0,
     and "when to stop"; every number read from gap_closure.csv and when_to_stop.json."""
     missing = [c for c in contracts.GAP_CLOSURE_COLUMNS if c not in closure.columns]
@@ -211,7 +225,7 @@ def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_se
     missing = [k for k in STOP_KEYS if k not in stop]
     if missing:
         raise ValueError(f"when_to_stop.json lacks the key(s) {', '.join(missing)}")
-    steps = ranked_steps(closure, test_set, test_set_label)
+    steps = ranked_steps(closure, test_set, test_set_label, names)
     return {"test_set": test_set_label, "steps": steps, "summary": ranking_summary(steps, test_set_label),
             "when_to_stop": when_to_stop_paragraph(stop)}
 
@@ -219,94 +233,111 @@ def verdict_ranking(closure: pd.DataFrame, stop: Mapping, test_set: str, test_se
 # ----------------------------------------------------------------------------- figures
 
 
-def forest_figure(closure: pd.DataFrame) -> str | None:
-    """The remedies' paired deltas (Dice and surface Dice, every test set) with their intervals."""
-    import matplotlib
+def forest_figure(closure: pd.DataFrame, names: Names | None = None) -> bytes | None:
+    """The remedies' paired deltas with their intervals: a panel per metric, rows grouped by test set.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Each remedy by its name (`names`, wrapped to fit), so a row can be read at the report's width.
+    """
+    plt = _pyplot()
     rows = closure[closure["metric"].isin(list(METRIC_NAMES))].reset_index(drop=True)
     if rows.empty:
         return None
-    panels = sorted(rows.groupby(["test_set", "metric"]).groups)
+    names = names or Names({})
+    metrics = [m for m in METRIC_NAMES if m in set(rows["metric"])]
+    test_sets = sorted(rows["test_set"].unique())
     remedies = sorted(rows["remedy"].unique())
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.5 * len(remedies) + 1.4),
-                             sharey=True, squeeze=False)
-    for ax, (test_set, metric) in zip(axes[0], panels):
-        sub = rows[(rows["test_set"] == test_set) & (rows["metric"] == metric)].set_index("remedy")
-        for y, remedy in enumerate(remedies):
-            if remedy not in sub.index:
+    layout, y = [], 0  # (y, test set, remedy or None for the test set's heading)
+    for ts in test_sets:
+        layout.append((y, ts, None))
+        y += 1
+        for remedy in remedies:
+            layout.append((y, ts, remedy))
+            y += 1
+    fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH_IN, 0.34 * y + 1.2), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, metric in zip(axes[0], metrics):
+        sub = rows[rows["metric"] == metric].set_index(["test_set", "remedy"])
+        for row, ts, remedy in layout:
+            if remedy is None:
+                ax.axhspan(row - 0.5, row + 0.5, color="0.93", zorder=0)
                 continue
-            r = sub.loc[remedy]
+            if (ts, remedy) not in sub.index:
+                continue
+            r = sub.loc[(ts, remedy)]
             if math.isfinite(r["ci_lo"]) and math.isfinite(r["ci_hi"]):
-                ax.plot([r["ci_lo"], r["ci_hi"]], [y, y], color="0.3")
-            ax.plot(r["delta"], y, "o", color="tab:blue")
-        ax.axvline(0, color="tab:red", lw=0.8)
-        ax.set_title(f"{test_set}, {METRIC_NAMES[metric]}", fontsize=9)
-        ax.set_xlabel("change vs baseline")
-    axes[0][0].set_yticks(range(len(remedies)), remedies)
-    axes[0][0].invert_yaxis()
+                ax.plot([r["ci_lo"], r["ci_hi"]], [row, row], color="0.3", lw=1.8)
+                ax.plot(r["delta"], row, "o", color="tab:blue", ms=6)
+            else:
+                ax.plot(r["delta"], row, "o", mfc="white", color="tab:blue", ms=6)
+        ax.axvline(0, color="tab:red", lw=0.9)
+        ax.set_title(f"change in {METRIC_NAMES[metric]} against the baseline", fontsize=10)
+        ax.set_xlabel("paired change, 95 % interval over subjects")
+        ax.grid(axis="x", alpha=0.3)
+    labels = [names.test_set(ts).text if remedy is None else textwrap.fill(names.remedy(remedy).text, 34)
+              for _row, ts, remedy in layout]
+    axes[0][0].set_yticks([row for row, _t, _r in layout], labels, fontsize=9)
+    for tick, (_row, _ts, remedy) in zip(axes[0][0].get_yticklabels(), layout):
+        if remedy is None:
+            tick.set_fontweight("bold")
+    axes[0][0].set_ylim(y - 0.5, -0.5)
     return _png(fig)
 
 
-def loso_figure(loso: pd.DataFrame) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def loso_figure(loso: pd.DataFrame) -> bytes | None:
+    plt = _pyplot()
     if loso.empty:
         return None
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.5 * len(loso) + 1.5), 2.6))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(4.6, 0.55 * len(loso) + 2.0)), 3.0),
+                           layout="constrained")
     x = np.arange(len(loso))
     ax.bar(x - 0.2, loso["dice"], 0.4, label="Dice")
     ax.bar(x + 0.2, loso["surface_dice"], 0.4, label="surface Dice")
-    ax.set_xticks(x, loso["held_out_subject"].astype(str), rotation=45, ha="right")
+    ax.set_xticks(x, loso["held_out_subject"].astype(str), rotation=45 if len(loso) > 8 else 0,
+                  ha="right" if len(loso) > 8 else "center")
     ax.set_ylim(0, 1)
     ax.set_xlabel("held-out real subject")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("score on the held-out subject")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     return _png(fig)
 
 
-def curve_figure(curve: pd.DataFrame) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def curve_figure(curve: pd.DataFrame, names: Names | None = None) -> bytes | None:
+    plt = _pyplot()
     rows = curve[curve["metric"] == "dice"]
     if rows.empty:
         return None
-    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    names = names or Names({})
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), layout="constrained")
     for test_set, group in rows.groupby("test_set", sort=True):
         group = group.sort_values("level")
         ax.errorbar(group["level"] * 100, group["mean"],
                     yerr=[group["mean"] - group["ci_lo"], group["ci_hi"] - group["mean"]], marker="o",
-                    capsize=3, label=test_set)
+                    capsize=3, label=names.test_set(test_set).text)
     ax.set_xlabel("% of simulator training subjects")
-    ax.set_ylabel("subject-level Dice (95% CI)")
+    ax.set_ylabel("subject-level Dice\n(95 % interval)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
     return _png(fig)
 
 
-# ----------------------------------------------------------------------------- the section
+# ----------------------------------------------------------------------------- the section's data
 
 
-def gap_context(config: dict, files: dict) -> dict | None:
-    """What templates/gap.html.j2 renders; None when the study is off.
+def gap_context(config: dict, files: dict, names: Names | None = None) -> dict | None:
+    """What the report's "What would help" section shows (usseg.report.sections.gap); None when the study
+    is off. Figures are PNG bytes.
 
     `files`: the gap_summary rule's outputs by name (gap_closure, loso, learning_curve, when_to_stop).
     """
     if not config.get("gap_study", {}).get("enabled"):
         return None
+    names = names or Names(config)
     closure = contracts.read_gap_closure(files["gap_closure"])
     loso = contracts.read_loso(files["loso"])
     curve = contracts.read_learning_curve(files["learning_curve"])
     stop = contracts.read_when_to_stop(files["when_to_stop"])
     target = target_test_set(config)
-    labels = {ts: f"{ts} ({'real' if ts == target else 'simulator'})" for ts in config["test_sets"]}
+    labels = {ts: names.test_set(ts).text for ts in config["test_sets"]}
     spread = gap_stats.loso_spread(pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"])) \
         if len(loso) else None
     table = closure.copy()
@@ -314,28 +345,23 @@ def gap_context(config: dict, files: dict) -> dict | None:
         table[col] = [_fmt(v, ".3f") if col not in ("delta", "ci_lo", "ci_hi") else _fmt(v, "+.3f")
                       for v in table[col]]
     table["n_subjects"] = [str(int(v)) if math.isfinite(float(v)) else "" for v in closure["n_subjects"]]
+    table["remedy"] = [names.remedy(r).text for r in closure["remedy"]]
+    table["test_set"] = [names.test_set(t).text if t in labels else t for t in closure["test_set"]]
+    table["metric"] = [METRIC_NAMES.get(m, m.replace("_", " ")) for m in closure["metric"]]
     return {
         "section_id": SECTION_ID,
-        "baseline": config["gap_study"].get("baseline") or next(iter(config["experiments"])),
+        "baseline": names.experiment(config["gap_study"].get("baseline") or next(iter(config["experiments"]))),
         "demo": config.get("data_root") is None,
         "demo_note": DEMO_NOTE,
         "columns": list(contracts.GAP_CLOSURE_COLUMNS),
         "rows": table[contracts.GAP_CLOSURE_COLUMNS].astype(str).values.tolist(),
-        "forest_png": forest_figure(closure),
+        "forest_png": forest_figure(closure, names),
         "loso_png": loso_figure(loso),
         "loso_spread": None if spread is None else {k: _fmt(v) if k != "n_subjects" else v for k, v in spread.items()},
-        "curve_png": curve_figure(curve),
-        "conclusion": conclusion_sentences(closure, curve, target, labels),
+        "curve_png": curve_figure(curve, names),
+        "conclusion": conclusion_sentences(closure, curve, target, labels, names),
+        "curve_sentences": conclusion_sentences(closure.iloc[0:0], curve, target, labels, names),
         "when_to_stop": when_to_stop_paragraph(stop),
         "next_steps": rank_next_steps(closure, target),
         "target": labels.get(target, target),
     }
-
-
-def render_gap_section(config: dict, files: dict) -> str:
-    """The section's HTML ('' when the study is off), from templates/gap.html.j2 (`files`: as for gap_context)."""
-    context = gap_context(config, files)
-    if context is None:
-        return ""
-    env = Environment(loader=PackageLoader("usseg", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    return env.get_template("gap.html.j2").render(**context)

@@ -589,10 +589,14 @@ def build_manifest(data_root, dataset: DatasetSpec | Mapping) -> tuple[pd.DataFr
     return manifest, issues
 
 
-def write_manifest(data_root, dataset: DatasetSpec | Mapping, strict: bool, manifest_csv, issues_csv, root_json=None) -> None:
+def write_manifest(data_root, dataset: DatasetSpec | Mapping, strict: bool, manifest_csv, issues_csv, root_json=None,
+                   kept_issues_csv=None) -> None:
     """Build the manifest and write both CSVs; under `strict`, any issue raises DataError.
 
-    The issues CSV is written before any error so the user can read it.
+    The issues CSV is written before any error so the user can read it; a
+    failed job's outputs are deleted by Snakemake, issues_csv among them, so
+    the errors name `kept_issues_csv` (a copy outside the rule's outputs,
+    beside its log) when it is given.
     `root_json`, when given, records the dataset root found below data_root
     for the later stages (usseg.dataset_root.read_dataset_root).
     """
@@ -601,9 +605,11 @@ def write_manifest(data_root, dataset: DatasetSpec | Mapping, strict: bool, mani
     scan.warn_large(manifest)
     if root_json is not None:
         write_dataset_root(data_root, scan.root, root_json, scan.reading)
-    issues_csv = Path(issues_csv)
-    issues_csv.parent.mkdir(parents=True, exist_ok=True)
-    issues.to_csv(issues_csv, index=False)
+    for path in (issues_csv, kept_issues_csv):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            issues.to_csv(path, index=False)
+    issues_csv = Path(kept_issues_csv if kept_issues_csv is not None else issues_csv)
     scan.check_modalities(manifest, f"see {issues_csv}")
     manifest_csv = Path(manifest_csv)
     manifest_csv.parent.mkdir(parents=True, exist_ok=True)

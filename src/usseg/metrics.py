@@ -7,10 +7,12 @@ docs/experiments.md):
   reference and the prediction (nothing to score), 0 when it is absent from
   the reference but predicted (a false positive), and 2|A∩B|/(|A|+|B|)
   otherwise.
-- A class's summary Dice is the mean over the images where the class is
-  PRESENT in the reference. False positives on images without the organ show
-  up in the per-image table and in the per-image mean, but do not dilute the
-  organ's summary; this is what the article and most papers report.
+- A class's headline Dice is over every image where the class is in the
+  reference OR predicted: a false positive on an image without the organ
+  scores 0 and a region of any size is scored (Reinke et al.'s pitfalls:
+  dropping hard cases, ignoring false positives on empty references). The
+  `min_reference_area_px` rule (only references of at least that many pixels)
+  is a labelled secondary view (usseg.evaluate).
 - The subject is the unit (frames of one patient are not independent): a
   class's summary is the mean over subjects of each subject's mean over its
   images (`subject_means`); its interval is in usseg.intervals.
@@ -19,7 +21,9 @@ docs/experiments.md):
   implementations, per class per image, with the same NaN rules as Dice for
   NSD (0 when only one side has the class). HD95 is NaN unless both the
   reference and the prediction have the class: a missed organ has no
-  distance, so it is counted (present but missed) instead.
+  distance, so it is counted (present but missed) instead; beside it,
+  `hd95_with_misses` puts a miss or a false positive at the worst value, the
+  image diagonal, so that predicting nothing is not rewarded.
 - Every metric is computed on the pixel grid given (usseg.evaluate passes the
   reference mask's original resolution), so distances are in its pixels.
 """
@@ -125,6 +129,16 @@ def surface_metrics_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequen
             nsd[i] = float(compute_surface_dice(tp, tr, [float(tolerance_px)], include_background=True)[0, 0])
             hd95[i] = float(compute_hausdorff_distance(tp, tr, include_background=True, percentile=95)[0, 0])
     return nsd, hd95
+
+
+def hd95_with_misses(hd95: np.ndarray, present: np.ndarray, predicted: np.ndarray,
+                     diagonals: np.ndarray) -> np.ndarray:
+    """HD95 (n_images, n_classes) with an image where only one side has the class (a miss or a false
+    positive) at the worst value, that image's diagonal (n_images,); NaN where neither has it."""
+    hd95 = np.asarray(hd95, dtype=np.float64)
+    present, predicted = np.asarray(present, dtype=bool), np.asarray(predicted, dtype=bool)
+    worst = np.broadcast_to(np.asarray(diagonals, dtype=np.float64)[:, None], hd95.shape)
+    return np.where(present & predicted, hd95, np.where(present | predicted, worst, np.nan))
 
 
 def area_per_class(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from monai.networks.nets import BasicUNetPlusPlus, UNet
 from torch import nn
 
-from usseg import checkpoint
+from usseg import checkpoint, rerun
 from usseg.errors import ConfigError, UssegError
 from usseg.experiment import FOREST, NETWORK_NAMES, Experiment, ModelSettings
 
@@ -153,7 +153,9 @@ class NetworkPredictor:
 
 def load_predictor(path, device: torch.device | None = None):
     """A predictor (NetworkPredictor or forest.ForestPredictor) from a model.safetensors file."""
-    tensors, meta = checkpoint.load_tensors(path)
+    # A rule's output: forcing its rule makes it again (training never copies a damaged checkpoint).
+    remedy = f"Re-create it: {rerun.command('report', '--forcerun', str(path))}"
+    tensors, meta = checkpoint.load_tensors(path, remedy=remedy)
     if meta.get("kind") != MODEL_KIND:
         raise UssegError(f"{path}: not a usseg model file (kind {meta.get('kind')!r}); it may be a training checkpoint.")
     name = meta["model"]["name"]

@@ -182,8 +182,12 @@ def is_installed() -> bool:
     return importlib.util.find_spec("nnunetv2") is not None
 
 
-NOT_INSTALLED = ("nnU-Net reference not installed: nnunetv2 cannot be imported in this environment. `make install` "
-                 "installs it (tools/install-nnunet.py); then re-run `snakemake report`.")
+def not_installed_note() -> str:
+    """What the report says when nnunetv2 is missing, with the command that runs the reference (usseg.rerun)."""
+    from usseg.rerun import command
+
+    return ("nnU-Net reference not installed: nnunetv2 cannot be imported in this environment. `make install` "
+            f"installs it (tools/install-nnunet.py); then re-run `{command('report')}`.")
 
 
 def reference_runs(nnunet_cfg: dict) -> bool:

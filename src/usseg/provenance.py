@@ -23,6 +23,12 @@ TIMING_OUTPUTS = ("timing",)
 
 TRACKED_PACKAGES = ("usseg", "torch", "monai", "snakemake", "numpy", "pandas", "scikit-learn", "pillow")
 
+# Snakemake's marker in every directory() output: it writes the empty file
+# after the rule finished (after the rule's record), and its time is how
+# Snakemake dates the folder. Not the rule's output, so never part of a
+# folder's digest: the record and the folder would otherwise never match.
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -32,15 +38,21 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def folder_files(path: Path) -> list[Path]:
+    """The files of a folder output, sorted, without Snakemake's timestamp marker."""
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name != SNAKEMAKE_TIMESTAMP)
+
+
 def describe_path(path: str | Path) -> dict:
-    """sha256 of a file; for a folder, one digest over its files' relative names and digests."""
+    """sha256 of a file; for a folder, one digest over its files' relative names and digests
+    (Snakemake's timestamp marker left out)."""
     path = Path(path)
     if path.is_file():
         return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.is_dir():
         digest = hashlib.sha256()
         n_files = 0
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        for f in folder_files(path):
             # os.fsencode: a name that is not UTF-8 (Latin-1 bytes) is hashed as its bytes.
             digest.update(os.fsencode(f.relative_to(path).as_posix()))
             digest.update(sha256_file(f).encode())

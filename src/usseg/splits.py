@@ -44,6 +44,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from usseg.contracts import (
     SET_ASIDE,
     SPLIT_COLUMNS,
+    TRAIN,
     UNLABELED,
     parse_bool,
     read_decode_report,
@@ -55,13 +56,16 @@ from usseg.dataset_spec import ORIG_TEST, DatasetSpec
 from usseg.errors import DataError, LeakageError
 from usseg.manifest import image_id_of
 
-log = logging.getLogger("usseg.splits")
+log = logging.getLogger(__name__)
 
 KEPT_FLAGGED = "mask flagged, kept in the test set (not used for training): "
 # Where an image's original split (or, in a flat layout, its subject) puts it.
 TEST_ROLE, TRAIN_ROLE = "test", "train"
 # Issue reasons of an image file the manifest set aside (its mask then gets mask_of_quarantined_image).
 _IMAGE_SET_ASIDE = "mask_of_quarantined_image"
+# The note of a labeled training image when fewer than 2 subjects have one (no train/val split).
+NO_TRAIN_SPLIT = ("labeled training image, not used: a subject-grouped train/val split needs labeled "
+                  "training images (outside the test sets) of at least 2 subjects")
 
 
 def _flag_reasons(decode_report: pd.DataFrame | None) -> dict[str, tuple[str, bool]]:
@@ -298,11 +302,10 @@ def _divide_train_val(out: pd.DataFrame, pool: np.ndarray, val_fraction: float, 
     train = out.iloc[pool]
     subjects = sorted(train["subject_id"].unique())
     if len(subjects) < 2:
-        raise DataError(
-            f"only {len(subjects)} subject(s) ({', '.join(subjects) or 'none'}) have labeled images outside the "
-            "test sets (the original train split); a subject-grouped train/val split needs at least 2. Add annotated "
-            "training images (check manifest_issues.csv and decode_report.csv for set-aside or flagged masks)."
-        )
+        # No subject-grouped train/val split, so nothing trains (usseg.trainability says which
+        # experiments and why); the data checks and the report still run on the test sets.
+        out.loc[train.index, "note"] = NO_TRAIN_SPLIT
+        return
     # At least one subject on each side: sklearn would otherwise fail or leave val empty.
     n_val = min(max(math.ceil(val_fraction * len(subjects)), 1), len(subjects) - 1)
     splitter = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
@@ -442,6 +445,14 @@ def write_splits(
         test_fraction=float(flat.get("test_fraction", 0.2)), trained_modalities=flat.get("trained_modalities"),
     )
     check_no_leakage(splits, manifest)
+    if not (splits["split"] == TRAIN).any():
+        subjects = sorted(set(splits.loc[splits["note"] == NO_TRAIN_SPLIT, "subject_id"]))
+        log.warning(
+            "no train/val split: %s labeled images outside the test sets (a subject-grouped split needs 2 "
+            "subjects; manifest_issues.csv and decode_report.csv list set-aside and flagged masks), so no "
+            "experiment can be trained; the data checks still run and the report says what could not", f"{len(subjects)} subject(s) ({', '.join(subjects)}) have" if subjects
+            else "no subject has",
+        )
     splits_csv = Path(splits_csv)
     splits_csv.parent.mkdir(parents=True, exist_ok=True)
     splits.to_csv(splits_csv, index=False)

@@ -6,12 +6,16 @@ does::
     with snakemake_step(snakemake):
         some_usseg_function(snakemake.input.x, ..., snakemake.output.y)
 
-and gets: logging to the rule's log file and stderr; a UssegError shown as one
-clear message (no traceback to dig through); a full disk or quota named as
-such, with what to do; an unexpected error logged with its traceback and named
-as a bug; and, on success, the provenance record written to the rule's
-`provenance` output. A library function that takes all of a rule's named
-files (the report) gets them as a plain dict: `named_paths(snakemake.input)`.
+and gets: logging to the rule's log file, and usseg's own lines also on the
+console; everything else the job prints (third-party libraries' prints and
+progress bars, Python warnings, output of C code and of child processes) in
+the log file only, so every console line is usseg's or Snakemake's; a
+UssegError shown as one clear message (no traceback to dig through); a full
+disk or quota named as such, with what to do; an unexpected error logged with
+its traceback and named as a bug; and, on success, the provenance record
+written to the rule's `provenance` output. A library function that takes all
+of a rule's named files (the report) gets them as a plain dict:
+`named_paths(snakemake.input)`.
 """
 
 from __future__ import annotations
@@ -31,22 +35,83 @@ from usseg.training_log import EPOCH_LOGGER
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(log_path: str | None) -> None:
+# Loggers whose records reach the console; every other logger (a library's) writes to the log file only.
+CONSOLE_LOGGER = "usseg"
+
+
+def _on_console(record: logging.LogRecord) -> bool:
+    """usseg's records, but not the epoch lines (a person reads the console; those are for the log)."""
+    name = record.name
+    return (name == CONSOLE_LOGGER or name.startswith(CONSOLE_LOGGER + ".")) and not name.startswith(EPOCH_LOGGER)
+
+
+def configure_logging(log_path: str | None, console=None) -> None:
+    """Every record to the log file (when there is one); usseg's own records also to `console` (default stderr).
+
+    Python warnings become records of logger "py.warnings", so they land in
+    the log file with a time, not on the console.
+    """
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     formatter = logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    # Epoch lines only in the log file: a person reads the console.
-    console.addFilter(lambda record: not record.name.startswith(EPOCH_LOGGER))
-    handlers: list[logging.Handler] = [console]
+    to_console = logging.StreamHandler(console or sys.stderr)
+    to_console.addFilter(_on_console)
+    handlers: list[logging.Handler] = [to_console]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        # Appending: the job's other output (output_to_log) is appended to the same file.
+        handlers.append(logging.FileHandler(log_path, mode="a"))
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
+    logging.captureWarnings(True)
+
+
+@contextmanager
+def output_to_log(log_path: str | None):
+    """Within: file descriptors 1 and 2 write to the (emptied) log file; yields the console stream.
+
+    Redirecting the descriptors, not only sys.stdout/sys.stderr, also sends
+    what C code, tqdm and child processes (nnU-Net's workers) print to the
+    log. The console stream is a copy of the original stderr, for usseg's
+    own lines. Without a log file nothing is redirected (the console is stderr).
+    """
+    if not log_path:
+        yield sys.stderr
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    open(log_path, "w").close()  # one job, one log
+    _flush_std()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # Python-level writers too, in case sys.stdout/sys.stderr are not descriptors 1 and 2.
+    streams = sys.stdout, sys.stderr
+    log_text = open(log_path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        sys.stdout = sys.stderr = log_text
+        yield console
+    finally:
+        _flush_std()
+        sys.stdout, sys.stderr = streams
+        log_text.close()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            console.close()
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 def named_paths(io) -> dict[str, list[str]]:
@@ -92,7 +157,7 @@ def no_space_message(err: OSError) -> str:
     return (
         f"no space left on the disk while writing {target} ({os.strerror(err.errno or errno.ENOSPC)}). "
         f"Free space on the file system that holds {folder} (see `df -h {folder}`), or point the "
-        "results elsewhere (snakemake --directory), then re-run the same command: Snakemake removes "
+        "results elsewhere (Snakemake's --directory option), then re-run the same command: Snakemake removes "
         "this job's partial outputs and runs it again."
     )
 
@@ -100,33 +165,39 @@ def no_space_message(err: OSError) -> str:
 @contextmanager
 def snakemake_step(smk):
     log_path = smk.log[0] if len(smk.log) else None
-    configure_logging(log_path)
-    log = logging.getLogger(f"usseg.rule.{smk.rule}")
-    where = f" (log: {log_path})" if log_path else ""
-    try:
-        yield log
-        _write_record(smk, log)
-    except UssegError as err:
-        log.error("%s", err)
-        print(f"\nusseg: rule {smk.rule} stopped: {err}{where}\n", file=sys.stderr)
-        raise SystemExit(1) from None
-    except Exception as err:
-        full = no_space_error(err)
-        if full is None:  # a bug, not bad input: keep the traceback, but say so plainly
-            _unexpected(err, log, smk.rule, where)
-        message = no_space_message(full)
-        with contextlib.suppress(OSError):  # the log may sit on the same full disk
-            log.error("%s", message)
-        print(f"\nusseg: rule {smk.rule} stopped: {message}{where}\n", file=sys.stderr)
-        raise SystemExit(1) from None
+    with output_to_log(log_path) as console:
+        configure_logging(log_path, console)
+        log = logging.getLogger(f"usseg.rule.{smk.rule}")
+        where = f" (log: {log_path})" if log_path else ""
+        try:
+            yield log
+            _write_record(smk, log)
+        except UssegError as err:
+            log.error("%s", err)
+            print(f"\nusseg: rule {smk.rule} stopped: {err}{where}\n", file=console)
+            raise SystemExit(1) from None
+        except Exception as err:
+            full = no_space_error(err)
+            if full is None:  # a bug, not bad input: keep the traceback, but say so plainly
+                _unexpected(err, log, smk.rule, where, console)
+            message = no_space_message(full)
+            with contextlib.suppress(OSError):  # the log may sit on the same full disk
+                log.error("%s", message)
+            print(f"\nusseg: rule {smk.rule} stopped: {message}{where}\n", file=console)
+            raise SystemExit(1) from None
+        finally:
+            logging.captureWarnings(False)
+            for handler in list(logging.getLogger().handlers):
+                logging.getLogger().removeHandler(handler)
+                handler.close()
 
 
-def _unexpected(err: Exception, log: logging.Logger, rule: str, where: str):
+def _unexpected(err: Exception, log: logging.Logger, rule: str, where: str, console):
     log.exception("unexpected error")
     print(
         f"\nusseg: rule {rule} failed with an unexpected {type(err).__name__}: {err}. "
         f"This is a bug in usseg; the full traceback is in the log{where}.\n",
-        file=sys.stderr,
+        file=console,
     )
     raise SystemExit(1) from None
 

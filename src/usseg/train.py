@@ -56,8 +56,9 @@ from usseg.forest_train import train_forest
 from usseg.models import build_network, model_metadata, resolve_device, save_network
 from usseg.provenance import library_versions
 from usseg.remedies import spec, wiring
+from usseg.training_curves import plot_curves
 from usseg.training_log import epoch_line as _epoch_line
-from usseg.training_log import epoch_log, plot_curves
+from usseg.training_log import epoch_log
 from usseg.training_log import fmt as _fmt
 from usseg.training_log import write_history as _write_history
 

@@ -1,4 +1,5 @@
-"""What a training run writes besides its model: history.csv, timing.csv, the curves and the epoch line.
+"""What a training run writes besides its model: history.csv, timing.csv and the epoch line (the curves:
+usseg.training_curves).
 
 Shared by the network's trainer (usseg.train) and the random forest's (usseg.forest_train).
 """
@@ -55,47 +56,3 @@ def write_history(history: list[dict], class_names: list[str], path: Path) -> No
         tmp = target.with_name(target.name + ".tmp")
         df.to_csv(tmp, index=False)
         os.replace(tmp, target)
-
-
-def plot_curves(history: list[dict], class_names: list[str], name: str, best_epoch: int, path: Path) -> None:
-    """Loss (train, val) and validation Dice per class against epochs, best epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.DataFrame(history, columns=history_columns(class_names))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    marker = "o" if len(df) <= 20 else None
-    ax1.plot(df["epoch"], df["train_loss"], marker=marker, label="train")
-    ax1.plot(df["epoch"], df["val_loss"], marker=marker, label="validation")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.set_title("Loss")
-    ax1.legend()
-    ax1.grid(alpha=0.3)
-    for c in class_names[1:]:
-        ax2.plot(df["epoch"], df[f"val_dice_{c}"], marker=marker, lw=1, alpha=0.8, label=c)
-    ax2.plot(df["epoch"], df["val_dice_mean"], marker=marker, lw=2.5, color="black", label="mean (foreground)")
-    if best_epoch:
-        for ax in (ax1, ax2):
-            ax.axvline(best_epoch, color="grey", ls="--", lw=1)
-        ax2.annotate("best epoch", (best_epoch, 0.0), xytext=(-4, 4), textcoords="offset points", color="grey",
-                     ha="right", fontsize=8)
-    ax2.set_ylim(0, 1.02)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("Dice")
-    ax2.set_title("Validation Dice (images where the organ is present)")
-    ax2.legend(fontsize=8, ncol=2 if len(class_names) > 5 else 1, loc="lower right")
-    ax2.grid(alpha=0.3)
-    for ax in (ax1, ax2):
-        if len(df) == 1:  # the forest: one fit, no epochs
-            ax.set_xlim(0.5, 1.5)
-            ax.set_xticks([1])
-            ax.set_xlabel("single fit (no epochs)")
-        else:
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(f"Training curves: {name}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

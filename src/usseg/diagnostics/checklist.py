@@ -133,20 +133,29 @@ def _cell(v) -> str:
 
 
 def render_markdown(checklist: dict, results: dict[str, CheckResult], target: str) -> str:
-    lines = [
-        "# Dataset diagnostics: can this dataset support the task?",
-        "",
+    return checklist_markdown(
+        checklist,
+        "Dataset diagnostics: can this dataset support the task?",
         f"**Overall: {checklist['overall']}** (the worst of the checks below)",
+        next_steps(results, target),
+    )
+
+
+def checklist_markdown(checklist: dict, heading: str, overall: str, steps: list[str]) -> str:
+    """A checklist (the JSON's shape) as Markdown: heading, the overall line, the table, what to try next."""
+    lines = [
+        f"# {heading}",
+        "",
+        overall,
         "",
         "| check | status | value | threshold | reason |",
         "|---|---|---|---|---|",
     ]
     for c in checklist["checks"]:
         lines.append(
-            f"| {c['title']} | {STATUS_MARK[c['status']]} | {_cell(c['value'])} | {_cell(c['threshold'])} | "
-            f"{_cell(c['reason'])} |"
+            f"| {c['title']} | {STATUS_MARK.get(c['status'], c['status'])} | {_cell(c['value'])} | "
+            f"{_cell(c['threshold'])} | {_cell(c['reason'])} |"
         )
-    steps = next_steps(results, target)
     lines += ["", "## What to try next", ""]
     if steps:
         lines += [f"{i}. {s}" for i, s in enumerate(steps, 1)]

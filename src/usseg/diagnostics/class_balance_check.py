@@ -99,7 +99,7 @@ def plot(
     x = np.arange(len(names))
     width = 0.8 / max(len(mods), 1)
     with figures.style():
-        fig = figures.new_figure(11, 8.2)
+        fig = figures.new_figure(10.4, 7.0)
         axes = fig.subplots(2, 1, sharex=True)
         for k, m in enumerate(mods):
             t = table[table["modality"] == m].set_index("class").loc[names]
@@ -144,7 +144,6 @@ def plot(
         )
         axes[0].set_ylabel("share of labeled\nforeground pixels (%, log)")
         axes[0].set_title("Pixel share of each organ among the labeled foreground")
-        axes[0].legend(loc="upper right")
         axes[1].axhline(
             min_images,
             color="black",
@@ -152,7 +151,10 @@ def plot(
             linewidth=1,
             label=f"rare below {min_images} images",
         )
-        axes[1].legend(loc="upper right")
+        # One legend for both panels, outside them: it never hides a bar.
+        handles, labels = axes[0].get_legend_handles_labels()
+        more, more_labels = axes[1].get_legend_handles_labels()
+        fig.legend(handles + more, labels + more_labels, loc="outside lower center", ncol=2, frameon=False)
         axes[1].set_ylabel("labeled images\ncontaining the organ")
         axes[1].set_title("Images in which each organ is labeled")
         axes[1].set_xticks(x, [f"{n}\nweight {weights.get(n, 0):.2f}" for n in names])

@@ -1,8 +1,11 @@
 """Check 1: what the dataset contains.
 
-Counts images by modality, labeled or not, and original split, and states the
-share of labeled images that come from the target domain: a headline image
-count means little when almost every label sits in another domain.
+Counts images by modality, labeled or not, and original split, and judges the
+share of the *training* labels (the train and val splits of splits.csv) that
+come from the target domain: a headline image count means little when almost
+every label a model learns from sits in another domain. The share of all
+labeled images is stated beside it; target labels that all sit in the test
+sets evaluate a model but teach it nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from usseg.diagnostics import figures
-from usseg.diagnostics.inputs import DiagnosticInputs
+from usseg.diagnostics.inputs import TRAIN_SPLITS, DiagnosticInputs
 from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import CheckResult, status_below
 
@@ -48,11 +51,13 @@ def composition_table(inputs: DiagnosticInputs) -> pd.DataFrame:
     )
 
 
-def summarise(table: pd.DataFrame, target: str) -> dict:
+def summarise(table: pd.DataFrame, target: str, images: pd.DataFrame | None = None) -> dict:
+    """Counts of the composition table, and (from `images`, the diagnostics' joined table with its
+    `split`) the training labels: labeled images in the train and val splits."""
     n_labeled = int(table["labeled"].sum())
     tgt = table[table["modality"] == target]
     n_target_labeled = int(tgt["labeled"].sum())
-    return {
+    out = {
         "n_images": int(table["total"].sum()),
         "n_labeled": n_labeled,
         "n_target_images": int(tgt["total"].sum()),
@@ -60,16 +65,28 @@ def summarise(table: pd.DataFrame, target: str) -> dict:
         "n_target_unlabeled": int(tgt["unlabeled"].sum()),
         "target_label_share": n_target_labeled / n_labeled if n_labeled else 0.0,
     }
+    if images is not None:
+        training = images[images["has_mask"] & images["split"].isin(TRAIN_SPLITS)]
+        n_train = len(training)
+        n_train_target = int((training["modality"] == target).sum())
+        out.update(n_training_labels=n_train, n_training_target_labels=n_train_target,
+                   training_target_share=n_train_target / n_train if n_train else 0.0)
+    return out
 
 
 def sentence(summary: dict, target: str, domain: str) -> str:
     s = summary
     if s["n_labeled"] == 0:
         return f"no image has a label: {s['n_images']} images, none of them usable for supervised training."
-    head = (
-        f"{s['n_target_labeled']} of {s['n_labeled']} labeled images "
-        f"({100 * s['target_label_share']:.1f}%) come from the target modality {target} ({domain})"
-    )
+    overall = (f"{s['n_target_labeled']} of {s['n_labeled']} labeled images "
+               f"({100 * s['target_label_share']:.1f}%) are {target} ({domain})")
+    if "n_training_labels" not in s:
+        head = overall
+    else:
+        head = (f"{s['n_training_target_labels']} of {s['n_training_labels']} training labels (train and val "
+                f"splits) come from the target modality {target} ({domain}); overall {overall}")
+        if s["n_target_labeled"] and not s["n_training_target_labels"]:
+            head += ", all of them outside the training splits (they can evaluate a model, not teach it)"
     if s["n_target_unlabeled"]:
         head += f"; {s['n_target_unlabeled']} of its {s['n_target_images']} images have no label"
     return head + "."
@@ -78,7 +95,7 @@ def sentence(summary: dict, target: str, domain: str) -> str:
 def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> None:
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
     with figures.style():
-        fig = figures.new_figure(10, 5.2)
+        fig = figures.new_figure(10.4, 4.6)
         gs = fig.add_gridspec(1, 2, width_ratios=[3, 1.1])
         ax = fig.add_subplot(gs[0])
         x = range(len(table))
@@ -122,7 +139,8 @@ def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> 
                 facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="unlabeled"
             ),
         ]
-        ax.legend(handles=handles, loc="upper right")
+        # Outside the axes: a legend never hides a bar.
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
 
         # Where the labels are: one 100 % bar of labeled images by modality.
         ax2 = fig.add_subplot(gs[1])
@@ -156,9 +174,10 @@ def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> 
         ax2.set_ylabel("share of labeled images (%)")
         ax2.set_title("Where the labels are")
         ax2.grid(False)
+        target = f"{inputs.target_modality} ({inputs.domain_of(inputs.target_modality)})"
         fig.suptitle(
-            f"Composition: {100 * summary['target_label_share']:.1f}% of labeled images are "
-            f"{inputs.target_modality} ({inputs.domain_of(inputs.target_modality)})"
+            f"Composition: {summary['n_training_target_labels']} of {summary['n_training_labels']} training "
+            f"labels and {100 * summary['target_label_share']:.1f}% of all labeled images are {target}"
         )
         figures.save(fig, path)
 
@@ -167,10 +186,10 @@ def check_composition(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs) -> 
     table = composition_table(inputs)
     table.to_csv(outputs.composition_csv, index=False)
     target = inputs.target_modality
-    summary = summarise(table, target)
+    summary = summarise(table, target, inputs.images)
     plot(table, summary, inputs, outputs.composition)
     thresholds = inputs.opt("min_target_label_share", DEFAULT_THRESHOLDS)
-    share = summary["target_label_share"]
+    share = summary["training_target_share"]
     status = status_below(share, thresholds)
     reason = sentence(summary, target, inputs.domain_of(target))
     if status != "PASS":
@@ -184,7 +203,8 @@ def check_composition(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs) -> 
         title="Dataset composition",
         status=status,
         value=round(share, 4),
-        threshold=f"target label share: WARN < {thresholds['warn_below']}, FAIL < {thresholds['fail_below']}",
+        threshold=(f"target share of the training labels: WARN < {thresholds['warn_below']}, "
+                   f"FAIL < {thresholds['fail_below']}"),
         reason=reason,
         details=summary,
     )

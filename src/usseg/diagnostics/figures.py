@@ -13,6 +13,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from usseg.figure_text import DPI, MAX_WIDTH_IN, save_png
+
 # Colour-blind-safe pair for the two domains; extra modalities take the next tab10 colours.
 DOMAIN_COLOURS = {"synthetic": "#3B75AF", "real": "#E1812C"}
 UNLABELED_COLOUR = "#C9C9C9"
@@ -42,13 +44,14 @@ def style():
 
 
 def new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+    """A figure at most the report's text column wide (usseg.figure_text), so it is shown at its natural size."""
+    return Figure(figsize=(min(width, MAX_WIDTH_IN), height), layout="constrained")
 
 
-def save(fig: Figure, path, dpi: int = 100) -> Path:
+def save(fig: Figure, path, dpi: int = DPI) -> Path:
+    """Save as PNG with its smallest text size recorded (usseg.figure_text.save_png)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, facecolor="white")
+    save_png(fig, path, dpi=dpi)
     return path
 
 

@@ -145,7 +145,7 @@ def plot_gallery(inputs: DiagnosticInputs, table: pd.DataFrame, chosen, cfg: dic
     cols = min(4, len(chosen))
     nrows = int(np.ceil(len(chosen) / cols))
     with figures.style():
-        fig = figures.new_figure(3.1 * cols, 3.4 * nrows + 0.8)
+        fig = figures.new_figure(2.6 * cols, 3.2 * nrows + 0.9)
         axes = np.atleast_1d(fig.subplots(nrows, cols)).ravel()
         for ax in axes:
             ax.axis("off")
@@ -154,7 +154,8 @@ def plot_gallery(inputs: DiagnosticInputs, table: pd.DataFrame, chosen, cfg: dic
             r = rows_by_id.loc[iid]
             ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
             ax.set_title(
-                f"{iid} ({r['modality']})\n{why}\np5 {r['p5']:.2f}, p95 {r['p95']:.2f}, "
+                # Short lines: a panel is a quarter of the figure wide.
+                f"{iid} ({r['modality']})\n{why}\np5 {r['p5']:.2f}, p95 {r['p95']:.2f}\n"
                 f"sharpness x{r['sharpness_ratio']:.2f}, {r['entropy_bits']:.1f} bits",
                 fontsize=8.5,
                 color=figures.STATUS_COLOURS["FAIL"] if r["flags"] else "black",
@@ -162,7 +163,7 @@ def plot_gallery(inputs: DiagnosticInputs, table: pd.DataFrame, chosen, cfg: dic
         fig.suptitle(
             "Image quality inside the field of view: flagged frames first (red), else the closest calls\n"
             f"dark: p95 < {cfg['dark_p95_below']}; over-bright: p5 > {cfg['bright_p5_above']}; "
-            f"blurry: sharpness < {cfg['blurry_ratio_below']} x modality median; "
+            f"blurry: sharpness < {cfg['blurry_ratio_below']} x modality median;\n"
             f"low information: < {cfg['low_information_bits_below']} bits or fan < "
             f"{100 * cfg['min_fov_fraction']:g}% of the frame",
             fontsize=11,

@@ -11,6 +11,7 @@ masks, and classes that a domain's masks almost never contain.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -370,7 +371,7 @@ def plot_gallery(
     flag_text = flags.groupby("image_id")["flag"].agg(lambda s: ", ".join(sorted(set(s))))
     any_far = False
     with figures.style():
-        fig = figures.new_figure(3.1 * cols, 3.3 * rows + 0.9)
+        fig = figures.new_figure(2.6 * cols, 3.1 * rows + 1.3)
         axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
         for ax in axes:
             ax.axis("off")
@@ -394,8 +395,9 @@ def plot_gallery(
                 tile = np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
             ax.imshow(tile, interpolation="antialiased")
             blended = max(row["off_palette_fraction"] - row["far_fraction"], 0.0)
+            # Short lines: a panel is a quarter of the figure wide.
             sub = (
-                f"subject {row['subject_id']} | off-palette {100 * row['far_fraction']:.1f}% | "
+                f"subject {row['subject_id']}\noff-palette {100 * row['far_fraction']:.1f}%, "
                 f"blended {100 * blended:.1f}%"
             )
             title = f"{iid}\n{sub}"
@@ -426,11 +428,15 @@ def plot_gallery(
             title="decoded class (palette colour)",
             title_fontsize=9,
         )
+        # Wrapped to the figure's width: a longer line would be cut at both sides.
         fig.suptitle(
             f"Label verification, {modality} ({domain}): decoded masks over their images\n"
-            f"flagged and most off-palette masks first (off-palette: {OFF_PALETTE_MEANING}; "
-            "blended: other pixels not exactly a palette colour), then spread over subjects",
-            fontsize=12,
+            + textwrap.fill(
+                f"Flagged and most off-palette masks first (off-palette: {OFF_PALETTE_MEANING}; "
+                "blended: other pixels not exactly a palette colour), then spread over subjects.",
+                width=120,
+            ),
+            fontsize=11,
         )
         figures.save(fig, path)
 

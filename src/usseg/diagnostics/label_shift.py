@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 from scipy.stats import mannwhitneyu, wasserstein_distance
 
 from usseg.diagnostics import figures
@@ -304,7 +305,7 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
     x = np.arange(len(names))
     width = 0.8 / max(len(mods), 1)
     with figures.style():
-        fig = figures.new_figure(12, 9)
+        fig = figures.new_figure(10.4, 8.4)
         gs = fig.add_gridspec(2, 2)
         ax = fig.add_subplot(gs[0, 0])
         for k, m in enumerate(mods):
@@ -321,7 +322,6 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.set_ylabel("labeled images with the class (%)")
         ax.set_title("Presence per class")
-        ax.legend(fontsize=9)
 
         ax = fig.add_subplot(gs[0, 1])
         for k, m in enumerate(mods):
@@ -335,7 +335,7 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
         ax.set_yscale("log")
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.set_ylabel("area, % of the field of view (log scale)")
-        ax.set_title("Organ size: a dot per subject (its median), bar = median")
+        ax.set_title("Organ size: a dot per subject, bar = median")
 
         ax = fig.add_subplot(gs[1, 0])
         for m in mods:
@@ -349,7 +349,6 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
         ax.set_xlabel("lateral position in the field of view (0 left, 1 right)")
         ax.set_ylabel("depth in the field of view (0 top)")
         ax.set_title("Median organ centre per modality")
-        ax.legend(fontsize=9)
 
         ax = fig.add_subplot(gs[1, 1])
         cls = [n for n in names if n in distances and "size_factor" in distances[n]]
@@ -360,26 +359,34 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
                 figures.STATUS_COLOURS["WARN"] if "size" in distances[n]["shifted"] else "0.6" for n in cls
             ]
             ax.barh(cls, np.log2(ratio), color=bar_colours, edgecolor="black", linewidth=0.5)
+            tick_labels = []
             for i, (n, f, r) in enumerate(zip(cls, factors, ratio)):
                 p = distances[n].get("area_mannwhitney_p")
                 subjects = f"{distances[n]['n_subjects_target']} vs {distances[n]['n_subjects_source']} subj."
                 test = f"p {p:.2g}" if p is not None else "too few subjects"
-                # Text on the side of zero away from the bar, so it never runs into the class names.
-                ax.annotate(f"{f:.2f}x {'smaller' if r < 1 else 'larger'} ({test}, {subjects})",
+                # The test beside the class name (laid out with the axes, never cut); the factor on the
+                # side of zero away from the bar, short enough to stay inside the axes.
+                tick_labels.append(f"{n}\n{test}, {subjects}")
+                ax.annotate(f"{f:.2f}x {'smaller' if r < 1 else 'larger'}",
                             (max(np.log2(r), 0.0), i), xytext=(4, 0), textcoords="offset points",
-                            ha="left", va="center", fontsize=8)
+                            ha="left", va="center", fontsize=9)
+            ax.set_yticks(range(len(cls)), tick_labels, fontsize=9)
             lim = np.log2(cfg["size_factor_above"])
-            ax.axvspan(-lim, lim, color="0.9", zorder=0, label=f"within {cfg['size_factor_above']}x")
+            ax.axvspan(-lim, lim, color="0.9", zorder=0)
             ax.axvline(0, color="black", linewidth=0.8)
-            span = max(1.5, float(np.abs(np.log2(ratio)).max()) * 2.4)  # room for the annotations
+            span = max(1.5, float(np.abs(np.log2(ratio)).max()) * 1.8)  # room for the annotations
             ax.set_xlim(-span, span)
             ax.invert_yaxis()
-            ax.legend(fontsize=9, loc="lower right")
         else:
             ax.text(0.5, 0.5, "no class is labeled in both domains", ha="center", va="center",
                     transform=ax.transAxes)
         ax.set_xlabel(f"log2 of the median area, {inputs.target_modality} over the others")
-        ax.set_title(f"Size shift per class (highlighted: beyond {cfg['size_factor_above']}x, p < {cfg['alpha']})")
+        ax.set_title(f"Size shift per class (grey band: within {cfg['size_factor_above']}x;\n"
+                     f"highlighted: beyond it, p < {cfg['alpha']})")
+        handles = [Patch(facecolor=colours[m], edgecolor="black", label=f"{m} ({inputs.domain_of(m)})")
+                   for m in mods]
+        # One legend for the modalities, outside the panels: it never hides a bar or a point.
+        fig.legend(handles=handles, loc="outside lower center", ncol=max(len(handles), 1), frameon=False)
         fig.suptitle(
             f"Label shift: organ presence, size and position, {inputs.target_modality} vs the other modalities"
         )

@@ -123,7 +123,7 @@ def plot(
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
     target = inputs.target_modality
     with figures.style():
-        fig = figures.new_figure(11, 8.5)
+        fig = figures.new_figure(10.4, 7.6)
         gs = fig.add_gridspec(2, 2, height_ratios=[1, 1])
 
         # (a) subjects per modality and split
@@ -159,8 +159,9 @@ def plot(
                 facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="no labels"
             )
         )
-        ax.legend(handles=handles, loc="upper left", fontsize=9, ncol=len(handles))
-        ax.set_ylim(0, max(1, int(t["n_subjects"].max())) * 1.3)
+        # Outside the axes: a legend never hides a bar.
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+        ax.set_ylim(0, max(1, int(t["n_subjects"].max())) * 1.15)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
         # (b) labeled frames per subject in the target modality
@@ -184,10 +185,11 @@ def plot(
             ax.set_ylabel("labeled frames")
             ax.margins(y=0.12)
         th = summary["thresholds"]
+        # Two short lines: the panel is half the figure wide, and a longer title would be cut.
         ax.set_title(
             f"Labeled {target} ({inputs.domain_of(target)}) frames per subject\n"
-            f"{summary['n_labeled_target_subjects']} subjects (WARN < {th['warn_below']}, FAIL < {th['fail_below']}), "
-            f"effective number of subjects {summary['kish_effective_size']:.1f} (Kish)"
+            f"{summary['n_labeled_target_subjects']} subjects (WARN < {th['warn_below']}, "
+            f"FAIL < {th['fail_below']}); effective {summary['kish_effective_size']:.1f} (Kish)"
         )
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 

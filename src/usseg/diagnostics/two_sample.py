@@ -1,7 +1,7 @@
 """The classifier two-sample test: can a subject-grouped, cross-validated linear classifier tell two domains apart?
 
 Its out-of-fold AUC with an interval (widened by the permutation null's
-spread) and a subject-level permutation p-value; usseg.diagnostics.domain_shift
+spread, except at the permutation floor) and a subject-level permutation p-value; usseg.diagnostics.domain_shift
 runs it on image features, usseg.remedies.domain_check on remedied images.
 """
 
@@ -138,6 +138,17 @@ def widen_by_null_spread(interval, null_aucs: np.ndarray, level: float = 0.95) -
     return np.array([auc, min(low, max(auc - spread, 0.0)), max(high, min(auc + spread, 1.0))])
 
 
+def at_permutation_floor(p: float | None, n_perm: int) -> bool:
+    """Whether no relabelling of the subjects reached the observed AUC (p = 1 / (1 + n_perm)).
+
+    The widening (widen_by_null_spread) makes the interval exclude 0.5 only
+    when the permutation test would; at the floor the permutation test
+    excludes chance as strongly as it can, so the interval is not widened
+    by the null's spread there (it would read as uncertainty no relabelling showed).
+    """
+    return p is not None and n_perm > 0 and p <= 1.0 / (1 + n_perm) + 1e-12
+
+
 def classifier_two_sample_test(
     X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int, n_perm: int = 0
 ) -> dict:
@@ -154,7 +165,8 @@ def classifier_two_sample_test(
     oof = out_of_fold_scores(X, y, folds)[:, 0]
     interval = auc_interval(oof, y, groups)
     p, null_aucs = permutation_p(X, y, groups, folds, float(interval[0]), n_perm, seed)
-    if null_aucs.size:
+    at_floor = bool(null_aucs.size) and at_permutation_floor(p, null_aucs.size)
+    if null_aucs.size and not at_floor:
         interval = widen_by_null_spread(interval, null_aucs)
     auc, low, high = interval
     n_done = int(null_aucs.size)
@@ -165,6 +177,7 @@ def classifier_two_sample_test(
         "ci95": [float(low), float(high)],
         "permutation_p": p,
         "permutations": n_done,
+        "at_permutation_floor": at_floor,
         "folds": k,
         "oof": oof,
         "roc": (fpr, tpr),

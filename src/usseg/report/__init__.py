@@ -1,12 +1,17 @@
 """The report: one self-contained HTML page that answers "can this dataset support the task?".
 
-It puts the verdict first (the diagnostics checklist), then the evidence:
-the dataset's composition, the domain shift, the label checks and the
-experiments, and ends with provenance. Every figure and table has an id and a
-link to the provenance record of the rule that made its file: that rule's
-inputs with their sha256, its parameters, the code version and the library
-versions. Values shown in words (the simulator-to-real drop) are computed
-here from the evaluation summaries, never typed in.
+It puts the verdict first (the diagnostics checklist, with every failing
+check and its unit, the demo caveat and the pipeline answer on the first
+screen), then the checks, failures first, each with its evidence; the
+pipeline checks; the experiments; what would help; and provenance. Detail
+sits behind <details> that open on a link, so that with everything closed the
+argument fits `page.SCREEN_BUDGET` screens. Every figure and table has an id
+and a link to the row of the job that made its file in one provenance table:
+that job's inputs with their sha256, its parameters, the code version and the
+library versions, with what most jobs share shown once. Values shown in words
+(the simulator-to-real drop, the dominant confusion error) are computed here
+from the evaluation files, never typed in; every experiment, remedy and class
+has one name (usseg.names).
 
 The page embeds its images as data URIs and its CSS and script inline, and
 a Content-Security-Policy forbids any network load, so it opens the same way
@@ -17,9 +22,10 @@ How it is built:
 - `inputs.ReportInputs` holds the files the report reads, one field per
   named input of the `report` rule (`ReportInputs.from_rule`); no section
   builds a file name.
-- `context.ReportContext` holds the config, those inputs and the
-  `provenance_index.ProvenanceIndex`; sections ask it for figures
-  (`ctx.figure(id, ctx.inputs.<field>, ...)`) and tables (`ctx.csv_table`,
+- `context.ReportContext` holds the config, those inputs, the names
+  (`ctx.names`, usseg.names) and the `provenance_index.ProvenanceIndex`;
+  sections ask it for figures (`ctx.figure(id, ctx.inputs.<field>, ...)`,
+  `ctx.derived_figure` for one drawn here) and tables (`ctx.csv_table`,
   `ctx.json_table`), each an artifact with a unique id and a provenance link.
 - `sections/` holds one module per section. A section module defines
   `ID` (the HTML id), `TITLE` (its entry in the contents), `HEADING`,
@@ -31,8 +37,11 @@ How it is built:
   table of contents follow from it. To add a section, write its module and
   template and add the module to that list (before `provenance`, so that its
   figures and tables get provenance entries).
-- Templates are Jinja2 with autoescape on; `macros.html` renders figures,
-  tables (`tables.Table`), titled table blocks and hashes.
+- Every section, including those whose numbers come from
+  usseg.pipeline_report and usseg.gap_report (which return data, never HTML),
+  renders through the one Jinja2 environment of `page.environment`, autoescape
+  on; `macros.html` renders figures, names, statuses, evidence, tables
+  (`tables.Table`), titled table blocks and hashes.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import logging
 import os
 from pathlib import Path
 
+from usseg import rerun
 from usseg.report.context import ReportContext
 from usseg.report.drops import drop_sentence, drop_sentence_parts
 from usseg.report.formatting import fmt_number, fmt_value, next_steps_from_markdown
@@ -67,7 +77,7 @@ def build_report(config: dict, inputs: ReportInputs, out_html: str | os.PathLike
     if missing:
         raise ReportInputError(
             "the report cannot be built; these inputs are missing:\n  " + "\n  ".join(missing)
-            + "\nRun `snakemake report` so that the rules named above make them."
+            + f"\nRun `{rerun.command('report')}` so that the rules named above make them."
         )
     page = render(ReportContext(config, inputs))
     write_atomically(Path(out_html), page)

@@ -8,15 +8,19 @@ file (or, for values the report computes itself, the files it computed them from
 from __future__ import annotations
 
 import base64
+import functools
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from usseg import contracts
+from usseg import contracts, rerun
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
+from usseg.figure_text import png_min_font_px
+from usseg.names import Names
 from usseg.report.formatting import slug
 from usseg.report.inputs import ReportInputError, ReportInputs, load_json, read_csv
 from usseg.report.provenance_index import Artifact, ProvenanceIndex
@@ -32,7 +36,22 @@ class Figure:
     mime: str
     data: str  # base64
     caption: str = ""
-    narrow: bool = False
+    width: int | None = None  # natural size in pixels: the page never shows a figure larger
+    height: int | None = None
+    min_font_px: float | None = None  # its smallest text, as usseg.figure_text recorded it (None: not recorded)
+    kind: str = "figure"
+
+
+def image_facts(data: bytes) -> tuple[int | None, int | None, float | None]:
+    """(width, height, smallest text in pixels) of an image file's bytes (None where unknown)."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Exception:  # an image Pillow cannot read is still embedded; the browser says whether it shows
+        width = height = None
+    return width, height, png_min_font_px(data)
 
 
 @dataclass
@@ -43,6 +62,7 @@ class TableBlock:
     caption: str
     table: Table | None
     empty: str = "none"
+    kind: str = "table"
 
 
 class ReportContext:
@@ -64,9 +84,14 @@ class ReportContext:
         self.dataset = DatasetSpec.from_config(config)
         self.classes = self.dataset.class_names
         self.modalities = self.dataset.modality_names
-        self.experiments = list(config["experiments"])
+        # The experiments this page shows: those trained (ReportInputs.experiments), by default all.
+        self.experiments = list(config["experiments"] if inputs.experiments is None else inputs.experiments)
+        # Whether the gap study's results are on this page: on, and able to run on this data.
+        self.gap_ran = (bool((config.get("gap_study") or {}).get("enabled", False)) and inputs.with_training
+                        and inputs.plan.gap is None)
         self.test_sets = list(config["test_sets"])
         self.summaries = {(e, t): self._summary(e, t) for e in self.experiments for t in self.test_sets}
+        self.names = Names(config)
 
     # -- inputs
 
@@ -74,7 +99,7 @@ class ReportContext:
         """`path` (a file of `inputs`), checked to be there."""
         p = Path(path)
         if not p.is_file():
-            raise ReportInputError(f"the report needs {p}, which is missing; run `snakemake report`.")
+            raise ReportInputError(f"the report needs {p}, which is missing; run `{rerun.command('report')}`.")
         return p
 
     def json(self, path: str | os.PathLike) -> Any:
@@ -116,22 +141,22 @@ class ReportContext:
                 if self.prov.producer(rel) is None:
                     raise ReportInputError(
                         f"no provenance record under {self.results / 'provenance'} lists {path} "
-                        "as an output, so the report cannot say what made it; re-run `snakemake report`."
+                        f"as an output, so the report cannot say what made it; re-run `{rerun.command('report')}`."
                     )
         self.artifacts.append(art)
         return art
 
-    def figure(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "",
-               narrow: bool = False) -> Figure:
+    def figure(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "") -> Figure:
         art = self.artifact(base_id, "figure", title, [file])
         path = self.path(file)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return Figure(art, MIME.get(path.suffix.lower(), "image/png"), data, caption, narrow)
+        raw = path.read_bytes()
+        return Figure(art, MIME.get(path.suffix.lower(), "image/png"), base64.b64encode(raw).decode("ascii"),
+                      caption, *image_facts(raw))
 
-    def derived_figure(self, base_id: str, title: str, png: bytes, caption: str) -> Figure:
-        """A figure drawn here from the evaluation summaries (its provenance lists them)."""
-        art = self.artifact(base_id, "figure", title, self.eval_files(), derived=True)
-        return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption)
+    def derived_figure(self, base_id: str, title: str, png: bytes, caption: str, files: list | None = None) -> Figure:
+        """A figure drawn here from `files` (default: the evaluation summaries); its provenance lists them."""
+        art = self.artifact(base_id, "figure", title, self.eval_files() if files is None else files, derived=True)
+        return Figure(art, "image/png", base64.b64encode(png).decode("ascii"), caption, *image_facts(png))
 
     def csv_table(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "", empty: str = "none",
                   rows_filter: Callable[[dict], bool] | None = None,
@@ -144,10 +169,11 @@ class ReportContext:
         return TableBlock(art, caption, records_table(cols, rows, art.id) if rows else None, empty)
 
     def json_table(self, base_id: str, file: str | os.PathLike, title: str, caption: str = "",
-                   obj: Any = None) -> TableBlock:
+                   obj: Any = None, empty: str = "none") -> TableBlock:
+        """A table of the JSON `file`, or of `obj`, a value read from it (its provenance is the file's)."""
         art = self.artifact(base_id, "table", title, [file])
         data = self.json(file) if obj is None else obj
-        return TableBlock(art, caption, json_table(data, art.id))
+        return TableBlock(art, caption, json_table(data, art.id) if data not in ({}, []) else None, empty)
 
     # -- facts several sections use
 
@@ -163,6 +189,14 @@ class ReportContext:
             if ts.lower() in (f"test_{m.lower()}", m.lower()) or ts.lower().endswith(f"_{m.lower()}"):
                 return m, spec.get("domain")
         return None, None
+
+    @functools.cached_property
+    def pipeline(self) -> dict:
+        """The "Pipeline ruled out?" part (usseg.pipeline_report), read once for the verdict and its section."""
+        from usseg import pipeline_report
+
+        return pipeline_report.pipeline_context(self.config, self.inputs.pipeline_files(), self.rel,
+                                                lambda e: self.names.experiment(e).text)
 
     def domain_pairs(self) -> list[tuple[str, str]]:
         """(synthetic test set, real test set) pairs, for the simulator-to-real drop."""

@@ -67,6 +67,22 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
+def fmt_percent(value: Any) -> str | None:
+    """A share of 1 as a percentage with the digits that matter (24.7 %, 0.83 %, 0.0083 %); None: no number."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(x):
+        return "—"
+    pct = 100 * x
+    if pct == 0 or abs(pct) >= 10:
+        return f"{pct:.0f} %" if pct == int(pct) or abs(pct) >= 10 else f"{pct:.1f} %"
+    if abs(pct) >= 1:
+        return f"{pct:.1f} %"
+    return f"{pct:.2g} %"
+
+
 def truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes", "y")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from usseg.contracts import DECODE_REPORT
 from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.errors import UssegError
+from usseg.trainability import TrainingPlan
 
 if TYPE_CHECKING:
     from usseg.pipeline_report import PipelineFiles
@@ -90,12 +91,22 @@ class ReportInputs:
     summaries: dict[tuple[str, str], Path] = _field("evaluate")
     overlays: dict[tuple[str, str], Path] = _field("evaluate")
     confusion: dict[tuple[str, str], Path] = _field("evaluate")
+    confusion_csv: dict[tuple[str, str], Path] = _field("evaluate")  # its counts: the dominant error in words
     # The pipeline checks; "NOT RUN" or "not run yet" on the page when absent.
     sanity: dict[str, Path] = _field("sanity_training", optional=True)  # network experiments only
     round_trip: Path = _field("label_round_trip", optional=True)
     nnunet: dict[str, Path] = _field("nnunet_evaluate", optional=True)  # test set -> summary.json, when it runs
     nnunet_info: Path | None = _field("nnunet_train_predict", optional=True)  # reference.json, when it runs
     gap: dict[str, Path] = _field("gap_summary")  # gap_summary's output name -> file; empty when the study is off
+    # The final checklist (usseg.verdict: the diagnostics' with the pipeline check); the verdict reads the
+    # diagnostics' checklist when the rule names none.
+    verdict: Path | None = _field("verdict", optional=True)
+    # What this page shows of the run (not files): the experiments it shows (None: every one of the
+    # config), whether it shows training at all (false: diagnostics_report), and why parts that train
+    # could not run on this data (usseg.trainability).
+    experiments: list[str] | None = None
+    with_training: bool = True
+    plan: TrainingPlan = field(default_factory=TrainingPlan)
 
     @property
     def decode_report(self) -> Path:
@@ -106,7 +117,7 @@ class ReportInputs:
         from usseg.pipeline_report import PipelineFiles
 
         return PipelineFiles(sanity=self.sanity, round_trip=self.round_trip, nnunet=self.nnunet,
-                             nnunet_info=self.nnunet_info, summaries=self.summaries)
+                             nnunet_info=self.nnunet_info, summaries=self.summaries, histories=self.history)
 
     def required(self) -> list[tuple[Path, str]]:
         """(file, rule that makes it) of every file the report cannot do without."""
@@ -127,15 +138,25 @@ class ReportInputs:
         return [f"{p} (made by rule {rule})" for p, rule in self.required() if not p.is_file()]
 
     @classmethod
-    def from_rule(cls, named: dict[str, list[str]], config: dict, results: str | os.PathLike) -> ReportInputs:
+    def from_rule(cls, named: dict[str, list[str]], config: dict, results: str | os.PathLike,
+                  with_training: bool = True) -> ReportInputs:
         """From the report rule's named inputs ({name: [paths]}, usseg.step.named_paths(snakemake.input)).
 
         Lists expanded over the experiments (and test sets) are mapped in
-        `expand`'s order: experiments outer, test sets inner, as in the config.
+        `expand`'s order: experiments outer, test sets inner, as in the config;
+        the experiments are those this data can train (usseg.trainability, from
+        the rule's manifest and splits inputs, as the workflow decided), none
+        without training (rule diagnostics_report).
         """
         from usseg.pipeline_report import sanity_experiments
+        from usseg.trainability import plan_of_run
 
-        experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
+        # Inputs named without the manifest and split (a hand-made set, as in tests) show every experiment.
+        plan = (plan_of_run(config, one_of(named, "manifest"), one_of(named, "splits"))
+                if "manifest" in named and "splits" in named else TrainingPlan())
+        experiments = plan.trained(config["experiments"]) if with_training else []
+        sanity = plan.sanity(sanity_experiments(config)) if with_training else []
+        test_sets = list(config["test_sets"])
 
         def files(name: str) -> list[Path]:
             if name not in named:
@@ -144,11 +165,7 @@ class ReportInputs:
             return [Path(p) for p in named[name]]
 
         def one(name: str) -> Path:
-            paths = files(name)
-            if len(paths) != 1:
-                raise ReportInputError(f"the report rule lists {len(paths)} files as input {name!r}; "
-                                       "it takes one (rules/report.smk).")
-            return paths[0]
+            return one_of(named, name)
 
         def by(name: str, keys: list, what: str) -> dict:
             paths = files(name)
@@ -178,9 +195,26 @@ class ReportInputs:
             summaries=by("summaries", pairs, "experiments x test sets"),
             overlays=by("overlays", pairs, "experiments x test sets"),
             confusion=by("confusion", pairs, "experiments x test sets"),
-            sanity=by("sanity", sanity_experiments(config), "network experiments"),
+            confusion_csv=by("confusion_csv", pairs, "experiments x test sets"),
+            sanity=by("sanity", sanity, "network experiments"),
             round_trip=one("round_trip"),
             nnunet=by("nnunet", test_sets, "test sets") if nnunet else {},
             nnunet_info=one("nnunet_info") if info else None,
-            gap={k: Path(v[0]) for k, v in prefixed("gap_").items()},
+            gap={k: Path(v[0]) for k, v in prefixed("gap_").items() if v},
+            verdict=one("verdict") if named.get("verdict") else None,
+            experiments=experiments,
+            with_training=with_training,
+            plan=plan,
         )
+
+
+def one_of(named: dict[str, list[str]], name: str) -> Path:
+    """The one file of the report rule's named input `name`."""
+    paths = named.get(name)
+    if paths is None:
+        raise ReportInputError(f"the report rule names no input {name!r}; rules/report.smk must name "
+                               "every field of usseg.report.ReportInputs.")
+    if len(paths) != 1:
+        raise ReportInputError(f"the report rule lists {len(paths)} files as input {name!r}; "
+                               "it takes one (rules/report.smk).")
+    return Path(paths[0])

@@ -11,25 +11,14 @@ import jinja2
 from markupsafe import Markup
 
 from usseg.report.context import ReportContext
+from usseg.report.sections import checks, experiments, gap, pipeline, provenance, verdict
 from usseg.report.sections import config as config_section
-from usseg.report.sections import (
-    dataset,
-    domain_shift,
-    experiments,
-    gap,
-    labels,
-    pipeline,
-    provenance,
-    verdict,
-)
 
 # The page's sections, in page order; numbered ones are numbered in this order.
 SECTIONS: tuple[ModuleType, ...] = (
     verdict,
+    checks,
     pipeline,
-    dataset,
-    domain_shift,
-    labels,
     experiments,
     gap,
     provenance,
@@ -39,6 +28,13 @@ SECTIONS: tuple[ModuleType, ...] = (
 # The templates every page uses besides the sections' own (named here, so that
 # usseg.code_deps counts them as code of this module).
 PAGE_TEMPLATE, SHARED_TEMPLATES = "page.html", ("header.html", "macros.html")
+
+# The reader's screen the page is made for, and how many of them it may take with every <details> closed:
+# the whole argument (verdict, failing checks with their evidence, pipeline, Dice table, what would help)
+# in at most 12 screens of a 1366 x 900 laptop window. The default run's page takes 10.6 (docs/report.md);
+# tests/test_report_browser.py measures the tests' run in Chromium against it.
+SCREEN = (1366, 900)
+SCREEN_BUDGET = 12
 
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -86,26 +82,32 @@ def render(ctx: ReportContext, sections=SECTIONS) -> str:
     # Sections that list what the others showed (provenance) are built after them.
     order = sorted(sections, key=lambda s: getattr(s, "NEEDS_ALL_ARTIFACTS", False))
     contexts = {s.ID: s.build(ctx) for s in order}
-    rendered = [
-        RenderedSection(s.ID, s.TITLE, s.HEADING, nums.get(s.ID),
-                        Markup(env.get_template(s.TEMPLATE).render(numbers=nums, **contexts[s.ID])))
-        for s in sections
-    ]
+    rendered = [RenderedSection(s.ID, s.TITLE, s.HEADING, nums.get(s.ID), body(s, contexts[s.ID], nums, env))
+                for s in sections]
     assets = resources.files("usseg").joinpath("templates")
     return env.get_template(PAGE_TEMPLATE).render(
         csp=Markup(CSP), css=Markup(assets.joinpath("report.css").read_text()),
         js=Markup(assets.joinpath("report.js").read_text()), sections=rendered, **header(ctx))
 
 
+def body(section: ModuleType, values: dict, nums: dict[str, int] | None = None,
+         env: jinja2.Environment | None = None) -> Markup:
+    """One section's HTML: its template rendered with the values its build(ctx) returned."""
+    env = env or environment()
+    return Markup(env.get_template(section.TEMPLATE).render(numbers=nums or numbers(), **values))
+
+
 def header(ctx: ReportContext) -> dict:
-    from usseg.report.provenance_index import stale_outputs
+    from usseg.report.notices import training_notices
+    from usseg.report.provenance_index import REPORT_RULES, rebuild_command, stale_records
 
     config = ctx.config
     dataset = ctx.dataset
     commits = {(r.data.get("code") or {}).get("git_commit") for r in ctx.prov.records}
     data_root = config.get("data_root")
-    checked = sum(len(paths or {}) for rec in ctx.prov.records
+    checked = sum(len(paths or {}) for rec in ctx.prov.records if rec.rule not in REPORT_RULES
                   for paths in (rec.data.get("outputs") or {}).values())
+    problems = stale_records(ctx.prov, ctx.results)
     return {
         "title": config.get("report", {}).get("title", "usseg report"),
         "data_root": data_root if data_root is not None else "generated demo dataset",
@@ -116,5 +118,8 @@ def header(ctx: ReportContext) -> dict:
         "dirty": any((r.data.get("code") or {}).get("dirty") for r in ctx.prov.records),
         # Whether every recorded output is still the file its rule wrote: a job that failed or was
         # re-run after its record, or a file edited by hand, shows here rather than passing for current.
-        "problems": stale_outputs(ctx.prov, ctx.results), "checked": checked, "n_records": len(ctx.prov.records),
+        "problems": [(p, why) for p, why, _ in problems], "rebuild": rebuild_command(problems),
+        "checked": checked, "n_records": len([r for r in ctx.prov.records if r.rule not in REPORT_RULES]),
+        # What of the run this page could not show (nothing to train on, a first look): usseg.report.notices.
+        "notices": training_notices(ctx),
     }

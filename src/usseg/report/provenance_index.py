@@ -133,19 +133,40 @@ class ProvenanceIndex:
 # ----------------------------------------------------------------------------- the report
 
 
-def stale_outputs(prov: ProvenanceIndex, results: Path) -> list[tuple[str, str]]:
-    """(path, why) for every recorded output that is missing now or not the file its rule recorded."""
+# Rules whose outputs are report pages: what another page records about them is not the run's state.
+REPORT_RULES = ("report", "diagnostics_report")
+
+
+def stale_records(prov: ProvenanceIndex, results: Path) -> list[tuple[str, str, str]]:
+    """(path, why, rule) for every recorded output that is missing now or not the file its rule recorded."""
     from usseg.provenance import describe_path
 
     problems = []
     for rec in prov.records:
+        if rec.rule in REPORT_RULES:
+            continue
         for paths in (rec.data.get("outputs") or {}).values():
             for p, desc in (paths or {}).items():
                 key = prov.key(p)
                 where = results / key if key is not None else Path(prov.absolute(p))
                 recorded = (desc or {}).get("sha256")
                 if not where.exists():
-                    problems.append((p, f"missing (recorded by rule {rec.rule})"))
+                    problems.append((p, f"missing (recorded by rule {rec.rule})", rec.rule))
                 elif recorded and describe_path(where).get("sha256") != recorded:
-                    problems.append((p, f"changed since rule {rec.rule} recorded it"))
+                    problems.append((p, f"changed since rule {rec.rule} recorded it", rec.rule))
     return problems
+
+
+def stale_outputs(prov: ProvenanceIndex, results: Path) -> list[tuple[str, str]]:
+    """(path, why) for every recorded output that is missing now or not the file its rule recorded."""
+    return [(p, why) for p, why, _ in stale_records(prov, results)]
+
+
+def rebuild_command(problems: list[tuple[str, str, str]]) -> str:
+    """The command that makes the run current again: its rules forced to run (Snakemake would not
+    re-run a job whose output is merely edited, or deleted while later files exist), with the run's
+    own options (usseg.rerun)."""
+    from usseg.rerun import command
+
+    rules = sorted({rule for _, _, rule in problems})
+    return command("report", "--forcerun", *rules) if rules else command("report")

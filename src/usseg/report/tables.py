@@ -1,22 +1,28 @@
-"""Tables as data: columns, rows of text, which columns are numbers. The `table` macro renders them."""
+"""Tables as data: headers in words, rows of text, which columns are numbers. The `table` macro renders them.
+
+A column of the run's files is shown by its words (usseg.names.column) with
+its name in the header's tooltip; a share or fraction is shown as a
+percentage, every other value by formatting.fmt_value.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from usseg.report.formatting import flatten, fmt_value, looks_numeric
+from usseg.names import column as column_words
+from usseg.report.formatting import flatten, fmt_percent, fmt_value, looks_numeric
 
 
 @dataclass
 class Table:
-    columns: list[str]
+    columns: list[str]  # headers, in words
     rows: list[list[Any]]  # cell text, escaped by the template
     id: str | None = None
     numeric: set[int] = field(default_factory=set)
-    tall: bool = False  # a scroll container of limited height
     row_classes: list[str] | None = None
     row_ids: list[str] | None = None
+    keys: list[str] | None = None  # the columns' names in the file, shown on hover
 
 
 def numeric_columns(columns: list[str], rows: list[dict]) -> set[int]:
@@ -28,10 +34,26 @@ def numeric_columns(columns: list[str], rows: list[dict]) -> set[int]:
     return out
 
 
-def records_table(columns: list[str], rows: list[dict], table_id: str, tall: bool | None = None) -> Table:
-    body = [[fmt_value(r.get(c)) for c in columns] for r in rows]
-    return Table(list(columns), body, table_id, numeric_columns(columns, rows),
-                 len(rows) > 12 if tall is None else tall)
+def is_share(column: str) -> bool:
+    """A column that holds a share of 1 (shown as a percentage)."""
+    name = str(column)
+    return name.endswith(("_share", "_fraction")) or name.startswith("share") or "_share_" in name
+
+
+def cell(column: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip() in ("True", "False"):  # a CSV's boolean
+        return "yes" if value.strip() == "True" else "no"
+    if is_share(column):
+        text = fmt_percent(value)
+        if text is not None:
+            return text
+    return fmt_value(value)
+
+
+def records_table(columns: list[str], rows: list[dict], table_id: str) -> Table:
+    body = [[cell(c, r.get(c)) for c in columns] for r in rows]
+    return Table([column_words(c) if c else "" for c in columns], body, table_id, numeric_columns(columns, rows),
+                 keys=list(columns))
 
 
 def json_table(obj: Any, table_id: str) -> Table:
@@ -51,6 +73,11 @@ def json_table(obj: Any, table_id: str) -> Table:
             n = lengths.pop()
             rows = [{k: obj[k][i] for k in obj} for i in range(n)]
             return records_table(list(obj), rows, table_id)
-        rows = [{"key": k, "value": v} for k, v in flatten(obj)]
+        rows = [{"key": key_words(k), "value": v} for k, v in flatten(obj)]
         return records_table(["key", "value"], rows, table_id)
     return records_table(["value"], [{"value": obj}], table_id)
+
+
+def key_words(dotted: str) -> str:
+    """A flattened JSON key ("near_duplicates.max_hamming") in words, each part by usseg.names.column."""
+    return " · ".join(column_words(part) for part in str(dotted).split("."))

@@ -1,4 +1,4 @@
-"""1. Verdict: the diagnostics checklist's answer, its concerns, what the models say and what to try next.
+"""1. Verdict: the checklist's answer, its failing checks, the pipeline answer, what the models say, what to try next.
 
 "What to try next": when the gap study ran (gap_study.enabled), the remedies ranked by their
 measured paired change in real-image Dice (results/gap/gap_closure.csv) with "when to stop"
@@ -8,13 +8,15 @@ did not, the checklist's steps, said to be unmeasured.
 
 from __future__ import annotations
 
-from usseg import contracts, gap_report
+from usseg import contracts, gap_report, rerun
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
+from usseg.pipeline_report import PIPELINE_CHECK_ID
 from usseg.remedies.spec import gap_baseline
-from usseg.report.drops import drop_sentences
+from usseg.report.drops import drops_summary
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError
+from usseg.report.sections import checks
 
 ID, TITLE, HEADING, TEMPLATE = "verdict", "Verdict", "Verdict: can this dataset support this task?", "verdict.html"
 
@@ -28,32 +30,35 @@ VERDICT_ANSWER = {
 
 
 def build(ctx) -> dict:
-    rel = ctx.inputs.diagnostics.checklist
+    # The final checklist (results/verdict/checklist.json: the domain shift decided on measured harm, and
+    # the pipeline check) when the report rule names it; the diagnostics' own otherwise.
+    rel = ctx.inputs.verdict or ctx.inputs.diagnostics.checklist
     data = ctx.json(rel)
     if not isinstance(data, dict) or "overall" not in data or not isinstance(data.get("checks"), list):
         raise ReportInputError(f"{rel}: expected {{'overall', 'checks': [...]}}.")
-    art = ctx.artifact("tab-checklist", "table", "Dataset-readiness checklist", [rel])
     overall = str(data["overall"])
-    counts = {s: sum(1 for c in data["checks"] if c.get("status") == s) for s in STATUSES}
-    # The box names each concern with its number against its threshold; the table below gives the reasons.
+    counts = {s: sum(1 for c in data["checks"] if c.get("status") == s) for s in ("FAIL", "WARN", "PASS")}
+    # The box names each concern with its value, in words and with its unit, against its threshold;
+    # the checks section (its anchor) gives the evidence.
+    # The pipeline check has its own line below the concerns (its answer, not its threshold).
     concerns = [{"status": c["status"], "anchor": f"check-{slug(c.get('id', ''))}",
-                 "title": c.get("title", c.get("id", "")), "value": fmt_value(c.get("value")),
-                 "threshold": fmt_value(c.get("threshold"))}
-                for s in ("FAIL", "WARN") for c in data["checks"] if c.get("status") == s]
+                 "title": c.get("title", c.get("id", "")), "value": checks.value_words(ctx, c),
+                 "threshold": fmt_value(c.get("threshold")), "threshold_short": short_threshold(c.get("threshold"))}
+                for s in ("FAIL", "WARN") for c in data["checks"]
+                if c.get("status") == s and c.get("id") != PIPELINE_CHECK_ID]
     steps = checklist_steps(ctx, data)
-    checks = []
-    for c in data["checks"]:
-        status = str(c.get("status", ""))
-        checks.append({"title": c.get("title", ""), "id": c.get("id", ""), "status": status,
-                       "status_class": status if status in STATUSES else "",
-                       "anchor": f"check-{slug(c.get('id', ''))}", "value": fmt_value(c.get("value")),
-                       "threshold": fmt_value(c.get("threshold")), "reason": c.get("reason", "")})
+    pipeline = ctx.pipeline
+    models = drops_summary(ctx)
     return {
-        "art": art, "overall": overall, "overall_class": overall if overall in STATUSES else "",
+        "overall": overall, "overall_class": overall if overall in STATUSES else "",
         "answer": VERDICT_ANSWER.get(overall, "Unknown verdict."),
         "count_text": ", ".join(f"{n} {s}" for s, n in counts.items() if n), "n_checks": len(data["checks"]),
         "demo": ctx.config.get("data_root") is None, "concerns": concerns,
-        "drops": [head for head, _, _ in drop_sentences(ctx)], "checks": checks, **next_steps(ctx, steps),
+        "pipeline": {"answer": pipeline["answer"], "status": pipeline["status"], "badge": pipeline["badge"]},
+        "models": models,
+        "models_art": ctx.artifact("text-drops", "table", "What the models say", ctx.eval_files(), derived=True)
+        if models["lines"] else None,
+        **next_steps(ctx, steps),
     }
 
 
@@ -71,7 +76,7 @@ def checklist_steps(ctx, data: dict) -> list[dict]:
 def next_steps(ctx, steps: list[dict]) -> dict:
     """The verdict's "what to try next": measured and ranked when the gap study ran, else the checklist's."""
     study = ctx.config.get("gap_study") or {}
-    if not study.get("enabled"):
+    if not ctx.gap_ran:
         return {"ranking": None, "steps": [s["text"] for s in steps], "model_steps": [], "sides_known": False,
                 "change_to_detect": study.get("change_to_detect")}
     missing = [k for k in ("gap_closure", "when_to_stop") if k not in ctx.inputs.gap]
@@ -86,13 +91,12 @@ def next_steps(ctx, steps: list[dict]) -> dict:
         raise ReportInputError(str(err)) from None
     stop = ctx.json(files[1])
     target = gap_report.target_test_set(ctx.config)
-    domain = ctx.test_set_domain(target)[1]
     try:
         ranking = gap_report.verdict_ranking(closure, stop if isinstance(stop, dict) else {}, target,
-                                             f"{target} ({domain})" if domain else target)
+                                             ctx.names.test_set(target).text, ctx.names)
     except ValueError as err:
-        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `snakemake gap_summary`.") from None
-    ranking.update(baseline=gap_baseline(ctx.config), section_id=gap_report.SECTION_ID,
+        raise ReportInputError(f"{ctx.results / 'gap'}: {err}; re-run `{rerun.command('gap_summary')}`.") from None
+    ranking.update(baseline=ctx.names.experiment(gap_baseline(ctx.config)), section_id=gap_report.SECTION_ID,
                    art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
                                     files, derived=True))
     # Model-side steps are what remedy experiments measure; the data-side ones no training measures,
@@ -101,3 +105,11 @@ def next_steps(ctx, steps: list[dict]) -> dict:
             "model_steps": [s["text"] for s in steps if s["side"] == MODEL_SIDE],
             "sides_known": all(s["side"] is not None for s in steps),
             "change_to_detect": study.get("change_to_detect")}
+
+
+def short_threshold(threshold) -> str:
+    """A check's threshold as the first screen shows it: its first clause (the whole is the tooltip and is in
+    the check's card), so a long rule does not push the verdict below the first screen."""
+    text = fmt_value(threshold)
+    head = text.split("; ")[0]
+    return head if len(head) <= 90 else head[:87].rsplit(" ", 1)[0] + " …"
