@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from usseg import rerun
 from usseg.dataset_root import shown_path
 from usseg.images import oriented
 
@@ -462,7 +463,7 @@ def _header(data_root: Path, found: list[ModalityFound], flat: bool, notes: list
         f"#   {shown_path(str(data_root))}",
         "# Check every line marked GUESS, correct it where it is wrong, then delete",
         "# dataset.guesses_to_confirm (the workflow refuses to run while it is there).",
-        "# Then: snakemake --cores 8 report --configfile THIS_FILE   (docs/own-data.md)",
+        f"# Then: {rerun.command('report', '--cores', '8', '--configfile', 'THIS_FILE')}   (docs/own-data.md)",
         "# This dataset: section replaces config.yaml's as a whole; test_sets and the",
         "# experiments' train_modalities follow it (every modality but the target).",
         "",
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     n = len(yaml.safe_load(text)["dataset"].get("guesses_to_confirm") or [])
     print(f"usseg.describe: wrote {out}. Check the {n} value(s) marked GUESS, delete guesses_to_confirm, then run:\n"
-          f"  snakemake --cores 8 report --configfile {out}", file=sys.stderr)
+          f"  {rerun.command('report', '--cores', '8', '--configfile', str(out))}", file=sys.stderr)
     return 0
 
 
