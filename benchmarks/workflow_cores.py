@@ -1,28 +1,37 @@
-"""The default run's wall time on 1 and 2 cores (or the --cores you name).
+"""The whole default run from scratch: wall time and CPU seconds per --cores, and per demo size.
 
-For each core count: copy the workflow (Snakefile, rules, scripts, src,
-config.yaml, profiles, envs, docs) into a fresh folder, run
-`snakemake --cores N report` from scratch (demo dataset included) and time it.
-Prints one table row per core count, with the time of every training job from
-Snakemake's benchmark files and the threads each training got.
+Each run copies the workflow (Snakefile, rules, scripts, src, config.yaml,
+configs, profiles, envs, docs) into a fresh folder and runs
+`snakemake --cores N report` there from scratch (demo dataset included). It
+prints one row per run: wall time, CPU seconds of Snakemake and every job
+(user + system, `resource.getrusage` of the child processes, which CPU load
+from other programs inflates far less than wall time), the largest memory of
+one process, the images in the manifest and the CPU seconds per 1,000 images.
 
-    .venv/bin/python benchmarks/workflow_cores.py                 # 1 and 2 cores
-    .venv/bin/python benchmarks/workflow_cores.py --cores 1 2 4 8
-    .venv/bin/python benchmarks/workflow_cores.py --configfile configs/tiny.yaml   # a quick check
+Then, for the last run, where the CPU went: per rule, the jobs and their CPU
+seconds (Snakemake's benchmark files, results/benchmarks/), and the share the
+jobs' start-up took: each job pays the import of its script's modules (torch,
+MONAI, ...), measured here once per script by running only its import lines.
+
+    .venv/bin/python benchmarks/workflow_cores.py                       # --cores 1, 2 and 8, small demo
+    .venv/bin/python benchmarks/workflow_cores.py --cores 2 --sizes tiny small full   # the scaling table
+    .venv/bin/python benchmarks/workflow_cores.py --configfile configs/tiny.yaml --cores 2   # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import os
 import platform
-import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,45 +47,118 @@ def copy_workflow(dst: Path) -> None:
             shutil.copy2(src, dst / name)
 
 
-def run(cores: int, work: Path, configfile: str | None) -> dict:
-    workdir = work / f"cores{cores}"
+def children_cpu() -> tuple[float, int]:
+    """(user + system CPU seconds, largest RSS in MB) of the waited-for child processes so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime, int(r.ru_maxrss / 1024)
+
+
+def run(cores: int, size: str, work: Path, configfile: str | None) -> dict:
+    workdir = work / f"{size}_cores{cores}"
     workdir.mkdir(parents=True)
     copy_workflow(workdir)
     env = dict(os.environ, PYTHONPATH=str(workdir / "src"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # --quiet=host: print each job's block, whose "threads:" line the table reports.
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--quiet=host", "report"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "report", "--config", f"demo={{size: {size}}}"]
     if configfile:
         cmd += ["--configfile", configfile]
+    cpu0, _ = children_cpu()
+    loads = [os.getloadavg()[0]]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while proc.poll() is None:
+        time.sleep(5)
+        loads.append(os.getloadavg()[0])
     wall = time.perf_counter() - t0
+    out = proc.stdout.read()
     if proc.returncode != 0:
-        sys.exit(f"snakemake --cores {cores} failed:\n{proc.stderr[-4000:]}")
-    trainings = {}
-    for tsv in sorted((workdir / "results" / "benchmarks" / "train").glob("*.tsv")):
-        with tsv.open() as f:
-            trainings[tsv.stem] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
-    threads = sorted(set(re.findall(r"^\s+threads: (\d+)$", proc.stdout + proc.stderr, re.M)))
-    # Snakemake omits "threads:" for one-thread jobs.
-    return {"cores": cores, "wall": wall, "trainings": trainings, "threads": threads or ["1"]}
+        sys.exit(f"snakemake --cores {cores} failed:\n{out[-4000:]}")
+    cpu1, maxrss = children_cpu()
+    with open(workdir / "results" / "manifest.csv") as fh:
+        images = sum(1 for _ in csv.DictReader(fh))
+    return {"cores": cores, "size": size, "wall": wall, "cpu": cpu1 - cpu0, "maxrss": maxrss, "images": images,
+            "load": sum(loads) / len(loads), "workdir": workdir}
+
+
+def rule_costs(workdir: Path) -> dict[str, list[float]]:
+    """Rule -> the CPU seconds of each of its jobs, from Snakemake's benchmark files (rule from the path)."""
+    costs: dict[str, list[float]] = defaultdict(list)
+    bench = workdir / "results" / "benchmarks"
+    for tsv in sorted(bench.rglob("*.tsv")):
+        rel = tsv.relative_to(bench).parts
+        rule = rel[0] if len(rel) > 1 else tsv.stem
+        if rel[0] == "gap" and len(rel) > 2:
+            rule = f"gap_{rel[1]}"
+        with tsv.open() as fh:
+            costs[rule].append(float(next(csv.DictReader(fh, delimiter="\t"))["cpu_time"]))
+    return costs
+
+
+def import_cpu(script: Path, extra: str = "") -> float:
+    """CPU seconds a fresh interpreter spends on the script's import lines alone (its start-up), and on
+    importing `extra` (a module the script's jobs load later, e.g. a network trainer's MONAI)."""
+    tree = ast.parse(script.read_text())
+    imports = "\n".join(ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom))
+    if extra:
+        imports += f"\nimport {extra}"
+    probe = ("import resource, time\n" + imports + "\nr = resource.getrusage(resource.RUSAGE_SELF)\n"
+             "print(r.ru_utime + r.ru_stime)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+RULE_SCRIPTS = {  # rules whose benchmark file name is not their script's
+    "sanity": "sanity_training", "gap_loso_train": "gap_train", "gap_curve_train": "gap_train",
+    "gap_loso_evaluate": "gap_evaluate", "gap_curve_evaluate": "gap_evaluate",
+}
+# What the jobs of a rule load after their imports: a network's trainer and MONAI (counted for every job
+# of the rule, the forest's too, which loads neither: an upper bound).
+LATE_IMPORTS = {"train": "usseg.training.loop", "sanity": "usseg.training.loop", "evaluate": "monai.networks.nets",
+                "gap_loso_train": "usseg.training.loop", "gap_curve_train": "usseg.training.loop",
+                "gap_loso_evaluate": "monai.networks.nets", "gap_curve_evaluate": "monai.networks.nets",
+                "nnunet_train_predict": "nnunetv2.training.nnUNetTrainer.nnUNetTrainer"}
+
+
+def print_breakdown(r: dict) -> None:
+    costs = rule_costs(r["workdir"])
+    total = sum(sum(v) for v in costs.values())
+    startup_cpu = {}
+    print(f"\nWhere the CPU went ({r['size']} demo, --cores {r['cores']}; jobs' CPU from results/benchmarks):\n")
+    print("| rule | jobs | CPU s | share | start-up CPU s per job (imports) |")
+    print("|---|---|---|---|---|")
+    startup_total = 0.0
+    for rule, values in sorted(costs.items(), key=lambda kv: -sum(kv[1])):
+        script = REPO / "scripts" / f"{RULE_SCRIPTS.get(rule, rule)}.py"
+        per_job = import_cpu(script, LATE_IMPORTS.get(rule, "")) if script.is_file() else float("nan")
+        startup_cpu[rule] = per_job
+        if per_job == per_job:
+            startup_total += per_job * len(values)
+        print(f"| {rule} | {len(values)} | {sum(values):.1f} | {sum(values) / total:.0%} | {per_job:.1f} |")
+    print(f"\nJobs' CPU {total:.1f} s, of which start-up about {startup_total:.1f} s ({startup_total / total:.0%}). "
+          f"The rest of the run's {r['cpu']:.1f} CPU s: Snakemake itself (its start-up, the DAG, each job's "
+          "launch) and the jobs without a benchmark file (manifest, split, label_round_trip, report, "
+          "resolved_config and the gap study's small steps).")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--cores", type=int, nargs="+", default=[1, 2, 8])
+    parser.add_argument("--sizes", nargs="+", default=["small"], choices=["tiny", "small", "full"])
     parser.add_argument("--configfile", help="an extra config over config.yaml (default: none)")
     parser.add_argument("--work", type=Path, help="folder for the runs (default: a temporary one, removed)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="usseg-cores-"))
-    rows = [run(c, work, args.configfile) for c in args.cores]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f} at the end")
-    print("| --cores | wall time | training threads | training jobs (s each) |")
-    print("|---|---|---|---|")
+    rows = [run(c, s, work, args.configfile) for s in args.sizes for c in args.cores]
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}\n")
+    print("| demo | --cores | wall | CPU s (user + system) | largest process | images | CPU s per 1,000 images "
+          "| load average during the run |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        jobs = ", ".join(f"{k} {v:.1f}" for k, v in r["trainings"].items())
-        print(f"| {r['cores']} | {r['wall']:.1f} s | {', '.join(r['threads'])} | {jobs} |")
+        minutes, seconds = divmod(r["wall"], 60)
+        print(f"| {r['size']} | {r['cores']} | {int(minutes)} min {seconds:.0f} s | {r['cpu']:.0f} | {r['maxrss']} MB "
+              f"| {r['images']} | {1000 * r['cpu'] / r['images']:.0f} | {r['load']:.1f} |")
+    print_breakdown(rows[-1])
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

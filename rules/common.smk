@@ -9,7 +9,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from usseg.code_deps import code_files
+from usseg.code_deps import code_files, module_code_files
 from usseg.dataset_fingerprint import update_fingerprint
 from usseg.config import (
     SCHEMA_PATH,
@@ -20,7 +20,9 @@ from usseg.config import (
 )
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment
-from usseg.resources import gpu_token, train_threads
+from usseg.prepared_arrays import size_name
+from usseg.resources import cpu_slots, gpu_token
+from usseg.training.code import experiment_code_files, remedy_modules
 
 # config.yaml with the command line's overlay on top (apply_overlay): a
 # variant's experiments are exactly the ones it lists. Built here from the two
@@ -59,6 +61,8 @@ MODALITIES = list(config["dataset"]["modalities"])
 wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     test_set="|".join(TEST_SETS),
+    height="[0-9]+",
+    width="[0-9]+",
 
 
 def data_root():
@@ -108,6 +112,37 @@ def code_of(script):
     return [os.path.relpath(f) for f in files]
 
 
+def experiment_code_of(script, settings_of=None, trainer=True):
+    """Input function: code_of(script) plus the modules the experiment's job loads by name
+    (usseg.training.code): its trainer (`trainer`) and its remedy families, so editing one
+    remedy or trainer re-runs only the jobs of the experiments that use it.
+
+    settings_of(wildcards): the experiment's settings (default: the {experiment} wildcard's).
+    """
+    static = code_of(script)
+    src = Path(workflow.basedir) / "src" / "usseg"
+
+    def code(wildcards):
+        exp = Experiment((settings_of or experiment)(wildcards))
+        if trainer:
+            files = experiment_code_files(exp, src)
+        else:
+            files = [f for m in remedy_modules(exp) for f in module_code_files(m, src)]
+        return sorted(set(static) | {os.path.relpath(f) for f in files})
+
+    return code
+
+
+def prepared_arrays(settings_of=None):
+    """Input function: the prepared arrays (rule prepare_arrays) at the experiment's image size."""
+
+    def arrays(wildcards):
+        size = Experiment((settings_of or experiment)(wildcards)).image_size
+        return f"{RESULTS}/prepared/{size_name(size)}.safetensors"
+
+    return arrays
+
+
 def folder_of(output_name, up=1):
     """A param: the folder `up` levels above one of the rule's outputs.
 
@@ -136,17 +171,34 @@ def demo_provenance():
     return [rules.demo_data.output.provenance] if config["data_root"] is None else []
 
 
-def train_job_threads(wildcards):
-    """A training's threads: half of --cores, at most half the CPUs (usseg.resources.train_threads).
+def cpu_share(threads=1):
+    """The `threads:` of a job that uses `threads` CPU threads: a share of --cores that lets at most as
+    many jobs run at once as this machine has CPUs (usseg.resources.cpu_slots), whatever --cores says.
 
-    A cluster run has no --cores (Snakemake then refuses workflow.cores); its
-    profile sets the threads with set-threads, and this fallback is not asked.
+    A job never reads it as its thread count (a training's threads are its experiment's `threads`
+    setting). A cluster run has no --cores (Snakemake then refuses workflow.cores): the job asks for
+    its own threads.
     """
-    try:
-        cores = workflow.cores
-    except WorkflowError:
-        return 1
-    return train_threads(cores)
+
+    def share(wildcards):
+        try:
+            cores = workflow.cores
+        except WorkflowError:
+            return threads
+        return cpu_slots(threads, cores)
+
+    return share
+
+
+def experiment_cpu_share(settings_of=None):
+    """`cpu_share` of a job that runs with its experiment's `threads` setting."""
+
+    def share(wildcards):
+        return cpu_share(Experiment((settings_of or experiment)(wildcards)).threads)(
+            wildcards
+        )
+
+    return share
 
 
 def experiment(wildcards):

@@ -12,6 +12,7 @@ rule resolved_config:
         f"{LOGS}/resolved_config.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         config=config,
     script:

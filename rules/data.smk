@@ -13,6 +13,7 @@ rule demo_data:
         f"{BENCH}/demo_data.tsv"
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         out_dir=folder_of("root"),
         size=config["demo"]["size"],
@@ -37,6 +38,7 @@ rule manifest:
         f"{LOGS}/manifest.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         data_root=data_root(),
         dataset=config["dataset"],
@@ -59,11 +61,37 @@ rule decode_masks:
         f"{BENCH}/decode_masks.tsv"
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         dataset=config["dataset"],
         strict=config["strict"],
     script:
         "../scripts/decode_masks.py"
+
+
+# Every manifest image (and its palette labels) at one image size, made once
+# and read by every training, evaluation and check at that size
+# (usseg.prepared_arrays); the sizes are those of the experiments.
+rule prepare_arrays:
+    input:
+        manifest=rules.manifest.output.manifest,
+        root=rules.manifest.output.root,
+        labels=rules.decode_masks.output.labels,
+        code=code_of("../scripts/prepare_arrays.py"),
+    output:
+        arrays=f"{RESULTS}/prepared/{{height}}x{{width}}.safetensors",
+        provenance=f"{PROV}/prepare_arrays/{{height}}x{{width}}.json",
+    log:
+        f"{LOGS}/prepare_arrays/{{height}}x{{width}}.log",
+    benchmark:
+        f"{BENCH}/prepare_arrays/{{height}}x{{width}}.tsv"
+    conda:
+        USSEG_ENV
+    threads: cpu_share()
+    params:
+        palette_size=len(config["dataset"]["classes"]),
+    script:
+        "../scripts/prepare_arrays.py"
 
 
 checkpoint split:
@@ -79,6 +107,7 @@ checkpoint split:
         f"{LOGS}/split.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],

@@ -74,6 +74,7 @@ rule diagnostics:
         f"{BENCH}/diagnostics.tsv"
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         dataset=config["dataset"],
         diagnostics=config["diagnostics"],

@@ -42,6 +42,7 @@ checkpoint gap_loso_folds:
         f"{LOGS}/gap/loso_folds.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         target_modality=config["dataset"]["target_modality"],
     script:
@@ -59,6 +60,7 @@ rule gap_curve_split:
         f"{LOGS}/gap/curve_split_{{fraction}}.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         fractions=config["gap_study"]["learning_curve_fractions"],
         modalities=lambda wildcards: list(
@@ -79,7 +81,8 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             root=rules.manifest.output.root,
             splits=gap_split(_kind),
             labels=rules.decode_masks.output.labels,
-            code=code_of("../scripts/gap_train.py"),
+            arrays=prepared_arrays(gap_variant),
+            code=experiment_code_of("../scripts/gap_train.py", gap_variant),
         output:
             model=f"{GAP}/{_kind}/{{{_wc}}}/model.safetensors",
             history=f"{GAP}/{_kind}/{{{_wc}}}/history.csv",
@@ -91,7 +94,7 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             f"{BENCH}/gap/{_kind}_train/{{{_wc}}}.tsv"
         conda:
             USSEG_ENV
-        threads: train_job_threads
+        threads: experiment_cpu_share(gap_variant)
         resources:
             gpu=(
                 gpu_token(
@@ -118,8 +121,11 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             root=rules.manifest.output.root,
             splits=gap_split(_kind),
             labels=rules.decode_masks.output.labels,
+            arrays=prepared_arrays(gap_variant),
             model=f"{GAP}/{_kind}/{{{_wc}}}/model.safetensors",
-            code=code_of("../scripts/gap_evaluate.py"),
+            code=experiment_code_of(
+                "../scripts/gap_evaluate.py", gap_variant, trainer=False
+            ),
         output:
             per_image=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/per_image.csv",
             per_subject=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/per_subject.csv",
@@ -133,6 +139,7 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
             f"{BENCH}/gap/{_kind}_evaluate/{{{_wc}}}_{{test_set}}.tsv"
         conda:
             USSEG_ENV
+        threads: cpu_share()
         params:
             experiment=gap_variant,
             dataset=config["dataset"],
@@ -149,13 +156,15 @@ rule gap_domain:
         manifest=rules.manifest.output.manifest,
         root=rules.manifest.output.root,
         splits=rules.split.output.splits,
-        code=code_of("../scripts/gap_domain.py"),
+        arrays=prepared_arrays(),
+        code=experiment_code_of("../scripts/gap_domain.py", trainer=False),
     output:
         auc=f"{GAP}/domain/{{experiment}}.json",
     log:
         f"{LOGS}/gap/domain_{{experiment}}.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         experiment=experiment,
         dataset=config["dataset"],
@@ -193,6 +202,7 @@ rule gap_summary:
         f"{LOGS}/gap/summary.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         config=config,
         eval_dirs=[

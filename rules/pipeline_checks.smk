@@ -5,7 +5,7 @@
 #   snakemake --cores 8 nnunet_export
 #   snakemake --cores 8 nnunet_reference
 
-from usseg.nnunet_reference import reference_runs
+from usseg.checks.nnunet_reference import reference_runs
 
 SANITY = f"{RESULTS}/sanity"
 # The training checks run a network's training loop; the forest has none.
@@ -26,7 +26,8 @@ rule sanity_training:
         root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code_of("../scripts/sanity_training.py"),
+        arrays=prepared_arrays(),
+        code=experiment_code_of("../scripts/sanity_training.py"),
     output:
         json=f"{SANITY}/{{experiment}}.json",
         provenance=f"{PROV}/sanity/{{experiment}}.json",
@@ -37,7 +38,7 @@ rule sanity_training:
     conda:
         USSEG_ENV
     # Trains like the train rule, so it is given the same threads and gpu token.
-    threads: train_job_threads
+    threads: experiment_cpu_share()
     resources:
         gpu=experiment_gpu,
     params:
@@ -65,6 +66,7 @@ rule label_round_trip:
         f"{LOGS}/sanity/label_round_trip.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         dataset=config["dataset"],
         sanity=config["sanity"],
@@ -88,6 +90,7 @@ rule nnunet_export:
         f"{BENCH}/nnunet_export.tsv"
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         dataset=config["dataset"],
         nnunet=config["nnunet"],
@@ -124,7 +127,7 @@ rule nnunet_train_predict:
         f"{BENCH}/nnunet_train_predict.tsv"
     conda:
         USSEG_ENV
-    threads: train_job_threads
+    threads: cpu_share(config["nnunet"]["threads"])
     resources:
         gpu=gpu_token(config["nnunet"]["device"]),
     params:
@@ -156,6 +159,7 @@ rule nnunet_evaluate:
         f"{LOGS}/nnunet_evaluate/{{test_set}}.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     # usseg's own evaluation (usseg.evaluate) of nnU-Net's predictions.
     params:
         dataset=config["dataset"],

@@ -18,6 +18,7 @@ rule report:
         f"{LOGS}/report.log",
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         config=config,
         # The run's folder: the report lists its provenance/ records and shows paths relative to it.

@@ -1,7 +1,7 @@
 # One model per experiment, evaluated on each test set. Memory, runtime and
-# cluster settings come from the profiles; a training's threads and whether it
-# holds the `gpu` token depend on the machine and the experiment, so they are
-# computed here (usseg.resources) and a profile may still override them.
+# cluster settings come from the profiles. A training uses its experiment's
+# `threads` setting; its share of --cores (at most one job per CPU) and whether
+# it holds the `gpu` token are computed here (usseg.resources).
 
 EXP = f"{RESULTS}/experiments/{{experiment}}"
 
@@ -12,7 +12,8 @@ rule train:
         root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
-        code=code_of("../scripts/train.py"),
+        arrays=prepared_arrays(),
+        code=experiment_code_of("../scripts/train.py"),
     output:
         model=f"{EXP}/model.safetensors",
         history=report(
@@ -36,7 +37,7 @@ rule train:
         f"{BENCH}/train/{{experiment}}.tsv"
     conda:
         USSEG_ENV
-    threads: train_job_threads
+    threads: experiment_cpu_share()
     resources:
         gpu=experiment_gpu,
     params:
@@ -58,8 +59,9 @@ rule evaluate:
         root=rules.manifest.output.root,
         splits=rules.split.output.splits,
         labels=rules.decode_masks.output.labels,
+        arrays=prepared_arrays(),
         model=rules.train.output.model,
-        code=code_of("../scripts/evaluate.py"),
+        code=experiment_code_of("../scripts/evaluate.py", trainer=False),
     output:
         per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
         per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
@@ -86,6 +88,7 @@ rule evaluate:
         f"{BENCH}/evaluate/{{experiment}}/{{test_set}}.tsv"
     conda:
         USSEG_ENV
+    threads: cpu_share()
     params:
         experiment=experiment,
         dataset=config["dataset"],

@@ -1,12 +1,7 @@
-import torch
-
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
 from usseg.step import snakemake_step
 from usseg.train import train_experiment
-
-# The threads this job was given (rule train: threads), not one or every core.
-torch.set_num_threads(snakemake.threads)
 
 with snakemake_step(snakemake):
     train_experiment(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from usseg.code_deps import code_digest, code_files, module_code_files
+from usseg.code_deps import code_digest, code_files, import_cycles, import_graph, module_code_files
 
 SRC = REPO / "src"
 SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
@@ -86,8 +86,9 @@ def test_report_code_includes_its_templates_and_config_code_its_schema():
 def test_the_bridge_every_script_imports_brings_no_stage_s_code():
     # usseg.step is every script's code: what it imports would make a change anywhere there
     # re-run every rule (the manifest and the demo data on a change to the experiment settings).
-    names = {p.name for p in code_files(SRC / "usseg" / "step.py", SRC / "usseg")}
-    assert names == {"__init__.py", "step.py", "errors.py", "provenance.py", "training_log.py"}
+    names = {p.relative_to(SRC / "usseg").as_posix() for p in code_files(SRC / "usseg" / "step.py", SRC / "usseg")}
+    assert names == {"__init__.py", "step.py", "errors.py", "provenance.py", "training/__init__.py",
+                     "training/history.py"}
     manifest = {p.name for p in code_files(REPO / "scripts" / "manifest.py", SRC / "usseg")}
     assert not manifest & {"config.py", "experiment.py", "data.py", "train.py"}
 
@@ -104,12 +105,17 @@ def test_every_rule_with_a_script_takes_its_code_from_that_script():
         script = re.search(r'script:\n\s+"([^"]+)"', block)
         if not script:
             continue
-        code = re.search(r'code=code_of\("([^"]+)"\)', block)
+        # experiment_code_of: the script's code plus its experiment's trainer and remedy families.
+        code = re.search(r'code=(?:experiment_)?code_of\(\s*"([^"]+)"', block)
         assert code, f"{smk}: rule {rule} runs {script.group(1)} but has no code=code_of(...) input"
         assert code.group(1) == script.group(1), f"{smk}: rule {rule}: code_of names another script"
         checked += 1
     assert checked >= 9
     assert "code(" not in "".join(b for _, _, b in _rule_blocks()).replace("code_of(", "")
+    # A rule whose job loads an experiment's trainer or remedy by name must take it as code.
+    for rule in ("train", "evaluate", "sanity_training", "gap_domain"):
+        block = next(b for _, r, b in _rule_blocks() if r == rule)
+        assert "code=experiment_code_of(" in block, rule
 
 
 def test_the_workflow_start_up_imports_neither_monai_nor_torch():
@@ -125,3 +131,65 @@ def test_the_workflow_start_up_imports_neither_monai_nor_torch():
     probe = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted({{'monai', 'torch'}} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"importing {modules} loads {out.strip()}"
+
+
+def test_there_are_no_import_cycles_in_usseg():
+    # A cycle makes two modules one unit (neither can change or be read alone) and every job that
+    # runs one runs the other; lazy imports count, as they do for the code inputs.
+    assert import_cycles(import_graph(SRC / "usseg")) == []
+
+
+def test_an_import_cycle_is_found(tmp_path):
+    pkg = tmp_path / "usseg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from usseg.sub.b import x\n")
+    (pkg / "a.py").write_text("def f():\n    from usseg.sub import b\n")  # a lazy import counts
+    (pkg / "sub" / "b.py").write_text("from usseg import a\nx = 1\n")
+    (pkg / "c.py").write_text("from usseg.a import f\n")
+    graph = import_graph(pkg)
+    assert graph["usseg.c"] == {"usseg.a"} and graph["usseg.sub"] == {"usseg.sub.b"}
+    assert import_cycles(graph) == [["usseg.a", "usseg.sub.b"]]
+
+
+def test_trainers_and_remedy_families_are_no_script_s_shared_code():
+    # They are loaded by name for the experiments that use them (usseg.training.code,
+    # usseg.remedies.spec.IMPLEMENTATIONS), so editing one re-runs only those experiments' jobs.
+    from usseg.remedies.spec import IMPLEMENTATIONS
+    from usseg.training.code import TRAINERS
+
+    by_name = {f"usseg.remedies.{m}" for modules in IMPLEMENTATIONS.values() for m in modules}
+    by_name |= set(TRAINERS.values())
+    for script in ("train.py", "evaluate.py", "sanity_training.py", "gap_train.py", "diagnostics.py",
+                   "decode_masks.py"):
+        names = {f"usseg.{p.relative_to(SRC / 'usseg').with_suffix('').as_posix().replace('/', '.')}"
+                 for p in code_files(REPO / "scripts" / script, SRC / "usseg") if p.suffix == ".py"}
+        assert not names & by_name, (script, sorted(names & by_name))
+    for module in by_name:  # each names a real module
+        assert module_code_files(module), module
+
+
+def test_an_experiment_s_code_is_its_trainer_and_its_remedy_families():
+    from test_train import tiny_config
+    from usseg.experiment import Experiment
+    from usseg.training.code import experiment_code_files
+
+    cfg = tiny_config()
+    cfg["experiments"] = {
+        "plain": {},
+        "augmented": {"augmentation": {**cfg["experiment_defaults"]["augmentation"],
+                                       "ultrasound": {"haze": {"prob": 0.5}}}},
+        "fda": {"remedy": {"name": "fda"}},
+        "teacher": {"remedy": {"name": "mean_teacher"}},
+        "forest": {"model": {"name": "random_forest"}},
+    }
+
+    def names(name):
+        return {p.relative_to(SRC / "usseg").as_posix() for p in experiment_code_files(Experiment.from_config(cfg, name))}
+
+    assert "training/loop.py" in names("plain") and not names("plain") & {
+        "remedies/us_augment.py", "remedies/style.py", "training/semi.py", "training/forest.py"}
+    assert {"remedies/us_augment.py", "remedies/normalise.py"} <= names("augmented")
+    assert "remedies/style.py" in names("fda") and "remedies/us_augment.py" not in names("fda")
+    assert {"training/semi.py", "remedies/semi.py", "training/loop.py"} <= names("teacher")
+    assert "training/forest.py" in names("forest") and "training/loop.py" not in names("forest")

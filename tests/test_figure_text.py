@@ -19,7 +19,7 @@ from usseg.figure_text import (  # noqa: E402
     png_text,
     save_png,
 )
-from usseg.training_curves import plot_curves  # noqa: E402
+from usseg.training.curves import plot_curves  # noqa: E402
 
 
 def test_the_smallest_visible_text_is_recorded_in_pixels(tmp_path):

@@ -170,8 +170,8 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
     # The report also shows the pipeline checks, which read the split too, and the final verdict
     # (rule verdict) reads the evaluations.
-    from usseg.nnunet_reference import is_installed
-    from usseg.pipeline_report import sanity_experiments
+    from usseg.checks.nnunet_reference import is_installed
+    from usseg.checks.pipeline import sanity_experiments
 
     nnunet = (
         {"nnunet_export", "nnunet_train_predict"} | {f"nnunet_evaluate@{t}" for t in test_sets}

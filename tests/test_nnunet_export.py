@@ -11,8 +11,8 @@ from PIL import Image
 
 from datasets import prepared
 from test_train import make_tiny_dataset, tiny_config
+from usseg.checks.nnunet_export import dataset_folder_name, export_nnunet, read_splits_final
 from usseg.errors import ConfigError, DataError
-from usseg.nnunet_export import dataset_folder_name, export_nnunet, read_splits_final
 
 NNUNET = {"dataset_id": 501, "dataset_name": "usseg", "train_modalities": ["AUS"]}
 
@@ -83,8 +83,8 @@ def test_export_passes_nnunets_integrity_check(exported):
 @pytest.mark.nnunet
 def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
     pytest.importorskip("nnunetv2")
+    from usseg.checks.nnunet_reference import evaluate_predictions, run_reference
     from usseg.dataset_spec import DatasetSpec
-    from usseg.nnunet_reference import evaluate_predictions, run_reference
 
     out, counts, paths, cfg = exported
     schedule = {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1}
@@ -115,7 +115,7 @@ def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
 
 def test_files_predictor_is_scored_by_usseg_evaluation(exported, tmp_path):
     """Label maps read from files go through the same evaluation: perfect files score Dice 1."""
-    from usseg.nnunet_reference import evaluate_predictions
+    from usseg.checks.nnunet_reference import evaluate_predictions
 
     out, _, paths, cfg = exported
     pred = tmp_path / "pred" / "test_rus"

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import REPO, TINY_CONFIG, run_snakemake, sibling_copy
 from dry_run import QUIET_KEEPS_JOBS
-from usseg.resources import train_threads
+from usseg.resources import available_cpus, cpu_slots
 
 pytestmark = pytest.mark.e2e
 
@@ -61,18 +61,55 @@ def retrain_all(tiny_run: Path, tmp_path_factory, *profile_args: str) -> tuple[s
 
 
 def test_on_a_cpu_only_machine_trainings_share_the_cores(tiny_run, tmp_path_factory):
-    """No training asks for the GPU token here, so they run side by side, each with half of the 4
-    cores, as far as this machine has CPUs for them (usseg.resources.train_threads)."""
+    """No training asks for the GPU token here, so they run side by side: given 4 cores, as many at
+    once as this machine has CPUs (at most 4), each declaring its share of the cores
+    (usseg.resources.cpu_slots) while computing with its experiment's one thread."""
     assert yaml.safe_load(DEFAULT_PROFILE.read_text())["resources"]["gpu"] == 1
     text, most = retrain_all(tiny_run, tmp_path_factory)
     assert f"Using workflow specific profile {DEFAULT_PROFILE.parent}" in text
-    assert most > 1, f"trainings waited for each other on a machine without a GPU:\n{text[-3000:]}"
-    threads = train_threads(4)
+    assert most <= min(4, available_cpus()), f"{most} trainings at once:\n{text[-3000:]}"
+    assert most > 1 or available_cpus() == 1, f"trainings waited for each other on a CPU-only machine:\n{text[-3000:]}"
+    share = cpu_slots(1, 4)
     # Snakemake names a job's threads only when there are more than one.
-    assert (f"threads: {threads}" in text) if threads > 1 else ("threads: 2" not in text), text[-3000:]
+    assert (f"threads: {share}" in text) if share > 1 else ("threads: 2" not in text), text[-3000:]
 
 
 def test_trainings_that_use_the_gpu_run_one_at_a_time(tiny_run, tmp_path_factory):
     """As on a one-GPU workstation: each training holds the profile's one gpu token."""
     text, most = retrain_all(tiny_run, tmp_path_factory, "--set-resources", "train:gpu=1")
     assert most == 1, f"{most} trainings ran at once on the one GPU:\n{text[-3000:]}"
+
+
+SLURM_PROFILE = REPO / "profiles" / "slurm" / "profile.yaml"
+
+
+def _rules_that_may_hold_the_gpu() -> set[str]:
+    """Every rule whose resources ask for the `gpu` token: the rules that train a network. Read from
+    rules/*.smk, the rules made in a loop (`rule: name: f"gap_{_kind}_train"`) once per kind."""
+    found = set()
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        kinds = re.findall(r'\("(\w+)", "\w+"\)', "".join(re.findall(r"for _kind, _wc in \((.*)\):", text)))
+        for block in re.split(r"(?m)^\s*rule\b", text)[1:]:
+            if "gpu=" not in block.split("script:")[0]:
+                continue
+            plain = re.match(r" (\w+):", block)
+            if plain:
+                found.add(plain.group(1))
+                continue
+            name = re.search(r'name:\s*f"([^"]+)"', block).group(1)
+            found.update(name.replace("{_kind}", k) for k in kinds)
+    return found
+
+
+def test_every_training_rule_gets_the_slurm_training_class():
+    # One resource class for every rule that trains (issue 22: the gap study's trainings fell to the
+    # defaults of 1 CPU, 4 GB and no GPU when the profile named `train` alone).
+    profile = yaml.safe_load(SLURM_PROFILE.read_text())
+    training = profile["set-resources"]["train"]
+    rules = _rules_that_may_hold_the_gpu()
+    assert {"train", "sanity_training", "gap_loso_train", "gap_curve_train", "nnunet_train_predict"} <= rules
+    for rule in sorted(rules):
+        assert profile["set-resources"].get(rule) == training, f"{rule} is not in the training class"
+    assert "&training" in SLURM_PROFILE.read_text()  # defined once
+    assert "set-threads" not in profile  # a training's threads are its experiment's setting

@@ -203,23 +203,22 @@ def test_generic_strong_bad_settings():
         us_augment.generic_strong_transforms((64, 64), magnitude=5)
 
 
-def test_transforms_follow_the_training_loaders_seed():
-    """train.py seeds augmentation through MONAI's DataLoader generator; the new transforms must follow it."""
-    from monai.data import DataLoader, Dataset
-    from monai.transforms import EnsureTyped
+def test_transforms_follow_the_training_epoch_s_seed():
+    """The training loop (usseg.training.batches) seeds the remedies' per-image transforms from
+    (seed, epoch); the new transforms must follow it: the same epoch twice is the same, another differs."""
+    from usseg.training.batches import TrainingSet, epoch_batches
 
     image, label = fan_frame(32)
-    records = [{"image": image.copy(), "label": label.copy()} for _ in range(4)]
+    images = torch.as_tensor(np.stack([image] * 4), dtype=torch.float32)
+    labels = torch.as_tensor(np.stack([label] * 4), dtype=torch.float32)
+    fovs = torch.as_tensor(np.stack([fan_mask(32)[None]] * 4))
+    data = TrainingSet(images, labels, fovs, ["AUS"] * 4)
     settings = {name: {"prob": 0.8} for name in us_augment.ULTRASOUND_TRANSFORMS}
-    tf = Compose([normalise.FieldOfViewd(keys="image"), *us_augment.ultrasound_transforms(settings),
-                  *us_augment.generic_strong_transforms((32, 32)),
-                  EnsureTyped(keys=["image", "label"], track_meta=False)])  # as usseg.data ends its pipeline
-    ds = Dataset(records, transform=tf)
+    extras = [*us_augment.ultrasound_transforms(settings), *us_augment.generic_strong_transforms((32, 32))]
 
-    def epoch(seed):
-        gen = torch.Generator()
-        gen.manual_seed(seed)
-        return torch.cat([b["image"] for b in DataLoader(ds, batch_size=2, shuffle=False, generator=gen)])
+    def epoch(seed, n):
+        return torch.cat([x for x, _ in epoch_batches(data, {}, 2, seed, n, extras)])
 
-    assert torch.equal(epoch(1), epoch(1))
-    assert not torch.equal(epoch(1), epoch(2))
+    assert torch.equal(epoch(0, 1), epoch(0, 1))
+    assert not torch.equal(epoch(0, 1), epoch(0, 2))
+    assert not torch.equal(epoch(0, 1), epoch(1, 1))

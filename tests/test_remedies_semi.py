@@ -1,4 +1,4 @@
-"""The semi-supervised remedies in the training loop (usseg.semi_training, remedy 5 of docs/remedies.md):
+"""The semi-supervised remedies in the training loop (usseg.training.semi, remedy 5 of docs/remedies.md):
 pseudo-label self-training and the mean teacher."""
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import test_train
 from datasets import dataset_cfg, prepared
 from test_sanity import SANITY
 from test_train import run_training, tiny_config
-from usseg import data, sanity, semi_training
 from usseg.checkpoint import load_tensors
+from usseg.checks import sanity
 from usseg.config import check_config
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment
 from usseg.models import build_network
-from usseg.remedies import semi, style, wiring
+from usseg.remedies import semi
+from usseg.training import remedy as wiring
+from usseg.training import semi as semi_training
 
 torch.set_num_threads(1)
 tiny = test_train.tiny  # the shared fixture
@@ -105,8 +107,8 @@ def _student_after_one_epoch(threshold: float, unsure_class: int, weight: float 
     frames = rng.uniform(0, 1, (2, 16, 16)).astype(np.float32)
     labels = semi_training.teacher_pseudo_labels(_FixedTeacher(_teacher_probs(unsure_class)), frames, threshold, 2)
     pseudo = semi_training.TargetFrameBatches(frames, 2, labels)
-    batches = [{data.IMAGE: torch.as_tensor(rng.uniform(0, 1, (2, 1, 16, 16)), dtype=torch.float32),
-                data.LABEL: torch.as_tensor(rng.integers(0, 3, (2, 1, 16, 16)), dtype=torch.float32)}
+    batches = [(torch.as_tensor(rng.uniform(0, 1, (2, 1, 16, 16)), dtype=torch.float32),
+                torch.as_tensor(rng.integers(0, 3, (2, 1, 16, 16)), dtype=torch.float32))
                for _ in range(2)]
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
     loss = semi_training.student_epoch(net, batches, pseudo.batches(0, 1),
@@ -187,16 +189,16 @@ def _add_test_subject_frames(paths):
 def test_trains_end_to_end_on_frames_of_no_test_subject(tiny, tmp_path, monkeypatch, name, epochs, best_from):
     _add_test_subject_frames(tiny)
     read = []
-    from_files = style.TargetBank.from_files
+    bank_ids = wiring.bank_ids
 
-    def spy(cls, paths, *args, **kwargs):
-        read.extend(str(p) for p in paths)
-        return from_files(paths, *args, **kwargs)
+    def spy(*args, **kwargs):
+        read.extend(bank_ids(*args, **kwargs))
+        return read
 
-    monkeypatch.setattr(style.TargetBank, "from_files", classmethod(spy))
+    monkeypatch.setattr(wiring, "bank_ids", spy)
     cfg = _pseudo_config() if name == "pseudo_label" else _config({"name": name})
     run_training(cfg, "e", tiny, tmp_path / "out", tmp_path / "ckpt")
-    assert sorted(read) == [str(tiny["data_root"] / "RUS" / "images" / "train" / f"c{k}.jpg") for k in range(4)]
+    assert sorted(read) == [f"RUS_train_c{k}" for k in range(4)]
     history = pd.read_csv(tmp_path / "out" / "history.csv")
     # pseudo_label: the teacher's 2 epochs, then the student's one; mean_teacher: the experiment's 2.
     assert history["epoch"].tolist() == epochs

@@ -25,11 +25,11 @@ import yaml
 from PIL import Image, ImageDraw
 
 from test_diagnostics_fixtures import rule_outputs
+from usseg.checks.pipeline import sanity_experiments
 from usseg.config import check_config
 from usseg.experiment import Experiment
 from usseg.figure_text import MAX_WIDTH_PX, MIN_FONT_PX
 from usseg.names import Names
-from usseg.pipeline_report import sanity_experiments
 from usseg.provenance import provenance_record, write_provenance
 from usseg.report import ReportInputError, ReportInputs, build_report, drop_sentence
 
@@ -964,13 +964,13 @@ def test_drop_has_its_own_unpaired_interval(fake):
 def test_verdict_says_when_the_data_are_the_demo(fake, fresh):
     html = fake[3]
     verdict = html[html.index('class="verdict'):html.index('<section id="checks"')]
-    assert "generated demo dataset" in verdict and "not from real ultrasound data" in verdict
+    assert "Generated demo data" in verdict and "not a verdict on real ultrasound" in verdict
     config, workdir, results = fresh
     config = copy.deepcopy(config)
     config["data_root"] = str(workdir / "abdominal_US")
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
-    assert "not from real ultrasound data" not in out.read_text()
+    assert "not a verdict on real ultrasound" not in out.read_text()
 
 
 def test_the_run_state_says_whether_every_recorded_output_is_current(fake, fresh):

@@ -163,3 +163,19 @@ def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, monk
     assert set(ctx["pipeline"]) == {"answer", "status", "badge"}
     # Without the rule's final checklist, the diagnostics' own (one check fewer: no pipeline check).
     assert _verdict(config, results)["n_checks"] == len(final["checks"]) - 1
+
+
+def test_many_concerns_fold_after_the_first_so_the_box_fits_the_first_screen(run, monkeypatch):
+    config, results = run
+    final = json.loads((results / "diagnostics/checklist.json").read_text())
+    final["checks"] = [{"id": f"c{i}", "title": f"Check {i}", "status": "WARN" if i % 2 else "FAIL",
+                        "value": i, "threshold": "t"} for i in range(9)]
+    path = results / "verdict/checklist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(final))
+    named = {**rule_inputs(config, results), "verdict": [str(path)]}
+    ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
+    shown, folded = ctx["concerns"], ctx["folded_concerns"]
+    assert len(shown) == verdict.VERDICT_SHOWN_CONCERNS and len(shown) + len(folded) == 9
+    # Failures come first: the five FAILs are the ones shown.
+    assert all(c["status"] == "FAIL" for c in shown) and all(c["status"] == "WARN" for c in folded)

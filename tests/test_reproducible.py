@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_snakemake, tree_digests
+from conftest import run_snakemake, sibling_copy, tree_digests
 
 pytestmark = pytest.mark.e2e
 
@@ -146,3 +146,19 @@ def test_metrics_and_histories_are_identical_on_cpu(tiny_run, second_run):
         )
         == summaries
     )
+
+
+@pytest.mark.parametrize("cores", ["1", "8"])
+def test_the_cores_given_change_no_model_or_number(tiny_run, tmp_path_factory, cores):
+    """A training computes with its experiment's `threads` setting, never with a share of --cores: the
+    same experiment retrained under --cores 1 or 8 (on any machine: on 2 CPUs --cores 8 runs at most
+    two jobs at once) gives the tiny run's (--cores 2) model, history and evaluation byte for byte."""
+    run = sibling_copy(tiny_run, tmp_path_factory, f"cores{cores}")
+    exp = "multiorgan_unet_weighted"
+    outputs = [f"results/experiments/{exp}/model.safetensors", f"results/experiments/{exp}/history.csv",
+               f"results/experiments/{exp}/eval/test_rus/summary.json"]
+    before = {p: (run / p).stat().st_mtime_ns for p in outputs}
+    run_snakemake(run, "--cores", cores, "--forcerun", "train", "--", outputs[-1])
+    for p in outputs:
+        assert (run / p).stat().st_mtime_ns != before[p], f"{p} was not made again"
+        assert (run / p).read_bytes() == (tiny_run / p).read_bytes(), f"{p} differs under --cores {cores}"

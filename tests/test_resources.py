@@ -1,4 +1,4 @@
-"""Training threads scale with the cores; the GPU token only for trainings that use a GPU."""
+"""A job's share of the cores keeps the jobs at once within the CPUs; the GPU token only for trainings on a GPU."""
 
 from __future__ import annotations
 
@@ -7,14 +7,22 @@ import pytest
 from usseg import resources
 
 
-@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
-def test_train_threads_is_half_the_cores(cores, threads):
-    assert resources.train_threads(cores, cpus=64) == threads
+@pytest.mark.parametrize(("threads", "cores", "cpus", "share"), [
+    (1, 8, 2, 4), (1, 2, 2, 1), (1, 1, 2, 1), (1, 8, 16, 1), (2, 8, 16, 2), (1, 8, 4, 2), (2, 8, 2, 8),
+    (4, 2, 16, 2),  # Snakemake caps a job at --cores
+])
+def test_a_job_s_share_of_the_cores(threads, cores, cpus, share):
+    assert resources.cpu_slots(threads, cores, cpus=cpus) == share
 
 
-@pytest.mark.parametrize(("cores", "cpus", "threads"), [(8, 2, 1), (8, 4, 2), (8, 16, 4), (2, 16, 1)])
-def test_train_threads_never_exceed_half_the_cpus_there_are(cores, cpus, threads):
-    assert resources.train_threads(cores, cpus=cpus) == threads
+@pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 64])
+@pytest.mark.parametrize("cpus", [1, 2, 4, 6, 16])
+def test_jobs_at_once_never_exceed_the_cpus(cores, cpus):
+    # Snakemake runs one-thread jobs side by side while their shares fit in --cores.
+    at_once = cores // resources.cpu_slots(1, cores, cpus=cpus)
+    assert 1 <= at_once <= max(1, min(cores, cpus))
+    if cores <= cpus:
+        assert at_once == cores  # within the CPUs, --cores is what it says
 
 
 def test_available_cpus_counts_this_process_s_cpus():

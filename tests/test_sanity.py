@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.transforms import RandFlipd
 
 from datasets import Frame, colour, prepared, write_frames
 from test_train import tiny_config
-from usseg import data, sanity
+from usseg.checks import sanity
 from usseg.experiment import Experiment
+from usseg.training import batches
 
 torch.set_num_threads(1)
 
@@ -49,14 +49,17 @@ def _frame(rng, size=32):
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), lab
 
 
-def make_blob_dataset(tmp_path: Path, frames: int = 3) -> dict:
-    """AUS train (4 subjects) and val (2 subjects) frames with masks (colour PNGs) and cached labels."""
+def make_blob_dataset(tmp_path: Path, frames: int = 3, narrow: int = 0) -> dict:
+    """AUS train (4 subjects) and val (2 subjects) frames with masks (colour PNGs) and cached labels;
+    the first `narrow` training frames are 32x24 (height x width) instead of 32x32."""
     rng = np.random.default_rng(1)
     drawn = []
     for split, subjects in (("train", ["ct1", "ct2", "ct3", "ct4"]), ("val", ["ct5", "ct6"])):
         for s in subjects:
             for k in range(frames):
                 img, lab = _frame(rng)
+                if split == "train" and len(drawn) < narrow:
+                    img, lab = img[:, 4:28], lab[:, 4:28]
                 drawn.append(Frame("AUS", "train", s, k, img, colour(lab), split=split))
     return write_frames(tmp_path, drawn).paths()
 
@@ -90,15 +93,14 @@ def test_overfit_passes_on_the_correct_pipeline(blobs, tmp_path):
 
 def test_overfit_fails_when_training_labels_are_shifted_by_one_class(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
-    original = data.LoadLabelsd.__call__
+    original = batches.training_set
 
-    def shifted(self, d):  # the planted bug: palette index k read as k + 1
-        out = original(self, d)
-        raw = np.load(d[data.LABEL])
-        out[data.LABEL] = self.lut[(raw + 1) % len(self.lut)][None].astype(np.float32)
+    def shifted(arrays, records, lut, cached=()):  # the planted bug: class k read as k + 1
+        out = original(arrays, records, lut, cached)
+        out.labels = (out.labels + 1) % (int(lut.max()) + 1)
         return out
 
-    monkeypatch.setattr(data.LoadLabelsd, "__call__", shifted)
+    monkeypatch.setattr(batches, "training_set", shifted)
     result = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL
     assert result["dice_mean"] < 0.3
@@ -107,8 +109,14 @@ def test_overfit_fails_when_training_labels_are_shifted_by_one_class(blobs, tmp_
 
 def test_overfit_fails_when_augmentation_moves_the_image_but_not_the_mask(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
-    # The planted bug: a flip applied to the image key only.
-    monkeypatch.setattr(data, "random_transforms", lambda aug: [RandFlipd(keys=data.IMAGE, prob=1.0, spatial_axis=1)])
+    # The planted bug: a flip applied to the image only.
+    original = batches.augment_batch
+
+    def flip_image_only(x, y, fov, aug, generator):
+        x, y, fov = original(x, y, fov, aug, generator)
+        return x.flip(-1), y, fov
+
+    monkeypatch.setattr(batches, "augment_batch", flip_image_only)
     result = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL, result["message"]
 
@@ -170,15 +178,28 @@ def test_shuffled_control_passes_on_the_correct_pipeline(blobs, tmp_path):
 def test_shuffled_control_fails_when_the_image_carries_its_label(blobs, tmp_path, monkeypatch):
     cfg, exp, paths = blobs
 
-    def leaky(self, d):  # the planted bug: the input is read from the label file
-        d = dict(d)
-        d[data.IMAGE] = np.load(d[data.LABEL]).astype(np.float32)[None]
-        return d
+    original = batches.training_set
 
-    monkeypatch.setattr(data.LoadGrayscaled, "__call__", leaky)
+    def leaky(arrays, records, lut, cached=()):  # the planted bug: the input is the label map
+        out = original(arrays, records, lut, cached)
+        out.images = out.labels.clone()
+        return out
+
+    monkeypatch.setattr(batches, "training_set", leaky)
     result = sanity.shuffled_label_control(*_args(cfg, exp, paths, tmp_path / "work"))
     assert result["status"] == sanity.FAIL, result["message"]
     assert result["dice_above_chance"] > SANITY["shuffled_max_dice_above_chance"]
+
+
+def test_both_checks_accept_images_of_different_sizes(blobs, tmp_path):
+    # Two 32x24 frames among 32x32 ones (issue 25: the shuffled-label check stopped with "a bug in
+    # usseg"): the image size is applied to each image before anything is stacked or swapped.
+    cfg, exp, _ = blobs
+    paths = make_blob_dataset(tmp_path / "narrow", narrow=2)
+    shuffled = sanity.shuffled_label_control(*_args(cfg, exp, paths, tmp_path / "work"))
+    assert shuffled["train_images"] == 12 and shuffled["status"] in (sanity.PASS, sanity.FAIL)
+    overfit = sanity.overfit_handful(*_args(cfg, exp, paths, tmp_path / "work2"))
+    assert overfit["status"] in (sanity.PASS, sanity.FAIL) and overfit["epochs_trained"] >= 1
 
 
 # ----------------------------------------------------------------------------- label round trip

@@ -124,7 +124,7 @@ def test_other_os_errors_are_still_bugs(tmp_path, capfd):
 def test_epoch_lines_go_to_the_log_file_not_the_console(tmp_path, capfd):
     import logging
 
-    from usseg.training_log import epoch_log
+    from usseg.training.history import epoch_log
 
     smk = fake_smk(tmp_path)
     (tmp_path / "out.csv").write_text("a\n")

@@ -24,7 +24,9 @@ from usseg.class_balance import pixel_counts, suggest_class_weights
 from usseg.config import check_config
 from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
-from usseg.train import build_loss, class_weight_vector, train_experiment
+from usseg.train import train_experiment
+from usseg.training.job import class_weight_vector
+from usseg.training.loop import build_loss
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -188,14 +190,15 @@ def test_binary_experiment_maps_other_organs_to_background(tiny):
     mapped = data.load_labels(path, lut)
     assert set(np.unique(mapped)) == {0, 1}
     assert np.array_equal(mapped == 1, raw == LIVER)
-    item = data.build_dataset(
-        [{"image": str(tiny["data_root"] / "AUS/images/train/ct1-0.png"), "label": str(path),
-          "image_id": "x", "subject_id": "ct1", "modality": "AUS"}],
-        exp.image_size, exp.augmentation, lut, augment=False, cache_workers=1,
-    )[0]
-    assert item["image"].shape == (1, 32, 32) and item["label"].shape == (1, 32, 32)
-    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
-    assert set(torch.unique(item["label"]).tolist()) <= {0.0, 1.0}
+    # The training set maps the palette labels with the same lookup table.
+    from usseg.training.batches import training_set
+
+    data_ = prepared(cfg, tiny)
+    recs = [r for r in data_.records("train", ["AUS"]) if r["image_id"] == path.stem]
+    item = training_set(data_.arrays(exp.image_size), recs, lut)
+    assert item.images.shape == (1, 1, 32, 32) and item.labels.shape == (1, 1, 32, 32)
+    assert 0.0 <= float(item.images.min()) and float(item.images.max()) <= 1.0
+    assert set(torch.unique(item.labels).tolist()) <= {0.0, 1.0}
 
 
 # ----------------------------------------------------------------------------- errors
@@ -313,18 +316,24 @@ def _flip_last_byte(path: Path) -> None:
 
 
 def test_training_fingerprint_covers_the_code_training_imports_and_library_versions():
-    from usseg.code_deps import module_code_files
-    from usseg.train import training_library_versions
+    from usseg.training.job import training_code_files, training_library_versions
 
-    files = {p.name for p in module_code_files("usseg.train")}
-    assert {"train.py", "data.py", "experiment.py", "models.py", "checkpoint.py", "forest.py"} <= files
+    cfg = tiny_config()
+    files = {p.relative_to(REPO / "src" / "usseg").as_posix()
+             for p in training_code_files(Experiment.from_config(cfg, "multiorgan_unet"))}
+    assert {"train.py", "data.py", "experiment.py", "models.py", "checkpoint.py", "training/loop.py",
+            "training/batches.py", "prepared_arrays.py"} <= files
+    # The other trainers and the remedy families the experiment does not use are not its code.
+    assert not files & {"training/forest.py", "training/semi.py", "remedies/us_augment.py", "remedies/style.py"}
+    forest = {p.name for p in training_code_files(Experiment.from_config(cfg, "liver_rf"))}
+    assert {"forest.py", "train.py"} <= forest and "loop.py" not in forest
     versions = training_library_versions()
     assert versions["torch"] == torch.__version__.split("+")[0] or versions["torch"].startswith(torch.__version__[:4])
     assert "monai" in versions and "snakemake" not in versions
 
 
 def test_after_a_code_change_training_really_retrains(tiny, tmp_path, caplog, monkeypatch):
-    import usseg.train as train_module
+    import usseg.training.job as job_module
 
     cfg = tiny_config()
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
@@ -332,7 +341,7 @@ def test_after_a_code_change_training_really_retrains(tiny, tmp_path, caplog, mo
     epochs_run: list[int] = []
     run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
     assert epochs_run == [], "unchanged code and settings: the finished checkpoint is reused"
-    monkeypatch.setattr(train_module, "training_code_digest", lambda: "another version of the code")
+    monkeypatch.setattr(job_module, "training_code_digest", lambda exp: "another version of the code")
     caplog.set_level(logging.INFO, logger="usseg.train")
     caplog.set_level(logging.INFO, logger="usseg.epochs")  # the epoch lines
     run_training(cfg, "liver_unet", tiny, out, ckpt, on_epoch_end=epochs_run.append)
@@ -361,9 +370,27 @@ def test_a_corrupt_checkpoint_is_set_aside_and_training_restarts(tiny, tmp_path,
 
 
 def test_a_non_finite_loss_stops_training_with_a_message(tiny, tmp_path, monkeypatch):
-    import usseg.train as train_module
+    import usseg.training.loop as train_module
 
     monkeypatch.setattr(train_module, "train_step", lambda *a, **k: (float("nan"), 4))
     with pytest.raises(train_module.TrainingError, match=r"liver_unet: epoch 1/2, batch 1: the training loss is nan"):
         run_training(tiny_config(), "liver_unet", tiny, tmp_path / "out", tmp_path / "ckpt")
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_several_trainings_in_one_process_give_each_one_s_model_alone(tiny, tmp_path):
+    # usseg.train.train_many (the gap study's seeds and folds in one job): each training seeds every
+    # global RNG itself and uses its experiment's threads, so what ran before it changes nothing.
+    from usseg.train import TrainingRun, train_many
+
+    cfg = tiny_config()
+    weighted = Experiment.from_config(cfg, "multiorgan_unet_weighted").with_settings(seed=3)
+    data_ = prepared(cfg, tiny)
+    train_experiment(weighted, data_, tmp_path / "alone", tmp_path / "ckpt_alone")
+    other = Experiment.from_config(cfg, "liver_unet").with_settings(threads=2, model={
+        **cfg["experiment_defaults"]["model"], "dropout": 0.2})
+    train_many([TrainingRun(other, data_, tmp_path / "first", tmp_path / "ckpt_first"),
+                TrainingRun(weighted, data_, tmp_path / "many", None)])
+    assert torch.get_num_threads() == 1  # the weighted experiment's, set again after the other's 2
+    assert _same_weights(_weights(tmp_path / "alone"), _weights(tmp_path / "many"))
+    assert (tmp_path / "alone" / "history.csv").read_bytes() == (tmp_path / "many" / "history.csv").read_bytes()

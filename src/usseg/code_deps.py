@@ -153,6 +153,83 @@ def module_code_files(dotted: str, package_dir: str | Path = SRC_ROOT) -> list[P
     return code_files(found, package_dir)
 
 
+def _modules_named(tree: ast.AST, current: str, is_package: bool, package_dir: Path) -> set[str]:
+    """The usseg modules a file's import statements load, each named by its deepest module: `from usseg
+    import train` names usseg.train, `from usseg.config import x` names usseg.config."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if module_file(a.name, package_dir) is not None)
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve_from(node, current, is_package)
+            for alias in node.names:
+                if module_file(f"{target}.{alias.name}", package_dir) is not None:
+                    found.add(f"{target}.{alias.name}")
+                elif module_file(target, package_dir) is not None:
+                    found.add(target)
+    found.discard(current)
+    return found
+
+
+def _resolve_from(node: ast.ImportFrom, current: str, is_package: bool) -> str:
+    """The module a `from ... import` statement imports from (relative imports resolved)."""
+    if not node.level:
+        return node.module or ""
+    base = current.split(".")
+    if not is_package:
+        base = base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph(package_dir: str | Path = SRC_ROOT) -> dict[str, set[str]]:
+    """Every usseg module and the usseg modules its import statements name (lazy ones included)."""
+    package_dir = Path(package_dir).resolve()
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        name = _module_name(path, package_dir)
+        if name is None or "__pycache__" in path.parts:
+            continue
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        graph[name] = _modules_named(tree, name, path.name == "__init__.py", package_dir)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of `graph` (its strongly connected components of more than one module), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
 def code_digest(files: list[Path], package_dir: str | Path = SRC_ROOT) -> str:
     """sha256 over the files' paths (relative to the package) and contents: one fingerprint of that code."""
     package_dir = Path(package_dir).resolve()

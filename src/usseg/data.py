@@ -1,41 +1,40 @@
-"""Datasets and transforms for training and evaluation.
+"""The prepared dataset every stage reads: tables, label files and the images at an experiment's size.
 
 Images are read as grayscale float in [0, 1]; labels come from the cached
 ``results/labels/{image_id}.npy`` arrays (palette indices at the original
 size, never re-decoded from colour masks) and are mapped to an experiment's
-output classes with `Experiment.label_lookup` (usseg.experiment).
-
-As in the MONAI tutorials, the deterministic transforms (load, map, resize)
-are kept apart from the random ones (flip, noise, contrast) so that a
-`CacheDataset` computes the first once and only the second runs per epoch.
+output classes with `Experiment.label_lookup` (usseg.experiment). The images
+and labels at an image size come from the prepared arrays
+(usseg.prepared_arrays, rule prepare_arrays), made once per size.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Mapping, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from monai.data import CacheDataset
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MapTransform,
-    RandAdjustContrastd,
-    RandFlipd,
-    RandGaussianNoised,
-    Resized,
-)
 
 from usseg import contracts
 from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
-from usseg.errors import DataError
 from usseg.images import load_grayscale
+from usseg.prepared_arrays import (
+    ImageArrays,
+    built_arrays,
+    read_arrays,
+    read_label_array,
+    resize_nearest,
+)
+
+log = logging.getLogger("usseg.data")
+
+# load_grayscale and resize_nearest are read as usseg.data's by the evaluation.
+__all__ = ["IMAGE", "LABEL", "PreparedData", "load_grayscale", "load_labels", "resize_nearest", "split_records"]
 
 IMAGE = "image"
 LABEL = "label"
@@ -49,40 +48,7 @@ def load_labels(path: str | Path, lut: np.ndarray, shape: Sequence[int] | None =
 
     `shape`, when given, is the (H, W) of the image the labels belong to.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: label array missing; run the decode_masks step first.")
-    labels = np.load(path, allow_pickle=False)
-    if labels.ndim != 2:
-        raise DataError(
-            f"{path}: expected a 2-D label array, got shape {labels.shape}; the label cache is stale or "
-            "was written by another tool. Delete results/labels/ and re-run the decode_masks step."
-        )
-    if labels.dtype != np.uint8:
-        raise DataError(
-            f"{path}: expected uint8 class indices, got dtype {labels.dtype}; the label cache is stale or "
-            "was written by another tool. Delete results/labels/ and re-run the decode_masks step."
-        )
-    if shape is not None and tuple(labels.shape) != tuple(shape):
-        raise DataError(
-            f"{path}: the label array is {labels.shape[0]}x{labels.shape[1]} (height x width) but its image is "
-            f"{shape[0]}x{shape[1]}; the label cache is stale. Delete results/labels/ and re-run the "
-            "decode_masks step."
-        )
-    if labels.size and int(labels.max()) >= len(lut):
-        raise DataError(
-            f"{path}: label value {int(labels.max())} is not a palette index (the palette has {len(lut)} classes)."
-        )
-    return lut[labels]
-
-
-def resize_nearest(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map, sampling pixel centres (torch's 'nearest-exact')."""
-    h, w = labels.shape
-    H, W = int(shape[0]), int(shape[1])
-    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
-    return labels[rows[:, None], cols[None, :]]
+    return np.asarray(lut)[read_label_array(Path(path), shape, len(lut))]
 
 
 @dataclass(frozen=True)
@@ -92,7 +58,9 @@ class PreparedData:
     dataset: config.yaml's dataset section (typed); root: the dataset root the manifest found and recorded
     (results/dataset_root.json); manifest_csv, splits_csv, labels_dir: results/manifest.csv, the
     split (results/splits.csv or a gap-study split), results/labels/; fov_threshold:
-    diagnostics.fov_threshold, the grey level that bounds the fan for the remedies that act inside it.
+    diagnostics.fov_threshold, the grey level that bounds the fan for the remedies that act inside it;
+    arrays_file: results/prepared/{height}x{width}.safetensors (rule prepare_arrays), the images and labels
+    at one size, or None: `arrays` then builds them in memory from the files.
     """
 
     dataset: DatasetSpec
@@ -101,6 +69,7 @@ class PreparedData:
     splits_csv: Path
     labels_dir: Path | None  # None for a stage that reads no label (the domain check)
     fov_threshold: int | None = None  # None for a stage that runs no remedy
+    arrays_file: Path | None = None  # the prepared arrays at the experiment's image size, when made
 
     def __post_init__(self):
         # The raw section (a rule's `dataset` param, a test's dict) is read through its typed view.
@@ -109,14 +78,17 @@ class PreparedData:
     @classmethod
     def from_rule(cls, inputs, params) -> PreparedData:
         """From a rule's named inputs root (the manifest's record of the dataset root), manifest, splits and,
-        when it reads labels, labels; and its params dataset and, when it runs remedies, fov_threshold:
+        when it reads labels, labels; when it reads images at an experiment's size, arrays (the prepared
+        arrays); and its params dataset and, when it runs remedies, fov_threshold:
         `PreparedData.from_rule(snakemake.input, snakemake.params)`."""
         from usseg.dataset_root import read_dataset_root
 
         labels = getattr(inputs, "labels", None)
+        arrays = getattr(inputs, "arrays", None)
         fov_threshold = getattr(params, "fov_threshold", None)
         return cls(params.dataset, read_dataset_root(inputs.root), Path(inputs.manifest), Path(inputs.splits),
-                   None if labels is None else Path(labels), None if fov_threshold is None else int(fov_threshold))
+                   None if labels is None else Path(labels), None if fov_threshold is None else int(fov_threshold),
+                   None if arrays is None else Path(arrays))
 
     @property
     def fan_threshold(self) -> int:
@@ -131,8 +103,20 @@ class PreparedData:
         """splits.csv joined with manifest.csv (usseg.contracts.read_split_table), read once."""
         return contracts.read_split_table(self.manifest_csv, self.splits_csv)
 
+    def arrays(self, size: Sequence[int]) -> ImageArrays:
+        """Every manifest image (and its palette labels) at `size`: the prepared file when this stage was
+        given the one of that size, else built in memory from the files (the same numbers; cached per process)."""
+        size = (int(size[0]), int(size[1]))
+        if self.arrays_file is not None:
+            arrays = read_arrays(self.arrays_file)
+            if arrays.size == size:
+                return arrays
+            log.info("%s holds the images at %dx%d, not %dx%d: reading them from the files", self.arrays_file,
+                     *arrays.size, *size)
+        return built_arrays(self.root, self.manifest_csv, self.labels_dir, size, len(self.dataset.class_names))
+
     def records(self, split: str, modalities: Sequence[str] | None = None) -> list[dict]:
-        """Records (dicts for the MONAI transforms) of one split, optionally of some modalities only."""
+        """Records (image and label paths, ids, subject, modality) of one split, optionally of some modalities only."""
         if self.labels_dir is None:
             raise ValueError("PreparedData without labels_dir has no records to train or score on")
         return split_records(self.table, split, modalities, self.root, self.labels_dir)
@@ -145,7 +129,7 @@ def split_records(
     root: Path,
     labels_dir,
 ) -> list[dict]:
-    """Records (dicts for the MONAI transforms) of one split, optionally restricted to modalities."""
+    """Records (image and label paths, ids, subject, modality) of one split, optionally restricted to modalities."""
     rows = table[table["split"] == split]
     if modalities is not None:
         rows = rows[rows["modality"].isin(list(modalities))]
@@ -170,89 +154,3 @@ def describe_split_counts(table: pd.DataFrame, modalities: Sequence[str]) -> str
         inner = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no rows"
         parts.append(f"{mod}: {inner}")
     return "; ".join(parts)
-
-
-# ----------------------------------------------------------------------------- transforms
-
-
-class LoadGrayscaled(MapTransform):
-    """Path -> (1, H, W) float32 array in [0, 1]."""
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = load_grayscale(d[key])[None]
-        return d
-
-
-class LoadLabelsd(MapTransform):
-    """Path of a cached palette-index .npy -> (1, H, W) float32 output-class indices."""
-
-    def __init__(self, keys, lut: np.ndarray, allow_missing_keys: bool = False):
-        super().__init__(keys, allow_missing_keys)
-        self.lut = np.asarray(lut, dtype=np.uint8)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        image = d.get(IMAGE)
-        shape = image.shape[-2:] if isinstance(image, np.ndarray) else None  # loaded first
-        for key in self.key_iterator(d):
-            # float: MONAI's resize works on floats; nearest-exact keeps the values integral.
-            d[key] = load_labels(d[key], self.lut, shape)[None].astype(np.float32)
-        return d
-
-
-def deterministic_transforms(image_size: Sequence[int], lut: np.ndarray | None, with_label: bool = True) -> list:
-    """Load, map labels, resize image (bilinear, anti-aliased) and label (nearest) to image_size (H, W)."""
-    size = tuple(int(s) for s in image_size)
-    tf = [LoadGrayscaled(keys=IMAGE)]
-    if with_label:
-        tf.append(LoadLabelsd(keys=LABEL, lut=lut))
-    tf.append(Resized(keys=IMAGE, spatial_size=size, mode="bilinear", anti_aliasing=True))
-    if with_label:
-        tf.append(Resized(keys=LABEL, spatial_size=size, mode="nearest-exact"))
-    return tf
-
-
-def random_transforms(aug: Mapping) -> list:
-    """Augmentation from an experiment's augmentation block. Flips are left-right only: depth runs
-    down the image and an upside-down ultrasound frame is not a plausible input."""
-    keys = [IMAGE, LABEL]
-    tf = []
-    if aug.get("flip_prob", 0) > 0:
-        tf.append(RandFlipd(keys=keys, prob=aug["flip_prob"], spatial_axis=1))
-    if aug.get("noise_prob", 0) > 0 and aug.get("noise_std", 0) > 0:
-        tf.append(RandGaussianNoised(keys=IMAGE, prob=aug["noise_prob"], std=aug["noise_std"]))
-    if aug.get("contrast_prob", 0) > 0:
-        tf.append(RandAdjustContrastd(keys=IMAGE, prob=aug["contrast_prob"], gamma=tuple(aug["contrast_gamma"])))
-    return tf
-
-
-def _to_plain_tensors(keys) -> EnsureTyped:
-    # Plain tensors, not MetaTensors: the training loop needs no affine metadata
-    # and collating metadata costs time on every batch.
-    return EnsureTyped(keys=keys, track_meta=False, dtype=torch.float32)
-
-
-def build_dataset(
-    records: list[dict], image_size: Sequence[int], augmentation: Mapping, lut: np.ndarray, augment: bool,
-    cache_workers: int | None = None, remedy: tuple[list, list] = ([], []),
-) -> CacheDataset:
-    """CacheDataset: deterministic transforms cached once, random ones (if `augment`) per access.
-
-    image_size, augmentation: the experiment's (Experiment.image_size, .augmentation).
-
-    `remedy`: (cached, random) transforms of the experiment's remedy
-    (usseg.remedies.wiring.training_transforms), after the resize and after the augmentation.
-    """
-    tf = deterministic_transforms(image_size, lut) + list(remedy[0])
-    if augment:
-        tf += random_transforms(augmentation) + list(remedy[1])
-    tf.append(_to_plain_tensors([IMAGE, LABEL]))
-    return CacheDataset(
-        data=records,
-        transform=Compose(tf),
-        cache_rate=1.0,
-        num_workers=cache_workers,  # threads; None = one per CPU
-        progress=False,
-    )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from monai.transforms import Compose
+import torch
 from scipy import ndimage
 
 from usseg import composite, contracts, data, evaluation_figures, intervals, metrics, splits
@@ -39,7 +39,7 @@ from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
 from usseg.figure_text import MAX_WIDTH_IN, save_png
 from usseg.models import load_predictor, resolve_device
-from usseg.remedies import wiring
+from usseg.training import remedy as wiring
 
 log = logging.getLogger("usseg.evaluate")
 
@@ -92,6 +92,7 @@ def evaluate_experiment(
     evaluation: dict | None = None,
     test_sets=None,
     predictor=None,
+    figures: bool = True,
 ) -> dict:
     """Evaluate `model_path` on the prepared data's images of split `test_set`; write outputs, return the summary.
 
@@ -102,12 +103,15 @@ def evaluate_experiment(
     with like across test sets. `predictor`: where the label maps come from
     (default: the usseg model at `model_path`); any object with `class_names`,
     `image_size` and either `predict(images)` or `predict_records(records)`,
-    such as a FilesPredictor reading another tool's predictions.
+    such as a FilesPredictor reading another tool's predictions. `figures`: write confusion.png and
+    overlays.png (False: the numbers only, for the gap study's many evaluations).
     """
     if not is_test_set(test_set):
         raise UssegError(
             f"test set {test_set!r} is not a test split: test sets are named test_<modality> (docs/contracts.md)."
         )
+    # Speed and determinism: a network predicts with its experiment's threads (not the job's share of the cores).
+    torch.set_num_threads(exp.threads)
     settings = {**DEFAULT_EVALUATION, **(evaluation or {})}
     tolerance = float(settings["nsd_tolerance_px"])
     min_area = int(settings["min_reference_area_px"])
@@ -132,12 +136,14 @@ def evaluate_experiment(
                         f"{exp.name} on.")
 
     size_exp = exp.with_settings(image_size=[int(s) for s in predictor.image_size])
-    preprocess = Compose(data.deterministic_transforms(size_exp.image_size, lut, with_label=False))
+
+    # Speed: the test images at the model's size come from the prepared arrays (made once per size).
+    def preprocess(chunk):
+        return prepared.arrays(size_exp.image_size).take([r["image_id"] for r in chunk]).images
+
     # The experiment's remedy (docs/remedies.md): normalised test images, batch-norm adaptation.
     predictor, prepare = wiring.prediction_remedy(
-        size_exp, predictor, test_set, prepared,
-        test_images=lambda: np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0]
-                                      for r in records]),
+        size_exp, predictor, test_set, prepared, test_images=lambda: preprocess(records),
     )
     fg = list(range(1, len(class_names)))
     fg_names = class_names[1:]
@@ -232,10 +238,11 @@ def evaluate_experiment(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
     write_confusion(confusion, class_names, out_dir / "confusion.csv")
-    evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
-                                      out_dir / "confusion.png")
-    plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
-                  out_dir / "overlays.png", scored)
+    if figures:
+        evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
+                                          out_dir / "confusion.png")
+        plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
+                      out_dir / "overlays.png", scored)
     log.info("experiment %s on %s: %d images, %s over %s: %s%s", exp.name, test_set, len(records), composite.NAME,
              ", ".join(shared_names) or "no class", intervals.describe(fg_iv),
              f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "")
@@ -313,8 +320,7 @@ def _predict(predictor, records, preprocess, prepare) -> list[np.ndarray]:
     experiment's remedy), a predictor that reads its own files the records."""
     if hasattr(predictor, "predict_records"):
         return predictor.predict_records(records)
-    images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in records])
-    return predictor.predict(prepare(images))
+    return predictor.predict(prepare(preprocess(records)))
 
 
 class FilesPredictor:

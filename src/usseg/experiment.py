@@ -223,8 +223,16 @@ class Experiment:
         return str(self.settings.get("device", "auto"))
 
     @property
-    def num_workers(self) -> int:
-        return int(self.settings.get("num_workers", 0))
+    def threads(self) -> int:
+        """The CPU threads a training uses: a setting (in the fingerprint), never the machine's core count,
+        so the same config gives the same model on a laptop and on a cluster node."""
+        return int(self.settings.get("threads", 1))
+
+    @property
+    def early_stopping_patience(self) -> int | None:
+        """early_stopping.patience: stop after this many epochs without a better validation Dice (None: never)."""
+        value = (self.settings.get("early_stopping") or {}).get("patience")
+        return None if value is None else int(value)
 
     @property
     def forest(self) -> ForestSettings:

@@ -31,7 +31,6 @@ import pandas as pd
 
 from usseg import composite, contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
-from usseg.dataset_root import dataset_file
 from usseg.errors import DataError
 from usseg.experiment import Experiment
 from usseg.remedies import gap_stats
@@ -270,15 +269,12 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
 
     Images at the experiment's image_size; at most `max_images` per domain (a seeded sample).
     """
-    from usseg.remedies import (  # late: MONAI transforms
-        domain_check,
-        style,
-        transforms,
-        wiring,
-    )
+    # Late: MONAI transforms.
+    from usseg.remedies import domain_check, transforms
+    from usseg.training import remedy as wiring
 
     remedy = exp.remedy
-    table, root, fov_threshold = prepared.table, prepared.root, prepared.fan_threshold
+    table, fov_threshold = prepared.table, prepared.fan_threshold
     bank = None
     if remedy.name in ("histogram_matching", "fda"):
         bank = wiring.target_bank(exp, remedy, prepared)
@@ -292,15 +288,14 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
         rows = rows.sort_values("image_id", kind="stable")
         return rows.iloc[np.sort(rng.choice(len(rows), max_images, replace=False))] if len(rows) > max_images else rows
 
-    src_rows = sample(table[(table["modality"] != target) & (table["split"] == "train")])
-    tgt_rows = sample(table[table["modality"] == target])
-    load = style.TargetBank.from_files
-    src = load([dataset_file(root, p) for p in src_rows["image_path"]], exp.image_size, fov_threshold).images
-    tgt = load([dataset_file(root, p) for p in tgt_rows["image_path"]], exp.image_size, fov_threshold).images
-    # from_files sorts the paths; keep the subjects in the same order.
-    src_subj = src_rows.assign(p=[str(dataset_file(root, p)) for p in src_rows["image_path"]]).sort_values("p")["subject_id"]
-    tgt_subj = tgt_rows.assign(p=[str(dataset_file(root, p)) for p in tgt_rows["image_path"]]).sort_values("p")["subject_id"]
-    out = domain_check.domain_auc(src, list(src_subj.astype(str)), tgt, list(tgt_subj.astype(str)), *fns,
+    # In image-path order (the order the earlier file-reading version used), from the prepared arrays.
+    src_rows = sample(table[(table["modality"] != target) & (table["split"] == "train")]).sort_values("image_path")
+    tgt_rows = sample(table[table["modality"] == target]).sort_values("image_path")
+    arrays = prepared.arrays(exp.image_size)
+    src = arrays.take(list(src_rows["image_id"])).images
+    tgt = arrays.take(list(tgt_rows["image_id"])).images
+    out = domain_check.domain_auc(src, list(src_rows["subject_id"].astype(str)), tgt,
+                                  list(tgt_rows["subject_id"].astype(str)), *fns,
                                   folds=folds, seed=seed, fov_threshold=fov_threshold)
     out["remedy"] = remedy.name
     return out

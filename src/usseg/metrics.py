@@ -17,9 +17,12 @@ docs/experiments.md):
   class's summary is the mean over subjects of each subject's mean over its
   images (`subject_means`); its interval is in usseg.intervals.
 - Normalised surface Dice (NSD, at a tolerance in pixels) and the 95th
-  percentile Hausdorff distance (HD95, in pixels) come from MONAI's
-  implementations, per class per image, with the same NaN rules as Dice for
-  NSD (0 when only one side has the class). HD95 is NaN unless both the
+  percentile Hausdorff distance (HD95, in pixels) are MONAI's definitions
+  (compute_surface_dice, compute_hausdorff_distance: edge pixels by binary
+  erosion, exact Euclidean distances between edge pixels), computed here in
+  one pass per class, number for number the same (tests/test_metrics.py
+  compares them with MONAI's), about ten times faster; per class per image,
+  with the same NaN rules as Dice for NSD (0 when only one side has the class). HD95 is NaN unless both the
   reference and the prediction have the class: a missed organ has no
   distance, so it is counted (present but missed) instead; beside it,
   `hd95_with_misses` puts a miss or a false positive at the worst value, the
@@ -30,12 +33,12 @@ docs/experiments.md):
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+from scipy import ndimage
+from scipy.spatial import KDTree
 
 # Fewer subjects than this and a test set's estimates are flagged unstable:
 # with 4 subjects one easy or hard patient moves every number. 5 matches the diagnostics' fail threshold for
@@ -97,14 +100,31 @@ def is_unstable(n_subjects: int) -> bool:
     return n_subjects < MIN_SUBJECTS_FOR_STABLE_CI
 
 
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """Edge pixels of a boolean mask as MONAI's get_mask_edges finds them: the mask minus its binary
+    erosion (cross-shaped, outside the image counts as background)."""
+    return ndimage.binary_erosion(mask) ^ mask
+
+
+def _edge_distances(from_edges: np.ndarray, to_edges: np.ndarray) -> torch.Tensor:
+    """Distance from each edge pixel of one mask to the nearest of the other's (float32, as MONAI's
+    get_surface_distance: a KD-tree over the edge coordinates)."""
+    to_coords = np.argwhere(to_edges).astype(np.float64)
+    from_coords = np.argwhere(from_edges).astype(np.float64)
+    return torch.from_numpy(KDTree(to_coords, leafsize=32).query(from_coords, k=1)[0]).float()
+
+
 def surface_metrics_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[int],
                               tolerance_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """(NSD, HD95) of each class in `classes` between label maps of the same shape, by MONAI.
+    """(NSD, HD95) of each class in `classes` between label maps of the same shape (MONAI's definitions).
 
     NSD: NaN when the class is in neither map, 0 when in only one (a miss or a
-    false positive), else MONAI's compute_surface_dice at `tolerance_px`.
-    HD95: MONAI's compute_hausdorff_distance(percentile=95) in pixels when both
-    maps have the class, NaN otherwise.
+    false positive), else the share of both maps' edge pixels within
+    `tolerance_px` of the other map's edge (MONAI's compute_surface_dice).
+    HD95: the larger of the two directed 95th percentiles of the edge distances
+    in pixels (MONAI's compute_hausdorff_distance(percentile=95)) when both maps
+    have the class, NaN otherwise. Each class is cropped to the box around both
+    masks (plus one pixel) first, as MONAI does; distances do not change.
     """
     pred = np.asarray(pred)
     ref = np.asarray(ref)
@@ -120,14 +140,14 @@ def surface_metrics_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequen
         if has_p != has_r:
             nsd[i] = 0.0
             continue
-        # One-class one-hot maps of shape (batch 1, channel 1, H, W).
-        tp = torch.from_numpy(p[None, None])
-        tr = torch.from_numpy(r[None, None])
-        with warnings.catch_warnings():
-            # MONAI 1.5+ warns about an argument its own code passes internally.
-            warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
-            nsd[i] = float(compute_surface_dice(tp, tr, [float(tolerance_px)], include_background=True)[0, 0])
-            hd95[i] = float(compute_hausdorff_distance(tp, tr, include_background=True, percentile=95)[0, 0])
+        rows, cols = np.nonzero(p | r)
+        box = (slice(max(rows.min() - 1, 0), rows.max() + 2), slice(max(cols.min() - 1, 0), cols.max() + 2))
+        edges_p, edges_r = _edges(p[box]), _edges(r[box])
+        d_pr, d_rp = _edge_distances(edges_p, edges_r), _edge_distances(edges_r, edges_p)
+        # The same tensor arithmetic as MONAI (float32), so the numbers match to the last bit.
+        correct = torch.sum(d_pr <= float(tolerance_px)) + torch.sum(d_rp <= float(tolerance_px))
+        nsd[i] = float(correct / (len(d_pr) + len(d_rp)))
+        hd95[i] = float(torch.max(torch.stack([torch.quantile(d_pr, 0.95), torch.quantile(d_rp, 0.95)])))
     return nsd, hd95
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.networks.nets import BasicUNetPlusPlus, UNet
 from torch import nn
 
 from usseg import checkpoint, rerun
@@ -74,6 +73,9 @@ class _FirstOutput(nn.Module):
 def build_network(model: ModelSettings | Mapping, n_classes: int, image_size=None, where: str = "model") -> nn.Module:
     """The network described by an experiment's model block (typed, or as a model file records it),
     1 input channel (grayscale), n_classes outputs."""
+    # Late: MONAI takes seconds to import, and a job that reads a forest needs none of it.
+    from monai.networks.nets import BasicUNetPlusPlus, UNet
+
     if isinstance(model, Mapping):
         model = ModelSettings.from_mapping(model)
     name = model.name

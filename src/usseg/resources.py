@@ -1,16 +1,22 @@
-"""What a training job asks of the machine: its threads and the GPU token.
+"""What a job asks of the machine: its share of the cores and the GPU token.
 
-The train rule (rules/train.smk) calls these when Snakemake builds the DAG.
-Threads scale with the cores Snakemake was given, so a bigger machine trains
-faster; the `gpu` token is asked for only by a training that will really run on
-a GPU, so on a CPU-only machine trainings run side by side instead of waiting
-for a GPU that is not there.
+The rules call these when Snakemake builds the DAG. A job's thread count is
+not derived from the cores Snakemake was given: a training uses its
+experiment's `threads` setting (part of its fingerprint), so the same config
+gives the same numbers on any machine. What the cores decide is how many jobs
+run side by side, and `cpu_slots` keeps that at most the number of CPUs there
+are, also when --cores asks for more (`make report` passes --cores 8; on a
+2-core laptop eight jobs at once would only slow every one of them). The `gpu`
+token is asked for only by a training that will really run on a GPU, so on a
+CPU-only machine trainings run side by side instead of waiting for a GPU that
+is not there.
 """
 
 from __future__ import annotations
 
 import functools
 import glob
+import math
 import os
 
 
@@ -23,15 +29,17 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def train_threads(cores: int, cpus: int | None = None) -> int:
-    """Half the cores (at least one): two trainings fit side by side on a CPU-only
-    machine, and beside one GPU training the other half serves evaluation and
-    diagnostics. Snakemake never gives a job more than --cores. The cores count
-    at most as many as the CPUs there are (`cpus`, default available_cpus()):
-    `make report` passes --cores 8, and on a 2-core laptop two trainings of 4
-    threads each would oversubscribe the cores and slow every job."""
+def cpu_slots(threads: int, cores: int, cpus: int | None = None) -> int:
+    """The `threads:` a job using `threads` CPU threads declares to Snakemake, given --cores `cores` on a
+    machine with `cpus` CPUs (default available_cpus()).
+
+    Snakemake runs jobs side by side while their declared threads fit in --cores. Within the CPUs
+    there are, a job declares its own threads. Given more cores than CPUs (--cores 8 on 2), each job
+    declares ceil(cores / cpus) times its threads, so the jobs running at once use at most the CPUs
+    there are (here 2 one-thread jobs instead of 8). Snakemake caps a job at --cores."""
     cpus = available_cpus() if cpus is None else int(cpus)
-    return max(1, min(int(cores), cpus) // 2)
+    scale = max(1, math.ceil(int(cores) / max(cpus, 1)))
+    return max(1, min(int(cores), int(threads) * scale))
 
 
 @functools.cache

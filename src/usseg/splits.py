@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
 
 from usseg.contracts import (
     SET_ASIDE,
@@ -308,6 +307,10 @@ def _divide_train_val(out: pd.DataFrame, pool: np.ndarray, val_fraction: float, 
         return
     # At least one subject on each side: sklearn would otherwise fail or leave val empty.
     n_val = min(max(math.ceil(val_fraction * len(subjects)), 1), len(subjects) - 1)
+    # Late: scikit-learn costs most of a second to import, and only the split step needs it here
+    # (the evaluations read splits' helpers too).
+    from sklearn.model_selection import GroupShuffleSplit
+
     splitter = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
     # Sort first, so the result does not depend on the manifest's row order.
     train = train.sort_values("image_id", kind="stable")

@@ -16,6 +16,13 @@ its traceback and named as a bug; and, on success, the provenance record
 written to the rule's `provenance` output. A library function that takes all
 of a rule's named files (the report) gets them as a plain dict:
 `named_paths(snakemake.input)`.
+
+Threads: a rule's `threads:` is the job's share of --cores (a scheduling
+weight, rules/common.smk `cpu_share`), and Snakemake sets OMP_NUM_THREADS and
+the BLAS libraries' thread counts to it. A job's numbers must not depend on
+--cores, so every step computes with one thread in those libraries
+(`single_threaded_libraries`); a training or prediction then sets torch's
+threads from its config (an experiment's `threads`, nnunet.threads).
 """
 
 from __future__ import annotations
@@ -30,7 +37,20 @@ from pathlib import Path
 
 from usseg.errors import UssegError
 from usseg.provenance import provenance_record, write_provenance
-from usseg.training_log import EPOCH_LOGGER
+from usseg.training.history import EPOCH_LOGGER
+
+# The environment variables Snakemake sets to a job's threads (read by libraries loaded later).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def single_threaded_libraries() -> None:
+    """One thread in OpenMP and the BLAS libraries, loaded or not (see the module docstring)."""
+    from threadpoolctl import threadpool_limits
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    threadpool_limits(limits=1)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -164,6 +184,7 @@ def no_space_message(err: OSError) -> str:
 
 @contextmanager
 def snakemake_step(smk):
+    single_threaded_libraries()
     log_path = smk.log[0] if len(smk.log) else None
     with output_to_log(log_path) as console:
         configure_logging(log_path, console)

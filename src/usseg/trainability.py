@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from usseg import contracts
+from usseg.checks.nnunet_reference import reference_runs
 from usseg.experiment import Experiment
-from usseg.nnunet_reference import reference_runs
 from usseg.remedies.spec import gap_baseline
 
 

@@ -195,20 +195,15 @@ def model_input_histogram(image_path, fov: np.ndarray, image_size) -> np.ndarray
     """256-bin histogram (over [0, 1]) of the model's input inside the field of view.
 
     The input is made exactly as training and evaluation make it
-    (usseg.data.deterministic_transforms: grey levels / 255, bilinear
-    anti-aliased resize to `image_size`); no other normalisation is applied.
+    (usseg.prepared_arrays: grey levels / 255, bilinear anti-aliased resize to
+    `image_size`); no other normalisation is applied.
     The field of view is resized with the nearest neighbour.
     """
-    from usseg.data import (  # torch/MONAI: only when asked
-        IMAGE,
-        deterministic_transforms,
-        resize_nearest,
-    )
+    # MONAI's resize: only when asked.
+    from usseg.images import load_grayscale
+    from usseg.prepared_arrays import resize_image, resize_nearest
 
-    x = {IMAGE: str(image_path)}
-    for tf in deterministic_transforms(image_size, None, with_label=False):
-        x = tf(x)
-    img = np.asarray(x[IMAGE])[0]
+    img = resize_image(load_grayscale(image_path), image_size)
     inside = resize_nearest(fov.astype(np.uint8), img.shape).astype(bool)
     levels = np.clip(np.rint(img[inside] * 255), 0, 255).astype(np.int64)
     return np.bincount(levels, minlength=256).astype(np.int64)

@@ -106,7 +106,7 @@ def normalise_batch(images: np.ndarray, method: str = "percentile", low: float =
 class FieldOfViewd(MapTransform):
     """Adds the fan mask of `keys` (the image) as `fov_key`: a (1, H, W) bool array.
 
-    Deterministic, so a CacheDataset computes it once; the ultrasound
+    Deterministic, so training computes it once per image (usseg.training.batches); the ultrasound
     augmentations and the normalisation read it instead of recomputing it.
     """
 

@@ -1,6 +1,6 @@
 """Semi-supervised learning on unlabeled target frames (remedy 5).
 
-Two standard recipes, as building blocks of their training loops (usseg.semi_training):
+Two standard recipes, as building blocks of their training loops (usseg.training.semi):
 
 - Pseudo-label self-training (Lee, "Pseudo-label", 2013): a teacher's
   softmax on an unlabeled frame gives a label per pixel, kept only where the

@@ -17,17 +17,59 @@ transforms' signatures, not from a second list.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from usseg.errors import ConfigError
 
 # Parsing only: the transforms these settings describe are built by
 # usseg.remedies.transforms. The remedy modules import MONAI and torch
 # (seconds): the few checks that ask them (allowed values, a transform's
-# settings) import them inside the function, so that checking a config, which
+# settings) load them inside the function, so that checking a config, which
 # every Snakemake start-up and every SLURM job step does, stays fast.
+#
+# The remedy modules are loaded by name through `implementation` (never by an
+# import statement), from the table below: the code a job runs (usseg.code_deps
+# reads import statements) then holds only the families its experiment uses,
+# and `implementation_modules` adds those to a job's code inputs and to the
+# training fingerprint. Editing one remedy's module re-runs only the jobs of
+# the experiments that use it.
+IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
+    "fov_normalise": ("normalise",),
+    "histogram_matching": ("style",),
+    "fda": ("style",),
+    # The target frames' bank (style.TargetBank) and the adaptation.
+    "bn_adapt": ("tta", "style"),
+    "pseudo_label": ("semi", "style"),
+    "mean_teacher": ("semi", "style"),
+    # augmentation.ultrasound and augmentation.generic (family 2).
+    "ultrasound": ("us_augment",),
+    "generic": ("us_augment",),
+}
+IMPLEMENTATION_PACKAGE = "usseg.remedies"
+
+
+def implementation(module: str) -> ModuleType:
+    """The remedy module usseg.remedies.<module>, one of IMPLEMENTATIONS' (loaded by name, see above)."""
+    known = sorted({m for modules in IMPLEMENTATIONS.values() for m in modules})
+    if module not in known:
+        raise ValueError(f"{module!r} is not a remedy implementation module ({', '.join(known)})")
+    return importlib.import_module(f"{IMPLEMENTATION_PACKAGE}.{module}")
+
+
+def implementation_modules(remedy_block: Mapping | None, augmentation: Mapping | None) -> tuple[str, ...]:
+    """Dotted names of the remedy modules an experiment with these blocks can run (sorted, no repeats)."""
+    keys = [(remedy_block or {}).get("name", "none")]
+    augmentation = augmentation or {}
+    if augmentation.get("ultrasound"):
+        keys.append("ultrasound")
+    if augmentation.get("generic") not in (None, False):
+        keys.append("generic")
+    modules = {m for k in keys for m in IMPLEMENTATIONS.get(k, ())}
+    return tuple(f"{IMPLEMENTATION_PACKAGE}.{m}" for m in sorted(modules))
 
 
 @dataclass(frozen=True)
@@ -79,7 +121,7 @@ class BatchNormAdaptation:
 
 @dataclass(frozen=True)
 class PseudoLabel:
-    """Self-training (usseg.semi_training): the trained model (teacher) labels unlabeled target frames where
+    """Self-training (usseg.training.semi): the trained model (teacher) labels unlabeled target frames where
     it is confident; training then continues on the labeled images plus those frames."""
 
     name: str = "pseudo_label"
@@ -91,7 +133,7 @@ class PseudoLabel:
 
 @dataclass(frozen=True)
 class MeanTeacher:
-    """Mean teacher (usseg.semi_training): EMA teacher, consistency loss on unlabeled target frames."""
+    """Mean teacher (usseg.training.semi): EMA teacher, consistency loss on unlabeled target frames."""
 
     name: str = "mean_teacher"
     ema_decay: float = 0.99
@@ -116,13 +158,9 @@ NEEDS_TARGET_FRAMES = ("histogram_matching", "fda", "bn_adapt", "pseudo_label", 
 def _choices(key: str) -> tuple[str, ...] | None:
     """The values a remedy setting allows, from the module that implements them (None: any)."""
     if key == "method":
-        from usseg.remedies import normalise
-
-        return normalise.METHODS
+        return implementation("normalise").METHODS
     if key == "reference":
-        from usseg.remedies import style
-
-        return style.REFERENCES
+        return implementation("style").REFERENCES
     return ("unlabeled", "test") if key == "frames" else None
 
 
@@ -161,14 +199,10 @@ def _validate(spec, where: str) -> None:
     if isinstance(spec, FovNormalisation) and not 0 <= spec.low < spec.high <= 100:
         raise ConfigError(f"{where}.low = {spec.low}, {where}.high = {spec.high} must satisfy 0 <= low < high <= 100.")
     if isinstance(spec, FourierDomainAdaptation):
-        from usseg.remedies import style
-
         for b in (spec.beta if isinstance(spec.beta, tuple) else (spec.beta,)):
-            style.check_beta(b, f"{where}.beta")
+            implementation("style").check_beta(b, f"{where}.beta")
     if isinstance(spec, PseudoLabel):
-        from usseg.remedies import semi
-
-        semi.check_threshold(spec.threshold, f"{where}.threshold")
+        implementation("semi").check_threshold(spec.threshold, f"{where}.threshold")
     for key in ("prob", "ema_decay"):
         v = getattr(spec, key, None)
         if v is not None and not 0.0 <= v <= 1.0:
@@ -223,8 +257,7 @@ _WIRING = {"self", "keys", "fov_key", "fov_threshold", "allow_missing_keys"}
 
 def transform_settings(name: str) -> list[str]:
     """The settings an ultrasound transform accepts, read from its signature."""
-    from usseg.remedies import us_augment
-
+    us_augment = implementation("us_augment")
     params = inspect.signature(us_augment.ULTRASOUND_TRANSFORMS[name].__init__).parameters
     return [p for p in params if p not in _WIRING]
 
@@ -235,7 +268,7 @@ def parse_augmentation_extras(block: Mapping | None, where: str = "augmentation"
     us = block.get("ultrasound") or {}
     if not us and block.get("generic") in (None, False):
         return AugmentationExtras()
-    from usseg.remedies import us_augment
+    us_augment = implementation("us_augment")
 
     if not isinstance(us, Mapping):
         raise ConfigError(f"{where}.ultrasound must map transform names to settings, got {us!r}.")

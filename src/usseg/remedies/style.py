@@ -77,7 +77,7 @@ class TargetBank:
         if max_images is not None and len(paths) > int(max_images):
             rng = np.random.default_rng(seed)
             paths = sorted(rng.choice(paths, size=int(max_images), replace=False).tolist())
-        # The same resize as usseg.data.deterministic_transforms (bilinear, anti-aliased).
+        # The same resize as usseg.prepared_arrays.resize_image (bilinear, anti-aliased).
         resize = Resize(spatial_size=tuple(int(s) for s in image_size), mode="bilinear", anti_aliasing=True)
         images = [convert_to_numpy(resize(load_grayscale(p)[None]))[0] for p in paths]
         return cls.from_images(np.stack(images) if images else np.zeros((0, *image_size), np.float32), fov_threshold)

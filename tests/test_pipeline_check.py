@@ -11,14 +11,15 @@ import pytest
 
 from datasets import eval_summary
 from test_train import tiny_config
-from usseg import composite, pipeline_report
-from usseg.names import Names
-from usseg.pipeline_report import (
+from usseg import composite
+from usseg.checks import pipeline as pipeline_report
+from usseg.checks.pipeline import (
     PipelineFiles,
     pipeline_context,
     statements,
     subject_scores,
 )
+from usseg.names import Names
 from usseg.report import page
 from usseg.report.provenance_index import Artifact
 from usseg.report.sections import pipeline as pipeline_section
@@ -64,7 +65,7 @@ def _sanity(exp: str, overfit: float = 0.95, shuffled: float = 0.2, chance: floa
     above = shuffled - chance
     return {"experiment": exp, "status": "PASS" if overfit >= 0.8 and above <= 0.1 else "FAIL",
             "overfit": {"status": "PASS" if overfit >= 0.8 else "FAIL", "dice_mean": overfit, "min_dice": 0.8,
-                        "images": 4, "subjects": 4, "epochs": 500},
+                        "images": 4, "subjects": 4, "epochs": 500, "epochs_trained": 212},
             "shuffled_label": {"status": "PASS" if above <= 0.1 else "FAIL", "dice_mean_last_epoch": shuffled,
                                "chance_dice_mean": chance, "dice_above_chance": above, "max_dice_above_chance": 0.1,
                                "val_images": 32, "val_subjects": 2, "epochs": 8}}

@@ -1,8 +1,9 @@
 """Train the random-forest baseline: one fit on sampled pixels, scored on the validation images.
 
-The network's trainer is usseg.train; both write the same history.csv,
-timing.csv and curves (usseg.training_log) and a model.safetensors that
-usseg.models loads.
+The network's trainer is usseg.training.loop; both write the same history.csv,
+timing.csv and curves (usseg.training.history) and a model.safetensors that
+usseg.models loads. The forest reads the same images as the network (the
+prepared arrays at image_size, usseg.training.batches), without augmentation.
 """
 
 from __future__ import annotations
@@ -12,44 +13,38 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from monai.transforms import Compose
 
-from usseg import checkpoint, data, forest, metrics
+from usseg import checkpoint, forest, metrics
 from usseg.models import model_metadata
-from usseg.training_curves import plot_curves
-from usseg.training_log import epoch_line, write_history
+from usseg.training.curves import plot_curves
+from usseg.training.history import epoch_line, write_history
 
 if TYPE_CHECKING:
-    from usseg.train import TrainingJob
+    from usseg.training.batches import TrainingSet
+    from usseg.training.job import TrainingJob
 
 log = logging.getLogger("usseg.train")
 
 
-def train_forest(job: TrainingJob) -> None:
-    """Fit the forest of `job` (usseg.train.TrainingJob) and write its model, history and curves."""
+def _arrays(images: TrainingSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return list(images.images[:, 0].numpy()), list(images.labels[:, 0].numpy().astype(np.int64))
+
+
+def train(job: TrainingJob) -> None:
+    """Fit the forest of `job` (usseg.training.job.TrainingJob) and write its model, history and curves."""
     t0 = time.perf_counter()
     exp, class_names, weights, out_dir = job.exp, job.class_names, job.weights, job.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     settings = exp.forest
     seed = exp.seed
     n = len(class_names)
-    tf = Compose(data.deterministic_transforms(exp.image_size, job.lut))
-
-    def arrays(recs):
-        items = [tf(dict(r)) for r in recs]
-        return (
-            [np.asarray(it[data.IMAGE])[0] for it in items],
-            [np.asarray(it[data.LABEL])[0].astype(np.int64) for it in items],
-        )
-
-    train_imgs, train_labs = arrays(job.train_recs)
+    train_imgs, train_labs = _arrays(job.train)
     x, y = forest.sample_training_pixels(train_imgs, train_labs, settings.pixels_per_image, seed)
     class_weight = None
     if weights is not None:
         class_weight = {int(c): float(weights[c]) for c in np.unique(y)}
-    # As many tree-building threads as torch may use: Snakemake sets OMP_NUM_THREADS
-    # to the job's threads, and more would oversubscribe the cores.
-    rf = forest.fit_forest(x, y, settings, seed, class_weight=class_weight, n_jobs=torch.get_num_threads())
+    # The experiment's threads, as a network training uses (a config value, not the machine's cores).
+    rf = forest.fit_forest(x, y, settings, seed, class_weight=class_weight, n_jobs=exp.threads)
     arrs = forest.forest_to_arrays(rf, n)
     meta = model_metadata(
         exp, class_names, job.cfg_hash, epoch=1,
@@ -64,8 +59,8 @@ def train_forest(job: TrainingJob) -> None:
     predictor = forest.ForestPredictor(arrs, meta)
     train_loss = _log_loss(predictor.proba_from_features(x), y)
     n_fg = n - 1
-    if job.val_recs:
-        val_imgs, val_labs = arrays(job.val_recs)
+    if job.val is not None:
+        val_imgs, val_labs = _arrays(job.val)
         proba = predictor.predict_proba(np.stack(val_imgs))
         val_loss = _log_loss(proba.transpose(0, 2, 3, 1).reshape(-1, n), np.concatenate([v.ravel() for v in val_labs]))
         pred = proba.argmax(axis=1)
@@ -90,8 +85,8 @@ def train_forest(job: TrainingJob) -> None:
     write_history([row], class_names, out_dir / "history.csv")
     plot_curves([row], class_names, exp.name, 1, out_dir / "curves.png")
     log.info(
-        "experiment %s: random forest, %d trees, %d nodes, %d training pixels; %s",
-        exp.name, len(rf.estimators_), meta["forest"]["n_nodes"], len(y), epoch_line(row, 1, class_names),
+        "%s: random forest, %d trees, %d nodes, %d training pixels; %s",
+        job.name, len(rf.estimators_), meta["forest"]["n_nodes"], len(y), epoch_line(row, 1, class_names),
     )
 
 

@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from usseg.data import PreparedData
 
 # usseg.data (MONAI, torch) is imported where the export runs: the workflow
-# imports this module's neighbour usseg.nnunet_reference at every start-up.
+# imports this module's neighbour usseg.checks.nnunet_reference at every start-up.
 
-log = logging.getLogger("usseg.nnunet_export")
+log = logging.getLogger("usseg.checks.nnunet_export")
 
 FILE_ENDING = ".png"
 CHANNEL_SUFFIX = "_0000"
@@ -71,7 +71,7 @@ def dataset_json(dataset: DatasetSpec | Mapping, num_training: int) -> dict:
         "file_ending": FILE_ENDING,
         # PNGs would be read by this reader anyway; naming it keeps nnU-Net from guessing.
         "overwrite_image_reader_writer": "NaturalImage2DIO",
-        "description": "exported by usseg (usseg.nnunet_export); case ids are usseg image ids",
+        "description": "exported by usseg (usseg.checks.nnunet_export); case ids are usseg image ids",
     }
 
 

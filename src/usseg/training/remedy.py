@@ -1,9 +1,11 @@
 """An experiment's remedy applied in training and at prediction (docs/remedies.md, "Wiring").
 
 Training (usseg.train) asks `training_transforms` for the transforms the remedy
-and the augmentation extras add to usseg.data's pipeline; prediction
-(usseg.evaluate) asks `prediction_remedy` for the predictor and the image
-preparation. The unlabeled target frames every target-style, test-time or
+and the augmentation extras add to the training data (usseg.training.batches);
+prediction (usseg.evaluate) asks `prediction_remedy` for the predictor and the
+image preparation. The remedy modules themselves are loaded by name, only for
+the experiments that use them (usseg.remedies.spec.implementation). The
+unlabeled target frames every target-style, test-time or
 semi-supervised remedy reads are the rows of split `unlabeled` of the target
 modality whose subject is in no test set and that are not original test images
 (`target_frame_rows`): no test image, and no frame of a test patient, shapes the
@@ -13,19 +15,15 @@ model (except `bn_adapt` with `frames: test`, transductive by choice).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from monai.transforms import DeleteItemsd
 
 from usseg.contracts import UNLABELED, is_test_set
-from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.remedies import spec, style, transforms, tta
-from usseg.remedies.us_augment import FOV
+from usseg.remedies import spec, transforms
 
 if TYPE_CHECKING:
     from usseg.data import PreparedData
@@ -53,7 +51,9 @@ def target_frame_rows(table: pd.DataFrame, dataset: DatasetSpec | Mapping) -> pd
     return table[keep].sort_values("image_id", kind="stable")
 
 
-def _bank_paths(table, dataset: DatasetSpec, root: Path, what: str) -> list[str]:
+def bank_ids(table: pd.DataFrame, dataset: DatasetSpec, max_images: int | None, seed: int, what: str) -> list[str]:
+    """image_ids of a remedy's target frames: `target_frame_rows`, a seeded sample of at most `max_images`
+    (drawn over the frames in image-path order), in image-path order."""
     rows = target_frame_rows(table, dataset)
     if rows.empty:
         raise DataError(
@@ -61,14 +61,20 @@ def _bank_paths(table, dataset: DatasetSpec, root: Path, what: str) -> list[str]
             "(split 'unlabeled' in splits.csv, from subjects in no test set, not original test images) and there "
             "are none; remove this remedy or add unlabeled target images of subjects outside the test sets."
         )
-    return [str(dataset_file(root, p)) for p in rows["image_path"]]
+    rows = rows.sort_values("image_path", kind="stable")
+    if max_images is not None and len(rows) > int(max_images):
+        picked = np.random.default_rng(seed).choice(len(rows), size=int(max_images), replace=False)
+        rows = rows.iloc[np.sort(picked)]
+    return rows["image_id"].tolist()
 
 
-def target_bank(exp: Experiment, remedy, prepared: PreparedData) -> style.TargetBank:
-    """The remedy's bank of unlabeled target frames at the experiment's image size (a seeded sample)."""
-    paths = _bank_paths(prepared.table, prepared.dataset, prepared.root, f"experiment {exp.name}: remedy {remedy.name}")
-    return style.TargetBank.from_files(paths, exp.image_size, prepared.fan_threshold,
-                                       max_images=remedy.max_target_images, seed=exp.seed)
+def target_bank(exp: Experiment, remedy, prepared: PreparedData):
+    """The remedy's bank (usseg.remedies.style.TargetBank) of unlabeled target frames at the experiment's
+    image size (a seeded sample), from the prepared arrays."""
+    ids = bank_ids(prepared.table, prepared.dataset, remedy.max_target_images, exp.seed,
+                   f"experiment {exp.name}: remedy {remedy.name}")
+    images = prepared.arrays(exp.image_size).take(ids).images
+    return spec.implementation("style").TargetBank.from_images(images, prepared.fan_threshold)
 
 
 def training_frame_ids(exp: Experiment, table: pd.DataFrame, dataset: DatasetSpec) -> list[str]:
@@ -81,9 +87,10 @@ def training_frame_ids(exp: Experiment, table: pd.DataFrame, dataset: DatasetSpe
 def training_transforms(exp: Experiment, prepared: PreparedData) -> tuple[list, list]:
     """(cached, random) transforms the experiment's remedy and augmentation extras add to training.
 
-    The cached ones run once after the resize (the fan mask, the normalisation);
-    the random ones run per epoch after usseg.data.random_transforms. The fan
-    mask is dropped before batches are formed.
+    The cached ones run once per image at the start of training (the fan mask
+    "fov", the normalisation); the random ones run per image and epoch, after
+    the batch augmentation (usseg.training.batches). Both take and return dicts
+    of (1, H, W) arrays ("image", "label", "fov") and the record's "modality".
     """
     remedy = exp.remedy
     extras = spec.parse_augmentation_extras(exp.augmentation, f"{exp.where}.augmentation")
@@ -94,14 +101,7 @@ def training_transforms(exp: Experiment, prepared: PreparedData) -> tuple[list, 
     sources = dataset.source_modalities
     cached, rand = transforms.train_transforms(remedy, bank, sources, fov_threshold)
     rand = rand + transforms.augmentation_transforms(extras, exp.image_size, fov_threshold)
-    if cached or rand:
-        rand.append(DeleteItemsd(keys=FOV))
     return cached, rand
-
-
-def validation_transforms(cached: list) -> list:
-    """The cached transforms of `training_transforms` for validation images (no fan mask in batches)."""
-    return [*cached, DeleteItemsd(keys=FOV)] if cached else []
 
 
 def prediction_remedy(exp: Experiment, predictor, test_set: str, prepared: PreparedData,
@@ -123,6 +123,6 @@ def prediction_remedy(exp: Experiment, predictor, test_set: str, prepared: Prepa
             frames = test_images()
         else:
             frames = target_bank(exp, remedy, prepared).images
-        predictor = tta.adapt_predictor(predictor, prepare(frames), remedy.batch_size)
+        predictor = spec.implementation("tta").adapt_predictor(predictor, prepare(frames), remedy.batch_size)
     return predictor, prepare
 

@@ -1,7 +1,8 @@
 """What a training run writes besides its model: history.csv, timing.csv and the epoch line (the curves:
-usseg.training_curves).
+usseg.training.curves, apart because every rule's bridge, usseg.step, imports this module).
 
-Shared by the network's trainer (usseg.train) and the random forest's (usseg.forest_train).
+Shared by the network's trainer (usseg.training.loop), the semi-supervised ones (usseg.training.semi)
+and the random forest's (usseg.training.forest).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The training curves (curves.png): loss and validation Dice per epoch, drawn for the report.
 
-Apart from usseg.training_log, which every rule's bridge (usseg.step) imports:
+Apart from usseg.training.history, which every rule's bridge (usseg.step) imports:
 the figure code would otherwise be code of every rule.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from usseg.training_log import history_columns
+from usseg.training.history import history_columns
 
 
 def plot_curves(history: list[dict], class_names: list[str], name: str, best_epoch: int, path: Path) -> None:

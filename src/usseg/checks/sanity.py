@@ -2,20 +2,24 @@
 
 A model that fails on buggy code looks exactly like a model that fails on bad
 data. These checks run the experiment's OWN training code (`train.train_experiment`:
-its network, loss, optimizer, data loading and augmentation) on altered inputs
+its network, loss, optimizer, data path and augmentation) on altered inputs
 whose right answer is known, so a pipeline bug shows up as a FAIL whatever
 the data:
 
 - overfit a handful: trained on `sanity.overfit_images` training images only
-  (images that show at least one of the experiment's organs, spread over
-  subjects), the model must reach `sanity.overfit_min_dice` on those same
-  images (Dice of each organ over the handful's pixels pooled, averaged over
-  the organs). The Dice is scored the way evaluation predicts (the image's
-  deterministic preprocessing alone) against the cached label map at
-  image_size, not by the training loop, so a training data path that
-  disagrees with the labels (classes shifted, an augmentation that moves the
-  image but not the mask) cannot grade itself.
+  (images that show at least one of the experiment's organs at image_size,
+  spread over subjects), the model must reach `sanity.overfit_min_dice` on
+  those same images (Dice of each organ over the handful's pixels pooled,
+  averaged over the organs) within `sanity.overfit_epochs` epochs. The Dice is
+  scored the way evaluation predicts (the prepared image alone, the saved
+  model's predictor) against the cached label map at image_size, not by the
+  training loop, so a training data path that disagrees with the labels
+  (classes shifted, an augmentation that moves the image but not the mask)
+  cannot grade itself. It is scored after every epoch, and the training stops
+  as soon as the goal is reached (the answer is known): the result says after
+  how many epochs. A pipeline that cannot reach it trains all the epochs.
 - shuffled-label control: the same training with every training label map
+  (at image_size, so images of any original size can swap labels)
   given to another training image (of another subject where possible) must
   score near chance on validation. "Chance" is not zero on ultrasound, where
   organs sit in roughly the same place in every frame: it is the Dice of the
@@ -37,26 +41,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from monai.transforms import Compose
 from scipy import ndimage
 
-from usseg import contracts, data, metrics
+from usseg import contracts, metrics
 from usseg.contracts import UNLABELED
-from usseg.data import PreparedData
+from usseg.data import LABEL, PreparedData, load_labels, resize_nearest
 from usseg.dataset_root import dataset_file
 from usseg.errors import DataError
 from usseg.experiment import NETWORK_NAMES, Experiment
 from usseg.masks import load_mask_rgb
-from usseg.models import load_predictor, resolve_device
-from usseg.train import train_experiment
 
-log = logging.getLogger("usseg.sanity")
+log = logging.getLogger("usseg.checks.sanity")
 
 PASS, FAIL = "PASS", "FAIL"
 # Split name given to the rows a check leaves out of its training run.
@@ -66,15 +66,24 @@ UNUSED_SPLIT = "sanity_unused"
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def _train(exp: Experiment, prepared: PreparedData, splits_table: pd.DataFrame, work: Path,
-           labels_dir: Path | None = None) -> Path:
-    """Run the experiment's own training on `splits_table` (and `labels_dir`); return the output folder."""
+OVERFIT = "overfit a handful"
+SHUFFLED = "shuffled-label control"
+
+
+def _train(exp: Experiment, prepared: PreparedData, splits_table: pd.DataFrame | None, work: Path, check: str,
+           **kwargs) -> Path:
+    """Run the experiment's own training (no checkpoints: a scratch run) on `splits_table` (None: the
+    prepared split); return the output folder. kwargs go to train_experiment (arrays, stop_when)."""
+    # Late: MONAI and torch, for the two training checks only (not the label round trip).
+    from usseg.train import train_experiment
+
     work.mkdir(parents=True, exist_ok=True)
-    splits_csv = work / "splits.csv"
-    contracts.write_table(splits_table, splits_csv, contracts.SPLIT_COLUMNS)
-    run_data = dataclasses.replace(prepared, splits_csv=splits_csv, labels_dir=Path(labels_dir or prepared.labels_dir))
+    if splits_table is not None:
+        splits_csv = work / "splits.csv"
+        contracts.write_table(splits_table, splits_csv, contracts.SPLIT_COLUMNS)
+        prepared = dataclasses.replace(prepared, splits_csv=splits_csv)
     out = work / "out"
-    train_experiment(exp, run_data, out, work / "checkpoint")
+    train_experiment(exp, prepared, out, None, label=f"experiment {exp.name}, sanity check '{check}'", **kwargs)
     return out
 
 
@@ -119,46 +128,61 @@ def pick_handful(records: list[dict], n: int, seed: int) -> list[dict]:
 
 
 def overfit_handful(exp: Experiment, prepared: PreparedData, sanity_cfg: dict, work_dir) -> dict:
-    """Train exp on a few training images for sanity.overfit_epochs; score it on those same images."""
+    """Train exp on a few training images until it reaches sanity.overfit_min_dice on them (at most
+    sanity.overfit_epochs epochs); score it on those same images."""
+    from usseg.models import NetworkPredictor, load_predictor, resolve_device
+
     class_names = exp.class_names(prepared.dataset)
     lut = exp.label_lookup(prepared.dataset)
     splits_csv = prepared.splits_csv
+    arrays = prepared.arrays(exp.image_size)
     train_recs = prepared.records(contracts.TRAIN, exp.train_modalities)
     n_wanted = int(sanity_cfg["overfit_images"])
-    # Only images that show one of the experiment's organs: an empty label map
-    # has no Dice to reach.
-    with_organs = [r for r in train_recs if data.load_labels(r[data.LABEL], lut).any()]
+    # Only images that show one of the experiment's organs (at image_size, where it is scored): an
+    # empty label map has no Dice to reach.
+    maps = arrays.take([r["image_id"] for r in train_recs]).mapped_labels(lut) if train_recs else []
+    with_organs = [r for r, m in zip(train_recs, maps) if m.any()]
     handful = pick_handful(with_organs, n_wanted, int(sanity_cfg["seed"]))
     if not handful:
         raise DataError(
             f"{splits_csv}: no training image of experiment {exp.name} shows any of its organs "
             f"({', '.join(class_names[1:])}); the overfit check needs some."
         )
-    ids = {r["image_id"] for r in handful}
+    ids = [r["image_id"] for r in handful]
     splits = contracts.read_splits(splits_csv)
-    # Unlabeled frames stay: the remedies that read target frames (usseg.remedies.wiring) need them.
+    # Unlabeled frames stay: the remedies that read target frames (usseg.training.remedy) need them.
     kept = np.where(splits["split"] == UNLABELED, UNLABELED, UNUSED_SPLIT)
-    splits["split"] = np.where(splits["image_id"].isin(ids), "train", kept)
+    splits["split"] = np.where(splits["image_id"].isin(set(ids)), "train", kept)
     epochs = int(sanity_cfg["overfit_epochs"])
-    _train(exp.with_settings(epochs=epochs), prepared, splits, Path(work_dir) / "overfit")
-
-    # Scored outside the training loop, as evaluation predicts: the deterministic
-    # preprocessing of the image alone, against the cached label map resized
-    # (nearest) to image_size. At image_size, so that detail lost to the
-    # resolution (thin organs) does not count against the pipeline.
-    predictor = load_predictor(Path(work_dir) / "overfit" / "out" / "model.safetensors", device=resolve_device(exp))
-    preprocess = Compose(data.deterministic_transforms(exp.image_size, lut, with_label=False))
-    images = np.stack([np.asarray(preprocess({data.IMAGE: r[data.IMAGE]})[data.IMAGE])[0] for r in handful])
-    size = exp.image_size
-    refs = [data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in handful]
-    # Pooled over the handful's pixels: an organ that shows as a sliver of a few
-    # pixels in one image must not decide the check.
-    mean, per_class = pooled_dice(np.stack(list(predictor.predict(images))), np.stack(refs), len(class_names))
     threshold = float(sanity_cfg["overfit_min_dice"])
+
+    # Scored outside the training loop, as evaluation predicts: the prepared image
+    # alone, against the cached label map read from its file and resized here (not
+    # the training data path's labels, so that path cannot grade itself). At
+    # image_size, so that detail lost to the resolution (thin organs) does not count
+    # against the pipeline.
+    images = arrays.take(ids).images
+    refs = np.stack([resize_nearest(load_labels(r[LABEL], lut), exp.image_size) for r in handful])
+    device = resolve_device(exp)
+
+    def score(predictor) -> tuple[float, np.ndarray]:
+        # Pooled over the handful's pixels: an organ that shows as a sliver of a few
+        # pixels in one image must not decide the check.
+        return pooled_dice(np.stack(list(predictor.predict(images))), refs, len(class_names))
+
+    def reached(epoch, net):
+        mean, _ = score(NetworkPredictor(net, {"class_names": class_names, "image_size": exp.image_size}, device))
+        return f"Dice {mean:.3f} on the handful reaches {threshold:.2f}" if mean >= threshold else None
+
+    out = _train(exp.with_settings(epochs=epochs), prepared, splits, Path(work_dir) / "overfit", OVERFIT,
+                 stop_when=reached)
+    trained = len(pd.read_csv(out / "history.csv"))
+    mean, per_class = score(load_predictor(out / "model.safetensors", device=device))
     status = PASS if np.isfinite(mean) and mean >= threshold else FAIL
     message = (
-        f"trained on {len(handful)} training images for {epochs} epochs, the model reaches Dice {mean:.3f} on "
-        f"those same images (pixels pooled, mean over organs; needs {threshold:.2f})"
+        f"trained on {len(handful)} training images, the model reaches Dice {mean:.3f} on those same images "
+        f"(pixels pooled, mean over organs; needs {threshold:.2f}) "
+        + (f"after {trained} of at most {epochs} epochs" if status == PASS else f"in {trained} epochs")
     )
     if status == FAIL:
         message += (
@@ -174,6 +198,7 @@ def overfit_handful(exp: Experiment, prepared: PreparedData, sanity_cfg: dict, w
         "subjects": len({r["subject_id"] for r in handful}),
         "image_ids": sorted(ids),
         "epochs": epochs,
+        "epochs_trained": trained,
         "dice_mean": _round(mean),
         "dice_per_class": _per_class_dict(class_names, per_class),
         "min_dice": threshold,
@@ -270,30 +295,23 @@ def shuffled_label_control(exp: Experiment, prepared: PreparedData, sanity_cfg: 
     subject_of = {r["image_id"]: r["subject_id"] for r in train_recs}
     same_subject = sum(subject_of[a] == subject_of[b] for a, b in pairs.items())
 
-    # A labels folder where each training image id holds another image's labels;
-    # the validation images keep their own.
-    work = Path(work_dir) / "shuffled"
-    shuffled_dir = work / "labels"
-    shuffled_dir.mkdir(parents=True, exist_ok=True)
-    labels_dir = prepared.labels_dir
-    for image_id, donor in pairs.items():
-        shutil.copyfile(labels_dir / f"{donor}.npy", shuffled_dir / f"{image_id}.npy")
-    for r in val_recs:
-        shutil.copyfile(r[data.LABEL], shuffled_dir / f"{r['image_id']}.npy")
+    # The arrays with each training image holding another image's labels (at image_size,
+    # so images of different original sizes swap labels too); the validation images keep their own.
+    arrays = prepared.arrays(exp.image_size)
+    shuffled = dataclasses.replace(arrays, labels=arrays.labels.copy())
+    shuffled.labels[arrays.positions(list(pairs))] = arrays.labels[arrays.positions(list(pairs.values()))]
 
     epochs = int(sanity_cfg["shuffled_epochs"] or exp.epochs)
-    out = _train(exp.with_settings(epochs=epochs), prepared, prepared.table[contracts.SPLIT_COLUMNS], work,
-                 labels_dir=shuffled_dir)
+    out = _train(exp.with_settings(epochs=epochs), prepared, None, Path(work_dir) / "shuffled", SHUFFLED,
+                 arrays=shuffled)
     history = pd.read_csv(out / "history.csv")
     last = history.iloc[-1]
     dice_last = float(last["val_dice_mean"])
     dice_best = float(history["val_dice_mean"].max())
 
     # Chance on the same terms as the training loop's validation: at image_size.
-    size = exp.image_size
-
     def maps(recs):
-        return np.stack([data.resize_nearest(data.load_labels(r[data.LABEL], lut), size) for r in recs])
+        return arrays.take([r["image_id"] for r in recs]).mapped_labels(lut)
 
     prior = prior_masks(maps(train_recs), len(class_names))
     chance, chance_per_class = chance_dice(prior, maps(val_recs))

@@ -1,4 +1,4 @@
-"""An nnU-Net v2 reference run on an export of `usseg.nnunet_export`, through nnU-Net's Python API.
+"""An nnU-Net v2 reference run on an export of `usseg.checks.nnunet_export`, through nnU-Net's Python API.
 
 `run_reference` plans and preprocesses the exported dataset (2D configuration,
 with nnU-Net's own integrity check), trains fold 0 (usseg's train/val split,
@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from usseg.nnunet_export import CHANNEL_SUFFIX, FILE_ENDING
+from usseg.checks.nnunet_export import CHANNEL_SUFFIX, FILE_ENDING
 
-log = logging.getLogger("usseg.nnunet_reference")
+log = logging.getLogger("usseg.checks.nnunet_reference")
 
 CONFIGURATION = "2d"
 FOLD = 0
@@ -99,7 +99,10 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         raise FileNotFoundError(f"{raw_dataset}/splits_final.json missing; run the nnunet_export step first.")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    # nnunet.threads, not the job's share of the cores: the thread count changes a CPU's numbers.
+    torch.set_num_threads(int(nnunet_cfg.get("threads", 1)))
     timings = {}
+    cpu = {}  # CPU seconds of this process per phase (the spawned preprocessing workers are not counted)
     folders = {
         "nnUNet_raw": str(Path(raw_root).resolve()),
         "nnUNet_preprocessed": str((work_dir / "preprocessed").resolve()),
@@ -109,13 +112,14 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a fresh plan and training every run, nothing resumed by accident
     with environment(**folders):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         extract_fingerprints([int(dataset_id)], num_processes=1, check_dataset_integrity=True, verbose=False,
                              show_progress_bar=False)
         plan_experiments([int(dataset_id)])
         preprocess([int(dataset_id)], PLANS, configurations=(CONFIGURATION,), num_processes=(1,),
                    show_progress_bar=False)
         timings["plan_and_preprocess_s"] = time.perf_counter() - t0
+        cpu["plan_and_preprocess_cpu_s"] = time.process_time() - c0
         pre = work_dir / "preprocessed" / dataset_folder
         # nnU-Net's planner copies the raw folder's splits_final.json; make sure it trains on usseg's split.
         if json.loads((pre / "splits_final.json").read_text()) != json.loads(
@@ -126,7 +130,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         dataset_json = load_json(str(pre / "dataset.json"))
         trainer_class = short_trainer(nnunet_cfg["epochs"], nnunet_cfg["iterations_per_epoch"],
                                       nnunet_cfg["val_iterations_per_epoch"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # Augmentation in this process (the planner above reads the same variable as a thread count), and
         # every RNG it and the network's initialisation draw from seeded: nnU-Net seeds nothing itself, so
         # without this two runs of the same data give different references (measured: liver Dice 0.48 and
@@ -136,6 +140,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
             trainer = trainer_class(plans, CONFIGURATION, FOLD, dataset_json, device=dev)
             trainer.run_training()
         timings["train_s"] = time.perf_counter() - t0
+        cpu["train_cpu_s"] = time.process_time() - c0
 
         trainer.set_deep_supervision_enabled(False)  # prediction wants the full-resolution output only
         # Test-time mirroring (nnU-Net's default) predicts every tile 4 times in 2D.
@@ -147,7 +152,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
             trainer.inference_allowed_mirroring_axes,
         )
         reader = NaturalImage2DIO()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         counts = {}
         for test_set in test_sets:
             out = predictions_dir / test_set
@@ -160,6 +165,7 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
                 Image.fromarray(np.asarray(seg)[0].astype(np.uint8), mode="L").save(out / f"{case}{FILE_ENDING}")
             counts[test_set] = len(images)
         timings["predict_s"] = time.perf_counter() - t0
+        cpu["predict_cpu_s"] = time.process_time() - c0
     n_params = sum(p.numel() for p in trainer.network.parameters())
     info = {
         "device": str(dev),
@@ -172,6 +178,11 @@ def run_reference(raw_root, dataset_folder: str, dataset_id: int, nnunet_cfg: di
         "parameters": int(n_params),
         "predicted_images": counts,
         **{k: round(v, 1) for k, v in timings.items()},
+        **{k: round(v, 1) for k, v in cpu.items()},
+        # What one training iteration costs here (its share of the training phase, validation included):
+        # to size a longer schedule (docs/benchmarks.md).
+        "train_cpu_s_per_iteration": round(cpu["train_cpu_s"] / max(1, int(nnunet_cfg["epochs"])
+                                                                     * int(nnunet_cfg["iterations_per_epoch"])), 2),
     }
     log.info("nnU-Net reference: %s", info)
     return info

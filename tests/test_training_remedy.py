@@ -1,4 +1,4 @@
-"""An experiment's remedy reaches training and prediction (usseg.remedies.wiring)."""
+"""An experiment's remedy reaches training and prediction (usseg.training.remedy)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import torch
 import test_train
 from datasets import prepared
 from test_train import run_training, tiny_config
-from usseg import contracts, data
+from usseg import contracts
 from usseg.errors import DataError
 from usseg.evaluate import evaluate_experiment
 from usseg.experiment import Experiment
 from usseg.models import load_predictor
-from usseg.remedies import wiring
+from usseg.training import remedy as wiring
+from usseg.training.batches import epoch_batches, training_set
 
 torch.set_num_threads(1)
 tiny = test_train.tiny  # the shared fixture
@@ -50,13 +51,16 @@ def test_fda_reads_the_unlabeled_target_frames_and_keeps_labels(tiny):
     assert ids and all(i.startswith("RUS_train_c") for i in ids)  # the unlabeled subject only, no test frame
     recs = data_.records("train", ["AUS"])[:4]
     lut = exp.label_lookup(cfg["dataset"])
-    plain = data.build_dataset(recs, exp.image_size, exp.augmentation, lut, augment=False)
-    styled = data.build_dataset(recs, exp.image_size, exp.augmentation, lut, augment=True, remedy=(cached, rand))
-    a, b = plain[0], styled[0]
-    assert "fov" not in b  # dropped before batches are formed
-    assert torch.equal(torch.as_tensor(b[data.LABEL]).round(), torch.as_tensor(b[data.LABEL]))
-    assert b[data.IMAGE].shape == a[data.IMAGE].shape
-    assert float(b[data.IMAGE].min()) >= 0 and float(b[data.IMAGE].max()) <= 1
+    arrays = data_.arrays(exp.image_size)
+    plain = training_set(arrays, recs, lut)
+    styled = training_set(arrays, recs, lut, cached)
+    assert styled.fovs is not None and plain.fovs is None  # the fan, for the restyling
+    aug = {**exp.augmentation, "flip_prob": 0.0, "noise_prob": 0.0, "contrast_prob": 0.0}
+    (a, _), = epoch_batches(plain, aug, 4, 0, 1)
+    (b, y), = epoch_batches(styled, aug, 4, 0, 1, rand)
+    assert torch.equal(y.round(), y)  # labels stay class indices
+    assert b.shape == a.shape and not torch.equal(a, b)  # restyled
+    assert float(b.min()) >= 0 and float(b.max()) <= 1
 
 
 def test_style_remedy_without_unlabeled_frames_names_the_split(tiny, tmp_path):
@@ -72,7 +76,7 @@ def test_ultrasound_augmentation_is_appended(tiny):
     cfg, exp = _exp(ultrasound={"speckle_noise": {"prob": 1.0}}, generic={"num_operations": 1})
     cached, rand = wiring.training_transforms(exp, prepared(cfg, tiny))
     names = [type(t).__name__ for t in rand]
-    assert cached == [] and len(rand) >= 3 and names[-1] == "DeleteItemsd"
+    assert cached == [] and names[0] == "RandSpeckleNoised" and names[-1] == "ClipIntensityd"
 
 
 def test_fov_normalise_trains_and_predicts_on_normalised_images(tiny, tmp_path):
