@@ -33,6 +33,9 @@ TIMING_FILES = [
     "results/benchmarks/*",
     "results/experiments/*/timing.csv",
     "results/report/report.html",
+    # The report's record hashes every file the page showed (the run state checks them), timing.csv
+    # files and the page itself included.
+    "results/provenance/report.json",
     "results/checkpoints/*",
 ]
 # The third-party nnU-Net reference run: unseeded training, timings in reference.json.

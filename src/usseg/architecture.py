@@ -30,8 +30,8 @@ END = "<!-- end of generated {name} -->"
 class Rule:
     name: str
     kind: str  # "rule" or "checkpoint"
-    file: str  # rules/x.smk
-    script: str | None = None  # scripts/x.py
+    file: str  # e.g. rules/train.smk
+    script: str | None = None  # e.g. scripts/train.py
     inputs: list[str] = field(default_factory=list)  # named inputs ("**helper(...)" for spread ones)
     outputs: list[str] = field(default_factory=list)
 
