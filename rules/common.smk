@@ -11,7 +11,13 @@ from snakemake.utils import validate
 
 from usseg.code_deps import code_files, module_code_files
 from usseg.dataset_fingerprint import update_fingerprint
-from usseg.config import SCHEMA_PATH, apply_overlay, check_config
+from usseg.config import (
+    SCHEMA_PATH,
+    apply_overlay,
+    check_config,
+    check_data_root_arguments,
+    flat_split_settings,
+)
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment
 from usseg.prepared_arrays import size_name
@@ -30,6 +36,8 @@ config.update(_resolved)
 # Friendly checks first (they name the key at fault), then Snakemake's own
 # schema validation, which also fills defaults.
 try:
+    # `--config data_root=` reaches the workflow as null (the demo): refused from the raw argument.
+    check_data_root_arguments(workflow.config_settings.config_args)
     check_config(config, source="config (config.yaml and any --configfile/--config)")
 except ConfigError as err:
     raise WorkflowError(str(err))

@@ -43,6 +43,25 @@ def test_export_layout_and_dataset_json(exported):
     assert set(cases["split"]) == {"train", "val", "test_aus", "test_rus"}  # no unlabeled images
 
 
+def test_images_are_exported_as_usseg_reads_them_by_the_datasets_reading_rule(tmp_path):
+    """A 12-bit image (16-bit PNG) is exported scaled by the dataset's bit depth, as training reads it,
+    not clipped to 8 bits."""
+    from usseg.contracts import read_manifest
+    from usseg.images import ReadingRule, load_gray, use_reading_rule
+
+    paths = make_tiny_dataset(tmp_path, frames=2)
+    row = read_manifest(paths["manifest_csv"]).set_index("image_id").loc["AUS_train_ct1-0"]
+    image = paths["data_root"] / row["image_path"]
+    wide = (np.asarray(Image.open(image).convert("L"), dtype=np.uint16) * 16).astype(np.uint16)  # 0..4080
+    Image.fromarray(wide).save(image)
+    use_reading_rule(ReadingRule(bit_depth=12))
+    out = tmp_path / "nnUNet_raw" / dataset_folder_name(501, "usseg")
+    export_nnunet(prepared(tiny_config(), paths), NNUNET, ["test_aus", "test_rus"], out)
+    exported = np.asarray(Image.open(out / "imagesTr" / "AUS_train_ct1-0_0000.png"))
+    np.testing.assert_array_equal(exported, load_gray(image))
+    assert exported.max() > 200  # 12-bit values scaled to the 8-bit range, not clipped at 255
+
+
 def test_splits_final_carries_the_subject_split(exported):
     out, _, paths, _ = exported
     (fold,) = read_splits_final(out / "splits_final.json")

@@ -125,8 +125,10 @@ def _summary(exp: str, ts: str, classes: list[str], rng, real_absent=("bone", "p
         "ci95": ci, "per_subject": per_subject, "unstable": real, "per_class": per_class,
         "pooled_image": {"dice": {c: per_class[c]["pooled_image_dice"] for c in classes}},
         "nsd_tolerance_px": 3.0, "min_reference_area_px": 64,
-        "excluded": ([{"image_id": "RUS_test_h7", "reason": "near-duplicate of a training image"},
-                      {"image_id": "RUS_test_h8", "reason": "near-duplicate of a training image"}] if real else []),
+        "excluded": ([{"image_id": "RUS_test_h7", "subject_id": "h", "reason": "near-duplicate of a training image"},
+                      {"image_id": "RUS_test_h8", "subject_id": "h", "reason": "near-duplicate of a training image"}]
+                     if real else []),
+        "excluded_subjects": [],
     }
 
 
@@ -906,8 +908,8 @@ def test_the_class_macro_mean_names_its_classes(fake):
 def test_excluded_images_counted_with_reasons(fake):
     rows = _rows(_Page(fake[3]), "tab-excluded")
     by_ts = {r[0]["text"]: [c["text"] for c in r] for r in rows[1:]}
-    assert by_ts["AUS test set (simulator)"] == ["AUS test set (simulator)", "0", "none"]
-    assert by_ts["RUS test set (real)"] == ["RUS test set (real)", "2", "near-duplicate of a training image (2)"]
+    assert by_ts["AUS test set (simulator)"] == ["AUS test set (simulator)", "0", "none", "none"]
+    assert by_ts["RUS test set (real)"] == ["RUS test set (real)", "2", "none", "near-duplicate of a training image (2)"]
 
 
 def test_errors_table_counts_false_positives_and_unscorable_classes(fake):

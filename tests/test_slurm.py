@@ -314,6 +314,12 @@ def test_profile_submits_training_with_its_gpu_cpu_memory_time_partition_account
         "results/labels/", "results/provenance/decode_masks.json",
         "results/splits.csv", "results/provenance/split.json",
     ]
+    # The prepared arrays at the experiment's image size (rule prepare_arrays, an input of training).
+    from usseg.experiment import Experiment
+    from usseg.prepared_arrays import size_name
+
+    size = size_name(Experiment.from_config(tiny_config(), "liver_unet").image_size)
+    upstream += [f"results/prepared/{size}.safetensors", f"results/provenance/prepare_arrays/{size}.json"]
     now = time.time()
     for rel in upstream:
         path = workdir / rel

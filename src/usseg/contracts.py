@@ -89,6 +89,9 @@ CURVE_COLUMNS = ["test_set", "metric", *LEARNING_CURVE_COLUMNS]
 TRAIN = "train"
 VAL = "val"
 UNLABELED = "unlabeled"
+# splits.csv rows of image files the manifest set aside (no manifest row) that would have
+# been in a test set: listed only so that `excluded_from` counts them.
+SET_ASIDE = "set_aside"
 # Labeled images of a modality's original test split form the test set
 # "test_" + the modality in lower case (test_aus, test_rus for the reference data).
 TEST_PREFIX = "test_"
@@ -122,7 +125,9 @@ def split_rank(split: str) -> tuple:
         return (3, "")
     if split == UNASSIGNED:
         return (4, "")
-    return (5, split)
+    if split == SET_ASIDE:
+        return (5, "")
+    return (6, split)
 
 
 # ----------------------------------------------------------------------------- JSON keys
@@ -369,6 +374,9 @@ def read_split_table(manifest_csv, splits_csv) -> pd.DataFrame:
     """
     manifest = read_manifest(manifest_csv)
     splits = read_splits(splits_csv)
+    # Files the manifest set aside have no manifest row: counted in excluded_from, never read.
+    counted_only = ~splits["image_id"].isin(manifest["image_id"]) & (splits["excluded_from"].astype(str) != "")
+    splits = splits[~counted_only]
     cols = [c for c in manifest.columns if c != "subject_id"]
     table = splits.merge(manifest[cols], on="image_id", how="left", validate="one_to_one", indicator=True)
     missing = table.loc[table["_merge"] != "both", "image_id"].tolist()

@@ -233,6 +233,7 @@ def evaluate_experiment(
         "nsd_tolerance_px": tolerance,
         "min_reference_area_px": min_area,
         "excluded": excluded_images(prepared.splits_csv, test_set),
+        "excluded_subjects": splits.subjects_left_out(contracts.read_splits(prepared.splits_csv), test_set),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 

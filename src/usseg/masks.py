@@ -49,9 +49,10 @@ import pandas as pd
 from PIL import Image
 
 from usseg.contracts import DECODE_REPORT_COLUMNS, read_manifest
+from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.images import WIDE_MODES, oriented, wide_to_uint8
+from usseg.images import WIDE_MODES, downsample_nearest, oriented, reading_rule, wide_to_uint8
 from usseg.manifest import find_dataset_root
 
 # decode_mask is imported from here by callers; the aa_aware decode builds on the rest.
@@ -377,13 +378,20 @@ SINGLE_CHANNEL_MODES = ("L", "LA") + WIDE_MODES  # masks that may store class in
 
 def read_mask(path) -> np.ndarray:
     """A mask file as stored, EXIF orientation applied: (H, W) integers for a single-channel
-    (greyscale, 16-bit) mask, (H, W, 3) uint8 RGB for any other mode (RGB, RGBA, P, 1)."""
+    (greyscale, 16-bit) mask, (H, W, 3) uint8 RGB for any other mode (RGB, RGBA, P, 1); down-sampled
+    by the nearest pixel, as its image is, when larger than the dataset's size limit (usseg.images)."""
     with Image.open(path) as im:
         im = oriented(im)
         if im.mode in SINGLE_CHANNEL_MODES:
             arr = np.asarray(im.getchannel(0) if im.mode == "LA" else im)
-            return arr if arr.dtype == np.uint8 else arr.astype(np.int64)
-        return np.asarray(im.convert("RGB"))
+            arr = arr if arr.dtype == np.uint8 else arr.astype(np.int64)
+        else:
+            arr = np.asarray(im.convert("RGB"))
+    rule = reading_rule()
+    height, width = arr.shape[:2]
+    if rule.factor(width, height) > 1:
+        arr = downsample_nearest(arr, rule.size(width, height))
+    return arr
 
 
 def load_mask_rgb(path) -> np.ndarray:
@@ -501,7 +509,7 @@ def decode_masks(
     """
     manifest = read_manifest(manifest_csv)
     dataset = DatasetSpec.of(dataset)
-    root = find_dataset_root(dataset_root, dataset.modality_names)
+    root = find_dataset_root(dataset_root, dataset.root_entries)
     limit_distance = dataset.off_palette_distance
     limit_fraction = dataset.max_off_palette_fraction
     decode = dataset.decode
@@ -517,7 +525,7 @@ def decode_masks(
 
     rows = []
     for row in manifest[manifest["has_mask"]].sort_values("image_id").itertuples(index=False):
-        path = root / row.mask_path
+        path = dataset_file(root, row.mask_path)
         try:
             arr = read_mask(path)
         except (OSError, ValueError) as exc:

@@ -329,8 +329,10 @@ def leakage(ctx) -> dict:
 
 def published_baselines(ctx) -> dict:
     return {"examples": [ctx.csv_table("tab-baselines", ctx.inputs.diagnostics.baselines, "Published results",
-                                       "Each with the data it was measured on; only a result measured on this "
-                                       "data (measured_on = diagnostics.dataset_id) bounds what it allows.",
+                                       "Each with the data it was measured on; only a result shown to be "
+                                       "measured on this data (comparable: its fingerprint, or the facts of a "
+                                       "reference dataset usseg records, checked against the manifest) bounds "
+                                       "what it allows.",
                                        empty="none configured (diagnostics.published_baselines).")],
             "more": []}
 

@@ -215,16 +215,21 @@ def excluded_table(ctx) -> TableBlock:
     art = ctx.artifact("tab-excluded", "table", "Images left out of the test sets", ctx.eval_files(), derived=True)
     rows = []
     for ts in ctx.test_sets:
-        excluded = ctx.summaries[(ctx.experiments[0], ts)].get("excluded") or []
+        summary = ctx.summaries[(ctx.experiments[0], ts)]
+        excluded = summary.get("excluded") or []
         reasons: dict[str, int] = {}
         for item in excluded:
             reason = str(item.get("reason", "")) if isinstance(item, dict) else str(item)
             reasons[reason] = reasons.get(reason, 0) + 1
-        rows.append([ctx.names.test_set(ts).text, len(excluded),
+        lost = ", ".join(summary.get("excluded_subjects") or []) or "none"
+        rows.append([ctx.names.test_set(ts).text, len(excluded), lost,
                      "; ".join(f"{r} ({n})" for r, n in reasons.items()) or "none"])
     return TableBlock(art, "Counted beside the Dice table: images of a test set that the split left out (the "
-                           "excluded_from column of splits.csv), with the reason.",
-                      Table(["test set", "images left out", "reasons (images)"], rows, art.id, {1}))
+                           "excluded_from column of splits.csv: unusable or flagged masks, and image files the "
+                           "manifest set aside), with the reason; subjects lost = subjects left with no image "
+                           "in the test set.",
+                      Table(["test set", "images left out", "subjects lost", "reasons (images)"], rows, art.id,
+                            {1}))
 
 
 def errors_table(ctx) -> TableBlock:
