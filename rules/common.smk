@@ -18,6 +18,7 @@ from usseg.config import (
     check_data_root_arguments,
     flat_split_settings,
 )
+from usseg.contracts import EVALUATION_FILES
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment
 from usseg.prepared_arrays import size_name
@@ -141,6 +142,51 @@ def prepared_arrays(settings_of=None):
         return f"{RESULTS}/prepared/{size_name(size)}.safetensors"
 
     return arrays
+
+
+def prepared_data(arrays=None):
+    """The inputs a PreparedData reads (usseg.data.PreparedData.from_rule), spelled once: the manifest,
+    the dataset root it recorded, the split and the label cache; `arrays`, the prepared arrays' input
+    function (prepared_arrays), for the stages that read images at an experiment's size.
+    """
+    files = {
+        "manifest": rules.manifest.output.manifest,
+        "root": rules.manifest.output.root,
+        "splits": rules.split.output.splits,
+        "labels": rules.decode_masks.output.labels,
+    }
+    return {**files, "arrays": arrays} if arrays is not None else files
+
+
+def prepared_data_params(remedies=False):
+    """The settings a PreparedData reads: the dataset description and, for the stages that run an
+    experiment's remedies, the field-of-view threshold they act inside (diagnostics.fov_threshold).
+    """
+    params = {"dataset": config["dataset"]}
+    if remedies:
+        params["fov_threshold"] = config["diagnostics"]["fov_threshold"]
+    return params
+
+
+def evaluation_outputs(folder, category=None):
+    """The files an evaluation writes into `folder` (usseg.contracts.EVALUATION_FILES), as named
+    outputs; with `category`, its two figures are also in Snakemake's own report under it.
+    """
+
+    def figure(path, caption):
+        if category is None:
+            return path
+        return report(
+            path,
+            caption=f"../docs/captions/{caption}.rst",
+            category=category,
+            subcategory="{experiment}",
+        )
+
+    files = {name: f"{folder}/{file}" for name, file in EVALUATION_FILES.items()}
+    files["overlays"] = figure(files["overlays"], "overlays")
+    files["confusion_png"] = figure(files["confusion_png"], "confusion")
+    return files
 
 
 def folder_of(output_name, up=1):

@@ -71,6 +71,17 @@ SPLIT_COLUMNS = ["image_id", "subject_id", "split", "note", "excluded_from"]
 # output class (empty where the subject's images never show the class).
 PER_SUBJECT_KEY_COLUMNS = ["subject_id", "n_images"]
 
+# The files one evaluation writes into its folder (usseg.evaluate; the rules name them from here:
+# rules/common.smk `evaluation_outputs`): output name -> file name.
+EVALUATION_FILES = {
+    "per_image": "per_image.csv",
+    "per_subject": "per_subject.csv",
+    "summary": "summary.json",
+    "overlays": "overlays.png",
+    "confusion": "confusion.csv",
+    "confusion_png": "confusion.png",
+}
+
 # results/experiments/{experiment}/timing.csv: one row per training epoch.
 TIMING_COLUMNS = ["epoch", "seconds"]
 
