@@ -168,6 +168,12 @@ def prepared_data_params(remedies=False):
     return params
 
 
+def training_params():
+    """The params of a job that trains an experiment (train, sanity_training, the gap study's arms):
+    the experiment's resolved settings and what its PreparedData reads."""
+    return {"experiment": experiment, **prepared_data_params(remedies=True)}
+
+
 def evaluation_outputs(folder, category=None):
     """The files an evaluation writes into `folder` (usseg.contracts.EVALUATION_FILES), as named
     outputs; with `category`, its two figures are also in Snakemake's own report under it.

@@ -38,8 +38,7 @@ rule sanity_training:
     resources:
         gpu=experiment_gpu,
     params:
-        **prepared_data_params(remedies=True),
-        experiment=experiment,
+        **training_params(),
         sanity=config["sanity"],
         # The two training runs go to a temporary folder below this one.
         work_dir=folder_of("json"),

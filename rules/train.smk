@@ -37,8 +37,7 @@ rule train:
     resources:
         gpu=experiment_gpu,
     params:
-        **prepared_data_params(remedies=True),
-        experiment=experiment,
+        **training_params(),
         out_dir=EXP,
         # Outside the rule's outputs on purpose: Snakemake deletes the outputs
         # of a failed job, and this must survive to resume a pre-empted one.
@@ -65,8 +64,7 @@ rule evaluate:
         USSEG_ENV
     threads: cpu_share()
     params:
-        **prepared_data_params(remedies=True),
-        experiment=experiment,
+        **training_params(),
         evaluation=config["evaluation"],
         # The foreground mean is over the classes scored on every test set.
         test_sets=TEST_SETS,
