@@ -537,6 +537,64 @@ def _mask_stats(labels: np.ndarray, suspicious: np.ndarray, names: list[str]) ->
     }
 
 
+def _check_decode_settings(dataset: DatasetSpec) -> None:
+    limit_distance, tolerance = dataset.off_palette_distance, dataset.palette_tolerance
+    if dataset.decode == "aa_aware" and tolerance > limit_distance:
+        raise DataError(
+            f"dataset.palette_tolerance ({tolerance:g}) is larger than dataset.off_palette_distance "
+            f"({limit_distance:g}); a colour that shows a class is present must count as on the palette. "
+            "Lower palette_tolerance or raise off_palette_distance in config.yaml."
+        )
+
+
+def _mask_of_row(root: Path, row, manifest_csv) -> np.ndarray:
+    """The mask of a manifest row (`read_mask`); DataError when it is no longer readable or no longer its
+    image's size (the file changed after the manifest was built)."""
+    path = dataset_file(root, row.mask_path)
+    try:
+        arr = read_mask(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read mask {path} of {row.image_id} ({exc}); it was readable when {manifest_csv} was built. "
+            "Restore the file or re-run the manifest step."
+        ) from None
+    if arr.shape[:2] != (row.height, row.width):
+        raise DataError(
+            f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but {manifest_csv} says its image is "
+            f"{row.width}x{row.height}; the file changed after the manifest was built. Re-run the manifest step."
+        )
+    return arr
+
+
+def _report_row(row, reading: MaskReading, dataset: DatasetSpec) -> dict:
+    """The decode report's row of a manifest row's mask: its numbers, and whether (and why) it is flagged."""
+    limit_distance = dataset.off_palette_distance
+    limit_fraction = dataset.max_off_palette_fraction
+    decode = dataset.decode
+    stats = reading.stats
+    flagged = not reading.usable or stats["far_fraction"] > limit_fraction
+    reason = reading.problem
+    if flagged and not reason:
+        blends = "" if decode == "nearest" else " and from every blend of the palette colours around them"
+        reason = (
+            f"{stats['far_fraction']:.2%} of the pixels of {row.mask_path} are off-palette: farther than "
+            f"{limit_distance:g} from every palette colour{blends} (limit {limit_fraction:.2%}, largest distance "
+            f"from the palette {stats['max_distance']:.1f}); the mask may use another palette, have painted "
+            "foreign colours or be corrupt. Check it, or adjust dataset.classes / "
+            "dataset.max_off_palette_fraction in config.yaml."
+        )
+    return {
+        "image_id": row.image_id,
+        "mask_path": row.mask_path,
+        **stats,
+        "flagged": flagged,
+        "flag_reason": reason,
+        "encoding": reading.encoding,
+        "decode": decode if reading.encoding == "palette" else "",
+        "usable": reading.usable,
+    }
+
+
 def decode_masks(
     manifest_csv, dataset_root, dataset: DatasetSpec | Mapping, out_dir, strict: bool = False
 ) -> pd.DataFrame:
@@ -551,60 +609,15 @@ def decode_masks(
     manifest = read_manifest(manifest_csv)
     dataset = DatasetSpec.of(dataset)
     root = find_dataset_root(dataset_root, dataset.root_entries)
-    limit_distance = dataset.off_palette_distance
-    limit_fraction = dataset.max_off_palette_fraction
-    decode = dataset.decode
-    tolerance = dataset.palette_tolerance
-    if decode == "aa_aware" and tolerance > limit_distance:
-        raise DataError(
-            f"dataset.palette_tolerance ({tolerance:g}) is larger than dataset.off_palette_distance "
-            f"({limit_distance:g}); a colour that shows a class is present must count as on the palette. "
-            "Lower palette_tolerance or raise off_palette_distance in config.yaml."
-        )
+    _check_decode_settings(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows = []
     for row in manifest[manifest["has_mask"]].sort_values("image_id").itertuples(index=False):
-        path = dataset_file(root, row.mask_path)
-        try:
-            arr = read_mask(path)
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"cannot read mask {path} of {row.image_id} ({exc}); it was readable when {manifest_csv} was built. "
-                "Restore the file or re-run the manifest step."
-            ) from None
-        if arr.shape[:2] != (row.height, row.width):
-            raise DataError(
-                f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but {manifest_csv} says its image is "
-                f"{row.width}x{row.height}; the file changed after the manifest was built. Re-run the manifest step."
-            )
-        reading = read_labels(arr, dataset, row.mask_path)
+        reading = read_labels(_mask_of_row(root, row, manifest_csv), dataset, row.mask_path)
         np.save(out_dir / f"{row.image_id}.npy", reading.labels)
-        stats = reading.stats
-        flagged = not reading.usable or stats["far_fraction"] > limit_fraction
-        reason = reading.problem
-        if flagged and not reason:
-            blends = "" if decode == "nearest" else " and from every blend of the palette colours around them"
-            reason = (
-                f"{stats['far_fraction']:.2%} of the pixels of {row.mask_path} are off-palette: farther than "
-                f"{limit_distance:g} from every palette colour{blends} (limit {limit_fraction:.2%}, largest distance "
-                f"from the palette {stats['max_distance']:.1f}); the mask may use another palette, have painted "
-                "foreign colours or be corrupt. Check it, or adjust dataset.classes / "
-                "dataset.max_off_palette_fraction in config.yaml."
-            )
-        rows.append(
-            {
-                "image_id": row.image_id,
-                "mask_path": row.mask_path,
-                **stats,
-                "flagged": flagged,
-                "flag_reason": reason,
-                "encoding": reading.encoding,
-                "decode": decode if reading.encoding == "palette" else "",
-                "usable": reading.usable,
-            }
-        )
+        rows.append(_report_row(row, reading, dataset))
 
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["flagged"] = report["flagged"].astype(bool)
