@@ -240,7 +240,7 @@ def _pixels_to_decode(nearest: np.ndarray, d2: np.ndarray, tolerance: float) -> 
     """Flat indices of the pixels that need the blend geometry: not exactly a palette colour, and not a
     near-palette pixel inside a solid 3x3 block of its class (a tinted background, a padding strip, noise),
     which keeps that class."""
-    # Everything below works on the pixels that are not exactly a palette colour (a few
+    # The decode works on the pixels that are not exactly a palette colour (a few
     # thousand of ~200,000 as a rule) and on the small squares around them.
     off = np.flatnonzero(d2 != 0)  # 7x faster than on the uint32 distances themselves
     if off.size == 0:
@@ -267,7 +267,7 @@ def _classes_on_palette(nearest: np.ndarray, todo: np.ndarray, window: int, bit_
     # The classes on the palette in each pixel's window: the classes of the window's pixels
     # that are exactly a palette colour or inside a solid block, i.e. all but the pixels to
     # do (255 there and beyond the edge). The square is 3x3 at least: the classes that the
-    # fallback below finds next to a pixel must be among the pairs.
+    # fallback of decode_mask_aa finds next to a pixel must be among the pairs.
     side = max(window, 3)
     pad = side // 2
     keep = _padded(nearest, pad, 255).reshape(-1)
