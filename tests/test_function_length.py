@@ -20,11 +20,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "usseg"
 # test_pending_functions_are_still_long fails once an entry is no longer needed.
 PENDING = {
     "evaluate.py:evaluate_experiment",
-    "manifest.py:_Scan._classify",
-    "manifest.py:_Scan.build",
-    "masks.py:decode_mask_aa",
-    "masks.py:decode_masks",
-    "splits.py:subject_grouped_split",
 }
 
 

@@ -246,48 +246,10 @@ class _Scan:
             )
 
     def _classify(self, path: Path) -> None:
+        """Record the file at `path` as an image or mask candidate, or as an issue."""
         rel = self.rel(path)
         name = rel.rsplit("/", 1)[-1]
-        if name in WORKFLOW_FILE_NAMES:
-            self.issue(
-                rel,
-                "workflow_file",
-                f"{rel} is Snakemake's marker of a folder it generated, not data; it is ignored.",
-            )
-            return
-        if _is_system_file(name):
-            self.issue(
-                rel,
-                "system_file",
-                f"{rel} is operating-system metadata, not data; it is ignored and can be deleted.",
-            )
-            return
-        if path.is_symlink():
-            target = os.path.realpath(path)
-            if not os.path.exists(target):
-                self.issue(
-                    rel,
-                    "broken_symlink",
-                    f"{rel} is a symbolic link to {shown_path(os.readlink(path))}, which does not exist; "
-                    "replace it with the real file or remove it.",
-                )
-                return
-            if not _within(target, self.real_root):
-                self.issue(
-                    rel,
-                    "symlink_outside_root",
-                    f"{rel} is a symbolic link to {shown_path(target)}, outside the dataset folder "
-                    f"{shown_path(str(self.root))}; it is not followed. Copy the file into the dataset instead of "
-                    "linking it.",
-                )
-                return
-        if not path.is_file():  # a FIFO or device would block or mislead the reader
-            self.issue(
-                rel,
-                "not_a_regular_file",
-                f"{rel} is not a regular file (a pipe, socket or device); it is ignored. Remove it from the "
-                "dataset folder.",
-            )
+        if self._not_data(path, rel, name):
             return
         place = self.spec.locate(rel)
         if place is None:
@@ -327,6 +289,52 @@ class _Scan:
                 return
             self.masks[(modality, split)][stem].append((rel, path))
 
+    def _not_data(self, path: Path, rel: str, name: str) -> bool:
+        """Whether the file is no candidate at all, whatever its place (a marker, metadata, a link that is not
+        followed, a pipe or device); records its issue when it is."""
+        if name in WORKFLOW_FILE_NAMES:
+            self.issue(
+                rel,
+                "workflow_file",
+                f"{rel} is Snakemake's marker of a folder it generated, not data; it is ignored.",
+            )
+            return True
+        if _is_system_file(name):
+            self.issue(
+                rel,
+                "system_file",
+                f"{rel} is operating-system metadata, not data; it is ignored and can be deleted.",
+            )
+            return True
+        if path.is_symlink():
+            target = os.path.realpath(path)
+            if not os.path.exists(target):
+                self.issue(
+                    rel,
+                    "broken_symlink",
+                    f"{rel} is a symbolic link to {shown_path(os.readlink(path))}, which does not exist; "
+                    "replace it with the real file or remove it.",
+                )
+                return True
+            if not _within(target, self.real_root):
+                self.issue(
+                    rel,
+                    "symlink_outside_root",
+                    f"{rel} is a symbolic link to {shown_path(target)}, outside the dataset folder "
+                    f"{shown_path(str(self.root))}; it is not followed. Copy the file into the dataset instead of "
+                    "linking it.",
+                )
+                return True
+        if not path.is_file():  # a FIFO or device would block or mislead the reader
+            self.issue(
+                rel,
+                "not_a_regular_file",
+                f"{rel} is not a regular file (a pipe, socket or device); it is ignored. Remove it from the "
+                "dataset folder.",
+            )
+            return True
+        return False
+
     # -- pairing and reading
 
     @staticmethod
@@ -349,11 +357,29 @@ class _Scan:
         return unique
 
     def build(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(manifest, issues) of the dataset root: walk it, pair the images with their masks, read each file
+        once. Sets `reading` (the dataset's reading rule) and `large` (the images read down-sampled)."""
         self.walk()
         keys = sorted(set(self.images) | set(self.masks))
-        image_jobs: list[tuple[str, str, str, str, Path]] = []  # modality, split, stem, rel, path
         # image key (modality, split, stem) -> (its file or files, reason it was set aside)
         set_aside: dict[tuple[str, str, str], tuple[str, str]] = {}
+        image_jobs = self._named_images(keys, set_aside)
+        usable, wide = self._readable_images(image_jobs, set_aside)
+        self._attach_masks(self._paired_masks(keys, usable, set_aside), usable)
+        self.reading = self.decide_reading(wide)
+        rows = self._sizes_as_read(sorted(usable.values(), key=lambda r: r["image_id"]))
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        manifest["has_mask"] = manifest["has_mask"].astype(bool)
+        manifest["width"] = manifest["width"].astype("int64")
+        manifest["height"] = manifest["height"].astype("int64")
+        issues = pd.DataFrame(self.issues, columns=ISSUE_COLUMNS)
+        issues = issues.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
+        return manifest, issues
+
+    def _named_images(self, keys, set_aside) -> list[tuple[str, str, str, str, Path]]:
+        """(modality, split, stem, rel, path) of each image file alone with its stem whose name matches its
+        modality's subject pattern; the others are set aside (an issue, and their key in `set_aside`)."""
+        image_jobs: list[tuple[str, str, str, str, Path]] = []
         for modality, split in keys:
             groups = self.images.get((modality, split), {})
             images = self._split_duplicates(groups, self.issue, "image")
@@ -377,8 +403,12 @@ class _Scan:
                     )
                     continue
                 image_jobs.append((modality, split, stem, rel, path))
-        inspected = _inspect_all([job[4] for job in image_jobs])
+        return image_jobs
 
+    def _readable_images(self, image_jobs, set_aside) -> tuple[dict[tuple[str, str, str], dict], dict[str, int]]:
+        """Read every named image: (key -> manifest row without a mask yet, for the images that decode and have a
+        known grey scale; image path -> largest pixel value, for those beyond 8 bits). The others are set aside."""
+        inspected = _inspect_all([job[4] for job in image_jobs])
         usable: dict[tuple[str, str, str], dict] = {}
         wide: dict[str, int] = {}  # image path -> its largest pixel value, for images beyond 8 bits
         for (modality, split, stem, rel, _path), info in zip(image_jobs, inspected):
@@ -404,7 +434,11 @@ class _Scan:
                 "sha256": info.sha256,
                 "mask_sha256": "",
             }
+        return usable, wide
 
+    def _paired_masks(self, keys, usable, set_aside) -> list[tuple[tuple[str, str, str], str, Path]]:
+        """(image key, rel, path) of each mask file alone with its stem whose image is usable; a mask of an image
+        set aside, or of none, is an issue."""
         mask_jobs: list[tuple[tuple[str, str, str], str, Path]] = []
         for modality, split in keys:
             masks = self._split_duplicates(
@@ -430,6 +464,11 @@ class _Scan:
                         f"{self.spec.folder_of(modality, self.images_dir, split)}/, so it cannot be paired and is "
                         "set aside. Add the missing image, fix the mask's name, or delete the mask.",
                     )
+        return mask_jobs
+
+    def _attach_masks(self, mask_jobs, usable) -> None:
+        """Read every paired mask; one that decodes, in a mask mode, at its image's size goes into its image's
+        row in `usable`; any other is an issue, and its image stays without a mask."""
         mask_info = _inspect_all([job[2] for job in mask_jobs])
         for (key, rel, _path), info in zip(mask_jobs, mask_info):
             row = usable[key]
@@ -466,22 +505,17 @@ class _Scan:
                 continue
             row.update(mask_path=rel, has_mask=True, mask_sha256=info.sha256)
 
-        self.reading = self.decide_reading(wide)
-        rows = sorted(usable.values(), key=lambda r: r["image_id"])
+    def _sizes_as_read(self, rows: list[dict]) -> list[dict]:
+        """`rows` with the sizes as every later stage reads them (by `reading`); records the images read
+        down-sampled in `large` and their number in `reading`."""
         self.large = []  # (path, width, height) of images read down-sampled
-        for row in rows:  # the sizes as every later stage reads them
+        for row in rows:
             size = self.reading.size(row["width"], row["height"])
             if size != (row["width"], row["height"]):
                 self.large.append((row["image_path"], row["width"], row["height"]))
             row["width"], row["height"] = size
         self.reading = dataclasses.replace(self.reading, downsampled=len(self.large))
-        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        manifest["has_mask"] = manifest["has_mask"].astype(bool)
-        manifest["width"] = manifest["width"].astype("int64")
-        manifest["height"] = manifest["height"].astype("int64")
-        issues = pd.DataFrame(self.issues, columns=ISSUE_COLUMNS)
-        issues = issues.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
-        return manifest, issues
+        return rows
 
     def decide_reading(self, wide: dict[str, int]) -> ReadingRule:
         """The dataset's reading rule (usseg.images): the declared bit depth, or the one the largest value of

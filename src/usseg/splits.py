@@ -240,12 +240,7 @@ def subject_grouped_split(
         raise DataError(f"split.val_fraction = {val_fraction} must lie strictly between 0 and 1.")
     spec = None if dataset is None else DatasetSpec.of(dataset)
     manifest = manifest.reset_index(drop=True)
-    duplicated = manifest["image_id"][manifest["image_id"].duplicated()]
-    if len(duplicated):
-        raise DataError(
-            f"the manifest lists image_id {', '.join(sorted(set(duplicated))[:5])} more than once; image ids must "
-            "be unique. Rebuild the manifest with usseg instead of editing or concatenating it."
-        )
+    _check_unique_ids(manifest)
     test_subjects = None
     if spec is not None and spec.is_flat:
         test_subjects = draw_test_subjects(manifest, test_fraction, seed, trained_modalities)
@@ -267,18 +262,7 @@ def subject_grouped_split(
         }
     )
     out.loc[~has_mask.values, "note"] = [set_aside.get(i, "no annotation") for i in image_ids[~has_mask]]
-    is_flagged = (image_ids.isin(list(flagged)) & has_mask).values
-    usable = np.array([flagged.get(i, ("", True))[1] for i in image_ids], dtype=bool)
-    kept_in_test = is_flagged & usable & (orig == TEST_ROLE) & (not strict)
-    out.loc[is_flagged, "note"] = [
-        (f"mask flagged: {flagged[i][0]}" if flagged[i][1] else f"mask unusable: {flagged[i][0]}")
-        for i in image_ids[is_flagged]
-    ]
-    if strict:
-        out.loc[is_flagged & usable, "note"] = [
-            f"mask flagged (strict: true): {flagged[i][0]}" for i in image_ids[is_flagged & usable]
-        ]
-    out.loc[kept_in_test, "note"] = [KEPT_FLAGGED + flagged[i][0] for i in image_ids[kept_in_test]]
+    is_flagged, kept_in_test = _note_flagged(out, image_ids, has_mask, flagged, orig, strict)
     labeled = (has_mask.values & ~is_flagged) | kept_in_test
 
     is_test = labeled & (orig == TEST_ROLE)
@@ -294,6 +278,35 @@ def subject_grouped_split(
     if test_sets is not None:
         check_test_sets(out, manifest, test_sets, spec)
     return out.sort_values("image_id", kind="stable").reset_index(drop=True)[SPLIT_COLUMNS]
+
+
+def _check_unique_ids(manifest: pd.DataFrame) -> None:
+    duplicated = manifest["image_id"][manifest["image_id"].duplicated()]
+    if len(duplicated):
+        raise DataError(
+            f"the manifest lists image_id {', '.join(sorted(set(duplicated))[:5])} more than once; image ids must "
+            "be unique. Rebuild the manifest with usseg instead of editing or concatenating it."
+        )
+
+
+def _note_flagged(out: pd.DataFrame, image_ids: pd.Series, has_mask: pd.Series,
+                  flagged: dict[str, tuple[str, bool]], orig: np.ndarray,
+                  strict: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Note why each row with a flagged mask is flagged (in `out`, in place); per row, whether its mask
+    is flagged and whether it is kept in its test set all the same (usable, and not `strict`)."""
+    is_flagged = (image_ids.isin(list(flagged)) & has_mask).values
+    usable = np.array([flagged.get(i, ("", True))[1] for i in image_ids], dtype=bool)
+    kept_in_test = is_flagged & usable & (orig == TEST_ROLE) & (not strict)
+    out.loc[is_flagged, "note"] = [
+        (f"mask flagged: {flagged[i][0]}" if flagged[i][1] else f"mask unusable: {flagged[i][0]}")
+        for i in image_ids[is_flagged]
+    ]
+    if strict:
+        out.loc[is_flagged & usable, "note"] = [
+            f"mask flagged (strict: true): {flagged[i][0]}" for i in image_ids[is_flagged & usable]
+        ]
+    out.loc[kept_in_test, "note"] = [KEPT_FLAGGED + flagged[i][0] for i in image_ids[kept_in_test]]
+    return is_flagged, kept_in_test
 
 
 def _divide_train_val(out: pd.DataFrame, pool: np.ndarray, val_fraction: float, seed: int) -> None:
