@@ -87,8 +87,8 @@ def rule_costs(workdir: Path) -> dict[str, list[float]]:
     for tsv in sorted(bench.rglob("*.tsv")):
         rel = tsv.relative_to(bench).parts
         rule = rel[0] if len(rel) > 1 else tsv.stem
-        if rel[0] == "gap" and len(rel) > 2:
-            rule = f"gap_{rel[1]}"
+        if rel[0] == "gap" and len(rel) > 2:  # gap/<rule>/<wildcards>.tsv
+            rule = rel[1] if rel[1].startswith("gap_") else f"gap_{rel[1]}"
         with tsv.open() as fh:
             costs[rule].append(float(next(csv.DictReader(fh, delimiter="\t"))["cpu_time"]))
     return costs
@@ -109,14 +109,12 @@ def import_cpu(script: Path, extra: str = "") -> float:
 
 
 RULE_SCRIPTS = {  # rules whose benchmark file name is not their script's
-    "sanity": "sanity_training", "gap_loso_train": "gap_train", "gap_curve_train": "gap_train",
-    "gap_loso_evaluate": "gap_evaluate", "gap_curve_evaluate": "gap_evaluate",
+    "sanity": "sanity_training", "gap_loso_arm": "gap_arm",
 }
 # What the jobs of a rule load after their imports: a network's trainer and MONAI (counted for every job
 # of the rule, the forest's too, which loads neither: an upper bound).
 LATE_IMPORTS = {"train": "usseg.training.loop", "sanity": "usseg.training.loop", "evaluate": "monai.networks.nets",
-                "gap_loso_train": "usseg.training.loop", "gap_curve_train": "usseg.training.loop",
-                "gap_loso_evaluate": "monai.networks.nets", "gap_curve_evaluate": "monai.networks.nets",
+                "gap_arm": "usseg.training.loop", "gap_loso_arm": "usseg.training.loop",
                 "nnunet_train_predict": "nnunetv2.training.nnUNetTrainer.nnUNetTrainer"}
 
 

@@ -144,15 +144,16 @@ def prepared_arrays(settings_of=None):
     return arrays
 
 
-def prepared_data(arrays=None):
+def prepared_data(arrays=None, splits=None):
     """The inputs a PreparedData reads (usseg.data.PreparedData.from_rule), spelled once: the manifest,
-    the dataset root it recorded, the split and the label cache; `arrays`, the prepared arrays' input
-    function (prepared_arrays), for the stages that read images at an experiment's size.
+    the dataset root it recorded, the split (`splits`: another split's input function, e.g. a gap-study
+    arm's fold) and the label cache; `arrays`, the prepared arrays' input function (prepared_arrays),
+    for the stages that read images at an experiment's size.
     """
     files = {
         "manifest": rules.manifest.output.manifest,
         "root": rules.manifest.output.root,
-        "splits": rules.split.output.splits,
+        "splits": splits or rules.split.output.splits,
         "labels": rules.decode_masks.output.labels,
     }
     return {**files, "arrays": arrays} if arrays is not None else files

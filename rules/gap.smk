@@ -1,18 +1,28 @@
-# The gap study, "what would help" (docs/remedies.md): each remedy experiment is
-# trained and evaluated by the train and evaluate rules (one job each, so on
-# SLURM each remedy is its own job); here the baseline is also trained once per
-# held-out labeled real subject (LOSO) and once per share of the simulator's
-# training subjects (learning curve), and the results are compared at the
-# subject level. Runs only when gap_study.enabled.
+# The gap study, "what would help" (docs/remedies.md): ARMS, each trained with
+# gap_study.seeds seeds and compared at the subject level with seeds included.
+# The arms: the baseline experiment's settings (`baseline`, whose seed 0 is the
+# baseline experiment itself), each gap_study.remedies entry (`remedy_<key>`: the
+# baseline's settings with the remedy's on top), one per held-out labeled real
+# subject (`loso_<subject>`) and one per share of the simulator's training
+# subjects below 1 (`curve_<share>`). One job per arm trains all its seeds and
+# evaluates them in one process (usseg.gap_arms), so on SLURM each arm is its own
+# job. Runs only when gap_study.enabled.
 
-from usseg.remedies.spec import gap_baseline
 from usseg.contracts import test_set_name
 from usseg.gap import (
-    curve_experiment,
+    arm_experiment,
+    arm_kind,
+    curve_arm,
+    fixed_arms,
     fraction_names,
-    loso_experiment,
-    remedy_experiments,
+    loso_arm,
+    remedy_arm,
+    reuse_plan,
+    reused_files,
+    seed_offsets,
 )
+from usseg.gap_files import TRAINING_FILES, seed_dir, seed_files
+from usseg.remedies.spec import gap_baseline
 
 GAP = f"{RESULTS}/gap"
 GAP_ENABLED = config["gap_study"]["enabled"]
@@ -21,14 +31,22 @@ GAP_BASELINE = gap_baseline(config) if GAP_ENABLED else None
 GAP_BASELINE_EXPERIMENT = (
     Experiment.from_config(config, GAP_BASELINE) if GAP_ENABLED else None
 )
-GAP_REMEDIES = remedy_experiments(config) if GAP_ENABLED else []
+GAP_REMEDIES = list(config["gap_study"]["remedies"]) if GAP_ENABLED else []
+GAP_SEEDS = seed_offsets(config)
 GAP_FRACTIONS = fraction_names(config)
+# The arms known before the split (the LOSO arms follow from the checkpoint gap_loso_folds).
+GAP_ARMS = fixed_arms(config) if GAP_ENABLED else []
 TARGET_TEST_SET = test_set_name(config["dataset"]["target_modality"])
+GAP_ARM_DIR = f"{GAP}/arms/{{arm}}"
+GAP_MODEL_FILE = TRAINING_FILES[0]
 
 
 wildcard_constraints:
     fraction="[0-9.]+",
     subject="[^/]+",
+    # The LOSO arms have their own rule (they are scored on the target test set only).
+    arm="baseline|(remedy|curve)_[^/]+",
+    remedy="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 checkpoint gap_loso_folds:
@@ -64,37 +82,39 @@ rule gap_curve_split:
     params:
         fractions=config["gap_study"]["learning_curve_fractions"],
         modalities=lambda wildcards: list(
-            curve_experiment(config, wildcards.fraction).train_modalities
+            arm_experiment(config, curve_arm(wildcards.fraction)).train_modalities
         ),
         seed=config["split"]["seed"],
     script:
         "../scripts/gap_curve_split.py"
 
 
-for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
+# gap_arm: the baseline, the remedies and the learning-curve shares, scored on
+# every test set; gap_loso_arm: one per held-out subject, scored on it only.
+for _rule, _wc, _arm, _test_sets in (
+    ("gap_arm", "arm", "{arm}", TEST_SETS),
+    ("gap_loso_arm", "subject", loso_arm("{subject}"), [TARGET_TEST_SET]),
+):
 
     rule:
         name:
-            f"gap_{_kind}_train"
+            _rule
         input:
-            manifest=rules.manifest.output.manifest,
-            root=rules.manifest.output.root,
-            splits=gap_split(_kind),
-            labels=rules.decode_masks.output.labels,
-            arrays=prepared_arrays(gap_variant),
-            code=experiment_code_of("../scripts/gap_train.py", gap_variant),
+            **prepared_data(
+                arrays=prepared_arrays(gap_arm_settings), splits=gap_arm_splits
+            ),
+            # The trainings and evaluations an arm copies instead of repeating.
+            reused=gap_arm_reused_files,
+            code=experiment_code_of("../scripts/gap_arm.py", gap_arm_settings),
         output:
-            model=f"{GAP}/{_kind}/{{{_wc}}}/model.safetensors",
-            history=f"{GAP}/{_kind}/{{{_wc}}}/history.csv",
-            timing=f"{GAP}/{_kind}/{{{_wc}}}/timing.csv",
-            curves=f"{GAP}/{_kind}/{{{_wc}}}/curves.png",
+            seed_files(GAP_ARM_DIR.format(arm=_arm), GAP_SEEDS, _test_sets),
         log:
-            f"{LOGS}/gap/{_kind}_train_{{{_wc}}}.log",
+            f"{LOGS}/gap/arm_{_arm}.log",
         benchmark:
-            f"{BENCH}/gap/{_kind}_train/{{{_wc}}}.tsv"
+            f"{BENCH}/gap/{_rule}/{{{_wc}}}.tsv"
         conda:
             USSEG_ENV
-        threads: experiment_cpu_share(gap_variant)
+        threads: experiment_cpu_share(gap_arm_settings)
         resources:
             gpu=(
                 gpu_token(
@@ -105,50 +125,23 @@ for _kind, _wc in (("loso", "subject"), ("curve", "fraction")):
                 else 0
             ),
         params:
-            experiment=gap_variant,
-            dataset=config["dataset"],
-            out_dir=f"{GAP}/{_kind}/{{{_wc}}}",
-            checkpoint_dir=f"{RESULTS}/checkpoints/gap_{_kind}_{{{_wc}}}",
-            fov_threshold=config["diagnostics"]["fov_threshold"],
-        script:
-            "../scripts/gap_train.py"
-
-    rule:
-        name:
-            f"gap_{_kind}_evaluate"
-        input:
-            manifest=rules.manifest.output.manifest,
-            root=rules.manifest.output.root,
-            splits=gap_split(_kind),
-            labels=rules.decode_masks.output.labels,
-            arrays=prepared_arrays(gap_variant),
-            model=f"{GAP}/{_kind}/{{{_wc}}}/model.safetensors",
-            code=experiment_code_of(
-                "../scripts/gap_evaluate.py", gap_variant, trainer=False
-            ),
-        output:
-            per_image=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/per_image.csv",
-            per_subject=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/per_subject.csv",
-            summary=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/summary.json",
-            overlays=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/overlays.png",
-            confusion=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/confusion.csv",
-            confusion_png=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}/confusion.png",
-        log:
-            f"{LOGS}/gap/{_kind}_evaluate_{{{_wc}}}_{{test_set}}.log",
-        benchmark:
-            f"{BENCH}/gap/{_kind}_evaluate/{{{_wc}}}_{{test_set}}.tsv"
-        conda:
-            USSEG_ENV
-        threads: cpu_share()
-        params:
-            experiment=gap_variant,
-            dataset=config["dataset"],
+            **prepared_data_params(remedies=True),
+            experiment=gap_arm_settings,
+            seed_folders=gap_seed_folders,
+            # Outside the outputs: Snakemake deletes a failed job's outputs, and a
+            # pre-empted training resumes from here.
+            checkpoint_dirs=lambda wildcards: [
+                seed_dir(f"{RESULTS}/checkpoints/gap/{gap_arm_name(wildcards)}", k)
+                for k in GAP_SEEDS
+            ],
+            test_sets=_test_sets,
+            # The foreground mean is over the classes scored on every test set.
+            all_test_sets=TEST_SETS,
             evaluation=config["evaluation"],
-            test_sets=TEST_SETS,
-            out_dir=f"{GAP}/{_kind}/{{{_wc}}}/eval/{{test_set}}",
-            fov_threshold=config["diagnostics"]["fov_threshold"],
+            trained_in=gap_arm_trained_in,
+            evaluated_in=gap_arm_evaluated_in,
         script:
-            "../scripts/gap_evaluate.py"
+            "../scripts/gap_arm.py"
 
 
 rule gap_domain:
@@ -156,44 +149,41 @@ rule gap_domain:
         manifest=rules.manifest.output.manifest,
         root=rules.manifest.output.root,
         splits=rules.split.output.splits,
-        arrays=prepared_arrays(),
-        code=experiment_code_of("../scripts/gap_domain.py", trainer=False),
+        arrays=prepared_arrays(gap_remedy_settings),
+        code=experiment_code_of(
+            "../scripts/gap_domain.py", gap_remedy_settings, trainer=False
+        ),
     output:
-        auc=f"{GAP}/domain/{{experiment}}.json",
+        auc=f"{GAP}/domain/{{remedy}}.json",
     log:
-        f"{LOGS}/gap/domain_{{experiment}}.log",
+        f"{LOGS}/gap/domain_{{remedy}}.log",
     conda:
         USSEG_ENV
     threads: cpu_share()
     params:
-        experiment=experiment,
-        dataset=config["dataset"],
+        **prepared_data_params(remedies=True),
+        experiment=gap_remedy_settings,
         diagnostics=config["diagnostics"],
-        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/gap_domain.py"
 
 
-GAP_EVALUATED = [GAP_BASELINE, *GAP_REMEDIES] if GAP_ENABLED else []
-
-
-GAP_CURVE_DIRS = [[f, t, gap_curve_dir(f, t)] for f in GAP_FRACTIONS for t in TEST_SETS]
-
-
 rule gap_summary:
     input:
-        evaluated=expand(
-            rules.evaluate.output.summary, experiment=GAP_EVALUATED, test_set=TEST_SETS
-        ),
-        timings=expand(rules.train.output.timing, experiment=GAP_EVALUATED),
-        domain=expand(rules.gap_domain.output.auc, experiment=GAP_REMEDIES),
-        loso=gap_loso_summaries,
-        curve=[f"{d}/summary.json" for _, _, d in GAP_CURVE_DIRS],
+        # Every file of every arm's job (each seed's training and evaluation tables).
+        arms=[
+            f
+            for arm in GAP_ARMS
+            for f in seed_files(GAP_ARM_DIR.format(arm=arm), GAP_SEEDS, TEST_SETS)
+        ],
+        loso=gap_loso_arm_files,
+        domain=expand(rules.gap_domain.output.auc, remedy=GAP_REMEDIES),
         code=code_of("../scripts/gap_summary.py"),
     output:
+        gap_closure=f"{GAP}/gap_closure.csv",
+        seed_effects=f"{GAP}/seed_effects.csv",
         loso=f"{GAP}/loso.csv",
         learning_curve=f"{GAP}/learning_curve.csv",
-        gap_closure=f"{GAP}/gap_closure.csv",
         when_to_stop=f"{GAP}/when_to_stop.json",
         # The same numbers shaped for `dvc metrics` and `dvc plots` (docs/dvc.md).
         gap_closure_json=f"{GAP}/gap_closure.json",
@@ -204,15 +194,10 @@ rule gap_summary:
         USSEG_ENV
     threads: cpu_share()
     params:
-        config=config,
-        eval_dirs=[
-            [e, t, f"{RESULTS}/experiments/{e}/eval/{t}"]
-            for e in GAP_EVALUATED
-            for t in TEST_SETS
-        ],
-        timings={e: f"{RESULTS}/experiments/{e}/timing.csv" for e in GAP_EVALUATED},
-        domain_files={e: f"{GAP}/domain/{e}.json" for e in GAP_REMEDIES},
-        loso_dirs=gap_loso_dirs,
-        curve_dirs=GAP_CURVE_DIRS,
+        study=config["gap_study"],
+        test_sets=TEST_SETS,
+        target_test_set=TARGET_TEST_SET,
+        arm_dirs=gap_arm_dirs,
+        domain_files={r: f"{GAP}/domain/{r}.json" for r in GAP_REMEDIES},
     script:
         "../scripts/gap_summary.py"

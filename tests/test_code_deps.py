@@ -160,7 +160,7 @@ def test_trainers_and_remedy_families_are_no_script_s_shared_code():
 
     by_name = {f"usseg.remedies.{m}" for modules in IMPLEMENTATIONS.values() for m in modules}
     by_name |= set(TRAINERS.values())
-    for script in ("train.py", "evaluate.py", "sanity_training.py", "gap_train.py", "diagnostics.py",
+    for script in ("train.py", "evaluate.py", "sanity_training.py", "gap_arm.py", "diagnostics.py",
                    "decode_masks.py"):
         names = {f"usseg.{p.relative_to(SRC / 'usseg').with_suffix('').as_posix().replace('/', '.')}"
                  for p in code_files(REPO / "scripts" / script, SRC / "usseg") if p.suffix == ".py"}

@@ -181,6 +181,11 @@ def test_an_overlay_replaces_the_experiments_and_merges_the_rest():
     assert merged["split"] == {"seed": 2, "val_fraction": 0.2}
     assert merged["experiments"] == {"c": {}}
     assert apply_overlay(base, {"strict": True})["experiments"] == base["experiments"]
+    # The gap study's remedies too: a variant lists exactly the arms it runs; its other keys merge.
+    base["gap_study"] = {"seeds": 3, "remedies": {"a": {"settings": {"epochs": 1}}, "b": {"settings": {}}}}
+    merged = apply_overlay(base, {"gap_study": {"remedies": {"c": {"settings": {"epochs": 2}}}}})
+    assert merged["gap_study"] == {"seeds": 3, "remedies": {"c": {"settings": {"epochs": 2}}}}
+    assert apply_overlay(base, {"gap_study": {"seeds": 5}})["gap_study"]["remedies"] == base["gap_study"]["remedies"]
 
 
 OWN_DATASET = {
@@ -266,15 +271,17 @@ def test_modality_folders_must_be_distinct_and_inside_the_root(cfg, folders, fra
 
 def test_article_overlay_has_only_the_article_experiments_and_settings():
     cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
-    article = {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
-    # Besides the article's four: one experiment per remedy of the gap study, none from config.yaml.
-    remedies = set(cfg["experiments"]) - article
-    assert article <= set(cfg["experiments"]) and cfg["gap_study"]["enabled"]
-    assert all(n.startswith("multiorgan_") for n in remedies)
-    # Every remedy of usseg.remedies.spec has its experiment (the augmentation ones have remedy none).
+    assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
+    assert cfg["gap_study"]["enabled"] and cfg["gap_study"]["seeds"] >= 3
+    # Every remedy of usseg.remedies.spec is an arm of the study (the augmentation ones have remedy none),
+    # and the overlay's remedies replace config.yaml's.
+    from usseg import gap
     from usseg.remedies.spec import REMEDIES
 
-    assert {Experiment.from_config(cfg, n).remedy.name for n in remedies} == set(REMEDIES)
+    arms = [a for a in gap.fixed_arms(cfg) if a.startswith("remedy_")]
+    assert {gap.arm_experiment(cfg, a).remedy.name for a in arms} == set(REMEDIES)
+    assert list(cfg["gap_study"]["remedies"]) == list(
+        yaml.safe_load((REPO / "configs" / "article.yaml").read_text())["gap_study"]["remedies"])
     # config.yaml's liver_unet post-processes; the article's does not.
     assert Experiment.from_config(cfg, "liver_unet").largest_component is False
     tiny = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
@@ -389,9 +396,14 @@ def test_name_length_limit_leaves_room_for_the_suffix(cfg):
     from usseg.config import check_name_lengths
 
     cfg["experiments"] = {"a" * 20: {}}
+    cfg["gap_study"]["remedies"] = {}
     check_name_lengths(cfg, "config.yaml", name_max=29)  # aaa...a.json.tmp: 20 + 9 bytes
     with pytest.raises(ConfigError, match="leaves 19"):
         check_name_lengths(cfg, "config.yaml", name_max=28)
+    # A remedy's key names its arm's log, results/logs/gap/arm_remedy_{key}.log.
+    cfg["gap_study"]["remedies"] = {"b" * 20: {"settings": {"epochs": 1}}}
+    with pytest.raises(ConfigError, match="gap_study.remedies.*arm_remedy_NAME.log"):
+        check_name_lengths(cfg, "config.yaml", name_max=30)
 
 
 # ----------------------------------------------------------------------------- remedies and the gap study
@@ -432,6 +444,37 @@ def test_gap_study_baseline_must_be_an_experiment(cfg):
     expect_error(cfg, "gap_study.baseline", "nope", "multiorgan_unet")
     cfg["gap_study"] = {"enabled": True, "baseline": "liver_rf"}
     expect_error(cfg, "gap_study.baseline", "random forest")
+
+
+def test_the_default_study_measures_every_remedy_family(cfg):
+    """config.yaml's study: families 1-5 of docs/remedies.md as remedies (6 and 7 are LOSO and the curve),
+    plus class weights; at least six remedies, three seeds."""
+    from usseg import gap
+
+    check_config(cfg)
+    remedies = {r: gap.arm_experiment(cfg, f"remedy_{r}") for r in cfg["gap_study"]["remedies"]}
+    names = {e.remedy.name for e in remedies.values()}
+    assert {"fov_normalise", "bn_adapt"} <= names and names & {"histogram_matching", "fda"}
+    assert names & {"pseudo_label", "mean_teacher"}
+    assert any(e.augmentation.get("ultrasound") for e in remedies.values())
+    assert any(e.loss.class_weights != "none" for e in remedies.values())
+    assert len(remedies) >= 6 and cfg["gap_study"]["seeds"] >= 3
+    assert cfg["gap_study"]["loso"] and len(cfg["gap_study"]["learning_curve_fractions"]) >= 2
+    assert all(r.get("title") for r in cfg["gap_study"]["remedies"].values())
+
+
+def test_gap_study_remedies_are_checked(cfg):
+    cfg["gap_study"]["remedies"] = {"x": {"title": "X", "settings": {"remedy": {"name": "fda", "beta": 0.9}}}}
+    expect_error(cfg, "gap_study.remedies.x.settings.remedy.beta")
+    cfg["gap_study"]["remedies"] = {"x": {"settings": {"seed": 3}}}
+    expect_error(cfg, "gap_study.remedies.x.settings", "seed", "gap_study.seeds")
+    cfg["gap_study"]["remedies"] = {"x": {"settings": {"epochs": 3}, "label": "X"}}
+    expect_error(cfg, "label")
+    cfg["gap_study"]["remedies"] = {"x": {"settings": {"model": {"norm": "instance"}, "remedy": {"name": "bn_adapt"}}}}
+    expect_error(cfg, "gap_study.remedies.x.settings.remedy", "batch")
+    cfg["gap_study"]["remedies"] = {"x": {"settings": {"epochs": 3}}}
+    cfg["gap_study"]["seeds"] = 0
+    expect_error(cfg, "gap_study.seeds")
 
 
 def test_gap_study_fractions_must_increase(cfg):

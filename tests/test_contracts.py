@@ -74,12 +74,13 @@ def test_the_stages_use_the_contract_columns():
 
 def test_numeric_contract_files_refuse_text_where_numbers_belong(tmp_path):
     path = tmp_path / "loso.csv"
-    pd.DataFrame({"held_out_subject": ["007"], "n_images": [3], "dice": ["high"], "surface_dice": [0.5]}).to_csv(
-        path, index=False)
+    seeds = {"n_seeds": [3], "dice_seed_sd": [0.01], "surface_dice_seed_sd": [0.02]}
+    pd.DataFrame({"held_out_subject": ["007"], "n_images": [3], "dice": ["high"], "surface_dice": [0.5],
+                  **seeds}).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"loso\.csv: column\(s\) dice hold text.*gap_summary step"):
         contracts.read_loso(path)
-    pd.DataFrame({"held_out_subject": ["007"], "n_images": [3], "dice": [""], "surface_dice": [0.5]}).to_csv(
-        path, index=False)
+    pd.DataFrame({"held_out_subject": ["007"], "n_images": [3], "dice": [""], "surface_dice": [0.5],
+                  **seeds}).to_csv(path, index=False)
     loso = contracts.read_loso(path)
     # Subject ids stay text ("007", not 7); an empty score is a missing number.
     assert loso.loc[0, "held_out_subject"] == "007" and pd.isna(loso.loc[0, "dice"])
@@ -130,4 +131,8 @@ def test_sanity_and_gap_json_readers_check_their_keys(tmp_path):
         contracts.read_sanity(path)
     path.write_text(json.dumps({"n_subjects": 4}))
     with pytest.raises(DataError, match="lacks the key.*gap_summary step"):
+        contracts.read_when_to_stop(path)
+    keys = {k: None for k in contracts.WHEN_TO_STOP_KEYS}
+    path.write_text(json.dumps({**keys, "kinds": {"remedy": {"estimable": False}}}))
+    with pytest.raises(DataError, match="kinds.remedy lacks the key.*why.*gap_summary step"):
         contracts.read_when_to_stop(path)

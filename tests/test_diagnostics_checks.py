@@ -223,7 +223,7 @@ def test_checklist_order_overall_and_markdown():
 
 def test_each_next_step_names_its_check_and_side():
     """The verdict keeps the data-side steps after the gap study's measured ranking; the model side is
-    what remedy experiments measure."""
+    what the gap study's remedies measure."""
     res = {r.id: r for r in _results([FAIL] * 8)}
     records = next_step_records(res, "RUS")
     assert [r["text"] for r in records] == next_steps(res, "RUS")

@@ -237,12 +237,15 @@ def _gap_run(repo: Path) -> list[dict]:
     gap.mkdir(parents=True)
     closure = gap_stats.gap_closure_table([
         {"remedy": r, "test_set": t, "metric": "dice", "baseline": 0.4, "value": 0.4 + d, "delta": d,
-         "ci_lo": lo, "ci_hi": hi, "n_subjects": 5}
+         "ci_lo": lo, "ci_hi": hi, "n_subjects": 5, "n_seeds": 3, "seed_sd": 0.02}
         for r, t, d, lo, hi in [("hm", "test_rus", 0.08, 0.02, 0.14), ("hm", "test_aus", 0.01, -0.02, 0.04),
                                 ("fda", "test_rus", 0.03, math.nan, math.nan)]])
     (gap / "gap_closure.json").write_text(json.dumps(gap_stats.gap_closure_metrics(closure)))
-    stop = gap_stats.when_to_stop(5, 0.06)
-    (gap / "when_to_stop.json").write_text(json.dumps({**stop, "test_set": "test_rus"}))
+    from usseg.gap import _finite
+
+    remedy = gap_stats.when_to_stop_kind(5, 0.06, 4, math.nan, 1)
+    (gap / "when_to_stop.json").write_text(json.dumps(_finite(
+        {"test_set": "test_rus", "n_subjects": 5, "kinds": {"remedy": remedy}}), allow_nan=False))
     pd.DataFrame({"held_out_subject": ["a", "b", "c"], "n_images": [2, 3, 2], "dice": [0.5, 0.6, 0.7],
                   "surface_dice": [0.6, 0.7, 0.8]}).to_csv(gap / "loso.csv", index=False)
     curve = pd.DataFrame({"test_set": ["test_aus", "test_aus", "test_rus", "test_rus", "test_rus"],
@@ -275,10 +278,12 @@ def test_gap_results_are_dvc_metrics_and_plots(tmp_path, monkeypatch):
     closure = dvc_json(tmp_path, "metrics", "show", "results/gap/gap_closure.json")[""]["data"][
         "results/gap/gap_closure.json"]["data"]
     assert closure["hm"]["test_rus"]["dice"] == pytest.approx(
-        {"baseline": 0.4, "value": 0.48, "delta": 0.08, "ci_lo": 0.02, "ci_hi": 0.14, "n_subjects": 5})
+        {"baseline": 0.4, "value": 0.48, "delta": 0.08, "ci_lo": 0.02, "ci_hi": 0.14, "n_subjects": 5, "n_seeds": 3,
+         "seed_sd": 0.02})
     assert "ci_lo" not in closure["fda"]["test_rus"]["dice"]  # no interval: null, which DVC leaves out
     stop = shown["results/gap/when_to_stop.json"]["data"]
-    assert stop["subjects_needed"] == gap_stats_subjects_needed(0.05, 0.06) and stop["n_subjects"] == 5
+    assert stop["kinds"]["remedy"]["subjects_needed"] == gap_stats_subjects_needed(0.05, 0.06)
+    assert stop["n_subjects"] == 5
     plots = dvc_json(tmp_path, "plots", "show")["data"]
     assert {"gap_loso", "gap_learning_curve"} <= set(plots)
     bars = plots["gap_loso"][0]["content"]

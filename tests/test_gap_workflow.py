@@ -1,7 +1,8 @@
-"""End to end: the gap study's targets on the tiny run (one remedy, two LOSO folds, a two-point curve).
+"""End to end: the gap study's targets on the tiny run (two remedies, two seeds per arm, LOSO, a two-point curve).
 
-Reuses the tests' tiny run (its four experiments are already trained); only the
-study's own jobs run here.
+Reuses the tests' tiny run (its experiments are already trained); only the study's own jobs run here: one
+per arm (baseline, two remedies, the 0.5 share, one per labeled real subject), each training and evaluating
+its seeds in one process, then the summary and the report.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import pytest
 import yaml
 
 from conftest import TINY_CONFIG, run_snakemake, sibling_copy
+from usseg import contracts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+REMEDIES = {
+    "fov_normalise": {"title": "Field-of-view normalisation", "settings": {"remedy": {"name": "fov_normalise"}}},
+    # Acts at prediction only: scored on the baseline arm's models, no training of its own.
+    "bn_adapt": {"title": "Batch-norm adaptation", "settings": {"remedy": {"name": "bn_adapt"}}},
+}
 
 
 @pytest.fixture(scope="module")
 def gap_run(tiny_run, tmp_path_factory):
     run = sibling_copy(tiny_run, tmp_path_factory, "gap")
     overlay = yaml.safe_load(TINY_CONFIG.read_text())
-    overlay["experiments"]["multiorgan_fov_norm"] = {"loss": {"class_weights": "auto"},
-                                                     "remedy": {"name": "fov_normalise"}}
-    overlay["gap_study"] = {"enabled": True, "baseline": "multiorgan_unet_weighted",
-                            "learning_curve_fractions": [0.5, 1.0]}
+    overlay["gap_study"] = {"enabled": True, "baseline": "multiorgan_unet_weighted", "seeds": 2,
+                            "learning_curve_fractions": [0.5, 1.0], "remedies": REMEDIES}
     configfile = run / "gap.yaml"
     configfile.write_text(yaml.safe_dump(overlay))
     run_snakemake(run, "--cores", "2", "report", configfile=configfile)
@@ -33,19 +39,23 @@ def gap_run(tiny_run, tmp_path_factory):
 
 def test_gap_outputs_follow_the_contract(gap_run):
     gap = gap_run / "results" / "gap"
-    closure = pd.read_csv(gap / "gap_closure.csv")
-    assert list(closure.columns) == ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo",
-                                     "ci_hi", "n_subjects"]
-    fov = closure[closure["remedy"] == "multiorgan_fov_norm"]
+    closure = contracts.read_gap_closure(gap / "gap_closure.csv")
+    assert list(closure.columns) == contracts.GAP_CLOSURE_COLUMNS
+    fov = closure[closure["remedy"] == "fov_normalise"]
     assert {"dice", "surface_dice", "train_seconds", "domain_auc"} <= set(fov["metric"])
     assert {"test_aus", "test_rus", "all"} <= set(fov["test_set"])
-    assert "loso_real_labels" in set(closure["remedy"])
-    loso = pd.read_csv(gap / "loso.csv", dtype={"held_out_subject": str})
-    assert loso.columns[0] == "held_out_subject" and len(loso) >= 2
+    scores = closure[closure["metric"].isin(["dice", "surface_dice"])]
+    assert set(scores["remedy"]) == {"fov_normalise", "bn_adapt", "loso_real_labels"}
+    assert (scores["n_seeds"] == 2).all() and scores["seed_sd"].notna().all()
+    effects = contracts.read_seed_effects(gap / "seed_effects.csv")
+    assert sorted(effects["seed"].unique()) == [0, 1]
+    loso = contracts.read_loso(gap / "loso.csv")
+    assert loso.columns[0] == "held_out_subject" and len(loso) >= 2 and (loso["n_seeds"] == 2).all()
     curve = pd.read_csv(gap / "learning_curve.csv")
-    assert sorted(curve["level"].unique()) == [0.5, 1.0]
-    stop = json.loads((gap / "when_to_stop.json").read_text())
-    assert stop["n_subjects"] >= 2 and stop["text"]
+    assert sorted(curve["level"].unique()) == [0.5, 1.0] and (curve["n_seeds"] == 2).all()
+    stop = contracts.read_when_to_stop(gap / "when_to_stop.json")
+    assert stop["n_subjects"] >= 2 and stop["n_seeds"] == 2 and set(stop["kinds"]) == {"remedy", "real_subjects"}
+    assert all(kind["text"] for kind in stop["kinds"].values())
     # DVC's shapes of the same numbers (docs/dvc.md).
     metrics = json.loads((gap / "gap_closure.json").read_text())
     for row in closure.itertuples():
@@ -55,7 +65,38 @@ def test_gap_outputs_follow_the_contract(gap_run):
     assert list(wide.columns) == ["level", "test_aus", "test_rus"] and list(wide["level"]) == [0.5, 1.0]
     html = (gap_run / "results" / "report" / "report.html").read_text()
     assert '<section id="gap">' in html and "illustrate the method" in html
-    # The verdict ranks by measurement and says when to stop, with the numbers of when_to_stop.json.
-    verdict = html[html.index('<section id="verdict"'):html.index('<section id="gap"')]
+    # Each remedy by its title, its key beside it (usseg.names).
+    assert '<b>Field-of-view normalisation <code class="key">fov_normalise</code></b>' in html
+    # The verdict ranks by measurement and says when to stop, per kind of change.
+    start = html.index('<section id="verdict"')
+    verdict = html[start:html.index("<section id=", start + 1)]
     assert "What to try next, ranked by measured effect" in verdict and "not ranked by measurement" not in verdict
-    assert f"With {stop['n_subjects']} labeled real subject" in verdict
+    assert f"On test_rus ({stop['n_subjects']} labeled real subjects" in verdict
+
+
+def test_each_arm_holds_every_seed_and_shared_trainings_are_not_repeated(gap_run):
+    results = gap_run / "results"
+    arms = results / "gap" / "arms"
+    names = {p.name for p in arms.iterdir()}
+    assert {"baseline", "remedy_fov_normalise", "remedy_bn_adapt", "curve_0.5"} <= names
+    assert any(n.startswith("loso_") for n in names)
+    for arm in ("baseline", "remedy_fov_normalise", "remedy_bn_adapt", "curve_0.5"):
+        for k in (0, 1):
+            seed = arms / arm / f"seed{k}"
+            assert (seed / "model.safetensors").exists() and (seed / "timing.csv").exists()
+            assert {p.name for p in (seed / "eval" / "test_rus").iterdir()} == {
+                "per_subject.csv", "per_image.csv", "summary.json", "confusion.csv"}  # the numbers, no figures
+    # The baseline arm's seed 0 is the baseline experiment, copied; bn_adapt is scored on the baseline arm's models.
+    experiment = results / "experiments" / "multiorgan_unet_weighted"
+    assert (arms / "baseline/seed0/model.safetensors").read_bytes() == (experiment / "model.safetensors").read_bytes()
+    assert (arms / "baseline/seed0/eval/test_rus/per_subject.csv").read_text() == \
+        (experiment / "eval/test_rus/per_subject.csv").read_text()
+    for k in (0, 1):
+        assert (arms / f"remedy_bn_adapt/seed{k}/model.safetensors").read_bytes() == \
+            (arms / f"baseline/seed{k}/model.safetensors").read_bytes()
+    # Seed 1 is another training: other weights.
+    assert (arms / "baseline/seed1/model.safetensors").read_bytes() != \
+        (arms / "baseline/seed0/model.safetensors").read_bytes()
+    # One job per arm.
+    assert not (results / "checkpoints" / "gap" / "remedy_bn_adapt").exists()
+    assert (results / "benchmarks" / "gap" / "gap_arm" / "remedy_fov_normalise.tsv").exists()

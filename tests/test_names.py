@@ -20,9 +20,11 @@ def test_names_come_from_the_config_else_from_what_the_config_knows():
     assert names.test_set("test_aus").text == "AUS test set (simulator)"
     assert names.test_set("MedSegBench test split").text == "MedSegBench test split"
     assert names.class_("gallbladder").text == "gall bladder" and names.class_("liver").text == "liver"
-    # a remedy is its experiment's name; leave-one-subject-out has one of its own, which the config may change
-    assert names.remedy("multiorgan_unet").text == "Multi-organ U-Net"
-    assert names.remedy("loso_real_labels").text.startswith("adding labeled real subjects")
+    # a remedy is its gap_study title; leave-one-subject-out has one of its own; report.names may rename either
+    assert names.remedy("multiorgan_unet").text == "Multi-organ U-Net"  # not a remedy: an experiment's name
+    titled = Names({**CONFIG, "gap_study": {"remedies": {"cw": {"title": "Class weights", "settings": {"epochs": 1}}}}})
+    assert titled.remedy("cw").text == "Class weights" and titled.remedy("cw").key == "cw"
+    assert names.remedy("loso_real_labels").text.startswith("Adding labeled real subjects")
     renamed = Names({**CONFIG, "report": {"names": {"remedies": {"loso_real_labels": "more real labels"}}}})
     assert renamed.remedy("loso_real_labels").text == "more real labels"
     assert Names({}).experiment("x").text == "x"  # a config without report.names

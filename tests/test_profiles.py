@@ -85,11 +85,12 @@ SLURM_PROFILE = REPO / "profiles" / "slurm" / "profile.yaml"
 
 def _rules_that_may_hold_the_gpu() -> set[str]:
     """Every rule whose resources ask for the `gpu` token: the rules that train a network. Read from
-    rules/*.smk, the rules made in a loop (`rule: name: f"gap_{_kind}_train"`) once per kind."""
+    rules/*.smk; a rule made in a loop (`for _rule, ... in (("gap_arm", ...), ...)`, `rule: name: _rule`)
+    once per name of its loop."""
     found = set()
     for smk in sorted((REPO / "rules").glob("*.smk")):
         text = smk.read_text()
-        kinds = re.findall(r'\("(\w+)", "\w+"\)', "".join(re.findall(r"for _kind, _wc in \((.*)\):", text)))
+        looped = re.findall(r'^\s*\("(\w+)", "\w+",', text, flags=re.M)
         for block in re.split(r"(?m)^\s*rule\b", text)[1:]:
             if "gpu=" not in block.split("script:")[0]:
                 continue
@@ -97,19 +98,23 @@ def _rules_that_may_hold_the_gpu() -> set[str]:
             if plain:
                 found.add(plain.group(1))
                 continue
-            name = re.search(r'name:\s*f"([^"]+)"', block).group(1)
-            found.update(name.replace("{_kind}", k) for k in kinds)
+            assert re.search(r"name:\s*_rule\b", block), f"{smk}: a looped rule this test cannot name"
+            found.update(looped)
     return found
 
 
 def test_every_training_rule_gets_the_slurm_training_class():
     # One resource class for every rule that trains (issue 22: the gap study's trainings fell to the
-    # defaults of 1 CPU, 4 GB and no GPU when the profile named `train` alone).
+    # defaults of 1 CPU, 4 GB and no GPU when the profile named `train` alone). A gap arm trains
+    # gap_study.seeds models in one job: the class with a longer runtime.
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     training = profile["set-resources"]["train"]
     rules = _rules_that_may_hold_the_gpu()
-    assert {"train", "sanity_training", "gap_loso_train", "gap_curve_train", "nnunet_train_predict"} <= rules
+    assert {"train", "sanity_training", "gap_arm", "gap_loso_arm", "nnunet_train_predict"} <= rules
     for rule in sorted(rules):
-        assert profile["set-resources"].get(rule) == training, f"{rule} is not in the training class"
+        resources = profile["set-resources"].get(rule) or {}
+        assert {k: v for k, v in resources.items() if k != "runtime"} == \
+            {k: v for k, v in training.items() if k != "runtime"}, f"{rule} is not in the training class"
+        assert resources["runtime"] >= training["runtime"], f"{rule}: a shorter runtime than one training's"
     assert "&training" in SLURM_PROFILE.read_text()  # defined once
     assert "set-threads" not in profile  # a training's threads are its experiment's setting

@@ -85,7 +85,22 @@ def test_parse_gap_study():
     assert spec.parse_gap_study(None) == spec.GapStudy()
     study = spec.parse_gap_study({"enabled": False, "learning_curve_fractions": [0.5, 1.0], "change_to_detect": 0.1})
     assert not study.enabled and study.learning_curve_fractions == (0.5, 1.0) and study.change_to_detect == 0.1
+    assert study.seeds == 3 and study.remedies == ()
+    study = spec.parse_gap_study({"seeds": 5, "remedies": {"cw": {"title": " Class weights ",
+                                                                 "settings": {"loss": {"class_weights": "auto"}}},
+                                                          "fov": {"settings": {"remedy": {"name": "fov_normalise"}}}}})
+    assert study.seeds == 5 and [r.key for r in study.remedies] == ["cw", "fov"]
+    assert study.remedies[0].title == "Class weights" and study.remedies[1].title == "fov"  # no title: the key
+    assert spec.gap_remedy_titles({"gap_study": {"remedies": {"cw": {"title": "CW", "settings": {"epochs": 1}}}}}) \
+        == {"cw": "CW", spec.LOSO_REMEDY: spec.LOSO_TITLE}
     for block, match in [
+        ({"seeds": 0}, "seeds"),
+        ({"seeds": True}, "seeds"),
+        ({"remedies": {"a/b": {"settings": {"epochs": 1}}}}, "cannot name a remedy"),
+        ({"remedies": {"a": {"settings": {}}}}, "non-empty mapping"),
+        ({"remedies": {"a": {"title": "", "settings": {"epochs": 1}}}}, "title"),
+        ({"remedies": {"a": {"settings": {"classes": ["liver"]}}}}, "cannot be changed by a remedy"),
+        ({"remedies": {"a": {"settings": {"epochs": 1}, "extra": 1}}}, "unknown key"),
         ({"loso": "yes"}, "loso"),
         ({"learning_curve_fractions": [1.0, 0.5]}, "increasing"),
         ({"learning_curve_fractions": [0, 1]}, "increasing"),
@@ -117,9 +132,10 @@ def test_the_config_blocks_in_the_docs_parse():
     blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), flags=re.S)
     assert blocks, "docs/remedies.md has no yaml block"
     cfg = yaml.safe_load(blocks[0])
-    spec.parse_gap_study(cfg["gap_study"])
+    study = spec.parse_gap_study(cfg["gap_study"])
     names = set()
-    for name, exp in cfg["experiments"].items():
-        names.add(spec.parse_remedy(exp.get("remedy"), f"experiments.{name}.remedy").name)
-        spec.parse_augmentation_extras(exp.get("augmentation"), f"experiments.{name}.augmentation")
-    assert names == set(spec.REMEDIES)  # every remedy has an example
+    for remedy in study.remedies:
+        where = f"gap_study.remedies.{remedy.key}.settings"
+        names.add(spec.parse_remedy(remedy.settings.get("remedy"), f"{where}.remedy").name)
+        spec.parse_augmentation_extras(remedy.settings.get("augmentation"), f"{where}.augmentation")
+    assert names | {"none"} == set(spec.REMEDIES)  # every remedy has an example

@@ -1,4 +1,5 @@
-"""Remedy statistics: paired subject deltas, when to stop, the learning curve, LOSO folds, gap_closure rows."""
+"""Remedy statistics: paired deltas over subjects and seeds, when to stop, the learning curve, LOSO folds,
+gap_closure rows."""
 
 from __future__ import annotations
 
@@ -86,12 +87,14 @@ def test_learning_curve_summary_and_verdict():
     jitter = {0.25: [0.0] * 6, 0.5: [0.1, 0.11, 0.09, 0.1, 0.105, 0.095],
               1.0: [0.11, 0.1, 0.08, 0.11, 0.1, 0.1]}  # a clear step, then a step that cancels out
     for frac, gains in jitter.items():
-        for s, b, g in zip(subjects, base, gains):
-            rows.append({"fraction": frac, "subject": s, "value": b + g})
+        for seed in range(3):  # three trainings per share, a little apart
+            for s, b, g in zip(subjects, base, gains):
+                rows.append({"fraction": frac, "subject": s, "seed": seed, "value": b + g + 0.004 * (seed - 1)})
     summary = gs.learning_curve_summary(pd.DataFrame(rows[::-1]))  # any row order
     assert list(summary.columns) == contracts.LEARNING_CURVE_COLUMNS
     assert summary["level"].tolist() == [0.25, 0.5, 1.0]
-    assert summary["n_subjects"].tolist() == [6, 6, 6]
+    assert summary["n_subjects"].tolist() == [6, 6, 6] and summary["n_seeds"].tolist() == [3, 3, 3]
+    assert summary.loc[0, "seed_sd"] == pytest.approx(0.004)
     assert math.isnan(summary.loc[0, "step_delta"])
     assert summary.loc[1, "step_delta"] == pytest.approx(0.1, abs=0.01) and summary.loc[1, "step_ci_lo"] > 0
     assert summary.loc[2, "step_ci_lo"] < 0 < summary.loc[2, "step_ci_hi"]
@@ -100,6 +103,10 @@ def test_learning_curve_summary_and_verdict():
     assert gs.learning_curve_verdict(summary.iloc[:1]) == "undetermined"
     with pytest.raises(ValueError, match="fraction"):
         gs.learning_curve_summary(pd.DataFrame({"subject": [], "value": []}))
+    # One training per share: no interval can include training noise, so no verdict.
+    one = gs.learning_curve_summary(pd.DataFrame([r for r in rows if r["seed"] == 0]).drop(columns="seed"))
+    assert one["n_seeds"].tolist() == [1, 1, 1] and one["ci_lo"].isna().all() and one["step_ci_lo"].isna().all()
+    assert gs.learning_curve_verdict(one) == "undetermined"
 
 
 def _split_table():
@@ -154,7 +161,8 @@ def test_loso_spread():
 
 
 def test_gap_closure_table_contract():
-    d = gs.paired_delta({"a": 0.5, "b": 0.6, "c": 0.4}, {"a": 0.6, "b": 0.6, "c": 0.5})
+    d = gs.seeded_delta(pd.DataFrame({0: [0.5, 0.6, 0.4], 1: [0.52, 0.6, 0.41]}, index=["a", "b", "c"]),
+                        pd.DataFrame({0: [0.6, 0.6, 0.5], 1: [0.6, 0.63, 0.5]}, index=["a", "b", "c"]))
     rows = [
         gs.gap_closure_row("fda", "test_rus", "dice", d),
         gs.scalar_row("fda", "all", "train_seconds", 30.0, 42.0),
@@ -166,8 +174,13 @@ def test_gap_closure_table_contract():
     assert table["test_set"].tolist() == ["test_rus", "all", "test_rus"]
     row = table.iloc[2]
     assert row["delta"] == pytest.approx(d.delta) and row["n_subjects"] == 3
+    assert row["n_seeds"] == 2 and row["seed_sd"] == pytest.approx(d.seed_sd) and d.seed_sd > 0
     seconds = table.iloc[1]
     assert seconds["delta"] == 12.0 and math.isnan(seconds["ci_lo"]) and math.isnan(seconds["n_subjects"])
+    assert math.isnan(seconds["n_seeds"]) and math.isnan(seconds["seed_sd"])
+    # A one-score-per-subject comparison is one seed.
+    one = gs.gap_closure_row("x", "test_rus", "dice", gs.paired_delta({"a": 0.5}, {"a": 0.6}))
+    assert one["n_seeds"] == 1 and math.isnan(one["seed_sd"])
     with pytest.raises(ValueError, match="more than one row"):
         gs.gap_closure_table(rows + rows[:1])
 
@@ -179,6 +192,8 @@ def test_when_to_stop_text_and_the_numbers_the_docs_quote():
     text = gs.when_to_stop_text(stop)
     assert "4 labeled real subjects" in text and "is 0.21" in text and "34 labeled real subjects" in text
     assert "at least 2 subjects" in gs.when_to_stop_text(gs.when_to_stop(1, math.nan))
+    # ... and the range over the SD's interval.
+    assert gs.when_to_stop_kind(4, 0.1, 3, math.nan, 1)["subjects_needed_range"] == [13, 439]
 
 
 def test_rank_remedies_by_measured_effect():
@@ -224,3 +239,119 @@ def test_the_gap_study_needs_as_many_subjects_for_an_interval_as_evaluation():
     from usseg import intervals
 
     assert gs.MIN_SUBJECTS_FOR_INTERVAL == intervals.MIN_SUBJECTS_FOR_INTERVAL
+
+
+# ----------------------------------------------------------------------------- training noise (seeds)
+
+
+def _arm(subject_values, seed_offsets):
+    """A subjects x seeds table: each subject's value plus its seed's shared offset."""
+    subjects = [f"s{i}" for i in range(len(subject_values))]
+    return pd.DataFrame({k: np.asarray(subject_values) + off for k, off in enumerate(seed_offsets)}, index=subjects)
+
+
+def test_seeded_delta_averages_seeds_per_subject_and_adds_the_seed_spread():
+    base = _arm([0.40, 0.50, 0.60, 0.45, 0.55], [0.0, 0.0, 0.0])
+    arm = _arm([0.44, 0.55, 0.63, 0.50, 0.58], [0.01, -0.01, 0.0])
+    d = gs.seeded_delta(base, arm)
+    per_subject = arm.mean(axis=1) - base.mean(axis=1)
+    assert d.n_subjects == 5 and d.n_seeds == 3 and d.method == gs.SEEDED_METHOD
+    assert d.delta == pytest.approx(per_subject.mean()) and d.delta == pytest.approx(d.value - d.baseline)
+    assert d.seed_deltas == pytest.approx((0.05, 0.03, 0.04)) and d.seed_sd == pytest.approx(0.01)
+    assert d.sd_subject == pytest.approx(per_subject.std(ddof=1))
+    # The interval: both variance terms, Welch-Satterthwaite df from (n - 1, S - 1).
+    c1, c2 = per_subject.var(ddof=1) / 5, 0.01**2 / 3
+    df = (c1 + c2) ** 2 / (c1**2 / 4 + c2**2 / 2)
+    half = stats.t.ppf(0.975, df) * math.sqrt(c1 + c2)
+    assert (d.ci_lo, d.ci_hi) == pytest.approx((d.delta - half, d.delta + half)) and d.df == pytest.approx(df)
+    # Without a seed spread it is the paired t-interval over subjects of the seed-averaged scores.
+    steady = gs.seeded_delta(base, _arm([0.44, 0.55, 0.63, 0.50, 0.58], [0.0, 0.0, 0.0]))
+    paired = gs.paired_delta(base.mean(axis=1), _arm([0.44, 0.55, 0.63, 0.50, 0.58], [0.0]).mean(axis=1))
+    assert (steady.ci_lo, steady.ci_hi) == pytest.approx((paired.ci_lo, paired.ci_hi))
+
+
+def test_a_difference_that_flips_with_the_seed_is_not_an_improvement():
+    """Planted: per seed the remedy is +0.08, -0.06, +0.05 better than the baseline, steadily over subjects.
+    Subject by subject the seed-averaged gain (+0.023) is tight, so the subject-only interval excludes 0;
+    with the seeds' spread in the interval it spans 0, and nothing may call it an improvement."""
+    base = _arm([0.40, 0.50, 0.60, 0.45, 0.55, 0.35], [0.0, 0.0, 0.0])
+    arm = _arm([0.401, 0.502, 0.599, 0.451, 0.548, 0.352], [0.08, -0.06, 0.05])
+    d = gs.seeded_delta(base, arm)
+    subject_only = gs.paired_delta(base.mean(axis=1), arm.mean(axis=1))
+    assert subject_only.ci_lo > 0  # what a one-run-per-arm analysis of these means would claim
+    assert d.ci_lo < 0 < d.ci_hi and d.seed_sd == pytest.approx(np.std([0.081, -0.059, 0.051], ddof=1), abs=0.002)
+    row = gs.gap_closure_row("flip", "test_rus", "dice", d)
+    assert gs.rank_remedies(gs.gap_closure_table([row]), "test_rus")["interval"].tolist() == ["spans 0"]
+
+
+def test_no_interval_from_one_seed_or_two_subjects():
+    base, arm = _arm([0.4, 0.5, 0.6], [0.0]), _arm([0.5, 0.6, 0.7], [0.0])
+    one = gs.seeded_delta(base, arm)
+    assert one.n_seeds == 1 and math.isnan(one.ci_lo) and math.isnan(one.seed_sd)
+    assert one.method == gs.NO_SEED_INTERVAL and one.delta == pytest.approx(0.1)
+    two = gs.seeded_delta(_arm([0.4, 0.5], [0.0, 0.01]), _arm([0.5, 0.6], [0.0, 0.01]))
+    assert two.method == gs.NO_INTERVAL and math.isnan(two.ci_hi)
+    with pytest.raises(ValueError, match="different seeds"):
+        gs.seeded_delta(_arm([0.4, 0.5, 0.6], [0.0, 0.0]), _arm([0.4, 0.5, 0.6], [0.0]))
+    with pytest.raises(ValueError, match="only one of the two arms"):
+        gs.seeded_delta(_arm([0.4, 0.5, 0.6], [0.0]), _arm([0.4, 0.5], [0.0]))
+
+
+def test_the_seeds_included_interval_covers_when_training_noise_is_shared():
+    """Coverage (1,000 simulated studies: 4 subjects, 3 seeds, a seed effect shared by every subject twice the
+    subject-level spread): the seeds-included interval covers the true change about 95 % of the time, the
+    subject-only interval of seed-averaged scores far less (the failure the seeds are there to fix)."""
+    rng = np.random.default_rng(7)
+    covered = covered_subject_only = 0
+    reps, truth = 1000, 0.03
+    for _ in range(reps):
+        subject = rng.normal(0.5, 0.15, 4)
+        base = subject[:, None] + rng.normal(0, 0.06, 3)[None, :] + rng.normal(0, 0.01, (4, 3))
+        arm = (subject + truth + rng.normal(0, 0.03, 4))[:, None] + rng.normal(0, 0.06, 3)[None, :] \
+            + rng.normal(0, 0.01, (4, 3))
+        d = gs.seeded_delta(pd.DataFrame(base), pd.DataFrame(arm))
+        covered += d.ci_lo <= truth <= d.ci_hi
+        p = gs.paired_delta(pd.Series(base.mean(1)), pd.Series(arm.mean(1)))
+        covered_subject_only += p.ci_lo <= truth <= p.ci_hi
+    assert covered / reps >= 0.92
+    assert covered_subject_only / reps < 0.75
+
+
+def test_seeded_power_reduces_to_the_paired_test_and_has_a_seed_floor():
+    assert gs.seeded_power(0.1, 0.08, 5) == pytest.approx(gs.paired_power(0.1, 0.08, 5))
+    assert gs.seeded_power(0.1, 0.08, 5, sd_seed=0.05, n_seeds=3) < gs.paired_power(0.1, 0.08, 5)
+    # The seeds' spread bounds what any number of subjects can show.
+    floor = gs.seed_floor(0.05, 3)
+    assert gs.seeded_power(floor, 0.0, 2, 0.05, 3) == pytest.approx(0.8, abs=1e-6)
+    assert gs.subjects_needed(floor * 0.8, 0.1, sd_seed=0.05, n_seeds=3) is None
+    n = gs.subjects_needed(floor * 1.3, 0.1, sd_seed=0.05, n_seeds=3)
+    assert n is not None and gs.seeded_power(floor * 1.3, 0.1, n, 0.05, 3) >= 0.8
+    assert all(gs.seeded_power(floor * 1.3, 0.1, m, 0.05, 3) < 0.8 for m in range(2, n))
+    assert math.isnan(gs.seed_floor(0.05, 1))
+
+
+def test_when_to_stop_kind_gives_ranges_and_refuses_fewer_than_three_subjects():
+    r = gs.when_to_stop_kind(4, 0.1, 3, math.nan, 1, change=0.05)
+    assert r["estimable"] and r["subjects_needed"] == gs.subjects_needed(0.05, 0.1) == 34
+    lo, hi = gs.sd_interval(0.1, 3)
+    assert r["sd_subject_ci95"] == pytest.approx([lo, hi]) and lo < 0.1 < hi
+    assert r["subjects_needed_range"] == [gs.subjects_needed(0.05, lo), gs.subjects_needed(0.05, hi)]
+    assert r["subjects_needed_range"][0] < 34 < r["subjects_needed_range"][1]
+    mlo, mhi = r["minimum_detectable_change_range"]
+    assert mlo < r["minimum_detectable_change"] < mhi
+    assert "34 labeled real subjects" in gs.when_to_stop_kind_text("remedy", r)
+    assert "one seed per arm: training noise is not included" in gs.when_to_stop_kind_text("remedy", r)
+    two = gs.when_to_stop_kind(2, 0.1, 1, 0.02, 3)
+    assert not two["estimable"] and two["subjects_needed"] is None and two["subjects_needed_range"] == [None, None]
+    assert "cannot be estimated" in gs.when_to_stop_kind_text("real_subjects", two)
+    assert "2 labeled real subject(s)" in two["why"]
+    # A seed spread that alone hides the change: no number of subjects, and the text says why.
+    seeded = gs.when_to_stop_kind(6, 0.05, 5, 0.1, 3, change=0.05)
+    assert seeded["subjects_needed"] is None and seeded["seed_floor"] > 0.05
+    assert "train more seeds" in gs.when_to_stop_kind_text("remedy", seeded)
+    # Where the power at these few subjects peaks above its limit (2 seeds: the df fall to 1 as subjects are
+    # added), the detectable change reported is the floor, not the peak: the words cannot contradict.
+    peak = gs.when_to_stop_kind(4, 0.019, 3, 0.009, 2, change=0.05)
+    assert gs.minimum_detectable_change(4, 0.019, sd_seed=0.009, n_seeds=2) < 0.05 < peak["seed_floor"]
+    assert peak["minimum_detectable_change"] == pytest.approx(peak["seed_floor"])
+    assert peak["subjects_needed"] is None

@@ -36,7 +36,7 @@ def _with_gap(config: dict) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """(config with the study off, results/) of a fake run whose checklist.json has next_steps and
-    whose results/gap/ holds the study's four files."""
+    whose results/gap/ holds the study's files."""
     workdir = tmp_path_factory.mktemp("verdict_run")
     mp = pytest.MonkeyPatch()
     mp.chdir(workdir)
@@ -62,7 +62,7 @@ def _inputs(config, results) -> ReportInputs:
 
 def _gap_files(results: Path) -> dict[str, Path]:
     gap = Path(results) / "gap"
-    return {"gap_closure": gap / "gap_closure.csv", "loso": gap / "loso.csv",
+    return {"gap_closure": gap / "gap_closure.csv", "seed_effects": gap / "seed_effects.csv", "loso": gap / "loso.csv",
             "learning_curve": gap / "learning_curve.csv", "when_to_stop": gap / "when_to_stop.json"}
 
 
@@ -85,7 +85,7 @@ def test_with_the_study_the_remedies_are_ranked_and_data_steps_follow(run):
     assert ranking["test_set"] == "RUS test set (real)"  # as usseg.names names it, everywhere
     stop = json.loads((results / "gap/when_to_stop.json").read_text())
     assert ranking["when_to_stop"] == gap_report.when_to_stop_paragraph(stop)
-    assert f"is {stop['minimum_detectable_change']:.3f}" in ranking["when_to_stop"]
+    assert f"is {stop['kinds']['remedy']['minimum_detectable_change']:.3f}" in ranking["when_to_stop"]
     assert ctx["steps"] == [STEPS[0]["text"], STEPS[2]["text"]]  # the data side: no measurement covers them
     assert ctx["model_steps"] == [STEPS[1]["text"]]
     assert ranking["art"].derived and ranking["art"].files == ["gap/gap_closure.csv", "gap/when_to_stop.json"]
@@ -129,7 +129,7 @@ def test_page_verdict_with_and_without_the_study(run, tmp_path):
     # Each remedy by its name (its config key beside it in small type when the name differs).
     assert ranked < on.index("<b>hm</b> changed Dice on the RUS test set (real) by +0.08") < stop < data
     assert on.index("Collect and label RUS images") > data and on.index("Fix the split.") > data
-    assert on.index("semi-supervised") > on.index("add one to <code>experiments:</code>")
+    assert on.index("semi-supervised") > on.index("add one to <code>gap_study.remedies</code>")
     assert '<a href="#gap">' in on and "not ranked by measurement" not in on
     assert ("against the baseline <b>Multi-organ U-Net <code class=\"key\">multiorgan_unet</code></b>" in on
             and "on the data, which no training measures" in on)

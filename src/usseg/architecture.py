@@ -16,9 +16,10 @@ from pathlib import Path
 
 from usseg.code_deps import import_graph
 
-RULE_HEAD = re.compile(r"^(rule|checkpoint) (\w+):\s*$")
-SECTION = re.compile(r"^    (\w+):\s*(.*)$")
-NAMED = re.compile(r"^        (?:(\*\*)(\w+)\(|()(\w+)=)")
+# A rule's head at any indentation: `rule name:`, `checkpoint name:`, or `rule:` (named in its `name:`
+# section, as the rules a `for` loop makes are). Sections sit 4 spaces deeper, their entries 8.
+RULE_HEAD = re.compile(r"^( *)(rule|checkpoint)( \w+)?:\s*$")
+FOR_HEAD = re.compile(r"^for .* in \($")
 # The folders the rules name through common.smk's constants, as a reader sees them.
 CONSTANTS = {"{RESULTS}": "results", "{LOGS}": "results/logs", "{PROV}": "results/provenance",
              "{BENCH}": "results/benchmarks"}
@@ -42,38 +43,88 @@ def workflow_files(repo: Path) -> list[Path]:
 
 
 def parse_rules(repo: Path) -> list[Rule]:
-    """Every rule and checkpoint of the Snakefile and rules/*.smk, in file then definition order."""
+    """Every rule and checkpoint of the Snakefile and rules/*.smk, in file then definition order.
+
+    A rule made in a `for` loop (`rule:` with `name: _var`) gives one Rule per value of `_var` in the
+    loop's literal tuple of tuples, each with the shared sections.
+    """
     found: list[Rule] = []
     for path in workflow_files(repo):
-        rule, section = None, None
-        for line in path.read_text().splitlines():
+        lines = path.read_text().splitlines()
+        loop: dict[str, list] = {}
+        rules: list[Rule] = []  # the rule(s) being read (several when a loop makes them)
+        indent, section, name_next = 0, None, False
+        for i, line in enumerate(lines):
+            if FOR_HEAD.match(line):
+                loop = _loop_values(lines, i)
+                continue
             head = RULE_HEAD.match(line)
             if head:
-                rule = Rule(head.group(2), head.group(1), path.relative_to(repo).as_posix())
-                found.append(rule)
-                section = None
+                indent = len(head.group(1))
+                name = (head.group(3) or "").strip()
+                rules = [Rule(name, head.group(2), path.relative_to(repo).as_posix())]
+                if name:
+                    found.extend(rules)
+                section, name_next = None, False
                 continue
-            if rule is None:
+            if not rules:
                 continue
-            if line and not line.startswith(" "):  # back at the top level: the rule has ended
-                rule, section = None, None
+            if line.strip() and len(line) - len(line.lstrip()) <= indent:  # back out: the rule has ended
+                rules, section = [], None
                 continue
-            sec = SECTION.match(line)
-            if sec:
-                section = sec.group(1)
-                if section == "script" and sec.group(2).strip():
-                    rule.script = sec.group(2).strip().strip('"')
+            stripped = line.strip()
+            depth = len(line) - len(line.lstrip())
+            if depth == indent + 4 and stripped.endswith(":") or (depth == indent + 4 and ": " in stripped
+                                                                 and stripped.split(":")[0].isidentifier()):
+                section, _, rest = stripped.partition(":")
+                name_next = section == "name" and not rest.strip()
+                if section == "name" and rest.strip():
+                    rules = _named(rules, rest.strip(), loop, found)
+                if section == "script" and rest.strip():
+                    for rule in rules:
+                        rule.script = rest.strip().strip('"')
                 continue
-            if section == "script" and rule.script is None and line.strip():
-                rule.script = line.strip().strip('"')
-            named = NAMED.match(line)
-            if named and section in ("input", "output"):
-                spread, key = named.group(1), named.group(2) or named.group(4)
-                (rule.inputs if section == "input" else rule.outputs).append(f"**{key}()" if spread else key)
+            if name_next and stripped:
+                rules = _named(rules, stripped, loop, found)
+                name_next = False
+                continue
+            if section == "script" and stripped:
+                for rule in rules:
+                    rule.script = rule.script or stripped.strip('"')
+            if depth == indent + 8 and section in ("input", "output"):
+                entry = re.match(r"(?:\*\*(\w+)\(|(\w+)=)", stripped)
+                if entry:
+                    key = f"**{entry.group(1)}()" if entry.group(1) else entry.group(2)
+                    for rule in rules:
+                        (rule.inputs if section == "input" else rule.outputs).append(key)
     for rule in found:
         if rule.script:
             rule.script = rule.script.removeprefix("../")
     return found
+
+
+def _loop_values(lines: list[str], start: int) -> dict[str, list]:
+    """The literal values of each loop variable of the `for` header at lines[start] (up to its `):`)."""
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith("):"))
+    tree = ast.parse("\n".join(lines[start:end + 1]) + "\n    pass\n")
+    loop = tree.body[0]
+    names = [t.id for t in getattr(loop.target, "elts", [loop.target]) if isinstance(t, ast.Name)]
+    values: dict[str, list] = {n: [] for n in names}
+    for item in getattr(loop.iter, "elts", []):
+        fields = getattr(item, "elts", [item])
+        for n, field in zip(names, fields):
+            values[n].append(field.value if isinstance(field, ast.Constant) else None)
+    return values
+
+
+def _named(rules: list[Rule], value: str, loop: dict[str, list], found: list[Rule]) -> list[Rule]:
+    """The rules a `name:` value makes: a quoted name, or one per value of a loop variable."""
+    template = rules[0]
+    names = [value.strip('"')] if value.startswith('"') else [n for n in loop.get(value, []) if n]
+    made = [Rule(n, template.kind, template.file, template.script, list(template.inputs), list(template.outputs))
+            for n in names]
+    found.extend(made)
+    return made
 
 
 def entry_point(script: Path) -> str | None:

@@ -92,12 +92,13 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
 
 # ----------------------------------------------------------------------------- command line and overlays
 
-# Top-level keys whose value an overlay (--configfile, --config) replaces
-# instead of merging into: a variant's experiments are exactly the ones it lists,
-# and a dataset description is the user's whole dataset (none of config.yaml's
-# AUS/RUS modalities or palette creep in). The keys derived from the dataset
-# (test_sets, train_modalities) follow it by default (derive_dataset_defaults).
-REPLACED_BY_OVERLAY = ("experiments", "dataset")
+# Keys (as paths) whose value an overlay (--configfile, --config) replaces
+# instead of merging into: a variant's experiments and gap-study remedies are
+# exactly the ones it lists, and a dataset description is the user's whole
+# dataset (none of config.yaml's AUS/RUS modalities or palette creep in). The
+# keys derived from the dataset (test_sets, train_modalities) follow it by
+# default (derive_dataset_defaults).
+REPLACED_BY_OVERLAY = (("experiments",), ("dataset",), ("gap_study", "remedies"))
 AUTO = "auto"
 _YAML_NULL_WORDS = {"null", "Null", "NULL", "~"}
 
@@ -230,12 +231,19 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
 
     Mappings merge key by key, any other value replaces; the keys in
     REPLACED_BY_OVERLAY are replaced whole, so a variant that lists
-    experiments runs exactly those (none of config.yaml's creep in).
+    experiments (or gap_study.remedies, or a dataset) runs exactly those (none
+    of config.yaml's creep in).
     """
     merged = merge_settings(base, overlay)
-    for key in REPLACED_BY_OVERLAY:
-        if key in overlay:
-            merged[key] = copy.deepcopy(overlay[key])
+    for path in REPLACED_BY_OVERLAY:
+        node, target = overlay, merged
+        for key in path[:-1]:
+            node, target = node.get(key), target.get(key)
+            if not isinstance(node, dict) or not isinstance(target, dict):
+                break
+        else:
+            if path[-1] in node:
+                target[path[-1]] = copy.deepcopy(node[path[-1]])
     return merged
 
 
@@ -415,6 +423,7 @@ def check_config(config: dict, source: str = "config.yaml") -> dict:
 NAME_FILE_PATTERNS = {
     "experiments": "{}.json.tmp",  # results/provenance/train/{experiment}.json
     "dataset.modalities": "label_gallery_{}.png",  # results/diagnostics/label_gallery_{modality}.png
+    "gap_study.remedies": "arm_remedy_{}.log",  # results/logs/gap/arm_remedy_{remedy}.log
 }
 
 
@@ -441,8 +450,11 @@ def check_name_lengths(config: dict, source: str, name_max: int | None = None) -
 
 
 def _check_experiment(config: dict, name: str, source: str) -> None:
-    where = f"{source}: experiments.{name}"
-    settings = resolve_experiment(config, name)
+    _check_experiment_settings(config, resolve_experiment(config, name), f"{source}: experiments.{name}", source)
+
+
+def _check_experiment_settings(config: dict, settings: dict, where: str, source: str) -> None:
+    """The checks of one experiment's resolved settings; `where` names its key in messages."""
     try:
         exp = Experiment(settings)  # checks the required keys
     except ConfigError as err:
@@ -556,3 +568,19 @@ def check_gap_study(config: dict, source: str = "config.yaml") -> None:
         baseline = spec.gap_baseline(config)
         if Experiment.from_config(config, baseline).is_forest:
             raise ConfigError(f"{source}: gap_study.baseline = {baseline!r} is a random forest; pick a network experiment.")
+        base_settings = resolve_experiment(config, spec.gap_baseline(config))
+        for remedy in study.remedies:
+            where = f"{source}: gap_study.remedies.{remedy.key}.settings"
+            exp = Experiment(base_settings).overlaid(remedy.settings, remedy.key)
+            _check_experiment_settings(config, dict(exp.settings), where, source)
+            if not exp.is_network:
+                raise ConfigError(f"{where}: a remedy trains a network like the baseline; model.name "
+                                  f"{exp.model.name!r} is not one.")
+            spec.parse_remedy(exp.settings.get("remedy"), f"{where}.remedy")
+            spec.parse_augmentation_extras(exp.augmentation, f"{where}.augmentation")
+            if exp.remedy.name == "bn_adapt" and exp.model.norm != "batch":
+                raise ConfigError(f"{where}.remedy: bn_adapt re-estimates batch-norm statistics; it needs "
+                                  "model.norm: batch.")
+            if exp.settings == {**base_settings, "name": remedy.key}:  # e.g. class_weights: none, the default
+                raise ConfigError(f"{where} changes nothing of the baseline {base_settings['name']!r}'s settings; "
+                                  "give the settings this remedy changes.")

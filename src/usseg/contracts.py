@@ -85,13 +85,18 @@ EVALUATION_FILES = {
 # results/experiments/{experiment}/timing.csv: one row per training epoch.
 TIMING_COLUMNS = ["epoch", "seconds"]
 
-# results/gap/loso.csv: one row per held-out labeled real subject.
-LOSO_COLUMNS = ["held_out_subject", "n_images", "dice", "surface_dice"]
-# results/gap/gap_closure.csv: one row per remedy, test set and metric (paired subject-level interval).
-GAP_CLOSURE_COLUMNS = ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo", "ci_hi", "n_subjects"]
+# results/gap/loso.csv: one row per held-out labeled real subject (scores averaged over the fold's seeds).
+LOSO_COLUMNS = ["held_out_subject", "n_images", "dice", "surface_dice", "n_seeds", "dice_seed_sd",
+                "surface_dice_seed_sd"]
+# results/gap/gap_closure.csv: one row per remedy, test set and metric (subject-level interval, seeds included).
+GAP_CLOSURE_COLUMNS = ["remedy", "test_set", "metric", "baseline", "value", "delta", "ci_lo", "ci_hi", "n_subjects",
+                       "n_seeds", "seed_sd"]
+# results/gap/seed_effects.csv: one row per remedy, test set, metric and seed offset (the effect of that seed).
+SEED_EFFECT_COLUMNS = ["remedy", "test_set", "metric", "seed", "baseline", "value", "delta"]
 # results/gap/learning_curve.csv: per test set and metric, one row per share of the simulator subjects.
 LEARNING_CURVE_COLUMNS = [
     "level", "mean", "ci_lo", "ci_hi", "n_subjects", "step_delta", "step_ci_lo", "step_ci_hi", "step_n_subjects",
+    "n_seeds", "seed_sd", "step_seed_sd",
 ]
 CURVE_COLUMNS = ["test_set", "metric", *LEARNING_CURVE_COLUMNS]
 
@@ -155,10 +160,13 @@ SANITY_KEYS = ("experiment", "status", "overfit", "shuffled_label")
 ROUND_TRIP_KEYS = ("status", "message", "images", "subjects", "worst_mismatch", "max_mismatch", "failures")
 # results/nnunet/reference.json: the keys the report relies on (the reference's schedule and size).
 NNUNET_REFERENCE_KEYS = ("device", "epochs", "iterations_per_epoch", "patch_size", "batch_size", "parameters")
-# results/gap/when_to_stop.json
-WHEN_TO_STOP_KEYS = (
-    "test_set", "metric", "n_subjects", "sd_diff", "alpha", "power", "minimum_detectable_change", "change",
-    "subjects_needed", "sd_source", "text",
+# results/gap/when_to_stop.json: the keys of the file, and of each entry of its `kinds`
+# ("remedy": a change to the training; "real_subjects": adding labeled real subjects).
+WHEN_TO_STOP_KEYS = ("test_set", "metric", "n_subjects", "n_seeds", "alpha", "power", "change", "kinds", "text")
+WHEN_TO_STOP_KIND_KEYS = (
+    "estimable", "why", "n_subjects", "n_seeds", "sd_subject", "sd_subject_ci95", "df_subject", "sd_seed",
+    "minimum_detectable_change", "minimum_detectable_change_range", "subjects_needed", "subjects_needed_range",
+    "seed_floor", "sd_source", "text",
 )
 # results/gap/domain/{experiment}.json
 DOMAIN_AUC_KEYS = ("remedy", "harmonises")
@@ -343,6 +351,11 @@ def read_gap_closure(path) -> pd.DataFrame:
     return read_numbers(path, GAP_CLOSURE_COLUMNS, "gap_summary", text=("remedy", "test_set", "metric"))
 
 
+def read_seed_effects(path) -> pd.DataFrame:
+    """results/gap/seed_effects.csv."""
+    return read_numbers(path, SEED_EFFECT_COLUMNS, "gap_summary", text=("remedy", "test_set", "metric"))
+
+
 def read_loso(path) -> pd.DataFrame:
     """results/gap/loso.csv (no rows when gap_study.loso is off)."""
     return read_numbers(path, LOSO_COLUMNS, "gap_summary", text=("held_out_subject",))
@@ -354,8 +367,18 @@ def read_learning_curve(path) -> pd.DataFrame:
 
 
 def read_when_to_stop(path) -> dict:
-    """results/gap/when_to_stop.json."""
-    return read_json(path, WHEN_TO_STOP_KEYS, "gap_summary")
+    """results/gap/when_to_stop.json (each of its `kinds` checked too)."""
+    data = read_json(path, WHEN_TO_STOP_KEYS, "gap_summary")
+    kinds = data["kinds"]
+    if not isinstance(kinds, dict):
+        raise DataError(f"{path}: `kinds` must map each kind of change to its numbers; delete the file and re-run "
+                        "the gap_summary step.")
+    for kind, entry in kinds.items():
+        missing = [k for k in WHEN_TO_STOP_KIND_KEYS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise DataError(f"{path}: kinds.{kind} lacks the key(s) {', '.join(missing)}; delete the file and "
+                            "re-run the gap_summary step.")
+    return data
 
 
 def read_sanity(path) -> dict:

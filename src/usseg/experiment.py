@@ -135,6 +135,15 @@ class Experiment:
         """A new experiment with top-level settings replaced (e.g. epochs=2, name="x_loso")."""
         return Experiment({**self.settings, **changes})
 
+    def overlaid(self, overlay: Mapping, name: str) -> Experiment:
+        """A new experiment named `name`: these settings with `overlay` merged on top (mappings key by key,
+        as an experiment overrides experiment_defaults), except a `remedy` block, which replaces this one
+        whole (each remedy has its own keys): a gap-study remedy's arm."""
+        merged = merge_settings(self.settings, overlay)
+        if "remedy" in overlay:
+            merged["remedy"] = copy.deepcopy(overlay["remedy"])
+        return Experiment({**merged, "name": name})
+
     def __repr__(self) -> str:
         return f"Experiment({self.name!r})"
 

@@ -1,22 +1,27 @@
-"""The gap study's orchestration: which models it trains, and its result tables (docs/remedies.md).
+"""The gap study's orchestration: its arms, their files, and its result tables (docs/remedies.md).
 
-The study compares, on the same test subjects:
+The study trains ARMS, each with `gap_study.seeds` seeds (the experiment's seed
++ 0 .. seeds - 1), and compares them on the same test subjects:
 
-- every remedy experiment (`remedy_experiments`: each network experiment with
-  the baseline's classes) with the baseline experiment (`gap_study.baseline`):
-  results/gap/gap_closure.csv, paired subject-level deltas of Dice and surface
-  Dice on every test set, the domain classifier's AUC after the remedy's
-  harmonisation, and the training seconds;
-- leave-one-subject-out folds of the baseline trained on the simulator plus all
-  but one labeled real subject (`loso_experiment`): results/gap/loso.csv;
-- the baseline trained on nested shares of the simulator's training subjects:
-  results/gap/learning_curve.csv;
-- "when to stop" (results/gap/when_to_stop.json);
-- gap_closure.json and learning_curve_dice.csv: the same numbers shaped for
-  `dvc metrics` and `dvc plots` (docs/dvc.md).
+- `baseline`: the baseline experiment's settings (`gap_study.baseline`); its
+  seed offset 0 is the baseline experiment itself (same settings, same seed),
+  whose training and evaluation tables are reused, not repeated;
+- `remedy_<key>`: the baseline's settings with `gap_study.remedies.<key>.settings`
+  on top (`arm_experiment`); a remedy that acts at prediction only
+  (spec.PREDICTION_ONLY: bn_adapt) is evaluated on the baseline arm's models;
+- `loso_<subject>`: the baseline trained on the simulator plus all but one
+  labeled real subject, scored on the held-out one;
+- `curve_<share>`: the baseline trained on a share of the simulator's training
+  subjects (the whole share is the baseline arm).
 
-Each trained model is scored by usseg.evaluate; this module reads its
-per_subject.csv and summary.json. The statistics are usseg.remedies.gap_stats.
+Per arm and seed offset k the files are `results/gap/arms/{arm}/seed{k}/`
+(usseg.gap_files, the one owner of that layout): model.safetensors, history.csv,
+timing.csv and eval/{test_set}/{per_subject.csv, per_image.csv, summary.json};
+usseg.gap_arms trains and evaluates an arm's seeds. The result tables
+(`write_gap_results`): gap_closure.csv (paired deltas with seeds included,
+usseg.remedies.gap_stats.seeded_delta), seed_effects.csv, loso.csv,
+learning_curve.csv, when_to_stop.json (one entry per kind of change), and for
+DVC gap_closure.json and learning_curve_dice.csv (docs/dvc.md).
 """
 
 from __future__ import annotations
@@ -33,52 +38,153 @@ from usseg import composite, contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.experiment import Experiment
-from usseg.remedies import gap_stats
-from usseg.remedies.spec import gap_baseline
+from usseg.gap_files import EVAL_FILES, TRAINING_FILES, eval_dir, seed_dir
+from usseg.remedies import gap_stats, spec
+from usseg.remedies.spec import LOSO_REMEDY, gap_baseline
 
-# usseg.data (MONAI, torch) is imported inside the functions that read tables:
+# usseg.data (MONAI, torch) is imported inside the functions that read images:
 # the rules import this module at every Snakemake start-up.
 
 # The two per-subject scores of the study: column of gap_closure.csv's `metric`
 # -> the per-class column prefix in per_subject.csv.
 METRICS = {"dice": "dice", "surface_dice": "nsd"}
-# The fewest per-subject differences from which the SD of "when to stop" is estimated.
-MIN_SUBJECTS_FOR_SD = 2
+
+BASELINE_ARM = "baseline"
+ARM_KINDS = ("baseline", "remedy", "loso", "curve")
 
 
-# ----------------------------------------------------------------------------- what is trained
+# ----------------------------------------------------------------------------- the arms
 
 
-def remedy_experiments(config: dict) -> list[str]:
-    """The experiments compared with the baseline: every other network experiment with its classes."""
-    baseline = gap_baseline(config)
-    ds = config["dataset"]
-    classes = Experiment.from_config(config, baseline).class_names(ds)
-    out = []
-    for name in config["experiments"]:
-        exp = Experiment.from_config(config, name)
-        if name != baseline and exp.is_network and exp.class_names(ds) == classes:
-            out.append(name)
-    return out
+def study(config: Mapping) -> spec.GapStudy:
+    return spec.parse_gap_study(config.get("gap_study"))
 
 
-def loso_experiment(config: dict) -> Experiment:
-    """The baseline's settings, trained on the simulator and the labeled real subjects of its fold."""
-    exp = Experiment.from_config(config, gap_baseline(config))
-    target = config["dataset"]["target_modality"]
-    mods = list(exp.train_modalities)
-    return exp.with_settings(name=f"{exp.name}_loso", train_modalities=mods + [target] * (target not in mods))
+def seed_offsets(config: Mapping) -> list[int]:
+    """The seed offsets every arm is trained with: 0 .. gap_study.seeds - 1."""
+    return list(range(study(config).seeds))
 
 
-def curve_experiment(config: dict, fraction: str) -> Experiment:
-    """The baseline's settings, trained on a share of the simulator's training subjects."""
-    exp = Experiment.from_config(config, gap_baseline(config))
-    return exp.with_settings(name=f"{exp.name}_share{fraction}")
+def share_name(fraction) -> str:
+    """A learning-curve share as a wildcard value and file name: 0.25 -> '0.25', 1.0 -> '1'."""
+    return f"{float(fraction):g}"
 
 
-def fraction_names(config: dict) -> list[str]:
+def fraction_names(config: Mapping) -> list[str]:
     """The learning curve's shares as wildcard values ('0.25', '0.5', '1')."""
-    return [f"{float(f):g}" for f in config["gap_study"]["learning_curve_fractions"]]
+    return [share_name(f) for f in study(config).learning_curve_fractions]
+
+
+def remedy_arm(key: str) -> str:
+    return f"remedy_{key}"
+
+
+def loso_arm(subject: str) -> str:
+    return f"loso_{subject}"
+
+
+def curve_arm(fraction: str) -> str:
+    """A learning-curve share's arm; the whole share is the baseline arm itself (same split, settings, seeds)."""
+    return BASELINE_ARM if float(fraction) == 1.0 else f"curve_{fraction}"
+
+
+def arm_kind(arm: str) -> tuple[str, str]:
+    """(kind, key): ('baseline', ''), ('remedy', key), ('loso', subject) or ('curve', share)."""
+    if arm == BASELINE_ARM:
+        return BASELINE_ARM, ""
+    kind, sep, key = arm.partition("_")
+    if not sep or kind not in ARM_KINDS[1:] or not key:
+        raise ValueError(f"{arm!r} is not a gap-study arm (baseline, remedy_<key>, loso_<subject>, curve_<share>)")
+    return kind, key
+
+
+def fixed_arms(config: Mapping) -> list[str]:
+    """The arms known before the data are split: the baseline, each remedy, each learning-curve share below 1
+    (the LOSO arms follow from the labeled real subjects, rules/gap.smk's checkpoint)."""
+    shares = [curve_arm(f) for f in fraction_names(config)]
+    return [BASELINE_ARM, *[remedy_arm(r.key) for r in study(config).remedies],
+            *[a for a in shares if a != BASELINE_ARM]]
+
+
+def baseline_experiment(config: Mapping) -> Experiment:
+    return Experiment.from_config(config, gap_baseline(config))
+
+
+def arm_experiment(config: Mapping, arm: str) -> Experiment:
+    """The arm's resolved settings (at the experiment's own seed; `seed_experiment` sets each seed's)."""
+    kind, key = arm_kind(arm)
+    base = baseline_experiment(config)
+    if kind == "remedy":
+        remedies = {r.key: r for r in study(config).remedies}
+        if key not in remedies:
+            raise ValueError(f"gap study: no remedy {key!r} in gap_study.remedies ({', '.join(remedies)})")
+        return base.overlaid(remedies[key].settings, arm)
+    if kind == "loso":
+        target = config["dataset"]["target_modality"]
+        mods = list(base.train_modalities)
+        return base.with_settings(name=arm, train_modalities=mods + [target] * (target not in mods))
+    return base.with_settings(name=arm)
+
+
+def trains_like_baseline(config: Mapping, arm: str) -> bool:
+    """Whether the arm's trainings are the baseline arm's: a remedy that differs from the baseline only by a
+    prediction-only remedy (spec.PREDICTION_ONLY) trains exactly the same models, so it is evaluated on them."""
+    kind, _ = arm_kind(arm)
+    if kind != "remedy":
+        return False
+    exp, base = arm_experiment(config, arm), baseline_experiment(config)
+    if exp.remedy.name not in spec.PREDICTION_ONLY or base.remedy.name != "none":
+        return False
+    drop = ("name", "remedy")
+    return {k: v for k, v in exp.settings.items() if k not in drop} == \
+        {k: v for k, v in base.settings.items() if k not in drop}
+
+
+def experiment_like(config: Mapping, arm: str) -> str | None:
+    """The experiment of the run whose settings are the arm's at seed offset 0, if any (the baseline experiment
+    for the baseline arm; e.g. a class-weights experiment for a class-weights remedy). Only the baseline and
+    remedy arms qualify: LOSO folds and learning-curve shares train on other splits."""
+    if arm_kind(arm)[0] not in (BASELINE_ARM, "remedy"):
+        return None
+    settings = {k: v for k, v in arm_experiment(config, arm).settings.items() if k != "name"}
+    for name in config["experiments"]:
+        other = Experiment.from_config(config, name).settings
+        if {k: v for k, v in other.items() if k != "name"} == settings:
+            return name
+    return None
+
+
+def reuse_plan(config: Mapping, arm: str, experiment_dirs: str, arm_dirs: str) -> tuple[dict, dict]:
+    """(trained_in, evaluated_in) of usseg.gap_arms.run_arm: seed offset -> the folder whose training
+    (resp. evaluation tables) the arm copies instead of repeating them.
+
+    A prediction-only remedy copies every seed's training from the baseline arm (`trains_like_baseline`);
+    an arm with an experiment's settings copies that experiment's training and evaluation as its seed
+    offset 0 (`experiment_like`). experiment_dirs, arm_dirs: the folder templates with {experiment}, {arm}.
+    """
+    trained, evaluated = {}, {}
+    if trains_like_baseline(config, arm):
+        trained = {k: seed_dir(arm_dirs.format(arm=BASELINE_ARM), k) for k in seed_offsets(config)}
+    same = experiment_like(config, arm)
+    if same is not None:
+        trained[0] = evaluated[0] = experiment_dirs.format(experiment=same)
+    return trained, evaluated
+
+
+def reused_files(trained_in: Mapping[int, str], evaluated_in: Mapping[int, str], test_sets: Sequence[str]
+                 ) -> list[str]:
+    """The files a reuse plan copies (the arm's job reads them)."""
+    files = [f"{folder}/{name}" for folder in trained_in.values() for name in TRAINING_FILES]
+    return files + [f"{eval_dir(folder, t)}/{name}" for folder in evaluated_in.values() for t in test_sets
+                    for name in EVAL_FILES]
+
+
+def remedy_titles(config: Mapping) -> dict[str, str]:
+    """gap_closure.csv's remedy name -> its human name (spec.gap_remedy_titles)."""
+    return spec.gap_remedy_titles(config)
+
+
+# ----------------------------------------------------------------------------- split tables
 
 
 def _split_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -114,21 +220,22 @@ def write_curve_split(manifest_csv, splits_csv, fraction: str, fractions: Sequen
 # ----------------------------------------------------------------------------- reading the evaluations
 
 
-def subject_scores(eval_dir) -> pd.DataFrame:
+def subject_scores(eval_folder) -> pd.DataFrame:
     """One row per test subject of one evaluation: subject_id, n_images, dice, surface_dice.
 
     Each is the subject's term of the class-macro mean over the classes of the evaluation's composite
     (summary.json mean_foreground.classes; usseg.composite.subject_terms): their mean over subjects is the
     evaluation's class-macro mean, so a paired change here is a change in the composite the report shows.
     """
-    eval_dir = Path(eval_dir)
-    summary_path, table_path = eval_dir / "summary.json", eval_dir / "per_subject.csv"
+    eval_folder = Path(eval_folder)
+    summary_path, table_path = eval_folder / "summary.json", eval_folder / "per_subject.csv"
     summary = contracts.read_summary(summary_path)
     classes = (summary.get("mean_foreground") or {}).get("classes")
     if not isinstance(classes, list):
         raise DataError(f"{summary_path} lacks mean_foreground.classes (docs/contracts.md); re-run the evaluation.")
     table = contracts.read_per_subject(table_path)
     out = table[contracts.PER_SUBJECT_KEY_COLUMNS].copy()
+    out["subject_id"] = out["subject_id"].astype(str)
     for metric, prefix in METRICS.items():
         cols = [f"{prefix}_{c}" for c in classes]
         missing = [c for c in cols if c not in table.columns]
@@ -138,34 +245,65 @@ def subject_scores(eval_dir) -> pd.DataFrame:
     return out
 
 
-def _series(scores: pd.DataFrame, metric: str) -> pd.Series:
-    return pd.Series(scores[metric].to_numpy(float), index=scores["subject_id"].astype(str))
+def arm_scores(seed_folders: Sequence[str | Path], test_set: str) -> dict[str, pd.DataFrame]:
+    """One arm's scores on one test set: metric -> subjects x seed offsets (columns 0 .. S-1)."""
+    per_seed = [subject_scores(eval_dir(folder, test_set)).set_index("subject_id") for folder in seed_folders]
+    subjects = sorted(set().union(*(set(s.index) for s in per_seed))) if per_seed else []
+    for folder, s in zip(seed_folders, per_seed):
+        if set(s.index) != set(subjects):
+            raise DataError(f"{eval_dir(folder, test_set)}: scores other subjects than the arm's other seeds; "
+                            "re-run the arm (all its seeds evaluate the same test subjects).")
+    return {metric: pd.DataFrame({k: s[metric].reindex(subjects) for k, s in enumerate(per_seed)}, index=subjects)
+            for metric in METRICS}
+
+
+def training_seconds(timing_csv) -> float:
+    """The training's seconds: the sum over its epochs in timing.csv."""
+    return float(contracts.read_timing(timing_csv)["seconds"].sum())
 
 
 # ----------------------------------------------------------------------------- result tables
 
 
-def loso_table(fold_eval_dirs: Mapping[str, str | Path]) -> pd.DataFrame:
-    """loso.csv: one row per held-out subject (first column held_out_subject), its scores on its own images."""
-    rows = []
-    for held, eval_dir in sorted(fold_eval_dirs.items()):
-        scores = subject_scores(eval_dir)
-        own = scores[scores["subject_id"].astype(str) == str(held)]
-        if len(own) != 1:
-            raise DataError(f"{eval_dir}: the held-out subject {held!r} is not the one subject scored there.")
-        rows.append({"held_out_subject": held, **own.iloc[0].drop("subject_id").to_dict()})
-    return pd.DataFrame(rows, columns=LOSO_COLUMNS)
+def loso_scores(fold_seed_folders: Mapping[str, Sequence[str | Path]], target_test_set: str
+                ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """LOSO's held-out scores: (loso.csv, metric -> held-out subjects x seeds).
 
-
-def learning_curve_table(curve_eval_dirs: Mapping[tuple[str, str], str | Path]) -> pd.DataFrame:
-    """learning_curve.csv: per test set and metric, one row per share (level) with a t-interval
-    over test subjects and the paired step from the previous share."""
-    long = []
-    for (fraction, test_set), eval_dir in curve_eval_dirs.items():
-        scores = subject_scores(eval_dir)
+    fold_seed_folders: held-out subject -> its arm's seed folders; each fold scores its held-out subject only.
+    """
+    rows, matrices = [], {m: {} for m in METRICS}
+    for held, folders in sorted(fold_seed_folders.items()):
+        per_seed = []
+        for folder in folders:
+            scores = subject_scores(eval_dir(folder, target_test_set))
+            own = scores[scores["subject_id"] == str(held)]
+            if len(own) != 1:
+                raise DataError(f"{eval_dir(folder, target_test_set)}: the held-out subject {held!r} is not the one "
+                                "subject scored there.")
+            per_seed.append(own.iloc[0])
+        row = {"held_out_subject": held, "n_images": int(per_seed[0]["n_images"]), "n_seeds": len(per_seed)}
         for metric in METRICS:
-            long.append(pd.DataFrame({"test_set": test_set, "metric": metric, "fraction": float(fraction),
-                                      "subject": scores["subject_id"].astype(str), "value": scores[metric]}))
+            values = np.array([float(s[metric]) for s in per_seed])
+            matrices[metric][str(held)] = values
+            with np.errstate(all="ignore"):
+                row[metric] = float(np.nanmean(values))
+                row[f"{metric}_seed_sd"] = float(np.nanstd(values, ddof=1)) if len(values) >= 2 else math.nan
+        rows.append(row)
+    tables = {m: pd.DataFrame.from_dict(v, orient="index") for m, v in matrices.items()}
+    return pd.DataFrame(rows, columns=LOSO_COLUMNS), tables
+
+
+def learning_curve_table(curve_folders: Mapping[str, Sequence[str | Path]], test_sets: Sequence[str]
+                         ) -> pd.DataFrame:
+    """learning_curve.csv: per test set and metric, one row per share (level) with a seeds-included interval
+    over test subjects and the step from the previous share. curve_folders: share -> its arm's seed folders."""
+    long = []
+    for fraction, folders in curve_folders.items():
+        for test_set in test_sets:
+            for metric, table in arm_scores(folders, test_set).items():
+                stacked = table.rename_axis("subject").reset_index().melt(
+                    id_vars="subject", var_name="seed", value_name="value")
+                long.append(stacked.assign(test_set=test_set, metric=metric, fraction=float(fraction)))
     if not long:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     long_df = pd.concat(long, ignore_index=True)
@@ -178,89 +316,90 @@ def learning_curve_table(curve_eval_dirs: Mapping[tuple[str, str], str | Path]) 
     return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
 
 
-# gap_closure.csv's remedy name of "adding real labels" (defined with the statistics, which the
-# report reads without importing the training stack).
-LOSO_REMEDY = gap_stats.LOSO_REMEDY
+def _seconds_row(remedy: str, base_seconds: Sequence[float], arm_seconds: Sequence[float]) -> dict:
+    """train_seconds: each arm's mean over its seeds; seed_sd: SD over seed offsets of the difference."""
+    diff = np.asarray(arm_seconds, float) - np.asarray(base_seconds, float)
+    return gap_stats.scalar_row(remedy, "all", "train_seconds", float(np.mean(base_seconds)),
+                                float(np.mean(arm_seconds)), n_seeds=len(diff),
+                                seed_sd=float(np.std(diff, ddof=1)) if len(diff) >= 2 else math.nan)
 
 
-def loso_rows(loso: pd.DataFrame, baseline_scores: pd.DataFrame, target_test_set: str) -> list[dict]:
-    """gap_closure rows of adding real labels: LOSO held-out scores paired with the baseline's on the same
-    subjects (the baseline was trained without any real label)."""
-    rows = []
-    for metric in METRICS:
-        held = pd.Series(loso[metric].to_numpy(float), index=loso["held_out_subject"].astype(str))
-        base = _series(baseline_scores, metric)
-        missing = sorted(set(held.index) - set(base.index))
-        if missing:
-            raise DataError(f"gap study: held-out subject(s) {', '.join(missing)} are not in the baseline's "
-                            f"{target_test_set} evaluation; LOSO and baseline must share the real test subjects.")
-        comparison = gap_stats.paired_delta(base[held.index], held)
-        rows.append(gap_stats.gap_closure_row(LOSO_REMEDY, target_test_set, metric, comparison))
-    return rows
+def gap_closure(arm_folders: Mapping[str, Sequence[str | Path]], remedies: Sequence[str], test_sets: Sequence[str],
+                domain: Mapping[str, Mapping] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(gap_closure.csv, seed_effects.csv): each remedy's arm against the baseline arm, paired over the test
+    subjects of each test set, seeds included (gap_stats.seeded_delta).
 
-
-def training_seconds(timing_csv) -> float:
-    """The training's seconds: the sum over its epochs in timing.csv."""
-    return float(contracts.read_timing(timing_csv)["seconds"].sum())
-
-
-def gap_closure(baseline: str, remedies: Sequence[str], eval_dirs: Mapping[tuple[str, str], str | Path],
-                test_sets: Sequence[str], seconds: Mapping[str, float],
-                domain: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
-    """gap_closure.csv: each remedy against the baseline, paired over the test subjects of each test set.
-
-    eval_dirs: (experiment, test_set) -> evaluation folder; seconds: experiment -> training
-    seconds; domain: remedy -> its domain_auc result (usseg.remedies.domain_check), where the
-    remedy harmonises images.
+    arm_folders: arm -> its seed folders (BASELINE_ARM and remedy_<key> for each key in `remedies`);
+    domain: remedy key -> its domain_auc result (usseg.remedies.domain_check), where it harmonises images.
     """
-    rows = []
+    rows, effects = [], []
+    base_folders = arm_folders[BASELINE_ARM]
     for test_set in test_sets:
-        base = subject_scores(eval_dirs[(baseline, test_set)])
+        base = arm_scores(base_folders, test_set)
         for remedy in remedies:
-            scores = subject_scores(eval_dirs[(remedy, test_set)])
+            scores = arm_scores(arm_folders[remedy_arm(remedy)], test_set)
             for metric in METRICS:
-                comparison = gap_stats.paired_delta(_series(base, metric), _series(scores, metric))
+                comparison = gap_stats.seeded_delta(base[metric], scores[metric])
                 rows.append(gap_stats.gap_closure_row(remedy, test_set, metric, comparison))
+                effects += gap_stats.seed_effect_rows(remedy, test_set, metric, comparison, base[metric],
+                                                      scores[metric])
+    base_seconds = [training_seconds(f"{f}/timing.csv") for f in base_folders]
     for remedy in remedies:
-        rows.append(gap_stats.scalar_row(remedy, "all", "train_seconds", seconds[baseline], seconds[remedy]))
+        seconds = [training_seconds(f"{f}/timing.csv") for f in arm_folders[remedy_arm(remedy)]]
+        rows.append(_seconds_row(remedy, base_seconds, seconds))
         result = (domain or {}).get(remedy)
         if result and result.get("after") and result["after"].get("possible") and result["before"].get("possible"):
             rows.append(gap_stats.scalar_row(remedy, "all", "domain_auc", result["before"]["auc"],
                                              result["after"]["auc"]))
-    return gap_stats.gap_closure_table(rows)
+    return gap_stats.gap_closure_table(rows), gap_stats.seed_effect_table(effects)
 
 
-def when_to_stop(baseline_eval_dir, eval_dirs: Mapping[tuple[str, str], str | Path],
-                 baseline: str, remedies: Sequence[str], target_test_set: str, study: Mapping,
-                 other_changes: Mapping[str, pd.Series] | None = None) -> dict:
-    """"When to stop" on the real test set's Dice: the smallest detectable change with the labeled
-    real subjects at hand, and the subjects a change of gap_study.change_to_detect needs.
-
-    The SD is the pooled SD of the paired differences of every change measured on the real test
-    set: the remedies' and `other_changes` (name -> per-subject Dice of a model paired with the
-    baseline on the same subjects: the LOSO held-out scores). Every measured change counts, so a
-    small remedy with a steady effect cannot make the study look more sensitive than the spread
-    of a large one allows. With no change measured, the baseline's between-subject SD turned into
-    an SD of differences at an assumed correlation of 0.5 (gap_stats.sd_of_differences); said so
-    in `sd_source`.
-    """
-    base = _series(subject_scores(baseline_eval_dir), "dice")
-    deltas = [gap_stats.paired_delta(base, _series(subject_scores(eval_dirs[(r, target_test_set)]), "dice"))
-              for r in remedies]
-    deltas += [gap_stats.paired_delta(base[scores.index], scores) for scores in (other_changes or {}).values()]
-    deltas = [d for d in deltas if d.n_subjects >= MIN_SUBJECTS_FOR_SD]
-    n = int(np.isfinite(base.to_numpy(float)).sum())
-    if deltas:
-        sd = gap_stats.pooled_sd(deltas)
-        source = "pooled SD of the paired per-subject differences of every measured change"
-    else:
-        between = float(np.nanstd(base.to_numpy(float), ddof=1)) if n >= 2 else math.nan
-        sd = gap_stats.sd_of_differences(between)
-        source = "baseline's between-subject SD, assuming a correlation of 0.5 between two models"
-    result = gap_stats.when_to_stop(n, sd, float(study["change_to_detect"]), float(study["alpha"]),
-                                    float(study["power"]))
-    result.update(test_set=target_test_set, metric="dice", sd_source=source, text=gap_stats.when_to_stop_text(result))
+def _kind_entry(kind: str, n: int, sd_subject: float, df: float, sd_seed: float, n_seeds: int, source: str,
+                study_settings: Mapping) -> dict:
+    result = gap_stats.when_to_stop_kind(n, sd_subject, df, sd_seed, n_seeds, float(study_settings["change_to_detect"]),
+                                         float(study_settings["alpha"]), float(study_settings["power"]))
+    result["sd_source"] = source
+    result["text"] = gap_stats.when_to_stop_kind_text(kind, result)
     return result
+
+
+def when_to_stop(baseline: pd.DataFrame, remedies: Mapping[str, gap_stats.SeededDelta],
+                 loso: gap_stats.SeededDelta | None, target_test_set: str, study_settings: Mapping) -> dict:
+    """"When to stop" on the real test set's Dice, per kind of change (gap_stats.when_to_stop_kind).
+
+    baseline: the baseline arm's Dice there (subjects x seeds); remedies: remedy key -> its comparison with
+    the baseline there; loso: LOSO's comparison (None when it did not run). Each kind is sized with its
+    own spread: a remedy with the remedies' (pooled over them, the seeds' too), adding real subjects with
+    LOSO's. Their spreads differ by a factor that can reach 10 (issue 26), so they are never pooled.
+    With no remedy measured, the remedy kind falls back on the baseline's between-subject SD at an
+    assumed correlation of 0.5 between two models (gap_stats.sd_of_differences) and on the baseline's
+    between-seed SD for each of two arms; `sd_source` says so.
+    """
+    at = gap_stats.seeded_mean(baseline)
+    n, n_seeds = at["n_subjects"], at["n_seeds"]
+    measured = [d for d in remedies.values() if d.n_subjects >= 2]
+    if measured:
+        sd_seed, seeds = gap_stats.pooled_seed_sd(measured)
+        remedy = (gap_stats.pooled_sd(measured), max(d.n_subjects for d in measured) - 1, sd_seed, seeds,
+                  f"pooled over the {len(measured)} remedies measured on {target_test_set} (per-subject differences "
+                  "of seed-averaged Dice, and the per-seed effects); its interval has the degrees of freedom of one "
+                  "comparison, as every remedy is paired on the same subjects")
+    else:
+        with np.errstate(all="ignore"):
+            subject_means = np.nanmean(baseline.to_numpy(float), axis=1)
+        between = float(np.nanstd(subject_means, ddof=1)) if n >= 2 else math.nan
+        remedy = (gap_stats.sd_of_differences(between), n - 1, math.sqrt(2) * at["seed_sd"], n_seeds,
+                  "no remedy measured: the baseline's between-subject SD, assuming a correlation of 0.5 between two "
+                  "models, and its between-seed SD for each of two arms")
+    kinds = {"remedy": _kind_entry("remedy", n, *remedy, study_settings)}
+    if loso is not None:
+        kinds["real_subjects"] = _kind_entry(
+            "real_subjects", loso.n_subjects, loso.sd_subject, loso.n_subjects - 1, loso.seed_sd, loso.n_seeds,
+            f"leave one subject out on {target_test_set}: each held-out subject's Dice against the baseline's", study_settings)
+    return {"test_set": target_test_set, "metric": "dice", "n_subjects": n, "n_seeds": n_seeds,
+            "alpha": float(study_settings["alpha"]), "power": float(study_settings["power"]),
+            "change": float(study_settings["change_to_detect"]), "kinds": kinds,
+            "text": " ".join(entry["text"] for entry in kinds.values())}
 
 
 def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: int) -> dict | None:
@@ -305,7 +444,7 @@ def domain_auc_of(exp: Experiment, prepared, max_images: int, folds: int, seed: 
 
 
 def write_domain_auc(exp: Experiment, prepared, diagnostics: dict, out_json) -> None:
-    """results/gap/domain/{experiment}.json: the domain AUC before and after the remedy's harmonisation
+    """results/gap/domain/{remedy}.json: the domain AUC before and after the remedy's harmonisation
     ({"remedy": ..., "harmonises": false} when it harmonises nothing). `prepared`: usseg.data.PreparedData."""
     result = domain_auc_of(exp, prepared, int(diagnostics["domain_max_images"]),
                            int(diagnostics["domain_cv_folds"]), int(diagnostics["seed"]))
@@ -325,51 +464,76 @@ def _csv(df: pd.DataFrame, path) -> None:
     df.to_csv(path, index=False)
 
 
-def write_gap_results(config: dict, eval_dirs: Sequence[Sequence[str]], timings: Mapping[str, str],
-                      domain_files: Mapping[str, str], loso_dirs: Mapping[str, str],
-                      curve_dirs: Sequence[Sequence[str]], loso_csv, curve_csv, closure_csv, stop_json,
-                      closure_json, curve_dice_csv) -> None:
-    """results/gap/{loso.csv, learning_curve.csv, gap_closure.csv, when_to_stop.json}, and for DVC's
-    metrics and plots gap_closure.json and learning_curve_dice.csv (the same numbers, reshaped).
+def _counts(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for col in columns:
+        if col in df.columns:
+            df[col] = df[col].astype("Int64")  # a count: no "4.0"; empty where none
+    return df
 
-    eval_dirs: [experiment, test_set, folder] per evaluation of the baseline and the remedies;
-    timings: experiment -> timing.csv; domain_files: remedy -> its domain AUC json;
-    loso_dirs: held-out subject -> its fold's evaluation folder on the target test set
-    (empty when gap_study.loso is off); curve_dirs: [share, test_set, folder].
+
+def _loso_comparisons(base_target: Mapping[str, pd.DataFrame], loso_tables: Mapping[str, pd.DataFrame],
+                      target: str) -> dict[str, gap_stats.SeededDelta]:
+    """metric -> LOSO's held-out scores against the baseline arm's on the same subjects (the baseline saw no
+    real label): the comparison of "adding real labels"."""
+    missing = sorted(set(loso_tables["dice"].index) - set(base_target["dice"].index))
+    if missing:
+        raise DataError(f"gap study: held-out subject(s) {', '.join(missing)} are not in the baseline's "
+                        f"{target} evaluation; LOSO and baseline must share the real test subjects.")
+    return {m: gap_stats.seeded_delta(base_target[m].loc[t.index], t) for m, t in loso_tables.items()}
+
+
+def write_gap_results(study_block: Mapping, test_sets: Sequence[str], target: str, arm_dirs: Mapping[str, str],
+                      domain_files: Mapping[str, str], outputs: Mapping[str, str]) -> None:
+    """results/gap/{gap_closure.csv, seed_effects.csv, loso.csv, learning_curve.csv, when_to_stop.json}, and for
+    DVC's metrics and plots gap_closure.json and learning_curve_dice.csv (the same numbers, reshaped).
+
+    study_block: config's gap_study; target: the real test set (test_{target_modality}); arm_dirs: arm ->
+    its folder (results/gap/arms/{arm}), for the baseline, every remedy, every learning-curve share below 1
+    and every LOSO fold (none when gap_study.loso is off); domain_files: remedy key -> its domain AUC json;
+    outputs: the gap_summary rule's outputs by name.
     """
-    study = config["gap_study"]
-    baseline = gap_baseline(config)
-    remedies = remedy_experiments(config)
-    test_sets = list(config["test_sets"])
-    dirs = {(e, t): d for e, t, d in eval_dirs}
-    seconds = {e: training_seconds(p) for e, p in timings.items()}
-    domain = {e: contracts.read_domain_auc(p) for e, p in domain_files.items()}
-    closure = gap_closure(baseline, remedies, dirs, test_sets, seconds, domain)
-    loso = loso_table(loso_dirs)
-    target = contracts.test_set_name(config["dataset"]["target_modality"])
-    if len(loso) and (baseline, target) in dirs:
-        closure = gap_stats.gap_closure_table([*closure.to_dict("records"),
-                                               *loso_rows(loso, subject_scores(dirs[(baseline, target)]), target)])
-    closure["n_subjects"] = closure["n_subjects"].astype("Int64")  # a count: no "4.0"; empty where none
-    _csv(closure, closure_csv)
-    _csv(loso, loso_csv)
-    curve = learning_curve_table({(f, t): d for f, t, d in curve_dirs})
-    _csv(curve, curve_csv)
-    _csv(gap_stats.learning_curve_by_test_set(curve), curve_dice_csv)
-    Path(closure_json).write_text(json.dumps(gap_stats.gap_closure_metrics(closure), indent=2, allow_nan=False)
-                                  + "\n")
+    settings = spec.parse_gap_study(study_block)
+    remedies = [r.key for r in settings.remedies]
     if target not in test_sets:
         raise DataError(f"gap study: the target test set {target} is not in test_sets ({', '.join(test_sets)}).")
-    held_out = ({LOSO_REMEDY: pd.Series(loso["dice"].to_numpy(float), index=loso["held_out_subject"].astype(str))}
-                if len(loso) else {})
-    stop = when_to_stop(dirs[(baseline, target)], dirs, baseline, remedies, target, study, held_out)
-    Path(stop_json).write_text(json.dumps(_finite(stop), indent=2, allow_nan=False) + "\n")
+    folders = {arm: [seed_dir(d, k) for k in range(settings.seeds)] for arm, d in arm_dirs.items()}
+    closure, effects = gap_closure(folders, remedies, test_sets,
+                                   {r: contracts.read_domain_auc(p) for r, p in domain_files.items()})
+    loso, loso_tables = loso_scores({arm_kind(a)[1]: f for a, f in folders.items() if arm_kind(a)[0] == "loso"},
+                                    target)
+    base_target = arm_scores(folders[BASELINE_ARM], target)
+    loso_deltas = _loso_comparisons(base_target, loso_tables, target) if len(loso) else {}
+    if loso_deltas:
+        closure = gap_stats.gap_closure_table(
+            [*closure.to_dict("records"),
+             *[gap_stats.gap_closure_row(LOSO_REMEDY, target, m, d) for m, d in loso_deltas.items()]])
+        effects = gap_stats.seed_effect_table(
+            [*effects.to_dict("records"),
+             *[row for m, d in loso_deltas.items() for row in gap_stats.seed_effect_rows(
+                 LOSO_REMEDY, target, m, d, base_target[m].loc[loso_tables[m].index], loso_tables[m])]])
+    _csv(_counts(closure, ("n_subjects", "n_seeds")), outputs["gap_closure"])
+    _csv(effects, outputs["seed_effects"])
+    _csv(_counts(loso, ("n_images", "n_seeds")), outputs["loso"])
+    fractions = [share_name(f) for f in settings.learning_curve_fractions]
+    curve = learning_curve_table({f: folders[curve_arm(f)] for f in fractions}, test_sets)
+    _csv(curve, outputs["learning_curve"])
+    _csv(gap_stats.learning_curve_by_test_set(curve), outputs["learning_curve_dice"])
+    Path(outputs["gap_closure_json"]).write_text(
+        json.dumps(gap_stats.gap_closure_metrics(closure), indent=2, allow_nan=False) + "\n")
+    remedy_deltas = {r: gap_stats.seeded_delta(base_target["dice"], arm_scores(folders[remedy_arm(r)], target)["dice"])
+                     for r in remedies}
+    stop = when_to_stop(base_target["dice"], remedy_deltas, loso_deltas.get("dice"), target,
+                        {"change_to_detect": settings.change_to_detect, "alpha": settings.alpha,
+                         "power": settings.power})
+    Path(outputs["when_to_stop"]).write_text(json.dumps(_finite(stop), indent=2, allow_nan=False) + "\n")
 
 
 def _finite(obj):
-    """JSON-safe: NaN and infinity become null."""
+    """JSON-safe: NaN and infinity become null (in lists too)."""
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

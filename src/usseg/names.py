@@ -4,8 +4,9 @@ The report and the gap study's sentences call a thing by one name everywhere,
 with its config key in small type beside it. The names a user may want to
 choose live in config.yaml (`report.names`); what is not named there is
 derived here: a test set from its modality and domain ("RUS test set
-(real)"), a remedy that is no experiment (leave one subject out) from
-`BUILT_IN_REMEDIES`, anything else shows as its key. `COLUMNS` turns the
+(real)"), a gap-study remedy from its title (gap_study.remedies.<key>.title,
+and leave-one-subject-out's built-in one: usseg.remedies.spec.gap_remedy_titles),
+anything else shows as its key. `COLUMNS` turns the
 column names of the run's CSV and JSON files into words for table headers.
 """
 
@@ -15,12 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from usseg import contracts
+from usseg.remedies.spec import gap_remedy_titles
 
 # Words for a domain in a name ("real", "simulator"): what a reader calls them.
 DOMAIN_WORDS = {"synthetic": "simulator", "real": "real"}
-
-# Remedies of the gap study that are not experiments of config.yaml (usseg.remedies.gap_stats.LOSO_REMEDY).
-BUILT_IN_REMEDIES = {"loso_real_labels": "adding labeled real subjects (leave one subject out)"}
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,14 @@ class Names:
         self._experiments = dict(names.get("experiments") or {})
         self._test_sets = dict(names.get("test_sets") or {})
         self._classes = dict(names.get("classes") or {})
-        self._remedies = {**BUILT_IN_REMEDIES, **dict(names.get("remedies") or {})}
+        # report.names.remedies renames a remedy in the report only (over its gap_study title).
+        self._remedies = {**gap_remedy_titles(config), **dict(names.get("remedies") or {})}
 
     def experiment(self, key: str) -> Name:
         return Name(str(self._experiments.get(key, key)), str(key))
 
     def remedy(self, key: str) -> Name:
-        """A remedy of the gap study: an experiment's name, or a built-in remedy's."""
+        """A remedy of the gap study by its title (report.names.remedies over gap_study.remedies.<key>.title)."""
         if key in self._remedies:
             return Name(str(self._remedies[key]), str(key))
         return self.experiment(key)

@@ -82,13 +82,23 @@ def plan_from_tables(config: dict, manifest: pd.DataFrame, splits: pd.DataFrame)
             nnunet = f"no labeled training images in {_modalities(mods)}"
     gap = None
     if config["gap_study"]["enabled"]:
-        from usseg.gap import remedy_experiments
-
-        needed = [gap_baseline(config), *remedy_experiments(config)]
-        blocked = [e for e in needed if e in untrained]
-        if blocked:
-            gap = f"it trains {', '.join(blocked)}, which cannot be trained ({untrained[blocked[0]]})"
+        gap = _gap_blocked(config, untrained, n)
     return TrainingPlan(untrained, no_sanity, nnunet, gap)
+
+
+def _gap_blocked(config: dict, untrained: dict, n) -> str | None:
+    """Why the gap study cannot run, or None: its baseline cannot be trained, or an arm known before the
+    split (a remedy may train on other modalities) has no labeled training images (n(split, modalities))."""
+    from usseg.gap import arm_experiment, fixed_arms
+
+    baseline = gap_baseline(config)
+    if baseline in untrained:
+        return f"it trains {baseline}, which cannot be trained ({untrained[baseline]})"
+    for arm in fixed_arms(config):
+        mods = list(arm_experiment(config, arm).train_modalities)
+        if n(contracts.TRAIN, mods) == 0:
+            return f"it trains the arm {arm}, which cannot be trained (no labeled training images in {_modalities(mods)})"
+    return None
 
 
 def plan_of_run(config: dict, manifest_csv, splits_csv) -> TrainingPlan:

@@ -38,7 +38,7 @@ def build_checklist(results: list[CheckResult]) -> dict:
 
 # Who acts on a step: "data" steps change the dataset or its labels (no training
 # measures them); "model" steps change the training, which the gap study can
-# measure as remedy experiments (docs/remedies.md). The verdict lists the data
+# measure as remedies (gap_study.remedies, docs/remedies.md). The verdict lists the data
 # steps after the measured ranking when the study ran.
 DATA_SIDE, MODEL_SIDE = "data", "model"
 

@@ -6,8 +6,8 @@ Three blocks, documented in docs/remedies.md and checked against config.yaml's s
   families 1, 3, 4 and 5 (`REMEDIES`); absent or ``{name: none}`` is today's pipeline.
 - ``augmentation: {ultrasound: {<transform>: {prob: ..., <ranges>}}, generic: {...}}``
   beside the existing flip/noise/contrast keys: remedy family 2.
-- ``gap_study: {...}`` at the top level: the study itself (LOSO, learning curve,
-  when to stop).
+- ``gap_study: {...}`` at the top level: the study itself (its seeds, its remedies
+  as overlays of the baseline experiment's settings, LOSO, learning curve, when to stop).
 
 Every parser raises ConfigError naming the key at fault and the keys or
 values allowed. The allowed keys are read from the dataclasses and from the
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -153,6 +154,9 @@ REMEDIES: dict[str, type] = {
 }
 # Remedies that read unlabeled target frames.
 NEEDS_TARGET_FRAMES = ("histogram_matching", "fda", "bn_adapt", "pseudo_label", "mean_teacher")
+# Remedies that act at prediction only: their training is the plain one (usseg.training.remedy adds
+# nothing to it), so the gap study evaluates them on the baseline arm's trained models.
+PREDICTION_ONLY = ("bn_adapt",)
 
 
 def _choices(key: str) -> tuple[str, ...] | None:
@@ -306,17 +310,71 @@ def parse_augmentation_extras(block: Mapping | None, where: str = "augmentation"
 # ----------------------------------------------------------------------------- the study
 
 
+# A remedy's key becomes part of file names (results/gap/arms/remedy_{key}/...).
+REMEDY_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+# Experiment keys a remedy's settings may not change: the study compares the baseline's classes,
+# and it sets the seeds itself (the experiment's seed + 0 .. seeds - 1 for every arm).
+REMEDY_FIXED_KEYS = ("classes", "seed")
+
+
+@dataclass(frozen=True)
+class GapRemedy:
+    """One remedy of the gap study: `gap_study.remedies.<key>: {title, settings}`.
+
+    settings: an overlay of the baseline experiment's settings (mappings merge key by key, any
+    other value replaces, as experiments override experiment_defaults); the arm trains the
+    baseline's resolved settings with this on top (usseg.gap.arm_experiment).
+    """
+
+    key: str
+    title: str  # the human name shown everywhere (the report shows the key beside it)
+    settings: Mapping = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class GapStudy:
     """The top-level `gap_study` block."""
 
     enabled: bool = False  # as config.yaml: the study is off unless asked for
     baseline: str = ""  # the experiment every remedy is compared with ("" = the first experiment)
+    seeds: int = 3  # trainings per arm, seeds experiment seed + 0 .. seeds - 1
+    remedies: tuple[GapRemedy, ...] = ()
     learning_curve_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # shares of simulator training subjects
     loso: bool = True
     change_to_detect: float = 0.05  # the real-image Dice change "when to stop" sizes for
     alpha: float = 0.05
     power: float = 0.8
+
+
+def parse_gap_remedies(block, where: str = "gap_study.remedies") -> tuple[GapRemedy, ...]:
+    """`gap_study.remedies`: key -> {title, settings}, in the config's order."""
+    if block is None:
+        return ()
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where} must map remedy names to {{title, settings}}, got {block!r}.")
+    out = []
+    for key, entry in block.items():
+        here = f"{where}.{key}"
+        if not isinstance(key, str) or not re.match(REMEDY_KEY_PATTERN, key):
+            raise ConfigError(f"{where}: {key!r} cannot name a remedy; use letters, digits, _ and - (it names folders).")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{here} must be a mapping {{title: ..., settings: {{...}}}}, got {entry!r}.")
+        unknown = sorted(set(entry) - {"title", "settings"})
+        if unknown:
+            raise ConfigError(f"{here}: unknown key(s) {', '.join(map(str, unknown))}; allowed: title, settings.")
+        title = entry.get("title", key)
+        if not isinstance(title, str) or not title.strip():
+            raise ConfigError(f"{here}.title = {title!r} must be a non-empty name, e.g. 'Class weights'.")
+        settings = entry.get("settings")
+        if not isinstance(settings, Mapping) or not settings:
+            raise ConfigError(f"{here}.settings must be a non-empty mapping of the baseline's settings this remedy "
+                              f"changes, e.g. {{loss: {{class_weights: auto}}}}; got {settings!r}.")
+        fixed = sorted(set(settings) & set(REMEDY_FIXED_KEYS))
+        if fixed:
+            raise ConfigError(f"{here}.settings: {', '.join(fixed)} cannot be changed by a remedy: every arm keeps "
+                              "the baseline's classes, and the study sets the seeds (gap_study.seeds).")
+        out.append(GapRemedy(key, title.strip(), dict(settings)))
+    return tuple(out)
 
 
 def parse_gap_study(block: Mapping | None, where: str = "gap_study") -> GapStudy:
@@ -334,6 +392,13 @@ def parse_gap_study(block: Mapping | None, where: str = "gap_study") -> GapStudy
             raise ConfigError(f"{where}.{key} = {values[key]!r} must be true or false.")
     if "baseline" in values and not isinstance(values["baseline"], str):
         raise ConfigError(f"{where}.baseline = {values['baseline']!r} must be an experiment name.")
+    if "seeds" in values:
+        seeds = values["seeds"]
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError(f"{where}.seeds = {seeds!r} must be a whole number >= 1 (3 or more to measure "
+                              "training noise).")
+    if "remedies" in values:
+        values["remedies"] = parse_gap_remedies(values["remedies"], f"{where}.remedies")
     if "learning_curve_fractions" in values:
         fr = values["learning_curve_fractions"]
         if not isinstance(fr, Sequence) or isinstance(fr, str) or not fr:
@@ -357,3 +422,14 @@ def gap_baseline(config: Mapping) -> str:
     """The gap study's baseline experiment (gap_study.baseline, or the first experiment)."""
     name = (config.get("gap_study") or {}).get("baseline") or ""
     return name or next(iter(config["experiments"]))
+
+
+# gap_closure.csv's remedy name of "adding real labels" (leave one subject out).
+LOSO_REMEDY = "loso_real_labels"
+LOSO_TITLE = "Adding labeled real subjects (leave one subject out)"
+
+
+def gap_remedy_titles(config: Mapping) -> dict[str, str]:
+    """gap_closure.csv's remedy name -> its human name: each gap_study.remedies entry's title, and LOSO's."""
+    study = parse_gap_study(config.get("gap_study"))
+    return {**{r.key: r.title for r in study.remedies}, LOSO_REMEDY: LOSO_TITLE}

@@ -105,7 +105,7 @@ def next_steps(ctx, steps: list[dict]) -> dict:
     ranking.update(baseline=ctx.names.experiment(gap_baseline(ctx.config)), section_id=gap_report.SECTION_ID,
                    art=ctx.artifact("list-next-steps", "table", "What to try next, ranked by measured effect",
                                     files, derived=True))
-    # Model-side steps are what remedy experiments measure; the data-side ones no training measures,
+    # Model-side steps are what the study's remedies measure; the data-side ones no training measures,
     # so they follow the ranking as they are. A checklist.md without sides keeps every step, unsorted.
     return {"ranking": ranking, "steps": [s["text"] for s in steps if s["side"] != MODEL_SIDE],
             "model_steps": [s["text"] for s in steps if s["side"] == MODEL_SIDE],
