@@ -187,7 +187,7 @@ def evaluate_experiment(
     scored = arr["ref_px"] >= max(min_area, 1)
     # Per image: mean Dice over the classes scored in that image (false positives are counted per class instead).
     per_image["dice_mean_scored"] = [metrics.nanmean_or_nan(d[s]) for d, s in zip(arr["dice"], scored)]
-    per_image.to_csv(out_dir / "per_image.csv", index=False)
+    per_image.to_csv(out_dir / contracts.EVALUATION_FILES["per_image"], index=False)
 
     scores = score_subjects(arr, subjects, fg_names, min_area)
     subj_ids, subj_dice = scores["subjects"], scores["dice"]
@@ -199,7 +199,7 @@ def evaluate_experiment(
         for j, c in enumerate(fg_names):
             subj_table[f"{metric}_{c}"] = scores[metric][:, j]
     subj_table["dice_composite_term"] = fg_terms.to_numpy()
-    subj_table.to_csv(out_dir / "per_subject.csv", index=False)
+    subj_table.to_csv(out_dir / contracts.EVALUATION_FILES["per_subject"], index=False)
 
     per_class = class_summaries(arr, scores, fg_names, min_area)
     fg_iv = composite.composite(fg_values)
@@ -235,14 +235,14 @@ def evaluate_experiment(
         "excluded": excluded_images(prepared.splits_csv, test_set),
         "excluded_subjects": splits.subjects_left_out(contracts.read_splits(prepared.splits_csv), test_set),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    (out_dir / contracts.EVALUATION_FILES["summary"]).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
-    write_confusion(confusion, class_names, out_dir / "confusion.csv")
+    write_confusion(confusion, class_names, out_dir / contracts.EVALUATION_FILES["confusion"])
     if figures:
         evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
-                                          out_dir / "confusion.png")
+                                          out_dir / contracts.EVALUATION_FILES["confusion_png"])
         plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
-                      out_dir / "overlays.png", scored)
+                      out_dir / contracts.EVALUATION_FILES["overlays"], scored)
     log.info("experiment %s on %s: %d images, %s over %s: %s%s", exp.name, test_set, len(records), composite.NAME,
              ", ".join(shared_names) or "no class", intervals.describe(fg_iv),
              f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "")
