@@ -124,10 +124,14 @@ def _verdict_html(config, results, out: Path) -> str:
 def test_page_verdict_with_and_without_the_study(run, tmp_path):
     config, results = run
     on = _verdict_html(_with_gap(config), results, tmp_path / "on.html")
-    ranked, stop = on.index("What to try next, ranked by measured effect"), on.index("When to stop.")
+    ranked, stop = on.index("What to try next, ranked by measured effect"), on.index("<b>When to stop</b>")
     data = on.index("Also from the diagnostics")
-    # Each remedy by its name (its config key beside it in small type when the name differs).
-    assert ranked < on.index("<b>hm</b> changed Dice on the RUS test set (real) by +0.08") < stop < data
+    # One row per remedy, by its name (its config key beside it in small type when the name differs): the
+    # change from the baseline, its interval with seeds and what that interval supports.
+    row = on.index("<td>hm</td><td class=num>+0.080 (0.400 to 0.480)</td><td class=num>+0.020 to +0.140</td>"
+                   "<td class=num>6 x 3</td><td class=num>0.020</td><td>improvement</td>")
+    assert ranked < row < stop < data
+    assert "hm changed Dice on the RUS test set (real) by +0.080" in on  # the whole sentence, on hover
     assert on.index("Collect and label RUS images") > data and on.index("Fix the split.") > data
     assert on.index("semi-supervised") > on.index("add one to <code>gap_study.remedies</code>")
     assert '<a href="#gap">' in on and "not ranked by measurement" not in on
