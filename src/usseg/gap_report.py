@@ -100,8 +100,9 @@ def effect_clause(row, test_set_label: str) -> str:
 
 
 # What an interval (seeds included) supports, in the ranking table's last column.
-READING = {"above 0": "improvement", "below 0": "made things worse",
-           "spans 0": "no detectable change (not the same as no effect)", "none": "no claim (no interval)"}
+# (No detectable change is not the same as no effect: the hover sentence and the summary say so.)
+READING = {"above 0": "improvement", "below 0": "made things worse", "spans 0": "no detectable change",
+           "none": "no claim (no interval)"}
 
 
 def effect_cells(row) -> dict:
