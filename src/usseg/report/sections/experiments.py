@@ -181,7 +181,8 @@ def spread_short(summary: dict, cls: str | None) -> str:
     n, rng = entry.get("n_subjects") or 0, entry.get("range")
     parts = []
     if 1 < n < RANGE_BELOW_SUBJECTS and rng:
-        parts.append(f"subjects {fmt_value(rng['min'])}–{fmt_value(rng['max'])}")
+        # Dice, like the cell's mean: two decimals (a fraction near 0 would otherwise read 2.69e-03).
+        parts.append(f"subjects {float(rng['min']):.2f}–{float(rng['max']):.2f}")
     far = [str(f["subject"]) for f in entry.get("far_subjects") or []]
     if far:
         parts.append("far: " + ", ".join(far))
