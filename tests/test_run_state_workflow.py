@@ -61,7 +61,7 @@ def test_a_deleted_model_is_rebuilt_by_snakemake_report(tiny_run, tmp_path_facto
     model = run / "results" / "experiments" / "liver_rf" / "model.safetensors"
     model.unlink()
     jobs, text = planned(run)
-    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "report"}, text
+    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "verdict", "report"}, text
     run_snakemake(run, "--cores", "2", "report")
     assert model.is_file()
     assert CURRENT in (run / REPORT).read_text() and "usseg:out-of-date" not in (run / REPORT).read_text()

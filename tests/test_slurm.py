@@ -67,7 +67,8 @@ def local_cluster_profile(folder: Path) -> Path:
     profile["default-resources"].update(
         slurm_partition="debug", slurm_account="usseg_ci", mem_mb=500
     )
-    profile["set-threads"] = {rule: 1 for rule in profile.get("set-threads", {})}
+    if profile.get("set-threads"):  # an empty mapping would become a bare --set-threads
+        profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
     for resources in profile["set-resources"].values():
         for key in list(resources):
             if key == "mem_mb":

@@ -112,8 +112,8 @@ def _loop_values(lines: list[str], start: int) -> dict[str, list]:
     values: dict[str, list] = {n: [] for n in names}
     for item in getattr(loop.iter, "elts", []):
         fields = getattr(item, "elts", [item])
-        for n, field in zip(names, fields):
-            values[n].append(field.value if isinstance(field, ast.Constant) else None)
+        for n, value in zip(names, fields):
+            values[n].append(value.value if isinstance(value, ast.Constant) else None)
     return values
 
 
