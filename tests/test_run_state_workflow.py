@@ -96,7 +96,7 @@ def test_a_failed_step_leaves_a_report_that_says_it_is_out_of_date(tiny_run, tmp
     proc = _run_copied(command, run, "--dry-run", *QUIET_KEEPS_JOBS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = {job_name(j["rule"], j["wildcards"]) for j in parse_dry_run(proc.stdout + proc.stderr)}
-    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "report"}
+    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "verdict", "report"}
 
 
 def test_an_edited_output_shows_and_the_advised_command_makes_the_run_current(tiny_run, tmp_path_factory):
