@@ -327,3 +327,13 @@ def test_the_reference_dataset_is_recognised_by_its_facts_and_nothing_else_is(de
     planted = check_baselines(with_cfg(inputs, published_baselines=article), fx.outputs)
     assert planted.status == WARN and f"this data is not {KAGGLE_ABDOMINAL_US}" in planted.reason
     assert set(REFERENCE_DATASETS) == {KAGGLE_ABDOMINAL_US}
+
+
+def test_class_balance_value_names_classes_rare_only_in_the_target_domain(demo):
+    # Rare only where the model must work: the WARN's value says so (never "0 rare" beside a WARN).
+    fx, inputs = demo
+    strict = with_cfg(inputs, rare_class_pixel_share=0.0, min_images_per_class=100)
+    result = check_class_balance(strict, collect_label_stats(strict), fx.outputs)
+    in_target = result.details["rare_in_target"]
+    assert in_target and set(in_target) != set(result.details["rare"])
+    assert result.status == WARN and f"{len(in_target)} rare in {inputs.target_modality}" in result.value

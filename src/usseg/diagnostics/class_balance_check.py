@@ -230,6 +230,10 @@ def check_class_balance(inputs: DiagnosticInputs, stats: LabelStats, outputs: Di
         )
     n_missing = sum(len(v) for v in missing.values())
     value = f"{len(rare)} rare, {n_missing} missing in a domain"
+    # Rare only in the target domain is a WARN of its own: the value says so, so that "0 rare" never
+    # stands beside a WARN without its cause.
+    if rare_target and set(rare_target) != set(rare):
+        value += f", {len(rare_target)} rare in {target}"
     if never_any:
         value += f", {len(never_any)} never labeled"
     return CheckResult(
