@@ -5,11 +5,11 @@
 # baseline's settings with the remedy's on top), one per held-out labeled real
 # subject (`loso_<subject>`) and one per share of the simulator's training
 # subjects below 1 (`curve_<share>`). One job per arm trains all its seeds and
-# evaluates them in one process (usseg.gap_arms), so on SLURM each arm is its own
+# evaluates them in one process (usseg.gap.arms), so on SLURM each arm is its own
 # job. Runs only when gap_study.enabled.
 
 from usseg.contracts import test_set_name
-from usseg.gap import (
+from usseg.gap.study import (
     arm_experiment,
     arm_kind,
     curve_arm,
@@ -21,7 +21,7 @@ from usseg.gap import (
     reused_files,
     seed_offsets,
 )
-from usseg.gap_files import TRAINING_FILES, seed_dir, seed_files
+from usseg.gap.files import TRAINING_FILES, seed_dir, seed_files
 from usseg.remedies.spec import gap_baseline
 
 GAP = f"{RESULTS}/gap"

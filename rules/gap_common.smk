@@ -1,6 +1,6 @@
 # Input functions of the gap study's rules (rules/gap.smk); kept apart from the
 # rules, as snakemake --lint asks. An arm's folder is GAP_ARM_DIR; the files in
-# it come from usseg.gap_files (seed_dir, seed_files), the one owner of that layout.
+# it come from usseg.gap.files (seed_dir, seed_files), the one owner of that layout.
 
 
 def gap_arm_name(wildcards):

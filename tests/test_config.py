@@ -275,7 +275,7 @@ def test_article_overlay_has_only_the_article_experiments_and_settings():
     assert cfg["gap_study"]["enabled"] and cfg["gap_study"]["seeds"] >= 3
     # Every remedy of usseg.remedies.spec is an arm of the study (the augmentation ones have remedy none),
     # and the overlay's remedies replace config.yaml's.
-    from usseg import gap
+    from usseg.gap import study as gap
     from usseg.remedies.spec import REMEDIES
 
     arms = [a for a in gap.fixed_arms(cfg) if a.startswith("remedy_")]
@@ -449,7 +449,7 @@ def test_gap_study_baseline_must_be_an_experiment(cfg):
 def test_the_default_study_measures_every_remedy_family(cfg):
     """config.yaml's study: families 1-5 of docs/remedies.md as remedies (6 and 7 are LOSO and the curve),
     plus class weights; at least six remedies, three seeds."""
-    from usseg import gap
+    from usseg.gap import study as gap
 
     check_config(cfg)
     remedies = {r: gap.arm_experiment(cfg, f"remedy_{r}") for r in cfg["gap_study"]["remedies"]}

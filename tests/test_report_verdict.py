@@ -15,8 +15,8 @@ import pytest
 
 from test_gap_report import _mixed_closure, _results, _stop
 from test_report import full_config, make_fake_run, rule_inputs
-from usseg import gap_report
 from usseg.report import ReportInputError, ReportInputs, build_report
+from usseg.report import gap_study as gap_report
 from usseg.report.context import ReportContext
 from usseg.report.sections import verdict
 

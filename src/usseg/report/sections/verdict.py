@@ -8,11 +8,12 @@ did not, the checklist's steps, said to be unmeasured.
 
 from __future__ import annotations
 
-from usseg import contracts, gap_report, rerun
+from usseg import contracts, rerun
 from usseg.checks.pipeline import PIPELINE_CHECK_ID
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
 from usseg.remedies.spec import gap_baseline
+from usseg.report import gap_study as gap_report
 from usseg.report.drops import drops_summary
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError

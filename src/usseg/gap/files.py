@@ -2,8 +2,8 @@
 
 Per arm and seed offset k, results/gap/arms/{arm}/seed{k}/ holds the training's
 files (TRAINING_FILES) and, per test set, eval/{test_set}/ the evaluation's tables
-(EVAL_FILES). The rules (rules/gap.smk), the arm runner (usseg.gap_arms) and the
-study's tables (usseg.gap) all build these paths here (the file names from usseg.contracts),
+(EVAL_FILES). The rules (rules/gap.smk), the arm runner (usseg.gap.arms) and the
+study's tables (usseg.gap.study) all build these paths here (the file names from usseg.contracts),
 without the statistics, so editing them does not make the trainings stale.
 """
 
