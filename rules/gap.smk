@@ -22,15 +22,9 @@ from usseg.gap.study import (
     seed_offsets,
 )
 from usseg.gap.files import TRAINING_FILES, seed_dir, seed_files
-from usseg.remedies.spec import gap_baseline
 
 GAP = f"{RESULTS}/gap"
 GAP_ENABLED = config["gap_study"]["enabled"]
-# Off: the baseline named may not be an experiment of this run; nothing is asked of it.
-GAP_BASELINE = gap_baseline(config) if GAP_ENABLED else None
-GAP_BASELINE_EXPERIMENT = (
-    Experiment.from_config(config, GAP_BASELINE) if GAP_ENABLED else None
-)
 GAP_REMEDIES = list(config["gap_study"]["remedies"]) if GAP_ENABLED else []
 GAP_SEEDS = seed_offsets(config)
 GAP_FRACTIONS = fraction_names(config)
@@ -116,14 +110,7 @@ for _rule, _wc, _arm, _test_sets in (
             USSEG_ENV
         threads: experiment_cpu_share(gap_arm_settings)
         resources:
-            gpu=(
-                gpu_token(
-                    GAP_BASELINE_EXPERIMENT.device,
-                    network=GAP_BASELINE_EXPERIMENT.is_network,
-                )
-                if GAP_ENABLED
-                else 0
-            ),
+            gpu=gap_arm_gpu,
         params:
             **prepared_data_params(remedies=True),
             experiment=gap_arm_settings,

@@ -11,10 +11,16 @@ def gap_arm_name(wildcards):
 
 
 def gap_arm_settings(wildcards):
-    """The arm's resolved settings at the experiment's own seed (usseg.gap.arm_experiment), a plain
+    """The arm's resolved settings at the experiment's own seed (usseg.gap.study.arm_experiment), a plain
     mapping: as a param, a changed setting re-runs the arm; also its image size and code inputs.
     """
     return arm_experiment(config, gap_arm_name(wildcards)).settings
+
+
+def gap_arm_gpu(wildcards):
+    """The `gpu` token of the arm's job (usseg.resources.gpu_token), from its own settings."""
+    exp = arm_experiment(config, gap_arm_name(wildcards))
+    return gpu_token(exp.device, network=exp.is_network)
 
 
 def gap_remedy_settings(wildcards):
@@ -40,7 +46,7 @@ def gap_seed_folders(wildcards, output):
 
 def gap_arm_reuse(wildcards):
     """(trained_in, evaluated_in) of the arm: seed offset -> the folder whose training (evaluation tables) it
-    copies instead of repeating (usseg.gap.reuse_plan)."""
+    copies instead of repeating (usseg.gap.study.reuse_plan)."""
     return reuse_plan(config, gap_arm_name(wildcards), EXP, GAP_ARM_DIR)
 
 

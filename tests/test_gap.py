@@ -77,7 +77,7 @@ def test_arms_are_the_baseline_plus_each_remedy_and_share():
 
 
 def test_arms_reuse_the_trainings_they_share():
-    cfg = config()
+    cfg = config(arm_settings={})  # the arms train with the baseline's own settings
     plan = {a: gap.reuse_plan(cfg, a, "results/experiments/{experiment}", "results/gap/arms/{arm}")
             for a in gap.fixed_arms(cfg)}
     # Seed 0 of an arm with an experiment's settings is that experiment (training and evaluation).
@@ -92,6 +92,25 @@ def test_arms_reuse_the_trainings_they_share():
     files = gap.reused_files(*plan["baseline"], ["test_aus"])
     assert "results/experiments/multiorgan_unet/model.safetensors" in files
     assert "results/experiments/multiorgan_unet/eval/test_aus/per_subject.csv" in files
+
+
+def test_arm_settings_apply_to_every_arm_and_end_the_reuse_of_experiments():
+    cfg = config(arm_settings={"epochs": 7})
+    base = gap.baseline_experiment(cfg)
+    assert base.epochs != 7  # the experiment itself is untouched
+    for arm in [*gap.fixed_arms(cfg), "loso_g"]:
+        assert gap.arm_experiment(cfg, arm).epochs == 7, arm
+    assert gap.arm_experiment(cfg, "remedy_fov_normalise").remedy.name == "fov_normalise"
+    plan = {a: gap.reuse_plan(cfg, a, "results/experiments/{experiment}", "results/gap/arms/{arm}")
+            for a in gap.fixed_arms(cfg)}
+    # No experiment trains with the arms' settings: the baseline arm trains all its seeds ...
+    assert plan["baseline"] == ({}, {}) and plan["remedy_class_weights"] == ({}, {})
+    # ... and a prediction-only remedy is still scored on the baseline arm's models.
+    assert plan["remedy_bn_adapt"][0] == {k: f"results/gap/arms/baseline/seed{k}" for k in range(3)}
+    for bad, message in (({"seed": 3}, "seed cannot be changed"), ({"classes": ["liver"]}, "classes"),
+                         ({"model": {"name": "random_forest"}}, "train a network")):
+        with pytest.raises(ConfigError, match=message):
+            config(arm_settings=bad)
 
 
 def test_seed_files_are_the_contract_layout():

@@ -138,7 +138,11 @@ def test_section_renders_with_id_figures_and_demo_note(tmp_path):
     # Every remedy by its title in the matrix; the seeds' columns in words, their keys on hover.
     assert "<td>Fourier domain adaptation</td>" in html
     assert '<th class=num title="n_seeds">seeds</th>' in html and 'title="seed_sd">between-seed SD' in html
-    assert "3 seeds" in html
+    assert "3 seeds" in html and "arm_settings" not in html
+    # Arms trained with settings of their own say so: their baseline is not the Dice table's experiment.
+    cfg["gap_study"]["arm_settings"] = {"epochs": 12}
+    html = str(page.body(gap_section, gap_section.build(_Context(cfg, results))))
+    assert "<code>gap_study.arm_settings</code> (epochs: 12)" in html
     # Every figure made for the page: its smallest text recorded, at least the minimum, and at most the column wide.
     for key in ("forest_png", "loso_png", "curve_png"):
         png = gap_report.gap_context(cfg, results)[key]

@@ -569,6 +569,14 @@ def check_gap_study(config: dict, source: str = "config.yaml") -> None:
         if Experiment.from_config(config, baseline).is_forest:
             raise ConfigError(f"{source}: gap_study.baseline = {baseline!r} is a random forest; pick a network experiment.")
         base_settings = resolve_experiment(config, spec.gap_baseline(config))
+        if study.arm_settings:
+            where = f"{source}: gap_study.arm_settings"
+            exp = Experiment(base_settings).overlaid(study.arm_settings, base_settings["name"])
+            _check_experiment_settings(config, dict(exp.settings), where, source)
+            if not exp.is_network:
+                raise ConfigError(f"{where}: the study's arms train a network like the baseline; model.name "
+                                  f"{exp.model.name!r} is not one.")
+            base_settings = dict(exp.settings)
         for remedy in study.remedies:
             where = f"{source}: gap_study.remedies.{remedy.key}.settings"
             exp = Experiment(base_settings).overlaid(remedy.settings, remedy.key)

@@ -66,7 +66,7 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
             trained_in: Mapping[int, str] | None = None, evaluated_in: Mapping[int, str] | None = None) -> None:
     """Every seed of one arm: seed_folders[k] gets seed offset k's training and evaluation tables.
 
-    exp: the arm's settings at the experiment's own seed (usseg.gap.arm_experiment); offset k trains
+    exp: the arm's settings at the experiment's own seed (usseg.gap.study.arm_experiment); offset k trains
     seed_experiment(exp, k). test_sets: the arm's test sets; all_test_sets: every test set
     of the run (the foreground mean's classes are those scored on all of them).
     """

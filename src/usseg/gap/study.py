@@ -110,10 +110,18 @@ def baseline_experiment(config: Mapping) -> Experiment:
     return Experiment.from_config(config, gap_baseline(config))
 
 
+def arm_baseline(config: Mapping) -> Experiment:
+    """What every arm starts from: the baseline experiment's settings with gap_study.arm_settings laid over
+    them (the baseline experiment itself when there are none)."""
+    base = baseline_experiment(config)
+    extra = study(config).arm_settings
+    return base.overlaid(extra, base.name) if extra else base
+
+
 def arm_experiment(config: Mapping, arm: str) -> Experiment:
     """The arm's resolved settings (at the experiment's own seed; `seed_experiment` sets each seed's)."""
     kind, key = arm_kind(arm)
-    base = baseline_experiment(config)
+    base = arm_baseline(config)
     if kind == "remedy":
         remedies = {r.key: r for r in study(config).remedies}
         if key not in remedies:
@@ -132,7 +140,7 @@ def trains_like_baseline(config: Mapping, arm: str) -> bool:
     kind, _ = arm_kind(arm)
     if kind != "remedy":
         return False
-    exp, base = arm_experiment(config, arm), baseline_experiment(config)
+    exp, base = arm_experiment(config, arm), arm_baseline(config)
     if exp.remedy.name not in spec.PREDICTION_ONLY or base.remedy.name != "none":
         return False
     drop = ("name", "remedy")

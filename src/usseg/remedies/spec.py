@@ -323,7 +323,7 @@ class GapRemedy:
 
     settings: an overlay of the baseline experiment's settings (mappings merge key by key, any
     other value replaces, as experiments override experiment_defaults); the arm trains the
-    baseline's resolved settings with this on top (usseg.gap.arm_experiment).
+    baseline's resolved settings with this on top (usseg.gap.study.arm_experiment).
     """
 
     key: str
@@ -338,6 +338,9 @@ class GapStudy:
     enabled: bool = False  # as config.yaml: the study is off unless asked for
     baseline: str = ""  # the experiment every remedy is compared with ("" = the first experiment)
     seeds: int = 3  # trainings per arm, seeds experiment seed + 0 .. seeds - 1
+    # Laid over the baseline's settings for every arm (the baseline arm too), before a remedy's: sizes the
+    # study's trainings (e.g. fewer epochs) without touching the experiments; {} = the baseline's own.
+    arm_settings: Mapping = field(default_factory=dict)
     remedies: tuple[GapRemedy, ...] = ()
     learning_curve_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # shares of simulator training subjects
     loso: bool = True
@@ -377,6 +380,19 @@ def parse_gap_remedies(block, where: str = "gap_study.remedies") -> tuple[GapRem
     return tuple(out)
 
 
+def parse_arm_settings(block, where: str = "gap_study.arm_settings") -> dict:
+    """`gap_study.arm_settings`: experiment settings every arm trains with (none of REMEDY_FIXED_KEYS)."""
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where} must be a mapping of experiment settings, e.g. {{epochs: 12}}; got {block!r}.")
+    fixed = sorted(set(block) & set(REMEDY_FIXED_KEYS))
+    if fixed:
+        raise ConfigError(f"{where}: {', '.join(fixed)} cannot be changed for the study's arms: every arm keeps "
+                          "the baseline's classes, and the study sets the seeds (gap_study.seeds).")
+    return dict(block)
+
+
 def parse_gap_study(block: Mapping | None, where: str = "gap_study") -> GapStudy:
     if block is None:
         return GapStudy()
@@ -397,6 +413,8 @@ def parse_gap_study(block: Mapping | None, where: str = "gap_study") -> GapStudy
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ConfigError(f"{where}.seeds = {seeds!r} must be a whole number >= 1 (3 or more to measure "
                               "training noise).")
+    if "arm_settings" in values:
+        values["arm_settings"] = parse_arm_settings(values["arm_settings"], f"{where}.arm_settings")
     if "remedies" in values:
         values["remedies"] = parse_gap_remedies(values["remedies"], f"{where}.remedies")
     if "learning_curve_fractions" in values:

@@ -15,6 +15,7 @@ beside it.
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 from collections.abc import Mapping
@@ -411,6 +412,9 @@ def gap_context(config: dict, files: dict, names: Names | None = None) -> dict |
         "section_id": SECTION_ID,
         "baseline": names.experiment(gap_baseline(config)),
         "seeds": int(config["gap_study"].get("seeds", 1)),
+        # The settings every arm trains with besides the baseline's (gap_study.arm_settings), in words.
+        "arm_settings": ", ".join(f"{k}: {json.dumps(v)}" for k, v in
+                                  (config["gap_study"].get("arm_settings") or {}).items()),
         "demo": config.get("data_root") is None,
         "demo_note": DEMO_NOTE,
         "columns": list(contracts.GAP_CLOSURE_COLUMNS),

@@ -56,6 +56,7 @@ def build(ctx) -> dict:
                              "(domain_auc), where present: before (baseline) and after (value) the remedy's "
                              "harmonisation.",
                         Table(columns, data["rows"], art.id, set(range(3, len(columns))), keys=data["columns"]))
-    return {"baseline": data["baseline"], "seeds": data["seeds"], "demo": data["demo"],
+    return {"baseline": data["baseline"], "seeds": data["seeds"], "arm_settings": data["arm_settings"],
+            "demo": data["demo"],
             "demo_note": data["demo_note"], "curve_sentences": data["curve_sentences"], "figures": figures,
             "matrix": matrix, "target": data["target"]}
