@@ -40,7 +40,9 @@ SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", 
 CHEAP_LOCAL_RULES = {"manifest", "split", "report"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
-HEADER = re.compile(r"^(localrule|rule) (\w+):\n((?:    .*\n)+)", re.MULTILINE)
+# A job's block: "rule x:", or "localrule x:" for one that runs on this host ("checkpoint" and
+# "localcheckpoint" for a checkpoint such as split).
+HEADER = re.compile(r"^(localrule|rule|localcheckpoint|checkpoint) (\w+):\n((?:    .*\n)+)", re.MULTILINE)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -443,7 +445,7 @@ def test_tiny_workflow_on_slurm_runs_as_slurm_jobs_and_matches_the_local_run(
     # Which jobs ran, which went to SLURM.
     ran = {int(j): rule for j, rule in FINISHED.findall(output)}
     local = {int(re.search(r"jobid: (\d+)", body).group(1)): rule
-             for kind, rule, body in HEADER.findall(output) if kind == "localrule"}
+             for kind, rule, body in HEADER.findall(output) if kind.startswith("local")}
     submitted = {int(j): (slurm_id, Path(log)) for j, slurm_id, log in SUBMITTED.findall(output)}
     assert ran, output[-4000:]
     assert CHEAP_LOCAL_RULES <= set(local.values()), local
