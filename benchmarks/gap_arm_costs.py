@@ -5,7 +5,7 @@
 RUN_DIR (default: the current folder) is a workflow's working directory after
 `snakemake results/gap/gap_closure.csv` (or `report`) with the gap study on.
 Each arm's job (rules gap_arm, gap_loso_arm) logs one line "arm cost: ..."
-(usseg.gap_arms.run_arm): the CPU seconds of its trainings, of its evaluations
+(usseg.gap.arms.run_arm): the CPU seconds of its trainings, of its evaluations
 and of its start-up (imports, tables), counted over every thread of the job's
 process. This prints them as one table, with the CPU seconds per training and
 per evaluation, and the totals, so epochs and seeds can be sized from them.

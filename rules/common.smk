@@ -11,7 +11,14 @@ from snakemake.utils import validate
 
 from usseg.code_deps import code_files, module_code_files
 from usseg.dataset_fingerprint import update_fingerprint
-from usseg.config import SCHEMA_PATH, apply_overlay, check_config
+from usseg.config import (
+    SCHEMA_PATH,
+    apply_overlay,
+    check_config,
+    check_data_root_arguments,
+    flat_split_settings,
+)
+from usseg.contracts import EVALUATION_FILES
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment
 from usseg.prepared_arrays import size_name
@@ -30,6 +37,8 @@ config.update(_resolved)
 # Friendly checks first (they name the key at fault), then Snakemake's own
 # schema validation, which also fills defaults.
 try:
+    # `--config data_root=` reaches the workflow as null (the demo): refused from the raw argument.
+    check_data_root_arguments(workflow.config_settings.config_args)
     check_config(config, source="config (config.yaml and any --configfile/--config)")
 except ConfigError as err:
     raise WorkflowError(str(err))
@@ -133,6 +142,58 @@ def prepared_arrays(settings_of=None):
         return f"{RESULTS}/prepared/{size_name(size)}.safetensors"
 
     return arrays
+
+
+def prepared_data(arrays=None, splits=None):
+    """The inputs a PreparedData reads (usseg.data.PreparedData.from_rule), spelled once: the manifest,
+    the dataset root it recorded, the split (`splits`: another split's input function, e.g. a gap-study
+    arm's fold) and the label cache; `arrays`, the prepared arrays' input function (prepared_arrays),
+    for the stages that read images at an experiment's size.
+    """
+    files = {
+        "manifest": rules.manifest.output.manifest,
+        "root": rules.manifest.output.root,
+        "splits": splits or rules.split.output.splits,
+        "labels": rules.decode_masks.output.labels,
+    }
+    return {**files, "arrays": arrays} if arrays is not None else files
+
+
+def prepared_data_params(remedies=False):
+    """The settings a PreparedData reads: the dataset description and, for the stages that run an
+    experiment's remedies, the field-of-view threshold they act inside (diagnostics.fov_threshold).
+    """
+    params = {"dataset": config["dataset"]}
+    if remedies:
+        params["fov_threshold"] = config["diagnostics"]["fov_threshold"]
+    return params
+
+
+def training_params():
+    """The params of a job that trains an experiment (train, sanity_training, the gap study's arms):
+    the experiment's resolved settings and what its PreparedData reads."""
+    return {"experiment": experiment, **prepared_data_params(remedies=True)}
+
+
+def evaluation_outputs(folder, category=None):
+    """The files an evaluation writes into `folder` (usseg.contracts.EVALUATION_FILES), as named
+    outputs; with `category`, its two figures are also in Snakemake's own report under it.
+    """
+
+    def figure(path, caption):
+        if category is None:
+            return path
+        return report(
+            path,
+            caption=f"../docs/captions/{caption}.rst",
+            category=category,
+            subcategory="{experiment}",
+        )
+
+    files = {name: f"{folder}/{file}" for name, file in EVALUATION_FILES.items()}
+    files["overlays"] = figure(files["overlays"], "overlays")
+    files["confusion_png"] = figure(files["confusion_png"], "confusion")
+    return files
 
 
 def folder_of(output_name, up=1):

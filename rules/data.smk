@@ -112,5 +112,9 @@ checkpoint split:
         val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],
         strict=config["strict"],
+        dataset=config["dataset"],
+        test_sets=TEST_SETS,
+        # A flat layout's test draw (test_fraction, trained modalities); {} for split folders.
+        flat=flat_split_settings(config),
     script:
         "../scripts/split.py"

@@ -5,11 +5,11 @@
 # baseline's settings with the remedy's on top), one per held-out labeled real
 # subject (`loso_<subject>`) and one per share of the simulator's training
 # subjects below 1 (`curve_<share>`). One job per arm trains all its seeds and
-# evaluates them in one process (usseg.gap_arms), so on SLURM each arm is its own
+# evaluates them in one process (usseg.gap.arms), so on SLURM each arm is its own
 # job. Runs only when gap_study.enabled.
 
 from usseg.contracts import test_set_name
-from usseg.gap import (
+from usseg.gap.study import (
     arm_experiment,
     arm_kind,
     curve_arm,
@@ -21,7 +21,7 @@ from usseg.gap import (
     reused_files,
     seed_offsets,
 )
-from usseg.gap_files import TRAINING_FILES, seed_dir, seed_files
+from usseg.gap.files import TRAINING_FILES, seed_dir, seed_files
 
 GAP = f"{RESULTS}/gap"
 GAP_ENABLED = config["gap_study"]["enabled"]
@@ -94,11 +94,9 @@ for _rule, _wc, _arm, _test_sets in (
         name:
             _rule
         input:
-            manifest=rules.manifest.output.manifest,
-            root=rules.manifest.output.root,
-            splits=gap_arm_splits,
-            labels=rules.decode_masks.output.labels,
-            arrays=prepared_arrays(gap_arm_settings),
+            **prepared_data(
+                arrays=prepared_arrays(gap_arm_settings), splits=gap_arm_splits
+            ),
             # The trainings and evaluations an arm copies instead of repeating.
             reused=gap_arm_reused_files,
             code=experiment_code_of("../scripts/gap_arm.py", gap_arm_settings),
@@ -114,8 +112,8 @@ for _rule, _wc, _arm, _test_sets in (
         resources:
             gpu=gap_arm_gpu,
         params:
+            **prepared_data_params(remedies=True),
             experiment=gap_arm_settings,
-            dataset=config["dataset"],
             seed_folders=gap_seed_folders,
             # Outside the outputs: Snakemake deletes a failed job's outputs, and a
             # pre-empted training resumes from here.
@@ -129,7 +127,6 @@ for _rule, _wc, _arm, _test_sets in (
             evaluation=config["evaluation"],
             trained_in=gap_arm_trained_in,
             evaluated_in=gap_arm_evaluated_in,
-            fov_threshold=config["diagnostics"]["fov_threshold"],
         script:
             "../scripts/gap_arm.py"
 
@@ -151,10 +148,9 @@ rule gap_domain:
         USSEG_ENV
     threads: cpu_share()
     params:
+        **prepared_data_params(remedies=True),
         experiment=gap_remedy_settings,
-        dataset=config["dataset"],
         diagnostics=config["diagnostics"],
-        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/gap_domain.py"
 

@@ -1,6 +1,6 @@
 # Input functions of the gap study's rules (rules/gap.smk); kept apart from the
 # rules, as snakemake --lint asks. An arm's folder is GAP_ARM_DIR; the files in
-# it come from usseg.gap_files (seed_dir, seed_files), the one owner of that layout.
+# it come from usseg.gap.files (seed_dir, seed_files), the one owner of that layout.
 
 
 def gap_arm_name(wildcards):
@@ -11,7 +11,7 @@ def gap_arm_name(wildcards):
 
 
 def gap_arm_settings(wildcards):
-    """The arm's resolved settings at the experiment's own seed (usseg.gap.arm_experiment), a plain
+    """The arm's resolved settings at the experiment's own seed (usseg.gap.study.arm_experiment), a plain
     mapping: as a param, a changed setting re-runs the arm; also its image size and code inputs.
     """
     return arm_experiment(config, gap_arm_name(wildcards)).settings
@@ -46,7 +46,7 @@ def gap_seed_folders(wildcards, output):
 
 def gap_arm_reuse(wildcards):
     """(trained_in, evaluated_in) of the arm: seed offset -> the folder whose training (evaluation tables) it
-    copies instead of repeating (usseg.gap.reuse_plan)."""
+    copies instead of repeating (usseg.gap.study.reuse_plan)."""
     return reuse_plan(config, gap_arm_name(wildcards), EXP, GAP_ARM_DIR)
 
 

@@ -5,7 +5,7 @@
 #   snakemake --cores 8 nnunet_export
 #   snakemake --cores 8 nnunet_reference
 
-from usseg.nnunet_reference import reference_runs
+from usseg.checks.nnunet_reference import reference_runs
 
 SANITY = f"{RESULTS}/sanity"
 # The training checks run a network's training loop; the forest has none.
@@ -22,11 +22,7 @@ rule sanity_checks:
 
 rule sanity_training:
     input:
-        manifest=rules.manifest.output.manifest,
-        root=rules.manifest.output.root,
-        splits=rules.split.output.splits,
-        labels=rules.decode_masks.output.labels,
-        arrays=prepared_arrays(),
+        **prepared_data(arrays=prepared_arrays()),
         code=experiment_code_of("../scripts/sanity_training.py"),
     output:
         json=f"{SANITY}/{{experiment}}.json",
@@ -42,10 +38,8 @@ rule sanity_training:
     resources:
         gpu=experiment_gpu,
     params:
-        experiment=experiment,
-        dataset=config["dataset"],
+        **training_params(),
         sanity=config["sanity"],
-        fov_threshold=config["diagnostics"]["fov_threshold"],
         # The two training runs go to a temporary folder below this one.
         work_dir=folder_of("json"),
     script:
@@ -54,10 +48,7 @@ rule sanity_training:
 
 rule label_round_trip:
     input:
-        manifest=rules.manifest.output.manifest,
-        root=rules.manifest.output.root,
-        splits=rules.split.output.splits,
-        labels=rules.decode_masks.output.labels,
+        **prepared_data(),
         code=code_of("../scripts/label_round_trip.py"),
     output:
         json=f"{SANITY}/label_round_trip.json",
@@ -68,7 +59,7 @@ rule label_round_trip:
         USSEG_ENV
     threads: cpu_share()
     params:
-        dataset=config["dataset"],
+        **prepared_data_params(),
         sanity=config["sanity"],
     script:
         "../scripts/label_round_trip.py"
@@ -76,10 +67,7 @@ rule label_round_trip:
 
 rule nnunet_export:
     input:
-        manifest=rules.manifest.output.manifest,
-        root=rules.manifest.output.root,
-        splits=rules.split.output.splits,
-        labels=rules.decode_masks.output.labels,
+        **prepared_data(),
         code=code_of("../scripts/nnunet_export.py"),
     output:
         raw=directory(f"{RESULTS}/nnunet/nnUNet_raw"),
@@ -92,7 +80,7 @@ rule nnunet_export:
         USSEG_ENV
     threads: cpu_share()
     params:
-        dataset=config["dataset"],
+        **prepared_data_params(),
         nnunet=config["nnunet"],
         test_sets=TEST_SETS,
     script:
@@ -141,19 +129,11 @@ rule nnunet_train_predict:
 
 rule nnunet_evaluate:
     input:
-        manifest=rules.manifest.output.manifest,
-        root=rules.manifest.output.root,
-        splits=rules.split.output.splits,
-        labels=rules.decode_masks.output.labels,
+        **prepared_data(),
         predictions=rules.nnunet_train_predict.output.predictions,
         code=code_of("../scripts/nnunet_evaluate.py"),
     output:
-        per_image=f"{NNUNET_EVAL}/{{test_set}}/per_image.csv",
-        per_subject=f"{NNUNET_EVAL}/{{test_set}}/per_subject.csv",
-        summary=f"{NNUNET_EVAL}/{{test_set}}/summary.json",
-        overlays=f"{NNUNET_EVAL}/{{test_set}}/overlays.png",
-        confusion=f"{NNUNET_EVAL}/{{test_set}}/confusion.csv",
-        confusion_png=f"{NNUNET_EVAL}/{{test_set}}/confusion.png",
+        **evaluation_outputs(f"{NNUNET_EVAL}/{{test_set}}"),
         provenance=f"{PROV}/nnunet_evaluate/{{test_set}}.json",
     log:
         f"{LOGS}/nnunet_evaluate/{{test_set}}.log",
@@ -162,7 +142,7 @@ rule nnunet_evaluate:
     threads: cpu_share()
     # usseg's own evaluation (usseg.evaluate) of nnU-Net's predictions.
     params:
-        dataset=config["dataset"],
+        **prepared_data_params(),
         evaluation=config["evaluation"],
         test_sets=TEST_SETS,
         experiment_defaults=config["experiment_defaults"],

@@ -8,11 +8,7 @@ EXP = f"{RESULTS}/experiments/{{experiment}}"
 
 rule train:
     input:
-        manifest=rules.manifest.output.manifest,
-        root=rules.manifest.output.root,
-        splits=rules.split.output.splits,
-        labels=rules.decode_masks.output.labels,
-        arrays=prepared_arrays(),
+        **prepared_data(arrays=prepared_arrays()),
         code=experiment_code_of("../scripts/train.py"),
     output:
         model=f"{EXP}/model.safetensors",
@@ -41,46 +37,24 @@ rule train:
     resources:
         gpu=experiment_gpu,
     params:
-        experiment=experiment,
-        dataset=config["dataset"],
+        **training_params(),
         out_dir=EXP,
         # Outside the rule's outputs on purpose: Snakemake deletes the outputs
         # of a failed job, and this must survive to resume a pre-empted one.
         checkpoint_dir=f"{RESULTS}/checkpoints/{{experiment}}",
-        # The fan of the remedies that act inside it (docs/remedies.md).
-        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/train.py"
 
 
 rule evaluate:
     input:
-        manifest=rules.manifest.output.manifest,
-        root=rules.manifest.output.root,
-        splits=rules.split.output.splits,
-        labels=rules.decode_masks.output.labels,
-        arrays=prepared_arrays(),
+        **prepared_data(arrays=prepared_arrays()),
         model=rules.train.output.model,
         code=experiment_code_of("../scripts/evaluate.py", trainer=False),
     output:
-        per_image=f"{EXP}/eval/{{test_set}}/per_image.csv",
-        per_subject=f"{EXP}/eval/{{test_set}}/per_subject.csv",
-        summary=f"{EXP}/eval/{{test_set}}/summary.json",
+        **evaluation_outputs(f"{EXP}/eval/{{test_set}}", category="5. Experiments"),
         # The headline alone (usseg.headline), for a short `dvc metrics show` (docs/dvc.md).
         headline=f"{EXP}/eval/{{test_set}}/headline.json",
-        overlays=report(
-            f"{EXP}/eval/{{test_set}}/overlays.png",
-            caption="../docs/captions/overlays.rst",
-            category="5. Experiments",
-            subcategory="{experiment}",
-        ),
-        confusion=f"{EXP}/eval/{{test_set}}/confusion.csv",
-        confusion_png=report(
-            f"{EXP}/eval/{{test_set}}/confusion.png",
-            caption="../docs/captions/confusion.rst",
-            category="5. Experiments",
-            subcategory="{experiment}",
-        ),
         provenance=f"{PROV}/evaluate/{{experiment}}/{{test_set}}.json",
     log:
         f"{LOGS}/evaluate/{{experiment}}/{{test_set}}.log",
@@ -90,12 +64,10 @@ rule evaluate:
         USSEG_ENV
     threads: cpu_share()
     params:
-        experiment=experiment,
-        dataset=config["dataset"],
+        **training_params(),
         evaluation=config["evaluation"],
         # The foreground mean is over the classes scored on every test set.
         test_sets=TEST_SETS,
         out_dir=f"{EXP}/eval/{{test_set}}",
-        fov_threshold=config["diagnostics"]["fov_threshold"],
     script:
         "../scripts/evaluate.py"

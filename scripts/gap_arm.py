@@ -1,6 +1,6 @@
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
-from usseg.gap_arms import run_arm
+from usseg.gap.arms import run_arm
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

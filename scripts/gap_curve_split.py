@@ -1,4 +1,4 @@
-from usseg.gap import write_curve_split
+from usseg.gap.study import write_curve_split
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

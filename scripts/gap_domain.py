@@ -1,6 +1,6 @@
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
-from usseg.gap import write_domain_auc
+from usseg.gap.study import write_domain_auc
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

@@ -1,4 +1,4 @@
-from usseg.gap import write_gap_results
+from usseg.gap.study import write_gap_results
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

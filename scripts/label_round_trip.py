@@ -1,5 +1,5 @@
+from usseg.checks.sanity import label_round_trip, write_result
 from usseg.data import PreparedData
-from usseg.sanity import label_round_trip, write_result
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

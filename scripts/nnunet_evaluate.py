@@ -1,5 +1,5 @@
+from usseg.checks.nnunet_reference import evaluate_predictions
 from usseg.data import PreparedData
-from usseg.nnunet_reference import evaluate_predictions
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

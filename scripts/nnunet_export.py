@@ -1,7 +1,7 @@
 from pathlib import Path
 
+from usseg.checks.nnunet_export import dataset_folder_name, export_nnunet
 from usseg.data import PreparedData
-from usseg.nnunet_export import dataset_folder_name, export_nnunet
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

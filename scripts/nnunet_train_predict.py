@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-from usseg.nnunet_export import dataset_folder_name
-from usseg.nnunet_reference import run_reference
+from usseg.checks.nnunet_export import dataset_folder_name
+from usseg.checks.nnunet_reference import run_reference
 from usseg.step import snakemake_step
 
 # nnU-Net's planning and preprocessing start "spawn" worker processes, which

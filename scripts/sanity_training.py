@@ -1,6 +1,6 @@
+from usseg.checks.sanity import run_training_checks, write_result
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
-from usseg.sanity import run_training_checks, write_result
 from usseg.step import snakemake_step
 
 with snakemake_step(snakemake):

@@ -10,4 +10,7 @@ with snakemake_step(snakemake):
         snakemake.output.splits,
         strict=snakemake.params.strict,
         issues_csv=snakemake.input.issues,
+        dataset=snakemake.params.dataset,
+        test_sets=snakemake.params.test_sets,
+        flat=snakemake.params.flat,
     )

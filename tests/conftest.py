@@ -21,7 +21,8 @@ WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "src", "envs",
 
 
 def tiny_config() -> dict:
-    """configs/tiny.yaml applied over config.yaml as the workflow does (before schema defaults).
+    """configs/tiny.yaml applied over config.yaml as the workflow does (before schema defaults), with
+    the keys that follow the dataset (test_sets, train_modalities: auto) resolved as the workflow does.
 
     configs/tiny.yaml is an overlay holding only what differs from config.yaml;
     this is the whole configuration of the tests' run, e.g. to write as a
@@ -29,11 +30,11 @@ def tiny_config() -> dict:
     """
     import yaml
 
-    from usseg.config import apply_overlay
+    from usseg.config import apply_overlay, derive_dataset_defaults
 
-    return apply_overlay(
+    return derive_dataset_defaults(apply_overlay(
         yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(TINY_CONFIG.read_text())
-    )
+    ))
 
 
 def in_ci() -> bool:
@@ -66,6 +67,17 @@ def run_snakemake(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_reading_rule_left_behind():
+    """Every test starts and ends with no dataset reading rule installed (usseg.images: read_dataset_root
+    installs one process-wide)."""
+    from usseg.images import ReadingRule, use_reading_rule
+
+    use_reading_rule(ReadingRule())
+    yield
+    use_reading_rule(ReadingRule())
 
 
 @pytest.fixture(scope="session")

@@ -145,6 +145,91 @@ def make_dataset(base, nested: bool = True, size=SIZE, modalities=("AUS", "RUS")
     return root
 
 
+# ----------------------------------------------------------------------------- other layouts (own data)
+
+# The palette of the own-data datasets: not config.yaml's, so nothing of the reference carries over.
+OWN_PALETTE = {"background": (0, 0, 0), "organ": (220, 40, 40), "lesion": (40, 200, 60)}
+
+
+def soft_disk_mask(name: str, size=(48, 40), classes=("organ", "lesion"), index: bool = False) -> np.ndarray:
+    """An (H, W, 3) colour mask in OWN_PALETTE with anti-aliased borders (blended colours between a class
+    and the background), or with `index` an (H, W) uint8 map of class indices; placed by `name`."""
+    w, h = size
+    rng = np.random.default_rng(_seed(name))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    labels = np.zeros((h, w), np.uint8)
+    rgb = np.zeros((h, w, 3), np.float64)
+    for k, cls in enumerate(classes, start=1):
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        radius = (0.28 if k == 1 else 0.12) * min(w, h)
+        alpha = np.clip(radius + 0.5 - np.hypot(yy - cy, xx - cx), 0, 1)  # one blended pixel round the edge
+        labels[alpha >= 0.5] = k
+        rgb = rgb * (1 - alpha[..., None]) + alpha[..., None] * np.array(OWN_PALETTE[cls], np.float64)
+    return labels if index else np.rint(rgb).astype(np.uint8)
+
+
+def _own_frame(image_path: Path, mask_path: Path | None, name: str, size, index: bool) -> None:
+    labels = soft_disk_mask(name, size, index=True)
+    rng = np.random.default_rng(_seed(name) + 1)
+    image = (60 + 80 * labels + rng.normal(0, 12, labels.shape)).clip(0, 255).astype(np.uint8)
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(image_path)
+    if mask_path is not None:
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        mask = labels if index else soft_disk_mask(name, size)
+        Image.fromarray(mask).save(mask_path)
+
+
+def make_own_dataset(base, kind: str, size=(48, 40)) -> Path:
+    """A dataset in another layout than the reference's, below `base` (returned: the folder to describe).
+
+    renamed: hospital_export/{sim,clinic}/{images,masks}/{train,test}/; sim s01_1.png.. all labeled,
+        clinic p1-1.jpg.. labeled only in test (as the reference's real images), colour masks in
+        OWN_PALETTE with anti-aliased borders.
+    flat_index: images/ and labels/ directly in the folder (one modality, no split folders),
+        case01_frame1.png..; class-index masks (0 background, 1 organ, 2 lesion).
+    """
+    base = Path(base)
+    if kind == "renamed":
+        root = base / "hospital_export"
+        for split, subjects in (("train", range(1, 7)), ("test", range(7, 9))):
+            for s in subjects:
+                for f in range(1, 4 if split == "train" else 3):
+                    name = f"s{s:02d}_{f}"
+                    _own_frame(root / "sim/images" / split / f"{name}.png", root / "sim/masks" / split / f"{name}.png",
+                               name, size, index=False)
+        for split, subjects in (("train", range(1, 4)), ("test", range(4, 8))):
+            for s in subjects:
+                for f in range(1, 3):
+                    name = f"p{s}-{f}"
+                    mask = root / "clinic/masks" / split / f"{name}.png" if split == "test" else None
+                    _own_frame(root / "clinic/images" / split / f"{name}.jpg", mask, name, size, index=False)
+        return base
+    if kind == "flat_index":
+        root = base / "ultrasound_study"
+        for s in range(1, 9):
+            for f in range(1, 4):
+                name = f"case{s:02d}_frame{f}"
+                _own_frame(root / "images" / f"{name}.png", root / "labels" / f"{name}.png", name, size, index=True)
+        return root
+    raise ValueError(f"unknown layout kind {kind!r}")
+
+
+def confirmed(description: str) -> str:
+    """A description from usseg.describe with its guesses confirmed as they are: the lines of
+    dataset.guesses_to_confirm deleted, as a user does once every GUESS is checked."""
+    out, skipping = [], False
+    for line in description.splitlines():
+        if line.strip() == "guesses_to_confirm:":
+            skipping = True
+            continue
+        if skipping and line.startswith("    - "):
+            continue
+        skipping = False
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def all_entries(root) -> set[str]:
     """Every file below `root` (symlinks included, not followed) and every symlinked folder, relative, POSIX."""
     root = Path(root)

@@ -26,3 +26,17 @@ def test_weights_are_bounded_both_ways():
 def test_no_pixels_is_an_error():
     with pytest.raises(ValueError):
         suggest_class_weights(np.zeros(3))
+
+
+def test_one_huge_image_does_not_decide_the_class_balance():
+    from usseg.class_balance import class_totals, image_weighted
+
+    small = [np.where(np.arange(64 * 64).reshape(64, 64) < 1024, 1, 0).astype(np.uint8) for _ in range(9)]
+    huge = np.full((800, 800), 2, np.uint8)  # a tenth image, 156 times larger, all class 2
+    totals = class_totals(small + [huge], 3)
+    shares = totals / totals.sum()
+    # Each image weighs one tenth: class 2 has a tenth of the weight, not 99 % of the pixels.
+    np.testing.assert_allclose(shares, [0.9 * 0.75, 0.9 * 0.25, 0.1], atol=1e-9)
+    # Images of one size keep their pixel shares exactly.
+    same = np.array([[30, 10], [20, 20]])
+    np.testing.assert_allclose(image_weighted(same).sum(axis=0) / image_weighted(same).sum(), [50 / 80, 30 / 80])

@@ -33,7 +33,7 @@ def test_defaults_are_filled(cfg):
     del cfg["split"]
     del cfg["strict"]
     check_config(cfg)
-    assert cfg["split"] == {"val_fraction": 0.2, "seed": 42}
+    assert cfg["split"] == {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 42}
     assert cfg["strict"] is False
 
 
@@ -188,13 +188,94 @@ def test_an_overlay_replaces_the_experiments_and_merges_the_rest():
     assert apply_overlay(base, {"gap_study": {"seeds": 5}})["gap_study"]["remedies"] == base["gap_study"]["remedies"]
 
 
+OWN_DATASET = {
+    "classes": [{"name": "background", "rgb": [0, 0, 0]}, {"name": "liver", "rgb": [255, 0, 0]}],
+    "modalities": {
+        "sim": {"domain": "synthetic", "image_extensions": [".png"], "subject_pattern": r"^(s\d+)_\d+$"},
+        "clinic": {"domain": "real", "image_extensions": [".jpg"], "subject_pattern": r"^(p\d+)_\d+$"},
+    },
+    "target_modality": "clinic",
+}
+
+
+def test_a_dataset_overlay_replaces_the_whole_section_and_the_derived_keys_follow(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(yaml.safe_dump({"dataset": OWN_DATASET, "data_root": "/data/mine"}, sort_keys=False))
+    cfg = load_config(REPO / "config.yaml", overlay)
+    assert list(cfg["dataset"]["modalities"]) == ["sim", "clinic"]  # no AUS/RUS merged in
+    assert [c["name"] for c in cfg["dataset"]["classes"]] == ["background", "liver"]
+    assert cfg["test_sets"] == ["test_sim", "test_clinic"]
+    assert {tuple(resolve_experiment(cfg, e)["train_modalities"]) for e in cfg["experiments"]} == {("sim",)}
+    assert cfg["nnunet"]["train_modalities"] == ["sim"]
+    assert cfg["dataset"]["layout"] == "split_folders"
+
+
+def test_config_yaml_s_organ_experiments_on_another_palette_say_what_to_do(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    dataset = copy.deepcopy(OWN_DATASET)
+    dataset["classes"][1]["name"] = "cyst"
+    overlay.write_text(yaml.safe_dump({"dataset": dataset}, sort_keys=False))
+    with pytest.raises(ConfigError, match="experiments: section of your own"):
+        load_config(REPO / "config.yaml", overlay)
+
+
+def test_derived_keys_keep_what_is_given_explicitly(cfg):
+    from usseg.config import trained_modalities
+
+    cfg["dataset"] = copy.deepcopy(OWN_DATASET)
+    cfg["experiments"] = {"a": {}, "b": {"train_modalities": ["sim", "clinic"]}}
+    cfg["gap_study"]["baseline"] = "a"
+    cfg["test_sets"] = ["test_clinic"]
+    cfg["nnunet"] = {"enabled": False}
+    check_config(cfg)
+    assert cfg["test_sets"] == ["test_clinic"]
+    assert resolve_experiment(cfg, "a")["train_modalities"] == ["sim"]
+    assert resolve_experiment(cfg, "b")["train_modalities"] == ["sim", "clinic"]
+    assert trained_modalities(cfg) == ["sim", "clinic"]
+
+
+def test_a_single_modality_trains_on_itself(cfg):
+    cfg["dataset"] = copy.deepcopy(OWN_DATASET)
+    del cfg["dataset"]["modalities"]["sim"]
+    cfg["experiments"] = {"a": {}}
+    cfg["gap_study"]["baseline"] = "a"
+    check_config(cfg)
+    assert cfg["test_sets"] == ["test_clinic"] and cfg["nnunet"]["train_modalities"] == ["clinic"]
+    assert resolve_experiment(cfg, "a")["train_modalities"] == ["clinic"]
+
+
+def test_a_partial_dataset_overlay_says_it_replaces_the_whole_section(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(yaml.safe_dump({"dataset": {"decode": "nearest"}}))
+    with pytest.raises(ConfigError, match="replaces config.yaml's whole dataset section"):
+        load_config(REPO / "config.yaml", overlay)
+
+
+def test_guesses_to_confirm_stop_the_run(cfg):
+    cfg["dataset"]["guesses_to_confirm"] = ["target_modality: RUS"]
+    expect_error(cfg, "guesses_to_confirm", "target_modality: RUS", "nothing runs on a guess")
+    cfg["dataset"]["guesses_to_confirm"] = []
+    check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("folders", "fragment"),
+    [({"AUS": "data", "RUS": "data"}, "both use the folder"), ({"AUS": "images"}, "names the images or masks"),
+     ({"RUS": "../x"}, "leaves the")],
+)
+def test_modality_folders_must_be_distinct_and_inside_the_root(cfg, folders, fragment):
+    for mod, folder in folders.items():
+        cfg["dataset"]["modalities"][mod]["folder"] = folder
+    expect_error(cfg, "dataset.modalities.", fragment)
+
+
 def test_article_overlay_has_only_the_article_experiments_and_settings():
     cfg = load_config(REPO / "config.yaml", REPO / "configs" / "article.yaml")
     assert set(cfg["experiments"]) == {"liver_unet", "multiorgan_unet", "multiorgan_unet_weighted", "liver_rf"}
     assert cfg["gap_study"]["enabled"] and cfg["gap_study"]["seeds"] >= 3
     # Every remedy of usseg.remedies.spec is an arm of the study (the augmentation ones have remedy none),
     # and the overlay's remedies replace config.yaml's.
-    from usseg import gap
+    from usseg.gap import study as gap
     from usseg.remedies.spec import REMEDIES
 
     arms = [a for a in gap.fixed_arms(cfg) if a.startswith("remedy_")]
@@ -237,6 +318,53 @@ def test_text_that_names_something_is_never_reinterpreted(cfg):
     cfg["dataset"]["modalities"]["AUS"]["subject_pattern"] = "^(1)$"
     check_config(cfg)
     assert cfg["report"]["title"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "value"),
+    [
+        (("experiment_defaults", "optimizer", "lr"), "1e-3", 0.001),
+        (("experiment_defaults", "optimizer", "weight_decay"), "5E-4", 0.0005),
+        (("experiment_defaults", "epochs"), "2e1", 20),  # an integer key takes a whole number
+    ],
+)
+def test_exponent_numbers_without_a_dot_are_read_with_a_note(cfg, capsys, path, text, value):
+    # `lr: 1e-3` in a YAML file: YAML 1.1 (PyYAML) reads it as the text '1e-3'.
+    layer = yaml.safe_load("lr: " + text)
+    assert layer["lr"] == text
+    node = cfg
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = text
+    check_config(cfg)
+    assert node[path[-1]] == value and type(node[path[-1]]) is type(value)
+    note = capsys.readouterr().err
+    assert ".".join(path) in note and repr(text) in note and ".0e" in note.lower()
+
+
+def test_exponent_text_is_not_a_number_where_the_schema_wants_a_name(cfg, capsys):
+    cfg["report"] = {"title": "1e-3"}
+    cfg["experiment_defaults"]["epochs"] = "1.5e0"  # not whole: stays text and is refused
+    expect_error(cfg, "experiment_defaults.epochs")
+    cfg["experiment_defaults"]["epochs"] = 2
+    check_config(cfg)
+    assert cfg["report"]["title"] == "1e-3"
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\t"])
+def test_an_empty_or_blank_data_root_is_an_error_not_the_demo(cfg, value):
+    cfg["data_root"] = value
+    expect_error(cfg, "data_root", "is empty", "null")
+
+
+def test_an_empty_data_root_on_the_command_line_is_an_error():
+    from usseg.config import check_data_root_arguments
+
+    check_data_root_arguments(["data_root=null", "data_root=/data", "split={seed: 4}"])
+    check_data_root_arguments(None)
+    for args in (["data_root="], ["strict=true", "data_root=  "]):
+        with pytest.raises(ConfigError, match="data_root= gives data_root no value"):
+            check_data_root_arguments(args)
 
 
 @pytest.mark.parametrize(
@@ -321,7 +449,7 @@ def test_gap_study_baseline_must_be_an_experiment(cfg):
 def test_the_default_study_measures_every_remedy_family(cfg):
     """config.yaml's study: families 1-5 of docs/remedies.md as remedies (6 and 7 are LOSO and the curve),
     plus class weights; at least six remedies, three seeds."""
-    from usseg import gap
+    from usseg.gap import study as gap
 
     check_config(cfg)
     remedies = {r: gap.arm_experiment(cfg, f"remedy_{r}") for r in cfg["gap_study"]["remedies"]}

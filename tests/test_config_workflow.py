@@ -54,7 +54,7 @@ def test_nested_and_null_command_line_values_work(tmp_path):
     assert config["experiment_defaults"]["epochs"] == 4
     assert config["experiment_defaults"]["image_size"] == [64, 64]
     assert config["experiment_defaults"]["model"]["channels"] == [4, 8, 16]  # merged, not replaced
-    assert config["split"] == {"val_fraction": 0.25, "seed": 7}
+    assert config["split"] == {"val_fraction": 0.25, "test_fraction": 0.2, "seed": 7}
     assert config["data_root"] is None
 
 
@@ -70,6 +70,14 @@ def test_bad_numbers_stop_the_run_at_start_up(tmp_path, override, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_an_empty_data_root_stops_the_run_instead_of_running_the_demo(tmp_path):
+    # `--config data_root=$DATA` with DATA unset: Snakemake hands the workflow null.
+    proc = run_snakemake(tmp_path, "--dry-run", "report", "--config", "data_root=", check=False)
+    assert proc.returncode != 0
+    assert "data_root= gives data_root no value" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
 def test_the_same_settings_resolve_the_same_whatever_the_overlay_holds(tmp_path):

@@ -23,7 +23,7 @@ def test_the_run_ends_with_its_summary_and_nothing_else_on_stdout(tiny_run, monk
     monkeypatch.chdir(tiny_run)  # the rules' paths are relative to the working directory
     config = tiny_config()
     expected = closing_summary(
-        config, "results/report/report.html", True, "results/diagnostics/checklist.json", "results/manifest.csv",
+        config, "results/report/report.html", True, "results/verdict/checklist.json", "results/manifest.csv",
         "results/splits.csv",
         {e: [f"results/experiments/{e}/eval/{t}/summary.json" for t in config["test_sets"]]
          for e in config["experiments"]},

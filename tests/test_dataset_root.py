@@ -24,7 +24,10 @@ def test_the_manifest_records_the_root_it_found_below_data_root(tmp_path):
     root = make_dataset(data_root)  # nested as the download is: download/abdominal_US/abdominal_US/
     record = tmp_path / "results" / "dataset_root.json"
     write_manifest(data_root, dataset_cfg(), False, tmp_path / "m.csv", tmp_path / "i.csv", root_json=record)
-    assert json.loads(record.read_text()) == {"data_root": str(data_root), "dataset_root": str(root.resolve())}
+    written = json.loads(record.read_text())
+    assert {k: written[k] for k in ("data_root", "dataset_root")} == {
+        "data_root": str(data_root), "dataset_root": str(root.resolve())}
+    assert written["reading"]["bit_depth"] == 8  # 8-bit data: read as stored
     assert read_dataset_root(record) == root.resolve()
 
 

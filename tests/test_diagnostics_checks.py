@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from test_diagnostics_fixtures import DATASET_CFG, DEMO_LIKE, DIAG_CFG, build
-from usseg.diagnostics.baselines import check_baselines
+from usseg.diagnostics.baselines import (
+    KAGGLE_ABDOMINAL_US,
+    REFERENCE_DATASETS,
+    check_baselines,
+    data_fingerprint,
+)
 from usseg.diagnostics.checklist import (
     CHECK_ORDER,
     build_checklist,
@@ -127,13 +132,22 @@ def test_class_balance_passes_when_nothing_is_rare_or_missing(demo):
 
 def test_baselines_table_and_empty_warning(demo):
     fx, inputs = demo
+    # A name is no proof: "measured on the fixture" is not comparable, whatever the name.
     result = check_baselines(inputs, fx.outputs)
+    assert result.status == WARN and result.value == 0
+    fingerprint = data_fingerprint(inputs.images)
+    assert fingerprint in result.reason  # what a lab records beside its own results
+    proven = [{**DIAG_CFG["published_baselines"][0], "fingerprint": fingerprint}]
+    result = check_baselines(with_cfg(inputs, published_baselines=proven), fx.outputs)
     assert result.status == PASS and result.value == 1
     table = pd.read_csv(fx.out_dir / "baselines.csv", keep_default_na=False)
     assert table[list(DIAG_CFG["published_baselines"][0])].to_dict("records") == DIAG_CFG[
         "published_baselines"
     ]
     assert table["comparable"].tolist() == [True]
+    # Another data's fingerprint: not comparable.
+    other = [{**proven[0], "fingerprint": "0" * 64}]
+    assert check_baselines(with_cfg(inputs, published_baselines=other), fx.outputs).status == WARN
 
 
 def test_baselines_pass_only_when_measured_on_this_data(demo):
@@ -157,9 +171,8 @@ def test_baselines_pass_only_when_measured_on_this_data(demo):
     demo_run = check_baselines(inputs, fx.outputs, data_is_demo=True)
     assert demo_run.status == WARN and demo_run.value == 0
     assert "generated demo" in demo_run.reason
-    mixed = check_baselines(
-        with_cfg(inputs, published_baselines=[elsewhere, *DIAG_CFG["published_baselines"]]), fx.outputs
-    )
+    proven = {**DIAG_CFG["published_baselines"][0], "fingerprint": data_fingerprint(inputs.images)}
+    mixed = check_baselines(with_cfg(inputs, published_baselines=[elsewhere, proven]), fx.outputs)
     assert mixed.status == PASS and mixed.value == 1 and "1 of 2" in mixed.reason
     empty = check_baselines(with_cfg(inputs, published_baselines=[]), fx.outputs)
     assert empty.status == WARN
@@ -268,6 +281,59 @@ def test_next_step_for_baselines_on_the_demo_points_at_the_real_data(demo):
     on_demo = check_baselines(inputs, fx.outputs, data_is_demo=True)
     steps = next_steps({"published_baselines": on_demo}, "RUS")
     assert len(steps) == 1 and "generated demo" in steps[0] and "data_root" in steps[0]
-    elsewhere = check_baselines(with_cfg(inputs, dataset_id="another dataset"), fx.outputs)
+    elsewhere = check_baselines(inputs, fx.outputs)
     steps = next_steps({"published_baselines": elsewhere}, "RUS")
-    assert len(steps) == 1 and "measured_on equal to diagnostics.dataset_id" in steps[0]
+    assert len(steps) == 1 and "fingerprint" in steps[0]
+
+
+def _reference_like(inputs):
+    """The demo fixture's inputs with a manifest and issues table shaped like the Kaggle reference's facts."""
+    rows = []
+
+    def add(mod, split, subject, n, ext, labeled=0):
+        for k in range(n):
+            stem = f"{subject}-{k}" if mod == "AUS" else f"{subject}{k}"
+            rows.append({"image_id": f"{mod}_{split}_{stem}", "subject_id": subject, "modality": mod,
+                         "orig_split": split, "image_path": f"{mod}/images/{split}/{stem}{ext}",
+                         "has_mask": k < labeled, "mask_path": "", "sha256": stem, "mask_sha256": ""})
+
+    for i, n in enumerate([70] * 8 + [73]):  # 633
+        add("AUS", "train", f"ct{i + 1}", n, ".png", labeled=n)
+    for i, n in enumerate([73, 73, 73, 74]):  # 293
+        add("AUS", "test", f"ct{i + 10}", n, ".png", labeled=n)
+    for i, n in enumerate([58] * 6 + [56]):  # 404
+        add("RUS", "train", "cdefijk"[i], n, ".jpg")
+    for subject, labeled, n in (("h", 26, 64), ("a", 16, 52), ("g", 10, 52), ("b", 8, 45)):  # 213, 60 labeled
+        add("RUS", "test", subject, n, ".jpg", labeled=labeled)
+    issues = pd.DataFrame([{"path": "RUS/annotations/test/x1.png", "reason": "orphan_annotation", "detail": "-"}])
+    return type(inputs)(**{**inputs.__dict__, "images": pd.DataFrame(rows), "issues": issues})
+
+
+def test_the_reference_dataset_is_recognised_by_its_facts_and_nothing_else_is(demo):
+    fx, inputs = demo
+    article = [{"source": "article", "test_set": "test_aus", "class": "liver", "metric": "dice", "value": 0.68,
+                "measured_on": KAGGLE_ABDOMINAL_US}]
+    reference = with_cfg(_reference_like(inputs), published_baselines=article)
+    assert check_baselines(reference, fx.outputs).status == PASS
+    assert check_baselines(reference, fx.outputs, data_is_demo=True).status == WARN  # never the demo
+    # One labeled real frame fewer for subject b: not provably the reference any more.
+    short = reference.images.copy()
+    short.loc[(short["subject_id"] == "b") & short["has_mask"], "has_mask"] = [True] * 7 + [False]
+    changed = type(reference)(**{**reference.__dict__, "images": short})
+    result = check_baselines(changed, fx.outputs)
+    assert result.status == WARN and result.value == 0
+    assert "RUS labeled frames per subject" in result.reason and "b 7" in result.reason
+    # The fixture itself (another dataset) under the article's name: not comparable.
+    planted = check_baselines(with_cfg(inputs, published_baselines=article), fx.outputs)
+    assert planted.status == WARN and f"this data is not {KAGGLE_ABDOMINAL_US}" in planted.reason
+    assert set(REFERENCE_DATASETS) == {KAGGLE_ABDOMINAL_US}
+
+
+def test_class_balance_value_names_classes_rare_only_in_the_target_domain(demo):
+    # Rare only where the model must work: the WARN's value says so (never "0 rare" beside a WARN).
+    fx, inputs = demo
+    strict = with_cfg(inputs, rare_class_pixel_share=0.0, min_images_per_class=100)
+    result = check_class_balance(strict, collect_label_stats(strict), fx.outputs)
+    in_target = result.details["rare_in_target"]
+    assert in_target and set(in_target) != set(result.details["rare"])
+    assert result.status == WARN and f"{len(in_target)} rare in {inputs.target_modality}" in result.value

@@ -45,7 +45,6 @@ DIAG_CFG = {
     "gallery_per_modality": 4,
     "near_duplicate_hamming": 4,
     "seed": 0,
-    "dataset_id": "the fixture",
     "published_baselines": [
         {
             "source": "article",

@@ -76,7 +76,9 @@ def test_reproduces_the_known_diagnosis(demo):
     # ... and the organs are smaller on the real images (radii x 0.75 in the fixture, as in the demo)
     assert "Label shift: liver 1.7x smaller in RUS" in by_id["domain_shift"]["reason"]
     assert "kidney" in by_id["domain_shift"]["reason"]
-    assert by_id["published_baselines"]["status"] == "PASS"  # measured on "the fixture", the dataset_id
+    # "measured on the fixture" is a name, not a proof that this is that data: not comparable.
+    assert by_id["published_baselines"]["status"] == "WARN"
+    assert "cannot tell that the fixture is this data" in by_id["published_baselines"]["reason"]
     assert by_id["image_quality"]["status"] == "PASS"
     assert by_id["class_balance"]["status"] == "WARN"
     assert "never labeled in RUS (real): bone, pancreas" in by_id["class_balance"]["reason"]

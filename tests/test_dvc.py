@@ -241,7 +241,7 @@ def _gap_run(repo: Path) -> list[dict]:
         for r, t, d, lo, hi in [("hm", "test_rus", 0.08, 0.02, 0.14), ("hm", "test_aus", 0.01, -0.02, 0.04),
                                 ("fda", "test_rus", 0.03, math.nan, math.nan)]])
     (gap / "gap_closure.json").write_text(json.dumps(gap_stats.gap_closure_metrics(closure)))
-    from usseg.gap import _finite
+    from usseg.gap.study import _finite
 
     remedy = gap_stats.when_to_stop_kind(5, 0.06, 4, math.nan, 1)
     (gap / "when_to_stop.json").write_text(json.dumps(_finite(

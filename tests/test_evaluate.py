@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 SUMMARY_KEYS = ["experiment", "model", "test_set", "aggregation", "aggregation_definition", "n_images", "n_subjects",
                 "dice", "dice_mean_foreground", "mean_foreground", "ci95", "per_subject", "unstable", "per_class",
                 "area_rule", "pooled_image", "hd95_worst_definition", "metric_resolution", "nsd_tolerance_px",
-                "min_reference_area_px", "excluded"]
+                "min_reference_area_px", "excluded", "excluded_subjects"]
 INTERVAL_KEYS = ["n_subjects", "ci95", "ci_method", "estimable", "interval_note", "range", "far_subjects"]
 PER_CLASS_KEYS = ["n_images", "dice", *INTERVAL_KEYS, "nsd", "nsd_ci95", "hd95", "hd95_n_images", "hd95_worst",
                   "hd95_worst_ci95", "hd95_worst_n_images", "false_positive_images", "absent_images", "missed_images",
@@ -175,6 +175,7 @@ def test_false_positives_small_references_and_exclusions_are_counted(tiny, tmp_p
     assert liver["dice"] is not None and liver["n_images"] == summary["n_images"]  # predicted on every image
     assert summary["mean_foreground"]["classes"] and summary["dice_mean_foreground"] is not None
     assert summary["excluded"] == [{"image_id": splits.loc[first_rus, "image_id"],
+                                    "subject_id": splits.loc[first_rus, "subject_id"],
                                     "reason": "near-duplicate of a training image"}]
     # With the default minimum, liver (predicted on every image) is a false positive where it is absent.
     summary = _evaluate(cfg, "multiorgan_unet", tiny, "unused", "test_rus", tmp_path / "eval2")

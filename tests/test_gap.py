@@ -1,4 +1,4 @@
-"""The gap study's arms and its tables from the arms' evaluation outputs (usseg.gap)."""
+"""The gap study's arms and its tables from the arms' evaluation outputs (usseg.gap.study)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import yaml
 
 from conftest import REPO
 from datasets import eval_summary
-from usseg import contracts, gap
+from usseg import contracts
 from usseg.config import check_config
 from usseg.errors import ConfigError, DataError
-from usseg.gap_files import eval_dir, seed_dir, seed_files
+from usseg.gap import study as gap
+from usseg.gap.files import eval_dir, seed_dir, seed_files
 from usseg.remedies import gap_stats
 
 

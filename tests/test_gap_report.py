@@ -1,4 +1,4 @@
-"""The report's "What would help" section (usseg.gap_report)."""
+"""The report's "What would help" section (usseg.report.gap_study)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from usseg import gap_report
 from usseg.figure_text import MAX_WIDTH_PX, MIN_FONT_PX
 from usseg.names import Names
 from usseg.remedies import gap_stats
 from usseg.remedies.spec import LOSO_REMEDY, LOSO_TITLE
+from usseg.report import gap_study as gap_report
 from usseg.report import page
 from usseg.report.context import Figure, image_facts
 from usseg.report.provenance_index import Artifact

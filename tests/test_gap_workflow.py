@@ -66,7 +66,7 @@ def test_gap_outputs_follow_the_contract(gap_run):
     html = (gap_run / "results" / "report" / "report.html").read_text()
     assert '<section id="gap">' in html and "illustrate the method" in html
     # Each remedy by its title, its key beside it (usseg.names).
-    assert '<b>Field-of-view normalisation <code class="key">fov_normalise</code></b>' in html
+    assert '<td>Field-of-view normalisation <code class="key">fov_normalise</code></td>' in html
     # The verdict ranks by measurement and says when to stop, per kind of change.
     start = html.index('<section id="verdict"')
     verdict = html[start:html.index("<section id=", start + 1)]

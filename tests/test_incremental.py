@@ -148,6 +148,12 @@ LIBRARY_CHANGES = {
     # editing the module re-runs no job (its code is no rule's input).
     "config.py": "no job",
     "templates/report.css": "report only",  # package data the report module names
+    # One data check: the diagnostics, the final checklist that reads them, the report; no training.
+    "diagnostics/leakage.py": "diagnostics, verdict and report",
+    # An augmentation family no tiny experiment uses: no training can run it (usseg.training.code).
+    "remedies/us_augment.py": "no job",
+    # One report section: the report only.
+    "report/sections/checks.py": "report only",
 }
 
 
@@ -170,8 +176,8 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
     experiments, test_sets = list(config["experiments"]), list(config["test_sets"])
     # The report also shows the pipeline checks, which read the split too, and the final verdict
     # (rule verdict) reads the evaluations.
-    from usseg.nnunet_reference import is_installed
-    from usseg.pipeline_report import sanity_experiments
+    from usseg.checks.nnunet_reference import is_installed
+    from usseg.checks.pipeline import sanity_experiments
 
     nnunet = (
         {"nnunet_export", "nnunet_train_predict"} | {f"nnunet_evaluate@{t}" for t in test_sets}
@@ -188,6 +194,9 @@ def test_library_change_reruns_the_rule_and_what_follows(tiny_run, tmp_path, mod
         "splits.py": downstream_of_split,
         "config.py": set(),
         "templates/report.css": {"report"},
+        "diagnostics/leakage.py": {"diagnostics", "verdict", "report"},
+        "remedies/us_augment.py": set(),
+        "report/sections/checks.py": {"report"},
     }[module]
     assert jobs == expected, text[-4000:]
     assert not jobs & {"demo_data", "manifest"}

@@ -276,19 +276,6 @@ def test_masks_that_fit_no_encoding_are_flagged_unusable(tmp_path):
 # ----------------------------------------------------------------------------- images
 
 
-def test_16_bit_images_are_rescaled_by_the_depth_they_use(tmp_path):
-    ramp = np.linspace(0, 4095, 20 * 16).reshape(16, 20).astype(np.uint16)  # 12-bit data
-    Image.fromarray(ramp).save(tmp_path / "a.png")
-    gray = load_gray(tmp_path / "a.png")
-    assert gray.dtype == np.uint8 and gray.max() == 255 and gray.min() == 0
-    np.testing.assert_array_equal(gray, np.rint(ramp * (255 / 4095)).astype(np.uint8))
-    assert (gray < 255).mean() > 0.9  # Pillow's own conversion would clip most pixels to white
-    small = (np.arange(320).reshape(16, 20) % 200).astype(np.uint16)  # 8-bit values in 16 bits
-    Image.fromarray(small).save(tmp_path / "b.png")
-    np.testing.assert_array_equal(load_gray(tmp_path / "b.png"), small)
-    np.testing.assert_allclose(load_grayscale(tmp_path / "b.png"), small / 255.0, rtol=1e-6)
-
-
 def _exif_rotated(arr: np.ndarray, path, fmt: str):
     """Save `arr` as a camera would: stored turned 90 degrees, EXIF orientation 6 to turn it back."""
     exif = Image.Exif()

@@ -1,4 +1,4 @@
-"""The README's layout section names every top-level entry of the repository, and nothing else."""
+"""docs/development.md's layout section names every top-level entry of the repository, and nothing else."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from conftest import REPO
 
 
 def layout_block() -> str:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("Layout (every top-level entry") :]
+    text = (REPO / "docs" / "development.md").read_text()
+    section = text[text.index("## Layout") :]
     return section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
 
 
@@ -25,5 +25,5 @@ def test_readme_layout_matches_the_tree():
             named.add(line.split()[0].split("/")[0])
         # entries named inside the description (".dvc/ and .dvcignore")
         named |= {m for m in re.findall(r"(\.[\w-]+)/?", line) if (REPO / m).exists()}
-    assert top <= named, f"not in the README's layout: {sorted(top - named)}"
-    assert named <= top | {"src"}, f"in the README's layout but not in the repository: {sorted(named - top)}"
+    assert top <= named, f"not in the layout of docs/development.md: {sorted(top - named)}"
+    assert named <= top | {"src"}, f"in the layout of docs/development.md but not in the repository: {sorted(named - top)}"

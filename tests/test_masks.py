@@ -199,3 +199,10 @@ def test_decode_masks_detects_a_mask_changed_after_the_manifest(decoded):
     write_mask(root / "AUS/annotations/test/ct4-1.png", size=(8, 8))
     with pytest.raises(DataError, match="(?i)ct4-1.png.*re-run the manifest"):
         decode_masks(out / "manifest.csv", root, dataset_cfg(), out / "labels")
+
+
+def test_decode_masks_names_a_mask_gone_after_the_manifest(decoded):
+    root, out = decoded
+    (root / "AUS/annotations/test/ct4-1.png").unlink()
+    with pytest.raises(DataError, match="(?i)cannot read mask .*ct4-1.png of AUS_test_ct4-1.*re-run the manifest"):
+        decode_masks(out / "manifest.csv", root, dataset_cfg(), out / "labels")

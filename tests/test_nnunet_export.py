@@ -11,8 +11,8 @@ from PIL import Image
 
 from datasets import prepared
 from test_train import make_tiny_dataset, tiny_config
+from usseg.checks.nnunet_export import dataset_folder_name, export_nnunet, read_splits_final
 from usseg.errors import ConfigError, DataError
-from usseg.nnunet_export import dataset_folder_name, export_nnunet, read_splits_final
 
 NNUNET = {"dataset_id": 501, "dataset_name": "usseg", "train_modalities": ["AUS"]}
 
@@ -41,6 +41,25 @@ def test_export_layout_and_dataset_json(exported):
     assert img.mode == "L" and img.size == (48, 40)
     cases = pd.read_csv(out / "cases.csv")
     assert set(cases["split"]) == {"train", "val", "test_aus", "test_rus"}  # no unlabeled images
+
+
+def test_images_are_exported_as_usseg_reads_them_by_the_datasets_reading_rule(tmp_path):
+    """A 12-bit image (16-bit PNG) is exported scaled by the dataset's bit depth, as training reads it,
+    not clipped to 8 bits."""
+    from usseg.contracts import read_manifest
+    from usseg.images import ReadingRule, load_gray, use_reading_rule
+
+    paths = make_tiny_dataset(tmp_path, frames=2)
+    row = read_manifest(paths["manifest_csv"]).set_index("image_id").loc["AUS_train_ct1-0"]
+    image = paths["data_root"] / row["image_path"]
+    wide = (np.asarray(Image.open(image).convert("L"), dtype=np.uint16) * 16).astype(np.uint16)  # 0..4080
+    Image.fromarray(wide).save(image)
+    use_reading_rule(ReadingRule(bit_depth=12))
+    out = tmp_path / "nnUNet_raw" / dataset_folder_name(501, "usseg")
+    export_nnunet(prepared(tiny_config(), paths), NNUNET, ["test_aus", "test_rus"], out)
+    exported = np.asarray(Image.open(out / "imagesTr" / "AUS_train_ct1-0_0000.png"))
+    np.testing.assert_array_equal(exported, load_gray(image))
+    assert exported.max() > 200  # 12-bit values scaled to the 8-bit range, not clipped at 255
 
 
 def test_splits_final_carries_the_subject_split(exported):
@@ -83,8 +102,8 @@ def test_export_passes_nnunets_integrity_check(exported):
 @pytest.mark.nnunet
 def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
     pytest.importorskip("nnunetv2")
+    from usseg.checks.nnunet_reference import evaluate_predictions, run_reference
     from usseg.dataset_spec import DatasetSpec
-    from usseg.nnunet_reference import evaluate_predictions, run_reference
 
     out, counts, paths, cfg = exported
     schedule = {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1}
@@ -115,7 +134,7 @@ def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
 
 def test_files_predictor_is_scored_by_usseg_evaluation(exported, tmp_path):
     """Label maps read from files go through the same evaluation: perfect files score Dice 1."""
-    from usseg.nnunet_reference import evaluate_predictions
+    from usseg.checks.nnunet_reference import evaluate_predictions
 
     out, _, paths, cfg = exported
     pred = tmp_path / "pred" / "test_rus"

@@ -67,7 +67,7 @@ def snakemake(workflow: Path, run: Path, *args: str) -> subprocess.CompletedProc
 
 def test_the_report_has_the_verdict_and_says_nothing_could_be_trained(real_only):
     html = (real_only["run"] / "results" / "report" / "report.html").read_text()
-    assert 'id="verdict"' in html and 'id="dataset"' in html and 'id="labels"' in html
+    assert 'id="verdict"' in html and 'id="checks"' in html and 'id="check-label_verification"' in html
     assert "No experiment could be trained" in html and f"({REASON})" in html
     assert 'id="experiments"' not in html  # nothing to show: the notice says why
     assert 'Run state: <span class="ok">current</span>' in html

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_snakemake, sibling_copy, tiny_config
-from usseg.pipeline_report import sanity_experiments
+from usseg.checks.pipeline import sanity_experiments
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ import test_train
 from datasets import dataset_cfg, prepared
 from test_sanity import SANITY
 from test_train import run_training, tiny_config
-from usseg import sanity
 from usseg.checkpoint import load_tensors
+from usseg.checks import sanity
 from usseg.config import check_config
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment

@@ -25,11 +25,11 @@ import yaml
 from PIL import Image, ImageDraw
 
 from test_diagnostics_fixtures import rule_outputs
+from usseg.checks.pipeline import sanity_experiments
 from usseg.config import check_config
 from usseg.experiment import Experiment
 from usseg.figure_text import MAX_WIDTH_PX, MIN_FONT_PX
 from usseg.names import Names
-from usseg.pipeline_report import sanity_experiments
 from usseg.provenance import provenance_record, write_provenance
 from usseg.report import ReportInputError, ReportInputs, build_report, drop_sentence
 
@@ -125,8 +125,10 @@ def _summary(exp: str, ts: str, classes: list[str], rng, real_absent=("bone", "p
         "ci95": ci, "per_subject": per_subject, "unstable": real, "per_class": per_class,
         "pooled_image": {"dice": {c: per_class[c]["pooled_image_dice"] for c in classes}},
         "nsd_tolerance_px": 3.0, "min_reference_area_px": 64,
-        "excluded": ([{"image_id": "RUS_test_h7", "reason": "near-duplicate of a training image"},
-                      {"image_id": "RUS_test_h8", "reason": "near-duplicate of a training image"}] if real else []),
+        "excluded": ([{"image_id": "RUS_test_h7", "subject_id": "h", "reason": "near-duplicate of a training image"},
+                      {"image_id": "RUS_test_h8", "subject_id": "h", "reason": "near-duplicate of a training image"}]
+                     if real else []),
+        "excluded_subjects": [],
     }
 
 
@@ -906,8 +908,8 @@ def test_the_class_macro_mean_names_its_classes(fake):
 def test_excluded_images_counted_with_reasons(fake):
     rows = _rows(_Page(fake[3]), "tab-excluded")
     by_ts = {r[0]["text"]: [c["text"] for c in r] for r in rows[1:]}
-    assert by_ts["AUS test set (simulator)"] == ["AUS test set (simulator)", "0", "none"]
-    assert by_ts["RUS test set (real)"] == ["RUS test set (real)", "2", "near-duplicate of a training image (2)"]
+    assert by_ts["AUS test set (simulator)"] == ["AUS test set (simulator)", "0", "none", "none"]
+    assert by_ts["RUS test set (real)"] == ["RUS test set (real)", "2", "none", "near-duplicate of a training image (2)"]
 
 
 def test_errors_table_counts_false_positives_and_unscorable_classes(fake):
@@ -962,13 +964,13 @@ def test_drop_has_its_own_unpaired_interval(fake):
 def test_verdict_says_when_the_data_are_the_demo(fake, fresh):
     html = fake[3]
     verdict = html[html.index('class="verdict'):html.index('<section id="checks"')]
-    assert "generated demo dataset" in verdict and "not from real ultrasound data" in verdict
+    assert "Generated demo data" in verdict and "not a verdict on real ultrasound" in verdict
     config, workdir, results = fresh
     config = copy.deepcopy(config)
     config["data_root"] = str(workdir / "abdominal_US")
     out = workdir / "r.html"
     build_report(config, run_inputs(config, results), out)
-    assert "not from real ultrasound data" not in out.read_text()
+    assert "not a verdict on real ultrasound" not in out.read_text()
 
 
 def test_the_run_state_says_whether_every_recorded_output_is_current(fake, fresh):

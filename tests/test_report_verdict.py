@@ -15,8 +15,8 @@ import pytest
 
 from test_gap_report import _mixed_closure, _results, _stop
 from test_report import full_config, make_fake_run, rule_inputs
-from usseg import gap_report
 from usseg.report import ReportInputError, ReportInputs, build_report
+from usseg.report import gap_study as gap_report
 from usseg.report.context import ReportContext
 from usseg.report.sections import verdict
 
@@ -124,10 +124,14 @@ def _verdict_html(config, results, out: Path) -> str:
 def test_page_verdict_with_and_without_the_study(run, tmp_path):
     config, results = run
     on = _verdict_html(_with_gap(config), results, tmp_path / "on.html")
-    ranked, stop = on.index("What to try next, ranked by measured effect"), on.index("When to stop.")
+    ranked, stop = on.index("What to try next, ranked by measured effect"), on.index("<b>When to stop</b>")
     data = on.index("Also from the diagnostics")
-    # Each remedy by its name (its config key beside it in small type when the name differs).
-    assert ranked < on.index("<b>hm</b> changed Dice on the RUS test set (real) by +0.08") < stop < data
+    # One row per remedy, by its name (its config key beside it in small type when the name differs): the
+    # change from the baseline, its interval with seeds and what that interval supports.
+    row = on.index("<td>hm</td><td class=num>+0.080 (0.400 to 0.480)</td><td class=num>+0.020 to +0.140</td>"
+                   "<td class=num>6 x 3</td><td class=num>0.020</td><td>improvement</td>")
+    assert ranked < row < stop < data
+    assert "hm changed Dice on the RUS test set (real) by +0.080" in on  # the whole sentence, on hover
     assert on.index("Collect and label RUS images") > data and on.index("Fix the split.") > data
     assert on.index("semi-supervised") > on.index("add one to <code>gap_study.remedies</code>")
     assert '<a href="#gap">' in on and "not ranked by measurement" not in on
@@ -163,3 +167,19 @@ def test_the_verdict_reads_the_final_checklist_with_the_pipeline_check(run, monk
     assert set(ctx["pipeline"]) == {"answer", "status", "badge"}
     # Without the rule's final checklist, the diagnostics' own (one check fewer: no pipeline check).
     assert _verdict(config, results)["n_checks"] == len(final["checks"]) - 1
+
+
+def test_many_concerns_fold_after_the_first_so_the_box_fits_the_first_screen(run, monkeypatch):
+    config, results = run
+    final = json.loads((results / "diagnostics/checklist.json").read_text())
+    final["checks"] = [{"id": f"c{i}", "title": f"Check {i}", "status": "WARN" if i % 2 else "FAIL",
+                        "value": i, "threshold": "t"} for i in range(9)]
+    path = results / "verdict/checklist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(final))
+    named = {**rule_inputs(config, results), "verdict": [str(path)]}
+    ctx = verdict.build(ReportContext(config, ReportInputs.from_rule(named, config, results)))
+    shown, folded = ctx["concerns"], ctx["folded_concerns"]
+    assert len(shown) == verdict.VERDICT_SHOWN_CONCERNS and len(shown) + len(folded) == 9
+    # Failures come first: the five FAILs are the ones shown.
+    assert all(c["status"] == "FAIL" for c in shown) and all(c["status"] == "WARN" for c in folded)

@@ -61,7 +61,7 @@ def test_a_deleted_model_is_rebuilt_by_snakemake_report(tiny_run, tmp_path_facto
     model = run / "results" / "experiments" / "liver_rf" / "model.safetensors"
     model.unlink()
     jobs, text = planned(run)
-    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "report"}, text
+    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "verdict", "report"}, text
     run_snakemake(run, "--cores", "2", "report")
     assert model.is_file()
     assert CURRENT in (run / REPORT).read_text() and "usseg:out-of-date" not in (run / REPORT).read_text()
@@ -96,7 +96,7 @@ def test_a_failed_step_leaves_a_report_that_says_it_is_out_of_date(tiny_run, tmp
     proc = _run_copied(command, run, "--dry-run", *QUIET_KEEPS_JOBS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = {job_name(j["rule"], j["wildcards"]) for j in parse_dry_run(proc.stdout + proc.stderr)}
-    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "report"}
+    assert jobs == {"train@liver_rf", "evaluate@liver_rf-test_aus", "evaluate@liver_rf-test_rus", "verdict", "report"}
 
 
 def test_an_edited_output_shows_and_the_advised_command_makes_the_run_current(tiny_run, tmp_path_factory):

@@ -19,7 +19,7 @@ import torch
 
 from datasets import Frame, colour, prepared, write_frames
 from test_train import tiny_config
-from usseg import sanity
+from usseg.checks import sanity
 from usseg.experiment import Experiment
 from usseg.training import batches
 

@@ -19,6 +19,7 @@ from usseg.splits import (
     check_no_leakage,
     excluded_images,
     subject_grouped_split,
+    subjects_left_out,
     write_splits,
 )
 
@@ -181,8 +182,11 @@ def test_strict_or_unusable_masks_leave_the_test_set_with_a_reason():
         assert by_id.loc["AUS_test_ct9-1", "excluded_from"] == "test_aus"
         assert by_id.loc["AUS_test_ct9-1", "note"].startswith("mask unusable: 50.00%")
         assert excluded_images(splits, "test_aus") == [
-            {"image_id": "AUS_test_ct9-1", "reason": by_id.loc["AUS_test_ct9-1", "note"]}
+            {"image_id": "AUS_test_ct9-1", "subject_id": "ct9", "reason": by_id.loc["AUS_test_ct9-1", "note"]}
         ]
+        # ct9's one test image is gone: the test set lost the subject, and says so.
+        assert subjects_left_out(splits, "test_aus") == ["ct9"]
+        assert "subject ct9 has no image left in test_aus" in by_id.loc["AUS_test_ct9-1", "note"]
         d1 = by_id.loc["RUS_test_d1"]
         if strict:
             assert (d1["split"], d1["excluded_from"]) == ("unlabeled", "test_rus")
@@ -331,3 +335,99 @@ def test_duplicate_image_ids_are_refused():
     manifest = pd.concat([manifest, manifest.iloc[:1]])
     with pytest.raises(DataError, match="AUS_test_ct10-1|AUS_train_ct1-1"):
         subject_grouped_split(manifest, None, 0.25, seed=0)
+
+
+# ----------------------------------------------------------------------------- files set aside, flat layouts, test sets
+
+
+def test_an_image_file_set_aside_from_a_test_set_is_counted_and_its_lost_subject_named():
+    manifest = make_manifest()
+    # d1.jpg is truncated: the manifest sets the image aside (no manifest row), and its mask with it.
+    manifest = manifest[manifest["image_id"] != "RUS_test_d1"]
+    issues = pd.DataFrame([
+        {"path": "RUS/images/test/d1.jpg", "reason": "unreadable_image", "detail": "d1.jpg could not be decoded"},
+        {"path": "RUS/annotations/test/d1.png", "reason": "mask_of_quarantined_image", "detail": "belongs to d1"},
+        # a set-aside image without a mask was never in a test set: not counted.
+        {"path": "RUS/images/test/f1.jpg", "reason": "unreadable_image", "detail": "f1.jpg could not be decoded"},
+    ])
+    splits = subject_grouped_split(manifest, None, 0.25, seed=0, issues=issues, dataset=dataset_cfg(),
+                                   test_sets=["test_aus", "test_rus"])
+    row = splits.set_index("image_id").loc["RUS_test_d1"]
+    assert (row["split"], row["subject_id"], row["excluded_from"]) == ("set_aside", "d", "test_rus")
+    assert row["note"].startswith("image set aside by the manifest (unreadable_image): d1.jpg could not")
+    assert "subject d has no image left in test_rus" in row["note"]
+    assert [e["image_id"] for e in excluded_images(splits, "test_rus")] == ["RUS_test_d1"]
+    assert subjects_left_out(splits, "test_rus") == ["d"]
+    assert "RUS_test_f1" not in set(splits["image_id"])
+    check_no_leakage(splits, manifest)  # a counted-only row is no stale split
+
+
+def test_a_truncated_test_jpeg_is_counted_end_to_end(tmp_path):
+    root = make_dataset(tmp_path / "data", nested=False)
+    jpg = root / "RUS" / "images" / "test" / "d1.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:-200])  # truncated: its subject d has no other image
+    out = tmp_path / "results"
+    write_manifest(root, dataset_cfg(), False, out / "manifest.csv", out / "issues.csv")
+    decode_masks(out / "manifest.csv", root, dataset_cfg(), out / "labels")
+    write_splits(out / "manifest.csv", out / "labels" / "decode_report.csv", 0.25, 42, out / "splits.csv",
+                 issues_csv=out / "issues.csv", dataset=dataset_cfg(), test_sets=["test_aus", "test_rus"])
+    splits = pd.read_csv(out / "splits.csv", keep_default_na=False)
+    assert excluded_images(splits, "test_rus")[0]["image_id"] == "RUS_test_d1"
+    assert subjects_left_out(splits, "test_rus") == ["d"]
+    # Readers of the split table see manifest images only.
+    from usseg.contracts import read_split_table
+
+    table = read_split_table(out / "manifest.csv", out / "splits.csv")
+    assert "RUS_test_d1" not in set(table["image_id"]) and len(table) == len(splits) - 1
+
+
+def flat_manifest(n_sim=10, n_clinic=4) -> pd.DataFrame:
+    rows = []
+    for mod, n in (("sim", n_sim), ("clinic", n_clinic)):
+        for s in range(n):
+            for f in range(2):
+                stem = f"{mod[0]}{s:02d}_{f}"
+                rows.append({"image_id": f"{mod}_all_{stem}", "subject_id": f"{mod[0]}{s:02d}", "modality": mod,
+                             "domain": "synthetic" if mod == "sim" else "real", "orig_split": "all",
+                             "image_path": f"{mod}/images/{stem}.png", "mask_path": f"{mod}/masks/{stem}.png",
+                             "has_mask": True, "width": 20, "height": 16,
+                             "sha256": hashlib.sha256(stem.encode()).hexdigest(), "mask_sha256": ""})
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+FLAT = {
+    "layout": "flat", "annotations_dir": "masks",
+    "modalities": {
+        "sim": {"domain": "synthetic", "image_extensions": [".png"], "subject_pattern": r"^(s\d+)_\d+$"},
+        "clinic": {"domain": "real", "image_extensions": [".png"], "subject_pattern": r"^(c\d+)_\d+$"},
+    },
+    "target_modality": "clinic",
+}
+
+
+def test_a_flat_layout_draws_test_subjects_whole_and_seeded():
+    manifest = flat_manifest()
+    dataset = dataset_cfg(**FLAT)
+    kw = dict(dataset=dataset, test_sets=["test_sim", "test_clinic"], test_fraction=0.2,
+              trained_modalities=["sim"])
+    splits = subject_grouped_split(manifest, None, 0.25, seed=3, **kw)
+    by_subject = splits.groupby("subject_id")["split"].agg(set)
+    assert all(len(s) == 1 for s in by_subject)  # every subject whole in one split
+    sim_test = sorted(splits.loc[splits["split"] == "test_sim", "subject_id"].unique())
+    assert len(sim_test) == 2  # ceil(0.2 x 10)
+    # clinic is trained on by no experiment: all its labeled subjects are its test set.
+    assert set(splits.loc[splits["subject_id"].str.startswith("c"), "split"]) == {"test_clinic"}
+    assert set(splits["split"]) == {"train", "val", "test_sim", "test_clinic"}
+    check_no_leakage(splits, manifest)
+    again = subject_grouped_split(manifest.sample(frac=1, random_state=1), None, 0.25, seed=3, **kw)
+    pd.testing.assert_frame_equal(splits, again)
+    # Trained on too: clinic keeps two of its four subjects for training.
+    both = subject_grouped_split(manifest, None, 0.25, seed=3, **{**kw, "trained_modalities": ["sim", "clinic"]})
+    assert both.loc[both["split"] == "test_clinic", "subject_id"].nunique() == 1
+
+
+def test_a_test_set_left_empty_stops_the_split_naming_test_sets():
+    manifest = make_manifest()
+    manifest = manifest[~((manifest["modality"] == "RUS") & (manifest["orig_split"] == "test"))]
+    with pytest.raises(DataError, match=r"test_sets names test_rus.*test_sets: \[test_aus\]"):
+        subject_grouped_split(manifest, None, 0.25, seed=0, test_sets=["test_aus", "test_rus"])

@@ -10,8 +10,8 @@ import pytest
 from datasets import eval_summary
 from test_train import tiny_config
 from usseg import composite, verdict
+from usseg.checks.pipeline import PipelineFiles, sanity_experiments
 from usseg.names import Names
-from usseg.pipeline_report import PipelineFiles, sanity_experiments
 from usseg.report.drops import drops_summary
 
 AUS, RUS = ["ct10", "ct11", "ct12", "ct13"], ["a", "b", "g", "h"]

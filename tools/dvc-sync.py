@@ -116,8 +116,13 @@ def stage_deps(repo: Path) -> list[str]:
 
 
 def plot_columns(plot: dict, config: dict) -> list[str]:
-    """A plot's y columns: its list, or "test_sets" for one column per test set of config.yaml."""
-    return list(config.get("test_sets") or []) if plot["y"] == "test_sets" else list(plot["y"])
+    """A plot's y columns: its list, or "test_sets" for one column per test set of config.yaml (test_sets:
+    auto resolved as the workflow resolves it)."""
+    if plot["y"] != "test_sets":
+        return list(plot["y"])
+    from usseg.config import derive_dataset_defaults
+
+    return list(derive_dataset_defaults(dict(config)).get("test_sets") or [])
 
 
 def run_outputs(repo: Path, config: dict) -> list[dict]:

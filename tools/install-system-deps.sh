@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs, if missing:
+# Install the Debian packages the test suite and the docs tools need, if missing:
 #   chromium       headless browser for the report rendering test
 #   slurmctld slurmd slurm-client munge   a single-node SLURM for the cluster test
+#   graphviz       `dot`, which draws docs/img/rulegraph.svg (tools/architecture.py)
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -9,8 +10,9 @@ command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || need+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || need+=(slurm-client)
 command -v munged >/dev/null 2>&1 || need+=(munge)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "system packages present: chromium, slurm, munge"
+  echo "system packages present: chromium, slurm, munge, graphviz"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

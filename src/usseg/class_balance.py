@@ -19,6 +19,29 @@ def pixel_counts(label_arrays: Iterable[np.ndarray], n_classes: int) -> np.ndarr
     return counts
 
 
+def image_weighted(per_image: np.ndarray) -> np.ndarray:
+    """(n_images, n_classes) pixel counts with every image scaled to the median image's pixel total.
+
+    Shares computed from the scaled counts weight every image equally: one
+    8000x8000 image among 64x64 ones would otherwise decide the class balance
+    alone. Images of one size (the usual case) keep their shares exactly.
+    """
+    per_image = np.asarray(per_image, dtype=np.float64)
+    if per_image.size == 0:
+        return per_image
+    totals = per_image.sum(axis=1, keepdims=True)
+    median = float(np.median(totals[totals > 0])) if (totals > 0).any() else 0.0
+    return np.divide(per_image * median, totals, out=np.zeros_like(per_image), where=totals > 0)
+
+
+def class_totals(label_arrays: Iterable[np.ndarray], n_classes: int) -> np.ndarray:
+    """Pixels per class over label arrays, every array weighted equally (`image_weighted`)."""
+    rows = [pixel_counts([labels], n_classes) for labels in label_arrays]
+    if not rows:
+        return np.zeros(n_classes, dtype=np.float64)
+    return image_weighted(np.vstack(rows)).sum(axis=0)
+
+
 def suggest_class_weights(counts: np.ndarray, max_ratio: float = 3.0) -> np.ndarray:
     """Square-root median-frequency weights, bounded to [1/max_ratio, max_ratio].
 

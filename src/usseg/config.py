@@ -15,6 +15,7 @@ import copy
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,10 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: the config must be a mapping of keys to values, got {type(config).__name__}.")
     schema = load_schema()
-    coerce_text_values(config, schema)
+    notes: list[str] = []
+    coerce_text_values(config, schema, notes=notes)
+    for note in notes:
+        print(f"usseg: note: {source}: {note}", file=sys.stderr)
     reject_non_finite(config, source)
     validator = _validator_filling_defaults()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -89,9 +93,13 @@ def validate_schema(config: dict, source: str = "config.yaml") -> dict:
 # ----------------------------------------------------------------------------- command line and overlays
 
 # Keys (as paths) whose value an overlay (--configfile, --config) replaces
-# instead of merging into: a variant's experiments, and its gap-study remedies,
-# are exactly the ones it lists.
-REPLACED_BY_OVERLAY = (("experiments",), ("gap_study", "remedies"))
+# instead of merging into: a variant's experiments and gap-study remedies are
+# exactly the ones it lists, and a dataset description is the user's whole
+# dataset (none of config.yaml's AUS/RUS modalities or palette creep in). The
+# keys derived from the dataset (test_sets, train_modalities) follow it by
+# default (derive_dataset_defaults).
+REPLACED_BY_OVERLAY = (("experiments",), ("dataset",), ("gap_study", "remedies"))
+AUTO = "auto"
 _YAML_NULL_WORDS = {"null", "Null", "NULL", "~"}
 
 
@@ -121,14 +129,35 @@ def _fits(value: Any, types: set[str]) -> bool:
     )
 
 
-def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> Any:
+# A number in exponent notation without a dot (1e-3, 5E4): YAML 1.1, which PyYAML
+# reads, takes it for text; YAML 1.2 and every other reader for a number.
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _exponent_number(text: str, types: set[str]) -> float | int | None:
+    """The number a YAML 1.1 exponent text such as '1e-3' means, when the schema wants one here."""
+    if not _EXPONENT_NUMBER.match(text.strip()):
+        return None
+    value = float(text)
+    if "number" in types:
+        return value
+    if "integer" in types and value.is_integer():
+        return int(value)
+    return None
+
+
+def coerce_text_values(
+    config: Any, schema: dict, _root: dict | None = None, notes: list[str] | None = None, _path: tuple = ()
+) -> Any:
     """Read text where the schema wants a number, a boolean or null as YAML, in place.
 
     Snakemake passes a nested `--config` value ("split={seed: 4}") and a bare
     word ("data_root=null") as text, so without this "4" is "not of type
     integer" and null is a folder named "null". Only text that is not allowed
     where it stands (or a YAML null word where null is allowed) is converted,
-    so a name or a pattern is never reinterpreted.
+    so a name or a pattern is never reinterpreted. A number in exponent
+    notation without a dot (`lr: 1e-3`, text to YAML 1.1) is read as the
+    number, and a sentence saying so is appended to `notes` (when given).
     """
     root = schema if _root is None else _root
     schema = _subschema(schema, root)
@@ -138,7 +167,7 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
         for key, value in config.items():
             sub = props.get(key, extra if isinstance(extra, dict) else None)
             if sub is not None:
-                config[key] = coerce_text_values(value, sub, root)
+                config[key] = coerce_text_values(value, sub, root, notes, (*_path, key))
         return config
     if isinstance(config, list):
         items = schema.get("items")
@@ -147,7 +176,7 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
             if items is None and option.get("type") == "array":
                 items = option.get("items")
         if isinstance(items, dict):
-            config[:] = [coerce_text_values(v, items, root) for v in config]
+            config[:] = [coerce_text_values(v, items, root, notes, (*_path, i)) for i, v in enumerate(config)]
         return config
     if isinstance(config, str):
         types = _types(schema)
@@ -159,8 +188,27 @@ def coerce_text_values(config: Any, schema: dict, _root: dict | None = None) -> 
             value = yaml.safe_load(config)
         except yaml.YAMLError:
             return config
-        return value if _fits(value, types) else config
+        if _fits(value, types):
+            return value
+        number = _exponent_number(config, types)
+        if number is not None:
+            if notes is not None:
+                notes.append(
+                    f"{_dotted(_path)} = {config!r} was read as the number {number!r}. YAML 1.1 (which "
+                    f"config files are read with) takes a number in exponent notation without a dot for "
+                    f"text; write {_yaml11_number(config)} to say it unambiguously."
+                )
+            return number
+        return config
     return config
+
+
+def _yaml11_number(text: str) -> str:
+    """'1e-3' -> '1.0e-3': the spelling YAML 1.1 reads as a number."""
+    mantissa, _, exponent = text.strip().lower().partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}e{exponent}"
 
 
 def reject_non_finite(config: Any, source: str, path: tuple = ()) -> None:
@@ -183,8 +231,8 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
 
     Mappings merge key by key, any other value replaces; the keys in
     REPLACED_BY_OVERLAY are replaced whole, so a variant that lists
-    experiments (or gap_study.remedies) runs exactly those (none of
-    config.yaml's creep in).
+    experiments (or gap_study.remedies, or a dataset) runs exactly those (none
+    of config.yaml's creep in).
     """
     merged = merge_settings(base, overlay)
     for path in REPLACED_BY_OVERLAY:
@@ -199,12 +247,132 @@ def apply_overlay(base: dict, overlay: dict) -> dict:
     return merged
 
 
+def derive_dataset_defaults(config: dict) -> dict:
+    """Replace `auto` in the keys that follow the dataset description, in place.
+
+    test_sets: auto -> one test set per modality, test_<modality in lower case>
+    (the split step stops, naming the key, when one of them gets no image);
+    experiment_defaults.train_modalities, experiments.*.train_modalities and
+    nnunet.train_modalities: auto -> every modality but the target. A list
+    given explicitly is kept as it is.
+    """
+    dataset = DatasetSpec.from_config(config)
+    if config.get("test_sets", AUTO) == AUTO:
+        config["test_sets"] = [test_set_name(m) for m in dataset.modality_names]
+    train = dataset.default_train_modalities
+    for block in (config.get("experiment_defaults"), *(config.get("experiments") or {}).values(), config.get("nnunet")):
+        if isinstance(block, dict) and block.get("train_modalities", None) == AUTO:
+            block["train_modalities"] = list(train)
+    defaults = config.setdefault("experiment_defaults", {})
+    defaults.setdefault("train_modalities", list(train))
+    return config
+
+
+def flat_split_settings(config: dict) -> dict:
+    """What the split step needs to draw test subjects in a flat layout ({} for split folders, so that a
+    change of experiments re-runs no split of the reference layout): split.test_fraction and the
+    modalities some experiment trains on (draw_test_subjects)."""
+    if not DatasetSpec.from_config(config).is_flat:
+        return {}
+    return {"test_fraction": config["split"]["test_fraction"], "trained_modalities": trained_modalities(config)}
+
+
+def trained_modalities(config: dict) -> list[str]:
+    """Every modality some experiment (or the nnU-Net reference, when on) trains on, in dataset order."""
+    used: set[str] = set()
+    for name in config["experiments"]:
+        used.update(resolve_experiment(config, name)["train_modalities"])
+    nnunet = config.get("nnunet") or {}
+    if nnunet.get("enabled", False):
+        used.update(nnunet.get("train_modalities") or [])
+    return [m for m in DatasetSpec.from_config(config).modality_names if m in used]
+
+
 # ----------------------------------------------------------------------------- semantic checks
+
+
+def check_data_root_arguments(config_args) -> None:
+    """ConfigError for `--config data_root=` with nothing after the `=`.
+
+    Snakemake turns an empty `--config` value into null before the workflow
+    sees it, and null means "generate the demo": an unset shell variable
+    (`--config data_root=$DATA`) would quietly run the demo. `config_args`
+    are the raw `--config` arguments (Snakemake's config_settings.config_args).
+    """
+    for arg in config_args or ():
+        key, sep, value = str(arg).partition("=")
+        if key.strip() == "data_root" and sep and not value.strip():
+            raise ConfigError(
+                "--config data_root= gives data_root no value (an unset or empty shell variable?). Give the "
+                "folder that holds your dataset (--config data_root=/path/to/data), or data_root=null for the "
+                "generated demo dataset."
+            )
+
+
+def _check_dataset_present(config: dict, source: str) -> None:
+    """ConfigError for a dataset section without its required keys, saying that an overlay replaces it whole."""
+    ds = config.get("dataset") if isinstance(config, dict) else None
+    if not isinstance(ds, dict):
+        return  # the schema names it
+    missing = [k for k in ("classes", "modalities", "target_modality") if k not in ds]
+    if missing:
+        raise ConfigError(
+            f"{source}: dataset lacks {', '.join(missing)}. A dataset section in an overlay (--configfile) "
+            "replaces config.yaml's whole dataset section, so it must describe the whole dataset: classes, "
+            "modalities and target_modality (copy config.yaml's section and change it, or write one with "
+            "`python -m usseg.describe FOLDER`; docs/own-data.md)."
+        )
+
+
+def check_dataset_layout(config: dict, source: str) -> None:
+    """ConfigError for modality folders that overlap or collide with the images or masks folder names."""
+    spec = DatasetSpec.from_config(config)
+    seen: dict[str, str] = {}
+    for mod in spec.modalities.values():
+        folder = mod.folder_path or "."
+        key = f"dataset.modalities.{mod.name}.folder"
+        if folder in seen:
+            raise ConfigError(
+                f"{source}: {key}: modalities {seen[folder]} and {mod.name} both use the folder {folder!r}; each "
+                "modality needs its own folder."
+            )
+        if folder.split("/")[0] in (spec.images_dir, spec.annotations_dir) or ".." in folder.split("/"):
+            raise ConfigError(
+                f"{source}: {key} = {folder!r} cannot be used: it names the images or masks folder, or leaves the "
+                "dataset root. Give the modality's folder below the dataset root, or '.' for the root itself."
+            )
+        seen[folder] = mod.name
+    if spec.images_dir == spec.annotations_dir:
+        raise ConfigError(
+            f"{source}: dataset.images_dir and dataset.annotations_dir are both {spec.images_dir!r}; images and "
+            "masks need folders of their own."
+        )
+    guesses = config["dataset"].get("guesses_to_confirm")
+    if guesses:
+        raise ConfigError(
+            f"{source}: dataset.guesses_to_confirm lists what `usseg.describe` guessed ({'; '.join(map(str, guesses))}). "
+            "Check each value marked GUESS in your dataset description, correct it if needed, then delete "
+            "guesses_to_confirm: nothing runs on a guess."
+        )
+
+
+def check_data_root(config: dict, source: str) -> None:
+    """ConfigError for a data_root that is empty or only blanks: only null means the demo."""
+    value = config.get("data_root")
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(
+            f"{source}: data_root = {value!r} is empty. Set it to the folder that holds your dataset, or to "
+            "null for the generated demo dataset."
+        )
 
 
 def check_config(config: dict, source: str = "config.yaml") -> dict:
     """Validate schema and meaning; return the config with defaults filled. Raises ConfigError."""
+    _check_dataset_present(config, source)
     validate_schema(config, source)
+    check_data_root(config, source)
+    check_dataset_layout(config, source)
+    derive_dataset_defaults(config)
     ds = config["dataset"]
     names = DatasetSpec(ds).class_names
     if len(set(names)) != len(names):
@@ -297,7 +465,10 @@ def _check_experiment_settings(config: dict, settings: dict, where: str, source:
         for cls in exp.classes:
             if cls not in names:
                 raise ConfigError(
-                    f"{where}.classes: {cls!r} is not a class of dataset.classes; known classes: {', '.join(names[1:])}."
+                    f"{where}.classes: {cls!r} is not a class of dataset.classes; known classes: {', '.join(names[1:])}. "
+                    "An experiment of config.yaml that names the reference's organs does not fit another "
+                    "palette: give an experiments: section of your own in your overlay (it replaces config.yaml's; "
+                    "`python -m usseg.describe` writes one), or use configs/quick.yaml."
                 )
             if cls == names[0]:
                 raise ConfigError(f"{where}.classes: {cls!r} is the background; list organs only.")

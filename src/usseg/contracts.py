@@ -71,6 +71,17 @@ SPLIT_COLUMNS = ["image_id", "subject_id", "split", "note", "excluded_from"]
 # output class (empty where the subject's images never show the class).
 PER_SUBJECT_KEY_COLUMNS = ["subject_id", "n_images"]
 
+# The files one evaluation writes into its folder (usseg.evaluate; the rules name them from here:
+# rules/common.smk `evaluation_outputs`): output name -> file name.
+EVALUATION_FILES = {
+    "per_image": "per_image.csv",
+    "per_subject": "per_subject.csv",
+    "summary": "summary.json",
+    "overlays": "overlays.png",
+    "confusion": "confusion.csv",
+    "confusion_png": "confusion.png",
+}
+
 # results/experiments/{experiment}/timing.csv: one row per training epoch.
 TIMING_COLUMNS = ["epoch", "seconds"]
 
@@ -94,6 +105,9 @@ CURVE_COLUMNS = ["test_set", "metric", *LEARNING_CURVE_COLUMNS]
 TRAIN = "train"
 VAL = "val"
 UNLABELED = "unlabeled"
+# splits.csv rows of image files the manifest set aside (no manifest row) that would have
+# been in a test set: listed only so that `excluded_from` counts them.
+SET_ASIDE = "set_aside"
 # Labeled images of a modality's original test split form the test set
 # "test_" + the modality in lower case (test_aus, test_rus for the reference data).
 TEST_PREFIX = "test_"
@@ -127,7 +141,9 @@ def split_rank(split: str) -> tuple:
         return (3, "")
     if split == UNASSIGNED:
         return (4, "")
-    return (5, split)
+    if split == SET_ASIDE:
+        return (5, "")
+    return (6, split)
 
 
 # ----------------------------------------------------------------------------- JSON keys
@@ -392,6 +408,9 @@ def read_split_table(manifest_csv, splits_csv) -> pd.DataFrame:
     """
     manifest = read_manifest(manifest_csv)
     splits = read_splits(splits_csv)
+    # Files the manifest set aside have no manifest row: counted in excluded_from, never read.
+    counted_only = ~splits["image_id"].isin(manifest["image_id"]) & (splits["excluded_from"].astype(str) != "")
+    splits = splits[~counted_only]
     cols = [c for c in manifest.columns if c != "subject_id"]
     table = splits.merge(manifest[cols], on="image_id", how="left", validate="one_to_one", indicator=True)
     missing = table.loc[table["_merge"] != "both", "image_id"].tolist()

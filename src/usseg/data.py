@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from usseg import contracts
+from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.images import load_grayscale
 from usseg.prepared_arrays import (
@@ -135,7 +136,7 @@ def split_records(
     labels_dir = Path(labels_dir)
     return [
         {
-            IMAGE: str(Path(root) / r.image_path),
+            IMAGE: str(dataset_file(root, r.image_path)),
             LABEL: str(labels_dir / f"{r.image_id}.npy"),
             "image_id": r.image_id,
             "subject_id": r.subject_id,

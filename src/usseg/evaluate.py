@@ -119,7 +119,48 @@ def evaluate_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = prepared.dataset
     class_names = exp.class_names(dataset)
-    predictor = predictor or load_predictor(model_path, device=resolve_device(exp))
+    predictor = _checked_predictor(predictor or load_predictor(model_path, device=resolve_device(exp)), exp,
+                                   class_names, model_path)
+    lut = exp.label_lookup(dataset)
+    records = prepared.records(test_set)
+    if not records:
+        raise DataError(f"{prepared.splits_csv}: no images with split {test_set!r}; nothing to evaluate experiment "
+                        f"{exp.name} on.")
+    arr, confusion, preds_small = _score_images(exp, prepared, predictor, records, test_set, lut, class_names,
+                                                tolerance)
+    fg_names = class_names[1:]
+    subjects = [r["subject_id"] for r in records]
+    if test_sets is None:
+        test_sets = sorted(s for s in prepared.table["split"].unique() if is_test_set(s))
+    shared_names = _composite_classes(prepared, test_set, test_sets, lut, list(range(1, len(class_names))),
+                                      class_names, arr["ref_px"], subjects)
+    per_image, scored = _per_image_table(records, arr, fg_names, min_area)
+    per_image.to_csv(out_dir / contracts.EVALUATION_FILES["per_image"], index=False)
+
+    scores = score_subjects(arr, subjects, fg_names, min_area)
+    fg_values = pd.DataFrame(scores["dice"], index=scores["subjects"], columns=fg_names)[shared_names]
+    _per_subject_table(scores, subjects, fg_names, composite.subject_terms(fg_values)).to_csv(
+        out_dir / contracts.EVALUATION_FILES["per_subject"], index=False)
+
+    fg_iv = composite.composite(fg_values)
+    summary = _summary(exp, prepared, test_set, test_sets, len(records), scores, arr, fg_names, shared_names, fg_iv,
+                       tolerance, min_area)
+    (out_dir / contracts.EVALUATION_FILES["summary"]).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+
+    write_confusion(confusion, class_names, out_dir / contracts.EVALUATION_FILES["confusion"])
+    if figures:
+        evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
+                                          out_dir / contracts.EVALUATION_FILES["confusion_png"])
+        plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
+                      out_dir / contracts.EVALUATION_FILES["overlays"], scored)
+    log.info("experiment %s on %s: %d images, %s over %s: %s%s", exp.name, test_set, len(records), composite.NAME,
+             ", ".join(shared_names) or "no class", intervals.describe(fg_iv),
+             f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "")
+    return summary
+
+
+def _checked_predictor(predictor, exp: Experiment, class_names: list[str], model_path):
+    """The predictor, checked to predict the experiment's classes (a size change is only warned about)."""
     if predictor.class_names != class_names:
         raise UssegError(
             f"{model_path}: the model predicts {predictor.class_names} but experiment {exp.name} asks for "
@@ -128,13 +169,14 @@ def evaluate_experiment(
     if tuple(int(s) for s in predictor.image_size) != exp.image_size:
         log.warning("%s: trained at image_size %s, the config now says %s; predicting at the trained size",
                     model_path, list(predictor.image_size), list(exp.image_size))
-    lut = exp.label_lookup(dataset)
-    table = prepared.table
-    records = prepared.records(test_set)
-    if not records:
-        raise DataError(f"{prepared.splits_csv}: no images with split {test_set!r}; nothing to evaluate experiment "
-                        f"{exp.name} on.")
+    return predictor
 
+
+def _score_images(exp: Experiment, prepared: data.PreparedData, predictor, records: list[dict], test_set: str,
+                  lut, class_names: list[str], tolerance: float):
+    """Predict every test image and score it against its reference at the reference's size: per image and
+    foreground class the Dice, NSD, HD95 (and HD95 with misses), the reference and predicted areas; the
+    pixel confusion counts; and the predictions at the model's size (for the overlays)."""
     size_exp = exp.with_settings(image_size=[int(s) for s in predictor.image_size])
 
     # Speed: the test images at the model's size come from the prepared arrays (made once per size).
@@ -146,8 +188,6 @@ def evaluate_experiment(
         size_exp, predictor, test_set, prepared, test_images=lambda: preprocess(records),
     )
     fg = list(range(1, len(class_names)))
-    fg_names = class_names[1:]
-    postprocess = exp.largest_component
     n_cls = len(class_names)
     rows = {"dice": [], "nsd": [], "hd95": [], "ref_px": [], "pred_px": []}
     confusion = np.zeros((n_cls, n_cls), dtype=np.int64)
@@ -156,7 +196,7 @@ def evaluate_experiment(
         chunk = records[start:start + PREDICT_BATCH]
         preds = _predict(predictor, chunk, preprocess, prepare)
         for r, pred in zip(chunk, preds):
-            if postprocess:
+            if exp.largest_component:
                 pred = largest_component_per_class(pred, fg)
             ref = data.load_labels(r[data.LABEL], lut)
             full = data.resize_nearest(pred, ref.shape)
@@ -172,12 +212,13 @@ def evaluate_experiment(
     arr = {k: np.array(v, dtype=np.float64).reshape(len(records), len(fg)) for k, v in rows.items()}
     arr["hd95_worst"] = metrics.hd95_with_misses(arr["hd95"], arr["ref_px"] > 0, arr["pred_px"] > 0,
                                                  np.asarray(diagonals))
-    subjects = [r["subject_id"] for r in records]
-    if test_sets is None:
-        test_sets = sorted(s for s in table["split"].unique() if is_test_set(s))
-    shared_names = _composite_classes(prepared, test_set, test_sets, lut, fg, class_names, arr["ref_px"], subjects)
+    return arr, confusion, preds_small
 
-    per_image = pd.DataFrame({"image_id": [r["image_id"] for r in records], "subject_id": subjects})
+
+def _per_image_table(records: list[dict], arr: dict, fg_names: list[str], min_area: int):
+    """per_image.csv's rows, and which (image, class) the reference scores under the area rule."""
+    per_image = pd.DataFrame({"image_id": [r["image_id"] for r in records],
+                              "subject_id": [r["subject_id"] for r in records]})
     for metric in ("dice", "nsd", "hd95", "hd95_worst"):
         for j, c in enumerate(fg_names):
             per_image[f"{metric}_{c}"] = arr[metric][:, j]
@@ -187,29 +228,34 @@ def evaluate_experiment(
     scored = arr["ref_px"] >= max(min_area, 1)
     # Per image: mean Dice over the classes scored in that image (false positives are counted per class instead).
     per_image["dice_mean_scored"] = [metrics.nanmean_or_nan(d[s]) for d, s in zip(arr["dice"], scored)]
-    per_image.to_csv(out_dir / "per_image.csv", index=False)
+    return per_image, scored
 
-    scores = score_subjects(arr, subjects, fg_names, min_area)
-    subj_ids, subj_dice = scores["subjects"], scores["dice"]
-    fg_values = pd.DataFrame(subj_dice, index=subj_ids, columns=fg_names)[shared_names]
-    fg_terms = composite.subject_terms(fg_values)
+
+def _per_subject_table(scores: dict, subjects: list[str], fg_names: list[str], terms: pd.Series) -> pd.DataFrame:
+    """per_subject.csv's rows: each subject's images, its per-class scores and its composite term."""
+    subj_ids = scores["subjects"]
     subj_arr = np.asarray(subjects)
-    subj_table = pd.DataFrame({"subject_id": subj_ids, "n_images": [int((subj_arr == s).sum()) for s in subj_ids]})
+    table = pd.DataFrame({"subject_id": subj_ids, "n_images": [int((subj_arr == s).sum()) for s in subj_ids]})
     for metric in ("dice", "nsd", "hd95", "hd95_worst", "dice_area_rule"):
         for j, c in enumerate(fg_names):
-            subj_table[f"{metric}_{c}"] = scores[metric][:, j]
-    subj_table["dice_composite_term"] = fg_terms.to_numpy()
-    subj_table.to_csv(out_dir / "per_subject.csv", index=False)
+            table[f"{metric}_{c}"] = scores[metric][:, j]
+    table["dice_composite_term"] = terms.to_numpy()
+    return table
 
+
+def _summary(exp: Experiment, prepared: data.PreparedData, test_set: str, test_sets, n_images: int, scores: dict,
+             arr: dict, fg_names: list[str], shared_names: list[str], fg_iv: dict, tolerance: float,
+             min_area: int) -> dict:
+    """summary.json (docs/contracts.md)."""
+    subj_ids, subj_dice = scores["subjects"], scores["dice"]
     per_class = class_summaries(arr, scores, fg_names, min_area)
-    fg_iv = composite.composite(fg_values)
-    summary = {
+    return {
         "experiment": exp.name,
         "model": exp.model.name,
         "test_set": test_set,
         "aggregation": "subject",
         "aggregation_definition": SUBJECT_DEFINITION,
-        "n_images": len(records),
+        "n_images": n_images,
         "n_subjects": len(subj_ids),
         "dice": {c: per_class[c]["dice"] for c in fg_names},
         "dice_mean_foreground": _json_number(fg_iv["estimate"]),
@@ -233,19 +279,8 @@ def evaluate_experiment(
         "nsd_tolerance_px": tolerance,
         "min_reference_area_px": min_area,
         "excluded": excluded_images(prepared.splits_csv, test_set),
+        "excluded_subjects": splits.subjects_left_out(contracts.read_splits(prepared.splits_csv), test_set),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-
-    write_confusion(confusion, class_names, out_dir / "confusion.csv")
-    if figures:
-        evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
-                                          out_dir / "confusion.png")
-        plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
-                      out_dir / "overlays.png", scored)
-    log.info("experiment %s on %s: %d images, %s over %s: %s%s", exp.name, test_set, len(records), composite.NAME,
-             ", ".join(shared_names) or "no class", intervals.describe(fg_iv),
-             f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "")
-    return summary
 
 
 def score_subjects(arr: dict, subjects, fg_names, min_area: int) -> dict:

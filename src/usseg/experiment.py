@@ -54,6 +54,8 @@ def resolve_experiment(config: Mapping, name: str) -> dict:
         raise ConfigError(f"config.yaml: no experiment named {name!r}; experiments are: {known}.")
     exp = merge_settings(config.get("experiment_defaults", {}), config["experiments"][name] or {})
     exp["name"] = name
+    if exp.get("train_modalities", "auto") == "auto":
+        exp["train_modalities"] = DatasetSpec.from_config(config).default_train_modalities
     return exp
 
 

@@ -6,10 +6,19 @@ with a reason code and a sentence that names the file and says what to do.
 Nothing disappears silently, so a broken download shows up here rather than
 as a strange training curve.
 
-Expected layout below the dataset root (names come from config.yaml):
+Expected layout below the dataset root (names come from the dataset description,
+config.yaml's `dataset:` or an overlay's):
 
-    {modality}/{images_dir}/{orig_split}/{stem}{image_ext}
-    {modality}/{annotations_dir}/{orig_split}/{stem}{mask_ext}
+    split_folders (the reference):
+    {modality folder}/{images_dir}/{orig_split}/{stem}{image_ext}
+    {modality folder}/{annotations_dir}/{orig_split}/{stem}{mask_ext}
+
+    flat (no original split; the split step draws test subjects):
+    {modality folder}/{images_dir}/{stem}{image_ext}
+    {modality folder}/{annotations_dir}/{stem}{mask_ext}
+
+A modality's folder is its name unless `folder` says otherwise ("." for the
+dataset root itself: images/ and masks/ directly in it).
 
 Reason codes of the issues table:
 
@@ -17,13 +26,22 @@ Reason codes of the issues table:
     not_an_image, unreadable_image, name_mismatch, duplicate_stem,
     orphan_annotation, mask_of_quarantined_image, unreadable_mask,
     mask_size_mismatch, symlink_outside_root, broken_symlink,
-    symlinked_directory, not_a_regular_file, name_not_utf8
+    symlinked_directory, not_a_regular_file, unsupported_pixels
+
+Every name the file system allows is listed: bytes that are not UTF-8 (a
+Latin-1 name from an old archive) are shown as \\xNN in every table
+(usseg.dataset_root.shown_path) and read back through
+usseg.dataset_root.dataset_file. An image id too long to be part of a file
+name (results/labels/{image_id}.npy, nnU-Net's {image_id}_0000.png) is
+shortened to a stable id that keeps its start and adds a hash (`image_id_of`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import logging
 import os
 import re
 from collections import defaultdict
@@ -32,14 +50,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from usseg.contracts import ISSUE_COLUMNS, MANIFEST_COLUMNS
-from usseg.dataset_root import find_dataset_root, write_dataset_root
+from usseg.dataset_root import find_dataset_root, shown_path, write_dataset_root
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.images import oriented_size
+from usseg.images import WIDE_MODES, ReadingRule, bit_depth_for, oriented_size
+
+log = logging.getLogger("usseg.manifest")
 
 # Metadata that file managers and archivers drop next to data; never data itself.
 SYSTEM_FILE_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"}
@@ -48,6 +69,28 @@ WORKFLOW_FILE_NAMES = {".snakemake_timestamp"}
 # Pillow modes a mask may come in: colour modes convert losslessly to RGB; the
 # 16-bit greyscale ones may hold class indices (dataset.mask_encoding).
 MASK_MODES = {"RGB", "RGBA", "P", "PA", "L", "LA", "1", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+# The longest image id, in bytes: it becomes part of file names with a suffix of up to
+# 9 bytes (nnU-Net's {case}_0000.png), and some file systems (eCryptfs) allow 143.
+MAX_IMAGE_ID_BYTES = 120
+_ID_HASH_CHARS = 12
+
+
+def image_id_of(modality: str, orig_split: str, stem: str) -> str:
+    """The image id of a file: {modality}_{orig_split}_{stem} ({modality}_{stem} without an original split).
+
+    An id longer than MAX_IMAGE_ID_BYTES keeps its start and ends in "~" and
+    12 hex digits of the sha256 of the whole id: short enough for any derived
+    file name, the same in every run, and distinct for distinct names.
+    """
+    full = f"{modality}_{orig_split}_{stem}" if orig_split else f"{modality}_{stem}"
+    encoded = full.encode("utf-8", errors="surrogateescape")
+    if len(encoded) <= MAX_IMAGE_ID_BYTES:
+        return full
+    digest = hashlib.sha256(encoded).hexdigest()[:_ID_HASH_CHARS]
+    keep = encoded[: MAX_IMAGE_ID_BYTES - _ID_HASH_CHARS - 1].decode("utf-8", errors="ignore")
+    return f"{keep}~{digest}"
 
 
 # ----------------------------------------------------------------------------- file inspection
@@ -62,6 +105,7 @@ class _Inspected:
     height: int = 0
     mode: str = ""
     sha256: str = ""
+    value_range: tuple[float, float] | None = None  # (smallest, largest) pixel value beyond 8 bits (modes I, F)
 
 
 def _inspect(path: Path) -> _Inspected:
@@ -89,9 +133,10 @@ def _inspect(path: Path) -> _Inspected:
             im.load()
             width, height = oriented_size(im)  # as displayed: a rotated photo's EXIF tag applied
             mode = im.mode
+            value_range = im.getextrema() if mode in (*WIDE_MODES, "F") else None
     except Exception as exc:  # noqa: BLE001 -- and as many for malformed pixel data
         return _Inspected(False, "unreadable", f"{type(exc).__name__}: {exc}", sha256=digest)
-    return _Inspected(True, width=width, height=height, mode=mode, sha256=digest)
+    return _Inspected(True, width=width, height=height, mode=mode, sha256=digest, value_range=value_range)
 
 
 def _inspect_all(paths: list[Path]) -> list[_Inspected]:
@@ -103,20 +148,26 @@ def _inspect_all(paths: list[Path]) -> list[_Inspected]:
         return list(pool.map(_inspect, paths))
 
 
+def _pixel_problem(rel: str, info: _Inspected) -> tuple[str, str] | None:
+    """(reason, detail) for an image whose pixels have no known grey scale: floating point or negative."""
+    if info.mode == "F":
+        return "unsupported_pixels", (
+            f"{rel} stores floating-point pixels (Pillow mode F), whose intended range is unknown; it is set "
+            "aside. Re-export it as an 8- or 16-bit greyscale PNG."
+        )
+    if info.value_range is not None and info.value_range[0] < 0:
+        return "unsupported_pixels", (
+            f"{rel} holds negative pixel values (smallest {info.value_range[0]:g}); it is set aside. Re-export it "
+            "as an 8- or 16-bit unsigned greyscale PNG."
+        )
+    return None
+
+
 # ----------------------------------------------------------------------------- scanning
 
 
 def _is_system_file(name: str) -> bool:
     return name.lower() in SYSTEM_FILE_NAMES or name.startswith("._")
-
-
-def _not_utf8(text: str) -> bool:
-    """True for a path that held bytes that are not UTF-8 (os gives them as lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _within(path: str, root: str) -> bool:
@@ -129,6 +180,7 @@ class _Scan:
     def __init__(self, root: Path, dataset: DatasetSpec):
         self.root = Path(root)
         self.real_root = os.path.realpath(self.root)
+        self.spec = dataset
         self.modalities = dataset.modalities
         self.images_dir = dataset.images_dir
         self.annotations_dir = dataset.annotations_dir
@@ -148,10 +200,7 @@ class _Scan:
         self.issues.append({"path": rel, "reason": reason, "detail": detail})
 
     def layout_hint(self) -> str:
-        return (
-            f"{{modality}}/{self.images_dir}/{{split}}/FILE or {{modality}}/{self.annotations_dir}/{{split}}/FILE "
-            f"(modalities: {', '.join(self.modalities)}; splits: {', '.join(self.splits)})"
-        )
+        return self.spec.layout_hint()
 
     # -- walking
 
@@ -168,111 +217,62 @@ class _Scan:
                 self._classify(here / name)
 
     def rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        """The path below the root as text: bytes that are not UTF-8 shown as \\xNN (shown_path)."""
+        return shown_path(path.relative_to(self.root).as_posix())
 
     def _symlinked_dir(self, p: Path) -> None:
         rel = self.rel(p)
         target = os.path.realpath(p)
+        shown, root = shown_path(target), shown_path(str(self.root))
         if not os.path.exists(target):
             self.issue(
                 rel,
                 "broken_symlink",
-                f"{rel}/ is a symbolic link to {os.readlink(p)}, which does not exist; remove the link.",
+                f"{rel}/ is a symbolic link to {shown_path(os.readlink(p))}, which does not exist; remove the link.",
             )
         elif not _within(target, self.real_root):
             self.issue(
                 rel,
                 "symlink_outside_root",
-                f"{rel}/ is a symbolic link to the folder {target}, outside the dataset folder {self.root}; "
+                f"{rel}/ is a symbolic link to the folder {shown}, outside the dataset folder {root}; "
                 "it is not followed. Copy that folder into the dataset instead of linking it.",
             )
         else:
             self.issue(
                 rel,
                 "symlinked_directory",
-                f"{rel}/ is a symbolic link to {target}, a folder inside the dataset; it is not followed, so "
+                f"{rel}/ is a symbolic link to {shown}, a folder inside the dataset; it is not followed, so "
                 "its files are counted once at their real location. Remove the link if it is not needed.",
             )
 
     def _classify(self, path: Path) -> None:
+        """Record the file at `path` as an image or mask candidate, or as an issue."""
         rel = self.rel(path)
-        name = path.name
-        if _not_utf8(rel):
-            # Paths travel on as text (CSV files, the report): one that cannot be
-            # written as UTF-8 is set aside here, shown with its odd bytes as \xNN.
-            shown = os.fsencode(rel).decode("utf-8", errors="backslashreplace")
-            self.issue(
-                shown,
-                "name_not_utf8",
-                f"{shown}: its name is not valid UTF-8 (the bytes shown as \\xNN), so it cannot be listed; "
-                "it is set aside. Rename the file (or its folder) to a UTF-8 name to use it.",
-            )
+        name = rel.rsplit("/", 1)[-1]
+        if self._not_data(path, rel, name):
             return
-        if name in WORKFLOW_FILE_NAMES:
-            self.issue(
-                rel,
-                "workflow_file",
-                f"{rel} is Snakemake's marker of a folder it generated, not data; it is ignored.",
-            )
-            return
-        if _is_system_file(name):
-            self.issue(
-                rel,
-                "system_file",
-                f"{rel} is operating-system metadata, not data; it is ignored and can be deleted.",
-            )
-            return
-        if path.is_symlink():
-            target = os.path.realpath(path)
-            if not os.path.exists(target):
-                self.issue(
-                    rel,
-                    "broken_symlink",
-                    f"{rel} is a symbolic link to {os.readlink(path)}, which does not exist; "
-                    "replace it with the real file or remove it.",
-                )
-                return
-            if not _within(target, self.real_root):
-                self.issue(
-                    rel,
-                    "symlink_outside_root",
-                    f"{rel} is a symbolic link to {target}, outside the dataset folder {self.root}; it is not "
-                    "followed. Copy the file into the dataset instead of linking it.",
-                )
-                return
-        if not path.is_file():  # a FIFO or device would block or mislead the reader
-            self.issue(
-                rel,
-                "not_a_regular_file",
-                f"{rel} is not a regular file (a pipe, socket or device); it is ignored. Remove it from the "
-                "dataset folder.",
-            )
-            return
-        parts = rel.split("/")
-        if (
-            len(parts) != 4
-            or parts[0] not in self.modalities
-            or parts[1] not in (self.images_dir, self.annotations_dir)
-            or parts[2] not in self.splits
-        ):
+        place = self.spec.locate(rel)
+        if place is None:
             self.issue(
                 rel,
                 "unexpected_location",
                 f"{rel} is not where the dataset layout expects files ({self.layout_hint()}); it is ignored. "
-                "Move it into place, move it out of the dataset folder, or extend the layout in config.yaml "
-                "(dataset.modalities, dataset.orig_splits).",
+                "Move it into place, move it out of the dataset folder, or describe the layout in your "
+                "dataset description (dataset.layout, dataset.modalities and their folder, dataset.orig_splits; "
+                "docs/own-data.md).",
             )
             return
-        modality, kind, split, _ = parts
-        suffix = path.suffix.lower()
-        stem = path.name[: len(path.name) - len(path.suffix)]
+        modality, kind, split, _ = place
+        suffix = os.path.splitext(name)[1]
+        stem = name[: len(name) - len(suffix)]
+        suffix = suffix.lower()
         if kind == self.images_dir:
             allowed = [e.lower() for e in self.modalities[modality].image_extensions]
             if suffix not in allowed:
                 self.issue(
                     rel,
                     "unexpected_extension",
-                    f"{rel}: extension '{path.suffix}' is not an image extension of {modality} "
+                    f"{rel}: extension '{suffix}' is not an image extension of {modality} "
                     f"({', '.join(allowed)}); it is ignored. Move it out of the dataset or add the extension "
                     f"to dataset.modalities.{modality}.image_extensions.",
                 )
@@ -283,11 +283,57 @@ class _Scan:
                 self.issue(
                     rel,
                     "unexpected_extension",
-                    f"{rel}: extension '{path.suffix}' is not a mask extension ({', '.join(sorted(self.mask_exts))}); "
+                    f"{rel}: extension '{suffix}' is not a mask extension ({', '.join(sorted(self.mask_exts))}); "
                     "it is ignored. Move it out of the dataset or add the extension to dataset.mask_extensions.",
                 )
                 return
             self.masks[(modality, split)][stem].append((rel, path))
+
+    def _not_data(self, path: Path, rel: str, name: str) -> bool:
+        """Whether the file is no candidate at all, whatever its place (a marker, metadata, a link that is not
+        followed, a pipe or device); records its issue when it is."""
+        if name in WORKFLOW_FILE_NAMES:
+            self.issue(
+                rel,
+                "workflow_file",
+                f"{rel} is Snakemake's marker of a folder it generated, not data; it is ignored.",
+            )
+            return True
+        if _is_system_file(name):
+            self.issue(
+                rel,
+                "system_file",
+                f"{rel} is operating-system metadata, not data; it is ignored and can be deleted.",
+            )
+            return True
+        if path.is_symlink():
+            target = os.path.realpath(path)
+            if not os.path.exists(target):
+                self.issue(
+                    rel,
+                    "broken_symlink",
+                    f"{rel} is a symbolic link to {shown_path(os.readlink(path))}, which does not exist; "
+                    "replace it with the real file or remove it.",
+                )
+                return True
+            if not _within(target, self.real_root):
+                self.issue(
+                    rel,
+                    "symlink_outside_root",
+                    f"{rel} is a symbolic link to {shown_path(target)}, outside the dataset folder "
+                    f"{shown_path(str(self.root))}; it is not followed. Copy the file into the dataset instead of "
+                    "linking it.",
+                )
+                return True
+        if not path.is_file():  # a FIFO or device would block or mislead the reader
+            self.issue(
+                rel,
+                "not_a_regular_file",
+                f"{rel} is not a regular file (a pipe, socket or device); it is ignored. Remove it from the "
+                "dataset folder.",
+            )
+            return True
+        return False
 
     # -- pairing and reading
 
@@ -311,11 +357,29 @@ class _Scan:
         return unique
 
     def build(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(manifest, issues) of the dataset root: walk it, pair the images with their masks, read each file
+        once. Sets `reading` (the dataset's reading rule) and `large` (the images read down-sampled)."""
         self.walk()
         keys = sorted(set(self.images) | set(self.masks))
-        image_jobs: list[tuple[str, str, str, str, Path]] = []  # modality, split, stem, rel, path
         # image key (modality, split, stem) -> (its file or files, reason it was set aside)
         set_aside: dict[tuple[str, str, str], tuple[str, str]] = {}
+        image_jobs = self._named_images(keys, set_aside)
+        usable, wide = self._readable_images(image_jobs, set_aside)
+        self._attach_masks(self._paired_masks(keys, usable, set_aside), usable)
+        self.reading = self.decide_reading(wide)
+        rows = self._sizes_as_read(sorted(usable.values(), key=lambda r: r["image_id"]))
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        manifest["has_mask"] = manifest["has_mask"].astype(bool)
+        manifest["width"] = manifest["width"].astype("int64")
+        manifest["height"] = manifest["height"].astype("int64")
+        issues = pd.DataFrame(self.issues, columns=ISSUE_COLUMNS)
+        issues = issues.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
+        return manifest, issues
+
+    def _named_images(self, keys, set_aside) -> list[tuple[str, str, str, str, Path]]:
+        """(modality, split, stem, rel, path) of each image file alone with its stem whose name matches its
+        modality's subject pattern; the others are set aside (an issue, and their key in `set_aside`)."""
+        image_jobs: list[tuple[str, str, str, str, Path]] = []
         for modality, split in keys:
             groups = self.images.get((modality, split), {})
             images = self._split_duplicates(groups, self.issue, "image")
@@ -335,22 +399,29 @@ class _Scan:
                         f"{rel}: the name stem '{stem}' does not match "
                         f"dataset.modalities.{modality}.subject_pattern '{pattern.pattern}', so its subject is "
                         "unknown and it is set aside. Rename the file to the dataset's naming scheme or fix "
-                        "the pattern in config.yaml.",
+                        "the pattern in your dataset description.",
                     )
                     continue
                 image_jobs.append((modality, split, stem, rel, path))
-        inspected = _inspect_all([job[4] for job in image_jobs])
+        return image_jobs
 
+    def _readable_images(self, image_jobs, set_aside) -> tuple[dict[tuple[str, str, str], dict], dict[str, int]]:
+        """Read every named image: (key -> manifest row without a mask yet, for the images that decode and have a
+        known grey scale; image path -> largest pixel value, for those beyond 8 bits). The others are set aside."""
+        inspected = _inspect_all([job[4] for job in image_jobs])
         usable: dict[tuple[str, str, str], dict] = {}
+        wide: dict[str, int] = {}  # image path -> its largest pixel value, for images beyond 8 bits
         for (modality, split, stem, rel, _path), info in zip(image_jobs, inspected):
             key = (modality, split, stem)
-            if not info.ok:
-                reason, detail = self._image_problem(rel, info)
-                self.issue(rel, reason, detail)
-                set_aside[key] = (rel, reason)
+            problem = self._image_problem(rel, info) if not info.ok else _pixel_problem(rel, info)
+            if problem is not None:
+                self.issue(rel, *problem)
+                set_aside[key] = (rel, problem[0])
                 continue
+            if info.value_range is not None:
+                wide[rel] = int(info.value_range[1])
             usable[key] = {
-                "image_id": f"{modality}_{split}_{stem}",
+                "image_id": image_id_of(modality, split, stem),
                 "subject_id": self.patterns[modality].match(stem).group(1),
                 "modality": modality,
                 "domain": self.modalities[modality].domain,
@@ -363,7 +434,11 @@ class _Scan:
                 "sha256": info.sha256,
                 "mask_sha256": "",
             }
+        return usable, wide
 
+    def _paired_masks(self, keys, usable, set_aside) -> list[tuple[tuple[str, str, str], str, Path]]:
+        """(image key, rel, path) of each mask file alone with its stem whose image is usable; a mask of an image
+        set aside, or of none, is an issue."""
         mask_jobs: list[tuple[tuple[str, str, str], str, Path]] = []
         for modality, split in keys:
             masks = self._split_duplicates(
@@ -386,9 +461,14 @@ class _Scan:
                         rel,
                         "orphan_annotation",
                         f"{rel} has no image named '{stem}' with an image extension in "
-                        f"{modality}/{self.images_dir}/{split}/, so it cannot be paired and is set aside. "
-                        "Add the missing image, fix the mask's name, or delete the mask.",
+                        f"{self.spec.folder_of(modality, self.images_dir, split)}/, so it cannot be paired and is "
+                        "set aside. Add the missing image, fix the mask's name, or delete the mask.",
                     )
+        return mask_jobs
+
+    def _attach_masks(self, mask_jobs, usable) -> None:
+        """Read every paired mask; one that decodes, in a mask mode, at its image's size goes into its image's
+        row in `usable`; any other is an issue, and its image stays without a mask."""
         mask_info = _inspect_all([job[2] for job in mask_jobs])
         for (key, rel, _path), info in zip(mask_jobs, mask_info):
             row = usable[key]
@@ -425,14 +505,62 @@ class _Scan:
                 continue
             row.update(mask_path=rel, has_mask=True, mask_sha256=info.sha256)
 
-        rows = sorted(usable.values(), key=lambda r: r["image_id"])
-        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        manifest["has_mask"] = manifest["has_mask"].astype(bool)
-        manifest["width"] = manifest["width"].astype("int64")
-        manifest["height"] = manifest["height"].astype("int64")
-        issues = pd.DataFrame(self.issues, columns=ISSUE_COLUMNS)
-        issues = issues.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
-        return manifest, issues
+    def _sizes_as_read(self, rows: list[dict]) -> list[dict]:
+        """`rows` with the sizes as every later stage reads them (by `reading`); records the images read
+        down-sampled in `large` and their number in `reading`."""
+        self.large = []  # (path, width, height) of images read down-sampled
+        for row in rows:
+            size = self.reading.size(row["width"], row["height"])
+            if size != (row["width"], row["height"]):
+                self.large.append((row["image_path"], row["width"], row["height"]))
+            row["width"], row["height"] = size
+        self.reading = dataclasses.replace(self.reading, downsampled=len(self.large))
+        return rows
+
+    def decide_reading(self, wide: dict[str, int]) -> ReadingRule:
+        """The dataset's reading rule (usseg.images): the declared bit depth, or the one the largest value of
+        any image beyond 8 bits needs; the size limit. DataError when an image exceeds a declared depth."""
+        declared = self.spec.bit_depth
+        max_side = self.spec.max_image_side
+        if not wide:
+            return ReadingRule(8 if declared == "auto" else int(declared), max_side,
+                               "no image stores more than 8 bits per pixel: read as stored")
+        top_path, top = max(wide.items(), key=lambda kv: (kv[1], kv[0]))
+        if declared == "auto":
+            bits = bit_depth_for(top)
+            return ReadingRule(bits, max_side, (
+                f"{len(wide)} image(s) store more than 8 bits per pixel; the largest value of any of them is "
+                f"{top} ({top_path}), so all are read as {bits}-bit: value v becomes round(v x 255 / "
+                f"{2**bits - 1}), the same in every frame (inferred from the whole dataset; dataset.bit_depth "
+                "declares it)"))
+        bits = int(declared)
+        beyond = sorted(p for p, v in wide.items() if v > 2**bits - 1)
+        if beyond:
+            raise DataError(
+                f"dataset.bit_depth is {bits}, but {len(beyond)} image(s) hold larger values (e.g. {beyond[0]}: "
+                f"{wide[beyond[0]]} > {2**bits - 1}). Declare the bit depth the scanner really uses, or set "
+                "dataset.bit_depth: auto to infer it from the whole dataset."
+            )
+        return ReadingRule(bits, max_side, (
+            f"{len(wide)} image(s) store more than 8 bits per pixel; all are read as {bits}-bit, as "
+            f"dataset.bit_depth declares: value v becomes round(v x 255 / {2**bits - 1})"))
+
+    def warn_large(self, manifest: pd.DataFrame) -> None:
+        """Log the images read down-sampled, with their size and what reading them whole would cost."""
+        if not self.large:
+            return
+        median = float(np.median(manifest["width"].to_numpy() * manifest["height"].to_numpy()))
+        path, width, height = max(self.large, key=lambda x: x[1] * x[2])
+        w, h = self.reading.size(width, height)
+        log.warning(
+            "%d image(s) are larger than dataset.max_image_side = %d px and are read down-sampled by a whole "
+            "factor (the largest, %s, is %dx%d = %.1f Mpx, read as %dx%d). Read whole, that one image would "
+            "cost as much memory and time as %.0f images of the dataset's median size (%.2f Mpx as read): "
+            "about %.0f MB per float copy in every stage. Raise or remove the limit (dataset.max_image_side: "
+            "null) to read them whole.",
+            len(self.large), self.reading.max_side, path, width, height, width * height / 1e6, w, h,
+            width * height / max(median, 1.0), median / 1e6, width * height * 4 / 1e6,
+        )
 
     def _image_problem(self, rel: str, info: _Inspected) -> tuple[str, str]:
         if info.reason == "empty_file":
@@ -454,21 +582,21 @@ class _Scan:
         for modality in self.modalities:
             if (manifest["modality"] == modality).any():
                 continue
-            folder = self.root / modality / self.images_dir
+            images = "/".join(p for p in (self.modalities[modality].folder_path, self.images_dir) if p)
+            folder = shown_path(str(self.root / images))
             exts = ", ".join(self.modalities[modality].image_extensions)
-            n_set_aside = sum(
-                1 for i in self.issues if i["path"].startswith(f"{modality}/{self.images_dir}/")
-            )
-            if not folder.is_dir():
+            n_set_aside = sum(1 for i in self.issues if i["path"].startswith(f"{images}/"))
+            if not (self.root / images).is_dir():
                 found = "that folder does not exist"
             elif n_set_aside:
                 found = f"{n_set_aside} file(s) there were all set aside ({issues_hint})"
             else:
                 found = "it holds no image files"
+            where = f"{images}/<name>" if self.spec.is_flat else f"{images}/{{{','.join(self.splits)}}}/<name>"
             problems.append(
                 f"modality {modality} has no usable images in {folder} ({found}). Expected "
-                f"{modality}/{self.images_dir}/{{{','.join(self.splits)}}}/<name>{{{exts}}}. Put the images there, "
-                f"or remove {modality} from dataset.modalities in config.yaml."
+                f"{where}{{{exts}}}. Put the images there, or remove {modality} from dataset.modalities in "
+                "your dataset description."
             )
         if problems:
             raise DataError(" ".join(problems))
@@ -479,7 +607,7 @@ class _Scan:
 
 def _scan(data_root, dataset: DatasetSpec | Mapping) -> _Scan:
     dataset = DatasetSpec.of(dataset)
-    root = find_dataset_root(data_root, dataset.modality_names)
+    root = find_dataset_root(data_root, dataset.root_entries)
     return _Scan(root, dataset)
 
 
@@ -507,9 +635,10 @@ def write_manifest(data_root, dataset: DatasetSpec | Mapping, strict: bool, mani
     for the later stages (usseg.dataset_root.read_dataset_root).
     """
     scan = _scan(data_root, dataset)
-    if root_json is not None:
-        write_dataset_root(data_root, scan.root, root_json)
     manifest, issues = scan.build()
+    scan.warn_large(manifest)
+    if root_json is not None:
+        write_dataset_root(data_root, scan.root, root_json, scan.reading)
     for path in (issues_csv, kept_issues_csv):
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)

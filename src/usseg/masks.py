@@ -49,9 +49,10 @@ import pandas as pd
 from PIL import Image
 
 from usseg.contracts import DECODE_REPORT_COLUMNS, read_manifest
+from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
-from usseg.images import WIDE_MODES, oriented, wide_to_uint8
+from usseg.images import WIDE_MODES, downsample_nearest, oriented, reading_rule, wide_to_uint8
 from usseg.manifest import find_dataset_root
 
 # decode_mask is imported from here by callers; the aa_aware decode builds on the rest.
@@ -226,6 +227,125 @@ def _blend_geometry(colours: np.ndarray, pal: np.ndarray, pairs: np.ndarray):
     return dist, t, np.sqrt(length2)
 
 
+def _check_aa_settings(window: int, tolerance: float, max_distance: float) -> None:
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"blend window must be an odd number of pixels >= 1, got {window}.")
+    if not 0 <= tolerance <= max_distance:
+        raise ValueError(
+            f"palette tolerance {tolerance} must lie between 0 and the off-palette distance {max_distance}."
+        )
+
+
+def _pixels_to_decode(nearest: np.ndarray, d2: np.ndarray, tolerance: float) -> np.ndarray:
+    """Flat indices of the pixels that need the blend geometry: not exactly a palette colour, and not a
+    near-palette pixel inside a solid 3x3 block of its class (a tinted background, a padding strip, noise),
+    which keeps that class."""
+    # The decode works on the pixels that are not exactly a palette colour (a few
+    # thousand of ~200,000 as a rule) and on the small squares around them.
+    off = np.flatnonzero(d2 != 0)  # 7x faster than on the uint32 distances themselves
+    if off.size == 0:
+        return off
+    width = nearest.shape[1]
+    loose = d2.reshape(-1)[off] > tolerance**2
+    anchor = nearest.copy()  # the nearest class, or 255 where farther than the tolerance
+    anchor.reshape(-1)[off[loose]] = 255
+    if off.size * 8 < nearest.size:
+        near = off[~loose]  # only these can be solid
+        block = _padded(anchor, 1).reshape(-1)[_square(near, width, 1, 3)]
+        solid = np.zeros(off.size, dtype=bool)
+        solid[~loose] = (block == block[4]).all(axis=0)
+    else:  # most of the mask is off the palette (a tinted background): one dense pass is cheaper
+        solid = _solid(anchor).reshape(-1)[off]
+    return off[~solid]
+
+
+def _classes_on_palette(nearest: np.ndarray, todo: np.ndarray, window: int, bit_t):
+    """Per pixel to do, bit sets of the classes on the palette around it: (touching: within 5x5 or the
+    window if smaller, around: within the window), and the bits of all of them together."""
+    width = nearest.shape[1]
+    one = bit_t(1)
+    # The classes on the palette in each pixel's window: the classes of the window's pixels
+    # that are exactly a palette colour or inside a solid block, i.e. all but the pixels to
+    # do (255 there and beyond the edge). The square is 3x3 at least: the classes that the
+    # fallback of decode_mask_aa finds next to a pixel must be among the pairs.
+    side = max(window, 3)
+    pad = side // 2
+    keep = _padded(nearest, pad, 255).reshape(-1)
+    centre = _in_padded(todo, width, pad)
+    keep[centre] = 255
+    # A shift by 255 is beyond the bit width, which numpy defines as 0: no bit, 10x faster than
+    # a lookup in `lut`.
+    bits = np.left_shift(one, keep[centre[None, :] + _square_offsets(width, pad, side)], dtype=bit_t)
+    bits = bits.reshape(side, side, -1)
+
+    def within(size):
+        """OR over the size x size square around each pixel to do."""
+        c = (side - size) // 2
+        return np.bitwise_or.reduce(bits[c : c + size, c : c + size].reshape(size * size, -1), axis=0)
+
+    # Classes on the palette close to the pixel (touching: 5x5): among equally good blends,
+    # the one between touching classes is the local one (real liver three pixels away must
+    # not claim the black-spleen border that only passes through its colour).
+    touching = within(min(_TOUCH_WINDOW, window))
+    around = within(window)
+    return touching, around, int(np.bitwise_or.reduce(bits, axis=None))
+
+
+@dataclass
+class _Blends:
+    """The blends that may explain the cases to decode: segments between two classes (a pair may be
+    one class twice) that are present somewhere, and each case's colour measured against them."""
+
+    pairs: np.ndarray  # (pairs, 2) class indices, i <= j
+    pair_bits: np.ndarray  # (pairs,) bit set of each pair's classes
+    dist: np.ndarray  # (pairs, cases) distance of each case's colour to each segment
+    t: np.ndarray  # (pairs, colours) where along each segment (0..1) each distinct colour lies
+    colour_of: np.ndarray  # (cases,) each case's distinct colour
+    key: np.ndarray  # (pairs, cases) order among blends about as close: the smallest wins
+
+    def far(self, allowed_bits: np.ndarray, max_distance: float) -> np.ndarray:
+        """Per case, whether its colour is farther than max_distance from every blend of its allowed classes."""
+        col = (slice(None), None)  # a per-pair vector against (pairs, cases)
+        allowed = (allowed_bits[None] & self.pair_bits[col]) == self.pair_bits[col]
+        return np.where(allowed, self.dist, np.inf).min(axis=0) > max_distance
+
+    def choose(self, cases, candidates):
+        """(distance, pair) of the best blend of the `candidates` classes for each of `cases`."""
+        col = (slice(None), None)
+        n_pairs = len(self.pairs)
+        present = (candidates[None] & self.pair_bits[col]) == self.pair_bits[col]
+        masked = np.where(present, self.dist[:, cases], np.inf)
+        best = masked.min(axis=0)
+        near_best = masked <= best + _TIE_DISTANCE
+        smallest = np.where(near_best, self.key[:, cases], np.inf).min(axis=0)
+        choice = np.where(np.isfinite(smallest), smallest, 0).astype(np.int64) % n_pairs
+        return best, choice
+
+
+def _blends(pal: np.ndarray, present_bits: int, case_codes: np.ndarray, touching: np.ndarray, bit_t) -> _Blends:
+    """The blends between the classes of `present_bits`, measured against the colour (`case_codes`) of
+    each case; `touching` (per case) orders blends about as close."""
+    one = bit_t(1)
+    classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
+    pairs = classes[_pair_index(len(classes))]
+    pair_bits = (one << pairs[:, 0].astype(bit_t)) | (one << pairs[:, 1].astype(bit_t))
+    uniq, colour_of = np.unique(case_codes, return_inverse=True)
+    colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
+    # Pairs along the first axis: numpy reduces over a short last axis 20x slower.
+    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
+    dist = np.take(dist_u, colour_of, axis=1)  # (pairs, cases), C order (dist_u[:, i] is not)
+    col = (slice(None), None)  # a per-pair vector against (pairs, cases)
+    # Among blends about as close, most ends on the palette close to the pixel, then the shortest
+    # segment, then the first pair: one key (exact in float32: below 2**24) whose minimum says all three.
+    ends_a, ends_b = (one << pairs[:, 0].astype(bit_t)), (one << pairs[:, 1].astype(bit_t))
+    touch = ((touching[None] & ends_a[col]) != 0).astype(np.float32) + (
+        (touching[None] & ends_b[col]) != 0
+    )
+    n_pairs = len(pairs)
+    key = (np.rint(length)[col] + 1000.0 * (2 - touch)) * n_pairs + np.arange(n_pairs)[col]
+    return _Blends(pairs, pair_bits, dist, t_u, colour_of, key)
+
+
 def decode_mask_aa(
     rgb: np.ndarray,
     palette: np.ndarray,
@@ -252,122 +372,44 @@ def decode_mask_aa(
     """
     arr = _check_rgb(rgb)
     pal = _check_palette(palette)
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"blend window must be an odd number of pixels >= 1, got {window}.")
-    if not 0 <= tolerance <= max_distance:
-        raise ValueError(
-            f"palette tolerance {tolerance} must lie between 0 and the off-palette distance {max_distance}."
-        )
+    _check_aa_settings(window, tolerance, max_distance)
     nearest, d2 = _decode_with_d2(arr, pal)
     labels = nearest.copy()
     suspicious = np.zeros(nearest.shape, dtype=bool)
-    # Everything below works on the pixels that are not exactly a palette colour (a few
-    # thousand of ~200,000 as a rule) and on the small squares around them.
-    off = np.flatnonzero(d2 != 0)  # 7x faster than on the uint32 distances themselves
-    if off.size == 0:
-        return Decoded(labels, nearest, d2, suspicious)
-    width = nearest.shape[1]
-    flat_nearest = nearest.reshape(-1)
-    # A near-palette pixel inside a solid block of its class (a tinted background, a padding
-    # strip, noise) keeps that class; only the rest need the blend geometry.
-    loose = d2.reshape(-1)[off] > tolerance**2
-    anchor = nearest.copy()  # the nearest class, or 255 where farther than the tolerance
-    anchor.reshape(-1)[off[loose]] = 255
-    if off.size * 8 < nearest.size:
-        near = off[~loose]  # only these can be solid
-        block = _padded(anchor, 1).reshape(-1)[_square(near, width, 1, 3)]
-        solid = np.zeros(off.size, dtype=bool)
-        solid[~loose] = (block == block[4]).all(axis=0)
-    else:  # most of the mask is off the palette (a tinted background): one dense pass is cheaper
-        solid = _solid(anchor).reshape(-1)[off]
-    todo = off[~solid]
+    todo = _pixels_to_decode(nearest, d2, tolerance)
     if todo.size == 0:
         return Decoded(labels, nearest, d2, suspicious)
+    width = nearest.shape[1]
     bit_t = _bit_dtype(len(pal))
-    one = bit_t(1)
     lut = np.zeros(256, dtype=bit_t)  # class -> its bit; 255 -> none
-    lut[: len(pal)] = np.left_shift(one, np.arange(len(pal), dtype=bit_t))
-    # The classes on the palette in each pixel's window: the classes of the window's pixels
-    # that are exactly a palette colour or inside a solid block, i.e. all but the pixels to
-    # do (255 there and beyond the edge). The square is 3x3 at least: the classes that the
-    # fallback below finds next to a pixel must be among the pairs.
-    side = max(window, 3)
-    pad = side // 2
-    keep = _padded(nearest, pad, 255).reshape(-1)
-    centre = _in_padded(todo, width, pad)
-    keep[centre] = 255
-    # A shift by 255 is beyond the bit width, which numpy defines as 0: no bit, 10x faster than
-    # a lookup in `lut`.
-    bits = np.left_shift(one, keep[centre[None, :] + _square_offsets(width, pad, side)], dtype=bit_t)
-    bits = bits.reshape(side, side, -1)
-
-    def within(size):
-        """OR over the size x size square around each pixel to do."""
-        c = (side - size) // 2
-        return np.bitwise_or.reduce(bits[c : c + size, c : c + size].reshape(size * size, -1), axis=0)
-
-    # Classes on the palette close to the pixel (touching: 5x5): among equally good blends,
-    # the one between touching classes is the local one (real liver three pixels away must
-    # not claim the black-spleen border that only passes through its colour).
-    touching = within(min(_TOUCH_WINDOW, window))
-    around = within(window)
-    own_bit = lut[flat_nearest[todo]]
-
+    lut[: len(pal)] = np.left_shift(bit_t(1), np.arange(len(pal), dtype=bit_t))
+    touching, around, on_palette_bits = _classes_on_palette(nearest, todo, window, bit_t)
+    own_bit = lut[nearest.reshape(-1)[todo]]
     # Every class a pixel may take: on the palette in some pixel's window, or some pixel's
     # nearest colour (the fallback's near-palette neighbours below are one or the other).
-    present_bits = int(np.bitwise_or.reduce(bits, axis=None)) | int(
-        np.bitwise_or.reduce(own_bit, axis=None)
-    )
-    classes = np.array([k for k in range(len(pal)) if present_bits >> k & 1], dtype=np.intp)
-    pairs = classes[_pair_index(len(classes))]
-    pair_bits = (one << pairs[:, 0].astype(bit_t)) | (one << pairs[:, 1].astype(bit_t))
+    present_bits = on_palette_bits | int(np.bitwise_or.reduce(own_bit, axis=None))
 
     codes = _codes(arr.reshape(-1, 3)[todo] if arr.flags.c_contiguous else arr[np.divmod(todo, width)])
     first, case_of = _cases(codes, around, touching, len(pal))
     around, touching, own_bit = around[first], touching[first], own_bit[first]  # per case
-    uniq, colour_of = np.unique(codes[first], return_inverse=True)
-    colours = np.stack([uniq & 0xFF, (uniq >> 8) & 0xFF, uniq >> 16], axis=1)
-    # Pairs along the first axis: numpy reduces over a short last axis 20x slower.
-    dist_u, t_u, length = _blend_geometry(colours, pal, pairs)
-    dist = np.take(dist_u, colour_of, axis=1)  # (pairs, cases), C order (dist_u[:, i] is not)
-    col = (slice(None), None)  # a per-pair vector against (pairs, cases)
+    blends = _blends(pal, present_bits, codes[first], touching, bit_t)
 
     # Suspicious: not near a blend of the classes around it, its own nearest class included.
-    allowed = ((around | own_bit)[None] & pair_bits[col]) == pair_bits[col]
-    far = np.where(allowed, dist, np.inf).min(axis=0) > max_distance
-    suspicious.reshape(-1)[todo] = far[case_of]
+    suspicious.reshape(-1)[todo] = blends.far(around | own_bit, max_distance)[case_of]
 
-    # Labels: the best blend of classes really present around the pixel. Among blends about
-    # as close, most ends on the palette close to the pixel, then the shortest segment, then
-    # the first pair: one key (exact in float32: below 2**24) whose minimum says all three.
-    ends_a, ends_b = (one << pairs[:, 0].astype(bit_t)), (one << pairs[:, 1].astype(bit_t))
-    touch = ((touching[None] & ends_a[col]) != 0).astype(np.float32) + (
-        (touching[None] & ends_b[col]) != 0
-    )
-    n_pairs = len(pairs)
-    key = (np.rint(length)[col] + 1000.0 * (2 - touch)) * n_pairs + np.arange(n_pairs)[col]
-
-    def choose(cases, candidates):
-        present = (candidates[None] & pair_bits[col]) == pair_bits[col]
-        masked = np.where(present, dist[:, cases], np.inf)
-        best = masked.min(axis=0)
-        near_best = masked <= best + _TIE_DISTANCE
-        smallest = np.where(near_best, key[:, cases], np.inf).min(axis=0)
-        choice = np.where(np.isfinite(smallest), smallest, 0).astype(np.int64) % n_pairs
-        return best, choice
-
-    best, choice = choose(slice(None), around)
+    # Labels: the best blend of classes really present around the pixel.
+    best, choice = blends.choose(slice(None), around)
     best, choice = best[case_of], choice[case_of]  # per pixel
     # No blend of solid classes fits (a thin structure, a three-class corner): look at the
     # classes of the near-palette pixels right next to it too, before the nearest colour.
     unfit = np.flatnonzero(best > max_distance)
     if unfit.size:
         next_to = _near_neighbours(nearest, d2, todo[unfit], (max_distance / 2) ** 2, lut)
-        best[unfit], choice[unfit] = choose(case_of[unfit], around[case_of[unfit]] | next_to)
+        best[unfit], choice[unfit] = blends.choose(case_of[unfit], around[case_of[unfit]] | next_to)
     pix = np.flatnonzero(best <= max_distance)
     chosen = choice[pix]
-    t = t_u[chosen, colour_of[case_of[pix]]]
-    ends = pairs[chosen]
+    t = blends.t[chosen, blends.colour_of[case_of[pix]]]
+    ends = blends.pairs[chosen]
     labels.reshape(-1)[todo[pix]] = np.where(t <= 0.5, ends[:, 0], ends[:, 1])
     return Decoded(labels, nearest, d2, suspicious)
 
@@ -377,13 +419,20 @@ SINGLE_CHANNEL_MODES = ("L", "LA") + WIDE_MODES  # masks that may store class in
 
 def read_mask(path) -> np.ndarray:
     """A mask file as stored, EXIF orientation applied: (H, W) integers for a single-channel
-    (greyscale, 16-bit) mask, (H, W, 3) uint8 RGB for any other mode (RGB, RGBA, P, 1)."""
+    (greyscale, 16-bit) mask, (H, W, 3) uint8 RGB for any other mode (RGB, RGBA, P, 1); down-sampled
+    by the nearest pixel, as its image is, when larger than the dataset's size limit (usseg.images)."""
     with Image.open(path) as im:
         im = oriented(im)
         if im.mode in SINGLE_CHANNEL_MODES:
             arr = np.asarray(im.getchannel(0) if im.mode == "LA" else im)
-            return arr if arr.dtype == np.uint8 else arr.astype(np.int64)
-        return np.asarray(im.convert("RGB"))
+            arr = arr if arr.dtype == np.uint8 else arr.astype(np.int64)
+        else:
+            arr = np.asarray(im.convert("RGB"))
+    rule = reading_rule()
+    height, width = arr.shape[:2]
+    if rule.factor(width, height) > 1:
+        arr = downsample_nearest(arr, rule.size(width, height))
+    return arr
 
 
 def load_mask_rgb(path) -> np.ndarray:
@@ -488,6 +537,64 @@ def _mask_stats(labels: np.ndarray, suspicious: np.ndarray, names: list[str]) ->
     }
 
 
+def _check_decode_settings(dataset: DatasetSpec) -> None:
+    limit_distance, tolerance = dataset.off_palette_distance, dataset.palette_tolerance
+    if dataset.decode == "aa_aware" and tolerance > limit_distance:
+        raise DataError(
+            f"dataset.palette_tolerance ({tolerance:g}) is larger than dataset.off_palette_distance "
+            f"({limit_distance:g}); a colour that shows a class is present must count as on the palette. "
+            "Lower palette_tolerance or raise off_palette_distance in config.yaml."
+        )
+
+
+def _mask_of_row(root: Path, row, manifest_csv) -> np.ndarray:
+    """The mask of a manifest row (`read_mask`); DataError when it is no longer readable or no longer its
+    image's size (the file changed after the manifest was built)."""
+    path = dataset_file(root, row.mask_path)
+    try:
+        arr = read_mask(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read mask {path} of {row.image_id} ({exc}); it was readable when {manifest_csv} was built. "
+            "Restore the file or re-run the manifest step."
+        ) from None
+    if arr.shape[:2] != (row.height, row.width):
+        raise DataError(
+            f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but {manifest_csv} says its image is "
+            f"{row.width}x{row.height}; the file changed after the manifest was built. Re-run the manifest step."
+        )
+    return arr
+
+
+def _report_row(row, reading: MaskReading, dataset: DatasetSpec) -> dict:
+    """The decode report's row of a manifest row's mask: its numbers, and whether (and why) it is flagged."""
+    limit_distance = dataset.off_palette_distance
+    limit_fraction = dataset.max_off_palette_fraction
+    decode = dataset.decode
+    stats = reading.stats
+    flagged = not reading.usable or stats["far_fraction"] > limit_fraction
+    reason = reading.problem
+    if flagged and not reason:
+        blends = "" if decode == "nearest" else " and from every blend of the palette colours around them"
+        reason = (
+            f"{stats['far_fraction']:.2%} of the pixels of {row.mask_path} are off-palette: farther than "
+            f"{limit_distance:g} from every palette colour{blends} (limit {limit_fraction:.2%}, largest distance "
+            f"from the palette {stats['max_distance']:.1f}); the mask may use another palette, have painted "
+            "foreign colours or be corrupt. Check it, or adjust dataset.classes / "
+            "dataset.max_off_palette_fraction in config.yaml."
+        )
+    return {
+        "image_id": row.image_id,
+        "mask_path": row.mask_path,
+        **stats,
+        "flagged": flagged,
+        "flag_reason": reason,
+        "encoding": reading.encoding,
+        "decode": decode if reading.encoding == "palette" else "",
+        "usable": reading.usable,
+    }
+
+
 def decode_masks(
     manifest_csv, dataset_root, dataset: DatasetSpec | Mapping, out_dir, strict: bool = False
 ) -> pd.DataFrame:
@@ -501,61 +608,16 @@ def decode_masks(
     """
     manifest = read_manifest(manifest_csv)
     dataset = DatasetSpec.of(dataset)
-    root = find_dataset_root(dataset_root, dataset.modality_names)
-    limit_distance = dataset.off_palette_distance
-    limit_fraction = dataset.max_off_palette_fraction
-    decode = dataset.decode
-    tolerance = dataset.palette_tolerance
-    if decode == "aa_aware" and tolerance > limit_distance:
-        raise DataError(
-            f"dataset.palette_tolerance ({tolerance:g}) is larger than dataset.off_palette_distance "
-            f"({limit_distance:g}); a colour that shows a class is present must count as on the palette. "
-            "Lower palette_tolerance or raise off_palette_distance in config.yaml."
-        )
+    root = find_dataset_root(dataset_root, dataset.root_entries)
+    _check_decode_settings(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows = []
     for row in manifest[manifest["has_mask"]].sort_values("image_id").itertuples(index=False):
-        path = root / row.mask_path
-        try:
-            arr = read_mask(path)
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"cannot read mask {path} of {row.image_id} ({exc}); it was readable when {manifest_csv} was built. "
-                "Restore the file or re-run the manifest step."
-            ) from None
-        if arr.shape[:2] != (row.height, row.width):
-            raise DataError(
-                f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but {manifest_csv} says its image is "
-                f"{row.width}x{row.height}; the file changed after the manifest was built. Re-run the manifest step."
-            )
-        reading = read_labels(arr, dataset, row.mask_path)
+        reading = read_labels(_mask_of_row(root, row, manifest_csv), dataset, row.mask_path)
         np.save(out_dir / f"{row.image_id}.npy", reading.labels)
-        stats = reading.stats
-        flagged = not reading.usable or stats["far_fraction"] > limit_fraction
-        reason = reading.problem
-        if flagged and not reason:
-            blends = "" if decode == "nearest" else " and from every blend of the palette colours around them"
-            reason = (
-                f"{stats['far_fraction']:.2%} of the pixels of {row.mask_path} are off-palette: farther than "
-                f"{limit_distance:g} from every palette colour{blends} (limit {limit_fraction:.2%}, largest distance "
-                f"from the palette {stats['max_distance']:.1f}); the mask may use another palette, have painted "
-                "foreign colours or be corrupt. Check it, or adjust dataset.classes / "
-                "dataset.max_off_palette_fraction in config.yaml."
-            )
-        rows.append(
-            {
-                "image_id": row.image_id,
-                "mask_path": row.mask_path,
-                **stats,
-                "flagged": flagged,
-                "flag_reason": reason,
-                "encoding": reading.encoding,
-                "decode": decode if reading.encoding == "palette" else "",
-                "usable": reading.usable,
-            }
-        )
+        rows.append(_report_row(row, reading, dataset))
 
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["flagged"] = report["flagged"].astype(bool)

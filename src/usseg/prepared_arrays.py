@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from usseg import contracts
+from usseg.dataset_root import dataset_file
 from usseg.errors import DataError
 from usseg.images import load_grayscale
 
@@ -157,7 +158,7 @@ def build_arrays(rows: pd.DataFrame, root: Path, labels_dir: Path | None, size: 
     labels = np.full((n, *size), NO_LABEL, np.uint8)
     has_label = np.zeros(n, bool)
     for i, r in enumerate(rows.itertuples(index=False)):
-        image = load_grayscale(Path(root) / r.image_path)
+        image = load_grayscale(dataset_file(root, r.image_path))  # a name that is not UTF-8 too
         images[i] = resize_image(image, size)
         path = None if labels_dir is None else Path(labels_dir) / f"{r.image_id}.npy"
         if path is not None and path.is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -52,7 +53,8 @@ def describe_path(path: str | Path) -> dict:
         digest = hashlib.sha256()
         n_files = 0
         for f in folder_files(path):
-            digest.update(f.relative_to(path).as_posix().encode())
+            # os.fsencode: a name that is not UTF-8 (Latin-1 bytes) is hashed as its bytes.
+            digest.update(os.fsencode(f.relative_to(path).as_posix()))
             digest.update(sha256_file(f).encode())
             n_files += 1
         return {"sha256": digest.hexdigest(), "files": n_files}

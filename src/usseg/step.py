@@ -1,7 +1,8 @@
 """The bridge between a Snakemake `script:` and the library.
 
-This is the only module that reads Snakemake's `snakemake` object. A script
-does::
+This is the one library module that takes Snakemake's `snakemake` object
+(scripts pass it here, and otherwise read only its named files and params;
+the library below takes plain paths and values). A script does::
 
     with snakemake_step(snakemake):
         some_usseg_function(snakemake.input.x, ..., snakemake.output.y)

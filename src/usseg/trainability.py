@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from usseg import contracts
+from usseg.checks.nnunet_reference import reference_runs
 from usseg.experiment import Experiment
-from usseg.nnunet_reference import reference_runs
 from usseg.remedies.spec import gap_baseline
 
 
@@ -89,7 +89,7 @@ def plan_from_tables(config: dict, manifest: pd.DataFrame, splits: pd.DataFrame)
 def _gap_blocked(config: dict, untrained: dict, n) -> str | None:
     """Why the gap study cannot run, or None: its baseline cannot be trained, or an arm known before the
     split (a remedy may train on other modalities) has no labeled training images (n(split, modalities))."""
-    from usseg.gap import arm_experiment, fixed_arms
+    from usseg.gap.study import arm_experiment, fixed_arms
 
     baseline = gap_baseline(config)
     if baseline in untrained:

@@ -14,7 +14,7 @@ diagnostics' checklist (docs/contracts.md):
   `verdict.harm_min_drop`. Otherwise it stays WARN, and its reason says what the
   models showed.
 - **Pipeline ruled out?**: the `pipeline` check
-  (usseg.pipeline_report.pipeline_check), with its own status.
+  (usseg.checks.pipeline.pipeline_check), with its own status.
 
 `overall` stays the dataset's answer: the worst status of the data checks
 (domain shift as decided here). The pipeline check has its own status and does
@@ -31,9 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from usseg import composite, contracts, intervals
-from usseg.diagnostics.checklist import checklist_markdown
-from usseg.diagnostics.status import FAIL, worst
-from usseg.pipeline_report import (
+from usseg.checks.pipeline import (
     PIPELINE_CHECK_ID,
     PipelineFiles,
     in_domain_failures,
@@ -41,6 +39,8 @@ from usseg.pipeline_report import (
     pipeline_check,
     sanity_experiments,
 )
+from usseg.diagnostics.checklist import checklist_markdown
+from usseg.diagnostics.status import FAIL, worst
 
 log = logging.getLogger("usseg.verdict")
 

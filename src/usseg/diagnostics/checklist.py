@@ -112,8 +112,8 @@ def next_step_records(results: dict[str, CheckResult], target: str) -> list[dict
     elif pub and pub.status != PASS:
         add("published_baselines", DATA_SIDE,
             "Look for published results measured on this very data and add them under "
-            "diagnostics.published_baselines with measured_on equal to diagnostics.dataset_id; results "
-            "measured elsewhere are shown but cannot bound this dataset."
+            "diagnostics.published_baselines with this data's fingerprint (fingerprint:, given in the "
+            "check's reason); results measured elsewhere are shown but cannot bound this dataset."
         )
     qual = results.get("image_quality")
     if qual and qual.status != PASS:

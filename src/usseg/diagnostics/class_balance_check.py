@@ -4,6 +4,10 @@ Small organs cover a tiny share of the pixels and appear in few images; an
 unweighted loss can ignore them and still score well. Classes that a domain
 never labels cannot be learned or evaluated there. The check reports both and
 suggests class weights (the same function training uses for `class_weights: auto`).
+
+Shares weight images, not pixels (usseg.class_balance.image_weighted: every
+image scaled to the median image's size), so a few very large images among
+small ones cannot decide the balance; the `pixels` column stays the raw count.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from usseg.class_balance import suggest_class_weights
+from usseg.class_balance import image_weighted, suggest_class_weights
 from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.label_stats import LabelStats
@@ -44,8 +48,9 @@ def balance_table(
     groups.append((ALL, counts))
     for group, sub in groups:
         pix = sub[names].to_numpy(dtype=np.int64)
-        total = pix.sum()
-        per_class = pix.sum(axis=0)
+        raw = pix.sum(axis=0)
+        per_class = image_weighted(pix).sum(axis=0)  # every image weighs the same
+        total = per_class.sum()
         fg_total = per_class[1:].sum()
         present = (pix > 0).sum(axis=0)
         n_img = len(sub)
@@ -56,7 +61,7 @@ def balance_table(
                     "class": name,
                     "modality": group,
                     "domain": inputs.domain_of(group) if group != ALL else ALL,
-                    "pixels": int(per_class[i]),
+                    "pixels": int(raw[i]),
                     "pixel_share": float(per_class[i] / total) if total else 0.0,
                     "foreground_share": fg_share,
                     "n_images_with_class": int(present[i]),
@@ -78,7 +83,7 @@ def class_weights(inputs: DiagnosticInputs, counts: pd.DataFrame) -> tuple[dict,
     basis = "labeled train images"
     if train.empty or train[names].to_numpy()[:, 1:].sum() == 0:
         train, basis = counts, "all labeled images (no labeled train split)"
-    totals = train[names].to_numpy(dtype=np.int64).sum(axis=0)
+    totals = image_weighted(train[names].to_numpy(dtype=np.int64)).sum(axis=0)
     if totals.sum() == 0:
         return {n: 0.0 for n in names}, "no labeled pixels"
     weights = suggest_class_weights(totals)
@@ -225,6 +230,10 @@ def check_class_balance(inputs: DiagnosticInputs, stats: LabelStats, outputs: Di
         )
     n_missing = sum(len(v) for v in missing.values())
     value = f"{len(rare)} rare, {n_missing} missing in a domain"
+    # Rare only in the target domain is a WARN of its own: the value says so, so that "0 rare" never
+    # stands beside a WARN without its cause.
+    if rare_target and set(rare_target) != set(rare):
+        value += f", {len(rare_target)} rare in {target}"
     if never_any:
         value += f", {len(never_any)} never labeled"
     return CheckResult(

@@ -93,93 +93,101 @@ def sentence(summary: dict, target: str, domain: str) -> str:
 
 
 def plot(table: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path) -> None:
+    """composition.png: images by modality, original split and label status, and the share of labeled
+    images per modality; the title states the target's share of the training labels."""
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
     with figures.style():
         fig = figures.new_figure(10.4, 4.6)
         gs = fig.add_gridspec(1, 2, width_ratios=[3, 1.1])
-        ax = fig.add_subplot(gs[0])
-        x = range(len(table))
-        lab = ax.bar(
-            x,
-            table["labeled"],
-            color=[colours[m] for m in table["modality"]],
-            edgecolor="black",
-            linewidth=0.5,
-            label="labeled",
-        )
-        unl = ax.bar(
-            x,
-            table["unlabeled"],
-            bottom=table["labeled"],
-            color=figures.UNLABELED_COLOUR,
-            edgecolor="black",
-            linewidth=0.5,
-            hatch="//",
-            label="unlabeled",
-        )
-        figures.label_bars(ax, lab, table["labeled"].tolist(), inside=True)
-        figures.label_bars(ax, unl, table["unlabeled"].tolist(), inside=True)
-        ax.set_xticks(
-            list(x),
-            [
-                f"{m} ({inputs.domain_of(m)})\n{s}"
-                for m, s in zip(table["modality"], table["orig_split"])
-            ],
-        )
-        ax.set_ylabel("images")
-        ax.set_xlabel("modality (domain) and original split")
-        ax.set_title("Images by modality, original split and label status")
-        handles = [
-            *(
-                Patch(facecolor=colours[m], edgecolor="black", label=f"{m} labeled")
-                for m in inputs.modalities
-                if m in set(table["modality"])
-            ),
-            Patch(
-                facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="unlabeled"
-            ),
-        ]
-        # Outside the axes: a legend never hides a bar.
-        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-
-        # Where the labels are: one 100 % bar of labeled images by modality.
-        ax2 = fig.add_subplot(gs[1])
-        per_mod = table.groupby("modality", sort=False)["labeled"].sum()
-        total = max(int(per_mod.sum()), 1)
-        bottom = 0.0
-        for m, n in per_mod.items():
-            share = 100 * n / total
-            ax2.bar(
-                0,
-                share,
-                bottom=bottom,
-                color=colours[m],
-                edgecolor="black",
-                linewidth=0.5,
-                width=0.6,
-            )
-            if share > 0:
-                ax2.text(
-                    0.34,
-                    bottom + share / 2,
-                    f"{m}: {n}\n({share:.1f}%)",
-                    va="center",
-                    ha="left",
-                    fontsize=10,
-                )
-            bottom += share
-        ax2.set_xlim(-0.5, 1.4)
-        ax2.set_ylim(0, 100)
-        ax2.set_xticks([])
-        ax2.set_ylabel("share of labeled images (%)")
-        ax2.set_title("Where the labels are")
-        ax2.grid(False)
+        _images_panel(fig, fig.add_subplot(gs[0]), table, inputs, colours)
+        _label_share_panel(fig.add_subplot(gs[1]), table, colours)
         target = f"{inputs.target_modality} ({inputs.domain_of(inputs.target_modality)})"
         fig.suptitle(
             f"Composition: {summary['n_training_target_labels']} of {summary['n_training_labels']} training "
             f"labels and {100 * summary['target_label_share']:.1f}% of all labeled images are {target}"
         )
         figures.save(fig, path)
+
+
+def _images_panel(fig, ax, table: pd.DataFrame, inputs: DiagnosticInputs, colours) -> None:
+    """Stacked bars per modality and original split, labeled then unlabeled; the figure's legend."""
+    x = range(len(table))
+    lab = ax.bar(
+        x,
+        table["labeled"],
+        color=[colours[m] for m in table["modality"]],
+        edgecolor="black",
+        linewidth=0.5,
+        label="labeled",
+    )
+    unl = ax.bar(
+        x,
+        table["unlabeled"],
+        bottom=table["labeled"],
+        color=figures.UNLABELED_COLOUR,
+        edgecolor="black",
+        linewidth=0.5,
+        hatch="//",
+        label="unlabeled",
+    )
+    figures.label_bars(ax, lab, table["labeled"].tolist(), inside=True)
+    figures.label_bars(ax, unl, table["unlabeled"].tolist(), inside=True)
+    ax.set_xticks(
+        list(x),
+        [
+            f"{m} ({inputs.domain_of(m)})\n{s}"
+            for m, s in zip(table["modality"], table["orig_split"])
+        ],
+    )
+    ax.set_ylabel("images")
+    ax.set_xlabel("modality (domain) and original split")
+    ax.set_title("Images by modality, original split and label status")
+    handles = [
+        *(
+            Patch(facecolor=colours[m], edgecolor="black", label=f"{m} labeled")
+            for m in inputs.modalities
+            if m in set(table["modality"])
+        ),
+        Patch(
+            facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="unlabeled"
+        ),
+    ]
+    # Outside the axes: a legend never hides a bar.
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+
+
+def _label_share_panel(ax, table: pd.DataFrame, colours) -> None:
+    """Where the labels are: one 100 % bar of labeled images by modality."""
+    per_mod = table.groupby("modality", sort=False)["labeled"].sum()
+    total = max(int(per_mod.sum()), 1)
+    bottom = 0.0
+    for m, n in per_mod.items():
+        share = 100 * n / total
+        ax.bar(
+            0,
+            share,
+            bottom=bottom,
+            color=colours[m],
+            edgecolor="black",
+            linewidth=0.5,
+            width=0.6,
+        )
+        if share > 0:
+            ax.text(
+                0.34,
+                bottom + share / 2,
+                f"{m}: {n}\n({share:.1f}%)",
+                va="center",
+                ha="left",
+                fontsize=10,
+            )
+        bottom += share
+    ax.set_xlim(-0.5, 1.4)
+    ax.set_ylim(0, 100)
+    ax.set_xticks([])
+    ax.set_ylabel("share of labeled images (%)")
+    ax.set_title("Where the labels are")
+    ax.grid(False)
 
 
 def check_composition(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs) -> CheckResult:

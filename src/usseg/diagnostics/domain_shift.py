@@ -36,6 +36,8 @@ check covers scanner A vs scanner B.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
@@ -264,20 +266,84 @@ def is_detectable(test: dict, thresholds: dict, alpha: float) -> bool:
     return test["auc"] > thresholds["warn_above"] and (p is None or p < alpha)
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The diagnostics settings (config.yaml `diagnostics:`) this check reads, with their defaults."""
+
+    bins: int
+    threshold: int
+    folds: int
+    n_perm: int
+    alpha: float
+    seed: int
+    thresholds: dict
+    harmonise: dict
+    max_images: int
+
+    @classmethod
+    def read(cls, inputs: DiagnosticInputs) -> _Settings:
+        return cls(
+            bins=int(inputs.opt("histogram_bins", 64)),
+            threshold=int(inputs.opt("fov_threshold", 12)),
+            folds=int(inputs.opt("domain_cv_folds", 4)),
+            n_perm=int(inputs.opt("domain_permutations", 1000)),
+            alpha=float(inputs.opt("domain_alpha", 0.05)),
+            seed=int(inputs.opt("seed", 0)),
+            thresholds=inputs.opt("domain_auc", DEFAULT_AUC),
+            harmonise=DEFAULT_HARMONISE | (inputs.opt("domain_harmonise", {}) or {}),
+            max_images=int(inputs.opt("domain_max_images", 400)),
+        )
+
+
+@dataclass
+class _Measured:
+    """What the check measures on the survey's sample, before it writes anything."""
+
+    meta: pd.DataFrame  # the sampled images' manifest rows, indexed by image_id
+    modality: np.ndarray  # the modality of each sampled image
+    y: np.ndarray  # 1 for the target modality, 0 for every other
+    names: dict  # how the two sides are named (comparison_names)
+    mod_hists: dict  # modality -> 256-level grey histogram inside the field of view
+    model_hists: dict  # modality -> 256-bin histogram of the model input, empty when not measured
+    per_mod: dict  # modality -> intensity_stats (grey levels) | n_images, domain
+    model_per_mod: dict  # modality -> intensity_stats in model-input units | n_images
+    model_note: str  # what the model sees, or why it was not measured
+    distances: dict = field(default_factory=dict)  # source vs target, grey levels
+    model_distances: dict = field(default_factory=dict)  # source vs target, model input
+    test: dict = field(default_factory=lambda: {"possible": False, "why": ""})  # the domain classifier
+    fmt: dict = field(default_factory=lambda: {"possible": False, "why": ""})  # the format control
+    effects: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))  # per feature, target minus source
+
+    @property
+    def has_both(self) -> bool:
+        return bool(self.y.any() and (self.y == 0).any())
+
+    @property
+    def top(self) -> list[str]:
+        """The five features that differ most between the sides (absolute standardised difference)."""
+        return self.effects.abs().sort_values(ascending=False).index[:5].tolist()
+
+
 def check_domain_shift(
     inputs: DiagnosticInputs, survey: Survey, outputs: DiagnosticsOutputs, label_shift: dict | None = None,
     model_image_size=None,
 ) -> CheckResult:
-    bins = int(inputs.opt("histogram_bins", 64))
-    threshold = int(inputs.opt("fov_threshold", 12))
-    folds = int(inputs.opt("domain_cv_folds", 4))
-    n_perm = int(inputs.opt("domain_permutations", 1000))
-    alpha = float(inputs.opt("domain_alpha", 0.05))
-    seed = int(inputs.opt("seed", 0))
-    thresholds = inputs.opt("domain_auc", DEFAULT_AUC)
-    harmonise = DEFAULT_HARMONISE | (inputs.opt("domain_harmonise", {}) or {})
+    """Check 4 (module docstring): writes the histogram table, the figure and domain_shift.json, and returns
+    the checklist row, at most WARN before training. `label_shift` is label_shift.py's result."""
+    settings = _Settings.read(inputs)
     label_shift = label_shift or {"shifted_classes": [], "classes": {}}
+    m = _measure_intensities(inputs, survey, model_image_size)
+    write_histogram_table(inputs, m.mod_hists, m.model_hists, settings.bins, outputs.histograms)
+    _compare_sides(m, survey, inputs.target_modality, settings)
+    plot(inputs, survey, m.mod_hists, m.model_hists, m.test, m.fmt, settings.threshold, settings.bins,
+         settings.thresholds, m.names, m.model_note, outputs.domain_shift)
+    report = _report(m, survey, settings, label_shift, model_image_size)
+    write_json(outputs.domain_shift_json, report)
+    return _check_result(m, inputs.target_modality, settings, label_shift, report)
 
+
+def _measure_intensities(inputs: DiagnosticInputs, survey: Survey, model_image_size) -> _Measured:
+    """Histograms and intensity statistics per modality, raw and at the model's input, in config order."""
     meta = inputs.images.set_index("image_id").loc[survey.sample_ids]
     modality = meta["modality"].to_numpy()
     order = {m: k for k, m in enumerate(inputs.modalities)}
@@ -295,98 +361,114 @@ def check_domain_shift(
         st = intensity_stats(h)
         model_per_mod[m] = {k: (v / 255 if k not in ("n_pixels",) else v) for k, v in st.items()}
         model_per_mod[m]["n_images"] = int((modality == m).sum())
+    target = inputs.target_modality
+    return _Measured(
+        meta=meta,
+        modality=modality,
+        y=(modality == target).astype(int),
+        names=comparison_names(inputs, sorted(set(modality) - {target}, key=inputs.modalities.index)),
+        mod_hists=mod_hists,
+        model_hists=model_hists,
+        per_mod=per_mod,
+        model_per_mod=model_per_mod,
+        model_note=_model_note(model_image_size),
+    )
+
+
+def _model_note(model_image_size) -> str:
+    if model_image_size is not None:
+        size = "x".join(str(int(v)) for v in model_image_size)
+        return f"grey / 255, resized to {size} (bilinear, anti-aliased): usseg.data's only normalisation"
+    return "model input not measured: the experiments' image_size was not given"
+
+
+def write_histogram_table(inputs: DiagnosticInputs, mod_hists: dict, model_hists: dict, bins: int, path) -> None:
+    """The binned histograms of both spaces (raw grey level, model input) as one CSV table."""
     rows = _histogram_rows(inputs, mod_hists, bins, 255, "raw grey level")
     rows += _histogram_rows(inputs, model_hists, bins, 1, "model input")
     pd.DataFrame(
         rows, columns=["space", "modality", "domain", "bin_left", "bin_right", "count", "fraction"]
-    ).to_csv(outputs.histograms, index=False)
+    ).to_csv(path, index=False)
 
-    target = inputs.target_modality
-    y = (modality == target).astype(int)
-    names = comparison_names(inputs, sorted(set(modality) - {target}, key=inputs.modalities.index))
-    has_both = bool(y.any() and (y == 0).any())
-    distances, model_distances = {}, {}
-    test, fmt = {"possible": False, "why": ""}, {"possible": False, "why": ""}
-    effects = pd.Series(dtype=float)
-    if has_both:
-        ids = survey.sample_ids
-        distances = distribution_distances(
-            side_histogram(survey.histograms, ids, y, 0), side_histogram(survey.histograms, ids, y, 1), bins
-        )
-        if model_hists:
-            model_distances = model_input_distances(
-                side_histogram(survey.model_histograms, ids, y, 0),
-                side_histogram(survey.model_histograms, ids, y, 1),
-                bins,
-            )
-        groups = np.array([f"{m}:{s}" for m, s in zip(modality, meta["subject_id"])])
-        X = survey.features.loc[ids]
-        test = classifier_two_sample_test(X.to_numpy(float), y, groups, folds, seed, n_perm)
-        F = survey.file_props.loc[ids]
-        fmt = classifier_two_sample_test(F.to_numpy(float), y, groups, folds, seed, n_perm)
-        effects = effect_sizes(X, y)
-    else:
-        present = ", ".join(sorted(set(modality))) or "no"
-        test["why"] = fmt["why"] = (
+
+def _compare_sides(m: _Measured, survey: Survey, target: str, s: _Settings) -> None:
+    """Fills in `m`: distances, the domain classifier, its format control and the effect sizes, when both
+    sides are present; otherwise why no test was possible."""
+    if not m.has_both:
+        present = ", ".join(sorted(set(m.modality))) or "no"
+        m.test["why"] = m.fmt["why"] = (
             f"only {present} images are present: there is no other domain to compare {target} with"
         )
+        return
+    ids, y = survey.sample_ids, m.y
+    m.distances = distribution_distances(
+        side_histogram(survey.histograms, ids, y, 0), side_histogram(survey.histograms, ids, y, 1), s.bins
+    )
+    if m.model_hists:
+        m.model_distances = model_input_distances(
+            side_histogram(survey.model_histograms, ids, y, 0),
+            side_histogram(survey.model_histograms, ids, y, 1),
+            s.bins,
+        )
+    groups = np.array([f"{mm}:{subj}" for mm, subj in zip(m.modality, m.meta["subject_id"])])
+    X = survey.features.loc[ids]
+    m.test = classifier_two_sample_test(X.to_numpy(float), y, groups, s.folds, s.seed, s.n_perm)
+    F = survey.file_props.loc[ids]
+    m.fmt = classifier_two_sample_test(F.to_numpy(float), y, groups, s.folds, s.seed, s.n_perm)
+    m.effects = effect_sizes(X, y)
 
-    if model_image_size is not None:
-        size = "x".join(str(int(v)) for v in model_image_size)
-        model_note = f"grey / 255, resized to {size} (bilinear, anti-aliased): usseg.data's only normalisation"
-    else:
-        model_note = "model input not measured: the experiments' image_size was not given"
-    plot(inputs, survey, mod_hists, model_hists, test, fmt, threshold, bins, thresholds, names,
-         model_note, outputs.domain_shift)
 
-    top = effects.abs().sort_values(ascending=False).index[:5].tolist()
+def _classifier_entry(t: dict, model: str, features: list[str], seed: int) -> dict:
+    """domain_shift.json's account of one classifier two-sample test."""
+    return {
+        "possible": t["possible"],
+        "why_not": t.get("why"),
+        "model": model,
+        "features": features,
+        "cv": f"StratifiedGroupKFold grouped by subject, {t.get('folds', 0)} folds",
+        "auc": t.get("auc"),
+        "ci95": t.get("ci95"),
+        "interval": (
+            "cluster-robust (Obuchowski, Student t, subjects as clusters), widened to the permutation "
+            "AUCs' 95% half-spread when that is larger"
+        ),
+        "permutation_p": t.get("permutation_p"),
+        "permutations": t.get("permutations", 0),
+        "seed": seed,
+    }
 
-    def classifier_entry(t: dict, model: str, features: list[str]) -> dict:
-        return {
-            "possible": t["possible"],
-            "why_not": t.get("why"),
-            "model": model,
-            "features": features,
-            "cv": f"StratifiedGroupKFold grouped by subject, {t.get('folds', 0)} folds",
-            "auc": t.get("auc"),
-            "ci95": t.get("ci95"),
-            "interval": (
-                "cluster-robust (Obuchowski, Student t, subjects as clusters), widened to the permutation "
-                "AUCs' 95% half-spread when that is larger"
-            ),
-            "permutation_p": t.get("permutation_p"),
-            "permutations": t.get("permutations", 0),
-            "seed": seed,
-        }
 
-    report = {
+def _report(m: _Measured, survey: Survey, s: _Settings, label_shift: dict, model_image_size) -> dict:
+    """domain_shift.json: every number behind the check (docs/contracts.md)."""
+    mods = sorted(set(m.modality))
+    return {
         "field_of_view": {
-            "threshold": threshold,
+            "threshold": s.threshold,
             "method": "grey > threshold, closing, largest component, holes filled",
         },
-        "per_modality": per_mod,
-        "compared": {"target": names["target"], "source": names["source"]},
-        "distances_source_vs_target": distances,
-        "classifier": classifier_entry(
-            test,
+        "per_modality": m.per_mod,
+        "compared": {"target": m.names["target"], "source": m.names["source"]},
+        "distances_source_vs_target": m.distances,
+        "classifier": _classifier_entry(
+            m.test,
             "standardised intensity/texture features of harmonised images + ridge linear discriminant",
             list(survey.features.columns),
+            s.seed,
         )
         | {
             "harmonisation": (
                 f"decoded to grey, resized to {survey.grid}x{survey.grid} (area average; "
-                f"domain_harmonise.grid {harmonise['grid']}, at most half the smallest side), "
-                f"JPEG round trip at quality {harmonise['jpeg_quality']}, features inside the field of view"
+                f"domain_harmonise.grid {s.harmonise['grid']}, at most half the smallest side), "
+                f"JPEG round trip at quality {s.harmonise['jpeg_quality']}, features inside the field of view"
             ),
-            "n_images": {m: int((modality == m).sum()) for m in sorted(set(modality))},
-            "n_subjects": {
-                m: int(meta.loc[modality == m, "subject_id"].nunique()) for m in sorted(set(modality))
-            },
-            "cap_per_domain": int(inputs.opt("domain_max_images", 400)),
-            "most_different_features": {f: round(float(effects[f]), 3) for f in top},
+            "n_images": {mod: int((m.modality == mod).sum()) for mod in mods},
+            "n_subjects": {mod: int(m.meta.loc[m.modality == mod, "subject_id"].nunique()) for mod in mods},
+            "cap_per_domain": s.max_images,
+            "most_different_features": {f: round(float(m.effects[f]), 3) for f in m.top},
         },
-        "format_control": classifier_entry(
-            fmt, "standardised file properties + ridge linear discriminant", list(survey.file_props.columns)
+        "format_control": _classifier_entry(
+            m.fmt, "standardised file properties + ridge linear discriminant", list(survey.file_props.columns),
+            s.seed,
         )
         | {
             "meaning": (
@@ -395,10 +477,10 @@ def check_domain_shift(
             ),
         },
         "model_input_intensity": {
-            "normalisation": model_note,
+            "normalisation": m.model_note,
             "image_size": list(model_image_size) if model_image_size is not None else None,
-            "per_modality": model_per_mod,
-            "source_vs_target": model_distances,
+            "per_modality": m.model_per_mod,
+            "source_vs_target": m.model_distances,
         },
         "label_shift": {
             "shifted_classes": label_shift["shifted_classes"],
@@ -406,55 +488,64 @@ def check_domain_shift(
         },
         "unreadable_images": survey.unreadable,
         # Read by the final verdict (usseg.verdict): a detectable shift becomes a FAIL only with measured harm.
-        "detectable_shift": is_detectable(test, thresholds, alpha),
-        "image_status": domain_status(test, thresholds, alpha) if test["possible"] else None,
+        "detectable_shift": is_detectable(m.test, s.thresholds, s.alpha),
+        "image_status": domain_status(m.test, s.thresholds, s.alpha) if m.test["possible"] else None,
     }
-    write_json(outputs.domain_shift_json, report)
 
-    title = f"Domain shift ({names['source_domains']} vs {names['target_domain']})"
-    ls_cfg = label_shift.get("thresholds", {})
-    auc_text = (
-        f"AUC (harmonised images, out of fold): WARN > {thresholds['warn_above']} (detectable shift; clear above "
-        f"{thresholds['fail_above']} with permutation p < {alpha:g}); FAIL only when the trained models also show "
-        "harm (final verdict)"
-    )
-    if ls_cfg:
-        auc_text += (
-            f"; label shift WARN: size factor > {ls_cfg['size_factor_above']}, centre moved > "
-            f"{ls_cfg['position_distance_above']} FOV, presence differs > {ls_cfg['presence_difference_above']}"
-        )
+
+def _check_result(m: _Measured, target: str, s: _Settings, label_shift: dict, report: dict) -> CheckResult:
+    """The checklist row: WARN for a detectable image shift or a label shift, else PASS (module docstring)."""
+    title = f"Domain shift ({m.names['source_domains']} vs {m.names['target_domain']})"
+    auc_text = _threshold_text(s.thresholds, s.alpha, label_shift.get("thresholds", {}))
     shift_phrases = label_shift.get("phrases", [])
     shift_text = (
         f" Label shift: {'; '.join(shift_phrases)} (label_shift.png)." if shift_phrases else ""
     )
-    if not test["possible"]:
-        status = (PASS if not has_both else WARN)
+    if not m.test["possible"]:
+        status = (PASS if not m.has_both else WARN)
         if shift_phrases:
             status = worst([status, WARN])
         return CheckResult(
             "domain_shift", title, status, None, auc_text,
-            f"no classifier test: {test['why']}.{shift_text}", report,
+            f"no classifier test: {m.test['why']}.{shift_text}", report,
         )
-    auc, (low, high) = test["auc"], test["ci95"]
-    p = test.get("permutation_p")
-    image_status = domain_status(test, thresholds, alpha)
+    image_status = domain_status(m.test, s.thresholds, s.alpha)
     # Before training no harm is measured: a detectable shift WARNs (usseg.verdict may raise it).
     status = WARN if image_status != PASS or shift_phrases else PASS
-    n_src, n_tgt = int((y == 0).sum()), int((y == 1).sum())
-    src = pixel_weighted_mean(per_mod, [m for m in per_mod if m != target])
-    tgt = pixel_weighted_mean(per_mod, [target])
-    desc = (
-        f"FOV mean grey level {src:.0f} ({names['source_short']}) vs {tgt:.0f} ({names['target_short']}); "
-        f"KS {distances['ks_statistic']:.2f}, "
-        f"Wasserstein-1 {distances['wasserstein1_grey_levels']:.1f} grey levels, JS {distances['js_divergence_bits']:.3f} bits"
+    reason = (
+        f"{_classifier_head(m)}: {_auc_verdict(m.test, image_status, s.thresholds, s.alpha)}. "
+        f"{_intensity_text(m, target)}; most different: {', '.join(m.top[:3])}."
     )
-    if model_distances:
-        s_m = pixel_weighted_mean(model_per_mod, [m for m in model_per_mod if m != target])
-        t_m = pixel_weighted_mean(model_per_mod, [target])
-        desc += (
-            f"; at the model's input ({model_note.split(':')[0]}) mean {s_m:.2f} vs {t_m:.2f}, "
-            f"Wasserstein-1 {model_distances['wasserstein1']:.3f}"
+    reason += _format_control_text(m.fmt, image_status, s.thresholds)
+    low, auc = m.test["ci95"][0], m.test["auc"]
+    if image_status != PASS and low <= s.thresholds["warn_above"] < auc and not m.test.get("at_permutation_floor"):
+        reason += " The interval reaches below the WARN threshold: few subjects make the estimate uncertain."
+    reason += shift_text
+    return CheckResult("domain_shift", title, status, round(auc, 3), auc_text, reason, report)
+
+
+def _threshold_text(thresholds: dict, alpha: float, label_thresholds: dict) -> str:
+    """The checklist's threshold column: the AUC thresholds, and the label shift's when it ran."""
+    text = (
+        f"AUC (harmonised images, out of fold): WARN > {thresholds['warn_above']} (detectable shift; clear above "
+        f"{thresholds['fail_above']} with permutation p < {alpha:g}); FAIL only when the trained models also show "
+        "harm (final verdict)"
+    )
+    if label_thresholds:
+        text += (
+            f"; label shift WARN: size factor > {label_thresholds['size_factor_above']}, centre moved > "
+            f"{label_thresholds['position_distance_above']} FOV, presence differs > "
+            f"{label_thresholds['presence_difference_above']}"
         )
+    return text
+
+
+def _classifier_head(m: _Measured) -> str:
+    """What the classifier did and reached: its AUC with interval, permutation p and sample."""
+    test = m.test
+    auc, (low, high) = test["auc"], test["ci95"]
+    p = test.get("permutation_p")
+    n_src, n_tgt = int((m.y == 0).sum()), int((m.y == 1).sum())
     p_text = f", subject permutation p = {p:.3g}" if p is not None else ""
     if high - low > 0:
         ci_text = f"95% CI {low:.3f}-{high:.3f}"
@@ -462,44 +553,66 @@ def check_domain_shift(
         ci_text = "no interval: every subject is separated, so the cluster-robust variance is zero"
     if test.get("at_permutation_floor"):
         p_text += ", no relabelling of the subjects came near"
-    head = (
+    return (
         f"a linear classifier on intensity/texture features of harmonised images, asked to tell "
-        f"{names['target']} from {names['source']} images, reaches out-of-fold AUC {auc:.3f} "
+        f"{m.names['target']} from {m.names['source']} images, reaches out-of-fold AUC {auc:.3f} "
         f"[{ci_text}{p_text}] ({test['folds']}-fold CV grouped by subject, "
         f"{n_src}+{n_tgt} images)"
     )
+
+
+def _auc_verdict(test: dict, image_status: str, thresholds: dict, alpha: float) -> str:
+    """What the AUC means, by the images' status (domain_status)."""
+    auc, p = test["auc"], test.get("permutation_p")
     if image_status == PASS:
-        verdict = f"the harmonised images are hard to tell apart (AUC <= {thresholds['warn_above']})"
-    elif image_status == WARN and auc > thresholds["fail_above"]:
-        verdict = (
+        return f"the harmonised images are hard to tell apart (AUC <= {thresholds['warn_above']})"
+    if image_status == WARN and auc > thresholds["fail_above"]:
+        return (
             f"AUC above {thresholds['fail_above']} but not significant (p {p:.3g} >= {alpha:g}): too few "
             "subjects to call it a clear gap"
         )
-    elif image_status == WARN:
-        verdict = f"a detectable shift, moderate (AUC {thresholds['warn_above']}-{thresholds['fail_above']})"
-    else:
-        verdict = (
-            f"a detectable shift, clear (AUC > {thresholds['fail_above']}): a model trained on one domain meets a "
-            "different distribution on the other. Detectable is not harmful: whether the shift costs the "
-            "models Dice is measured after training, and the final verdict raises this check to FAIL only then"
+    if image_status == WARN:
+        return f"a detectable shift, moderate (AUC {thresholds['warn_above']}-{thresholds['fail_above']})"
+    return (
+        f"a detectable shift, clear (AUC > {thresholds['fail_above']}): a model trained on one domain meets a "
+        "different distribution on the other. Detectable is not harmful: whether the shift costs the "
+        "models Dice is measured after training, and the final verdict raises this check to FAIL only then"
+    )
+
+
+def _intensity_text(m: _Measured, target: str) -> str:
+    """The mean grey levels and distances of the two sides, raw and at the model's input."""
+    src = pixel_weighted_mean(m.per_mod, [mod for mod in m.per_mod if mod != target])
+    tgt = pixel_weighted_mean(m.per_mod, [target])
+    d = m.distances
+    text = (
+        f"FOV mean grey level {src:.0f} ({m.names['source_short']}) vs {tgt:.0f} ({m.names['target_short']}); "
+        f"KS {d['ks_statistic']:.2f}, "
+        f"Wasserstein-1 {d['wasserstein1_grey_levels']:.1f} grey levels, JS {d['js_divergence_bits']:.3f} bits"
+    )
+    if m.model_distances:
+        s_m = pixel_weighted_mean(m.model_per_mod, [mod for mod in m.model_per_mod if mod != target])
+        t_m = pixel_weighted_mean(m.model_per_mod, [target])
+        text += (
+            f"; at the model's input ({m.model_note.split(':')[0]}) mean {s_m:.2f} vs {t_m:.2f}, "
+            f"Wasserstein-1 {m.model_distances['wasserstein1']:.3f}"
         )
-    reason = f"{head}: {verdict}. {desc}; most different: {', '.join(top[:3])}."
-    if fmt.get("possible"):
-        reason += f" Format control (file properties only): AUC {fmt['auc']:.2f}"
-        if fmt["auc"] > thresholds["warn_above"] and image_status == PASS:
-            reason += " - the files give the domain away, the harmonised images do not."
-        elif fmt["auc"] > thresholds["warn_above"]:
-            reason += (
-                " - the files differ too, but the images still separate after harmonisation: the gap is in "
-                "what was imaged, not only in how it was stored."
-            )
-        else:
-            reason += "."
-    if image_status != PASS and low <= thresholds["warn_above"] < auc and not test.get("at_permutation_floor"):
-        reason += " The interval reaches below the WARN threshold: few subjects make the estimate uncertain."
-    reason += shift_text
-    details = report
-    return CheckResult("domain_shift", title, status, round(auc, 3), auc_text, reason, details)
+    return text
+
+
+def _format_control_text(fmt: dict, image_status: str, thresholds: dict) -> str:
+    """What the format control (file properties only) adds to the reason; empty when it could not run."""
+    if not fmt.get("possible"):
+        return ""
+    text = f" Format control (file properties only): AUC {fmt['auc']:.2f}"
+    if fmt["auc"] > thresholds["warn_above"] and image_status == PASS:
+        return text + " - the files give the domain away, the harmonised images do not."
+    if fmt["auc"] > thresholds["warn_above"]:
+        return text + (
+            " - the files differ too, but the images still separate after harmonisation: the gap is in "
+            "what was imaged, not only in how it was stored."
+        )
+    return text + "."
 
 
 def pixel_weighted_mean(per_mod: dict, modalities) -> float:

@@ -32,6 +32,7 @@ from usseg.diagnostics import figures
 from usseg.diagnostics.inputs import DiagnosticInputs
 from usseg.diagnostics.outputs import DiagnosticsOutputs
 from usseg.diagnostics.status import CheckResult, status_above
+from usseg.images import reading_rule
 
 DEFAULTS = {
     "dark_p95_below": 0.1,
@@ -206,6 +207,8 @@ def check_image_quality(inputs: DiagnosticInputs, survey, outputs: DiagnosticsOu
             f"{int(flagged.sum())} of {n} images flagged ({100 * share:.1f}%; {'; '.join(parts)}): "
             "look at image_quality.png and image_quality.csv and drop or re-export frames a model cannot learn from."
         )
+    # Which bit depth and size limit the pixels were read by (one rule per dataset, usseg.images).
+    reason += " " + reading_rule().summary()
     return CheckResult(
         "image_quality",
         "Image quality",
@@ -213,5 +216,5 @@ def check_image_quality(inputs: DiagnosticInputs, survey, outputs: DiagnosticsOu
         round(share, 4),
         threshold,
         reason,
-        {"n_images": n, "n_flagged": int(flagged.sum()), "thresholds": cfg},
+        {"n_images": n, "n_flagged": int(flagged.sum()), "thresholds": cfg, "reading": reading_rule().to_json()},
     )

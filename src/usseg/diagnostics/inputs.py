@@ -23,6 +23,7 @@ from usseg.contracts import (
     UNASSIGNED,
     VAL,
 )
+from usseg.dataset_root import dataset_file
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError
 from usseg.images import load_gray
@@ -84,10 +85,10 @@ class DiagnosticInputs:
 
     # ------------------------------------------------------------------ files
     def image_file(self, row) -> Path:
-        return self.root / row["image_path"]
+        return dataset_file(self.root, row["image_path"])
 
     def mask_file(self, row) -> Path:
-        return self.root / row["mask_path"]
+        return dataset_file(self.root, row["mask_path"])
 
     def label_file(self, image_id: str) -> Path:
         return self.labels_dir / f"{image_id}.npy"
@@ -164,7 +165,7 @@ def load_inputs(
     issues = contracts.read_issues(issues_csv, optional=True)
 
     dataset = DatasetSpec.of(dataset)
-    root = resolve_dataset_root(data_root, dataset.modality_names)
+    root = resolve_dataset_root(data_root, dataset.root_entries)
     return DiagnosticInputs(
         dataset=dataset,
         diag_cfg=diag_cfg or {},

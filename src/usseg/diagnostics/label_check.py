@@ -180,115 +180,140 @@ def dominant_far_colour(mask_rgb: np.ndarray, far: np.ndarray):
 
 
 def compute_flags(inputs: DiagnosticInputs, stats: LabelStats) -> pd.DataFrame:
-    names, pal = inputs.class_names, inputs.palette
-    max_dist = inputs.dataset.off_palette_distance
-    max_far = inputs.dataset.max_off_palette_fraction
-    implausible_share = float(inputs.opt("implausible_class_share", 0.02))
+    """Every automatic finding on the decoded masks, one row per (mask, flag) in FLAG_COLUMNS: decoding
+    problems, off-palette colours (channel swaps among them), empty masks and classes implausible for a domain."""
     images = inputs.images.set_index("image_id")
-    flags: list[dict] = []
+    found = (
+        _decoding_flags(inputs, stats, images)
+        + _off_palette_flags(inputs, stats, images)
+        + _presence_flags(inputs, stats, images)
+    )
+    return pd.DataFrame([_flag_row(images, *f) for f in found], columns=FLAG_COLUMNS)
 
-    def add(iid, flag, detail):
-        r = images.loc[iid]
-        flags.append(
-            {
-                "image_id": iid,
-                "modality": r["modality"],
-                "subject_id": r["subject_id"],
-                "split": r["split"],
-                "mask_path": r["mask_path"],
-                "flag": flag,
-                "detail": detail,
-            }
-        )
 
-    for iid in stats.missing:
-        add(iid, "missing_label", f"no decoded label array {iid}.npy in {inputs.labels_dir}")
+def _flag_row(images: pd.DataFrame, iid: str, flag: str, detail: str) -> dict:
+    """One row of label_flags.csv: the flag and the manifest columns that find the mask."""
+    r = images.loc[iid]
+    return {
+        "image_id": iid,
+        "modality": r["modality"],
+        "subject_id": r["subject_id"],
+        "split": r["split"],
+        "mask_path": r["mask_path"],
+        "flag": flag,
+        "detail": detail,
+    }
+
+
+def _decoding_flags(inputs: DiagnosticInputs, stats: LabelStats, images: pd.DataFrame) -> list[tuple]:
+    """(image_id, flag, detail) for label arrays that are missing, of the wrong shape or beyond the classes."""
+    found = [
+        (iid, "missing_label", f"no decoded label array {iid}.npy in {inputs.labels_dir}") for iid in stats.missing
+    ]
     for iid, shape in stats.bad_shape.items():
         r = images.loc[iid]
-        add(
-            iid,
-            "shape_mismatch",
-            f"label array is {shape[0]}x{shape[1]}, image is {r['height']}x{r['width']}",
+        found.append(
+            (iid, "shape_mismatch", f"label array is {shape[0]}x{shape[1]}, image is {r['height']}x{r['width']}")
         )
-    for iid in stats.out_of_range:
-        add(iid, "label_out_of_range", f"label values beyond the {len(names)} palette classes")
+    n_classes = len(inputs.class_names)
+    found += [(iid, "label_out_of_range", f"label values beyond the {n_classes} palette classes")
+              for iid in stats.out_of_range]
+    return found
 
-    # Colours far from the palette, and whether they are a channel-swapped palette colour.
+
+def _off_palette_flags(inputs: DiagnosticInputs, stats: LabelStats, images: pd.DataFrame) -> list[tuple]:
+    """(image_id, flag, detail) for colours far from the palette, and whether they are a channel-swapped
+    palette colour, for every mask decode_masks flagged or with too many off-palette pixels."""
     labeled = inputs.labeled
     modality_of = images.loc[list(stats.image_ids), "modality"]
+    max_far = inputs.dataset.max_off_palette_fraction
     far_rows = labeled[labeled["decode_flagged"] | (labeled["far_fraction"] > max_far)]
-    for row in far_rows.to_dict("records"):
-        iid = row["image_id"]
-        detail = f"{100 * row['far_fraction']:.1f}% of pixels off-palette ({OFF_PALETTE_MEANING}, by more than {max_dist:g})"
-        swap = []
-        try:
-            rgb = inputs.read_mask_rgb(row)
-            dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist, inputs.dataset))
-        except OSError as exc:
-            dom, detail = None, f"{detail}; mask unreadable: {exc}"
-        if dom is not None:
-            colour, n = dom
-            detail += f"; most common: {_rgb(colour)} ({n} px)"
-            swap = channel_permutations_of(colour, pal, names)
-        # As for palette colours below: a permuted colour alone proves nothing; its pixels
-        # must also sit where, and be as large as, the class it would be a swap of.
-        evidence = []
-        if swap:
-            rows = (modality_of == row["modality"]).to_numpy()
-            evidence = [
-                e
-                for d in range(1, len(pal))
-                if channel_permutations_of(colour, pal, names, candidates=[d])
-                and (e := colour_swap_evidence(inputs, stats, iid, rgb, colour, d, rows))
-            ]
-        if evidence:
-            add(iid, "channel_swap?", f"{detail} = {'; '.join(evidence)}")
-        elif swap:
-            add(
-                iid,
-                "off_palette",
-                f"{detail}; its colour is {'; '.join(swap)}, but its pixels do not sit where, or are "
-                "not as large as, that class usually is: not called a channel swap",
-            )
-        else:
-            add(iid, "off_palette", detail)
+    return [_off_palette_flag(inputs, stats, row, modality_of) for row in far_rows.to_dict("records")]
 
-    # Empty masks, and classes a domain's masks (almost) never contain.
-    counts = stats.frame(names)
-    if len(counts):
-        mods = images.loc[counts.index, "modality"]
-        present = counts.to_numpy() > 0
-        for iid in counts.index[~present[:, 1:].any(axis=1)]:
-            add(iid, "empty", "the mask is all background")
-        for m in mods.unique():
-            rows = (mods == m).to_numpy()
-            share = present[rows].mean(axis=0)
-            n_m = int(rows.sum())
-            for c in range(1, len(names)):
-                if not (0 < share[c] < implausible_share):
-                    continue
-                holders = counts.index[rows & present[:, c]]
-                common = [d for d in range(1, len(names)) if share[d] > share[c]]
-                swap_classes = [
-                    d for d in common if channel_permutations_of(pal[c], pal, names, candidates=[d])
-                ]
-                text = (
-                    f"{names[c]} is in {len(holders)} of {n_m} {m} masks ({100 * share[c]:.1f}%), "
-                    f"below {100 * implausible_share:g}%"
-                )
-                for iid in holders:
-                    # A permuted colour alone proves nothing (most palette colours are permutations of
-                    # another); the region must also sit where, and be as large as, the swapped class.
-                    evidence = [
-                        e
-                        for d in swap_classes
-                        if (e := swap_evidence(inputs, stats, iid, c, d, rows))
-                    ]
-                    if evidence:
-                        add(iid, "channel_swap?", f"{text}; {'; '.join(evidence)}")
-                    else:
-                        add(iid, "implausible_class", text)
-    return pd.DataFrame(flags, columns=FLAG_COLUMNS)
+
+def _off_palette_flag(inputs: DiagnosticInputs, stats: LabelStats, row: dict, modality_of: pd.Series) -> tuple:
+    """(image_id, flag, detail) for one off-palette mask: channel_swap? when its most common foreign colour
+    is a permuted palette colour whose pixels sit like that class, else off_palette."""
+    names, pal = inputs.class_names, inputs.palette
+    max_dist = inputs.dataset.off_palette_distance
+    iid = row["image_id"]
+    detail = f"{100 * row['far_fraction']:.1f}% of pixels off-palette ({OFF_PALETTE_MEANING}, by more than {max_dist:g})"
+    swap = []
+    try:
+        rgb = inputs.read_mask_rgb(row)
+        dom = dominant_far_colour(rgb, far_pixels(rgb, pal, max_dist, inputs.dataset))
+    except OSError as exc:
+        dom, detail = None, f"{detail}; mask unreadable: {exc}"
+    if dom is not None:
+        colour, n = dom
+        detail += f"; most common: {_rgb(colour)} ({n} px)"
+        swap = channel_permutations_of(colour, pal, names)
+    # As for palette colours (_implausible_class_flags): a permuted colour alone proves nothing; its
+    # pixels must also sit where, and be as large as, the class it would be a swap of.
+    evidence = []
+    if swap:
+        rows = (modality_of == row["modality"]).to_numpy()
+        evidence = [
+            e
+            for d in range(1, len(pal))
+            if channel_permutations_of(colour, pal, names, candidates=[d])
+            and (e := colour_swap_evidence(inputs, stats, iid, rgb, colour, d, rows))
+        ]
+    if evidence:
+        return iid, "channel_swap?", f"{detail} = {'; '.join(evidence)}"
+    if swap:
+        return (
+            iid,
+            "off_palette",
+            f"{detail}; its colour is {'; '.join(swap)}, but its pixels do not sit where, or are "
+            "not as large as, that class usually is: not called a channel swap",
+        )
+    return iid, "off_palette", detail
+
+
+def _presence_flags(inputs: DiagnosticInputs, stats: LabelStats, images: pd.DataFrame) -> list[tuple]:
+    """(image_id, flag, detail) for empty masks, and for classes a domain's masks (almost) never contain."""
+    counts = stats.frame(inputs.class_names)
+    if not len(counts):
+        return []
+    mods = images.loc[counts.index, "modality"]
+    present = counts.to_numpy() > 0
+    found = [(iid, "empty", "the mask is all background") for iid in counts.index[~present[:, 1:].any(axis=1)]]
+    for m in mods.unique():
+        found += _implausible_class_flags(inputs, stats, counts, present, (mods == m).to_numpy(), m)
+    return found
+
+
+def _implausible_class_flags(
+    inputs: DiagnosticInputs, stats: LabelStats, counts: pd.DataFrame, present: np.ndarray, rows: np.ndarray,
+    modality: str,
+) -> list[tuple]:
+    """(image_id, flag, detail) for the masks of one modality (`rows`) holding a class fewer than
+    `implausible_class_share` of its masks hold: channel_swap? with evidence, else implausible_class."""
+    names, pal = inputs.class_names, inputs.palette
+    implausible_share = float(inputs.opt("implausible_class_share", 0.02))
+    share = present[rows].mean(axis=0)
+    n_m = int(rows.sum())
+    found = []
+    for c in range(1, len(names)):
+        if not (0 < share[c] < implausible_share):
+            continue
+        holders = counts.index[rows & present[:, c]]
+        common = [d for d in range(1, len(names)) if share[d] > share[c]]
+        swap_classes = [d for d in common if channel_permutations_of(pal[c], pal, names, candidates=[d])]
+        text = (
+            f"{names[c]} is in {len(holders)} of {n_m} {modality} masks ({100 * share[c]:.1f}%), "
+            f"below {100 * implausible_share:g}%"
+        )
+        for iid in holders:
+            # A permuted colour alone proves nothing (most palette colours are permutations of
+            # another); the region must also sit where, and be as large as, the swapped class.
+            evidence = [e for d in swap_classes if (e := swap_evidence(inputs, stats, iid, c, d, rows))]
+            if evidence:
+                found.append((iid, "channel_swap?", f"{text}; {'; '.join(evidence)}"))
+            else:
+                found.append((iid, "implausible_class", text))
+    return found
 
 
 # ----------------------------------------------------------------------------- gallery
@@ -355,8 +380,9 @@ def overlay(
 def plot_gallery(
     inputs: DiagnosticInputs, modality: str, ids: list[str], flags: pd.DataFrame, path
 ) -> None:
+    """The modality's gallery: each chosen mask over its image, off-palette pixels in orange, flags in the
+    panel titles; a message figure when the modality has no decoded masks."""
     names, pal = inputs.class_names, inputs.palette
-    max_dist = inputs.dataset.off_palette_distance
     images = inputs.images.set_index("image_id")
     domain = inputs.domain_of(modality)
     if not ids:
@@ -377,57 +403,11 @@ def plot_gallery(
             ax.axis("off")
         for ax, iid in zip(axes, ids):
             row = images.loc[iid].to_dict() | {"image_id": iid}
-            gray = inputs.read_gray(row)
-            labels = inputs.read_label(iid)
-            if labels.shape != gray.shape:
-                labels = np.zeros_like(gray)
-            far = None
-            if row["far_fraction"] > 0:
-                far = far_pixels(inputs.read_mask_rgb(row), pal, max_dist, inputs.dataset)
-                far = far if far.shape == gray.shape else None
-                any_far |= far is not None and bool(far.any())
-            tile = overlay(gray, labels, pal, far)
-            if (
-                max(tile.shape[:2]) > TILE_PX
-            ):  # a tile is ~300 px wide in the figure: drawing more costs time only
-                scale = TILE_PX / max(tile.shape[:2])
-                size = (max(1, round(tile.shape[1] * scale)), max(1, round(tile.shape[0] * scale)))
-                tile = np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
+            tile, has_far = _gallery_tile(inputs, row)
+            any_far |= has_far
             ax.imshow(tile, interpolation="antialiased")
-            blended = max(row["off_palette_fraction"] - row["far_fraction"], 0.0)
-            # Short lines: a panel is a quarter of the figure wide.
-            sub = (
-                f"subject {row['subject_id']}\noff-palette {100 * row['far_fraction']:.1f}%, "
-                f"blended {100 * blended:.1f}%"
-            )
-            title = f"{iid}\n{sub}"
-            if iid in flag_text.index:
-                title += f"\nFLAG: {flag_text[iid]}"
-            ax.set_title(
-                title,
-                fontsize=8.5,
-                color=figures.STATUS_COLOURS["FAIL"] if iid in flag_text.index else "black",
-            )
-        handles = [
-            Patch(facecolor=pal[i] / 255, edgecolor="black", label=names[i])
-            for i in range(1, len(names))
-        ]
-        if any_far:
-            handles.append(
-                Patch(
-                    facecolor=OFF_PALETTE_COLOUR / 255,
-                    edgecolor="black",
-                    label="off-palette pixels",
-                )
-            )
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncol=min(len(handles), 5),
-            fontsize=9,
-            title="decoded class (palette colour)",
-            title_fontsize=9,
-        )
+            _tile_title(ax, row, flag_text)
+        _gallery_legend(fig, names, pal, any_far)
         # Wrapped to the figure's width: a longer line would be cut at both sides.
         fig.suptitle(
             f"Label verification, {modality} ({domain}): decoded masks over their images\n"
@@ -439,6 +419,71 @@ def plot_gallery(
             fontsize=11,
         )
         figures.save(fig, path)
+
+
+def _gallery_tile(inputs: DiagnosticInputs, row: dict) -> tuple[np.ndarray, bool]:
+    """One gallery tile (the overlay, at most TILE_PX on its long side) and whether it shows off-palette
+    pixels. A label array of another shape than its image is drawn as background (shape_mismatch flags it)."""
+    pal = inputs.palette
+    gray = inputs.read_gray(row)
+    labels = inputs.read_label(row["image_id"])
+    if labels.shape != gray.shape:
+        labels = np.zeros_like(gray)
+    far = None
+    has_far = False
+    if row["far_fraction"] > 0:
+        far = far_pixels(inputs.read_mask_rgb(row), pal, inputs.dataset.off_palette_distance, inputs.dataset)
+        far = far if far.shape == gray.shape else None
+        has_far = far is not None and bool(far.any())
+    tile = overlay(gray, labels, pal, far)
+    if max(tile.shape[:2]) > TILE_PX:  # a tile is ~300 px wide in the figure: drawing more costs time only
+        scale = TILE_PX / max(tile.shape[:2])
+        size = (max(1, round(tile.shape[1] * scale)), max(1, round(tile.shape[0] * scale)))
+        tile = np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
+    return tile, has_far
+
+
+def _tile_title(ax, row: dict, flag_text: pd.Series) -> None:
+    """The panel title: image, subject, off-palette and blended shares; its flags in the FAIL colour."""
+    iid = row["image_id"]
+    blended = max(row["off_palette_fraction"] - row["far_fraction"], 0.0)
+    # Short lines: a panel is a quarter of the figure wide.
+    sub = (
+        f"subject {row['subject_id']}\noff-palette {100 * row['far_fraction']:.1f}%, "
+        f"blended {100 * blended:.1f}%"
+    )
+    title = f"{iid}\n{sub}"
+    if iid in flag_text.index:
+        title += f"\nFLAG: {flag_text[iid]}"
+    ax.set_title(
+        title,
+        fontsize=8.5,
+        color=figures.STATUS_COLOURS["FAIL"] if iid in flag_text.index else "black",
+    )
+
+
+def _gallery_legend(fig, names: list[str], pal: np.ndarray, any_far: bool) -> None:
+    """The class colours (and the off-palette colour when a tile shows it) below the panels."""
+    handles = [
+        Patch(facecolor=pal[i] / 255, edgecolor="black", label=names[i])
+        for i in range(1, len(names))
+    ]
+    if any_far:
+        handles.append(
+            Patch(
+                facecolor=OFF_PALETTE_COLOUR / 255,
+                edgecolor="black",
+                label="off-palette pixels",
+            )
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 5),
+        fontsize=9,
+        title="decoded class (palette colour)",
+        title_fontsize=9,
+    )
 
 
 # ----------------------------------------------------------------------------- check

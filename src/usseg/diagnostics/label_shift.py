@@ -197,18 +197,9 @@ def class_distances(
     geo_all_s = frames[frames["modality"] != target]
     out = {}
     for name in inputs.class_names[1:]:
-        t = table[table["class"] == name]
-        tgt, src = t[t["modality"] == target], t[t["modality"] != target]
-        if tgt.empty or src.empty:
+        entry = _presence_entry(table[table["class"] == name], target)
+        if entry is None:
             continue
-        src_images = int(src["n_labeled_images"].sum())
-        src_present = int(src["n_images_present"].sum())
-        entry = {
-            "presence_share_target": float(tgt["presence_share"].iloc[0]),
-            "presence_share_source": src_present / src_images if src_images else None,
-            "n_subjects_target": int(tgt["n_subjects_present"].iloc[0]),
-            "n_subjects_source": int(src["n_subjects_present"].sum()),
-        }
         if entry["n_subjects_target"] == 0 or entry["n_subjects_source"] == 0:
             side = target if entry["n_subjects_target"] == 0 else "the other modalities"
             entry["note"] = f"never labeled in {side}: see class balance"
@@ -216,59 +207,93 @@ def class_distances(
             out[name] = entry
             continue
         entry["presence_difference"] = entry["presence_share_target"] - entry["presence_share_source"]
-        g_t = geo[(geo["class"] == name) & (geo["modality"] == target)]
-        g_s = geo[(geo["class"] == name) & (geo["modality"] != target)]
-        s_t = subj[(subj["class"] == name) & (subj["modality"] == target)]
-        s_s = subj[(subj["class"] == name) & (subj["modality"] != target)]
-        ratio = float(s_t["area"].median() / s_s["area"].median())
-        entry["area_ratio_target_over_source"] = ratio
-        entry["size_factor"] = float(max(ratio, 1 / ratio)) if ratio > 0 else None
-        entry["area_wasserstein_log2"] = subject_weighted_wasserstein(
-            g_t.assign(la=np.log2(g_t["area"])), g_s.assign(la=np.log2(g_s["area"])), "la"
-        )
-        entry["position_distance"] = float(
-            np.hypot(
-                s_t["depth"].median() - s_s["depth"].median(),
-                s_t["lateral"].median() - s_s["lateral"].median(),
-            )
-        )
-        entry["depth_difference"] = float(s_t["depth"].median() - s_s["depth"].median())
-        enough = min(len(s_t), len(s_s)) >= int(cfg["min_subjects"])
-        alpha = float(cfg["alpha"])
-        shifted = []
-        if enough:
-            entry["area_mannwhitney_p"] = _mw(np.log2(s_t["area"]), np.log2(s_s["area"]))
-            # Two coordinates, two tests: Bonferroni.
-            entry["position_mannwhitney_p"] = min(
-                1.0,
-                2 * min(_mw(s_t["depth"], s_s["depth"]), _mw(s_t["lateral"], s_s["lateral"])),
-            )
-            if (
-                entry["size_factor"]
-                and entry["size_factor"] > cfg["size_factor_above"]
-                and entry["area_mannwhitney_p"] < alpha
-            ):
-                shifted.append("size")
-            if (
-                entry["position_distance"] > cfg["position_distance_above"]
-                and entry["position_mannwhitney_p"] < alpha
-            ):
-                shifted.append("position")
-        else:
-            entry["note"] = (
-                f"fewer than {cfg['min_subjects']} subjects with the class on a side: size and position not compared"
-            )
+        g_t, g_s = _sides(geo, name, target)
+        s_t, s_s = _sides(subj, name, target)
+        entry.update(_size_and_position(g_t, g_s, s_t, s_s))
+        shifted = _size_and_position_tests(entry, s_t, s_s, cfg)
         entry["presence_mannwhitney_p"] = _mw(
             subject_presence(geo_all_t, name), subject_presence(geo_all_s, name)
         )
         if (
             abs(entry["presence_difference"]) > cfg["presence_difference_above"]
-            and entry["presence_mannwhitney_p"] < alpha
+            and entry["presence_mannwhitney_p"] < float(cfg["alpha"])
         ):
             shifted.append("presence")
         entry["shifted"] = shifted
         out[name] = entry
     return out
+
+
+def _presence_entry(t: pd.DataFrame, target: str) -> dict | None:
+    """A class's presence on each side from its rows of the shift table; None when a side has no labeled
+    images."""
+    tgt, src = t[t["modality"] == target], t[t["modality"] != target]
+    if tgt.empty or src.empty:
+        return None
+    src_images = int(src["n_labeled_images"].sum())
+    src_present = int(src["n_images_present"].sum())
+    return {
+        "presence_share_target": float(tgt["presence_share"].iloc[0]),
+        "presence_share_source": src_present / src_images if src_images else None,
+        "n_subjects_target": int(tgt["n_subjects_present"].iloc[0]),
+        "n_subjects_source": int(src["n_subjects_present"].sum()),
+    }
+
+
+def _sides(df: pd.DataFrame, name: str, target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of class `name` in the target modality, and in the others."""
+    is_class = df["class"] == name
+    return df[is_class & (df["modality"] == target)], df[is_class & (df["modality"] != target)]
+
+
+def _size_and_position(g_t: pd.DataFrame, g_s: pd.DataFrame, s_t: pd.DataFrame, s_s: pd.DataFrame) -> dict:
+    """Size and position effects of a class, target vs source, from per-image rows (g_) and the subjects'
+    medians (s_)."""
+    ratio = float(s_t["area"].median() / s_s["area"].median())
+    return {
+        "area_ratio_target_over_source": ratio,
+        "size_factor": float(max(ratio, 1 / ratio)) if ratio > 0 else None,
+        "area_wasserstein_log2": subject_weighted_wasserstein(
+            g_t.assign(la=np.log2(g_t["area"])), g_s.assign(la=np.log2(g_s["area"])), "la"
+        ),
+        "position_distance": float(
+            np.hypot(
+                s_t["depth"].median() - s_s["depth"].median(),
+                s_t["lateral"].median() - s_s["lateral"].median(),
+            )
+        ),
+        "depth_difference": float(s_t["depth"].median() - s_s["depth"].median()),
+    }
+
+
+def _size_and_position_tests(entry: dict, s_t: pd.DataFrame, s_s: pd.DataFrame, cfg: dict) -> list[str]:
+    """Adds the subject-level tests of size and position to `entry` (or a note when a side has too few
+    subjects) and returns which of the two count as shifted."""
+    if min(len(s_t), len(s_s)) < int(cfg["min_subjects"]):
+        entry["note"] = (
+            f"fewer than {cfg['min_subjects']} subjects with the class on a side: size and position not compared"
+        )
+        return []
+    alpha = float(cfg["alpha"])
+    shifted = []
+    entry["area_mannwhitney_p"] = _mw(np.log2(s_t["area"]), np.log2(s_s["area"]))
+    # Two coordinates, two tests: Bonferroni.
+    entry["position_mannwhitney_p"] = min(
+        1.0,
+        2 * min(_mw(s_t["depth"], s_s["depth"]), _mw(s_t["lateral"], s_s["lateral"])),
+    )
+    if (
+        entry["size_factor"]
+        and entry["size_factor"] > cfg["size_factor_above"]
+        and entry["area_mannwhitney_p"] < alpha
+    ):
+        shifted.append("size")
+    if (
+        entry["position_distance"] > cfg["position_distance_above"]
+        and entry["position_mannwhitney_p"] < alpha
+    ):
+        shifted.append("position")
+    return shifted
 
 
 def describe(name: str, d: dict, target: str) -> str:
@@ -298,91 +323,18 @@ def describe(name: str, d: dict, target: str) -> str:
 
 
 def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, distances, cfg, path):
+    """label_shift.png: presence, organ size and organ centre per class and modality, and the size shift of
+    each class labeled on both sides; one modality legend below the four panels."""
     names = [n for n in inputs.class_names[1:] if (table["class"] == n).any()]
     mods = [m for m in inputs.modalities if (table["modality"] == m).any()]
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
-    subj = _subject_medians(geo).reset_index()
-    x = np.arange(len(names))
-    width = 0.8 / max(len(mods), 1)
     with figures.style():
         fig = figures.new_figure(10.4, 8.4)
         gs = fig.add_gridspec(2, 2)
-        ax = fig.add_subplot(gs[0, 0])
-        for k, m in enumerate(mods):
-            t = table[table["modality"] == m].set_index("class").reindex(names)
-            ax.bar(
-                x - 0.4 + width * (k + 0.5),
-                100 * t["presence_share"].fillna(0),
-                width,
-                color=colours[m],
-                edgecolor="black",
-                linewidth=0.5,
-                label=f"{m} ({inputs.domain_of(m)})",
-            )
-        ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_ylabel("labeled images with the class (%)")
-        ax.set_title("Presence per class")
-
-        ax = fig.add_subplot(gs[0, 1])
-        for k, m in enumerate(mods):
-            for j, n in enumerate(names):
-                v = subj[(subj["class"] == n) & (subj["modality"] == m)]["area"].to_numpy()
-                if v.size == 0:
-                    continue
-                xs = np.full(v.size, x[j] - 0.4 + width * (k + 0.5))
-                ax.scatter(xs, 100 * v, s=18, color=colours[m], edgecolor="black", linewidth=0.4, zorder=3)
-                ax.hlines(100 * np.median(v), xs[0] - width / 2, xs[0] + width / 2, color="black", linewidth=2)
-        ax.set_yscale("log")
-        ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_ylabel("area, % of the field of view (log scale)")
-        ax.set_title("Organ size: a dot per subject, bar = median")
-
-        ax = fig.add_subplot(gs[1, 0])
-        for m in mods:
-            t = table[table["modality"] == m].dropna(subset=["depth_median"])
-            ax.scatter(t["lateral_median"], t["depth_median"], s=50, color=colours[m], edgecolor="black",
-                       label=f"{m} ({inputs.domain_of(m)})", zorder=3)
-            for n, lat, dep in zip(t["class"], t["lateral_median"], t["depth_median"]):
-                ax.annotate(n, (lat, dep), xytext=(3, 3), textcoords="offset points", fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(1, 0)  # depth runs down, as in the image
-        ax.set_xlabel("lateral position in the field of view (0 left, 1 right)")
-        ax.set_ylabel("depth in the field of view (0 top)")
-        ax.set_title("Median organ centre per modality")
-
-        ax = fig.add_subplot(gs[1, 1])
-        cls = [n for n in names if n in distances and "size_factor" in distances[n]]
-        if cls:
-            factors = [distances[n]["size_factor"] for n in cls]
-            ratio = [distances[n]["area_ratio_target_over_source"] for n in cls]
-            bar_colours = [
-                figures.STATUS_COLOURS["WARN"] if "size" in distances[n]["shifted"] else "0.6" for n in cls
-            ]
-            ax.barh(cls, np.log2(ratio), color=bar_colours, edgecolor="black", linewidth=0.5)
-            tick_labels = []
-            for i, (n, f, r) in enumerate(zip(cls, factors, ratio)):
-                p = distances[n].get("area_mannwhitney_p")
-                subjects = f"{distances[n]['n_subjects_target']} vs {distances[n]['n_subjects_source']} subj."
-                test = f"p {p:.2g}" if p is not None else "too few subjects"
-                # The test beside the class name (laid out with the axes, never cut); the factor on the
-                # side of zero away from the bar, short enough to stay inside the axes.
-                tick_labels.append(f"{n}\n{test}, {subjects}")
-                ax.annotate(f"{f:.2f}x {'smaller' if r < 1 else 'larger'}",
-                            (max(np.log2(r), 0.0), i), xytext=(4, 0), textcoords="offset points",
-                            ha="left", va="center", fontsize=9)
-            ax.set_yticks(range(len(cls)), tick_labels, fontsize=9)
-            lim = np.log2(cfg["size_factor_above"])
-            ax.axvspan(-lim, lim, color="0.9", zorder=0)
-            ax.axvline(0, color="black", linewidth=0.8)
-            span = max(1.5, float(np.abs(np.log2(ratio)).max()) * 1.8)  # room for the annotations
-            ax.set_xlim(-span, span)
-            ax.invert_yaxis()
-        else:
-            ax.text(0.5, 0.5, "no class is labeled in both domains", ha="center", va="center",
-                    transform=ax.transAxes)
-        ax.set_xlabel(f"log2 of the median area, {inputs.target_modality} over the others")
-        ax.set_title(f"Size shift per class (grey band: within {cfg['size_factor_above']}x;\n"
-                     f"highlighted: beyond it, p < {cfg['alpha']})")
+        _presence_panel(fig.add_subplot(gs[0, 0]), inputs, table, names, mods, colours)
+        _size_panel(fig.add_subplot(gs[0, 1]), _subject_medians(geo).reset_index(), names, mods, colours)
+        _position_panel(fig.add_subplot(gs[1, 0]), inputs, table, mods, colours)
+        _size_shift_panel(fig.add_subplot(gs[1, 1]), inputs, names, distances, cfg)
         handles = [Patch(facecolor=colours[m], edgecolor="black", label=f"{m} ({inputs.domain_of(m)})")
                    for m in mods]
         # One legend for the modalities, outside the panels: it never hides a bar or a point.
@@ -391,6 +343,99 @@ def plot(inputs: DiagnosticInputs, table: pd.DataFrame, geo: pd.DataFrame, dista
             f"Label shift: organ presence, size and position, {inputs.target_modality} vs the other modalities"
         )
         figures.save(fig, path)
+
+
+def _group_offsets(names: list[str], mods: list[str]) -> tuple[np.ndarray, float]:
+    """Class positions on the x axis and the width of one modality's slot within a class."""
+    return np.arange(len(names)), 0.8 / max(len(mods), 1)
+
+
+def _presence_panel(ax, inputs: DiagnosticInputs, table: pd.DataFrame, names, mods, colours) -> None:
+    """Bars: the share of labeled images with each class, per modality."""
+    x, width = _group_offsets(names, mods)
+    for k, m in enumerate(mods):
+        t = table[table["modality"] == m].set_index("class").reindex(names)
+        ax.bar(
+            x - 0.4 + width * (k + 0.5),
+            100 * t["presence_share"].fillna(0),
+            width,
+            color=colours[m],
+            edgecolor="black",
+            linewidth=0.5,
+            label=f"{m} ({inputs.domain_of(m)})",
+        )
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("labeled images with the class (%)")
+    ax.set_title("Presence per class")
+
+
+def _size_panel(ax, subj: pd.DataFrame, names, mods, colours) -> None:
+    """Dots: each subject's median organ area (share of the field of view), a bar at the median."""
+    x, width = _group_offsets(names, mods)
+    for k, m in enumerate(mods):
+        for j, n in enumerate(names):
+            v = subj[(subj["class"] == n) & (subj["modality"] == m)]["area"].to_numpy()
+            if v.size == 0:
+                continue
+            xs = np.full(v.size, x[j] - 0.4 + width * (k + 0.5))
+            ax.scatter(xs, 100 * v, s=18, color=colours[m], edgecolor="black", linewidth=0.4, zorder=3)
+            ax.hlines(100 * np.median(v), xs[0] - width / 2, xs[0] + width / 2, color="black", linewidth=2)
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("area, % of the field of view (log scale)")
+    ax.set_title("Organ size: a dot per subject, bar = median")
+
+
+def _position_panel(ax, inputs: DiagnosticInputs, table: pd.DataFrame, mods, colours) -> None:
+    """Each class's median centre per modality, in field-of-view coordinates, depth running down."""
+    for m in mods:
+        t = table[table["modality"] == m].dropna(subset=["depth_median"])
+        ax.scatter(t["lateral_median"], t["depth_median"], s=50, color=colours[m], edgecolor="black",
+                   label=f"{m} ({inputs.domain_of(m)})", zorder=3)
+        for n, lat, dep in zip(t["class"], t["lateral_median"], t["depth_median"]):
+            ax.annotate(n, (lat, dep), xytext=(3, 3), textcoords="offset points", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(1, 0)  # depth runs down, as in the image
+    ax.set_xlabel("lateral position in the field of view (0 left, 1 right)")
+    ax.set_ylabel("depth in the field of view (0 top)")
+    ax.set_title("Median organ centre per modality")
+
+
+def _size_shift_panel(ax, inputs: DiagnosticInputs, names, distances: dict, cfg: dict) -> None:
+    """Horizontal bars: log2 of the target's median area over the others', shifted classes highlighted,
+    the test and subjects beside each class name."""
+    cls = [n for n in names if n in distances and "size_factor" in distances[n]]
+    if cls:
+        factors = [distances[n]["size_factor"] for n in cls]
+        ratio = [distances[n]["area_ratio_target_over_source"] for n in cls]
+        bar_colours = [
+            figures.STATUS_COLOURS["WARN"] if "size" in distances[n]["shifted"] else "0.6" for n in cls
+        ]
+        ax.barh(cls, np.log2(ratio), color=bar_colours, edgecolor="black", linewidth=0.5)
+        tick_labels = []
+        for i, (n, f, r) in enumerate(zip(cls, factors, ratio)):
+            p = distances[n].get("area_mannwhitney_p")
+            subjects = f"{distances[n]['n_subjects_target']} vs {distances[n]['n_subjects_source']} subj."
+            test = f"p {p:.2g}" if p is not None else "too few subjects"
+            # The test beside the class name (laid out with the axes, never cut); the factor on the
+            # side of zero away from the bar, short enough to stay inside the axes.
+            tick_labels.append(f"{n}\n{test}, {subjects}")
+            ax.annotate(f"{f:.2f}x {'smaller' if r < 1 else 'larger'}",
+                        (max(np.log2(r), 0.0), i), xytext=(4, 0), textcoords="offset points",
+                        ha="left", va="center", fontsize=9)
+        ax.set_yticks(range(len(cls)), tick_labels, fontsize=9)
+        lim = np.log2(cfg["size_factor_above"])
+        ax.axvspan(-lim, lim, color="0.9", zorder=0)
+        ax.axvline(0, color="black", linewidth=0.8)
+        span = max(1.5, float(np.abs(np.log2(ratio)).max()) * 1.8)  # room for the annotations
+        ax.set_xlim(-span, span)
+        ax.invert_yaxis()
+    else:
+        ax.text(0.5, 0.5, "no class is labeled in both domains", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel(f"log2 of the median area, {inputs.target_modality} over the others")
+    ax.set_title(f"Size shift per class (grey band: within {cfg['size_factor_above']}x;\n"
+                 f"highlighted: beyond it, p < {cfg['alpha']})")
 
 
 def check_label_shift(inputs: DiagnosticInputs, stats: LabelStats, survey, outputs: DiagnosticsOutputs) -> dict:

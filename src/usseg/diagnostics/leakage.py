@@ -98,13 +98,74 @@ def near_duplicate_pairs(
 
 
 def check_leakage(inputs: DiagnosticInputs, survey: Survey, outputs: DiagnosticsOutputs) -> CheckResult:
+    """Check 6 (module docstring): writes near_duplicates.csv and leakage.json; FAIL on a shared subject,
+    an identical file across splits or a near duplicate spanning train and test, WARN on other near
+    duplicates across subjects."""
     max_d = int(inputs.opt("near_duplicate_hamming", 4))
     min_corr = float(inputs.opt("near_duplicate_min_correlation", 0.95))
-    fov_threshold = int(inputs.opt("fov_threshold", 12))
-    images = inputs.images
-    shared = subjects_in_several_splits(images)
-    same_files = identical_files_across_splits(images)
+    shared = subjects_in_several_splits(inputs.images)
+    same_files = identical_files_across_splits(inputs.images)
+    pairs, n_candidates = confirmed_near_duplicates(
+        inputs.images, survey, max_d, min_corr, int(inputs.opt("fov_threshold", 12))
+    )
+    pairs.to_csv(outputs.near_duplicates, index=False)
+    n_pairs = len(pairs)
+    n_cross = int(pairs["spans_train_test"].sum())
 
+    report = {
+        "subjects_in_several_splits": shared,
+        "identical_files_across_splits": same_files,
+        "near_duplicates": {
+            "hash": "64-bit perceptual hash (DCT pHash) of the grey image",
+            "max_hamming": max_d,
+            "confirmation": f"correlation >= {min_corr} of 64x64 thumbnails inside both fields of view",
+            "hash_candidates_across_subjects": n_candidates,
+            "pairs_across_subjects": n_pairs,
+            "pairs_spanning_train_and_test": n_cross,
+            "subjects_involved": sorted(set(pairs["subject_a"]) | set(pairs["subject_b"])),
+        },
+        "images_hashed": len(survey.image_ids),
+        "unreadable_images": survey.unreadable,
+    }
+    write_json(outputs.leakage, report)
+
+    if shared or same_files or n_cross:
+        status = FAIL
+    elif n_pairs:
+        status = WARN
+    else:
+        status = PASS
+    if status == PASS:
+        reason = (
+            f"no subject and no identical file in two of train, val and the test sets; no near-duplicate images "
+            f"across subjects among {len(survey.image_ids)} images (pHash Hamming <= {max_d} confirmed by thumbnail "
+            f"correlation >= {min_corr}; {n_candidates} hash match(es) rejected)."
+        )
+    else:
+        reason = "; ".join(_problems(shared, same_files, pairs, max_d, min_corr)) + "."
+        if status == FAIL:
+            reason += " Test scores would be optimistic: fix the split (or drop the duplicates) before evaluating."
+        else:
+            reason += " Check near_duplicates.csv: the same frame under two subjects suggests mislabeled subject ids."
+    if survey.unreadable:
+        reason += f" {len(survey.unreadable)} image(s) could not be read and were not hashed."
+    value = f"{len(shared)} subjects, {len(same_files)} files, {n_pairs} near-duplicate pairs ({n_cross} train-test)"
+    return CheckResult(
+        "leakage",
+        "Leakage between splits",
+        status,
+        value,
+        f"FAIL: shared subject/file or train-test near duplicate (pHash <= {max_d} bits, r >= {min_corr})",
+        reason,
+        report,
+    )
+
+
+def confirmed_near_duplicates(
+    images: pd.DataFrame, survey: Survey, max_d: int, min_corr: float, fov_threshold: int
+) -> tuple[pd.DataFrame, int]:
+    """The near-duplicate pairs across subjects (PAIR_COLUMNS, closest first) and how many hash candidates
+    were examined: a pair is a pHash match within `max_d` bits whose thumbnails correlate >= `min_corr`."""
     meta = images.set_index("image_id").loc[survey.image_ids]
     subj_key = (meta["modality"] + ":" + meta["subject_id"]).to_numpy()
     sha = meta["sha256"].to_numpy()
@@ -136,27 +197,11 @@ def check_leakage(inputs: DiagnosticInputs, survey: Survey, outputs: Diagnostics
     pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS).sort_values(
         ["hamming", "image_id_a", "image_id_b"]
     )
-    pairs.to_csv(outputs.near_duplicates, index=False)
-    n_pairs = len(pairs)
-    n_cross = int(pairs["spans_train_test"].sum())
+    return pairs, len(candidates)
 
-    report = {
-        "subjects_in_several_splits": shared,
-        "identical_files_across_splits": same_files,
-        "near_duplicates": {
-            "hash": "64-bit perceptual hash (DCT pHash) of the grey image",
-            "max_hamming": max_d,
-            "confirmation": f"correlation >= {min_corr} of 64x64 thumbnails inside both fields of view",
-            "hash_candidates_across_subjects": len(candidates),
-            "pairs_across_subjects": n_pairs,
-            "pairs_spanning_train_and_test": n_cross,
-            "subjects_involved": sorted(set(pairs["subject_a"]) | set(pairs["subject_b"])),
-        },
-        "images_hashed": len(survey.image_ids),
-        "unreadable_images": survey.unreadable,
-    }
-    write_json(outputs.leakage, report)
 
+def _problems(shared: dict, same_files: list[dict], pairs: pd.DataFrame, max_d: int, min_corr: float) -> list[str]:
+    """One phrase per kind of leak found, with a few examples each."""
     problems = []
     if shared:
         listing = "; ".join(f"{s} in {', '.join(sp)}" for s, sp in list(shared.items())[:5])
@@ -166,41 +211,12 @@ def check_leakage(inputs: DiagnosticInputs, survey: Survey, outputs: Diagnostics
             f"{' = '.join(g['image_ids'][:3])} ({', '.join(g['splits'])})" for g in same_files[:3]
         )
         problems.append(f"{len(same_files)} identical file(s) in more than one split ({listing})")
-    if n_pairs:
+    if len(pairs):
         ex = pairs.iloc[0]
         problems.append(
-            f"{n_pairs} near-duplicate image pair(s) across subjects (pHash Hamming <= {max_d}, thumbnail correlation "
-            f">= {min_corr}), {n_cross} spanning train and test; "
+            f"{len(pairs)} near-duplicate image pair(s) across subjects (pHash Hamming <= {max_d}, thumbnail "
+            f"correlation >= {min_corr}), {int(pairs['spans_train_test'].sum())} spanning train and test; "
             f"e.g. {ex['image_id_a']} ({ex['subject_a']}, {ex['split_a']}) ~ {ex['image_id_b']} "
             f"({ex['subject_b']}, {ex['split_b']}), distance {ex['hamming']}"
         )
-    if shared or same_files or n_cross:
-        status = FAIL
-    elif n_pairs:
-        status = WARN
-    else:
-        status = PASS
-    if status == PASS:
-        reason = (
-            f"no subject and no identical file in two of train, val and the test sets; no near-duplicate images "
-            f"across subjects among {len(survey.image_ids)} images (pHash Hamming <= {max_d} confirmed by thumbnail "
-            f"correlation >= {min_corr}; {len(candidates)} hash match(es) rejected)."
-        )
-    else:
-        reason = "; ".join(problems) + "."
-        if status == FAIL:
-            reason += " Test scores would be optimistic: fix the split (or drop the duplicates) before evaluating."
-        else:
-            reason += " Check near_duplicates.csv: the same frame under two subjects suggests mislabeled subject ids."
-    if survey.unreadable:
-        reason += f" {len(survey.unreadable)} image(s) could not be read and were not hashed."
-    value = f"{len(shared)} subjects, {len(same_files)} files, {n_pairs} near-duplicate pairs ({n_cross} train-test)"
-    return CheckResult(
-        "leakage",
-        "Leakage between splits",
-        status,
-        value,
-        f"FAIL: shared subject/file or train-test near duplicate (pHash <= {max_d} bits, r >= {min_corr})",
-        reason,
-        report,
-    )
+    return problems

@@ -120,126 +120,134 @@ def _frames_text(fps: pd.DataFrame, limit: int = 8) -> str:
 def plot(
     table: pd.DataFrame, fps: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, path
 ) -> None:
+    """subjects.png: (a) subjects per modality and split, (b) labeled frames per target subject with the
+    check's thresholds, (c) labeled frames per subject of the other modalities."""
     colours = figures.modality_colours(inputs.modalities, inputs.domain_of)
-    target = inputs.target_modality
     with figures.style():
         fig = figures.new_figure(10.4, 7.6)
         gs = fig.add_gridspec(2, 2, height_ratios=[1, 1])
+        _subjects_per_split_panel(fig, fig.add_subplot(gs[0, 0]), table, inputs, colours)
+        _target_frames_panel(fig.add_subplot(gs[0, 1]), fps, summary, inputs, colours)
+        _other_frames_panel(fig.add_subplot(gs[1, :]), fps, inputs, colours)
+        fig.suptitle("Subjects: the independent units behind the images")
+        figures.save(fig, path)
 
-        # (a) subjects per modality and split
-        ax = fig.add_subplot(gs[0, 0])
-        t = table[table["split"] != "all"].reset_index(drop=True)
-        x = np.arange(len(t))
-        c = [colours[m] for m in t["modality"]]
-        b1 = ax.bar(x, t["n_labeled_subjects"], color=c, edgecolor="black", linewidth=0.5)
-        b2 = ax.bar(
-            x,
-            t["n_subjects"] - t["n_labeled_subjects"],
-            bottom=t["n_labeled_subjects"],
-            color=figures.UNLABELED_COLOUR,
-            hatch="//",
+
+def _subjects_per_split_panel(fig, ax, table: pd.DataFrame, inputs: DiagnosticInputs, colours) -> None:
+    """(a) Stacked bars per modality and split: subjects with labels, then without; the figure's legend."""
+    t = table[table["split"] != "all"].reset_index(drop=True)
+    x = np.arange(len(t))
+    c = [colours[m] for m in t["modality"]]
+    b1 = ax.bar(x, t["n_labeled_subjects"], color=c, edgecolor="black", linewidth=0.5)
+    b2 = ax.bar(
+        x,
+        t["n_subjects"] - t["n_labeled_subjects"],
+        bottom=t["n_labeled_subjects"],
+        color=figures.UNLABELED_COLOUR,
+        hatch="//",
+        edgecolor="black",
+        linewidth=0.5,
+    )
+    figures.label_bars(ax, b1, t["n_labeled_subjects"].tolist(), inside=True)
+    figures.label_bars(
+        ax, b2, (t["n_subjects"] - t["n_labeled_subjects"]).tolist(), inside=True
+    )
+    ax.set_xticks(x, [f"{m}\n{s}" for m, s in zip(t["modality"], t["split"])], fontsize=9)
+    ax.set_ylabel("distinct subjects")
+    ax.set_xlabel("modality and split (splits.csv)")
+    ax.set_title("Subjects per modality and split")
+    handles = [
+        Patch(facecolor=colours[m], edgecolor="black", label=f"{m}: with labels")
+        for m in inputs.modalities
+        if m in set(t["modality"])
+    ]
+    handles.append(
+        Patch(
+            facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="no labels"
+        )
+    )
+    # Outside the axes: a legend never hides a bar.
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    ax.set_ylim(0, max(1, int(t["n_subjects"].max())) * 1.15)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _target_frames_panel(ax, fps: pd.DataFrame, summary: dict, inputs: DiagnosticInputs, colours) -> None:
+    """(b) Labeled frames per target subject; the title carries the subject count, thresholds and Kish size."""
+    target = inputs.target_modality
+    tf = fps[(fps["modality"] == target) & (fps["n_labeled_frames"] > 0)]
+    if tf.empty:
+        ax.axis("off")
+        ax.text(
+            0.5, 0.5, f"no labeled {target} subjects", ha="center", va="center", fontsize=13
+        )
+    else:
+        bars = ax.bar(
+            tf["subject_id"],
+            tf["n_labeled_frames"],
+            color=colours[target],
             edgecolor="black",
             linewidth=0.5,
         )
-        figures.label_bars(ax, b1, t["n_labeled_subjects"].tolist(), inside=True)
-        figures.label_bars(
-            ax, b2, (t["n_subjects"] - t["n_labeled_subjects"]).tolist(), inside=True
-        )
-        ax.set_xticks(x, [f"{m}\n{s}" for m, s in zip(t["modality"], t["split"])], fontsize=9)
-        ax.set_ylabel("distinct subjects")
-        ax.set_xlabel("modality and split (splits.csv)")
-        ax.set_title("Subjects per modality and split")
-        handles = [
-            Patch(facecolor=colours[m], edgecolor="black", label=f"{m}: with labels")
-            for m in inputs.modalities
-            if m in set(t["modality"])
-        ]
-        handles.append(
-            Patch(
-                facecolor=figures.UNLABELED_COLOUR, hatch="//", edgecolor="black", label="no labels"
-            )
-        )
-        # Outside the axes: a legend never hides a bar.
-        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-        ax.set_ylim(0, max(1, int(t["n_subjects"].max())) * 1.15)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        figures.label_bars(ax, bars, tf["n_labeled_frames"].tolist(), fontsize=10)
+        ax.set_xlabel(f"{target} subject")
+        ax.set_ylabel("labeled frames")
+        ax.margins(y=0.12)
+    th = summary["thresholds"]
+    # Two short lines: the panel is half the figure wide, and a longer title would be cut.
+    ax.set_title(
+        f"Labeled {target} ({inputs.domain_of(target)}) frames per subject\n"
+        f"{summary['n_labeled_target_subjects']} subjects (WARN < {th['warn_below']}, "
+        f"FAIL < {th['fail_below']}); effective {summary['kish_effective_size']:.1f} (Kish)"
+    )
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
-        # (b) labeled frames per subject in the target modality
-        ax = fig.add_subplot(gs[0, 1])
-        tf = fps[(fps["modality"] == target) & (fps["n_labeled_frames"] > 0)]
-        if tf.empty:
-            ax.axis("off")
-            ax.text(
-                0.5, 0.5, f"no labeled {target} subjects", ha="center", va="center", fontsize=13
-            )
-        else:
-            bars = ax.bar(
-                tf["subject_id"],
-                tf["n_labeled_frames"],
-                color=colours[target],
-                edgecolor="black",
-                linewidth=0.5,
-            )
-            figures.label_bars(ax, bars, tf["n_labeled_frames"].tolist(), fontsize=10)
-            ax.set_xlabel(f"{target} subject")
-            ax.set_ylabel("labeled frames")
-            ax.margins(y=0.12)
-        th = summary["thresholds"]
-        # Two short lines: the panel is half the figure wide, and a longer title would be cut.
-        ax.set_title(
-            f"Labeled {target} ({inputs.domain_of(target)}) frames per subject\n"
-            f"{summary['n_labeled_target_subjects']} subjects (WARN < {th['warn_below']}, "
-            f"FAIL < {th['fail_below']}); effective {summary['kish_effective_size']:.1f} (Kish)"
-        )
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
-        # (c) labeled frames per subject in the other modalities
-        ax = fig.add_subplot(gs[1, :])
-        of = fps[(fps["modality"] != target) & (fps["n_labeled_frames"] > 0)]
-        if of.empty:
-            ax.axis("off")
-            ax.text(
-                0.5,
-                0.5,
-                "no labeled subjects in the other modalities",
-                ha="center",
-                va="center",
-                fontsize=13,
-            )
-        else:
-            of = of.assign(_order=[_split_key(sp.split(";")[0]) for sp in of["splits"]])
-            of = of.sort_values(
-                ["modality", "_order", "n_labeled_frames", "subject_id"],
-                ascending=[True, True, False, True],
-                kind="stable",
-            )
-            xs = np.arange(len(of))
-            bars = ax.bar(
-                xs,
-                of["n_labeled_frames"],
-                color=[colours[m] for m in of["modality"]],
-                edgecolor="black",
-                linewidth=0.5,
-            )
-            figures.label_bars(ax, bars, of["n_labeled_frames"].tolist(), fontsize=8)
-            rotate = 90 if len(of) > 20 else 0
-            ax.set_xticks(
-                xs,
-                [
-                    f"{s}\n{sp}" if not rotate else s
-                    for s, sp in zip(of["subject_id"], of["splits"])
-                ],
-                fontsize=8 if len(of) > 14 else 9,
-                rotation=rotate,
-            )
-            ax.set_xlabel("subject (and split)" if not rotate else "subject")
-            ax.set_ylabel("labeled frames")
-            ax.margins(y=0.12)
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            mods = ", ".join(f"{m} ({inputs.domain_of(m)})" for m in dict.fromkeys(of["modality"]))
-            ax.set_title(f"Labeled frames per subject: {mods}")
-        fig.suptitle("Subjects: the independent units behind the images")
-        figures.save(fig, path)
+def _other_frames_panel(ax, fps: pd.DataFrame, inputs: DiagnosticInputs, colours) -> None:
+    """(c) Labeled frames per subject of the other modalities, by modality and split, largest first."""
+    of = fps[(fps["modality"] != inputs.target_modality) & (fps["n_labeled_frames"] > 0)]
+    if of.empty:
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            "no labeled subjects in the other modalities",
+            ha="center",
+            va="center",
+            fontsize=13,
+        )
+        return
+    of = of.assign(_order=[_split_key(sp.split(";")[0]) for sp in of["splits"]])
+    of = of.sort_values(
+        ["modality", "_order", "n_labeled_frames", "subject_id"],
+        ascending=[True, True, False, True],
+        kind="stable",
+    )
+    xs = np.arange(len(of))
+    bars = ax.bar(
+        xs,
+        of["n_labeled_frames"],
+        color=[colours[m] for m in of["modality"]],
+        edgecolor="black",
+        linewidth=0.5,
+    )
+    figures.label_bars(ax, bars, of["n_labeled_frames"].tolist(), fontsize=8)
+    rotate = 90 if len(of) > 20 else 0
+    ax.set_xticks(
+        xs,
+        [
+            f"{s}\n{sp}" if not rotate else s
+            for s, sp in zip(of["subject_id"], of["splits"])
+        ],
+        fontsize=8 if len(of) > 14 else 9,
+        rotation=rotate,
+    )
+    ax.set_xlabel("subject (and split)" if not rotate else "subject")
+    ax.set_ylabel("labeled frames")
+    ax.margins(y=0.12)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    mods = ", ".join(f"{m} ({inputs.domain_of(m)})" for m in dict.fromkeys(of["modality"]))
+    ax.set_title(f"Labeled frames per subject: {mods}")
 
 
 def check_subjects(inputs: DiagnosticInputs, outputs: DiagnosticsOutputs) -> CheckResult:

@@ -323,7 +323,7 @@ class GapRemedy:
 
     settings: an overlay of the baseline experiment's settings (mappings merge key by key, any
     other value replaces, as experiments override experiment_defaults); the arm trains the
-    baseline's resolved settings with this on top (usseg.gap.arm_experiment).
+    baseline's resolved settings with this on top (usseg.gap.study.arm_experiment).
     """
 
     key: str

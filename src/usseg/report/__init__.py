@@ -38,7 +38,7 @@ How it is built:
   template and add the module to that list (before `provenance`, so that its
   figures and tables get provenance entries).
 - Every section, including those whose numbers come from
-  usseg.pipeline_report and usseg.gap_report (which return data, never HTML),
+  usseg.checks.pipeline and usseg.report.gap_study (which return data, never HTML),
   renders through the one Jinja2 environment of `page.environment`, autoescape
   on; `macros.html` renders figures, names, statuses, evidence, tables
   (`tables.Table`), titled table blocks and hashes.

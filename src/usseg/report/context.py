@@ -192,8 +192,8 @@ class ReportContext:
 
     @functools.cached_property
     def pipeline(self) -> dict:
-        """The "Pipeline ruled out?" part (usseg.pipeline_report), read once for the verdict and its section."""
-        from usseg import pipeline_report
+        """The "Pipeline ruled out?" part (usseg.checks.pipeline), read once for the verdict and its section."""
+        from usseg.checks import pipeline as pipeline_report
 
         return pipeline_report.pipeline_context(self.config, self.inputs.pipeline_files(), self.rel,
                                                 lambda e: self.names.experiment(e).text)

@@ -100,8 +100,8 @@ def drop_sentence_parts(exp: str, syn_ts: str, real_ts: str, syn: dict, real: di
 
 
 def _failing(ctx) -> dict[str, str]:
-    """experiment -> the sentence saying it fails in its own domain (usseg.pipeline_report.in_domain_failures)."""
-    from usseg.pipeline_report import in_domain_failures
+    """experiment -> the sentence saying it fails in its own domain (usseg.checks.pipeline.in_domain_failures)."""
+    from usseg.checks.pipeline import in_domain_failures
 
     return {f["experiment"]: f["text"] for f in in_domain_failures(ctx.config, ctx.summaries)}
 
@@ -136,7 +136,7 @@ def drops_summary(ctx) -> dict:
     sentences name the subjects behind every estimate (and "unstable") when all experiments share them;
     each item gives the experiment's own numbers, always with their intervals and the drop's interval
     (or why there is none). An experiment that fails in its own domain is said to, first, and no gap is
-    read from it (usseg.pipeline_report.in_domain_failures).
+    read from it (usseg.checks.pipeline.in_domain_failures).
     """
     pairs = ctx.domain_pairs()
     if not pairs:

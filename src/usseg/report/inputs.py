@@ -19,7 +19,7 @@ from usseg.errors import UssegError
 from usseg.trainability import TrainingPlan
 
 if TYPE_CHECKING:
-    from usseg.pipeline_report import PipelineFiles
+    from usseg.checks.pipeline import PipelineFiles
 
 
 class ReportInputError(UssegError):
@@ -113,8 +113,8 @@ class ReportInputs:
         return self.labels / DECODE_REPORT
 
     def pipeline_files(self) -> PipelineFiles:
-        """The files of the "Pipeline ruled out?" part (usseg.pipeline_report)."""
-        from usseg.pipeline_report import PipelineFiles
+        """The files of the "Pipeline ruled out?" part (usseg.checks.pipeline)."""
+        from usseg.checks.pipeline import PipelineFiles
 
         return PipelineFiles(sanity=self.sanity, round_trip=self.round_trip, nnunet=self.nnunet,
                              nnunet_info=self.nnunet_info, summaries=self.summaries, histories=self.history)
@@ -148,7 +148,7 @@ class ReportInputs:
         the rule's manifest and splits inputs, as the workflow decided), none
         without training (rule diagnostics_report).
         """
-        from usseg.pipeline_report import sanity_experiments
+        from usseg.checks.pipeline import sanity_experiments
         from usseg.trainability import plan_of_run
 
         # Inputs named without the manifest and split (a hand-made set, as in tests) show every experiment.

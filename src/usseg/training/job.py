@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from usseg import checkpoint, data
-from usseg.class_balance import pixel_counts, suggest_class_weights
+from usseg.class_balance import class_totals, suggest_class_weights
 from usseg.code_deps import code_digest, module_code_files
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import ConfigError, DataError
@@ -126,8 +126,9 @@ def training_library_versions() -> dict:
 def class_weight_vector(exp: Experiment, dataset: Mapping, train_label_paths) -> np.ndarray | None:
     """exp.loss.class_weights as one weight per output class (background first), or None.
 
-    auto: `suggest_class_weights` over the training labels (at their original size) mapped to the
-    output classes, the same weights the diagnostics suggest.
+    auto: `suggest_class_weights` over the training labels (at their original size, every image
+    weighted equally: usseg.class_balance.class_totals) mapped to the output classes, the same
+    weights the diagnostics suggest.
     """
     setting = exp.loss.class_weights
     names = exp.class_names(dataset)
@@ -135,7 +136,7 @@ def class_weight_vector(exp: Experiment, dataset: Mapping, train_label_paths) ->
         return None
     if setting == "auto":
         lut = exp.label_lookup(dataset)
-        counts = pixel_counts((data.load_labels(p, lut) for p in train_label_paths), len(names))
+        counts = class_totals((data.load_labels(p, lut) for p in train_label_paths), len(names))
         try:
             w = suggest_class_weights(counts)
         except ValueError:

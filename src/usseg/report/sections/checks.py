@@ -328,11 +328,16 @@ def leakage(ctx) -> dict:
 
 
 def published_baselines(ctx) -> dict:
-    return {"examples": [ctx.csv_table("tab-baselines", ctx.inputs.diagnostics.baselines, "Published results",
-                                       "Each with the data it was measured on; only a result measured on this "
-                                       "data (measured_on = diagnostics.dataset_id) bounds what it allows.",
-                                       empty="none configured (diagnostics.published_baselines).")],
-            "more": []}
+    table = ctx.csv_table("tab-baselines", ctx.inputs.diagnostics.baselines, "Published results",
+                          "Each with the data it was measured on; only a result shown to be "
+                          "measured on this data (comparable: its fingerprint, or the facts of a "
+                          "reference dataset usseg records, checked against the manifest) bounds "
+                          "what it allows.",
+                          empty="none configured (diagnostics.published_baselines).")
+    # Results measured on other data are for reference only: shown under "read more", not as evidence.
+    _, rows = ctx.csv(ctx.inputs.diagnostics.baselines)
+    comparable = any(str(r.get("comparable", "")).strip().lower() == "true" for r in rows)
+    return {"examples": [table], "more": []} if comparable else {"examples": [], "more": [table]}
 
 
 def image_quality(ctx) -> dict:

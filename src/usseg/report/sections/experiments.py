@@ -181,7 +181,8 @@ def spread_short(summary: dict, cls: str | None) -> str:
     n, rng = entry.get("n_subjects") or 0, entry.get("range")
     parts = []
     if 1 < n < RANGE_BELOW_SUBJECTS and rng:
-        parts.append(f"subjects {fmt_value(rng['min'])}–{fmt_value(rng['max'])}")
+        # Dice, like the cell's mean: two decimals (a fraction near 0 would otherwise read 2.69e-03).
+        parts.append(f"subjects {float(rng['min']):.2f}–{float(rng['max']):.2f}")
     far = [str(f["subject"]) for f in entry.get("far_subjects") or []]
     if far:
         parts.append("far: " + ", ".join(far))
@@ -215,16 +216,21 @@ def excluded_table(ctx) -> TableBlock:
     art = ctx.artifact("tab-excluded", "table", "Images left out of the test sets", ctx.eval_files(), derived=True)
     rows = []
     for ts in ctx.test_sets:
-        excluded = ctx.summaries[(ctx.experiments[0], ts)].get("excluded") or []
+        summary = ctx.summaries[(ctx.experiments[0], ts)]
+        excluded = summary.get("excluded") or []
         reasons: dict[str, int] = {}
         for item in excluded:
             reason = str(item.get("reason", "")) if isinstance(item, dict) else str(item)
             reasons[reason] = reasons.get(reason, 0) + 1
-        rows.append([ctx.names.test_set(ts).text, len(excluded),
+        lost = ", ".join(summary.get("excluded_subjects") or []) or "none"
+        rows.append([ctx.names.test_set(ts).text, len(excluded), lost,
                      "; ".join(f"{r} ({n})" for r, n in reasons.items()) or "none"])
     return TableBlock(art, "Counted beside the Dice table: images of a test set that the split left out (the "
-                           "excluded_from column of splits.csv), with the reason.",
-                      Table(["test set", "images left out", "reasons (images)"], rows, art.id, {1}))
+                           "excluded_from column of splits.csv: unusable or flagged masks, and image files the "
+                           "manifest set aside), with the reason; subjects lost = subjects left with no image "
+                           "in the test set.",
+                      Table(["test set", "images left out", "subjects lost", "reasons (images)"], rows, art.id,
+                            {1}))
 
 
 def errors_table(ctx) -> TableBlock:

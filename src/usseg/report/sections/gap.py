@@ -1,12 +1,12 @@
 """5. What would help: the gap study's remedies, leave-one-subject-out and the learning curve, when it ran.
 
-usseg.gap_report reads results/gap/ and words every claim from its interval;
+usseg.report.gap_study reads results/gap/ and words every claim from its interval;
 the verdict shows the remedies ranked, this section the evidence.
 """
 
 from __future__ import annotations
 
-from usseg import gap_report
+from usseg.report import gap_study as gap_report
 from usseg.report.context import TableBlock
 from usseg.report.tables import Table
 

@@ -1,6 +1,6 @@
 """3. Pipeline ruled out?: the sanity checks and usseg's models beside the nnU-Net reference.
 
-usseg.pipeline_report computes every status, difference and sentence from the
+usseg.checks.pipeline computes every status, difference and sentence from the
 files; this section shows them (the verdict shows the answer).
 """
 

@@ -8,11 +8,12 @@ did not, the checklist's steps, said to be unmeasured.
 
 from __future__ import annotations
 
-from usseg import contracts, gap_report, rerun
+from usseg import contracts, rerun
+from usseg.checks.pipeline import PIPELINE_CHECK_ID
 from usseg.diagnostics.checklist import MODEL_SIDE
 from usseg.errors import DataError
-from usseg.pipeline_report import PIPELINE_CHECK_ID
 from usseg.remedies.spec import gap_baseline
+from usseg.report import gap_study as gap_report
 from usseg.report.drops import drops_summary
 from usseg.report.formatting import fmt_value, next_steps_from_markdown, slug
 from usseg.report.inputs import ReportInputError
@@ -21,6 +22,9 @@ from usseg.report.sections import checks
 ID, TITLE, HEADING, TEMPLATE = "verdict", "Verdict", "Verdict: can this dataset support this task?", "verdict.html"
 
 STATUSES = ("PASS", "WARN", "FAIL")
+
+# How many concerns the verdict box lists before folding the rest (it must fit a 1366x900 first screen).
+VERDICT_SHOWN_CONCERNS = 5
 
 VERDICT_ANSWER = {
     "PASS": "Yes: the checks found nothing that stops this dataset from supporting the task.",
@@ -46,6 +50,9 @@ def build(ctx) -> dict:
                  "threshold": fmt_value(c.get("threshold")), "threshold_short": short_threshold(c.get("threshold"))}
                 for s in ("FAIL", "WARN") for c in data["checks"]
                 if c.get("status") == s and c.get("id") != PIPELINE_CHECK_ID]
+    # The box must fit the first screen whatever the data: the first concerns (failures first) are shown,
+    # the rest folded under a count (all of them are in the checks section either way).
+    shown, folded = concerns[:VERDICT_SHOWN_CONCERNS], concerns[VERDICT_SHOWN_CONCERNS:]
     steps = checklist_steps(ctx, data)
     pipeline = ctx.pipeline
     models = drops_summary(ctx)
@@ -53,7 +60,7 @@ def build(ctx) -> dict:
         "overall": overall, "overall_class": overall if overall in STATUSES else "",
         "answer": VERDICT_ANSWER.get(overall, "Unknown verdict."),
         "count_text": ", ".join(f"{n} {s}" for s, n in counts.items() if n), "n_checks": len(data["checks"]),
-        "demo": ctx.config.get("data_root") is None, "concerns": concerns,
+        "demo": ctx.config.get("data_root") is None, "concerns": shown, "folded_concerns": folded,
         "pipeline": {"answer": pipeline["answer"], "status": pipeline["status"], "badge": pipeline["badge"]},
         "models": models,
         "models_art": ctx.artifact("text-drops", "table", "What the models say", ctx.eval_files(), derived=True)

@@ -11,14 +11,15 @@ import pytest
 
 from datasets import eval_summary
 from test_train import tiny_config
-from usseg import composite, pipeline_report
-from usseg.names import Names
-from usseg.pipeline_report import (
+from usseg import composite
+from usseg.checks import pipeline as pipeline_report
+from usseg.checks.pipeline import (
     PipelineFiles,
     pipeline_context,
     statements,
     subject_scores,
 )
+from usseg.names import Names
 from usseg.report import page
 from usseg.report.provenance_index import Artifact
 from usseg.report.sections import pipeline as pipeline_section

@@ -2,7 +2,7 @@
 
 The start-up (MONAI, torch, the data tables) is paid once per arm instead of
 once per training and evaluation. Per seed offset k, `run_arm` writes the
-files of usseg.gap_files.seed_files under the arm's seed folders: the training's
+files of usseg.gap.files.seed_files under the arm's seed folders: the training's
 model.safetensors, history.csv and timing.csv, and per test set the
 evaluation's numbers (per_subject.csv, per_image.csv, summary.json,
 confusion.csv; no figures: the report shows the study's tables, not each
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
-from usseg.gap_files import EVAL_FILES, TRAINING_FILES, eval_dir
+from usseg.gap.files import EVAL_FILES, TRAINING_FILES, eval_dir
 
-log = logging.getLogger("usseg.gap_arms")
+log = logging.getLogger("usseg.gap.arms")
 
 
 def seed_experiment(exp: Experiment, offset: int) -> Experiment:
@@ -66,7 +66,7 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
             trained_in: Mapping[int, str] | None = None, evaluated_in: Mapping[int, str] | None = None) -> None:
     """Every seed of one arm: seed_folders[k] gets seed offset k's training and evaluation tables.
 
-    exp: the arm's settings at the experiment's own seed (usseg.gap.arm_experiment); offset k trains
+    exp: the arm's settings at the experiment's own seed (usseg.gap.study.arm_experiment); offset k trains
     seed_experiment(exp, k). test_sets: the arm's test sets; all_test_sets: every test set
     of the run (the foreground mean's classes are those scored on all of them).
     """

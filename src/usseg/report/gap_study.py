@@ -100,6 +100,24 @@ def effect_clause(row, test_set_label: str) -> str:
     return f"{measured}, {ci}): no detectable change, which is not the same as no effect."
 
 
+# What an interval (seeds included) supports, in the ranking table's last column.
+# (No detectable change is not the same as no effect: the hover sentence and the summary say so.)
+READING = {"above 0": "improvement", "below 0": "made things worse", "spans 0": "no detectable change",
+           "none": "no claim (no interval)"}
+
+
+def effect_cells(row) -> dict:
+    """One remedy's effect as the ranking table's cells: the change (from, to), its interval with seeds,
+    subjects x seeds, the between-seed SD of the change, and what the interval supports (`READING`)."""
+    seeds = _count(row.get("n_seeds", 1))
+    return {"change_text": f"{_signed(row['delta'])} ({_fmt(row['baseline'], '.3f')} to {_fmt(row['value'], '.3f')})",
+            "ci_text": (f"{_signed(row['ci_lo'])} to {_signed(row['ci_hi'])}"
+                        if interval_word(row["ci_lo"], row["ci_hi"]) != "none" else "none"),
+            "n_text": f"{_count(row['n_subjects'])} x {seeds}",
+            "seed_sd_text": _fmt(row.get("seed_sd"), ".3f") if seeds >= 2 else "one seed",
+            "reading": READING[interval_word(row["ci_lo"], row["ci_hi"])]}
+
+
 def rank_next_steps(closure: pd.DataFrame, test_set: str, metric: str = "dice") -> list[dict]:
     """The remedies ranked by their measured delta on `test_set` (best first), each with its interval word.
 
@@ -167,7 +185,7 @@ def ranked_steps(closure: pd.DataFrame, test_set: str, test_set_label: str, name
         name = names.remedy(r["remedy"])
         out.append({**r, "name": name, "label": name.text, "excludes_zero": r["interval"] in ("above 0", "below 0"),
                     "sentence": effect_sentence(name.text, r, test_set_label),
-                    "clause": effect_clause(r, test_set_label)})
+                    "clause": effect_clause(r, test_set_label), **effect_cells(r)})
     return out
 
 
@@ -264,7 +282,7 @@ def forest_figure(closure: pd.DataFrame, effects: pd.DataFrame | None = None,
         for remedy in remedies:
             layout.append((y, ts, remedy))
             y += 1
-    fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH_IN, 0.34 * y + 1.2), sharey=True,
+    fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH_IN, 0.28 * y + 1.2), sharey=True,
                              squeeze=False, layout="constrained")
     for ax, metric in zip(axes[0], metrics):
         sub = rows[rows["metric"] == metric].set_index(["test_set", "remedy"])

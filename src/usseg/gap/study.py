@@ -15,9 +15,9 @@ The study trains ARMS, each with `gap_study.seeds` seeds (the experiment's seed
   subjects (the whole share is the baseline arm).
 
 Per arm and seed offset k the files are `results/gap/arms/{arm}/seed{k}/`
-(usseg.gap_files, the one owner of that layout): model.safetensors, history.csv,
+(usseg.gap.files, the one owner of that layout): model.safetensors, history.csv,
 timing.csv and eval/{test_set}/{per_subject.csv, per_image.csv, summary.json};
-usseg.gap_arms trains and evaluates an arm's seeds. The result tables
+usseg.gap.arms trains and evaluates an arm's seeds. The result tables
 (`write_gap_results`): gap_closure.csv (paired deltas with seeds included,
 usseg.remedies.gap_stats.seeded_delta), seed_effects.csv, loso.csv,
 learning_curve.csv, when_to_stop.json (one entry per kind of change), and for
@@ -38,7 +38,7 @@ from usseg import composite, contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.experiment import Experiment
-from usseg.gap_files import EVAL_FILES, TRAINING_FILES, eval_dir, seed_dir
+from usseg.gap.files import EVAL_FILES, TRAINING_FILES, eval_dir, seed_dir
 from usseg.remedies import gap_stats, spec
 from usseg.remedies.spec import LOSO_REMEDY, gap_baseline
 
@@ -163,7 +163,7 @@ def experiment_like(config: Mapping, arm: str) -> str | None:
 
 
 def reuse_plan(config: Mapping, arm: str, experiment_dirs: str, arm_dirs: str) -> tuple[dict, dict]:
-    """(trained_in, evaluated_in) of usseg.gap_arms.run_arm: seed offset -> the folder whose training
+    """(trained_in, evaluated_in) of usseg.gap.arms.run_arm: seed offset -> the folder whose training
     (resp. evaluation tables) the arm copies instead of repeating them.
 
     A prediction-only remedy copies every seed's training from the baseline arm (`trains_like_baseline`);

@@ -6,7 +6,7 @@ rule) and returns a plain dict, which the report's section
 difference and sentence is computed from these files.
 
 - `sanity`: results/sanity/{experiment}.json for every network experiment and
-  `round_trip`: results/sanity/label_round_trip.json (usseg.sanity): PASS/FAIL
+  `round_trip`: results/sanity/label_round_trip.json (usseg.checks.sanity): PASS/FAIL
   with their numbers and thresholds.
 - `nnunet`: results/nnunet/eval/{test_set}/summary.json (usseg's own evaluation
   of nnU-Net's predictions) and `nnunet_info`: results/nnunet/reference.json
@@ -48,8 +48,8 @@ from pathlib import Path
 import pandas as pd
 
 from usseg import composite, contracts, rerun
+from usseg.checks.nnunet_reference import is_installed, not_installed_note
 from usseg.experiment import Experiment
-from usseg.nnunet_reference import is_installed, not_installed_note
 from usseg.remedies.gap_stats import MIN_SUBJECTS_FOR_INTERVAL, paired_delta
 
 NOT_RUN = "NOT RUN"

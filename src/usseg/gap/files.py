@@ -2,18 +2,20 @@
 
 Per arm and seed offset k, results/gap/arms/{arm}/seed{k}/ holds the training's
 files (TRAINING_FILES) and, per test set, eval/{test_set}/ the evaluation's tables
-(EVAL_FILES). The rules (rules/gap.smk), the arm runner (usseg.gap_arms) and the
-study's tables (usseg.gap) all build these paths here; standard library only, so
-editing the statistics does not make the trainings stale.
+(EVAL_FILES). The rules (rules/gap.smk), the arm runner (usseg.gap.arms) and the
+study's tables (usseg.gap.study) all build these paths here (the file names from usseg.contracts),
+without the statistics, so editing them does not make the trainings stale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from usseg.contracts import EVALUATION_FILES
+
 TRAINING_FILES = ("model.safetensors", "history.csv", "timing.csv")
 # The evaluation's numbers (usseg.evaluate with figures=False): its tables and the confusion counts.
-EVAL_FILES = ("per_subject.csv", "per_image.csv", "summary.json", "confusion.csv")
+EVAL_FILES = tuple(EVALUATION_FILES[name] for name in ("per_subject", "per_image", "summary", "confusion"))
 
 
 def seed_dir(arm_dir, offset: int) -> str:

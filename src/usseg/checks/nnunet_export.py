@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from usseg.data import PreparedData
 
 # usseg.data (MONAI, torch) is imported where the export runs: the workflow
-# imports this module's neighbour usseg.nnunet_reference at every start-up.
+# imports this module's neighbour usseg.checks.nnunet_reference at every start-up.
 
-log = logging.getLogger("usseg.nnunet_export")
+log = logging.getLogger("usseg.checks.nnunet_export")
 
 FILE_ENDING = ".png"
 CHANNEL_SUFFIX = "_0000"
@@ -71,19 +71,20 @@ def dataset_json(dataset: DatasetSpec | Mapping, num_training: int) -> dict:
         "file_ending": FILE_ENDING,
         # PNGs would be read by this reader anyway; naming it keeps nnU-Net from guessing.
         "overwrite_image_reader_writer": "NaturalImage2DIO",
-        "description": "exported by usseg (usseg.nnunet_export); case ids are usseg image ids",
+        "description": "exported by usseg (usseg.checks.nnunet_export); case ids are usseg image ids",
     }
 
 
 def _write_case(record: dict, images_dir: Path, labels_dir: Path | None) -> None:
     from usseg import data
+    from usseg.images import load_gray
 
     case = record["image_id"]
-    with Image.open(record[data.IMAGE]) as im:
-        # Grayscale as usseg reads it (data.load_grayscale), kept at 8 bit.
-        gray = im.convert("L")
-        gray.save(images_dir / f"{case}{CHANNEL_SUFFIX}{FILE_ENDING}")
-        size = gray.size
+    # Grayscale as usseg reads it, at 8 bit: by the dataset's reading rule (EXIF orientation, the bit
+    # depth of wider pixels, the size limit), so it matches the label array decoded by the same rule.
+    gray = Image.fromarray(load_gray(record[data.IMAGE]), mode="L")
+    gray.save(images_dir / f"{case}{CHANNEL_SUFFIX}{FILE_ENDING}")
+    size = gray.size
     if labels_dir is not None:
         labels = np.load(record[data.LABEL], allow_pickle=False)
         if labels.shape != (size[1], size[0]):

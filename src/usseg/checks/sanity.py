@@ -51,11 +51,12 @@ from scipy import ndimage
 from usseg import contracts, metrics
 from usseg.contracts import UNLABELED
 from usseg.data import LABEL, PreparedData, load_labels, resize_nearest
+from usseg.dataset_root import dataset_file
 from usseg.errors import DataError
 from usseg.experiment import NETWORK_NAMES, Experiment
 from usseg.masks import load_mask_rgb
 
-log = logging.getLogger("usseg.sanity")
+log = logging.getLogger("usseg.checks.sanity")
 
 PASS, FAIL = "PASS", "FAIL"
 # Split name given to the rows a check leaves out of its training run.
@@ -417,7 +418,7 @@ def label_round_trip(prepared: PreparedData, sanity_cfg: dict) -> dict:
         if not npy.is_file():
             continue  # quarantined or unlabeled: nothing is trained or scored on it
         labels = np.load(npy, allow_pickle=False)
-        rgb = load_mask_rgb(root / r.mask_path)
+        rgb = load_mask_rgb(dataset_file(root, r.mask_path))
         share, _ = round_trip_mismatch(labels, rgb, pal, tolerance, border)
         checked += 1
         subjects.add(r.subject_id)
