@@ -169,6 +169,23 @@ class Cluster:
             jobs[job_id] = {"state": state, "name": name, "account": account, "partition": partition}
         return jobs
 
+    def why_not_done(self, job_id: str) -> str:
+        """What a stuck job's failure message needs: its reason, the node, and both daemons' logs."""
+        job = self.run("scontrol", "show", "job", job_id, check=False)
+        node = self.run("scontrol", "show", "node", "localhost", check=False)
+        return (
+            f"job {job_id} not COMPLETED:\n{job.stdout}{job.stderr}\n{node.stdout}{node.stderr}\n"
+            f"--- slurmctld.log\n{tail(self.state / 'log' / 'slurmctld.log')}\n"
+            f"--- slurmd.log\n{tail(self.state / 'log' / 'slurmd.log')}"
+        )
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"({path} missing)"
+
 
 def start_cluster(state: Path) -> Cluster:
     env = dict(os.environ)
@@ -411,7 +428,7 @@ def test_cluster_scripts_run_a_job_are_idempotent_and_stop_only_their_own_daemon
         # seen to stay PENDING past a minute, so the wait is generous (the test is about the scripts).
         deadline = time.monotonic() + 180
         while second.squeue_history().get(job_id, {}).get("state") != "COMPLETED":
-            assert time.monotonic() < deadline, second.squeue_history()
+            assert time.monotonic() < deadline, second.why_not_done(job_id)
             time.sleep(0.5)
         assert out.read_text().strip() == socket.gethostname()
         jobcomp = (second.state / "log" / "jobcomp.log").read_text()
