@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -406,8 +407,10 @@ def test_profile_submits_training_with_its_gpu_cpu_memory_time_partition_account
 def test_cluster_scripts_run_a_job_are_idempotent_and_stop_only_their_own_daemons(
     slurm_cluster, tmp_path
 ):
-    # A second cluster beside the session's, on its own ports and state folder.
-    second = start_cluster(tmp_path / "second")
+    # A second cluster beside the session's, on its own ports and state folder. The folder is short on
+    # purpose: slurmstepd's socket path below it must fit 107 bytes, which pytest's nested temporary
+    # folders can exceed (see the test below).
+    second = start_cluster(Path(tempfile.mkdtemp(prefix="usseg-slurm-")))
     try:
         pids = second.pids
         again = subprocess.run(
@@ -443,6 +446,16 @@ def test_cluster_scripts_run_a_job_are_idempotent_and_stop_only_their_own_daemon
     assert state in ("idle", "mixed", "allocated"), state
     # Stopping twice is harmless.
     assert stop_cluster(second).returncode == 0
+    shutil.rmtree(second.state)
+
+
+def test_a_state_folder_too_long_for_slurm_s_sockets_is_refused_before_any_daemon_starts(tmp_path):
+    require_cluster_prerequisites()
+    state = tmp_path / ("state-" + "x" * 60)
+    proc = subprocess.run(["bash", str(START), str(state)], check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "too long" in proc.stderr and str(state) in proc.stderr and "shorter STATE_DIR" in proc.stderr, proc.stderr
+    assert not (state / "munge").exists() and not (state / "etc").exists()
 
 
 @pytest.mark.e2e

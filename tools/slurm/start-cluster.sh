@@ -77,6 +77,14 @@ if alive munged "$MUNGE/munged.pid" && alive slurmctld "$RUN/slurmctld.pid" && a
   esac
 fi
 
+# slurmstepd listens on a Unix socket $SPOOL/d/<node>_<job>.<step>, and a
+# socket path holds at most 107 bytes: past that every job fails to launch and
+# stays PENDING (launch failed requeued held). Refuse such a folder up front.
+LONGEST_SOCKET="$SPOOL/d/localhost_4294967294.4294967294"
+if [ "${#LONGEST_SOCKET}" -gt 107 ]; then
+  die "state folder '$STATE_DIR' is too long (${#LONGEST_SOCKET} bytes for slurmstepd's socket path, 107 at most): pass a shorter STATE_DIR, e.g. /tmp/usseg-slurm."
+fi
+
 mkdir -p "$ETC" "$RUN" "$LOG" "$SPOOL/ctld" "$SPOOL/d" "$MUNGE"
 chmod 0700 "$MUNGE"
 
