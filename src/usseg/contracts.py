@@ -206,8 +206,8 @@ class _NamedOutputs:
 
         missing = [name for name in cls.FILES if named(name) is None]
         if missing:
-            raise UssegError(f"the rule names no output {', '.join(missing)}; a rule that runs "
-                             f"{cls.__name__} must name every one of {', '.join(cls.FILES)}.")
+            raise UssegError(f"the rule names no output {', '.join(missing)}: its job writes usseg.contracts."
+                             f"{cls.__name__}, so its output section must name each of {', '.join(cls.FILES)}.")
         return cls(**{name: Path(str(named(name))) for name in cls.FILES})
 
     @classmethod
