@@ -176,6 +176,7 @@ def _prepare(args, cfg):
 def workflow(args) -> int:
     import logging
 
+    from usseg.contracts import EvaluationOutputs, TrainingOutputs
     from usseg.data import PreparedData
     from usseg.evaluate import evaluate_experiment
     from usseg.experiment import Experiment
@@ -197,12 +198,14 @@ def workflow(args) -> int:
                                 arrays[exp.image_size])
         out = res / "experiments" / name
         t = time.process_time()
-        train_experiment(exp, prepared, out, res / "checkpoints" / name)
+        trained = TrainingOutputs.in_folder(out)
+        train_experiment(exp, prepared, trained, res / "checkpoints" / name)
         t_train = time.process_time() - t
         good = {}
         t = time.process_time()
         for test_set in cfg["test_sets"]:
-            s = evaluate_experiment(exp, prepared, out / "model.safetensors", test_set, out / "eval" / test_set,
+            s = evaluate_experiment(exp, prepared, trained.model, test_set,
+                                    EvaluationOutputs.in_folder(out / "eval" / test_set),
                                     evaluation=cfg["evaluation"], test_sets=cfg["test_sets"])
             good[test_set] = sum(1 for v in s["dice"].values() if v is not None and v >= 0.5)
         t_eval = time.process_time() - t

@@ -176,8 +176,9 @@ def training_params():
 
 
 def evaluation_outputs(folder, category=None):
-    """The files an evaluation writes into `folder` (usseg.contracts.EVALUATION_FILES), as named
-    outputs; with `category`, its two figures are also in Snakemake's own report under it.
+    """The files an evaluation writes, in `folder` under their usual names (usseg.contracts.EVALUATION_FILES),
+    as named outputs (the script passes them on: EvaluationOutputs.from_rule); with `category`, its two
+    figures are also in Snakemake's own report under it.
     """
 
     def figure(path, caption):

@@ -8,7 +8,7 @@
 # evaluates them in one process (usseg.gap.arms), so on SLURM each arm is its own
 # job. Runs only when gap_study.enabled.
 
-from usseg.contracts import test_set_name
+from usseg.contracts import TRAINING_FILES, test_set_name
 from usseg.gap.study import (
     arm_experiment,
     arm_kind,
@@ -21,7 +21,7 @@ from usseg.gap.study import (
     reused_files,
     seed_offsets,
 )
-from usseg.gap.files import TRAINING_FILES, seed_dir, seed_files
+from usseg.gap.files import seed_dir, seed_files
 
 GAP = f"{RESULTS}/gap"
 GAP_ENABLED = config["gap_study"]["enabled"]
@@ -32,7 +32,7 @@ GAP_FRACTIONS = fraction_names(config)
 GAP_ARMS = fixed_arms(config) if GAP_ENABLED else []
 TARGET_TEST_SET = test_set_name(config["dataset"]["target_modality"])
 GAP_ARM_DIR = f"{GAP}/arms/{{arm}}"
-GAP_MODEL_FILE = TRAINING_FILES[0]
+GAP_MODEL_FILE = TRAINING_FILES["model"]
 
 
 wildcard_constraints:

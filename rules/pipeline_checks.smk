@@ -146,6 +146,5 @@ rule nnunet_evaluate:
         evaluation=config["evaluation"],
         test_sets=TEST_SETS,
         experiment_defaults=config["experiment_defaults"],
-        out_dir=f"{NNUNET_EVAL}/{{test_set}}",
     script:
         "../scripts/nnunet_evaluate.py"

@@ -38,7 +38,6 @@ rule train:
         gpu=experiment_gpu,
     params:
         **training_params(),
-        out_dir=EXP,
         # Outside the rule's outputs on purpose: Snakemake deletes the outputs
         # of a failed job, and this must survive to resume a pre-empted one.
         checkpoint_dir=f"{RESULTS}/checkpoints/{{experiment}}",
@@ -68,6 +67,5 @@ rule evaluate:
         evaluation=config["evaluation"],
         # The foreground mean is over the classes scored on every test set.
         test_sets=TEST_SETS,
-        out_dir=f"{EXP}/eval/{{test_set}}",
     script:
         "../scripts/evaluate.py"

@@ -1,3 +1,4 @@
+from usseg.contracts import EvaluationOutputs
 from usseg.data import PreparedData
 from usseg.evaluate import evaluate_experiment
 from usseg.experiment import Experiment
@@ -10,7 +11,7 @@ with snakemake_step(snakemake):
         PreparedData.from_rule(snakemake.input, snakemake.params),
         snakemake.input.model,
         snakemake.wildcards.test_set,
-        snakemake.params.out_dir,
+        EvaluationOutputs.from_rule(snakemake.output),
         evaluation=snakemake.params.evaluation,
         test_sets=snakemake.params.test_sets,
     )

@@ -1,4 +1,5 @@
 from usseg.checks.nnunet_reference import evaluate_predictions
+from usseg.contracts import EvaluationOutputs
 from usseg.data import PreparedData
 from usseg.step import snakemake_step
 
@@ -7,7 +8,7 @@ with snakemake_step(snakemake):
         snakemake.input.predictions,
         snakemake.wildcards.test_set,
         PreparedData.from_rule(snakemake.input, snakemake.params),
-        snakemake.params.out_dir,
+        EvaluationOutputs.from_rule(snakemake.output),
         evaluation=snakemake.params.evaluation,
         test_sets=snakemake.params.test_sets,
         experiment_defaults=snakemake.params.experiment_defaults,

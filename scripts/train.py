@@ -1,3 +1,4 @@
+from usseg.contracts import TrainingOutputs
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
 from usseg.step import snakemake_step
@@ -7,6 +8,6 @@ with snakemake_step(snakemake):
     train_experiment(
         Experiment(snakemake.params.experiment),
         PreparedData.from_rule(snakemake.input, snakemake.params),
-        snakemake.params.out_dir,
+        TrainingOutputs.from_rule(snakemake.output),
         snakemake.params.checkpoint_dir,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -136,3 +138,28 @@ def test_sanity_and_gap_json_readers_check_their_keys(tmp_path):
     path.write_text(json.dumps({**keys, "kinds": {"remedy": {"estimable": False}}}))
     with pytest.raises(DataError, match="kinds.remedy lacks the key.*why.*gap_summary step"):
         contracts.read_when_to_stop(path)
+
+
+def test_named_outputs_take_the_rule_s_paths_by_name_or_the_usual_names_in_a_folder(tmp_path):
+    from types import SimpleNamespace
+
+    from usseg.errors import UssegError
+
+    # Fields are the contract's output names, in its order.
+    assert [f for f in contracts.TrainingOutputs.__dataclass_fields__] == list(contracts.TRAINING_FILES)
+    assert [f for f in contracts.EvaluationOutputs.__dataclass_fields__] == list(contracts.EVALUATION_FILES)
+    usual = contracts.TrainingOutputs.in_folder(tmp_path / "exp")
+    assert usual.model == tmp_path / "exp" / "model.safetensors" and usual.curves == tmp_path / "exp" / "curves.png"
+    # A rule's named outputs (attributes, as snakemake.output) or a mapping; extra outputs are left alone.
+    named = {name: f"r/{name}.out" for name in contracts.EVALUATION_FILES} | {"headline": "r/headline.json"}
+    from_rule = contracts.EvaluationOutputs.from_rule(SimpleNamespace(**named))
+    assert from_rule == contracts.EvaluationOutputs.from_rule(named)
+    assert from_rule.confusion_png == Path("r/confusion_png.out")
+    with pytest.raises(UssegError, match="timing, curves"):
+        contracts.TrainingOutputs.from_rule({"model": "m", "history": "h"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        usual.model = tmp_path
+    # make_folders creates each output's own folder (the rule's outputs may lie apart).
+    apart = contracts.TrainingOutputs(**{name: tmp_path / name / "f" for name in contracts.TRAINING_FILES})
+    apart.make_folders()
+    assert all((tmp_path / name).is_dir() for name in contracts.TRAINING_FILES)

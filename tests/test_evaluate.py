@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 from datasets import prepared
 from test_train import run_training, tiny, tiny_config  # noqa: F401  (tiny is a fixture)
 from usseg import evaluate as evaluate_mod
+from usseg.contracts import EVALUATION_FILES, TRAINING_FILES, EvaluationOutputs, TrainingOutputs
 from usseg.errors import UssegError
 from usseg.evaluate import evaluate_experiment, largest_component_per_class
 from usseg.experiment import Experiment
@@ -27,8 +29,8 @@ PER_CLASS_KEYS = ["n_images", "dice", *INTERVAL_KEYS, "nsd", "nsd_ci95", "hd95",
 
 
 def _evaluate(cfg, name, paths, model_path, test_set, out, evaluation=None):
-    return evaluate_experiment(Experiment.from_config(cfg, name), prepared(cfg, paths), model_path, test_set, out,
-                               evaluation=evaluation)
+    return evaluate_experiment(Experiment.from_config(cfg, name), prepared(cfg, paths), model_path, test_set,
+                               EvaluationOutputs.in_folder(out), evaluation=evaluation)
 
 
 def test_largest_component_keeps_one_blob_per_class():
@@ -223,6 +225,25 @@ def test_train_then_evaluate_end_to_end(tiny, tmp_path):  # noqa: F811
         _evaluate(cfg, "multiorgan_unet", tiny, model, "test_aus", tmp_path / "wrong")
     with pytest.raises(UssegError, match="test set 'val'"):
         _evaluate(cfg, "liver_unet", tiny, model, "val", tmp_path / "wrong")
+
+
+def test_training_and_evaluation_write_the_paths_they_are_given(tiny, tmp_path):  # noqa: F811
+    # A rule names each output (its folder and file name): the trainers and the evaluation write exactly there,
+    # without inventing a name in a folder (usseg.contracts.TrainingOutputs / EvaluationOutputs).
+    from usseg.train import train_experiment
+
+    cfg = tiny_config(epochs=1)
+    for name in ("liver_unet", "liver_rf"):
+        trained = TrainingOutputs(**{out: tmp_path / name / out / f"{out}.x" for out in TRAINING_FILES})
+        exp = Experiment.from_config(cfg, name)
+        train_experiment(exp, prepared(cfg, tiny), trained, tmp_path / "ckpt" / name)
+        written = sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*") if p.is_file())
+        assert written == sorted(Path(out, f"{out}.x") for out in TRAINING_FILES), name
+        evaluated = EvaluationOutputs(**{out: tmp_path / "eval" / name / out / "f" for out in EVALUATION_FILES})
+        evaluate_experiment(exp, prepared(cfg, tiny), trained.model, "test_aus", evaluated)
+        assert sorted(p for p in (tmp_path / "eval" / name).rglob("*") if p.is_file()) == sorted(
+            vars(evaluated).values()), name
+        assert pd.read_csv(evaluated.per_image)["image_id"].size == 8
 
 
 def _demo_like_arrays():

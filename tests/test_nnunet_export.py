@@ -12,6 +12,7 @@ from PIL import Image
 from datasets import prepared
 from test_train import make_tiny_dataset, tiny_config
 from usseg.checks.nnunet_export import dataset_folder_name, export_nnunet, read_splits_final
+from usseg.contracts import EvaluationOutputs
 from usseg.errors import ConfigError, DataError
 
 NNUNET = {"dataset_id": 501, "dataset_name": "usseg", "train_modalities": ["AUS"]}
@@ -123,7 +124,8 @@ def test_nnunet_reference_trains_predicts_and_is_scored(exported, tmp_path):
 
     assert "nnUNet_raw" not in os.environ
     # Scored by usseg's own evaluation: the same summary.json contract as a usseg experiment.
-    summary = evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths), tmp_path / "eval",
+    summary = evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths),
+                                   EvaluationOutputs.in_folder(tmp_path / "eval"),
                                    evaluation={}, test_sets=["test_aus", "test_rus"],
                                    experiment_defaults=cfg["experiment_defaults"])
     assert summary["model"] == summary["experiment"] == "nnunet"
@@ -141,7 +143,8 @@ def test_files_predictor_is_scored_by_usseg_evaluation(exported, tmp_path):
     pred.mkdir(parents=True)
     for label in (out / "labelsTs" / "test_rus").glob("*.png"):
         (pred / label.name).write_bytes(label.read_bytes())
-    summary = evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths), tmp_path / "eval",
+    summary = evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths),
+                                   EvaluationOutputs.in_folder(tmp_path / "eval"),
                                    evaluation={}, test_sets=["test_rus"],
                                    experiment_defaults=cfg["experiment_defaults"])
     scored = [v for v in summary["dice"].values() if v is not None]
@@ -149,6 +152,6 @@ def test_files_predictor_is_scored_by_usseg_evaluation(exported, tmp_path):
     assert summary["model"] == "nnunet" and (tmp_path / "eval" / "overlays.png").is_file()
     next(pred.glob("*.png")).unlink()
     with pytest.raises(DataError, match="no prediction"):
-        evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths), tmp_path / "eval2",
-                                   evaluation={}, test_sets=["test_rus"],
-                                   experiment_defaults=cfg["experiment_defaults"])
+        evaluate_predictions(tmp_path / "pred", "test_rus", prepared(cfg, paths),
+                             EvaluationOutputs.in_folder(tmp_path / "eval2"), evaluation={}, test_sets=["test_rus"],
+                             experiment_defaults=cfg["experiment_defaults"])

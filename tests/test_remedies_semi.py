@@ -20,6 +20,7 @@ from test_train import run_training, tiny_config
 from usseg.checkpoint import load_tensors
 from usseg.checks import sanity
 from usseg.config import check_config
+from usseg.contracts import TRAINING_FILES
 from usseg.errors import ConfigError
 from usseg.experiment import Experiment
 from usseg.models import build_network
@@ -233,6 +234,12 @@ def test_pseudo_label_training_is_deterministic_and_resumes_to_the_same_model(ti
     a, b = _weights(tmp_path / "a" / "model.safetensors"), _weights(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()
+    # Without checkpoints (a sanity check's scratch run) the teacher's files go to a folder beside the model,
+    # and the model is the same.
+    run_training(cfg, "e", tiny, tmp_path / "c", None)
+    assert sorted(p.name for p in (tmp_path / "c" / "teacher").iterdir()) == sorted(TRAINING_FILES.values())
+    c = _weights(tmp_path / "c" / "model.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_mean_teacher_ema_decay_warms_up():

@@ -245,7 +245,7 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
            {**{_DIAG_OUTPUT_NAMES.get(p.name, p.stem): [p] for p in diag_out
               if not p.name.startswith("label_gallery")},
             "galleries": [p for p in diag_out if p.name.startswith("label_gallery")]},
-           {"dataset": config["dataset"], "diagnostics": config["diagnostics"], "out_dir": str(diag)})
+           {"dataset": config["dataset"], "diagnostics": config["diagnostics"]})
 
     # experiments
     for k, exp in enumerate(config["experiments"]):
@@ -262,7 +262,7 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
         record(f"train/{exp}.json", "train",
                {"manifest": [res / "manifest.csv"], "splits": [res / "splits.csv"], "labels": [res / "labels"]},
                {"model": [e / "model.safetensors"], "history": [e / "history.csv"], "curves": [e / "curves.png"]},
-               {"experiment": spec, "out_dir": str(e)}, {"experiment": exp})
+               {"experiment": spec}, {"experiment": exp})
         for ts in config["test_sets"]:
             ev = e / "eval" / ts
             s = _summary(exp, ts, fg, rng)
@@ -284,7 +284,7 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
                    {"per_image": [ev / "per_image.csv"], "per_subject": [ev / "per_subject.csv"],
                     "summary": [ev / "summary.json"], "overlays": [ev / "overlays.png"],
                     "confusion": [ev / "confusion.csv"], "confusion_png": [ev / "confusion.png"]},
-                   {"experiment": spec, "out_dir": str(ev)}, {"experiment": exp, "test_set": ts})
+                   {"experiment": spec}, {"experiment": exp, "test_set": ts})
     return workdir / res
 
 

@@ -22,6 +22,7 @@ from datasets import Frame, colour, prepared, write_frames
 from usseg import data
 from usseg.class_balance import pixel_counts, suggest_class_weights
 from usseg.config import check_config
+from usseg.contracts import TrainingOutputs
 from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
 from usseg.train import train_experiment
@@ -104,8 +105,9 @@ def tiny(tmp_path):
 
 
 def run_training(cfg, name, paths, out, ckpt, **kw):
+    """Train experiment `name`, its outputs under their usual names in folder `out`."""
     exp = Experiment.from_config(cfg, name)
-    train_experiment(exp, prepared(cfg, paths), out, ckpt, **kw)
+    train_experiment(exp, prepared(cfg, paths), TrainingOutputs.in_folder(out), ckpt, **kw)
     return exp
 
 
@@ -386,11 +388,11 @@ def test_several_trainings_in_one_process_give_each_one_s_model_alone(tiny, tmp_
     cfg = tiny_config()
     weighted = Experiment.from_config(cfg, "multiorgan_unet_weighted").with_settings(seed=3)
     data_ = prepared(cfg, tiny)
-    train_experiment(weighted, data_, tmp_path / "alone", tmp_path / "ckpt_alone")
+    train_experiment(weighted, data_, TrainingOutputs.in_folder(tmp_path / "alone"), tmp_path / "ckpt_alone")
     other = Experiment.from_config(cfg, "liver_unet").with_settings(threads=2, model={
         **cfg["experiment_defaults"]["model"], "dropout": 0.2})
-    train_many([TrainingRun(other, data_, tmp_path / "first", tmp_path / "ckpt_first"),
-                TrainingRun(weighted, data_, tmp_path / "many", None)])
+    train_many([TrainingRun(other, data_, TrainingOutputs.in_folder(tmp_path / "first"), tmp_path / "ckpt_first"),
+                TrainingRun(weighted, data_, TrainingOutputs.in_folder(tmp_path / "many"), None)])
     assert torch.get_num_threads() == 1  # the weighted experiment's, set again after the other's 2
     assert _same_weights(_weights(tmp_path / "alone"), _weights(tmp_path / "many"))
     assert (tmp_path / "alone" / "history.csv").read_bytes() == (tmp_path / "many" / "history.csv").read_bytes()

@@ -12,6 +12,7 @@ import test_train
 from datasets import prepared
 from test_train import run_training, tiny_config
 from usseg import contracts
+from usseg.contracts import EvaluationOutputs
 from usseg.errors import DataError
 from usseg.evaluate import evaluate_experiment
 from usseg.experiment import Experiment
@@ -89,7 +90,7 @@ def test_fov_normalise_trains_and_predicts_on_normalised_images(tiny, tmp_path):
     out = prepare(images)
     assert out.max() == pytest.approx(1.0) and out.min() == pytest.approx(0.0)
     summary = evaluate_experiment(exp, prepared(cfg, tiny), tmp_path / "out" / "model.safetensors", "test_rus",
-                                  tmp_path / "eval")
+                                  EvaluationOutputs.in_folder(tmp_path / "eval"))
     assert json.loads((tmp_path / "eval" / "summary.json").read_text())["n_subjects"] == summary["n_subjects"] == 2
 
 

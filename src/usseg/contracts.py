@@ -9,12 +9,14 @@ and the step to re-run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from usseg.errors import DataError
+from usseg.errors import DataError, UssegError
 
 # ----------------------------------------------------------------------------- tables
 
@@ -71,7 +73,16 @@ SPLIT_COLUMNS = ["image_id", "subject_id", "split", "note", "excluded_from"]
 # output class (empty where the subject's images never show the class).
 PER_SUBJECT_KEY_COLUMNS = ["subject_id", "n_images"]
 
-# The files one evaluation writes into its folder (usseg.evaluate; the rules name them from here:
+# The files one training writes (usseg.train; the rule `train` names them, usseg.gap.files and
+# TrainingOutputs.in_folder place them in a folder): output name -> file name.
+TRAINING_FILES = {
+    "model": "model.safetensors",
+    "history": "history.csv",
+    "timing": "timing.csv",
+    "curves": "curves.png",
+}
+
+# The files one evaluation writes (usseg.evaluate; the rules name them from here:
 # rules/common.smk `evaluation_outputs`): output name -> file name.
 EVALUATION_FILES = {
     "per_image": "per_image.csv",
@@ -172,6 +183,57 @@ WHEN_TO_STOP_KIND_KEYS = (
 DOMAIN_AUC_KEYS = ("remedy", "harmonises")
 # results/provenance/**.json
 PROVENANCE_KEYS = ("rule", "wildcards", "finished_utc", "inputs", "outputs", "params", "code", "versions")
+
+# ----------------------------------------------------------------------------- named outputs
+
+
+class _NamedOutputs:
+    """One path per output name of the class's FILES (output name -> file name): where a step writes.
+
+    A rule's job takes the paths from its named outputs (`from_rule`), so the
+    rule is the one place they are named; a job that trains or evaluates many
+    models (the gap study's arms, a semi-supervised teacher, the sanity checks,
+    benchmarks and tests) puts them in a folder under the usual names (`in_folder`).
+    """
+
+    FILES: dict[str, str] = {}
+
+    @classmethod
+    def from_rule(cls, output):
+        """From a rule's named outputs (snakemake.output, or any mapping of output name -> path)."""
+        def named(name):
+            return output.get(name) if isinstance(output, Mapping) else getattr(output, name, None)
+
+        missing = [name for name in cls.FILES if named(name) is None]
+        if missing:
+            raise UssegError(f"the rule names no output {', '.join(missing)}: its job writes usseg.contracts."
+                             f"{cls.__name__}, so its output section must name each of {', '.join(cls.FILES)}.")
+        return cls(**{name: Path(str(named(name))) for name in cls.FILES})
+
+    @classmethod
+    def in_folder(cls, folder):
+        """The files under their usual names (FILES) in `folder`."""
+        return cls(**{name: Path(folder) / file for name, file in cls.FILES.items()})
+
+    def make_folders(self) -> None:
+        """Create the folder of every output (a rule's outputs may lie in different folders)."""
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _outputs_class(name: str, files: dict[str, str], doc: str) -> type:
+    """A frozen dataclass with one Path field per output name of `files` (the field list is not kept twice)."""
+    return dataclasses.make_dataclass(name, [(n, Path) for n in files], bases=(_NamedOutputs,), frozen=True,
+                                      namespace={"FILES": files, "__doc__": doc, "__module__": __name__})
+
+
+TrainingOutputs = _outputs_class(
+    "TrainingOutputs", TRAINING_FILES,
+    "Where one training writes (usseg.train.train_experiment): model, history, timing, curves (TRAINING_FILES).")
+EvaluationOutputs = _outputs_class(
+    "EvaluationOutputs", EVALUATION_FILES,
+    "Where one evaluation writes (usseg.evaluate.evaluate_experiment): per_image, per_subject, summary, "
+    "overlays, confusion, confusion_png (EVALUATION_FILES).")
 
 # ----------------------------------------------------------------------------- readers and writers
 

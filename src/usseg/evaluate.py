@@ -13,11 +13,12 @@ mean over subjects with its interval. The `min_reference_area_px` rule is kept
 as a labelled secondary view (`area_rule`). The one composite is
 usseg.composite's class-macro mean.
 
-Outputs in out_dir: per_image.csv, per_subject.csv, summary.json (subject-level
-numbers first; the contract in docs/contracts.md, every key described in
-docs/experiments.md), confusion.csv and
-confusion.png (pixel confusion between classes) and overlays.png (best and
-worst image among those where an organ is scored).
+Outputs, at the paths the caller names (usseg.contracts.EvaluationOutputs: the
+rule's outputs, or the usual names in a folder): per_image.csv, per_subject.csv,
+summary.json (subject-level numbers first; the contract in docs/contracts.md,
+every key described in docs/experiments.md), confusion.csv and confusion.png
+(pixel confusion between classes) and overlays.png (best and worst image among
+those where an organ is scored).
 """
 
 from __future__ import annotations
@@ -87,15 +88,17 @@ def evaluate_experiment(
     prepared: data.PreparedData,
     model_path,
     test_set: str,
-    out_dir,
+    outputs: contracts.EvaluationOutputs,
     *,
     evaluation: dict | None = None,
     test_sets=None,
     predictor=None,
     figures: bool = True,
 ) -> dict:
-    """Evaluate `model_path` on the prepared data's images of split `test_set`; write outputs, return the summary.
+    """Evaluate `model_path` on the prepared data's images of split `test_set`; write `outputs`, return the summary.
 
+    `outputs`: where each file goes (`contracts.EvaluationOutputs.from_rule`, or `.in_folder(folder)`;
+    their folders are created).
     `evaluation`: the config's evaluation section (NSD tolerance, minimum
     reference area). `test_sets`: every test set of the run (default: every
     test split in splits.csv); the foreground
@@ -115,8 +118,7 @@ def evaluate_experiment(
     settings = {**DEFAULT_EVALUATION, **(evaluation or {})}
     tolerance = float(settings["nsd_tolerance_px"])
     min_area = int(settings["min_reference_area_px"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs.make_folders()
     dataset = prepared.dataset
     class_names = exp.class_names(dataset)
     predictor = _checked_predictor(predictor or load_predictor(model_path, device=resolve_device(exp)), exp,
@@ -135,24 +137,24 @@ def evaluate_experiment(
     shared_names = _composite_classes(prepared, test_set, test_sets, lut, list(range(1, len(class_names))),
                                       class_names, arr["ref_px"], subjects)
     per_image, scored = _per_image_table(records, arr, fg_names, min_area)
-    per_image.to_csv(out_dir / contracts.EVALUATION_FILES["per_image"], index=False)
+    per_image.to_csv(outputs.per_image, index=False)
 
     scores = score_subjects(arr, subjects, fg_names, min_area)
     fg_values = pd.DataFrame(scores["dice"], index=scores["subjects"], columns=fg_names)[shared_names]
     _per_subject_table(scores, subjects, fg_names, composite.subject_terms(fg_values)).to_csv(
-        out_dir / contracts.EVALUATION_FILES["per_subject"], index=False)
+        outputs.per_subject, index=False)
 
     fg_iv = composite.composite(fg_values)
     summary = _summary(exp, prepared, test_set, test_sets, len(records), scores, arr, fg_names, shared_names, fg_iv,
                        tolerance, min_area)
-    (out_dir / contracts.EVALUATION_FILES["summary"]).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    outputs.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
-    write_confusion(confusion, class_names, out_dir / contracts.EVALUATION_FILES["confusion"])
+    write_confusion(confusion, class_names, outputs.confusion)
     if figures:
         evaluation_figures.plot_confusion(confusion, class_names, f"{exp.name} on {test_set}",
-                                          out_dir / contracts.EVALUATION_FILES["confusion_png"])
+                                          outputs.confusion_png)
         plot_overlays(records, per_image, preds_small, lut, class_names, dataset, exp.name, test_set,
-                      out_dir / contracts.EVALUATION_FILES["overlays"], scored)
+                      outputs.overlays, scored)
     log.info("experiment %s on %s: %d images, %s over %s: %s%s", exp.name, test_set, len(records), composite.NAME,
              ", ".join(shared_names) or "no class", intervals.describe(fg_iv),
              f" (unstable: fewer than {metrics.MIN_SUBJECTS_FOR_STABLE_CI} subjects)" if summary["unstable"] else "")

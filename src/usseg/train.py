@@ -2,9 +2,10 @@
 
 The trainers live in usseg.training (the network's loop, the semi-supervised
 remedies', the random forest's; usseg.training.code picks one by the
-experiment's model and remedy). Each writes, under out_dir, `model.safetensors`
-(the epoch with the best validation mean foreground Dice), `history.csv`,
-`timing.csv` and `curves.png`; resumability, checkpoints and determinism are
+experiment's model and remedy). Each writes the files the caller names
+(usseg.contracts.TrainingOutputs: the rule's outputs, or the usual names in a
+folder): the model (the epoch with the best validation mean foreground Dice),
+the history, the timing and the curves; resumability, checkpoints and determinism are
 described in usseg.training.loop.
 
 Several trainings in one process (`train_many`, or repeated calls) share what
@@ -38,7 +39,7 @@ log = logging.getLogger("usseg.train")
 def train_experiment(
     exp: Experiment,
     prepared: data.PreparedData,
-    out_dir,
+    outputs: contracts.TrainingOutputs,
     checkpoint_dir,
     *,
     on_epoch_end: Callable[[int], None] | None = None,
@@ -46,7 +47,8 @@ def train_experiment(
     arrays: ImageArrays | None = None,
     label: str = "",
 ) -> None:
-    """Train experiment `exp` on the prepared data and write its outputs to out_dir.
+    """Train experiment `exp` on the prepared data and write its outputs (`outputs`: the rule's named outputs,
+    `contracts.TrainingOutputs.from_rule`, or `TrainingOutputs.in_folder(folder)`; their folders are created).
 
     checkpoint_dir: where the resumable state goes (None: none is kept, for a run in a scratch folder).
     on_epoch_end(epoch) is called after each epoch's checkpoint is written (for progress hooks and
@@ -55,17 +57,16 @@ def train_experiment(
     prepared data's, `PreparedData.arrays`); the sanity checks pass altered ones. label: how the
     logs name the training (default "experiment <name>").
     """
-    job = prepare_job(exp, prepared, out_dir, checkpoint_dir, on_epoch_end=on_epoch_end, stop_when=stop_when,
+    job = prepare_job(exp, prepared, outputs, checkpoint_dir, on_epoch_end=on_epoch_end, stop_when=stop_when,
                       arrays=arrays, label=label)
     code.trainer(exp).train(job)
 
 
-def prepare_job(exp: Experiment, prepared: data.PreparedData, out_dir, checkpoint_dir, *, on_epoch_end=None,
-                stop_when=None, arrays: ImageArrays | None = None, label: str = "") -> TrainingJob:
+def prepare_job(exp: Experiment, prepared: data.PreparedData, outputs: contracts.TrainingOutputs, checkpoint_dir, *,
+                on_epoch_end=None, stop_when=None, arrays: ImageArrays | None = None, label: str = "") -> TrainingJob:
     """The TrainingJob of `train_experiment` (its arguments): images as tensors, remedy, weights, fingerprint."""
     torch.set_num_threads(exp.threads)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs.make_folders()
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def prepare_job(exp: Experiment, prepared: data.PreparedData, out_dir, checkpoin
     return TrainingJob(
         exp=exp, dataset=dataset, class_names=class_names, lut=lut,
         weights=class_weight_vector(exp, dataset, [r[data.LABEL] for r in train_recs]),
-        train=train_set, val=val_set, cfg_hash=cfg_hash, device=device, out_dir=out_dir,
+        train=train_set, val=val_set, cfg_hash=cfg_hash, device=device, outputs=outputs,
         checkpoint_dir=checkpoint_dir, extras=tuple(extras), target_frames=frames, on_epoch_end=on_epoch_end,
         stop_when=stop_when, label=label,
     )
@@ -116,11 +117,11 @@ def prepare_job(exp: Experiment, prepared: data.PreparedData, out_dir, checkpoin
 @dataclass(frozen=True)
 class TrainingRun:
     """One training of `train_many`: an experiment (any seed or settings), the prepared data it trains on
-    (its own split, e.g. a leave-one-subject-out fold) and its output and checkpoint folders."""
+    (its own split, e.g. a leave-one-subject-out fold), where it writes and its checkpoint folder."""
 
     exp: Experiment
     prepared: data.PreparedData
-    out_dir: Path
+    outputs: contracts.TrainingOutputs
     checkpoint_dir: Path | None
 
 
@@ -132,5 +133,5 @@ def train_many(runs: Sequence[TrainingRun]) -> None:
     """
     for i, run in enumerate(runs, start=1):
         log.info("training %d of %d: experiment %s (seed %d)", i, len(runs), run.exp.name, run.exp.seed)
-        train_experiment(run.exp, run.prepared, run.out_dir, run.checkpoint_dir)
+        train_experiment(run.exp, run.prepared, run.outputs, run.checkpoint_dir)
 

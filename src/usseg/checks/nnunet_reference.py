@@ -279,17 +279,18 @@ def reference_experiment(experiment_defaults: dict):
                        "remedy": {"name": "none"}, "postprocess": {"largest_component": False}})
 
 
-def evaluate_predictions(predictions_dir, test_set: str, prepared, out_dir, *, evaluation: dict, test_sets,
+def evaluate_predictions(predictions_dir, test_set: str, prepared, outputs, *, evaluation: dict, test_sets,
                          experiment_defaults: dict) -> dict:
     """Score nnU-Net's predictions of `test_set` on the prepared data (usseg.data.PreparedData) with usseg's
     own evaluation (usseg.evaluate).
 
     The same subjects, label maps, metrics, intervals and outputs as a usseg
-    experiment's evaluation; summary.json has `experiment` and `model` "nnunet".
+    experiment's evaluation, written to `outputs` (usseg.contracts.EvaluationOutputs); summary.json has
+    `experiment` and `model` "nnunet".
     """
     from usseg.evaluate import FilesPredictor, evaluate_experiment
 
     exp = reference_experiment(experiment_defaults)
     predictor = FilesPredictor(Path(predictions_dir) / test_set, prepared.dataset.class_names, exp.image_size)
-    return evaluate_experiment(exp, prepared, None, test_set, out_dir, evaluation=evaluation, test_sets=test_sets,
+    return evaluate_experiment(exp, prepared, None, test_set, outputs, evaluation=evaluation, test_sets=test_sets,
                                predictor=predictor)

@@ -71,9 +71,9 @@ SHUFFLED = "shuffled-label control"
 
 
 def _train(exp: Experiment, prepared: PreparedData, splits_table: pd.DataFrame | None, work: Path, check: str,
-           **kwargs) -> Path:
+           **kwargs) -> contracts.TrainingOutputs:
     """Run the experiment's own training (no checkpoints: a scratch run) on `splits_table` (None: the
-    prepared split); return the output folder. kwargs go to train_experiment (arrays, stop_when)."""
+    prepared split); return its outputs (in work/out). kwargs go to train_experiment (arrays, stop_when)."""
     # Late: MONAI and torch, for the two training checks only (not the label round trip).
     from usseg.train import train_experiment
 
@@ -82,7 +82,7 @@ def _train(exp: Experiment, prepared: PreparedData, splits_table: pd.DataFrame |
         splits_csv = work / "splits.csv"
         contracts.write_table(splits_table, splits_csv, contracts.SPLIT_COLUMNS)
         prepared = dataclasses.replace(prepared, splits_csv=splits_csv)
-    out = work / "out"
+    out = contracts.TrainingOutputs.in_folder(work / "out")
     train_experiment(exp, prepared, out, None, label=f"experiment {exp.name}, sanity check '{check}'", **kwargs)
     return out
 
@@ -176,8 +176,8 @@ def overfit_handful(exp: Experiment, prepared: PreparedData, sanity_cfg: dict, w
 
     out = _train(exp.with_settings(epochs=epochs), prepared, splits, Path(work_dir) / "overfit", OVERFIT,
                  stop_when=reached)
-    trained = len(pd.read_csv(out / "history.csv"))
-    mean, per_class = score(load_predictor(out / "model.safetensors", device=device))
+    trained = len(pd.read_csv(out.history))
+    mean, per_class = score(load_predictor(out.model, device=device))
     status = PASS if np.isfinite(mean) and mean >= threshold else FAIL
     message = (
         f"trained on {len(handful)} training images, the model reaches Dice {mean:.3f} on those same images "
@@ -304,7 +304,7 @@ def shuffled_label_control(exp: Experiment, prepared: PreparedData, sanity_cfg: 
     epochs = int(sanity_cfg["shuffled_epochs"] or exp.epochs)
     out = _train(exp.with_settings(epochs=epochs), prepared, None, Path(work_dir) / "shuffled", SHUFFLED,
                  arrays=shuffled)
-    history = pd.read_csv(out / "history.csv")
+    history = pd.read_csv(out.history)
     last = history.iloc[-1]
     dice_last = float(last["val_dice_mean"])
     dice_best = float(history["val_dice_mean"].max())

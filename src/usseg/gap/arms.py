@@ -30,9 +30,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from usseg.contracts import EvaluationOutputs, TrainingOutputs
 from usseg.data import PreparedData
 from usseg.experiment import Experiment
-from usseg.gap.files import EVAL_FILES, TRAINING_FILES, eval_dir
+from usseg.gap.files import ARM_TRAINING_FILES, EVAL_FILES, eval_dir
 
 log = logging.getLogger("usseg.gap.arms")
 
@@ -48,8 +49,8 @@ def evaluate_seed(exp: Experiment, prepared: PreparedData, seed_folder, test_set
     from usseg.evaluate import evaluate_experiment  # late: torch and MONAI
 
     for test_set in test_sets:
-        evaluate_experiment(exp, prepared, Path(seed_folder) / "model.safetensors", test_set,
-                            eval_dir(seed_folder, test_set), evaluation=dict(evaluation),
+        evaluate_experiment(exp, prepared, TrainingOutputs.in_folder(seed_folder).model, test_set,
+                            EvaluationOutputs.in_folder(eval_dir(seed_folder, test_set)), evaluation=dict(evaluation),
                             test_sets=list(all_test_sets), figures=False)
 
 
@@ -77,9 +78,10 @@ def run_arm(exp: Experiment, prepared: PreparedData, seed_folders: Sequence[str]
     # CPU seconds (every thread of this process) before any work: the job's start-up (imports, tables).
     start_cpu = time.process_time()
     for k, source in trained_in.items():
-        _copy(TRAINING_FILES, source, seed_folders[k])
+        _copy(ARM_TRAINING_FILES, source, seed_folders[k])
         log.info("%s seed offset %d: the same training as %s, copied", exp.name, k, source)
-    trainings = [TrainingRun(seed_experiment(exp, k), prepared, Path(seed_folders[k]), Path(checkpoint_dirs[k]))
+    trainings = [TrainingRun(seed_experiment(exp, k), prepared, TrainingOutputs.in_folder(seed_folders[k]),
+                             Path(checkpoint_dirs[k]))
                  for k in offsets if k not in trained_in]
     train_many(trainings)
     train_cpu = time.process_time()

@@ -1,7 +1,7 @@
 """Where the gap study's arms keep their files: the one owner of that layout (docs/contracts.md).
 
 Per arm and seed offset k, results/gap/arms/{arm}/seed{k}/ holds the training's
-files (TRAINING_FILES) and, per test set, eval/{test_set}/ the evaluation's tables
+files (ARM_TRAINING_FILES) and, per test set, eval/{test_set}/ the evaluation's tables
 (EVAL_FILES). The rules (rules/gap.smk), the arm runner (usseg.gap.arms) and the
 study's tables (usseg.gap.study) all build these paths here (the file names from usseg.contracts),
 without the statistics, so editing them does not make the trainings stale.
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from usseg.contracts import EVALUATION_FILES
+from usseg.contracts import EVALUATION_FILES, TRAINING_FILES
 
-TRAINING_FILES = ("model.safetensors", "history.csv", "timing.csv")
+# The training's model and tables (its trainings also draw curves.png beside them, which the study does not read).
+ARM_TRAINING_FILES = tuple(TRAINING_FILES[name] for name in ("model", "history", "timing"))
 # The evaluation's numbers (usseg.evaluate with figures=False): its tables and the confusion counts.
 EVAL_FILES = tuple(EVALUATION_FILES[name] for name in ("per_subject", "per_image", "summary", "confusion"))
 
@@ -33,6 +34,6 @@ def seed_files(arm_dir, offsets: Sequence[int], test_sets: Sequence[str]) -> lis
     out = []
     for k in offsets:
         folder = seed_dir(arm_dir, k)
-        out += [f"{folder}/{name}" for name in TRAINING_FILES]
+        out += [f"{folder}/{name}" for name in ARM_TRAINING_FILES]
         out += [f"{eval_dir(folder, t)}/{name}" for t in test_sets for name in EVAL_FILES]
     return out

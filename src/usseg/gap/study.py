@@ -38,7 +38,7 @@ from usseg import composite, contracts
 from usseg.contracts import CURVE_COLUMNS, LOSO_COLUMNS, SPLIT_COLUMNS
 from usseg.errors import DataError
 from usseg.experiment import Experiment
-from usseg.gap.files import EVAL_FILES, TRAINING_FILES, eval_dir, seed_dir
+from usseg.gap.files import ARM_TRAINING_FILES, EVAL_FILES, eval_dir, seed_dir
 from usseg.remedies import gap_stats, spec
 from usseg.remedies.spec import LOSO_REMEDY, gap_baseline
 
@@ -182,7 +182,7 @@ def reuse_plan(config: Mapping, arm: str, experiment_dirs: str, arm_dirs: str) -
 def reused_files(trained_in: Mapping[int, str], evaluated_in: Mapping[int, str], test_sets: Sequence[str]
                  ) -> list[str]:
     """The files a reuse plan copies (the arm's job reads them)."""
-    files = [f"{folder}/{name}" for folder in trained_in.values() for name in TRAINING_FILES]
+    files = [f"{folder}/{name}" for folder in trained_in.values() for name in ARM_TRAINING_FILES]
     return files + [f"{eval_dir(folder, t)}/{name}" for folder in evaluated_in.values() for t in test_sets
                     for name in EVAL_FILES]
 

@@ -33,8 +33,8 @@ def _arrays(images: TrainingSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def train(job: TrainingJob) -> None:
     """Fit the forest of `job` (usseg.training.job.TrainingJob) and write its model, history and curves."""
     t0 = time.perf_counter()
-    exp, class_names, weights, out_dir = job.exp, job.class_names, job.weights, job.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    exp, class_names, weights, outputs = job.exp, job.class_names, job.weights, job.outputs
+    outputs.make_folders()
     settings = exp.forest
     seed = exp.seed
     n = len(class_names)
@@ -72,7 +72,7 @@ def train(job: TrainingJob) -> None:
         val_loss, val_dice = float("nan"), np.full(n_fg, np.nan)
     mean_dice = metrics.nanmean_or_nan(val_dice)
     meta["val_dice_mean"] = mean_dice
-    checkpoint.save_tensors(out_dir / "model.safetensors", arrs, meta)
+    checkpoint.save_tensors(outputs.model, arrs, meta)
     row = {
         "epoch": 1,
         "train_loss": train_loss,
@@ -82,8 +82,8 @@ def train(job: TrainingJob) -> None:
         "lr": float("nan"),
         "seconds": time.perf_counter() - t0,
     }
-    write_history([row], class_names, out_dir / "history.csv")
-    plot_curves([row], class_names, exp.name, 1, out_dir / "curves.png")
+    write_history([row], class_names, outputs.history, outputs.timing)
+    plot_curves([row], class_names, exp.name, 1, outputs.curves)
     log.info(
         "%s: random forest, %d trees, %d nodes, %d training pixels; %s",
         job.name, len(rf.estimators_), meta["forest"]["n_nodes"], len(y), epoch_line(row, 1, class_names),

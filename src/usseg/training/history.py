@@ -50,9 +50,9 @@ def epoch_line(row: dict, epochs: int, class_names: list[str]) -> str:
     )
 
 
-def write_history(history: list[dict], class_names: list[str], path: Path) -> None:
-    """history.csv at `path` and, beside it, timing.csv (the seconds of each epoch)."""
-    for columns, target in ((history_columns(class_names), path), (TIMING_COLUMNS, path.with_name("timing.csv"))):
+def write_history(history: list[dict], class_names: list[str], history_path: Path, timing_path: Path) -> None:
+    """The history at `history_path` and the seconds of each epoch at `timing_path`."""
+    for columns, target in ((history_columns(class_names), history_path), (TIMING_COLUMNS, timing_path)):
         df = pd.DataFrame(history, columns=columns)
         tmp = target.with_name(target.name + ".tmp")
         df.to_csv(tmp, index=False)

@@ -25,6 +25,7 @@ import torch
 from usseg import checkpoint, data
 from usseg.class_balance import class_totals, suggest_class_weights
 from usseg.code_deps import code_digest, module_code_files
+from usseg.contracts import TrainingOutputs
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import ConfigError, DataError
 from usseg.experiment import Experiment
@@ -48,6 +49,7 @@ class TrainingJob:
     """One training, prepared: what the network, semi-supervised and forest trainers read.
 
     usseg.train.train_experiment builds it from the experiment and the prepared data.
+    outputs: where the trainer writes the model, history, timing and curves (usseg.contracts.TrainingOutputs).
     train, val: the images as tensors (usseg.training.batches.TrainingSet), val None without
     validation images; extras: the remedy's random per-image transforms; target_frames: the
     semi-supervised remedies' unlabeled target frames (N, H, W), else None. checkpoint_dir None:
@@ -65,7 +67,7 @@ class TrainingJob:
     val: TrainingSet | None
     cfg_hash: str  # the training fingerprint (training_hash) its checkpoints and model carry
     device: torch.device
-    out_dir: Path
+    outputs: TrainingOutputs
     checkpoint_dir: Path | None
     extras: tuple = ()
     target_frames: np.ndarray | None = None

@@ -1,9 +1,9 @@
 """The network trainer: epochs, validation, model selection, checkpoints and resume.
 
 `train(job)` trains a MONAI network on the job's images (usseg.training.batches)
-and writes, under job.out_dir, `model.safetensors` (the epoch with the best
-validation mean foreground Dice; the last epoch without validation images),
-`history.csv`, `timing.csv` and `curves.png`. `run_epochs` and the checkpoint
+and writes the job's outputs (usseg.contracts.TrainingOutputs): the model (the
+epoch with the best validation mean foreground Dice; the last epoch without
+validation images), the history, the timing and the curves. `run_epochs` and the checkpoint
 functions are the loop the semi-supervised trainers (usseg.training.semi) share.
 
 Training is resumable. After every epoch `checkpoint_dir/last.safetensors`
@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from usseg import checkpoint, metrics
 from usseg.checkpoint import CorruptFileError
+from usseg.contracts import TrainingOutputs
 from usseg.errors import ConfigError, DataError, UssegError
 from usseg.experiment import Experiment
 from usseg.models import build_network, model_metadata, save_network
@@ -294,7 +295,7 @@ def run_epochs(phase: Phase, first: int, last: int, history: list, best: dict,
         stop = (job.stop_when(epoch, selected) if job.stop_when is not None else None) or _plateau(job, epoch, best)
         if job.checkpoint_dir is not None:
             save_last(phase, epoch, history, best, student, extra_tensors(), stopped=stop)
-            write_history(history, job.class_names, job.out_dir / "history.csv")
+            write_history(history, job.class_names, job.outputs.history, job.outputs.timing)
         epoch_log.info(epoch_line(row, last, job.class_names))
         if job.on_epoch_end is not None:
             job.on_epoch_end(epoch)
@@ -314,14 +315,14 @@ def _keep_best(phase: Phase, net, epoch: int, val_dice_mean: float) -> None:
 
 
 def finish(phase: Phase, history: list, best: dict) -> bool:
-    """Write out_dir's model (the verified best), history and curves; False (checkpoints set aside) when the
+    """Write the job's outputs: the model (the verified best), history, timing and curves; False (checkpoints set aside) when the
     best model in the checkpoint folder is missing or not this run's."""
     job = phase.job
     if job.checkpoint_dir is None:
         kept = phase.best_in_memory
-        checkpoint.save_tensors(job.out_dir / "model.safetensors",
+        checkpoint.save_tensors(job.outputs.model,
                                 {f"model.{k}": v for k, v in kept["state"].items()}, kept["meta"])
-        write_outputs(None, history, job.class_names, job.name, best["epoch"], job.out_dir)
+        write_outputs(None, history, job.class_names, job.name, best["epoch"], job.outputs)
         return True
     best_path = job.checkpoint_dir / BEST
     try:
@@ -331,20 +332,19 @@ def finish(phase: Phase, history: list, best: dict) -> bool:
     except UssegError as exc:
         set_aside_all(job.checkpoint_dir, job.name, exc)
         return False
-    write_outputs(best_path, history, job.class_names, job.name, best["epoch"], job.out_dir)
+    write_outputs(best_path, history, job.class_names, job.name, best["epoch"], job.outputs)
     return True
 
 
 def write_outputs(best_path: Path | None, history: list[dict], class_names, name: str, best_epoch: int,
-                  out_dir: Path) -> None:
-    """model.safetensors (a copy of the verified best model, unless already written), history.csv,
-    timing.csv and curves.png."""
+                  outputs: TrainingOutputs) -> None:
+    """The model (a copy of the verified best model, unless already written), history, timing and curves."""
     if best_path is not None:
-        tmp = out_dir / "model.safetensors.tmp"
+        tmp = outputs.model.with_name(outputs.model.name + ".tmp")
         shutil.copyfile(best_path, tmp)
-        os.replace(tmp, out_dir / "model.safetensors")
-    write_history(history, class_names, out_dir / "history.csv")
-    plot_curves(history, class_names, name, best_epoch, out_dir / "curves.png")
+        os.replace(tmp, outputs.model)
+    write_history(history, class_names, outputs.history, outputs.timing)
+    plot_curves(history, class_names, name, best_epoch, outputs.curves)
     row = next((r for r in history if r["epoch"] == best_epoch), None)
     log.info("%s: best epoch %d (val mean foreground Dice %s)", name, best_epoch,
              fmt(row["val_dice_mean"]) if row else "n/a")
@@ -356,7 +356,7 @@ def write_outputs(best_path: Path | None, history: list[dict], class_names, name
 def train(job: TrainingJob, retry: bool = True) -> list[dict]:
     """Train the job's network (module docstring) and write its outputs; returns the history."""
     exp = job.exp
-    job.out_dir.mkdir(parents=True, exist_ok=True)
+    job.outputs.make_folders()
     set_determinism(seed=exp.seed)
     net = job_network(job)
     phase = Phase.new(job, net, exp.epochs)

@@ -10,7 +10,7 @@ and resumable like any training (they run the network trainer's loop,
 `remedy: {name: pseudo_label}`, self-training in three phases:
 
 1. Teacher: the experiment trained as any other (`usseg.training.loop`), for its
-   `epochs`, with its checkpoints and outputs in ``checkpoint_dir/teacher``.
+   `epochs`, with its checkpoints and outputs (usual names) in ``checkpoint_dir/teacher``.
    Its best-validation epoch is the teacher.
 2. Pseudo-labels: the teacher's softmax on the target frames; a pixel keeps
    the teacher's class where its probability is at least `threshold` and is
@@ -59,6 +59,7 @@ import torch
 from monai.utils import set_determinism
 
 from usseg import checkpoint
+from usseg.contracts import TrainingOutputs
 from usseg.errors import DataError
 from usseg.models import load_predictor
 from usseg.remedies import semi, spec
@@ -165,7 +166,7 @@ def _labeled(job: TrainingJob, epoch: int):
 
 def train(job: TrainingJob, retry: bool = True) -> None:
     """Train the job's experiment with its pseudo_label or mean_teacher remedy (module docstring);
-    writes out_dir's model.safetensors, history.csv, timing.csv and curves.png.
+    writes the job's outputs (usseg.contracts.TrainingOutputs): model, history, timing and curves.
 
     The target frames are job.target_frames: (N, H, W) at image_size (usseg.training.remedy.target_bank).
     """
@@ -187,12 +188,12 @@ def train(job: TrainingJob, retry: bool = True) -> None:
 
 def _teacher(job: TrainingJob):
     """Phase 1 of pseudo_label: the experiment trained as any other; (its history, its predictor).
-    Its checkpoints and outputs go to a `teacher` folder below the checkpoint folder (below out_dir
-    when the job keeps no checkpoints)."""
-    teacher_dir = (job.out_dir if job.checkpoint_dir is None else job.checkpoint_dir) / TEACHER_DIR
-    history = loop.train(job.moved(out_dir=teacher_dir,
-                                   checkpoint_dir=None if job.checkpoint_dir is None else teacher_dir))
-    return history, load_predictor(teacher_dir / "model.safetensors", job.device)
+    Its checkpoints and outputs (TrainingOutputs.in_folder) go to a `teacher` folder below the checkpoint
+    folder (beside the job's model when the job keeps no checkpoints)."""
+    teacher_dir = (job.outputs.model.parent if job.checkpoint_dir is None else job.checkpoint_dir) / TEACHER_DIR
+    outputs = TrainingOutputs.in_folder(teacher_dir)
+    history = loop.train(job.moved(outputs=outputs, checkpoint_dir=None if job.checkpoint_dir is None else teacher_dir))
+    return history, load_predictor(outputs.model, job.device)
 
 
 def _train_pseudo_label(job: TrainingJob, *, settings, frames) -> bool:
