@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from usseg.errors import DataError, UssegError
+from usseg.training import history
 
 # ----------------------------------------------------------------------------- tables
 
@@ -93,8 +94,9 @@ EVALUATION_FILES = {
     "confusion_png": "confusion.png",
 }
 
-# results/experiments/{experiment}/timing.csv: one row per training epoch.
-TIMING_COLUMNS = ["epoch", "seconds"]
+# results/experiments/{experiment}/timing.csv: one row per training epoch. Owned by the module that writes
+# it, which every job's bridge (usseg.step) imports: owned here, an edit of this file would make every job stale.
+TIMING_COLUMNS = history.TIMING_COLUMNS
 
 # results/gap/loso.csv: one row per held-out labeled real subject (scores averaged over the fold's seeds).
 LOSO_COLUMNS = ["held_out_subject", "n_images", "dice", "surface_dice", "n_seeds", "dice_seed_sd",
