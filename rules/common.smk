@@ -244,6 +244,22 @@ def cpu_share(threads=1):
     return share
 
 
+# The order in which ready jobs start (Snakemake's `priority:`, higher first; the rest 0). No result
+# depends on it; the wall time does: on a few cores, a job that other work waits for must not queue
+# behind a long independent one (measured in docs/benchmarks.md, "The default run's schedule").
+# First the jobs that make long work ready: the gap study's splits, and the experiments' trainings and
+# evaluations, which the baseline and class-weights arms reuse as their seed 0.
+PRIORITY_UNLOCKS = 20
+# Then the long independent jobs (the gap study's arms, the nnU-Net reference), so that the short jobs
+# (checks, figures, domain AUCs) fill the gaps beside them instead of leaving one long job alone at the end.
+PRIORITY_LONG = 10
+
+
+def gap_arm_priority(wildcards):
+    """The baseline arm unlocks the prediction-only remedies (they reuse its trainings); other arms are long."""
+    return PRIORITY_UNLOCKS if wildcards.get("arm") == "baseline" else PRIORITY_LONG
+
+
 def experiment_cpu_share(settings_of=None):
     """`cpu_share` of a job that runs with its experiment's `threads` setting."""
 

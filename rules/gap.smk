@@ -52,6 +52,7 @@ checkpoint gap_loso_folds:
         folds=directory(f"{GAP}/loso/folds"),
     log:
         f"{LOGS}/gap/loso_folds.log",
+    priority: PRIORITY_UNLOCKS
     conda:
         USSEG_ENV
     threads: cpu_share()
@@ -70,6 +71,7 @@ rule gap_curve_split:
         splits=f"{GAP}/curve/{{fraction}}/splits.csv",
     log:
         f"{LOGS}/gap/curve_split_{{fraction}}.log",
+    priority: PRIORITY_UNLOCKS
     conda:
         USSEG_ENV
     threads: cpu_share()
@@ -106,6 +108,7 @@ for _rule, _wc, _arm, _test_sets in (
             f"{LOGS}/gap/arm_{_arm}.log",
         benchmark:
             f"{BENCH}/gap/{_rule}/{{{_wc}}}.tsv"
+        priority: gap_arm_priority
         conda:
             USSEG_ENV
         threads: experiment_cpu_share(gap_arm_settings)

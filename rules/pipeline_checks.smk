@@ -76,6 +76,7 @@ rule nnunet_export:
         f"{LOGS}/nnunet_export.log",
     benchmark:
         f"{BENCH}/nnunet_export.tsv"
+    priority: PRIORITY_UNLOCKS
     conda:
         USSEG_ENV
     threads: cpu_share()
@@ -113,6 +114,7 @@ rule nnunet_train_predict:
         f"{LOGS}/nnunet_train_predict.log",
     benchmark:
         f"{BENCH}/nnunet_train_predict.tsv"
+    priority: PRIORITY_LONG
     conda:
         USSEG_ENV
     threads: cpu_share(config["nnunet"]["threads"])

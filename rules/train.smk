@@ -31,6 +31,7 @@ rule train:
         f"{LOGS}/train/{{experiment}}.log",
     benchmark:
         f"{BENCH}/train/{{experiment}}.tsv"
+    priority: PRIORITY_UNLOCKS
     conda:
         USSEG_ENV
     threads: experiment_cpu_share()
@@ -59,6 +60,7 @@ rule evaluate:
         f"{LOGS}/evaluate/{{experiment}}/{{test_set}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{experiment}}/{{test_set}}.tsv"
+    priority: PRIORITY_UNLOCKS
     conda:
         USSEG_ENV
     threads: cpu_share()
