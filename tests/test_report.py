@@ -180,7 +180,7 @@ def make_fake_run(workdir: Path, config: dict) -> Path:
     # diagnostics
     checks = [
         ("composition", "Dataset composition", "FAIL", 0.039, {"warn_below": 0.3, "fail_below": 0.1},
-         "only 3.9 % of labeled images are real scans"),
+         "only 3.9 % of the training labels are real scans"),
         ("subjects", "Labeled target subjects", "FAIL", 4, {"warn_below": 10, "fail_below": 5},
          "real labels come from 4 subjects"),
         ("class_balance", "Class balance", "WARN", ["adrenal", "pancreas"], 0.01, "2 rare classes"),
@@ -471,7 +471,7 @@ def test_each_failing_check_has_its_unit_meaning_and_threshold_in_the_verdict(fa
     html = fake[3]
     box = html[html.index('class="verdict FAIL"'):html.index("</div>", html.index('class="verdict FAIL"'))]
     assert "domain classifier AUC 0.97 (0.5 = indistinguishable" in box  # not a bare "0.97"
-    assert "4 labeled RUS (real) subjects" in box and "3.9 % of the labeled images are RUS (real)" in box
+    assert "4 labeled RUS (real) subjects" in box and "3.9 % of the training labels are RUS (real)" in box
     assert "(threshold: " in box
     assert "Pipeline ruled out?" in box  # the pipeline's answer is on the first screen too
 

@@ -102,7 +102,9 @@ def value_words(ctx, check: dict) -> str:
     if not is_number(v):
         return fmt_value(v)
     if cid == "composition":
-        return f"{100 * v:.1f} % of the labeled images are {where}"
+        # The check's value is the target's share of the training labels (train and val splits), which
+        # is not its share of all labeled images: labeled target images held out as a test set teach nothing.
+        return f"{100 * v:.1f} % of the training labels are {where}"
     if cid == "subjects":
         return f"{fmt_number(v)} labeled {where} subject{'' if v == 1 else 's'}"
     if cid == "domain_shift":
