@@ -651,6 +651,19 @@ def test_dirty_code_is_shown(fresh):
     assert "git commit ffffffffff, uncommitted changes (dirty)" in _row(html, "rec-train-liver_unet")
     assert "uncommitted changes (dirty)" not in _row(html, "rec-train-liver_rf")
     assert "git commit ffffffffff" in _row(html, "rec-train-liver_rf")
+    assert "code: several versions, see provenance" in html.split("</header>")[0]
+
+
+def test_a_run_outside_git_says_so_instead_of_several_versions(fresh):
+    config, workdir, results = fresh
+    for path in (results / "provenance").rglob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["code"] = {"git_commit": None, "dirty": None, "note": "not a git checkout"}
+        path.write_text(json.dumps(rec))
+    out = workdir / "r.html"
+    build_report(config, run_inputs(config, results), out)
+    head = out.read_text().split("</header>")[0]
+    assert "code: not a git checkout, no commit recorded" in head and "several versions" not in head
 
 
 def _row(html: str, record_id: str) -> str:

@@ -115,6 +115,8 @@ def header(ctx: ReportContext) -> dict:
         "target": dataset.target_modality, "n_experiments": len(ctx.experiments),
         "test_sets": ", ".join(ctx.test_sets),
         "commit": next(iter(commits)) if len(commits) == 1 and None not in commits else None,
+        # No record knows its commit: the workflow ran outside a git checkout (an unpacked archive).
+        "no_git": commits <= {None},
         "dirty": any((r.data.get("code") or {}).get("dirty") for r in ctx.prov.records),
         # Whether every recorded output is still the file its rule wrote: a job that failed or was
         # re-run after its record, or a file edited by hand, shows here rather than passing for current.
