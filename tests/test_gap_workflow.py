@@ -100,3 +100,19 @@ def test_each_arm_holds_every_seed_and_shared_trainings_are_not_repeated(gap_run
     # One job per arm.
     assert not (results / "checkpoints" / "gap" / "remedy_bn_adapt").exists()
     assert (results / "benchmarks" / "gap" / "gap_arm" / "remedy_fov_normalise.tsv").exists()
+
+
+@pytest.mark.browser
+def test_the_study_s_tables_fit_their_cells_in_a_browser(gap_run, tmp_path):
+    # The tiny run's report (tests/test_report_browser.py) has no gap study: its tables are checked here,
+    # everything open, at a laptop's 1366 px.
+    from test_report_browser import OVERFLOWING_CELLS, SCROLLING_SIDEWAYS, Page
+
+    page = Page(gap_run / "results" / "report" / "report.html", tmp_path / "chromium-profile")
+    try:
+        page.open_details(True)
+        assert page.js("document.querySelector('table.ranking') !== null")
+        assert page.js(OVERFLOWING_CELLS) == [], "table cells whose text runs into the next column"
+        assert page.js(SCROLLING_SIDEWAYS) == [], "tables that scroll sideways"
+    finally:
+        page.close()

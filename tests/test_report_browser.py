@@ -197,6 +197,10 @@ TOO_WIDE = """Array.prototype.slice.call(document.querySelectorAll('body *')).fi
 SCROLLING_SIDEWAYS = """Array.prototype.slice.call(document.querySelectorAll('.table-wrap, pre')).filter(function (e) {
     return e.getClientRects().length && e.scrollWidth > e.clientWidth + 1;
 }).map(function (e) { var t = e.querySelector('table'); return (t && t.id) || e.id || e.className; })"""
+# Table cells whose text runs past their edge (into the next column), e.g. a header that may not wrap.
+OVERFLOWING_CELLS = """Array.prototype.slice.call(document.querySelectorAll('th, td')).filter(function (e) {
+    return e.getClientRects().length && e.scrollWidth > e.clientWidth + 1;
+}).map(function (e) { return e.closest('table').className + ': ' + e.textContent.trim().slice(0, 40); }).slice(0, 10)"""
 FIGURES = """Array.prototype.slice.call(document.images).map(function (i) {
     return {id: i.id, natural: i.naturalWidth, shown: i.clientWidth, font: i.getAttribute('data-min-font-px')};
 })"""
@@ -229,6 +233,7 @@ def test_expanded_nothing_is_wider_than_the_window(page):
         assert page.js("document.documentElement.scrollWidth") <= page.js("document.documentElement.clientWidth")
         assert page.js(TOO_WIDE) == []
         assert page.js(SCROLLING_SIDEWAYS) == [], "tables or blocks that scroll sideways"
+        assert page.js(OVERFLOWING_CELLS) == [], "table cells whose text runs into the next column"
     finally:
         page.open_details(False)
 
