@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -190,6 +191,8 @@ def test_a_model_that_learns_nothing_is_said_first_and_no_gap_is_read(tmp_path, 
     ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["answer"].startswith("No: liver_unet fails in its own domain: class-macro mean Dice 0.01")
     assert "below 0.30 (verdict.in_domain_min_dice)" in ctx["answer"] and "no simulator-to-real gap" in ctx["answer"]
+    # The number's interval and the subjects it rests on are bracketed, so the sentence reads as one.
+    assert re.search(r"Dice 0\.01 \((\[[-0-9., ]+\]|no interval), 4 subjects\) on test_aus, below", ctx["answer"])
     assert ctx["statements"] == [] and (ctx["status"], ctx["badge"]) == ("FAIL", "No")
     (failure,) = ctx["in_domain_failures"]
     assert failure["test_set"] == "test_aus" and failure["dice"] == pytest.approx(np.mean(list(nothing.values())))

@@ -177,9 +177,9 @@ def in_domain_failures(config: dict, summaries: Mapping[tuple[str, str], dict | 
             if dice is None or dice >= threshold:
                 continue
             ci = fg.get("ci95")
-            at = f"[{ci[0]:.2f}, {ci[1]:.2f}], " if ci else ""
-            text = (f"{exp} fails in its own domain: {composite.NAME} {dice:.2f} {at}{fg.get('n_subjects', 0)} "
-                    f"subjects on {ts}, below {threshold:.2f} (verdict.in_domain_min_dice). A model that learns "
+            at = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "no interval"
+            text = (f"{exp} fails in its own domain: {composite.NAME} {dice:.2f} ({at}, {fg.get('n_subjects', 0)} "
+                    f"subjects) on {ts}, below {threshold:.2f} (verdict.in_domain_min_dice). A model that learns "
                     "nothing where it was trained points at the training (pipeline, schedule or settings) first; "
                     "no simulator-to-real gap is read from it.")
             out.append({"experiment": exp, "test_set": ts, "dice": dice, "threshold": threshold, "text": text})
