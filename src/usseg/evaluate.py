@@ -38,7 +38,7 @@ from usseg.contracts import is_test_set
 from usseg.dataset_spec import DatasetSpec
 from usseg.errors import DataError, UssegError
 from usseg.experiment import Experiment
-from usseg.figure_text import MAX_WIDTH_IN, save_png
+from usseg.figure_text import MAX_WIDTH_IN, pyplot, save_png
 from usseg.models import load_predictor, resolve_device
 from usseg.training import remedy as wiring
 
@@ -471,11 +471,9 @@ def plot_overlays(records, per_image, preds_small, lut, class_names, dataset, na
     the reference, not too small), so an image without the organ is never
     picked as "best" for predicting nothing.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+
+    plt = pyplot()
 
     scores = per_image["dice_mean_scored"].to_numpy(dtype=np.float64)
     if scored is not None:

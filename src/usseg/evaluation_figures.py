@@ -13,16 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from usseg.figure_text import MAX_WIDTH_IN, save_png
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from usseg.figure_text import MAX_WIDTH_IN, label_rows, png_bytes, pyplot, save_png
 
 
 def _count(n: int) -> str:
@@ -42,7 +33,7 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], title: str, p
     Sized for the report (usseg.figure_text): at least 4.2 inches wide, so that two classes still leave room
     for the axis labels, and cells large enough for their text at 8 points.
     """
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(counts, dtype=np.int64)
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
@@ -67,13 +58,6 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], title: str, p
     plt.close(fig)
 
 
-def _png(fig) -> bytes:
-    plt = _pyplot()
-    data = save_png(fig, None)
-    plt.close(fig)
-    return data
-
-
 def _number(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
@@ -94,7 +78,7 @@ def per_subject_png(summaries: dict, experiments: Sequence[str], test_sets: Sequ
 
     `labels`: the name shown for an experiment or test set (usseg.names), else its key.
     """
-    plt = _pyplot()
+    plt = pyplot()
     label = _labeller(labels)
     fig, axes = plt.subplots(len(experiments), 1, figsize=(MAX_WIDTH_IN, 2.3 * len(experiments) + 0.7),
                              squeeze=False, layout="constrained")
@@ -132,7 +116,7 @@ def per_subject_png(summaries: dict, experiments: Sequence[str], test_sets: Sequ
                for k, ts in enumerate(test_sets)]
     handles.append(plt.Line2D([], [], color="black", label="mean over subjects"))
     fig.legend(handles=handles, loc="outside upper right", ncol=len(handles), frameon=False, fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _labeller(labels: Mapping[str, str] | None):
@@ -169,7 +153,7 @@ def forest_png(summaries: dict, experiments: Sequence[str], test_sets: Sequence[
     experiment that scores it; a class never in a test set's references shows "absent" there. Hollow
     points have no interval (fewer than 3 subjects, or no spread). `labels`: names shown (usseg.names).
     """
-    plt = _pyplot()
+    plt = pyplot()
     label = _labeller(labels)
     groups: dict[str, list[str]] = {}
     for ts in test_sets:
@@ -208,9 +192,6 @@ def forest_png(summaries: dict, experiments: Sequence[str], test_sets: Sequence[
         ax.set_xlabel("Dice (mean over subjects, 95 % interval)")
         ax.grid(axis="x", alpha=0.3)
     tick_labels = [(cls if exp is None else label(exp)) for _row, cls, exp in layout]
-    axes[0][0].set_yticks([row for row, _c, _e in layout], tick_labels, fontsize=9)
-    for tick, (_row, _cls, exp) in zip(axes[0][0].get_yticklabels(), layout):
-        if exp is None:
-            tick.set_fontweight("bold")
-    axes[0][0].set_ylim(n_rows - 0.5, -0.5)
-    return _png(fig)
+    label_rows(axes[0][0], [row for row, _c, _e in layout], tick_labels,
+               [exp is None for _row, _c, exp in layout], n_rows)
+    return png_bytes(fig)

@@ -52,6 +52,33 @@ def _undrawn_tick_labels(fig) -> set[int]:
     return out
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported when a figure is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes with its smallest text recorded (`save_png`); the figure is closed."""
+    data = save_png(fig, None)
+    pyplot().close(fig)
+    return data
+
+
+def label_rows(ax, rows, labels, headers, n_rows: int, fontsize: float = 9) -> None:
+    """The row labels of a plot whose rows run down from row 0 at the top (a forest plot): each label at
+    its row, the group headers (`headers`, one flag per row) in bold, and the axis fitted to `n_rows`."""
+    ax.set_yticks(rows, labels, fontsize=fontsize)
+    for tick, header in zip(ax.get_yticklabels(), headers):
+        if header:
+            tick.set_fontweight("bold")
+    ax.set_ylim(n_rows - 0.5, -0.5)
+
+
 def save_png(fig, target, dpi: float = DPI, **savefig_kwargs) -> bytes:
     """Save `fig` as PNG to `target` (a path, or None for bytes only) with its smallest text size recorded.
 

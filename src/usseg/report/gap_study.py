@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from usseg import contracts
-from usseg.figure_text import MAX_WIDTH_IN, save_png
+from usseg.figure_text import MAX_WIDTH_IN, label_rows, png_bytes, pyplot
 from usseg.names import Names
 from usseg.remedies import gap_stats
 from usseg.remedies.spec import gap_baseline
@@ -34,23 +34,6 @@ FILES = ("gap_closure.csv", "seed_effects.csv", "loso.csv", "learning_curve.csv"
 DEMO_NOTE = ("On the generated demo dataset these effects illustrate the method; they are not facts about real "
              "ultrasound.")
 METRIC_NAMES = {"dice": "Dice", "surface_dice": "surface Dice"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    """The figure as PNG bytes, its smallest text recorded (usseg.figure_text)."""
-    plt = _pyplot()
-    data = save_png(fig, None)
-    plt.close(fig)
-    return data
 
 
 def _fmt(x, spec: str = ".2f") -> str:
@@ -267,7 +250,7 @@ def forest_figure(closure: pd.DataFrame, effects: pd.DataFrame | None = None,
 
     Each remedy by its name (`names`, wrapped to fit), so a row can be read at the report's width.
     """
-    plt = _pyplot()
+    plt = pyplot()
     rows = closure[closure["metric"].isin(list(METRIC_NAMES))].reset_index(drop=True)
     if rows.empty:
         return None
@@ -309,17 +292,14 @@ def forest_figure(closure: pd.DataFrame, effects: pd.DataFrame | None = None,
         ax.grid(axis="x", alpha=0.3)
     labels = [names.test_set(ts).text if remedy is None else textwrap.fill(names.remedy(remedy).text, 34)
               for _row, ts, remedy in layout]
-    axes[0][0].set_yticks([row for row, _t, _r in layout], labels, fontsize=9)
-    for tick, (_row, _ts, remedy) in zip(axes[0][0].get_yticklabels(), layout):
-        if remedy is None:
-            tick.set_fontweight("bold")
-    axes[0][0].set_ylim(y - 0.5, -0.5)
-    return _png(fig)
+    label_rows(axes[0][0], [row for row, _t, _r in layout], labels,
+               [remedy is None for _row, _t, remedy in layout], y)
+    return png_bytes(fig)
 
 
 def loso_figure(loso: pd.DataFrame) -> bytes | None:
     """Each held-out subject's Dice and surface Dice (mean over seeds), with the SD between seeds."""
-    plt = _pyplot()
+    plt = pyplot()
     if loso.empty:
         return None
     fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(4.6, 0.55 * len(loso) + 2.0)), 3.0),
@@ -334,11 +314,11 @@ def loso_figure(loso: pd.DataFrame) -> bytes | None:
     ax.set_xlabel("held-out real subject")
     ax.set_ylabel("score on the held-out subject")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def curve_figure(curve: pd.DataFrame, names: Names | None = None) -> bytes | None:
-    plt = _pyplot()
+    plt = pyplot()
     rows = curve[curve["metric"] == "dice"]
     if rows.empty:
         return None
@@ -355,7 +335,7 @@ def curve_figure(curve: pd.DataFrame, names: Names | None = None) -> bytes | Non
     ax.set_ylabel("subject-level Dice\n(95 % interval, seeds incl.)")
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 # ----------------------------------------------------------------------------- the section's data

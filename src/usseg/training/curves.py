@@ -19,12 +19,9 @@ def plot_curves(history: list[dict], class_names: list[str], name: str, best_epo
     The legends sit beside the axes (usseg.figure_text: made for the report), so they never hide a curve
     or the best-epoch mark.
     """
-    import matplotlib
+    from usseg.figure_text import MAX_WIDTH_IN, pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from usseg.figure_text import MAX_WIDTH_IN, save_png
+    plt = pyplot()
 
     df = pd.DataFrame(history, columns=history_columns(class_names))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.9), layout="constrained",
