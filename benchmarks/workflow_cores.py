@@ -139,6 +139,27 @@ def print_breakdown(r: dict) -> None:
           "resolved_config and the gap study's small steps).")
 
 
+def print_scaling(rows: list[dict]) -> None:
+    """The cost of 1,000 more images: the least-squares line of CPU seconds (and wall time) over the images,
+    one point per size at the same --cores. A run's CPU divided by its images mixes the fixed costs
+    (start-up, the checks, the reference) into the rate; the slope does not."""
+    for cores in sorted({r["cores"] for r in rows}):
+        points = [r for r in rows if r["cores"] == cores]
+        if len({r["images"] for r in points}) < 2:
+            continue
+        print(f"\nScaling at --cores {cores} ({len(points)} sizes), least squares over the images:")
+        for key, unit in (("cpu", "CPU s"), ("wall", "wall s")):
+            slope, intercept = fit_line([r["images"] for r in points], [r[key] for r in points])
+            print(f"  {unit}: {intercept:.0f} fixed + {1000 * slope:.0f} per 1,000 images")
+
+
+def fit_line(x: list[float], y: list[float]) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line through the points."""
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+    return slope, my - slope * mx
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, nargs="+", default=[1, 2, 8])
@@ -147,15 +168,21 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="folder for the runs (default: a temporary one, removed)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="usseg-cores-"))
-    rows = [run(c, s, work, args.configfile) for s in args.sizes for c in args.cores]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}\n")
-    print("| demo | --cores | wall | CPU s (user + system) | largest process | images | CPU s per 1,000 images "
+    print("| demo | --cores | wall | CPU s (user + system) | largest process so far | images | CPU s per 1,000 images "
           "| load average during the run |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        minutes, seconds = divmod(r["wall"], 60)
-        print(f"| {r['size']} | {r['cores']} | {int(minutes)} min {seconds:.0f} s | {r['cpu']:.0f} | {r['maxrss']} MB "
-              f"| {r['images']} | {1000 * r['cpu'] / r['images']:.0f} | {r['load']:.1f} |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for size in args.sizes:
+        for cores in args.cores:
+            r = run(cores, size, work, args.configfile)
+            rows.append(r)
+            # One row as each run ends: a full-size run takes long, and a stopped benchmark keeps what it measured.
+            minutes, seconds = divmod(r["wall"], 60)
+            print(f"| {r['size']} | {r['cores']} | {int(minutes)} min {seconds:.0f} s | {r['cpu']:.0f} "
+                  f"| {r['maxrss']} MB | {r['images']} | {1000 * r['cpu'] / r['images']:.0f} | {r['load']:.1f} |",
+                  flush=True)
+    print_scaling(rows)
     print_breakdown(rows[-1])
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
