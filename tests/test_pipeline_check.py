@@ -191,6 +191,9 @@ def test_a_model_that_learns_nothing_is_said_first_and_no_gap_is_read(tmp_path, 
     ctx = pipeline_context(cfg, _files(cfg, res))
     assert ctx["answer"].startswith("No: liver_unet fails in its own domain: class-macro mean Dice 0.01")
     assert "below 0.30 (verdict.in_domain_min_dice)" in ctx["answer"] and "no simulator-to-real gap" in ctx["answer"]
+    # How long it trained is said: a short first run fails here for its brevity, not its data.
+    assert cfg["experiment_defaults"]["epochs"] == 2
+    assert "after 2 epochs of training" in ctx["answer"] and "too few epochs" in ctx["answer"]
     # The number's interval and the subjects it rests on are bracketed, so the sentence reads as one.
     assert re.search(r"Dice 0\.01 \((\[[-0-9., ]+\]|no interval), 4 subjects\) on test_aus, below", ctx["answer"])
     assert ctx["statements"] == [] and (ctx["status"], ctx["badge"]) == ("FAIL", "No")

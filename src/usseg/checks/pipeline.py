@@ -178,10 +178,12 @@ def in_domain_failures(config: dict, summaries: Mapping[tuple[str, str], dict | 
                 continue
             ci = fg.get("ci95")
             at = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "no interval"
+            # The epochs are said because a short first run (configs/quick.yaml) fails here for its brevity.
+            epochs = Experiment.from_config(config, exp).epochs
             text = (f"{exp} fails in its own domain: {composite.NAME} {dice:.2f} ({at}, {fg.get('n_subjects', 0)} "
-                    f"subjects) on {ts}, below {threshold:.2f} (verdict.in_domain_min_dice). A model that learns "
-                    "nothing where it was trained points at the training (pipeline, schedule or settings) first; "
-                    "no simulator-to-real gap is read from it.")
+                    f"subjects) on {ts}, below {threshold:.2f} (verdict.in_domain_min_dice), after {epochs} "
+                    "epochs of training. A model that learns nothing where it was trained points at the training "
+                    "first (too few epochs, the pipeline or its settings); no simulator-to-real gap is read from it.")
             out.append({"experiment": exp, "test_set": ts, "dice": dice, "threshold": threshold, "text": text})
             break
     return out
