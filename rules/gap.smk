@@ -50,6 +50,7 @@ checkpoint gap_loso_folds:
         code=code_of("../scripts/gap_folds.py"),
     output:
         folds=directory(f"{GAP}/loso/folds"),
+        provenance=f"{PROV}/gap/loso_folds.json",
     log:
         f"{LOGS}/gap/loso_folds.log",
     priority: PRIORITY_UNLOCKS
@@ -69,6 +70,7 @@ rule gap_curve_split:
         code=code_of("../scripts/gap_curve_split.py"),
     output:
         splits=f"{GAP}/curve/{{fraction}}/splits.csv",
+        provenance=f"{PROV}/gap/curve_split/{{fraction}}.json",
     log:
         f"{LOGS}/gap/curve_split_{{fraction}}.log",
     priority: PRIORITY_UNLOCKS
@@ -104,6 +106,7 @@ for _rule, _wc, _arm, _test_sets in (
             code=experiment_code_of("../scripts/gap_arm.py", gap_arm_settings),
         output:
             seed_files(GAP_ARM_DIR.format(arm=_arm), GAP_SEEDS, _test_sets),
+            provenance=f"{PROV}/gap/{_rule}/{{{_wc}}}.json",
         log:
             f"{LOGS}/gap/arm_{_arm}.log",
         benchmark:
@@ -145,6 +148,7 @@ rule gap_domain:
         ),
     output:
         auc=f"{GAP}/domain/{{remedy}}.json",
+        provenance=f"{PROV}/gap/domain/{{remedy}}.json",
     log:
         f"{LOGS}/gap/domain_{{remedy}}.log",
     conda:
@@ -178,6 +182,7 @@ rule gap_summary:
         # The same numbers shaped for `dvc metrics` and `dvc plots` (docs/dvc.md).
         gap_closure_json=f"{GAP}/gap_closure.json",
         learning_curve_dice=f"{GAP}/learning_curve_dice.csv",
+        provenance=f"{PROV}/gap/summary.json",
     log:
         f"{LOGS}/gap/summary.log",
     conda:

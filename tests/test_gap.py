@@ -118,7 +118,8 @@ def test_seed_files_are_the_contract_layout():
     assert "results/gap/arms/baseline/seed1/model.safetensors" in files
     assert "results/gap/arms/baseline/seed0/eval/test_rus/summary.json" in files
     assert "results/gap/arms/baseline/seed1/eval/test_rus/confusion.csv" in files
-    assert len(files) == 2 * (3 + 4)
+    assert "results/gap/arms/baseline/seed0/curves.png" in files
+    assert len(files) == 2 * (4 + 4)
 
 
 def test_remedies_are_validated_against_the_baseline():

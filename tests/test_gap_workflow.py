@@ -8,6 +8,7 @@ its seeds in one process, then the summary and the report.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,6 +75,27 @@ def test_gap_outputs_follow_the_contract(gap_run):
     assert f"On test_rus ({stop['n_subjects']} labeled real subjects" in verdict
 
 
+def test_every_gap_job_leaves_a_record_and_the_report_traces_the_study_to_it(gap_run):
+    results = gap_run / "results"
+    prov = results / "provenance" / "gap"
+    arms = {p.name for p in (results / "gap" / "arms").iterdir()}
+    recorded = {p.stem for p in (prov / "gap_arm").glob("*.json")} | {
+        f"loso_{p.stem}" for p in (prov / "gap_loso_arm").glob("*.json")}
+    assert recorded == arms
+    summary = json.loads((prov / "summary.json").read_text())
+    assert summary["rule"] == "gap_summary" and "gap_closure" in summary["outputs"]
+    arm = json.loads((prov / "gap_arm" / "baseline.json").read_text())
+    assert "results/gap/arms/baseline/seed1/model.safetensors" in {
+        Path(p).relative_to(gap_run).as_posix() if Path(p).is_absolute() else p
+        for paths in arm["outputs"].values() for p in paths}
+    # The report's provenance names the job behind the study's tables, and its run state checks their outputs.
+    html = (results / "report" / "report.html").read_text()
+    row = html[html.index("<code>gap/gap_closure.csv</code>"):]
+    row = row[:row.index("</tr>")]
+    assert "no record" not in row and "gap_summary" in row
+    assert 'id="run-state">Run state: <span class="ok">current</span>' in html
+
+
 def test_each_arm_holds_every_seed_and_shared_trainings_are_not_repeated(gap_run):
     results = gap_run / "results"
     arms = results / "gap" / "arms"
@@ -83,7 +105,8 @@ def test_each_arm_holds_every_seed_and_shared_trainings_are_not_repeated(gap_run
     for arm in ("baseline", "remedy_fov_normalise", "remedy_bn_adapt", "curve_0.5"):
         for k in (0, 1):
             seed = arms / arm / f"seed{k}"
-            assert (seed / "model.safetensors").exists() and (seed / "timing.csv").exists()
+            # Exactly the declared training files, copied or trained: nothing undeclared is left behind.
+            assert {p.name for p in seed.iterdir() if p.is_file()} == set(contracts.TRAINING_FILES.values())
             assert {p.name for p in (seed / "eval" / "test_rus").iterdir()} == {
                 "per_subject.csv", "per_image.csv", "summary.json", "confusion.csv"}  # the numbers, no figures
     # The baseline arm's seed 0 is the baseline experiment, copied; bn_adapt is scored on the baseline arm's models.

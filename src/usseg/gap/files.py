@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from usseg.contracts import EVALUATION_FILES, TRAINING_FILES
 
-# The training's model and tables (its trainings also draw curves.png beside them, which the study does not read).
-ARM_TRAINING_FILES = tuple(TRAINING_FILES[name] for name in ("model", "history", "timing"))
+# Every file a training writes (model, tables and curves.png): declared, so that no arm leaves an undeclared
+# file behind, and copied whole where an arm reuses a training.
+ARM_TRAINING_FILES = tuple(TRAINING_FILES.values())
 # The evaluation's numbers (usseg.evaluate with figures=False): its tables and the confusion counts.
 EVAL_FILES = tuple(EVALUATION_FILES[name] for name in ("per_subject", "per_image", "summary", "confusion"))
 

@@ -14,7 +14,8 @@ from usseg.report.formatting import slug
 from usseg.report.inputs import ReportInputError, load_json
 
 # Pipeline order of the rules, for listing provenance records the way the data flowed.
-RULE_ORDER = ("demo_data", "manifest", "decode_masks", "split", "diagnostics", "train", "evaluate")
+RULE_ORDER = ("demo_data", "manifest", "decode_masks", "split", "prepare_arrays", "diagnostics", "train", "evaluate",
+              "gap_loso_folds", "gap_curve_split", "gap_arm", "gap_loso_arm", "gap_domain", "gap_summary")
 
 
 @dataclass
