@@ -153,6 +153,22 @@ def print_scaling(rows: list[dict]) -> None:
             print(f"  {unit}: {intercept:.0f} fixed + {1000 * slope:.0f} per 1,000 images")
 
 
+def print_rules_per_size(rows: list[dict]) -> None:
+    """Per rule, its jobs' CPU seconds in each run of several sizes: which work grows with the data."""
+    if len({r["size"] for r in rows}) < 2:
+        return
+    costs = {f"{r['size']} --cores {r['cores']}": rule_costs(r["workdir"]) for r in rows}
+    last = list(costs.values())[-1]
+    rules = sorted({rule for c in costs.values() for rule in c}, key=lambda rule: -sum(last.get(rule, [0.0])))
+    print("\nPer rule and size, the jobs' CPU s (benchmark files):\n")
+    print("| rule | " + " | ".join(costs) + " |")
+    print("|---|" + "---|" * len(costs))
+    for rule in rules:
+        print(f"| {rule} | " + " | ".join(f"{sum(c.get(rule, [])):.1f}" for c in costs.values()) + " |")
+    print("| all jobs with a benchmark file | " + " | ".join(f"{sum(sum(v) for v in c.values()):.1f}"
+                                                           for c in costs.values()) + " |")
+
+
 def fit_line(x: list[float], y: list[float]) -> tuple[float, float]:
     """(slope, intercept) of the least-squares line through the points."""
     mx, my = sum(x) / len(x), sum(y) / len(y)
@@ -183,6 +199,7 @@ def main() -> None:
                   f"| {r['maxrss']} MB | {r['images']} | {1000 * r['cpu'] / r['images']:.0f} | {r['load']:.1f} |",
                   flush=True)
     print_scaling(rows)
+    print_rules_per_size(rows)
     print_breakdown(rows[-1])
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
