@@ -8,6 +8,11 @@ prints one row per run: wall time, CPU seconds of Snakemake and every job
 from other programs inflates far less than wall time), the largest memory of
 one process, the images in the manifest and the CPU seconds per 1,000 images.
 
+With several sizes it also prints the least-squares cost of 1,000 more images and each rule's CPU per size.
+The demo sizes differ in resolution as well as in images (tiny 64 x 64, small 160 x 160, full 450 x 460):
+usseg trains at the experiments' image_size, so its work follows the image count, while the nnU-Net
+reference plans its network from the source size and grows with the pixels (docs/benchmarks.md).
+
 Then, for the last run, where the CPU went: per rule, the jobs and their CPU
 seconds (Snakemake's benchmark files, results/benchmarks/), and the share the
 jobs' start-up took: each job pays the import of its script's modules (torch,
