@@ -247,10 +247,14 @@ def cpu_share(threads=1):
 # The order in which ready jobs start (Snakemake's `priority:`, higher first; the rest 0). No result
 # depends on it; the wall time does: on a few cores, a job that other work waits for must not queue
 # behind a long independent one (measured in docs/benchmarks.md, "The default run's schedule").
-# First the jobs that make long work ready: the gap study's splits, and the experiments' trainings and
+# First the longest job that cannot be split: the nnU-Net reference, which grows with the images' pixels
+# (23 minutes on one thread on 450 x 460 images, where started behind the arms it ran alone for 13 of them;
+# about a minute on the small demo).
+PRIORITY_LONGEST = 30
+# Then the jobs that make long work ready: the gap study's splits, and the experiments' trainings and
 # evaluations, which the baseline and class-weights arms reuse as their seed 0.
 PRIORITY_UNLOCKS = 20
-# Then the long independent jobs (the gap study's arms, the nnU-Net reference), so that the short jobs
+# Then the long independent jobs (the gap study's arms), so that the short jobs
 # (checks, figures, domain AUCs) fill the gaps beside them instead of leaving one long job alone at the end.
 PRIORITY_LONG = 10
 

@@ -114,7 +114,7 @@ rule nnunet_train_predict:
         f"{LOGS}/nnunet_train_predict.log",
     benchmark:
         f"{BENCH}/nnunet_train_predict.tsv"
-    priority: PRIORITY_LONG
+    priority: PRIORITY_LONGEST
     conda:
         USSEG_ENV
     threads: cpu_share(config["nnunet"]["threads"])
